@@ -1,0 +1,13 @@
+//! Wire types shared by the server, the nodes and the clients.
+//!
+//! Everything here is plain data: no I/O, no crypto. The tenant API types live in
+//! [`api`], the server↔node RPC in [`node_rpc`], identifiers in [`ids`] and the
+//! envelope/erasure parameters every party must agree on in [`params`].
+
+pub mod api;
+pub mod ids;
+pub mod node_rpc;
+pub mod params;
+
+pub use ids::{BlobId, FileId, NodeId};
+pub use params::{EnvelopeParams, ErasureParams};

@@ -1,0 +1,146 @@
+//! Server ↔ node RPC (HTTP + JSON). Nodes call the server under `/v1/node/...` with
+//! the cluster token as Bearer; the server's commands for a node ride on heartbeat
+//! responses so an offline node catches up when it returns.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BlobId, ErasureParams, NodeId};
+
+/// `POST /v1/node/register`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub node_id: NodeId,
+    /// Base URL peers, the CDN and browsers use to reach this node.
+    pub public_url: String,
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// Ed25519 public key (hex) that signs every capability token the node accepts.
+    pub capability_public_key: String,
+    pub heartbeat_interval_secs: u64,
+}
+
+/// `POST /v1/node/heartbeat`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub node_id: NodeId,
+    pub free_bytes: u64,
+    pub used_bytes: u64,
+    /// Commands from earlier heartbeats that the node has carried out.
+    #[serde(default)]
+    pub acked_commands: Vec<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    #[serde(default)]
+    pub commands: Vec<NodeCommand>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCommand {
+    pub id: i64,
+    #[serde(flatten)]
+    pub action: NodeAction,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum NodeAction {
+    /// Remove these blobs; missing ones count as removed.
+    DeleteBlobs { blob_ids: Vec<BlobId> },
+}
+
+/// `POST /v1/node/uploads/{upload_blob_id}/received`: the originator holds the whole
+/// envelope and asks where its shards go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadReceivedRequest {
+    pub node_id: NodeId,
+    pub size: u64,
+}
+
+/// Where every shard of every segment goes. A target on the originator itself is
+/// stored locally.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributionPlan {
+    pub erasure: ErasureParams,
+    pub segments: Vec<SegmentPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentPlan {
+    pub segment: u32,
+    /// One per shard index `0..k+m`, in index order.
+    pub targets: Vec<ShardTarget>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardTarget {
+    pub index: u8,
+    pub node_id: NodeId,
+    pub node_url: String,
+    pub blob_id: BlobId,
+    /// Capability for `PUT {node_url}/v1/shards/{blob_id}`.
+    pub token: String,
+}
+
+/// `POST /v1/node/uploads/{upload_blob_id}/distributed`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributedRequest {
+    pub node_id: NodeId,
+    pub shards: Vec<StoredShard>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredShard {
+    pub segment: u32,
+    pub index: u8,
+    pub blob_id: BlobId,
+    pub node_id: NodeId,
+    pub size: u64,
+    /// BLAKE3 of the shard bytes, hex.
+    pub blake3: String,
+}
+
+/// What a capability token authorises. Signed by the server (Ed25519), checked by
+/// the node named in it; single use (by `jti`) once the operation succeeds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityClaims {
+    pub op: CapabilityOp,
+    pub node_id: NodeId,
+    pub blob_id: BlobId,
+    /// Exact byte count of the body (for `complete`: the whole envelope).
+    pub size: u64,
+    /// Multipart only: 1-based part number and its ciphertext offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Multipart `complete` only: how many parts make the envelope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Unique token id, remembered by the node once used.
+    pub jti: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapabilityOp {
+    /// Whole single upload.
+    Upload,
+    /// One multipart part.
+    Part,
+    /// Multipart completion.
+    Complete,
+    /// A shard pushed by a peer.
+    Shard,
+}
