@@ -2,9 +2,14 @@
 //! shorter). Each segment becomes `k` data shards — contiguous slices of it, the last
 //! zero-padded to the segment's shard length — plus `m` parity shards. Reading with
 //! every data shard present needs no decoding.
+//!
+//! Hot path: the node reads the file straight into `k` data-shard buffers and calls
+//! [`Codec::encode_parity`]; [`Codec::encode_segment`] is the convenience form that
+//! pays one extra copy of the segment.
 
 use std::ops::Range;
 
+use reed_solomon_erasure::galois_8::ReedSolomon;
 use zib_proto::ErasureParams;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -12,9 +17,37 @@ pub enum ErasureError {
     #[error("invalid erasure parameters: {0}")]
     BadParams(String),
     #[error("segment {segment} has only {present} of the {needed} shards needed to rebuild it")]
-    TooFewShards { segment: u32, present: usize, needed: usize },
+    TooFewShards {
+        segment: u32,
+        present: usize,
+        needed: usize,
+    },
     #[error("shard length mismatch: expected {expected}, got {got}")]
     ShardLength { expected: usize, got: usize },
+    #[error("expected {expected} shards (data then parity), got {got}")]
+    ShardCount { expected: usize, got: usize },
+    #[error("segment of {got} bytes; a segment holds 1..={max}")]
+    SegmentLength { max: usize, got: usize },
+}
+
+/// Rejects parameter sets no codec can serve, so a bad config fails at start-up rather
+/// than on the first upload. GF(2^8) allows at most 255 shards per segment (shard
+/// indices must also fit in a `u8`).
+pub fn check_params(params: &ErasureParams) -> Result<(), ErasureError> {
+    let bad = |why: &str| Err(ErasureError::BadParams(format!("{why} (got {params:?})")));
+    if params.data_shards == 0 {
+        return bad("data_shards must be at least 1");
+    }
+    if params.parity_shards == 0 {
+        return bad("parity_shards must be at least 1");
+    }
+    if params.total_shards() > 255 {
+        return bad("data_shards + parity_shards must be at most 255");
+    }
+    if params.shard_size == 0 {
+        return bad("shard_size must be at least 1");
+    }
+    Ok(())
 }
 
 /// Where bytes of a file's ciphertext live among segments and shards.
@@ -35,55 +68,275 @@ pub struct ShardSlice {
     pub file_offset: u64,
 }
 
+/// Layout methods never panic: params that [`check_params`] rejects describe no
+/// segments at all, and segments past the end are empty.
 impl Layout {
     pub fn new(params: ErasureParams, total_len: u64) -> Self {
         Self { params, total_len }
     }
+
+    /// Saturates at `u32::MAX`; no valid upload gets near it.
     pub fn segment_count(&self) -> u32 {
-        todo!()
+        let segment_size = self.segment_size();
+        if segment_size == 0 {
+            return 0;
+        }
+        u32::try_from(self.total_len.div_ceil(segment_size)).unwrap_or(u32::MAX)
     }
+
     /// Ciphertext range of segment `s`.
     pub fn segment_range(&self, segment: u32) -> Range<u64> {
-        todo!()
+        let segment_size = self.segment_size();
+        let start = (u64::from(segment) * segment_size).min(self.total_len);
+        let end = start.saturating_add(segment_size).min(self.total_len);
+        start..end
     }
+
     /// Length of every shard (data and parity) of segment `s`.
     pub fn shard_len(&self, segment: u32) -> u64 {
-        todo!()
+        let range = self.segment_range(segment);
+        match self.params.data_shards {
+            0 => 0,
+            k => (range.end - range.start).div_ceil(u64::from(k)),
+        }
     }
-    /// The data-shard pieces that hold ciphertext `range`, in file order.
+
+    /// The data-shard pieces that hold ciphertext `range`, in file order. Bytes past
+    /// `total_len` are not stored anywhere, so the range is clipped to the file.
     pub fn covering(&self, range: Range<u64>) -> Vec<ShardSlice> {
-        todo!()
+        let end = range.end.min(self.total_len);
+        let segment_size = self.segment_size();
+        let mut slices = Vec::new();
+        if segment_size == 0 {
+            return slices;
+        }
+        let mut pos = range.start;
+        while pos < end {
+            let Ok(segment) = u32::try_from(pos / segment_size) else {
+                break;
+            };
+            let segment_start = u64::from(segment) * segment_size;
+            let shard_len = self.shard_len(segment);
+            let index = (pos - segment_start) / shard_len;
+            let Ok(index_u8) = u8::try_from(index) else {
+                break;
+            };
+            // For every segment but the last shard_len == shard_size, so a shard never
+            // reaches past its segment; in the last one `end <= total_len` clips it.
+            let shard_start = segment_start + index * shard_len;
+            let piece_end = (shard_start + shard_len).min(end);
+            slices.push(ShardSlice {
+                segment,
+                index: index_u8,
+                range: (pos - shard_start)..(piece_end - shard_start),
+                file_offset: pos,
+            });
+            pos = piece_end;
+        }
+        slices
+    }
+
+    fn segment_size(&self) -> u64 {
+        if self.params.shard_size == 0 {
+            0
+        } else {
+            self.params.segment_size()
+        }
     }
 }
 
-/// Reed-Solomon over one parameter set.
+/// Reed-Solomon over one parameter set. Cheap to share (`&Codec` across threads); it
+/// caches decode matrices for recent loss patterns.
 pub struct Codec {
-    _private: (),
+    params: ErasureParams,
+    rs: ReedSolomon,
 }
 
 impl Codec {
     pub fn new(params: ErasureParams) -> Result<Self, ErasureError> {
-        todo!()
+        check_params(&params)?;
+        let rs = ReedSolomon::new(
+            usize::from(params.data_shards),
+            usize::from(params.parity_shards),
+        )
+        .map_err(|e| ErasureError::BadParams(e.to_string()))?;
+        Ok(Self { params, rs })
     }
+
+    pub fn params(&self) -> ErasureParams {
+        self.params
+    }
+
+    fn data_shards(&self) -> usize {
+        usize::from(self.params.data_shards)
+    }
+
+    fn total_shards(&self) -> usize {
+        self.params.total_shards()
+    }
+
     /// Cuts one segment into `k + m` shards of equal length (data, then parity).
+    /// Costs one copy of the segment on top of [`Codec::encode_parity`].
     pub fn encode_segment(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ErasureError> {
-        todo!()
+        let max = usize::try_from(self.params.segment_size()).unwrap_or(usize::MAX);
+        if segment.is_empty() || segment.len() > max {
+            return Err(ErasureError::SegmentLength {
+                max,
+                got: segment.len(),
+            });
+        }
+        let shard_len = segment.len().div_ceil(self.data_shards());
+        let mut shards = Vec::with_capacity(self.total_shards());
+        for index in 0..self.data_shards() {
+            let start = (index * shard_len).min(segment.len());
+            let end = (start + shard_len).min(segment.len());
+            let mut shard = Vec::with_capacity(shard_len);
+            shard.extend_from_slice(&segment[start..end]);
+            shard.resize(shard_len, 0);
+            shards.push(shard);
+        }
+        shards.resize_with(self.total_shards(), Vec::new);
+        self.encode_parity(&mut shards)?;
+        Ok(shards)
     }
+
     /// Fills parity shards in place; `shards[..k]` hold data, all of one length.
+    /// Parity buffers are resized to that length, so they may be passed empty.
     pub fn encode_parity(&self, shards: &mut [Vec<u8>]) -> Result<(), ErasureError> {
-        todo!()
+        self.check_count(shards.len())?;
+        let (data, parity) = shards.split_at_mut(self.data_shards());
+        let shard_len = data[0].len();
+        if shard_len == 0 {
+            return Err(ErasureError::ShardLength {
+                expected: 1,
+                got: 0,
+            });
+        }
+        if let Some(bad) = data.iter().find(|shard| shard.len() != shard_len) {
+            return Err(ErasureError::ShardLength {
+                expected: shard_len,
+                got: bad.len(),
+            });
+        }
+        for shard in parity.iter_mut() {
+            shard.resize(shard_len, 0);
+        }
+        self.rs
+            .encode_sep(data, parity)
+            .map_err(|e| map_rs_error(e, 0, 0, self.data_shards()))
     }
+
     /// Rebuilds missing shards in place (`None` = missing) from any `k` present.
-    pub fn reconstruct(&self, segment: u32, shards: &mut [Option<Vec<u8>>]) -> Result<(), ErasureError> {
-        todo!()
+    pub fn reconstruct(
+        &self,
+        segment: u32,
+        shards: &mut [Option<Vec<u8>>],
+    ) -> Result<(), ErasureError> {
+        self.check_count(shards.len())?;
+        let expected = match shards.iter().flatten().next() {
+            Some(first) => first.len(),
+            None => 0,
+        };
+        let present = self.check_present(segment, shards, expected)?;
+        self.rs
+            .reconstruct(shards)
+            .map_err(|e| map_rs_error(e, segment, present, self.data_shards()))
     }
+
     /// Rebuilds only the data shards and returns the segment's `segment_len` bytes.
+    /// Present shards must be `ceil(segment_len / k)` long, as [`Layout::shard_len`]
+    /// gives. With every data shard present nothing is decoded.
     pub fn reconstruct_segment(
         &self,
         segment: u32,
         shards: &mut [Option<Vec<u8>>],
         segment_len: usize,
     ) -> Result<Vec<u8>, ErasureError> {
-        todo!()
+        self.check_count(shards.len())?;
+        let max = usize::try_from(self.params.segment_size()).unwrap_or(usize::MAX);
+        if segment_len == 0 || segment_len > max {
+            return Err(ErasureError::SegmentLength {
+                max,
+                got: segment_len,
+            });
+        }
+        let k = self.data_shards();
+        let shard_len = segment_len.div_ceil(k);
+        let present = self.check_present(segment, shards, shard_len)?;
+        if shards[..k].iter().any(Option::is_none) {
+            self.rs
+                .reconstruct_data(shards)
+                .map_err(|e| map_rs_error(e, segment, present, k))?;
+        }
+        let mut out = Vec::with_capacity(segment_len);
+        for shard in shards[..k].iter().flatten() {
+            let take = (segment_len - out.len()).min(shard.len());
+            out.extend_from_slice(&shard[..take]);
+        }
+        if out.len() != segment_len {
+            // Unreachable after the checks above; kept so a library surprise is an
+            // error, not corrupt bytes.
+            return Err(ErasureError::TooFewShards {
+                segment,
+                present,
+                needed: k,
+            });
+        }
+        Ok(out)
+    }
+
+    fn check_count(&self, got: usize) -> Result<(), ErasureError> {
+        if got != self.total_shards() {
+            return Err(ErasureError::ShardCount {
+                expected: self.total_shards(),
+                got,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts present shards and checks they all have `expected` (non-zero) bytes.
+    fn check_present(
+        &self,
+        segment: u32,
+        shards: &[Option<Vec<u8>>],
+        expected: usize,
+    ) -> Result<usize, ErasureError> {
+        let mut present = 0;
+        for shard in shards.iter().flatten() {
+            if shard.len() != expected || shard.is_empty() {
+                return Err(ErasureError::ShardLength {
+                    expected: expected.max(1),
+                    got: shard.len(),
+                });
+            }
+            present += 1;
+        }
+        if present < self.data_shards() {
+            return Err(ErasureError::TooFewShards {
+                segment,
+                present,
+                needed: self.data_shards(),
+            });
+        }
+        Ok(present)
+    }
+}
+
+/// Our own checks run first, so these only fire if the library's rules drift.
+fn map_rs_error(
+    err: reed_solomon_erasure::Error,
+    segment: u32,
+    present: usize,
+    needed: usize,
+) -> ErasureError {
+    use reed_solomon_erasure::Error as Rs;
+    match err {
+        Rs::TooFewShardsPresent => ErasureError::TooFewShards {
+            segment,
+            present,
+            needed,
+        },
+        other => ErasureError::BadParams(other.to_string()),
     }
 }
