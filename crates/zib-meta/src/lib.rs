@@ -3,8 +3,17 @@
 //! touching them. Times are unix milliseconds (`i64`).
 
 use std::path::Path;
+use std::time::Duration;
 
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use zib_proto::{BlobId, FileId, NodeId};
+
+mod convert;
+mod files;
+mod nodes;
+mod tenants;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -14,7 +23,9 @@ pub enum MetaError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("metadata store holds an invalid value in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
-    #[error("{0} already exists")]
+    /// A uniqueness or state rule refused the change; the text says which
+    /// (e.g. "tenant access key already exists", "file is not awaiting distribution").
+    #[error("{0}")]
     Conflict(&'static str),
 }
 
@@ -173,123 +184,48 @@ pub struct DeletedFile {
 /// A connection pool to the metadata store.
 #[derive(Clone)]
 pub struct Store {
-    _private: (),
+    pool: SqlitePool,
 }
+
+/// SQLite allows one writer at a time; a few connections serve concurrent readers
+/// while writers queue on the busy timeout.
+const MAX_CONNECTIONS: u32 = 4;
+/// Long enough to ride out another connection's write transaction, short enough
+/// that a stuck writer surfaces as an error rather than a hung request.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl Store {
     /// Opens (creating if needed) a SQLite store in WAL mode and runs migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
-        todo!()
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        tracing::debug!(path = %path.display(), "metadata store open");
+        Ok(Store { pool })
     }
 
-    // --- tenants -------------------------------------------------------------
+    /// Starts a transaction that holds the write lock from its first statement, so a
+    /// read-then-write transaction cannot fail on a snapshot another writer moved.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
 
-    pub async fn create_tenant(&self, name: &str, access_key: &str, secret_hash: &str) -> Result<Tenant> {
-        todo!()
-    }
-    pub async fn tenant_by_access_key(&self, access_key: &str) -> Result<Option<Tenant>> {
-        todo!()
-    }
-    pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        todo!()
-    }
-
-    // --- buckets -------------------------------------------------------------
-
-    /// Returns the tenant's bucket, creating it on first use.
-    pub async fn ensure_bucket(&self, tenant_id: &str, name: &str) -> Result<Bucket> {
-        todo!()
-    }
-    pub async fn bucket(&self, tenant_id: &str, name: &str) -> Result<Option<Bucket>> {
-        todo!()
-    }
-    pub async fn list_bucket_stats(&self, tenant_id: &str) -> Result<Vec<BucketStats>> {
-        todo!()
-    }
-
-    // --- files ---------------------------------------------------------------
-
-    /// Inserts a new file in phase `pending`. `bucket` and `created_at` of the row
-    /// are taken as given.
-    pub async fn insert_file(&self, file: &FileRow) -> Result<()> {
-        todo!()
-    }
-    /// Any tenant's file: for the CDN, whose URL is the capability.
-    pub async fn file(&self, file_id: FileId) -> Result<Option<FileRow>> {
-        todo!()
-    }
-    /// The tenant's file, or `None` for a missing id and another tenant's id alike.
-    pub async fn file_for_tenant(&self, tenant_id: &str, file_id: FileId) -> Result<Option<FileRow>> {
-        todo!()
-    }
-    pub async fn file_by_upload_blob(&self, blob_id: BlobId) -> Result<Option<FileRow>> {
-        todo!()
-    }
-    /// Moves `pending` → `uploading`; false if the file was in another phase.
-    pub async fn mark_uploading(&self, file_id: FileId) -> Result<bool> {
-        todo!()
-    }
-    /// Sets `failed` with a reason.
-    pub async fn mark_failed(&self, file_id: FileId, reason: &str) -> Result<()> {
-        todo!()
-    }
-    /// In one transaction: records every shard, moves the file to `distributed`, and
-    /// points (bucket, key) at it. A file previously current for that key becomes
-    /// `cancelled` with `cancelled_reason = supersede_reason`; its id is returned.
-    pub async fn complete_distribution(
-        &self,
-        file_id: FileId,
-        shards: &[ShardRow],
-        now: i64,
-        supersede_reason: &str,
-    ) -> Result<Option<FileId>> {
-        todo!()
-    }
-    pub async fn shards_for_file(&self, file_id: FileId) -> Result<Vec<ShardRow>> {
-        todo!()
-    }
-    /// Current objects of a bucket whose key starts with `prefix`, by key.
-    pub async fn list_objects(&self, tenant_id: &str, bucket: &str, prefix: &str) -> Result<Vec<ObjectRow>> {
-        todo!()
-    }
-    /// The current file of (bucket, key) for this tenant.
-    pub async fn object(&self, tenant_id: &str, bucket: &str, key: &str) -> Result<Option<FileRow>> {
-        todo!()
-    }
-    /// Deletes the tenant's file, its shard rows and its object pointer (if current)
-    /// in one transaction, and queues a `delete_blobs` command for every holder.
-    /// `None` for a missing id and another tenant's id alike.
-    pub async fn delete_file(&self, tenant_id: &str, file_id: FileId, now: i64) -> Result<Option<DeletedFile>> {
-        todo!()
-    }
-
-    // --- nodes ---------------------------------------------------------------
-
-    /// Inserts or refreshes a node (registration counts as a heartbeat).
-    pub async fn upsert_node(&self, node: &NodeRow) -> Result<()> {
-        todo!()
-    }
-    /// Records a heartbeat; false if the node is unknown (it must register).
-    pub async fn heartbeat(&self, node_id: &NodeId, free_bytes: u64, used_bytes: u64, now: i64) -> Result<bool> {
-        todo!()
-    }
-    pub async fn node(&self, node_id: &NodeId) -> Result<Option<NodeRow>> {
-        todo!()
-    }
-    pub async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
-        todo!()
-    }
-
-    // --- node commands -------------------------------------------------------
-
-    pub async fn enqueue_command(&self, node_id: &NodeId, action: &serde_json::Value, now: i64) -> Result<i64> {
-        todo!()
-    }
-    /// Commands not yet acknowledged, oldest first.
-    pub async fn pending_commands(&self, node_id: &NodeId) -> Result<Vec<CommandRow>> {
-        todo!()
-    }
-    pub async fn ack_commands(&self, node_id: &NodeId, ids: &[i64], now: i64) -> Result<()> {
-        todo!()
-    }
+/// Wall-clock unix milliseconds, for the few calls whose signature carries no `now`.
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -1,0 +1,371 @@
+//! Files, their shards and the object pointers that make one file current per key.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+use zib_proto::node_rpc::NodeAction;
+use zib_proto::{BlobId, FileId, NodeId};
+
+use crate::convert::{
+    conflict_on_unique, file_from_row, file_select, parse, shard_from_row, to_db,
+};
+use crate::{DeletedFile, FilePhase, FileRow, MetaError, ObjectRow, Result, ShardRow, Store};
+
+impl Store {
+    /// Inserts a new file in phase `pending`. `bucket` and `created_at` of the row
+    /// are taken as given.
+    ///
+    /// The row's `phase`, `cancelled_reason` and `distributed_at` are ignored: a new
+    /// file always starts pending. A reused `file_id` or `upload_blob_id` is a
+    /// [`MetaError::Conflict`].
+    pub async fn insert_file(&self, file: &FileRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO files (file_id, tenant_id, bucket_id, object_key, size, \
+                 ciphertext_size, content_type, phase, wrapped_dek, chunk_size, \
+                 nonce_prefix, data_shards, parity_shards, shard_size, originator, \
+                 upload_blob_id, part_count, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18, $19)",
+        )
+        .bind(file.file_id.to_string())
+        .bind(&file.tenant_id)
+        .bind(file.bucket_id)
+        .bind(&file.object_key)
+        .bind(to_db(file.size, "size")?)
+        .bind(to_db(file.ciphertext_size, "ciphertext_size")?)
+        .bind(&file.content_type)
+        .bind(FilePhase::Pending.as_str())
+        .bind(&file.wrapped_dek)
+        .bind(i64::from(file.chunk_size))
+        .bind(&file.nonce_prefix)
+        .bind(i64::from(file.data_shards))
+        .bind(i64::from(file.parity_shards))
+        .bind(i64::from(file.shard_size))
+        .bind(file.originator.as_str())
+        .bind(file.upload_blob_id.to_string())
+        .bind(i64::from(file.part_count))
+        .bind(file.expires_at)
+        .bind(file.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_on_unique(e, "file id or upload blob id already exists"))?;
+        Ok(())
+    }
+
+    /// Any tenant's file: for the CDN, whose URL is the capability.
+    pub async fn file(&self, file_id: FileId) -> Result<Option<FileRow>> {
+        sqlx::query(concat!(file_select!(), " WHERE f.file_id = $1"))
+            .bind(file_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(file_from_row)
+            .transpose()
+    }
+
+    /// The tenant's file, or `None` for a missing id and another tenant's id alike.
+    pub async fn file_for_tenant(
+        &self,
+        tenant_id: &str,
+        file_id: FileId,
+    ) -> Result<Option<FileRow>> {
+        sqlx::query(concat!(
+            file_select!(),
+            " WHERE f.file_id = $1 AND f.tenant_id = $2"
+        ))
+        .bind(file_id.to_string())
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(file_from_row)
+        .transpose()
+    }
+
+    pub async fn file_by_upload_blob(&self, blob_id: BlobId) -> Result<Option<FileRow>> {
+        sqlx::query(concat!(file_select!(), " WHERE f.upload_blob_id = $1"))
+            .bind(blob_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(file_from_row)
+            .transpose()
+    }
+
+    /// Moves `pending` → `uploading`; false if the file was in another phase.
+    pub async fn mark_uploading(&self, file_id: FileId) -> Result<bool> {
+        let done = sqlx::query("UPDATE files SET phase = $1 WHERE file_id = $2 AND phase = $3")
+            .bind(FilePhase::Uploading.as_str())
+            .bind(file_id.to_string())
+            .bind(FilePhase::Pending.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Sets `failed` with a reason (kept in `cancelled_reason`). A missing file is
+    /// not an error: there is nothing left to fail.
+    pub async fn mark_failed(&self, file_id: FileId, reason: &str) -> Result<()> {
+        sqlx::query("UPDATE files SET phase = $1, cancelled_reason = $2 WHERE file_id = $3")
+            .bind(FilePhase::Failed.as_str())
+            .bind(reason)
+            .bind(file_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// In one transaction: records every shard, moves the file to `distributed`, and
+    /// points (bucket, key) at it. A file previously current for that key becomes
+    /// `cancelled` with `cancelled_reason = supersede_reason`; its id is returned.
+    ///
+    /// Shards are recorded under `file_id` whatever their own `file_id` says. A file
+    /// that is missing or not `pending`/`uploading` is a [`MetaError::Conflict`] and
+    /// nothing changes. When two uploads of one key finish, the later one wins.
+    pub async fn complete_distribution(
+        &self,
+        file_id: FileId,
+        shards: &[ShardRow],
+        now: i64,
+        supersede_reason: &str,
+    ) -> Result<Option<FileId>> {
+        let file_text = file_id.to_string();
+        let mut tx = self.begin_write().await?;
+
+        let target = sqlx::query(
+            "UPDATE files SET phase = $1, distributed_at = $2 \
+             WHERE file_id = $3 AND phase IN ($4, $5) \
+             RETURNING bucket_id, object_key",
+        )
+        .bind(FilePhase::Distributed.as_str())
+        .bind(now)
+        .bind(&file_text)
+        .bind(FilePhase::Pending.as_str())
+        .bind(FilePhase::Uploading.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(target) = target else {
+            return Err(MetaError::Conflict("file is not awaiting distribution"));
+        };
+        let bucket_id: i64 = target.try_get("bucket_id")?;
+        let object_key: String = target.try_get("object_key")?;
+
+        for shard in shards {
+            sqlx::query(
+                "INSERT INTO shards (file_id, segment, shard_index, node_id, blob_id, size, \
+                     blake3, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&file_text)
+            .bind(i64::from(shard.segment))
+            .bind(i64::from(shard.index))
+            .bind(shard.node_id.as_str())
+            .bind(shard.blob_id.to_string())
+            .bind(to_db(shard.size, "shards.size")?)
+            .bind(&shard.blake3)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_on_unique(e, "shard or shard blob id already exists"))?;
+        }
+
+        let previous: Option<String> = sqlx::query_scalar(
+            "SELECT file_id FROM objects WHERE bucket_id = $1 AND object_key = $2",
+        )
+        .bind(bucket_id)
+        .bind(&object_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let superseded = match previous {
+            Some(text) if text != file_text => Some(parse::<FileId>(&text, "objects.file_id")?),
+            _ => None,
+        };
+        if let Some(old) = superseded {
+            sqlx::query("UPDATE files SET phase = $1, cancelled_reason = $2 WHERE file_id = $3")
+                .bind(FilePhase::Cancelled.as_str())
+                .bind(supersede_reason)
+                .bind(old.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        sqlx::query(
+            "INSERT INTO objects (bucket_id, object_key, file_id, updated_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (bucket_id, object_key) \
+             DO UPDATE SET file_id = excluded.file_id, updated_at = excluded.updated_at",
+        )
+        .bind(bucket_id)
+        .bind(&object_key)
+        .bind(&file_text)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+
+        tx.commit().await?;
+        Ok(superseded)
+    }
+
+    /// By segment, then shard index.
+    pub async fn shards_for_file(&self, file_id: FileId) -> Result<Vec<ShardRow>> {
+        sqlx::query(
+            "SELECT file_id, segment, shard_index, node_id, blob_id, size, blake3 \
+             FROM shards WHERE file_id = $1 ORDER BY segment, shard_index",
+        )
+        .bind(file_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(shard_from_row)
+        .collect()
+    }
+
+    /// Current objects of a bucket whose key starts with `prefix`, by key.
+    ///
+    /// Only readable (distributed or safe) files are listed. Keys compare by bytes,
+    /// as S3 orders them; the prefix test is exact (no LIKE wildcards, no case folding).
+    pub async fn list_objects(
+        &self,
+        tenant_id: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<ObjectRow>> {
+        // `>=` lets the (bucket_id, object_key) key seek to the prefix; substr makes
+        // the match exact.
+        let rows = sqlx::query(concat!(
+            file_select!(),
+            " JOIN objects o ON o.file_id = f.file_id AND o.bucket_id = f.bucket_id \
+             WHERE b.tenant_id = $1 AND b.name = $2 \
+               AND o.object_key >= $3 AND substr(o.object_key, 1, length($3)) = $3 \
+               AND f.phase IN ('distributed', 'safe') \
+             ORDER BY o.object_key"
+        ))
+        .bind(tenant_id)
+        .bind(bucket)
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let file = file_from_row(row)?;
+                Ok(ObjectRow {
+                    key: file.object_key.clone(),
+                    file,
+                })
+            })
+            .collect()
+    }
+
+    /// The current file of (bucket, key) for this tenant.
+    ///
+    /// Returned whatever its phase (a current file may since have failed), so the
+    /// caller can tell "gone" from "broken"; check [`FilePhase::is_readable`].
+    pub async fn object(
+        &self,
+        tenant_id: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<FileRow>> {
+        sqlx::query(concat!(
+            file_select!(),
+            " JOIN objects o ON o.file_id = f.file_id AND o.bucket_id = f.bucket_id \
+             WHERE b.tenant_id = $1 AND b.name = $2 AND o.object_key = $3"
+        ))
+        .bind(tenant_id)
+        .bind(bucket)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(file_from_row)
+        .transpose()
+    }
+
+    /// Deletes the tenant's file, its shard rows and its object pointer (if current)
+    /// in one transaction, and queues a `delete_blobs` command for every holder.
+    /// `None` for a missing id and another tenant's id alike.
+    pub async fn delete_file(
+        &self,
+        tenant_id: &str,
+        file_id: FileId,
+        now: i64,
+    ) -> Result<Option<DeletedFile>> {
+        let file_text = file_id.to_string();
+        let mut tx = self.begin_write().await?;
+
+        let file = sqlx::query(concat!(
+            file_select!(),
+            " WHERE f.file_id = $1 AND f.tenant_id = $2"
+        ))
+        .bind(&file_text)
+        .bind(tenant_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(file) = file.as_ref().map(file_from_row).transpose()? else {
+            return Ok(None);
+        };
+
+        let shards = sqlx::query(
+            "SELECT file_id, segment, shard_index, node_id, blob_id, size, blake3 \
+             FROM shards WHERE file_id = $1 ORDER BY segment, shard_index",
+        )
+        .bind(&file_text)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(shard_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        let mut blobs: Vec<(NodeId, BlobId)> = shards
+            .into_iter()
+            .map(|shard| (shard.node_id, shard.blob_id))
+            .collect();
+        blobs.push((file.originator.clone(), file.upload_blob_id));
+
+        let shard_rows = sqlx::query("DELETE FROM shards WHERE file_id = $1")
+            .bind(&file_text)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "DELETE FROM objects WHERE bucket_id = $1 AND object_key = $2 AND file_id = $3",
+        )
+        .bind(file.bucket_id)
+        .bind(&file.object_key)
+        .bind(&file_text)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM files WHERE file_id = $1")
+            .bind(&file_text)
+            .execute(&mut *tx)
+            .await?;
+
+        let mut by_holder: BTreeMap<&NodeId, Vec<BlobId>> = BTreeMap::new();
+        for (node, blob) in &blobs {
+            by_holder.entry(node).or_default().push(*blob);
+        }
+        for (node, blob_ids) in by_holder {
+            let action =
+                serde_json::to_string(&NodeAction::DeleteBlobs { blob_ids }).map_err(|e| {
+                    MetaError::Corrupt {
+                        what: "node_commands.action",
+                        detail: e.to_string(),
+                    }
+                })?;
+            sqlx::query(
+                "INSERT INTO node_commands (node_id, action, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(node.as_str())
+            .bind(action)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        tx.commit().await?;
+        Ok(Some(DeletedFile {
+            file,
+            blobs,
+            shard_rows,
+        }))
+    }
+}
