@@ -12,7 +12,7 @@ use std::ops::Range;
 use reed_solomon_erasure::galois_8::ReedSolomon;
 use zib_proto::ErasureParams;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ErasureError {
     #[error("invalid erasure parameters: {0}")]
     BadParams(String),
@@ -338,5 +338,267 @@ fn map_rs_error(
             needed,
         },
         other => ErasureError::BadParams(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(k: u8, m: u8, shard_size: u32) -> ErasureParams {
+        ErasureParams {
+            data_shards: k,
+            parity_shards: m,
+            shard_size,
+        }
+    }
+
+    fn bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 + 7) as u8).collect()
+    }
+
+    #[test]
+    fn rejects_bad_params() {
+        for bad in [
+            params(0, 2, 16),
+            params(4, 0, 16),
+            params(4, 2, 0),
+            params(200, 56, 16),
+        ] {
+            assert!(matches!(Codec::new(bad), Err(ErasureError::BadParams(_))));
+        }
+        assert!(Codec::new(params(200, 55, 1)).is_ok());
+    }
+
+    #[test]
+    fn layout_of_a_short_last_segment() {
+        // 4+2 with 10-byte shards: segments of 40 bytes; 95 bytes = 40 + 40 + 15.
+        let layout = Layout::new(params(4, 2, 10), 95);
+        assert_eq!(layout.segment_count(), 3);
+        assert_eq!(layout.segment_range(0), 0..40);
+        assert_eq!(layout.segment_range(2), 80..95);
+        assert_eq!(layout.shard_len(1), 10);
+        assert_eq!(layout.shard_len(2), 4);
+        // Past the end: empty, no panic.
+        assert_eq!(layout.segment_range(7), 95..95);
+        assert_eq!(layout.shard_len(7), 0);
+    }
+
+    #[test]
+    fn empty_file_has_no_segments() {
+        let layout = Layout::new(params(4, 2, 10), 0);
+        assert_eq!(layout.segment_count(), 0);
+        assert!(layout.covering(0..10).is_empty());
+    }
+
+    #[test]
+    fn invalid_layout_params_do_not_panic() {
+        for bad in [params(0, 2, 10), params(4, 2, 0)] {
+            let layout = Layout::new(bad, 100);
+            assert_eq!(layout.segment_count(), 0);
+            assert_eq!(layout.shard_len(0), 0);
+            assert!(layout.covering(0..100).is_empty());
+        }
+    }
+
+    #[test]
+    fn covering_crosses_shards_and_segments() {
+        let layout = Layout::new(params(4, 2, 10), 95);
+        let slices = layout.covering(35..87);
+        let expected = vec![
+            ShardSlice {
+                segment: 0,
+                index: 3,
+                range: 5..10,
+                file_offset: 35,
+            },
+            ShardSlice {
+                segment: 1,
+                index: 0,
+                range: 0..10,
+                file_offset: 40,
+            },
+            ShardSlice {
+                segment: 1,
+                index: 1,
+                range: 0..10,
+                file_offset: 50,
+            },
+            ShardSlice {
+                segment: 1,
+                index: 2,
+                range: 0..10,
+                file_offset: 60,
+            },
+            ShardSlice {
+                segment: 1,
+                index: 3,
+                range: 0..10,
+                file_offset: 70,
+            },
+            ShardSlice {
+                segment: 2,
+                index: 0,
+                range: 0..4,
+                file_offset: 80,
+            },
+            ShardSlice {
+                segment: 2,
+                index: 1,
+                range: 0..3,
+                file_offset: 84,
+            },
+        ];
+        assert_eq!(slices, expected);
+        assert!(layout.covering(50..50).is_empty());
+        assert!(layout.covering(60..40).is_empty());
+        // Clipped to the file.
+        assert_eq!(
+            layout.covering(93..200),
+            vec![ShardSlice {
+                segment: 2,
+                index: 3,
+                range: 1..3,
+                file_offset: 93
+            }]
+        );
+    }
+
+    #[test]
+    fn encode_pads_the_last_data_shard() {
+        let codec = Codec::new(params(4, 2, 10)).unwrap();
+        let segment = bytes(15);
+        let shards = codec.encode_segment(&segment).unwrap();
+        assert_eq!(shards.len(), 6);
+        assert!(shards.iter().all(|s| s.len() == 4));
+        assert_eq!(shards[3], vec![segment[12], segment[13], segment[14], 0]);
+        assert_eq!(shards[0], segment[..4]);
+    }
+
+    #[test]
+    fn encode_segment_rejects_bad_lengths() {
+        let codec = Codec::new(params(4, 2, 10)).unwrap();
+        assert_eq!(
+            codec.encode_segment(&[]),
+            Err(ErasureError::SegmentLength { max: 40, got: 0 })
+        );
+        assert_eq!(
+            codec.encode_segment(&bytes(41)),
+            Err(ErasureError::SegmentLength { max: 40, got: 41 })
+        );
+    }
+
+    #[test]
+    fn encode_parity_fills_empty_parity_buffers() {
+        let codec = Codec::new(params(4, 2, 10)).unwrap();
+        let segment = bytes(40);
+        let expected = codec.encode_segment(&segment).unwrap();
+        let mut shards: Vec<Vec<u8>> = segment.chunks(10).map(<[u8]>::to_vec).collect();
+        shards.extend([Vec::new(), Vec::new()]);
+        codec.encode_parity(&mut shards).unwrap();
+        assert_eq!(shards, expected);
+    }
+
+    #[test]
+    fn encode_parity_rejects_ragged_or_miscounted_shards() {
+        let codec = Codec::new(params(2, 1, 10)).unwrap();
+        let mut ragged = vec![vec![1; 10], vec![2; 9], vec![]];
+        assert_eq!(
+            codec.encode_parity(&mut ragged),
+            Err(ErasureError::ShardLength {
+                expected: 10,
+                got: 9
+            })
+        );
+        let mut short = vec![vec![1; 10], vec![2; 10]];
+        assert_eq!(
+            codec.encode_parity(&mut short),
+            Err(ErasureError::ShardCount {
+                expected: 3,
+                got: 2
+            })
+        );
+        let mut empty = vec![vec![], vec![], vec![]];
+        assert!(matches!(
+            codec.encode_parity(&mut empty),
+            Err(ErasureError::ShardLength { .. })
+        ));
+    }
+
+    #[test]
+    fn reconstruct_rebuilds_data_and_parity() {
+        let codec = Codec::new(params(4, 2, 10)).unwrap();
+        let original = codec.encode_segment(&bytes(40)).unwrap();
+        let mut shards: Vec<Option<Vec<u8>>> = original.iter().cloned().map(Some).collect();
+        shards[1] = None;
+        shards[5] = None;
+        codec.reconstruct(3, &mut shards).unwrap();
+        let rebuilt: Vec<Vec<u8>> = shards.into_iter().map(Option::unwrap).collect();
+        assert_eq!(rebuilt, original);
+    }
+
+    #[test]
+    fn reconstruct_segment_trims_padding() {
+        let codec = Codec::new(params(4, 2, 10)).unwrap();
+        let segment = bytes(15);
+        let encoded = codec.encode_segment(&segment).unwrap();
+        let mut shards: Vec<Option<Vec<u8>>> = encoded.into_iter().map(Some).collect();
+        shards[0] = None;
+        shards[3] = None;
+        assert_eq!(
+            codec.reconstruct_segment(2, &mut shards, 15).unwrap(),
+            segment
+        );
+        // Only data was rebuilt.
+        assert!(shards[..4].iter().all(Option::is_some));
+    }
+
+    #[test]
+    fn too_few_shards_is_an_error() {
+        let codec = Codec::new(params(4, 2, 10)).unwrap();
+        let encoded = codec.encode_segment(&bytes(40)).unwrap();
+        let mut shards: Vec<Option<Vec<u8>>> = encoded.into_iter().map(Some).collect();
+        shards[0] = None;
+        shards[2] = None;
+        shards[4] = None;
+        let err = ErasureError::TooFewShards {
+            segment: 9,
+            present: 3,
+            needed: 4,
+        };
+        assert_eq!(codec.reconstruct(9, &mut shards.clone()), Err(err.clone()));
+        assert_eq!(codec.reconstruct_segment(9, &mut shards, 40), Err(err));
+    }
+
+    #[test]
+    fn mismatched_shard_lengths_are_an_error() {
+        let codec = Codec::new(params(4, 2, 10)).unwrap();
+        let encoded = codec.encode_segment(&bytes(40)).unwrap();
+        let mut shards: Vec<Option<Vec<u8>>> = encoded.into_iter().map(Some).collect();
+        shards[0] = None;
+        shards[5].as_mut().unwrap().pop();
+        assert_eq!(
+            codec.reconstruct(0, &mut shards.clone()),
+            Err(ErasureError::ShardLength {
+                expected: 10,
+                got: 9
+            })
+        );
+        // reconstruct_segment checks against the length the segment implies.
+        shards[5] = None;
+        assert_eq!(
+            codec.reconstruct_segment(0, &mut shards, 30),
+            Err(ErasureError::ShardLength {
+                expected: 8,
+                got: 10
+            })
+        );
+        assert_eq!(
+            codec.reconstruct(0, &mut vec![None; 5]),
+            Err(ErasureError::ShardCount {
+                expected: 6,
+                got: 5
+            })
+        );
     }
 }
