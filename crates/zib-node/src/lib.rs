@@ -1,1 +1,236 @@
-//! placeholder
+//! A ZiB storage node: keeps ciphertext under opaque blob ids on local disk, accepts
+//! one-time uploads authorised by server-signed capability tokens, erasure-codes what
+//! it receives and pushes the shards to the peers the server names, serves shards to
+//! the CDN and peers, and heartbeats to the server to pick up commands.
+//!
+//! The `zib` binary and the integration tests start it with [`start`].
+
+mod control;
+mod distribute;
+mod error;
+mod http;
+mod intake;
+mod rpc;
+mod shards;
+mod state;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zib_proto::NodeId;
+
+pub use error::NodeError;
+pub use rpc::RpcError;
+
+use crate::state::NodeState;
+use crate::store::BlobStore;
+
+/// How long `start` waits for the first registration before leaving it to the
+/// background loop: the server may live on another host that is not up yet.
+const FIRST_REGISTRATION_WAIT: Duration = Duration::from_secs(3);
+/// `stop` lets in-flight requests finish, but not forever.
+const GRACEFUL_STOP_LIMIT: Duration = Duration::from_secs(30);
+
+pub struct NodeConfig {
+    /// `None`: read from `{data_dir}/node.json`, or generate one and persist it there.
+    pub node_id: Option<NodeId>,
+    pub data_dir: PathBuf,
+    /// `None`: `http://{bound local addr}`.
+    pub public_url: Option<String>,
+    /// e.g. `http://127.0.0.1:7070`.
+    pub server_url: String,
+    /// Bearer for `/v1/node/*` on the server and for shard reads/deletes on nodes.
+    pub cluster_token: String,
+    pub capacity_bytes: u64,
+    pub zone: Option<String>,
+    pub heartbeat_interval: Duration,
+}
+
+/// A started node. Dropping it leaves the node running; call [`RunningNode::stop`].
+pub struct RunningNode {
+    pub node_id: NodeId,
+    pub addr: SocketAddr,
+    cancel: CancellationToken,
+    http_task: JoinHandle<()>,
+    control_task: JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Graceful: stop accepting, let in-flight requests finish, stop heartbeats.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.control_task.await;
+        let http_abort = self.http_task.abort_handle();
+        if tokio::time::timeout(GRACEFUL_STOP_LIMIT, self.http_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(node_id = %self.node_id, "in-flight requests did not finish in time; aborting them");
+            http_abort.abort();
+        }
+    }
+
+    /// Like a crash: every task ends at once.
+    pub fn abort(self) {
+        self.cancel.cancel();
+        self.control_task.abort();
+        self.http_task.abort();
+    }
+}
+
+/// Serves the node on `listener` and registers it with the server (retrying in the
+/// background while the server is unreachable; uploads answer 503 until then).
+pub async fn start(
+    config: NodeConfig,
+    listener: tokio::net::TcpListener,
+) -> Result<RunningNode, NodeError> {
+    if config.heartbeat_interval.is_zero() {
+        return Err(NodeError::Config(
+            "heartbeat_interval must be greater than zero".into(),
+        ));
+    }
+    let data_dir_error = |source| NodeError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    };
+    tokio::fs::create_dir_all(&config.data_dir)
+        .await
+        .map_err(data_dir_error)?;
+    let node_id = match config.node_id.clone() {
+        Some(id) => id,
+        None => load_or_create_node_id(&config.data_dir).await?,
+    };
+    let store = BlobStore::open(config.data_dir.clone())
+        .await
+        .map_err(data_dir_error)?;
+    let addr = listener.local_addr().map_err(NodeError::Listener)?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+
+    let state = Arc::new(NodeState::new(node_id.clone(), public_url, store, &config)?);
+
+    let cancel = CancellationToken::new();
+    let router = http::router(state.clone());
+    let shutdown = cancel.clone().cancelled_owned();
+    let http_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "node HTTP server stopped");
+        }
+    });
+
+    let registered =
+        match tokio::time::timeout(FIRST_REGISTRATION_WAIT, control::register(&state)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) if control::is_refusal(&e) => {
+                cancel.cancel();
+                http_task.abort();
+                return Err(NodeError::RegistrationRefused {
+                    server_url: state.server.base_url().to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "registration failed; retrying in the background");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "server did not answer registration in time; retrying in the background"
+                );
+                false
+            }
+        };
+
+    let control_task = tokio::spawn(control::run(
+        state.clone(),
+        config.heartbeat_interval,
+        registered,
+        cancel.clone(),
+    ));
+    tracing::info!(node_id = %node_id, %addr, public_url = %state.public_url, "node started");
+
+    Ok(RunningNode {
+        node_id,
+        addr,
+        cancel,
+        http_task,
+        control_task,
+    })
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NodeIdentity {
+    node_id: NodeId,
+}
+
+async fn load_or_create_node_id(data_dir: &Path) -> Result<NodeId, NodeError> {
+    let path = data_dir.join("node.json");
+    let file_error = |reason: String| NodeError::NodeIdFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => serde_json::from_slice::<NodeIdentity>(&bytes)
+            .map(|identity| identity.node_id)
+            .map_err(|e| file_error(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let node_id = NodeId::new_random();
+            let json = serde_json::to_vec_pretty(&NodeIdentity {
+                node_id: node_id.clone(),
+            })
+            .map_err(|e| file_error(e.to_string()))?;
+            // Write then rename, so a crash never leaves a half-written identity.
+            let tmp = data_dir.join("node.json.tmp");
+            tokio::fs::write(&tmp, json)
+                .await
+                .map_err(|e| file_error(e.to_string()))?;
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(|e| file_error(e.to_string()))?;
+            Ok(node_id)
+        }
+        Err(e) => Err(file_error(e.to_string())),
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn node_id_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_node_id(dir.path()).await.unwrap();
+        let second = load_or_create_node_id(dir.path()).await.unwrap();
+        assert_eq!(first, second);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_identity_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        tokio::fs::write(dir.path().join("node.json"), b"{\"node_id\":\"nope\"}")
+            .await
+            .unwrap();
+        let err = load_or_create_node_id(dir.path()).await.unwrap_err();
+        assert!(err.to_string().contains("node.json"), "{err}");
+    }
+}

@@ -1,0 +1,315 @@
+//! Distribution: once an upload is stored, ask the server where its shards go,
+//! erasure-code it segment by segment and push each shard to its node.
+//!
+//! Only a few segments are in flight at once, so memory stays flat whatever the
+//! file's size. The whole envelope stays on this node: durability work drops it
+//! once the file is verified safe elsewhere.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use reqwest::StatusCode;
+use zib_erasure::{Codec, Layout};
+use zib_proto::node_rpc::{
+    DistributedRequest, SegmentPlan, ShardTarget, StoredShard, UploadReceivedRequest,
+};
+use zib_proto::BlobId;
+
+use crate::rpc::RpcError;
+use crate::state::NodeState;
+
+/// Segments encoded or being pushed at once: enough to keep the disk, the CPU and
+/// the network busy together; each costs `(k + m) * shard_size` bytes of memory.
+const SEGMENTS_IN_FLIGHT: usize = 3;
+/// A push that failed on the network or with a 5xx is tried this many times in all.
+const PUSH_ATTEMPTS: u32 = 3;
+/// Short: a peer that stays down for longer is for the server to re-place around.
+const PUSH_RETRY_DELAY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistributeError {
+    #[error("the server did not say where the shards go: {0}")]
+    Plan(#[source] RpcError),
+    #[error("the server's distribution plan is unusable: {0}")]
+    BadPlan(String),
+    #[error("could not read and encode segment {segment}: {reason}")]
+    Encode { segment: u32, reason: String },
+    #[error("could not store shard {index} of segment {segment} on node {node_id} ({node_url}): {reason}")]
+    Push {
+        segment: u32,
+        index: u8,
+        node_id: String,
+        node_url: String,
+        reason: String,
+    },
+    #[error("could not store shard {index} of segment {segment} on this node: {reason}")]
+    Local {
+        segment: u32,
+        index: u8,
+        reason: String,
+    },
+    #[error("the server did not accept the list of stored shards: {0}")]
+    Report(#[source] RpcError),
+}
+
+/// Returns how many shards were stored.
+pub async fn distribute(
+    state: &Arc<NodeState>,
+    upload: BlobId,
+    size: u64,
+) -> Result<usize, DistributeError> {
+    let plan = state
+        .server
+        .upload_received(
+            upload,
+            &UploadReceivedRequest {
+                node_id: state.node_id.clone(),
+                size,
+            },
+        )
+        .await
+        .map_err(DistributeError::Plan)?;
+    // Codec first: it refuses parameters that Layout's arithmetic could not survive.
+    let codec =
+        Arc::new(Codec::new(plan.erasure).map_err(|e| DistributeError::BadPlan(e.to_string()))?);
+    let layout = Layout::new(plan.erasure, size);
+    check_plan(&layout, &plan.segments)?;
+
+    let source = state.store.blob_path(upload);
+    let per_segment: Vec<Vec<StoredShard>> = futures::stream::iter(plan.segments)
+        .map(|segment| {
+            distribute_segment(
+                state.clone(),
+                codec.clone(),
+                layout,
+                source.clone(),
+                segment,
+            )
+        })
+        .buffer_unordered(SEGMENTS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let mut shards: Vec<StoredShard> = per_segment.into_iter().flatten().collect();
+    shards.sort_by_key(|s| (s.segment, s.index));
+    let count = shards.len();
+
+    state
+        .server
+        .upload_distributed(
+            upload,
+            &DistributedRequest {
+                node_id: state.node_id.clone(),
+                shards,
+            },
+        )
+        .await
+        .map_err(DistributeError::Report)?;
+    if let Err(e) = state.store.mark_distributed(upload).await {
+        // The server already knows; only a retried completion would redo the work.
+        tracing::warn!(%upload, error = %e, "could not record that the upload is distributed");
+    }
+    Ok(count)
+}
+
+fn check_plan(layout: &Layout, segments: &[SegmentPlan]) -> Result<(), DistributeError> {
+    let expected = layout.segment_count();
+    if segments.len() != expected as usize {
+        return Err(DistributeError::BadPlan(format!(
+            "it has {} segments, but {} bytes make {expected}",
+            segments.len(),
+            layout.total_len
+        )));
+    }
+    let total = layout.params.total_shards();
+    for (position, segment) in segments.iter().enumerate() {
+        if segment.segment as usize != position {
+            return Err(DistributeError::BadPlan(format!(
+                "segment {} is listed in position {position}",
+                segment.segment
+            )));
+        }
+        if segment.targets.len() != total {
+            return Err(DistributeError::BadPlan(format!(
+                "segment {} has {} targets, not {total}",
+                segment.segment,
+                segment.targets.len()
+            )));
+        }
+        if let Some((i, t)) = segment
+            .targets
+            .iter()
+            .enumerate()
+            .find(|(i, t)| t.index as usize != *i)
+        {
+            return Err(DistributeError::BadPlan(format!(
+                "segment {} lists shard {} in position {i}",
+                segment.segment, t.index
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn distribute_segment(
+    state: Arc<NodeState>,
+    codec: Arc<Codec>,
+    layout: Layout,
+    source: PathBuf,
+    plan: SegmentPlan,
+) -> Result<Vec<StoredShard>, DistributeError> {
+    let segment = plan.segment;
+    let encoded =
+        tokio::task::spawn_blocking(move || encode_segment(&source, &layout, &codec, segment))
+            .await
+            .map_err(|e| DistributeError::Encode {
+                segment,
+                reason: format!("encoding task failed: {e}"),
+            })?
+            .map_err(|reason| DistributeError::Encode { segment, reason })?;
+
+    let shard_len = layout.shard_len(segment);
+    let pushes = plan
+        .targets
+        .into_iter()
+        .zip(encoded)
+        .map(|(target, (bytes, blake3))| {
+            let state = state.clone();
+            async move {
+                store_shard(&state, segment, &target, bytes).await?;
+                Ok::<_, DistributeError>(StoredShard {
+                    segment,
+                    index: target.index,
+                    blob_id: target.blob_id,
+                    node_id: target.node_id,
+                    size: shard_len,
+                    blake3,
+                })
+            }
+        });
+    futures::future::try_join_all(pushes).await
+}
+
+/// Reads one segment straight into `k` data shards (the tail zero-padded), adds the
+/// parity and hashes every shard.
+fn encode_segment(
+    source: &std::path::Path,
+    layout: &Layout,
+    codec: &Codec,
+    segment: u32,
+) -> Result<Vec<(Bytes, String)>, String> {
+    let range = layout.segment_range(segment);
+    let shard_len = usize::try_from(layout.shard_len(segment))
+        .map_err(|_| "shard length does not fit in memory".to_string())?;
+    let data_shards = layout.params.data_shards as usize;
+    let mut shards: Vec<Vec<u8>> = (0..layout.params.total_shards())
+        .map(|_| vec![0u8; shard_len])
+        .collect();
+    let mut file =
+        std::fs::File::open(source).map_err(|e| format!("cannot open the upload: {e}"))?;
+    for (i, shard) in shards.iter_mut().take(data_shards).enumerate() {
+        let start = range.start + (i * shard_len) as u64;
+        if start >= range.end {
+            break;
+        }
+        let n = (range.end - start).min(shard_len as u64) as usize;
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(&mut shard[..n]))
+            .map_err(|e| {
+                format!(
+                    "cannot read bytes {start}..{} of the upload: {e}",
+                    start + n as u64
+                )
+            })?;
+    }
+    codec
+        .encode_parity(&mut shards)
+        .map_err(|e| e.to_string())?;
+    Ok(shards
+        .into_iter()
+        .map(|shard| {
+            let hash = blake3::hash(&shard).to_hex().to_string();
+            (Bytes::from(shard), hash)
+        })
+        .collect())
+}
+
+async fn store_shard(
+    state: &NodeState,
+    segment: u32,
+    target: &ShardTarget,
+    bytes: Bytes,
+) -> Result<(), DistributeError> {
+    if target.node_id == state.node_id {
+        if state.store.exists(target.blob_id).await {
+            return Ok(());
+        }
+        return state
+            .store
+            .put_bytes(target.blob_id, &bytes)
+            .await
+            .map_err(|e| DistributeError::Local {
+                segment,
+                index: target.index,
+                reason: e.to_string(),
+            });
+    }
+    push(state, target, bytes)
+        .await
+        .map_err(|reason| DistributeError::Push {
+            segment,
+            index: target.index,
+            node_id: target.node_id.to_string(),
+            node_url: target.node_url.clone(),
+            reason,
+        })
+}
+
+async fn push(state: &NodeState, target: &ShardTarget, bytes: Bytes) -> Result<(), String> {
+    let url = format!(
+        "{}/v1/shards/{}",
+        target.node_url.trim_end_matches('/'),
+        target.blob_id
+    );
+    let mut last_error = String::new();
+    for attempt in 0..PUSH_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(PUSH_RETRY_DELAY * attempt).await;
+        }
+        let sent = state
+            .peers
+            .put(&url)
+            .query(&[("token", target.token.as_str())])
+            .body(bytes.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => return Ok(()),
+            // A retry that finds the blob stored or the token spent means an earlier
+            // attempt landed and only its answer was lost.
+            Ok(response) if attempt > 0 && response.status() == StatusCode::CONFLICT => {
+                return Ok(())
+            }
+            Ok(response) => {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                let detail = serde_json::from_str::<zib_proto::api::ErrorBody>(&body)
+                    .map(|b| b.error)
+                    .unwrap_or_else(|_| body.chars().take(200).collect());
+                last_error = format!("peer answered {status}: {detail}");
+                let retryable = status.is_server_error()
+                    || status == StatusCode::REQUEST_TIMEOUT
+                    || status == StatusCode::TOO_MANY_REQUESTS;
+                if !retryable {
+                    break;
+                }
+            }
+            // without_url: the URL carries the token, which must never reach a log.
+            Err(e) => last_error = format!("peer unreachable: {}", e.without_url()),
+        }
+    }
+    Err(last_error)
+}

@@ -1,0 +1,71 @@
+//! The node's HTTP surface: routes, CORS for browser uploads, and request logging.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::error::ApiError;
+use crate::state::NodeState;
+use crate::{intake, shards};
+
+pub fn router(state: Arc<NodeState>) -> Router {
+    // Browsers upload straight to the node from the tenant's origin.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::PUT, Method::POST, Method::GET, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE, header::CONTENT_LENGTH])
+        .expose_headers([header::ETAG, header::CONTENT_LENGTH]);
+    let uploads = Router::new()
+        .route("/v1/upload/{blob_id}", put(intake::put_upload))
+        .route("/v1/upload/{blob_id}/parts/{part}", put(intake::put_part))
+        .route("/v1/upload/{blob_id}/complete", post(intake::complete))
+        .layer(cors);
+    Router::new()
+        .route("/healthz", get(health))
+        .route(
+            "/v1/shards/{blob_id}",
+            put(intake::put_shard)
+                .get(shards::get_shard)
+                .delete(shards::delete_shard),
+        )
+        .merge(uploads)
+        .fallback(|| async { ApiError::not_found("no such endpoint on this node") })
+        // Bodies are streamed to disk and bounded by each token's size, not here.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn health(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
+    Json(serde_json::json!({
+        "status": "ok",
+        "node_id": state.node_id,
+        "registered": state.is_registered(),
+        "used_bytes": state.store.used_bytes(),
+        "free_bytes": state.free_bytes(),
+    }))
+}
+
+/// One line per request. The query string is left out on purpose: tokens live there.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        target: "zib_node::http",
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,404 @@
+//! Upload intake: single uploads, multipart parts and completion, and shards pushed
+//! by peers. Bodies stream to disk and are never held whole in memory; each write is
+//! bounded by the size its capability token names.
+
+use std::io::SeekFrom;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+use zib_proto::api::UploadReceipt;
+use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
+use zib_proto::BlobId;
+
+use crate::distribute;
+use crate::error::ApiError;
+use crate::state::NodeState;
+
+/// Large enough that disk writes are few, small enough to stay out of the way.
+const WRITE_BUFFER: usize = 1 << 20;
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+type TokenParam = Result<Query<TokenQuery>, QueryRejection>;
+
+fn token_of(query: &TokenParam) -> Option<&str> {
+    query.as_ref().ok().and_then(|q| q.0.token.as_deref())
+}
+
+pub fn parse_blob(raw: &str) -> Result<BlobId, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::bad_request("invalid_blob_id", format!("blob id {raw:?} is not a UUID"))
+    })
+}
+
+/// `PUT /v1/upload/{blob_id}?token=T`: a whole envelope in one body.
+pub async fn put_upload(
+    State(state): State<Arc<NodeState>>,
+    UrlPath(blob): UrlPath<String>,
+    query: TokenParam,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let blob = parse_blob(&blob)?;
+    let claims = state.verify_token(token_of(&query), CapabilityOp::Upload, blob)?;
+    let _guard = state
+        .begin(blob.to_string())
+        .ok_or_else(|| busy("another upload to this blob is in progress"))?;
+    refuse_spent_token(&state, &claims).await?;
+    if state.store.exists(blob).await {
+        return Err(ApiError::conflict(
+            "blob_exists",
+            format!("blob {blob} is already stored on this node"),
+        ));
+    }
+    check_content_length(&headers, claims.size)?;
+
+    let partial = state.store.partial_path(blob);
+    let received = receive(&partial, None, body, claims.size).await;
+    if received.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    let hash = received?;
+    spend_token(&state, &claims).await?;
+    state
+        .store
+        .commit(&partial, blob, claims.size)
+        .await
+        .map_err(|e| ApiError::internal("could not move the upload into the blob store", e))?;
+    tracing::info!(%blob, size = claims.size, "upload stored");
+    let mut response = distribute_and_answer(&state, blob, claims.size).await?;
+    set_etag(&mut response, &hash);
+    Ok(response)
+}
+
+/// `PUT /v1/upload/{blob_id}/parts/{n}?token=T`: one part, written at its offset.
+/// Parts may arrive in any order and in parallel.
+pub async fn put_part(
+    State(state): State<Arc<NodeState>>,
+    UrlPath((blob, part)): UrlPath<(String, String)>,
+    query: TokenParam,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let blob = parse_blob(&blob)?;
+    let part: u32 = part.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_part_number",
+            format!("part number {part:?} is not a whole number of at least 1"),
+        )
+    })?;
+    let claims = state.verify_token(token_of(&query), CapabilityOp::Part, blob)?;
+    if claims.part != Some(part) {
+        return Err(ApiError::forbidden(
+            "wrong_part",
+            match claims.part {
+                Some(p) => format!("token was issued for part {p}, not part {part}"),
+                None => "part token names no part number".to_string(),
+            },
+        ));
+    }
+    let offset = claims.offset.ok_or_else(|| {
+        ApiError::forbidden("invalid_token", "part token names no ciphertext offset")
+    })?;
+    let _guard = state
+        .begin(format!("{blob}/part/{part}"))
+        .ok_or_else(|| busy(&format!("part {part} is being uploaded by another request")))?;
+    let marker = state.store.part_marker(blob, part);
+    if tokio::fs::try_exists(&marker).await.unwrap_or(false) {
+        return Err(ApiError::conflict(
+            "part_already_uploaded",
+            format!("part {part} has already been uploaded"),
+        ));
+    }
+    refuse_spent_token(&state, &claims).await?;
+    if state.store.exists(blob).await {
+        return Err(already_completed());
+    }
+    check_content_length(&headers, claims.size)?;
+
+    let parts_dir = state.store.parts_dir(blob);
+    tokio::fs::create_dir_all(&parts_dir)
+        .await
+        .map_err(|e| ApiError::internal("could not prepare the multipart upload", e))?;
+    // Other parts share the partial file, so a failed part leaves it in place: its
+    // range is simply rewritten by the retry.
+    let hash = receive(
+        &state.store.partial_path(blob),
+        Some(offset),
+        body,
+        claims.size,
+    )
+    .await?;
+    tokio::fs::write(&marker, claims.size.to_string())
+        .await
+        .map_err(|e| ApiError::internal("could not record the stored part", e))?;
+    spend_token(&state, &claims).await?;
+
+    let mut response = Json(serde_json::json!({
+        "part_number": part,
+        "size": claims.size,
+        "status": "stored",
+    }))
+    .into_response();
+    set_etag(&mut response, &hash);
+    Ok(response)
+}
+
+/// `POST /v1/upload/{blob_id}/complete?token=T`: every part is in; store and distribute.
+pub async fn complete(
+    State(state): State<Arc<NodeState>>,
+    UrlPath(blob): UrlPath<String>,
+    query: TokenParam,
+) -> Result<Response, ApiError> {
+    let blob = parse_blob(&blob)?;
+    let claims = state.verify_token(token_of(&query), CapabilityOp::Complete, blob)?;
+    let parts = claims.parts.ok_or_else(|| {
+        ApiError::forbidden("invalid_token", "complete token names no part count")
+    })?;
+    let _guard = state
+        .begin(blob.to_string())
+        .ok_or_else(|| busy("this upload is already being completed by another request"))?;
+
+    if state.store.exists(blob).await {
+        if state.store.is_distributed(blob).await {
+            return Err(already_completed());
+        }
+        // Stored but not distributed: an earlier completion failed after the bytes
+        // were safe. Distribution can simply be tried again.
+        return distribute_and_answer(&state, blob, claims.size).await;
+    }
+    refuse_spent_token(&state, &claims).await?;
+
+    let mut missing = Vec::new();
+    let mut total = 0u64;
+    for part in 1..=parts {
+        match tokio::fs::read_to_string(state.store.part_marker(blob, part)).await {
+            Ok(size) => total += size.trim().parse::<u64>().unwrap_or(0),
+            Err(_) => missing.push(part.to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        let noun = if missing.len() == 1 { "part" } else { "parts" };
+        return Err(ApiError::bad_request(
+            "missing_parts",
+            format!("{noun} {} of {parts} not uploaded yet", missing.join(", ")),
+        ));
+    }
+    let partial = state.store.partial_path(blob);
+    let on_disk = tokio::fs::metadata(&partial)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if on_disk != claims.size || total != claims.size {
+        return Err(ApiError::bad_request(
+            "size_mismatch",
+            format!(
+                "the {parts} parts hold {total} bytes ({on_disk} on disk), but the upload is {} bytes",
+                claims.size
+            ),
+        ));
+    }
+
+    spend_token(&state, &claims).await?;
+    state
+        .store
+        .commit(&partial, blob, claims.size)
+        .await
+        .map_err(|e| ApiError::internal("could not move the upload into the blob store", e))?;
+    let _ = tokio::fs::remove_dir_all(state.store.parts_dir(blob)).await;
+    tracing::info!(%blob, size = claims.size, parts, "multipart upload stored");
+    distribute_and_answer(&state, blob, claims.size).await
+}
+
+/// `PUT /v1/shards/{blob_id}?token=T`: a shard pushed by the originator of an upload.
+pub async fn put_shard(
+    State(state): State<Arc<NodeState>>,
+    UrlPath(blob): UrlPath<String>,
+    query: TokenParam,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let blob = parse_blob(&blob)?;
+    let claims = state.verify_token(token_of(&query), CapabilityOp::Shard, blob)?;
+    let _guard = state
+        .begin(blob.to_string())
+        .ok_or_else(|| busy("another write to this blob is in progress"))?;
+    refuse_spent_token(&state, &claims).await?;
+    if state.store.exists(blob).await {
+        return Err(ApiError::conflict(
+            "blob_exists",
+            format!("blob {blob} is already stored on this node"),
+        ));
+    }
+    check_content_length(&headers, claims.size)?;
+
+    let partial = state.store.partial_path(blob);
+    let received = receive(&partial, None, body, claims.size).await;
+    if received.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    let hash = received?;
+    spend_token(&state, &claims).await?;
+    state
+        .store
+        .commit(&partial, blob, claims.size)
+        .await
+        .map_err(|e| ApiError::internal("could not move the shard into the blob store", e))?;
+    let mut response = Json(serde_json::json!({
+        "blob_id": blob,
+        "size": claims.size,
+        "blake3": hash.to_hex().as_str(),
+    }))
+    .into_response();
+    set_etag(&mut response, &hash);
+    Ok(response)
+}
+
+async fn distribute_and_answer(
+    state: &Arc<NodeState>,
+    blob: BlobId,
+    size: u64,
+) -> Result<Response, ApiError> {
+    match distribute::distribute(state, blob, size).await {
+        Ok(shards) => {
+            tracing::info!(%blob, shards, "upload distributed");
+            Ok(Json(UploadReceipt {
+                upload_id: blob.to_string(),
+                size,
+                status: "distributed".to_string(),
+            })
+            .into_response())
+        }
+        Err(e) => {
+            tracing::error!(%blob, error = %e, "distribution failed; the upload stays stored here");
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "distribution_failed",
+                format!("the upload is stored on this node, but distributing it failed: {e}"),
+            ))
+        }
+    }
+}
+
+/// Streams `body` into `path` (at `offset` for a part, else replacing the file),
+/// accepting exactly `expected` bytes, then makes it durable.
+async fn receive(
+    path: &Path,
+    offset: Option<u64>,
+    body: Body,
+    expected: u64,
+) -> Result<blake3::Hash, ApiError> {
+    let io_error = |e: std::io::Error| ApiError::internal("could not write the upload to disk", e);
+    let file = match offset {
+        None => tokio::fs::File::create(path).await.map_err(io_error)?,
+        Some(offset) => {
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .await
+                .map_err(io_error)?;
+            file.seek(SeekFrom::Start(offset)).await.map_err(io_error)?;
+            file
+        }
+    };
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut hasher = blake3::Hasher::new();
+    let mut received = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                "body_interrupted",
+                format!("the upload body was interrupted after {received} bytes: {e}"),
+            )
+        })?;
+        let len = chunk.len() as u64;
+        if received + len > expected {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is larger than the {expected} bytes this token allows"),
+            ));
+        }
+        hasher.update(&chunk);
+        writer.write_all(&chunk).await.map_err(io_error)?;
+        received += len;
+    }
+    if received != expected {
+        return Err(ApiError::bad_request(
+            "body_too_short",
+            format!(
+                "the body ended after {received} bytes, but this token is for {expected} bytes"
+            ),
+        ));
+    }
+    writer.flush().await.map_err(io_error)?;
+    writer.into_inner().sync_all().await.map_err(io_error)?;
+    Ok(hasher.finalize())
+}
+
+fn check_content_length(headers: &HeaderMap, expected: u64) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_LENGTH) else {
+        return Ok(());
+    };
+    let declared = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_content_length", "Content-Length is not a number")
+        })?;
+    if declared != expected {
+        return Err(ApiError::bad_request(
+            "size_mismatch",
+            format!("Content-Length is {declared} bytes, but this token is for {expected} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+async fn refuse_spent_token(state: &NodeState, claims: &CapabilityClaims) -> Result<(), ApiError> {
+    if state.store.token_used(&claims.jti).await {
+        return Err(ApiError::conflict(
+            "token_used",
+            "upload token already used",
+        ));
+    }
+    Ok(())
+}
+
+async fn spend_token(state: &NodeState, claims: &CapabilityClaims) -> Result<(), ApiError> {
+    state
+        .store
+        .mark_token_used(&claims.jti, claims.expires_at)
+        .await
+        .map_err(|e| ApiError::internal("could not record the spent token", e))
+}
+
+fn already_completed() -> ApiError {
+    ApiError::conflict("upload_already_completed", "upload already completed")
+}
+
+fn busy(message: &str) -> ApiError {
+    ApiError::conflict("in_progress", message)
+}
+
+fn set_etag(response: &mut Response, hash: &blake3::Hash) {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", hash.to_hex())) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+}

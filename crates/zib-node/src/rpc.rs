@@ -1,0 +1,141 @@
+//! The node's side of the server RPC (`/v1/node/...`, Bearer cluster token, JSON).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zib_proto::api::ErrorBody;
+use zib_proto::node_rpc::{
+    DistributedRequest, DistributionPlan, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
+    RegisterResponse, UploadReceivedRequest,
+};
+use zib_proto::BlobId;
+
+/// Generous: `received` makes the server place every shard of a file.
+const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("server at {url} is unreachable: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("server answered {status} to {path}: {message}")]
+    Status {
+        path: String,
+        status: StatusCode,
+        message: String,
+    },
+    #[error("server's answer to {path} is not what this node expects: {reason}")]
+    BadAnswer { path: String, reason: String },
+}
+
+impl RpcError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            RpcError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ServerClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl ServerClient {
+    pub fn new(server_url: &str, token: String) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(RPC_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()?;
+        Ok(Self {
+            base: server_url.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, RpcError> {
+        self.post("/v1/node/register", req).await
+    }
+
+    pub async fn heartbeat(&self, req: &HeartbeatRequest) -> Result<HeartbeatResponse, RpcError> {
+        self.post("/v1/node/heartbeat", req).await
+    }
+
+    pub async fn upload_received(
+        &self,
+        upload: BlobId,
+        req: &UploadReceivedRequest,
+    ) -> Result<DistributionPlan, RpcError> {
+        self.post(&format!("/v1/node/uploads/{upload}/received"), req)
+            .await
+    }
+
+    pub async fn upload_distributed(
+        &self,
+        upload: BlobId,
+        req: &DistributedRequest,
+    ) -> Result<(), RpcError> {
+        let _: serde_json::Value = self
+            .post(&format!("/v1/node/uploads/{upload}/distributed"), req)
+            .await?;
+        Ok(())
+    }
+
+    async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, RpcError> {
+        let url = format!("{}{}", self.base, path);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|source| RpcError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| RpcError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        if !status.is_success() {
+            let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => format!("{} ({})", body.error, body.code),
+                Err(_) => String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            };
+            return Err(RpcError::Status {
+                path: path.to_string(),
+                status,
+                message,
+            });
+        }
+        // Some acknowledgements come back empty; treat that as JSON null.
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(bytes).map_err(|e| RpcError::BadAnswer {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}

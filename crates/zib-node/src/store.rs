@@ -1,0 +1,307 @@
+//! The node's disk layout. Everything lives under one data directory:
+//!
+//! ```text
+//! blobs/{first two hex chars}/{blob uuid}   stored envelopes and shards
+//! incoming/{blob}.partial                   uploads being received
+//! incoming/{blob}.parts/{n}                 multipart part markers (content: part size)
+//! used-tokens/{jti}                         spent capability tokens (content: expiry)
+//! distributed/{blob}                        uploads whose shards are all placed
+//! node.json                                 this node's identity
+//! ```
+//!
+//! Only opaque blob ids and token ids appear here: the node never learns file ids,
+//! keys or object names.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use zib_proto::BlobId;
+
+/// Leftover partial uploads older than this are garbage: every upload token has long
+/// expired by then, so nobody can finish them.
+const STALE_INCOMING_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Spent-token records are kept a while past expiry to be safe against clock skew;
+/// after that the signature check alone refuses the token.
+const USED_TOKEN_GRACE_SECS: u64 = 24 * 3600;
+
+pub struct BlobStore {
+    root: PathBuf,
+    used: AtomicU64,
+}
+
+impl BlobStore {
+    /// Creates the directory layout and counts the bytes already stored.
+    pub async fn open(root: PathBuf) -> io::Result<Self> {
+        let store = Self {
+            root,
+            used: AtomicU64::new(0),
+        };
+        for dir in ["blobs", "incoming", "used-tokens", "distributed"] {
+            tokio::fs::create_dir_all(store.root.join(dir)).await?;
+        }
+        let root = store.root.clone();
+        let used = tokio::task::spawn_blocking(move || {
+            prune_stale(&root);
+            walk_used_bytes(&root.join("blobs"))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        store.used.store(used, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    pub fn used_bytes(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    pub fn blob_path(&self, blob: BlobId) -> PathBuf {
+        let name = blob.to_string();
+        self.root.join("blobs").join(&name[..2]).join(name)
+    }
+
+    pub fn partial_path(&self, blob: BlobId) -> PathBuf {
+        self.root.join("incoming").join(format!("{blob}.partial"))
+    }
+
+    pub fn parts_dir(&self, blob: BlobId) -> PathBuf {
+        self.root.join("incoming").join(format!("{blob}.parts"))
+    }
+
+    pub fn part_marker(&self, blob: BlobId, part: u32) -> PathBuf {
+        self.parts_dir(blob).join(part.to_string())
+    }
+
+    fn distributed_marker(&self, blob: BlobId) -> PathBuf {
+        self.root.join("distributed").join(blob.to_string())
+    }
+
+    fn used_token_path(&self, jti: &str) -> PathBuf {
+        self.root.join("used-tokens").join(token_file_name(jti))
+    }
+
+    pub async fn exists(&self, blob: BlobId) -> bool {
+        tokio::fs::try_exists(self.blob_path(blob))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Moves a fully received (and fsynced) file into the blob store.
+    pub async fn commit(&self, from: &Path, blob: BlobId, size: u64) -> io::Result<()> {
+        let dest = self.blob_path(blob);
+        let dir = dest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.join("blobs"));
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::rename(from, &dest).await?;
+        sync_dir(dir).await?;
+        self.used.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stores bytes produced here (a shard this node keeps for itself).
+    pub async fn put_bytes(&self, blob: BlobId, bytes: &[u8]) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let tmp = self
+            .root
+            .join("incoming")
+            .join(format!("{blob}.{}.local", uuid::Uuid::new_v4().simple()));
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            file.write_all(bytes).await?;
+            file.sync_all().await?;
+            drop(file);
+            self.commit(&tmp, blob, bytes.len() as u64).await
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    /// Removes a blob and everything recorded about it. `Ok(false)`: it was not here.
+    pub async fn delete(&self, blob: BlobId) -> io::Result<bool> {
+        let path = self.blob_path(blob);
+        let len = match tokio::fs::metadata(&path).await {
+            Ok(m) => Some(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let removed = match tokio::fs::remove_file(&path).await {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        if removed {
+            let len = len.unwrap_or(0);
+            let _ = self
+                .used
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                    Some(u.saturating_sub(len))
+                });
+        }
+        remove_if_present(&self.distributed_marker(blob)).await?;
+        remove_if_present(&self.partial_path(blob)).await?;
+        match tokio::fs::remove_dir_all(self.parts_dir(blob)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(removed)
+    }
+
+    pub async fn is_distributed(&self, blob: BlobId) -> bool {
+        tokio::fs::try_exists(self.distributed_marker(blob))
+            .await
+            .unwrap_or(false)
+    }
+
+    pub async fn mark_distributed(&self, blob: BlobId) -> io::Result<()> {
+        tokio::fs::write(self.distributed_marker(blob), b"").await
+    }
+
+    pub async fn token_used(&self, jti: &str) -> bool {
+        tokio::fs::try_exists(self.used_token_path(jti))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Remembers a spent token durably, so a restart does not make it valid again.
+    pub async fn mark_token_used(&self, jti: &str, expires_at: u64) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut file = tokio::fs::File::create(self.used_token_path(jti)).await?;
+        file.write_all(expires_at.to_string().as_bytes()).await?;
+        file.sync_all().await
+    }
+}
+
+/// A jti is chosen by the server, but it becomes a file name here: anything that is
+/// not plainly safe is hashed rather than trusted.
+fn token_file_name(jti: &str) -> String {
+    let safe = !jti.is_empty()
+        && jti.len() <= 128
+        && jti
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if safe {
+        jti.to_string()
+    } else {
+        format!("h-{}", blake3::hash(jti.as_bytes()).to_hex())
+    }
+}
+
+async fn remove_if_present(path: &Path) -> io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes a rename durable: the directory entry must reach the disk too.
+async fn sync_dir(dir: PathBuf) -> io::Result<()> {
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+        .await
+        .map_err(io::Error::other)?
+}
+
+fn walk_used_bytes(blobs: &Path) -> io::Result<u64> {
+    let mut total = 0u64;
+    for fanout in std::fs::read_dir(blobs)? {
+        let fanout = fanout?;
+        if !fanout.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(fanout.path())? {
+            let meta = entry?.metadata()?;
+            if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Best effort: clearing old leftovers must never stop a node from starting.
+fn prune_stale(root: &Path) {
+    let now = SystemTime::now();
+    if let Ok(entries) = std::fs::read_dir(root.join("incoming")) {
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > STALE_INCOMING_AGE);
+            if old {
+                let path = entry.path();
+                let _ = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+            }
+        }
+    }
+    let now_unix = crate::unix_now();
+    if let Ok(entries) = std::fs::read_dir(root.join("used-tokens")) {
+        for entry in entries.flatten() {
+            let expired = std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .is_some_and(|exp| exp.saturating_add(USED_TOKEN_GRACE_SECS) < now_unix);
+            if expired {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_token_ids_are_hashed() {
+        assert_eq!(token_file_name("abc-DEF_123"), "abc-DEF_123");
+        assert!(token_file_name("../../etc/passwd").starts_with("h-"));
+        assert!(token_file_name("").starts_with("h-"));
+        assert!(token_file_name("a+b/c=").starts_with("h-"));
+    }
+
+    #[tokio::test]
+    async fn used_bytes_follow_puts_and_deletes_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().to_path_buf()).await.unwrap();
+        let a = BlobId::new_random();
+        let b = BlobId::new_random();
+        store.put_bytes(a, &[1u8; 100]).await.unwrap();
+        store.put_bytes(b, &[2u8; 50]).await.unwrap();
+        assert_eq!(store.used_bytes(), 150);
+        let name = a.to_string();
+        assert!(store
+            .blob_path(a)
+            .ends_with(format!("{}/{}", &name[..2], name)));
+
+        let reopened = BlobStore::open(dir.path().to_path_buf()).await.unwrap();
+        assert_eq!(reopened.used_bytes(), 150);
+        assert!(reopened.delete(a).await.unwrap());
+        assert!(!reopened.delete(a).await.unwrap());
+        assert_eq!(reopened.used_bytes(), 50);
+    }
+
+    #[tokio::test]
+    async fn spent_tokens_are_remembered_and_expired_ones_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().to_path_buf()).await.unwrap();
+        store.mark_token_used("fresh", u64::MAX / 2).await.unwrap();
+        store.mark_token_used("ancient", 1).await.unwrap();
+        assert!(store.token_used("fresh").await);
+        let reopened = BlobStore::open(dir.path().to_path_buf()).await.unwrap();
+        assert!(reopened.token_used("fresh").await);
+        assert!(!reopened.token_used("ancient").await);
+    }
+}
