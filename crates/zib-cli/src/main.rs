@@ -1,1 +1,92 @@
-fn main() {}
+//! `zib`: one binary for the server, a storage node, the all-in-one dev cluster, and
+//! the client verbs.
+
+mod client_verbs;
+mod config;
+mod dev;
+mod run;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "zib", version, about = "ZiB: encrypted, erasure-coded storage network")]
+struct Cli {
+    /// Log format on stderr: `text` or `json`.
+    #[arg(long, global = true, env = "ZIB_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API/CDN server.
+    Server {
+        /// TOML config file; every key can be overridden by `ZIB_<KEY>`.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run a storage node.
+    Node {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run a server and N nodes in one process on one data directory.
+    Dev(dev::DevArgs),
+    /// Print fresh secrets for a server config (master key, capability key, cluster token).
+    Keygen,
+    /// Tenant administration (talks to the metadata store directly).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Encrypt and upload a file; prints {"file_id", "cdn_url"}.
+    Upload(client_verbs::UploadArgs),
+    /// Download a file (or a byte range) through the CDN.
+    Get(client_verbs::GetArgs),
+    /// List buckets, or the objects of a bucket.
+    Ls(client_verbs::LsArgs),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its access key and secret key (shown once).
+    Create {
+        name: String,
+        /// The server's config file (its `database` key is used).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A `zib dev` data directory instead of a config file.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    run::init_logging(&cli.log_format);
+    match cli.command {
+        Command::Server { config } => run::server(config.as_deref()).await,
+        Command::Node { config } => run::node(config.as_deref()).await,
+        Command::Dev(args) => dev::run(args).await,
+        Command::Keygen => {
+            run::keygen();
+            Ok(())
+        }
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    name,
+                    config,
+                    data_dir,
+                },
+        } => run::tenant_create(&name, config.as_deref(), data_dir.as_deref()).await,
+        Command::Upload(args) => client_verbs::run_upload(args).await,
+        Command::Get(args) => client_verbs::run_get(args).await,
+        Command::Ls(args) => client_verbs::run_ls(args).await,
+    }
+}

@@ -1,0 +1,211 @@
+//! `zib dev`: a server on SQLite plus N nodes in one process, under one directory,
+//! with working credentials. Restarting on the same directory keeps every file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use zib_crypto::{CapabilitySigner, MasterKey};
+use zib_node::NodeConfig;
+use zib_proto::NodeId;
+
+use crate::config::ServerFileConfig;
+use crate::run::{random_token, server_config};
+
+#[derive(clap::Args)]
+pub struct DevArgs {
+    /// Where the metadata, the nodes' shards and the credentials live.
+    #[arg(long, default_value = "zib-dev-data")]
+    data_dir: PathBuf,
+    /// Address of the API and CDN (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: String,
+    /// Storage nodes to run (erasure 4+2 from 6 nodes up).
+    #[arg(long, default_value_t = 6)]
+    nodes: usize,
+}
+
+/// Generated once per data directory.
+#[derive(Serialize, Deserialize)]
+struct DevSecrets {
+    master_key: String,
+    capability_key: String,
+    cluster_token: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Credentials {
+    access_key: String,
+    secret_key: String,
+    api_url: String,
+    cdn_url: String,
+}
+
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("meta.db")
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn load_or_create_secrets(dir: &Path) -> Result<DevSecrets> {
+    let path = dir.join("secrets.json");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()));
+    }
+    let secrets = DevSecrets {
+        master_key: MasterKey::generate().to_hex(),
+        capability_key: CapabilitySigner::generate().seed_hex(),
+        cluster_token: random_token(),
+    };
+    write_private(&path, &serde_json::to_string_pretty(&secrets)?)?;
+    Ok(secrets)
+}
+
+/// Node ids already under `nodes/`, then fresh ones up to `count`.
+fn node_ids(nodes_dir: &Path, count: usize) -> Result<Vec<NodeId>> {
+    let mut ids = Vec::new();
+    if nodes_dir.exists() {
+        for entry in std::fs::read_dir(nodes_dir).with_context(|| format!("listing {}", nodes_dir.display()))? {
+            let entry = entry.with_context(|| format!("listing {}", nodes_dir.display()))?;
+            if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<NodeId>().ok()) {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort();
+    ids.truncate(count);
+    while ids.len() < count {
+        ids.push(NodeId::new_random());
+    }
+    Ok(ids)
+}
+
+/// 4+2 when there are enough nodes; smaller codes on tiny dev clusters.
+fn dev_erasure(nodes: usize) -> (u8, u8) {
+    if nodes >= 6 {
+        (4, 2)
+    } else {
+        let parity = 1;
+        (nodes.saturating_sub(parity).clamp(1, 4) as u8, parity)
+    }
+}
+
+pub async fn run(args: DevArgs) -> Result<()> {
+    anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let secrets = load_or_create_secrets(dir)?;
+
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let api_url = format!("http://{addr}");
+    let (data_shards, parity_shards) = dev_erasure(args.nodes);
+    let file = ServerFileConfig {
+        listen: args.listen.clone(),
+        public_url: Some(api_url.clone()),
+        cdn_url: Some(api_url.clone()),
+        database: database_path(dir),
+        master_key: Some(secrets.master_key.clone()),
+        capability_key: Some(secrets.capability_key.clone()),
+        cluster_token: Some(secrets.cluster_token.clone()),
+        data_shards,
+        parity_shards,
+        heartbeat_interval_secs: 1,
+        node_offline_after_secs: 6,
+        ..ServerFileConfig::default()
+    };
+    let config = server_config(&file, addr)?;
+    let server = zib_server::start(config, listener).await?;
+
+    let nodes_dir = dir.join("nodes");
+    let mut nodes = Vec::new();
+    for node_id in node_ids(&nodes_dir, args.nodes)? {
+        let data_dir = nodes_dir.join(node_id.as_str());
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let listener = TcpListener::bind("127.0.0.1:0").await.context("binding a node port")?;
+        let node = zib_node::start(
+            NodeConfig {
+                node_id: Some(node_id),
+                data_dir,
+                public_url: None,
+                server_url: api_url.clone(),
+                cluster_token: secrets.cluster_token.clone(),
+                capacity_bytes: 50 * 1024 * 1024 * 1024,
+                zone: None,
+                heartbeat_interval: Duration::from_secs(1),
+            },
+            listener,
+        )
+        .await?;
+        nodes.push(node);
+    }
+    let credentials = ensure_credentials(dir, &api_url).await?;
+
+    eprintln!(
+        "\nZiB dev cluster: API and CDN at {api_url}, {} nodes (erasure {data_shards}+{parity_shards}), data in {}\n\
+         Credentials: {}\n\n\
+         Try it:\n  export ZIB_API_URL={api_url} ZIB_ACCESS_KEY={} ZIB_SECRET_KEY={}\n  \
+         echo hello > hello.txt && zib upload --bucket demo --key hello.txt hello.txt\n  \
+         zib get <file_id>\n\nCtrl-C stops.",
+        nodes.len(),
+        dir.display(),
+        dir.join("credentials.json").display(),
+        credentials.access_key,
+        credentials.secret_key,
+    );
+
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    eprintln!("shutting down");
+    for node in nodes {
+        node.stop().await;
+    }
+    server.stop().await;
+    Ok(())
+}
+
+/// The dev tenant's credentials, created on first start and rewritten with the
+/// current URL on every start.
+async fn ensure_credentials(dir: &Path, api_url: &str) -> Result<Credentials> {
+    let path = dir.join("credentials.json");
+    let existing: Option<Credentials> = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let (access_key, secret_key) = match existing {
+        Some(c) => (c.access_key, c.secret_key),
+        None => {
+            let store = zib_meta::Store::open_sqlite(&database_path(dir)).await?;
+            let (tenant, secret) = zib_server::auth::create_tenant(&store, "dev").await?;
+            (tenant.access_key, secret)
+        }
+    };
+    let credentials = Credentials {
+        access_key,
+        secret_key,
+        api_url: api_url.to_string(),
+        cdn_url: format!("{api_url}/objects"),
+    };
+    // Written last and atomically: tests wait for this file as the "ready" signal.
+    let tmp = dir.join("credentials.json.tmp");
+    write_private(&tmp, &serde_json::to_string_pretty(&credentials)?)?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(credentials)
+}

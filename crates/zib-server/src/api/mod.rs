@@ -1,0 +1,28 @@
+//! Tenant API under `/v1/api`, one module per resource.
+
+pub mod files;
+pub mod upload;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/api/upload/initiate", post(upload::initiate))
+        .route(
+            "/v1/api/file/{file_id}",
+            get(files::file_info).delete(files::delete_file),
+        )
+        .route("/v1/api/me/buckets", get(files::list_buckets))
+        .route("/v1/api/storage/{bucket}", get(files::list_objects))
+}
+
+/// Parses a JSON body into `T`, turning every failure into a 400 that says what is wrong.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, crate::error::ApiError> {
+    if body.is_empty() {
+        return Err(crate::error::ApiError::BadJson("body is empty".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| crate::error::ApiError::BadJson(e.to_string()))
+}

@@ -1,0 +1,73 @@
+//! Server configuration. Every key is documented in `docs/operations.md`; the `zib`
+//! binary fills this from TOML plus `ZIB_*` environment overrides.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use zib_crypto::{CapabilitySigner, MasterKey};
+use zib_proto::ErasureParams;
+
+pub struct ServerConfig {
+    /// SQLite database file of the metadata store.
+    pub database_path: PathBuf,
+    /// Base URL of the tenant API as clients reach it (used in logs and listings).
+    pub public_url: String,
+    /// Base URL of the CDN; `cdn_url` of a file is `{cdn_base_url}/objects/{file_id}`.
+    pub cdn_base_url: String,
+    /// Wraps every per-file data key. Losing it loses every file.
+    pub master_key: MasterKey,
+    /// Signs the capability tokens nodes accept. Persist it: nodes learn its public
+    /// half at registration.
+    pub capability_signer: CapabilitySigner,
+    /// Shared secret nodes present on `/v1/node/*` and the server on shard reads.
+    pub cluster_token: String,
+    pub erasure: ErasureParams,
+    /// Plaintext bytes per envelope chunk.
+    pub chunk_size: u32,
+    /// Files at least this large upload in parts.
+    pub multipart_threshold: u64,
+    /// Plaintext bytes per part (rounded down to whole chunks).
+    pub part_size: u64,
+    pub max_file_size: u64,
+    /// How long a registration (and its tokens) stays valid.
+    pub upload_expiry: Duration,
+    /// A node silent for longer is offline: no new uploads, not read from.
+    pub node_offline_after: Duration,
+    /// Interval nodes are told to heartbeat at.
+    pub heartbeat_interval: Duration,
+    /// How long the CDN waits for one shard before reading around it.
+    pub shard_fetch_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but the paths, URLs and secrets.
+    pub fn with_secrets(
+        database_path: PathBuf,
+        public_url: String,
+        master_key: MasterKey,
+        capability_signer: CapabilitySigner,
+        cluster_token: String,
+    ) -> Self {
+        Self {
+            database_path,
+            cdn_base_url: public_url.clone(),
+            public_url,
+            master_key,
+            capability_signer,
+            cluster_token,
+            erasure: ErasureParams {
+                data_shards: 4,
+                parity_shards: 2,
+                shard_size: 1024 * 1024,
+            },
+            chunk_size: zib_crypto::envelope::DEFAULT_CHUNK_SIZE,
+            multipart_threshold: 64 * 1024 * 1024,
+            part_size: 16 * 1024 * 1024,
+            max_file_size: 5 * 1024 * 1024 * 1024 * 1024,
+            upload_expiry: Duration::from_secs(3600),
+            node_offline_after: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            shard_fetch_timeout: Duration::from_secs(10),
+        }
+    }
+}
