@@ -1,0 +1,459 @@
+//! Uploading with a registration: what the browser SDK's `uploadDirect` does, byte for
+//! byte. Needs no tenant credential, only the registration the backend obtained.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::StatusCode;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use zib_proto::api::{Registration, UploadReceipt, UploadResult, UploadType};
+
+use crate::error::{error_from_response, Origin};
+use crate::plan::{EnvelopePlan, PartPlan};
+use crate::seal_stream::{sealed_part_stream, ChunkObserver, FailureSlot};
+use crate::{ClientError, Progress, ProgressFn, Stage, UploadOptions};
+
+/// First retry delay of a failed part; doubled per attempt.
+const RETRY_BASE_DELAY: Duration = Duration::from_millis(500);
+/// Cap on one retry delay: a node restarting takes seconds, and a longer wait only
+/// holds the whole upload back.
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(8);
+/// The node's answer when a retried part had in fact been stored the first time.
+const PART_ALREADY_UPLOADED: &str = "part_already_uploaded";
+
+pub async fn upload_with_registration(
+    http: &reqwest::Client,
+    reg: &Registration,
+    path: &Path,
+    opts: &UploadOptions,
+) -> Result<UploadResult, ClientError> {
+    check_not_expired(reg, OffsetDateTime::now_utc())?;
+    let plan = Arc::new(EnvelopePlan::from_registration(reg)?);
+    let metadata = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| ClientError::io(format!("reading {}", path.display()), e))?;
+    if !metadata.is_file() {
+        return Err(ClientError::Config(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    if metadata.len() != reg.file_size {
+        return Err(ClientError::Registration(format!(
+            "{} is {} bytes but the registration is for {} bytes",
+            path.display(),
+            metadata.len(),
+            reg.file_size
+        )));
+    }
+    let path: Arc<Path> = Arc::from(path);
+    let tracker = Arc::new(Tracker::new(
+        opts.progress.clone(),
+        reg.file_size,
+        reg.ciphertext_size,
+    ));
+    let retries = opts.part_retries;
+
+    match reg.upload_type {
+        UploadType::Single => {
+            let url = reg.upload_url.as_deref().ok_or_else(|| {
+                ClientError::Registration(
+                    "invalid registration: single upload without upload_url".into(),
+                )
+            })?;
+            let part = plan.whole();
+            let receipt = with_retries(retries, Retry::ConnectOnly, || {
+                put_sealed(http, url, &path, &plan, part, &tracker, None)
+            })
+            .await?;
+            log_receipt(&receipt);
+        }
+        UploadType::Multipart => {
+            let complete_url = reg.complete_url.as_deref().ok_or_else(|| {
+                ClientError::Registration(
+                    "invalid registration: multipart upload without complete_url".into(),
+                )
+            })?;
+            let parts = plan.parts(reg)?;
+            futures::stream::iter(parts.into_iter().map(Ok))
+                .try_for_each_concurrent(opts.concurrency.max(1), |(number, url, part)| {
+                    let path = path.clone();
+                    let plan = plan.clone();
+                    let tracker = tracker.clone();
+                    async move {
+                        let label = format!("part {number}");
+                        with_retries(retries, Retry::Transient, || {
+                            put_sealed(http, url, &path, &plan, part, &tracker, Some(&label))
+                        })
+                        .await
+                        .map(|_| ())
+                    }
+                })
+                .await?;
+            tracker.completing_started();
+            let receipt =
+                with_retries(retries, Retry::ConnectOnly, || complete(http, complete_url)).await?;
+            log_receipt(&receipt);
+        }
+    }
+    tracker.report(Stage::Completing, 1, 1);
+    Ok(UploadResult {
+        file_id: reg.file_id,
+        cdn_url: reg.cdn_url.clone(),
+    })
+}
+
+fn check_not_expired(reg: &Registration, now: OffsetDateTime) -> Result<(), ClientError> {
+    let expires_at = OffsetDateTime::parse(&reg.expires_at, &Rfc3339).map_err(|_| {
+        ClientError::Registration(format!(
+            "invalid registration: expires_at {:?} is not an RFC 3339 time",
+            reg.expires_at
+        ))
+    })?;
+    if now >= expires_at {
+        return Err(ClientError::Registration(format!(
+            "upload registration expired at {} (initiate a new upload)",
+            reg.expires_at
+        )));
+    }
+    Ok(())
+}
+
+fn log_receipt(receipt: &Option<UploadReceipt>) {
+    match receipt {
+        Some(r) => {
+            tracing::debug!(upload_id = %r.upload_id, size = r.size, status = %r.status, "node receipt")
+        }
+        None => tracing::debug!("node answered without a receipt body"),
+    }
+}
+
+/// Which failures are worth another attempt.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Only failures where nothing reached the node: a single-use token may already be
+    /// spent otherwise.
+    ConnectOnly,
+    /// Also 5xx and broken transfers: parts are individually retryable by design.
+    Transient,
+}
+
+enum Failure {
+    /// Nothing reached the other side.
+    NotSent(ClientError),
+    /// The transfer broke or the node answered 5xx/408/429.
+    Transient(ClientError),
+    Fatal(ClientError),
+}
+
+impl Failure {
+    fn map(self, f: impl FnOnce(ClientError) -> ClientError) -> Self {
+        match self {
+            Self::NotSent(e) => Self::NotSent(f(e)),
+            Self::Transient(e) => Self::Transient(f(e)),
+            Self::Fatal(e) => Self::Fatal(f(e)),
+        }
+    }
+}
+
+async fn with_retries<T, F, Fut>(
+    retries: u32,
+    policy: Retry,
+    mut attempt: F,
+) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut tries = 0u32;
+    loop {
+        let err = match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(Failure::Fatal(err)) => return Err(err),
+            Err(Failure::Transient(err)) if policy == Retry::ConnectOnly => return Err(err),
+            Err(Failure::NotSent(err) | Failure::Transient(err)) => err,
+        };
+        if tries >= retries {
+            return Err(err);
+        }
+        let delay = RETRY_BASE_DELAY
+            .saturating_mul(1u32.checked_shl(tries).unwrap_or(u32::MAX))
+            .min(RETRY_MAX_DELAY);
+        tracing::warn!(error = %err, attempt = tries + 1, ?delay, "retrying");
+        tokio::time::sleep(delay).await;
+        tries += 1;
+    }
+}
+
+fn classify_transport(url: &str, err: reqwest::Error) -> Failure {
+    let not_sent = err.is_connect();
+    let transient = err.is_timeout() || err.is_request() || err.is_body();
+    let err = ClientError::transport(Origin::Node, url, err);
+    if not_sent {
+        Failure::NotSent(err)
+    } else if transient {
+        Failure::Transient(err)
+    } else {
+        Failure::Fatal(err)
+    }
+}
+
+/// A non-success node answer; `Ok(None)` when it means the work was already done.
+async fn classify_status(
+    resp: reqwest::Response,
+    already_done_code: Option<&str>,
+) -> Result<Option<UploadReceipt>, Failure> {
+    let status = resp.status();
+    let err = error_from_response(Origin::Node, resp).await;
+    if let (Some(done), ClientError::Api { code, .. }) = (already_done_code, &err) {
+        if status == StatusCode::CONFLICT && code == done {
+            return Ok(None);
+        }
+    }
+    if status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+    {
+        Err(Failure::Transient(err))
+    } else {
+        Err(Failure::Fatal(err))
+    }
+}
+
+async fn read_receipt(resp: reqwest::Response) -> Option<UploadReceipt> {
+    resp.json::<UploadReceipt>().await.ok()
+}
+
+/// One attempt at PUTting a part (or the whole envelope). Progress made by a failed
+/// attempt is taken back, so a retry does not count bytes twice.
+async fn put_sealed(
+    http: &reqwest::Client,
+    url: &str,
+    path: &Arc<Path>,
+    plan: &Arc<EnvelopePlan>,
+    part: PartPlan,
+    tracker: &Arc<Tracker>,
+    label: Option<&str>,
+) -> Result<Option<UploadReceipt>, Failure> {
+    let attempt = Arc::new(AttemptCounters::default());
+    let observer: ChunkObserver = {
+        let attempt = attempt.clone();
+        let tracker = tracker.clone();
+        Arc::new(move |plain, sealed| {
+            attempt.plain.fetch_add(plain, Ordering::Relaxed);
+            attempt.sealed.fetch_add(sealed, Ordering::Relaxed);
+            tracker.chunk_sent(plain, sealed);
+        })
+    };
+    let failure = FailureSlot::default();
+    let body = sealed_part_stream(path.clone(), plan.clone(), part, observer, failure.clone());
+    let sent = http
+        .put(url)
+        .header(CONTENT_LENGTH, part.ciphertext_len)
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await;
+    let result = match sent {
+        Err(err) => Err(match failure.take() {
+            Some(local) => Failure::Fatal(local),
+            None => classify_transport(url, err),
+        }),
+        Ok(resp) if resp.status().is_success() => Ok(read_receipt(resp).await),
+        Ok(resp) => classify_status(resp, Some(PART_ALREADY_UPLOADED)).await,
+    };
+    match result {
+        Err(failure) => {
+            tracker.take_back(
+                attempt.plain.load(Ordering::Relaxed),
+                attempt.sealed.load(Ordering::Relaxed),
+            );
+            Err(match label {
+                Some(label) => failure.map(|err| err.about(label)),
+                None => failure,
+            })
+        }
+        Ok(receipt) => {
+            // An already-stored part streamed nothing (or only part): count it whole.
+            let plain_missing = part
+                .plaintext_len
+                .saturating_sub(attempt.plain.load(Ordering::Relaxed));
+            let sealed_missing = part
+                .ciphertext_len
+                .saturating_sub(attempt.sealed.load(Ordering::Relaxed));
+            if plain_missing > 0 || sealed_missing > 0 {
+                tracker.chunk_sent(plain_missing, sealed_missing);
+            }
+            Ok(receipt)
+        }
+    }
+}
+
+async fn complete(http: &reqwest::Client, url: &str) -> Result<Option<UploadReceipt>, Failure> {
+    let sent = http
+        .post(url)
+        .header(CONTENT_LENGTH, 0)
+        .body(Vec::new())
+        .send()
+        .await;
+    match sent {
+        Err(err) => Err(classify_transport(url, err)),
+        Ok(resp) if resp.status().is_success() => Ok(read_receipt(resp).await),
+        Ok(resp) => classify_status(resp, None).await,
+    }
+}
+
+#[derive(Default)]
+struct AttemptCounters {
+    plain: AtomicU64,
+    sealed: AtomicU64,
+}
+
+/// Turns chunk events from every part in flight into [`Progress`] reports.
+struct Tracker {
+    callback: Option<ProgressFn>,
+    file_size: u64,
+    ciphertext_size: u64,
+    encrypted: AtomicU64,
+    uploaded: AtomicU64,
+    completing: AtomicBool,
+}
+
+impl Tracker {
+    fn new(callback: Option<ProgressFn>, file_size: u64, ciphertext_size: u64) -> Self {
+        Self {
+            callback,
+            file_size,
+            ciphertext_size,
+            encrypted: AtomicU64::new(0),
+            uploaded: AtomicU64::new(0),
+            completing: AtomicBool::new(false),
+        }
+    }
+
+    fn report(&self, stage: Stage, done: u64, total: u64) {
+        if let Some(callback) = &self.callback {
+            callback(Progress { stage, done, total });
+        }
+    }
+
+    fn chunk_sent(&self, plain: u64, sealed: u64) {
+        let encrypted = self.encrypted.fetch_add(plain, Ordering::Relaxed) + plain;
+        let uploaded = self.uploaded.fetch_add(sealed, Ordering::Relaxed) + sealed;
+        if plain > 0 || self.file_size == 0 {
+            self.report(
+                Stage::Encrypting,
+                encrypted.min(self.file_size),
+                self.file_size,
+            );
+        }
+        self.report(
+            Stage::Uploading,
+            uploaded.min(self.ciphertext_size),
+            self.ciphertext_size,
+        );
+        if uploaded >= self.ciphertext_size {
+            self.completing_started();
+        }
+    }
+
+    fn take_back(&self, plain: u64, sealed: u64) {
+        let _ = self
+            .encrypted
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(plain))
+            });
+        let _ = self
+            .uploaded
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(sealed))
+            });
+    }
+
+    /// Every byte is handed over; what remains is the node storing and distributing.
+    fn completing_started(&self) {
+        if !self.completing.swap(true, Ordering::Relaxed) {
+            self.report(Stage::Completing, 0, 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zib_proto::{EnvelopeParams, FileId, NodeId};
+
+    fn registration(expires_at: &str) -> Registration {
+        Registration {
+            upload_type: UploadType::Single,
+            file_id: FileId::new_random(),
+            bucket: "b".into(),
+            key: "k".into(),
+            file_size: 0,
+            content_type: "application/octet-stream".into(),
+            node_id: NodeId::new_random(),
+            node_url: "http://127.0.0.1:1".into(),
+            upload_url: Some("http://127.0.0.1:1/upload".into()),
+            upload_id: None,
+            parts: vec![],
+            complete_url: None,
+            encryption_key: String::new(),
+            envelope: EnvelopeParams {
+                version: 1,
+                chunk_size: 1024,
+                nonce_prefix: "00112233445566".into(),
+            },
+            ciphertext_size: 32,
+            cdn_url: "http://127.0.0.1:1/objects/x".into(),
+            expires_at: expires_at.into(),
+        }
+    }
+
+    #[test]
+    fn expired_registrations_are_refused_by_name() {
+        let now = OffsetDateTime::parse("2030-01-01T00:00:00Z", &Rfc3339).unwrap();
+        let err = check_not_expired(&registration("2029-12-31T23:59:59Z"), now).unwrap_err();
+        assert!(
+            err.to_string().contains("upload registration expired"),
+            "{err}"
+        );
+        assert!(check_not_expired(&registration("2030-01-01T00:10:00Z"), now).is_ok());
+        let err = check_not_expired(&registration("tomorrow"), now).unwrap_err();
+        assert!(err.to_string().contains("expires_at"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_at_the_budget_and_skip_fatal_errors() {
+        let calls = AtomicU64::new(0);
+        let result: Result<(), _> = with_retries(2, Retry::Transient, || async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(Failure::Transient(ClientError::Config("boom".into())))
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+
+        calls.store(0, Ordering::Relaxed);
+        let result: Result<(), _> = with_retries(5, Retry::Transient, || async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(Failure::Fatal(ClientError::Config("no".into())))
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+
+        calls.store(0, Ordering::Relaxed);
+        let result: Result<(), _> = with_retries(5, Retry::ConnectOnly, || async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(Failure::Transient(ClientError::Config("5xx".into())))
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+}
