@@ -100,8 +100,8 @@ fn dev_erasure(nodes: usize) -> (u8, u8) {
     if nodes >= 6 {
         (4, 2)
     } else {
-        let parity = 1;
-        (nodes.saturating_sub(parity).clamp(1, 4) as u8, parity)
+        let parity: u8 = 1;
+        (nodes.saturating_sub(parity as usize).clamp(1, 4) as u8, parity)
     }
 }
 

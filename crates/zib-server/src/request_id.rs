@@ -33,14 +33,13 @@ pub async fn layer(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
     let status = response.status().as_u16();
-    tracing::info!(
-        request_id = %id,
-        %method,
-        path = %path,
-        status,
-        latency_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    let latency_ms = started.elapsed().as_millis() as u64;
+    // Heartbeats arrive every second per node; they would drown everything else.
+    if path == "/v1/node/heartbeat" && status < 400 {
+        tracing::debug!(request_id = %id, %method, path = %path, status, latency_ms, "request");
+    } else {
+        tracing::info!(request_id = %id, %method, path = %path, status, latency_ms, "request");
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, v);
     }

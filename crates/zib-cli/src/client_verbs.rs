@@ -1,0 +1,350 @@
+//! The client verbs: `zib upload`, `zib get`, `zib ls`. Thin over `zib-client`; what
+//! they print on stdout is meant for scripts (one JSON line, or plain columns), while
+//! progress goes to stderr and only when a person is watching.
+
+use std::io::IsTerminal;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use zib_client::{download, Client, ClientConfig, Progress, Stage, UploadOptions, DEFAULT_API_URL};
+use zib_proto::FileId;
+
+#[derive(Args, Debug)]
+pub struct UploadArgs {
+    /// Bucket to store the object in.
+    #[arg(long)]
+    pub bucket: String,
+    /// Object key; defaults to the file's name.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The file to encrypt and upload.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Content type served by the CDN; guessed from the extension when omitted.
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// Multipart parts in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// A file id, or a full CDN URL.
+    #[arg(value_name = "FILE_ID_OR_CDN_URL")]
+    pub target: String,
+    /// Where to write the bytes (default: stdout).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Inclusive byte range `a-b`, as in HTTP (`0-99` is the first 100 bytes).
+    #[arg(long, value_name = "A-B", value_parser = parse_range)]
+    pub range: Option<Range<u64>>,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// List this bucket's objects; without it, list the buckets.
+    #[arg(value_name = "BUCKET")]
+    pub bucket: Option<String>,
+    /// Only objects whose key starts with this.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Print the API's JSON instead of columns.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run_upload(args: UploadArgs) -> Result<()> {
+    let client = Client::new(ClientConfig::from_env()?)?;
+    let key = match args.key {
+        Some(key) => key,
+        None => args
+            .file
+            .file_name()
+            .and_then(|name| name.to_str())
+            .map(str::to_string)
+            .with_context(|| {
+                format!(
+                    "{} has no usable file name: pass --key",
+                    args.file.display()
+                )
+            })?,
+    };
+    let content_type = args
+        .content_type
+        .or_else(|| guess_content_type(&args.file).map(str::to_string));
+
+    let bar = std::io::stderr().is_terminal().then(progress_bar);
+    let progress = bar.clone().map(|bar| -> zib_client::ProgressFn {
+        Arc::new(move |p: Progress| match p.stage {
+            Stage::Encrypting => {}
+            Stage::Uploading => {
+                bar.set_length(p.total);
+                bar.set_position(p.done);
+            }
+            Stage::Completing if p.done < p.total => bar.set_message("storing on the network…"),
+            Stage::Completing => bar.set_message("done"),
+        })
+    });
+    let opts = UploadOptions {
+        concurrency: args.concurrency.max(1),
+        progress,
+        ..UploadOptions::default()
+    };
+    let result = client
+        .upload_path(
+            &args.file,
+            &args.bucket,
+            &key,
+            content_type.as_deref(),
+            &opts,
+        )
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let result = result.with_context(|| format!("uploading {}", args.file.display()))?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+pub async fn run_get(args: GetArgs) -> Result<()> {
+    let url = cdn_url_for(&args.target)?;
+    // The CDN URL is the read capability: no tenant credential is needed or sent.
+    let http = reqwest::Client::new();
+    match &args.output {
+        None => {
+            let mut stdout = tokio::io::stdout();
+            download(&http, &url, args.range, &mut stdout).await?;
+        }
+        Some(path) if path.as_os_str() == "-" => {
+            let mut stdout = tokio::io::stdout();
+            download(&http, &url, args.range, &mut stdout).await?;
+        }
+        Some(path) => {
+            // Write beside the target and rename, so a failed download leaves no
+            // truncated file under the wanted name.
+            let partial = partial_path(path);
+            let mut file = tokio::fs::File::create(&partial)
+                .await
+                .with_context(|| format!("creating {}", partial.display()))?;
+            let downloaded = download(&http, &url, args.range, &mut file).await;
+            drop(file);
+            if let Err(err) = downloaded {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(err.into());
+            }
+            tokio::fs::rename(&partial, path)
+                .await
+                .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_ls(args: LsArgs) -> Result<()> {
+    let client = Client::new(ClientConfig::from_env()?)?;
+    match &args.bucket {
+        None => {
+            if args.prefix.is_some() {
+                bail!("--prefix needs a BUCKET");
+            }
+            let list = client.list_buckets().await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&list)?);
+                return Ok(());
+            }
+            let rows: Vec<[String; 3]> = list
+                .buckets
+                .iter()
+                .map(|b| {
+                    [
+                        b.name.clone(),
+                        b.object_count.to_string(),
+                        b.total_bytes.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["NAME", "OBJECTS", "BYTES"], &rows);
+        }
+        Some(bucket) => {
+            let list = client.list_objects(bucket, args.prefix.as_deref()).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&list)?);
+                return Ok(());
+            }
+            let rows: Vec<[String; 4]> = list
+                .objects
+                .iter()
+                .map(|o| {
+                    [
+                        o.key.clone(),
+                        o.size.to_string(),
+                        o.file_id.to_string(),
+                        o.content_type.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["KEY", "SIZE", "FILE_ID", "CONTENT_TYPE"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// Columns padded to their widest cell; the last column is not padded.
+fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = headers.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// A full URL is used as is; a bare file id becomes `{base}/objects/{id}`, the base
+/// being `ZIB_CDN_URL`, else `ZIB_API_URL` (the server serves the CDN too).
+fn cdn_url_for(target: &str) -> Result<String> {
+    let target = target.trim();
+    if target.starts_with("http://") || target.starts_with("https://") {
+        return Ok(target.to_string());
+    }
+    let file_id: FileId = target.parse().map_err(|_| {
+        anyhow::anyhow!("{target:?} is neither a file id (a UUID) nor an http(s) CDN URL")
+    })?;
+    let base = env_nonempty("ZIB_CDN_URL")
+        .or_else(|| env_nonempty("ZIB_API_URL"))
+        .unwrap_or_else(|| DEFAULT_API_URL.to_string());
+    Ok(format!("{}/objects/{file_id}", base.trim_end_matches('/')))
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    path.with_file_name(name)
+}
+
+/// `a-b`, inclusive both ends, into the half-open range the SDK takes.
+fn parse_range(s: &str) -> Result<Range<u64>, String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a range like 0-99"))?;
+    let start: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a byte offset"))?;
+    let last: u64 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a byte offset"))?;
+    if last < start {
+        return Err(format!("range {s:?} ends before it starts"));
+    }
+    let end = last
+        .checked_add(1)
+        .ok_or_else(|| format!("range {s:?} is too large"))?;
+    Ok(start..end)
+}
+
+/// The common types a CDN should serve with the right header; others are left to the
+/// server's default.
+fn guess_content_type(path: &Path) -> Option<&'static str> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mp3" => "audio/mpeg",
+        "json" => "application/json",
+        "txt" => "text/plain",
+        "html" => "text/html",
+        "pdf" => "application/pdf",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_inclusive_like_http() {
+        assert_eq!(parse_range("0-99"), Ok(0..100));
+        assert_eq!(parse_range("5-5"), Ok(5..6));
+        assert!(parse_range("9-3").is_err());
+        assert!(parse_range("abc").is_err());
+        assert!(parse_range("1-").is_err());
+    }
+
+    #[test]
+    fn content_types_are_guessed_for_common_extensions() {
+        assert_eq!(
+            guess_content_type(Path::new("a/cat.JPG")),
+            Some("image/jpeg")
+        );
+        assert_eq!(
+            guess_content_type(Path::new("clip.webm")),
+            Some("video/webm")
+        );
+        assert_eq!(guess_content_type(Path::new("notes")), None);
+        assert_eq!(guess_content_type(Path::new("data.xyz")), None);
+    }
+
+    #[test]
+    fn cdn_urls_pass_through_and_ids_are_checked() {
+        let url = "https://cdn.example/objects/5f0c2f34-8c1b-4d6e-9a57-0f6f2b1c3d4e";
+        assert_eq!(cdn_url_for(url).unwrap(), url);
+        assert!(cdn_url_for("not-an-id").is_err());
+        let built = cdn_url_for("5f0c2f34-8c1b-4d6e-9a57-0f6f2b1c3d4e").unwrap();
+        assert!(
+            built.ends_with("/objects/5f0c2f34-8c1b-4d6e-9a57-0f6f2b1c3d4e"),
+            "{built}"
+        );
+    }
+
+    #[test]
+    fn partial_downloads_sit_beside_the_target() {
+        assert_eq!(
+            partial_path(Path::new("/tmp/out.bin")),
+            Path::new("/tmp/out.bin.part")
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! A real `zib dev` cluster on loopback for integration tests: the built binary,
+//! an ephemeral port, a temporary data directory, and helpers a user would use.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+pub const CHUNK: u64 = 256 * 1024;
+pub const MIB: u64 = 1024 * 1024;
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Credentials {
+    pub access_key: String,
+    pub secret_key: String,
+    pub api_url: String,
+    pub cdn_url: String,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub creds: Credentials,
+    pub nodes: usize,
+}
+
+pub fn zib_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_zib")
+}
+
+impl Cluster {
+    pub fn start(nodes: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (child, creds) = spawn_dev(dir.path(), nodes);
+        Cluster {
+            dir,
+            child: Some(child),
+            creds,
+            nodes,
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Ctrl-C, then the same command on the same directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, creds) = spawn_dev(self.dir.path(), self.nodes);
+        self.child = Some(child);
+        self.creds = creds;
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        assert!(status.success(), "zib dev exited with {status} on Ctrl-C");
+                        break;
+                    }
+                    _ if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        panic!("zib dev did not stop within 20 s of Ctrl-C");
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+    }
+
+    pub fn node_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("nodes"))
+            .expect("nodes dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        dirs.sort();
+        dirs
+    }
+
+    pub fn client(&self) -> zib_client::Client {
+        zib_client::Client::new(zib_client::ClientConfig {
+            api_url: self.creds.api_url.clone(),
+            access_key: self.creds.access_key.clone(),
+            secret_key: self.creds.secret_key.clone(),
+        })
+        .expect("client")
+    }
+
+    /// `zib <args>` with this cluster's credentials in the environment.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(zib_bin())
+            .args(args)
+            .env("ZIB_API_URL", &self.creds.api_url)
+            .env("ZIB_ACCESS_KEY", &self.creds.access_key)
+            .env("ZIB_SECRET_KEY", &self.creds.secret_key)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run zib")
+    }
+
+    /// Uploads with `zib upload` and returns (file_id, cdn_url).
+    pub fn upload(&self, path: &Path, bucket: &str, key: &str) -> (String, String) {
+        let out = self.cli(&["upload", "--bucket", bucket, "--key", key, path.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "zib upload failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(line.trim().lines().count(), 1, "one JSON line on stdout: {line:?}");
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        (
+            v["file_id"].as_str().unwrap().to_string(),
+            v["cdn_url"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub fn http(&self) -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap()
+    }
+
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}:{}", self.creds.access_key, self.creds.secret_key)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn_dev(dir: &Path, nodes: usize) -> (Child, Credentials) {
+    let creds_path = dir.join("credentials.json");
+    let _ = std::fs::remove_file(&creds_path);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dev.log"))
+        .expect("log file");
+    let mut child = Command::new(zib_bin())
+        .args([
+            "dev",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--nodes",
+            &nodes.to_string(),
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn zib dev");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&creds_path) {
+            if let Ok(creds) = serde_json::from_str::<Credentials>(&text) {
+                wait_healthy(&creds.api_url);
+                return (child, creds);
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("dev.log")).unwrap_or_default();
+            panic!("zib dev exited early with {status}:\n{log}");
+        }
+        assert!(Instant::now() < deadline, "zib dev did not become ready in 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_healthy(api: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::blocking::get(format!("{api}/healthz")).is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server at {api} never became healthy");
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.
+pub fn pattern(len: u64, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len as usize);
+    while (out.len() as u64) < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len as usize);
+    out
+}
+
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// GET a CDN URL (optionally a range); returns status and body.
+pub fn get(http: &reqwest::blocking::Client, url: &str, range: Option<(u64, u64)>) -> (u16, Vec<u8>) {
+    let mut req = http.get(url);
+    if let Some((a, b)) = range {
+        req = req.header("Range", format!("bytes={a}-{b}"));
+    }
+    let resp = req.send().expect("GET");
+    let status = resp.status().as_u16();
+    (status, resp.bytes().map(|b| b.to_vec()).unwrap_or_default())
+}
+
+/// Every regular file under `root`.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
