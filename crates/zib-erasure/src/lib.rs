@@ -245,7 +245,10 @@ impl Codec {
 
     /// Rebuilds only the data shards and returns the segment's `segment_len` bytes.
     /// Present shards must be `ceil(segment_len / k)` long, as [`Layout::shard_len`]
-    /// gives. With every data shard present nothing is decoded.
+    /// gives. Missing data is decoded straight into the returned buffer (no per-shard
+    /// allocation, no second copy), so `shards` is left as given; use
+    /// [`Codec::reconstruct`] to refill shards for repair. With every data shard
+    /// present nothing is decoded.
     pub fn reconstruct_segment(
         &self,
         segment: u32,
@@ -263,25 +266,31 @@ impl Codec {
         let k = self.data_shards();
         let shard_len = segment_len.div_ceil(k);
         let present = self.check_present(segment, shards, shard_len)?;
-        if shards[..k].iter().any(Option::is_none) {
+
+        let (data, parity) = shards.split_at_mut(k);
+        let mut out = Vec::with_capacity(k * shard_len);
+        for shard in data.iter() {
+            match shard {
+                Some(bytes) => out.extend_from_slice(bytes),
+                None => out.resize(out.len() + shard_len, 0),
+            }
+        }
+        if data.iter().any(Option::is_none) {
+            let mut views: Vec<(&mut [u8], bool)> = Vec::with_capacity(k + parity.len());
+            for (buffer, shard) in out.chunks_mut(shard_len).zip(data.iter()) {
+                views.push((buffer, shard.is_some()));
+            }
+            for shard in parity.iter_mut() {
+                match shard {
+                    Some(bytes) => views.push((bytes.as_mut_slice(), true)),
+                    None => views.push((&mut [], false)),
+                }
+            }
             self.rs
-                .reconstruct_data(shards)
+                .reconstruct_data(&mut views)
                 .map_err(|e| map_rs_error(e, segment, present, k))?;
         }
-        let mut out = Vec::with_capacity(segment_len);
-        for shard in shards[..k].iter().flatten() {
-            let take = (segment_len - out.len()).min(shard.len());
-            out.extend_from_slice(&shard[..take]);
-        }
-        if out.len() != segment_len {
-            // Unreachable after the checks above; kept so a library surprise is an
-            // error, not corrupt bytes.
-            return Err(ErasureError::TooFewShards {
-                segment,
-                present,
-                needed: k,
-            });
-        }
+        out.truncate(segment_len);
         Ok(out)
     }
 
@@ -547,12 +556,12 @@ mod tests {
         let mut shards: Vec<Option<Vec<u8>>> = encoded.into_iter().map(Some).collect();
         shards[0] = None;
         shards[3] = None;
+        let given = shards.clone();
         assert_eq!(
             codec.reconstruct_segment(2, &mut shards, 15).unwrap(),
             segment
         );
-        // Only data was rebuilt.
-        assert!(shards[..4].iter().all(Option::is_some));
+        assert_eq!(shards, given);
     }
 
     #[test]
