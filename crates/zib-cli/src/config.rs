@@ -96,8 +96,8 @@ pub fn load<T: DeserializeOwned + Serialize + Default>(path: Option<&Path>) -> R
     if let Some(path) = path {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        let table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+        let table: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
         let value = serde_json::to_value(table).context("converting TOML")?;
         if let Value::Object(map) = value {
             merged.extend(map);

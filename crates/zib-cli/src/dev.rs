@@ -64,7 +64,8 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 fn load_or_create_secrets(dir: &Path) -> Result<DevSecrets> {
     let path = dir.join("secrets.json");
     if path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         return serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()));
     }
     let secrets = DevSecrets {
@@ -80,9 +81,15 @@ fn load_or_create_secrets(dir: &Path) -> Result<DevSecrets> {
 fn node_ids(nodes_dir: &Path, count: usize) -> Result<Vec<NodeId>> {
     let mut ids = Vec::new();
     if nodes_dir.exists() {
-        for entry in std::fs::read_dir(nodes_dir).with_context(|| format!("listing {}", nodes_dir.display()))? {
+        for entry in std::fs::read_dir(nodes_dir)
+            .with_context(|| format!("listing {}", nodes_dir.display()))?
+        {
             let entry = entry.with_context(|| format!("listing {}", nodes_dir.display()))?;
-            if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<NodeId>().ok()) {
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<NodeId>().ok())
+            {
                 ids.push(id);
             }
         }
@@ -101,7 +108,10 @@ fn dev_erasure(nodes: usize) -> (u8, u8) {
         (4, 2)
     } else {
         let parity: u8 = 1;
-        (nodes.saturating_sub(parity as usize).clamp(1, 4) as u8, parity)
+        (
+            nodes.saturating_sub(parity as usize).clamp(1, 4) as u8,
+            parity,
+        )
     }
 }
 
@@ -138,8 +148,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let mut nodes = Vec::new();
     for node_id in node_ids(&nodes_dir, args.nodes)? {
         let data_dir = nodes_dir.join(node_id.as_str());
-        std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-        let listener = TcpListener::bind("127.0.0.1:0").await.context("binding a node port")?;
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding a node port")?;
         let node = zib_node::start(
             NodeConfig {
                 node_id: Some(node_id),
@@ -171,7 +184,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
         credentials.secret_key,
     );
 
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     eprintln!("shutting down");
     for node in nodes {
         node.stop().await;
@@ -185,7 +200,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
 async fn ensure_credentials(dir: &Path, api_url: &str) -> Result<Credentials> {
     let path = dir.join("credentials.json");
     let existing: Option<Credentials> = match std::fs::read_to_string(&path) {
-        Ok(text) => Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?),
+        Ok(text) => Some(
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };

@@ -12,7 +12,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "zib", version, about = "ZiB: encrypted, erasure-coded storage network")]
+#[command(
+    name = "zib",
+    version,
+    about = "ZiB: encrypted, erasure-coded storage network"
+)]
 struct Cli {
     /// Log format on stderr: `text` or `json`.
     #[arg(long, global = true, env = "ZIB_LOG_FORMAT", default_value = "text")]

@@ -96,7 +96,9 @@ pub async fn server(path: Option<&Path>) -> Result<()> {
         .with_context(|| format!("binding {}", file.listen))?;
     let config = server_config(&file, listener.local_addr()?)?;
     let server = zib_server::start(config, listener).await?;
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     tracing::info!("shutting down");
     server.stop().await;
     Ok(())
@@ -128,12 +130,18 @@ pub async fn node(path: Option<&Path>) -> Result<()> {
     };
     let node = zib_node::start(config, listener).await?;
     tracing::info!(node = %node.node_id, addr = %node.addr, "node running");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     node.stop().await;
     Ok(())
 }
 
-pub async fn tenant_create(name: &str, config_path: Option<&Path>, data_dir: Option<&Path>) -> Result<()> {
+pub async fn tenant_create(
+    name: &str,
+    config_path: Option<&Path>,
+    data_dir: Option<&Path>,
+) -> Result<()> {
     let database = match data_dir {
         Some(dir) => crate::dev::database_path(dir),
         None => config::load::<ServerFileConfig>(config_path)?.database,

@@ -82,7 +82,10 @@ fn a_flipped_byte_in_a_stored_shard_is_read_around() {
     for node in &cluster.node_dirs()[..2] {
         for f in files_under(node) {
             let mut bytes = std::fs::read(&f).unwrap();
-            if f.file_name().is_some_and(|n| n == "node.json") || bytes.is_empty() || bytes.len() as u64 > MIB {
+            if f.file_name().is_some_and(|n| n == "node.json")
+                || bytes.is_empty()
+                || bytes.len() as u64 > MIB
+            {
                 continue;
             }
             let at = bytes.len() / 2;
@@ -121,8 +124,10 @@ fn node_disks_hold_no_plaintext_keys_object_keys_or_file_ids() {
             progress: None,
         };
         let http = reqwest::Client::new();
-        rt.block_on(zib_client::upload_with_registration(&http, &reg, &path, &opts))
-            .unwrap();
+        rt.block_on(zib_client::upload_with_registration(
+            &http, &reg, &path, &opts,
+        ))
+        .unwrap();
         let dek = base64::engine::general_purpose::STANDARD
             .decode(&reg.encryption_key)
             .unwrap();
@@ -170,17 +175,33 @@ fn registrations_are_single_use_node_scoped_and_size_bound() {
     };
 
     // Used once: fine. Used twice: refused, and the file is still the first upload.
-    let reg = rt.block_on(client.initiate("misuse", "one", 4000, None)).unwrap();
-    let async_http = reqwest::Client::new();
-    rt.block_on(zib_client::upload_with_registration(&async_http, &reg, &path, &opts))
+    let reg = rt
+        .block_on(client.initiate("misuse", "one", 4000, None))
         .unwrap();
-    let replay = rt.block_on(zib_client::upload_with_registration(&async_http, &reg, &path, &opts));
-    let err = replay.expect_err("replayed registration must fail").to_string();
+    let async_http = reqwest::Client::new();
+    rt.block_on(zib_client::upload_with_registration(
+        &async_http,
+        &reg,
+        &path,
+        &opts,
+    ))
+    .unwrap();
+    let replay = rt.block_on(zib_client::upload_with_registration(
+        &async_http,
+        &reg,
+        &path,
+        &opts,
+    ));
+    let err = replay
+        .expect_err("replayed registration must fail")
+        .to_string();
     assert!(err.contains("409") || err.contains("already"), "{err}");
     assert_eq!(get(&http, &reg.cdn_url, None).1, data);
 
     // Another node: find a registration on node A and replay its URL against node B.
-    let first = rt.block_on(client.initiate("misuse", "two", 4000, None)).unwrap();
+    let first = rt
+        .block_on(client.initiate("misuse", "two", 4000, None))
+        .unwrap();
     let mut other_url = None;
     for i in 0..40 {
         let r = rt
@@ -194,7 +215,11 @@ fn registrations_are_single_use_node_scoped_and_size_bound() {
     let other_url = other_url.expect("a second node");
     let upload_url = first.upload_url.clone().unwrap();
     let moved = upload_url.replace(&first.node_url, &other_url);
-    let resp = http.put(&moved).body(vec![0u8; first.ciphertext_size as usize]).send().unwrap();
+    let resp = http
+        .put(&moved)
+        .body(vec![0u8; first.ciphertext_size as usize])
+        .send()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 403, "token used on another node");
     let body: serde_json::Value = resp.json().unwrap();
     assert!(body["error"].as_str().unwrap().contains("node"), "{body}");
@@ -214,8 +239,16 @@ fn registrations_are_single_use_node_scoped_and_size_bound() {
 
     // An altered token is refused.
     let tampered = format!("{}x", upload_url);
-    let resp = http.put(&tampered).body(vec![0u8; first.ciphertext_size as usize]).send().unwrap();
-    assert!(resp.status().is_client_error(), "altered token got {}", resp.status());
+    let resp = http
+        .put(&tampered)
+        .body(vec![0u8; first.ciphertext_size as usize])
+        .send()
+        .unwrap();
+    assert!(
+        resp.status().is_client_error(),
+        "altered token got {}",
+        resp.status()
+    );
     assert_eq!(get(&http, &first.cdn_url, None).0, 404);
 }
 
@@ -229,10 +262,20 @@ fn tenants_are_isolated_and_credentials_are_checked() {
     let (file_id, cdn_url) = cluster.upload(&path, "alice-bucket", "mine.bin");
 
     let out = std::process::Command::new(zib_bin())
-        .args(["tenant", "create", "mallory", "--data-dir", cluster.data_dir().to_str().unwrap()])
+        .args([
+            "tenant",
+            "create",
+            "mallory",
+            "--data-dir",
+            cluster.data_dir().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let other: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mallory = format!(
         "Bearer {}:{}",
@@ -241,17 +284,44 @@ fn tenants_are_isolated_and_credentials_are_checked() {
     );
     let api = &cluster.creds.api_url;
 
-    let r = http.get(format!("{api}/v1/api/file/{file_id}")).header("Authorization", &mallory).send().unwrap();
-    assert_eq!(r.status().as_u16(), 404, "another tenant cannot read metadata");
-    let r = http.delete(format!("{api}/v1/api/file/{file_id}")).header("Authorization", &mallory).send().unwrap();
+    let r = http
+        .get(format!("{api}/v1/api/file/{file_id}"))
+        .header("Authorization", &mallory)
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "another tenant cannot read metadata"
+    );
+    let r = http
+        .delete(format!("{api}/v1/api/file/{file_id}"))
+        .header("Authorization", &mallory)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let body: serde_json::Value = r.json().unwrap();
-    assert_eq!(body["already_deleted"], true, "looks exactly like a missing id: {body}");
-    let r = http.get(format!("{api}/v1/api/storage/alice-bucket")).header("Authorization", &mallory).send().unwrap();
+    assert_eq!(
+        body["already_deleted"], true,
+        "looks exactly like a missing id: {body}"
+    );
+    let r = http
+        .get(format!("{api}/v1/api/storage/alice-bucket"))
+        .header("Authorization", &mallory)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(get(&http, &cdn_url, None).1, data, "the owner's file is untouched");
+    assert_eq!(
+        get(&http, &cdn_url, None).1,
+        data,
+        "the owner's file is untouched"
+    );
 
-    let r = http.get(format!("{api}/v1/api/file/{file_id}")).header("Authorization", cluster.bearer()).send().unwrap();
+    let r = http
+        .get(format!("{api}/v1/api/file/{file_id}"))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let info: serde_json::Value = r.json().unwrap();
     assert_eq!(info["key"], "mine.bin");
@@ -259,7 +329,12 @@ fn tenants_are_isolated_and_credentials_are_checked() {
 
     // Credentials: missing, malformed, wrong — 401 with a JSON error.
     let wrong = format!("Bearer {}:not-the-secret", cluster.creds.access_key);
-    for auth in [None, Some("Basic abc"), Some("Bearer no-colon"), Some(wrong.as_str())] {
+    for auth in [
+        None,
+        Some("Basic abc"),
+        Some("Bearer no-colon"),
+        Some(wrong.as_str()),
+    ] {
         let mut req = http.get(format!("{api}/v1/api/me/buckets"));
         if let Some(a) = auth {
             req = req.header("Authorization", a);
@@ -272,12 +347,20 @@ fn tenants_are_isolated_and_credentials_are_checked() {
     }
 
     // The owner deletes: CDN 404 afterwards, and the second delete is idempotent.
-    let r = http.delete(format!("{api}/v1/api/file/{file_id}")).header("Authorization", cluster.bearer()).send().unwrap();
+    let r = http
+        .delete(format!("{api}/v1/api/file/{file_id}"))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap();
     let body: serde_json::Value = r.json().unwrap();
     assert_eq!(body["success"], true);
     assert!(body["node_cleanup"].is_object(), "{body}");
     assert_eq!(get(&http, &cdn_url, None).0, 404);
-    let r = http.delete(format!("{api}/v1/api/file/{file_id}")).header("Authorization", cluster.bearer()).send().unwrap();
+    let r = http
+        .delete(format!("{api}/v1/api/file/{file_id}"))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap();
     let body: serde_json::Value = r.json().unwrap();
     assert_eq!(body["already_deleted"], true);
 }
@@ -288,17 +371,40 @@ fn initiate_validates_every_field_by_name() {
     let http = cluster.http();
     let url = format!("{}/v1/api/upload/initiate", cluster.creds.api_url);
     let cases = [
-        (serde_json::json!({"bucket": "Bad_Bucket", "key": "k", "file_size": 5}), "bucket"),
+        (
+            serde_json::json!({"bucket": "Bad_Bucket", "key": "k", "file_size": 5}),
+            "bucket",
+        ),
         (serde_json::json!({"key": "k", "file_size": 5}), "bucket"),
         (serde_json::json!({"bucket": "okay", "file_size": 5}), "key"),
-        (serde_json::json!({"bucket": "okay", "key": "k", "file_size": 0}), "file_size"),
-        (serde_json::json!({"bucket": "okay", "key": "k"}), "file_size"),
-        (serde_json::json!({"bucket": "okay", "key": "k", "file_size": -3}), "file_size"),
-        (serde_json::json!({"bucket": "okay", "key": "k", "file_size": 1u64 << 60}), "file_size"),
-        (serde_json::json!({"bucket": "okay", "key": "k", "file_size": 5, "content_type": "nope"}), "content_type"),
+        (
+            serde_json::json!({"bucket": "okay", "key": "k", "file_size": 0}),
+            "file_size",
+        ),
+        (
+            serde_json::json!({"bucket": "okay", "key": "k"}),
+            "file_size",
+        ),
+        (
+            serde_json::json!({"bucket": "okay", "key": "k", "file_size": -3}),
+            "file_size",
+        ),
+        (
+            serde_json::json!({"bucket": "okay", "key": "k", "file_size": 1u64 << 60}),
+            "file_size",
+        ),
+        (
+            serde_json::json!({"bucket": "okay", "key": "k", "file_size": 5, "content_type": "nope"}),
+            "content_type",
+        ),
     ];
     for (body, field) in cases {
-        let r = http.post(&url).header("Authorization", cluster.bearer()).json(&body).send().unwrap();
+        let r = http
+            .post(&url)
+            .header("Authorization", cluster.bearer())
+            .json(&body)
+            .send()
+            .unwrap();
         assert_eq!(r.status().as_u16(), 400, "{body}");
         let err: serde_json::Value = r.json().unwrap();
         assert!(
@@ -306,7 +412,12 @@ fn initiate_validates_every_field_by_name() {
             "error for {body} names {field}: {err}"
         );
     }
-    let r = http.post(&url).header("Authorization", cluster.bearer()).body("{not json").send().unwrap();
+    let r = http
+        .post(&url)
+        .header("Authorization", cluster.bearer())
+        .body("{not json")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 
     // The registration carries no tenant credential.
@@ -328,7 +439,19 @@ fn restarting_zib_dev_on_the_same_directory_keeps_every_file() {
     let data = pattern(3 * MIB + 1, 77);
     let path = write_file(work.path(), "keep", &data);
     let (file_id, _) = cluster.upload(&path, "keep", "keep.bin");
+    let keys_before = (
+        cluster.creds.access_key.clone(),
+        cluster.creds.secret_key.clone(),
+    );
     cluster.restart();
+    assert_eq!(
+        keys_before,
+        (
+            cluster.creds.access_key.clone(),
+            cluster.creds.secret_key.clone()
+        ),
+        "the dev tenant survives a restart"
+    );
     // Nodes re-register on new ports; the file is served from them.
     std::thread::sleep(Duration::from_millis(500));
     let url = format!("{}/objects/{file_id}", cluster.creds.api_url);
@@ -336,5 +459,10 @@ fn restarting_zib_dev_on_the_same_directory_keeps_every_file() {
     assert_eq!(status, 200);
     assert!(body == data);
     let ls = cluster.cli(&["ls", "keep"]);
-    assert!(String::from_utf8_lossy(&ls.stdout).contains("keep.bin"));
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains("keep.bin"),
+        "ls after restart: {} {}",
+        String::from_utf8_lossy(&ls.stdout),
+        String::from_utf8_lossy(&ls.stderr)
+    );
 }

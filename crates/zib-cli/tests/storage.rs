@@ -10,7 +10,10 @@ fn round_trips_are_byte_identical_for_edge_sizes() {
     let cluster = Cluster::start(6);
     let work = tempfile::tempdir().unwrap();
     let http = cluster.http();
-    for (i, size) in [1, CHUNK - 1, CHUNK, CHUNK + 1, 10 * MIB].into_iter().enumerate() {
+    for (i, size) in [1, CHUNK - 1, CHUNK, CHUNK + 1, 10 * MIB]
+        .into_iter()
+        .enumerate()
+    {
         let data = pattern(size, i as u64 + 1);
         let path = write_file(work.path(), &format!("f{i}"), &data);
         let (_, cdn_url) = cluster.upload(&path, "round-trip", &format!("sizes/{size}.bin"));
@@ -41,7 +44,11 @@ fn multipart_upload_of_a_large_file_round_trips() {
     let (_, cdn_url) = cluster.upload(&path, "big", "big.bin");
     let out = work.path().join("back.bin");
     let got = cluster.cli(&["get", &cdn_url, "-o", out.to_str().unwrap()]);
-    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
     let back = std::fs::read(&out).unwrap();
     assert_eq!(back.len(), data.len());
     assert!(back == data, "100 MiB multipart file came back different");
@@ -80,7 +87,11 @@ fn ranges_at_chunk_shard_and_segment_boundaries_match_the_original() {
         }
     }
     // Suffix and open-ended forms, and an unsatisfiable one.
-    let resp = http.get(&cdn_url).header("Range", "bytes=-100").send().unwrap();
+    let resp = http
+        .get(&cdn_url)
+        .header("Range", "bytes=-100")
+        .send()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 206);
     assert_eq!(resp.bytes().unwrap().as_ref(), &data[data.len() - 100..]);
     let resp = http
@@ -101,7 +112,13 @@ fn cdn_headers_follow_the_tenant_content_type() {
     let work = tempfile::tempdir().unwrap();
     let path = write_file(work.path(), "pic.png", &pattern(5000, 3));
     let out = cluster.cli(&[
-        "upload", "--bucket", "media", "--key", "pic.png", "--content-type", "image/png",
+        "upload",
+        "--bucket",
+        "media",
+        "--key",
+        "pic.png",
+        "--content-type",
+        "image/png",
         path.to_str().unwrap(),
     ]);
     assert!(out.status.success());
@@ -114,7 +131,11 @@ fn cdn_headers_follow_the_tenant_content_type() {
     assert_eq!(head.headers()["content-length"], "5000");
     let etag = head.headers()["etag"].to_str().unwrap().to_string();
     assert!(etag.contains(v["file_id"].as_str().unwrap()));
-    let again = http.get(cdn_url).header("If-None-Match", &etag).send().unwrap();
+    let again = http
+        .get(cdn_url)
+        .header("If-None-Match", &etag)
+        .send()
+        .unwrap();
     assert_eq!(again.status().as_u16(), 304);
 
     // Without a content type the CDN says octet-stream.

@@ -34,7 +34,7 @@ pub fn zib_bin() -> &'static str {
 impl Cluster {
     pub fn start(nodes: usize) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (child, creds) = spawn_dev(dir.path(), nodes);
+        let (child, creds) = spawn_dev(dir.path(), nodes, None);
         Cluster {
             dir,
             child: Some(child),
@@ -50,7 +50,8 @@ impl Cluster {
     /// Ctrl-C, then the same command on the same directory.
     pub fn restart(&mut self) {
         self.stop();
-        let (child, creds) = spawn_dev(self.dir.path(), self.nodes);
+        let previous = self.creds.api_url.clone();
+        let (child, creds) = spawn_dev(self.dir.path(), self.nodes, Some(&previous));
         self.child = Some(child);
         self.creds = creds;
     }
@@ -110,14 +111,25 @@ impl Cluster {
 
     /// Uploads with `zib upload` and returns (file_id, cdn_url).
     pub fn upload(&self, path: &Path, bucket: &str, key: &str) -> (String, String) {
-        let out = self.cli(&["upload", "--bucket", bucket, "--key", key, path.to_str().unwrap()]);
+        let out = self.cli(&[
+            "upload",
+            "--bucket",
+            bucket,
+            "--key",
+            key,
+            path.to_str().unwrap(),
+        ]);
         assert!(
             out.status.success(),
             "zib upload failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let line = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(line.trim().lines().count(), 1, "one JSON line on stdout: {line:?}");
+        assert_eq!(
+            line.trim().lines().count(),
+            1,
+            "one JSON line on stdout: {line:?}"
+        );
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
         (
             v["file_id"].as_str().unwrap().to_string(),
@@ -146,9 +158,10 @@ impl Drop for Cluster {
     }
 }
 
-fn spawn_dev(dir: &Path, nodes: usize) -> (Child, Credentials) {
+/// Starts `zib dev` and waits for it to write credentials for its new address
+/// (a restart keeps the file, with the same keys, and rewrites the URL).
+fn spawn_dev(dir: &Path, nodes: usize, previous_url: Option<&str>) -> (Child, Credentials) {
     let creds_path = dir.join("credentials.json");
-    let _ = std::fs::remove_file(&creds_path);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -173,7 +186,10 @@ fn spawn_dev(dir: &Path, nodes: usize) -> (Child, Credentials) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(text) = std::fs::read_to_string(&creds_path) {
-            if let Ok(creds) = serde_json::from_str::<Credentials>(&text) {
+            if let Some(creds) = serde_json::from_str::<Credentials>(&text)
+                .ok()
+                .filter(|c| Some(c.api_url.as_str()) != previous_url)
+            {
                 wait_healthy(&creds.api_url);
                 return (child, creds);
             }
@@ -182,7 +198,10 @@ fn spawn_dev(dir: &Path, nodes: usize) -> (Child, Credentials) {
             let log = std::fs::read_to_string(dir.join("dev.log")).unwrap_or_default();
             panic!("zib dev exited early with {status}:\n{log}");
         }
-        assert!(Instant::now() < deadline, "zib dev did not become ready in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "zib dev did not become ready in 60 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -219,7 +238,11 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 /// GET a CDN URL (optionally a range); returns status and body.
-pub fn get(http: &reqwest::blocking::Client, url: &str, range: Option<(u64, u64)>) -> (u16, Vec<u8>) {
+pub fn get(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    range: Option<(u64, u64)>,
+) -> (u16, Vec<u8>) {
     let mut req = http.get(url);
     if let Some((a, b)) = range {
         req = req.header("Range", format!("bytes={a}-{b}"));
@@ -234,7 +257,9 @@ pub fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
