@@ -31,7 +31,10 @@ fn random_string(len: usize) -> String {
 }
 
 /// Creates a tenant and returns it with its secret key, which is shown only now.
-pub async fn create_tenant(store: &Store, name: &str) -> Result<(Tenant, String), zib_meta::MetaError> {
+pub async fn create_tenant(
+    store: &Store,
+    name: &str,
+) -> Result<(Tenant, String), zib_meta::MetaError> {
     let access_key = format!("ZK{}", random_string(18).to_ascii_uppercase());
     let secret = format!("zs_{}", random_string(40));
     let tenant = store

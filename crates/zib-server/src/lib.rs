@@ -81,14 +81,20 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .merge(node_rpc::router())
         .merge(cdn::router().layer(cdn_cors))
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }
 
 /// Opens the store and serves on `listener` until stopped.
-pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<RunningServer, StartError> {
+pub async fn start(
+    config: ServerConfig,
+    listener: TcpListener,
+) -> Result<RunningServer, StartError> {
     let store = Store::open_sqlite(&config.database_path)
         .await
         .map_err(|source| StartError::Store {

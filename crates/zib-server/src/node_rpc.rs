@@ -33,7 +33,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/node/register", post(register))
         .route("/v1/node/heartbeat", post(heartbeat))
         .route("/v1/node/uploads/{blob_id}/received", post(upload_received))
-        .route("/v1/node/uploads/{blob_id}/distributed", post(upload_distributed))
+        .route(
+            "/v1/node/uploads/{blob_id}/distributed",
+            post(upload_distributed),
+        )
 }
 
 async fn register(
@@ -139,7 +142,10 @@ async fn upload_received(
     if req.size != file.ciphertext_size {
         return Err(ApiError::invalid(
             "size",
-            format!("expected {} bytes, node holds {}", file.ciphertext_size, req.size),
+            format!(
+                "expected {} bytes, node holds {}",
+                file.ciphertext_size, req.size
+            ),
         ));
     }
     match file.phase {
@@ -248,13 +254,26 @@ async fn upload_distributed(
         let slot = (s.segment as usize)
             .checked_mul(width)
             .and_then(|v| v.checked_add(s.index as usize))
-            .filter(|&i| s.segment < layout.segment_count() && (s.index as usize) < width && i < expected)
-            .ok_or_else(|| ApiError::invalid("shards", format!("shard {}/{} is outside the file", s.segment, s.index)))?;
+            .filter(|&i| {
+                s.segment < layout.segment_count() && (s.index as usize) < width && i < expected
+            })
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "shards",
+                    format!("shard {}/{} is outside the file", s.segment, s.index),
+                )
+            })?;
         if std::mem::replace(&mut seen[slot], true) {
-            return Err(ApiError::invalid("shards", format!("shard {}/{} reported twice", s.segment, s.index)));
+            return Err(ApiError::invalid(
+                "shards",
+                format!("shard {}/{} reported twice", s.segment, s.index),
+            ));
         }
         if s.size != layout.shard_len(s.segment) {
-            return Err(ApiError::invalid("shards", format!("shard {}/{} has the wrong size", s.segment, s.index)));
+            return Err(ApiError::invalid(
+                "shards",
+                format!("shard {}/{} has the wrong size", s.segment, s.index),
+            ));
         }
         let blake3 = hex::decode(&s.blake3)
             .ok()
@@ -271,7 +290,10 @@ async fn upload_distributed(
         });
     }
     if seen.iter().any(|s| !s) {
-        return Err(ApiError::invalid("shards", "not every shard of every segment was reported"));
+        return Err(ApiError::invalid(
+            "shards",
+            "not every shard of every segment was reported",
+        ));
     }
     let superseded = state
         .store

@@ -64,7 +64,8 @@ pub async fn delete_file(
     let Some(deleted) = state.store.delete_file(&tenant.id, id, now_ms()).await? else {
         return Ok(already());
     };
-    let node_cleanup = crate::node_rpc::delete_blobs_now(&state, &deleted.blobs, SYNC_DELETE_TIMEOUT).await?;
+    let node_cleanup =
+        crate::node_rpc::delete_blobs_now(&state, &deleted.blobs, SYNC_DELETE_TIMEOUT).await?;
     Ok(Json(json!({
         "success": true,
         "file_id": id,

@@ -20,7 +20,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Parses a JSON body into `T`, turning every failure into a 400 that says what is wrong.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, crate::error::ApiError> {
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, crate::error::ApiError> {
     if body.is_empty() {
         return Err(crate::error::ApiError::BadJson("body is empty".into()));
     }

@@ -24,8 +24,14 @@ pub fn validate_bucket(name: &str) -> Result<(), ApiError> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    let ends_ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ends_ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
     if !(3..=63).contains(&name.len()) || !ok_chars || !ends_ok || name.contains("..") {
         return Err(ApiError::invalid(
             "bucket",
@@ -40,7 +46,10 @@ pub fn validate_key(key: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid("key", "must be 1 to 1024 bytes long"));
     }
     if key.chars().any(char::is_control) {
-        return Err(ApiError::invalid("key", "must not contain control characters"));
+        return Err(ApiError::invalid(
+            "key",
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -67,9 +76,9 @@ fn validate_content_type(ct: Option<String>) -> Result<String, ApiError> {
 
 fn validate_file_size(v: Option<serde_json::Value>, max: u64) -> Result<u64, ApiError> {
     let v = v.ok_or_else(|| ApiError::invalid("file_size", "is required (bytes, > 0)"))?;
-    let n = v
-        .as_u64()
-        .ok_or_else(|| ApiError::invalid("file_size", format!("must be a positive integer, got {v}")))?;
+    let n = v.as_u64().ok_or_else(|| {
+        ApiError::invalid("file_size", format!("must be a positive integer, got {v}"))
+    })?;
     if n == 0 {
         return Err(ApiError::invalid("file_size", "must be greater than 0"));
     }
@@ -97,12 +106,12 @@ fn required_capabilities(pipeline: &Option<serde_json::Value>) -> Result<Vec<Str
                             "no storage nodes available that can run pipeline stage {name:?}"
                         )))
                     }
-                    other => {
-                        return Err(ApiError::invalid(
-                            "pipeline",
-                            format!("unknown stage {other:?} (expected encoding, transcription, vision)"),
-                        ))
-                    }
+                    other => return Err(ApiError::invalid(
+                        "pipeline",
+                        format!(
+                            "unknown stage {other:?} (expected encoding, transcription, vision)"
+                        ),
+                    )),
                 }
             }
             Ok(vec![])
@@ -121,7 +130,9 @@ pub async fn initiate(
         .bucket
         .ok_or_else(|| ApiError::invalid("bucket", "is required"))?;
     validate_bucket(&bucket)?;
-    let key = req.key.ok_or_else(|| ApiError::invalid("key", "is required"))?;
+    let key = req
+        .key
+        .ok_or_else(|| ApiError::invalid("key", "is required"))?;
     validate_key(&key)?;
     let file_size = validate_file_size(req.file_size, state.config.max_file_size)?;
     let content_type = validate_content_type(req.content_type)?;
@@ -177,7 +188,12 @@ pub async fn initiate(
     let (upload_url, upload_id, parts, complete_url) = match upload_type {
         UploadType::Single => {
             let token = issue(CapabilityOp::Upload, ciphertext_size, None, None, None);
-            (Some(format!("{node_url}/v1/upload/{blob_id}?token={token}")), None, vec![], None)
+            (
+                Some(format!("{node_url}/v1/upload/{blob_id}?token={token}")),
+                None,
+                vec![],
+                None,
+            )
         }
         UploadType::Multipart => {
             let parts = plan_parts(&layout, file_size, state.config.part_size)
@@ -298,4 +314,3 @@ pub fn plan_parts(layout: &Layout, file_size: u64, part_size: u64) -> Vec<PartTa
     }
     parts
 }
-

@@ -77,7 +77,11 @@ async fn get_object(
     };
 
     let mut response_headers = HeaderMap::new();
-    set_header(&mut response_headers, header::CONTENT_TYPE, &file.content_type);
+    set_header(
+        &mut response_headers,
+        header::CONTENT_TYPE,
+        &file.content_type,
+    );
     set_header(
         &mut response_headers,
         header::CONTENT_LENGTH,
@@ -85,7 +89,11 @@ async fn get_object(
     );
     set_header(&mut response_headers, header::ETAG, &etag);
     set_header(&mut response_headers, header::ACCEPT_RANGES, "bytes");
-    set_header(&mut response_headers, header::CACHE_CONTROL, "public, max-age=3600");
+    set_header(
+        &mut response_headers,
+        header::CACHE_CONTROL,
+        "public, max-age=3600",
+    );
     if status == StatusCode::PARTIAL_CONTENT {
         set_header(
             &mut response_headers,
@@ -122,7 +130,10 @@ async fn plaintext_stream(
         .unwrap(&file.wrapped_dek, file.file_id.0.as_bytes())
         .map_err(InternalError::from)?;
     let nonce_prefix: [u8; 7] = file.nonce_prefix.as_slice().try_into().map_err(|_| {
-        InternalError::Other(format!("file {} has a malformed nonce prefix", file.file_id))
+        InternalError::Other(format!(
+            "file {} has a malformed nonce prefix",
+            file.file_id
+        ))
     })?;
     let header = Header {
         chunk_size: file.chunk_size,
@@ -208,7 +219,9 @@ impl ChunkDecryptor {
         }
         let skip = have_until.saturating_sub(offset) as usize;
         if offset > have_until {
-            return vec![Err(std::io::Error::other("ciphertext pieces are not contiguous"))];
+            return vec![Err(std::io::Error::other(
+                "ciphertext pieces are not contiguous",
+            ))];
         }
         self.pending.extend_from_slice(&bytes[skip..]);
 
@@ -217,16 +230,19 @@ impl ChunkDecryptor {
             if self.next_chunk > self.last_chunk {
                 break;
             }
-            let sealed_len = self.envelope.sealed_chunk_len(self.next_chunk, self.file_size) as usize;
+            let sealed_len =
+                self.envelope
+                    .sealed_chunk_len(self.next_chunk, self.file_size) as usize;
             if self.pending.len() < sealed_len {
                 break;
             }
             let mut sealed = self.pending.split_to(sealed_len);
             let index = self.next_chunk;
-            let plain_len = match self
-                .opener
-                .open_chunk(index, index == self.last_chunk, &mut sealed)
-            {
+            let plain_len = match self.opener.open_chunk(
+                index,
+                index == self.last_chunk,
+                &mut sealed,
+            ) {
                 Ok(p) => p.len(),
                 Err(e) => {
                     tracing::error!(chunk = index, error = %e, "chunk failed authentication; aborting read");
