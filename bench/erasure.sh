@@ -23,6 +23,8 @@ rows = [
     ("encode", "encode_segment", "raw_rs_encode", "convenience: one extra copy"),
     ("reconstruct", "reconstruct_segment", "raw_rs_reconstruct", "same Option<Vec> interface"),
     ("reconstruct", "reconstruct_segment", "raw_rs_reconstruct_prealloc", "vs crate's preallocated best case"),
+    ("reconstruct", "reconstruct_segment_into", "raw_rs_reconstruct", "reused output buffer"),
+    ("reconstruct", "reconstruct_segment_into", "raw_rs_reconstruct_prealloc", "reused output vs preallocated"),
 ]
 print()
 print(f"{'ours':<22}{'GB/s':>8}  {'raw':<30}{'GB/s':>8}  {'ratio':>6}  note")

@@ -144,6 +144,18 @@ fn reconstruct(c: &mut Criterion) {
             }
         })
     });
+    // What a reader streaming many segments should do: one output buffer, reused.
+    let mut out = Vec::new();
+    group.bench_function("reconstruct_segment_into", |b| {
+        b.iter(|| {
+            for (segment, shards) in lossy.iter_mut().enumerate() {
+                codec
+                    .reconstruct_segment_into(segment as u32, black_box(shards), SEGMENT, &mut out)
+                    .unwrap();
+                black_box(&out);
+            }
+        })
+    });
     group.finish();
 }
 

@@ -255,6 +255,22 @@ impl Codec {
         shards: &mut [Option<Vec<u8>>],
         segment_len: usize,
     ) -> Result<Vec<u8>, ErasureError> {
+        let mut out = Vec::new();
+        self.reconstruct_segment_into(segment, shards, segment_len, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Codec::reconstruct_segment`] into a buffer the caller reuses across
+    /// segments: a fresh multi-MiB `Vec` per segment costs page faults that can
+    /// outweigh the decoding itself. `out` is replaced, not appended to.
+    pub fn reconstruct_segment_into(
+        &self,
+        segment: u32,
+        shards: &mut [Option<Vec<u8>>],
+        segment_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ErasureError> {
+        out.clear();
         self.check_count(shards.len())?;
         let max = usize::try_from(self.params.segment_size()).unwrap_or(usize::MAX);
         if segment_len == 0 || segment_len > max {
@@ -268,7 +284,7 @@ impl Codec {
         let present = self.check_present(segment, shards, shard_len)?;
 
         let (data, parity) = shards.split_at_mut(k);
-        let mut out = Vec::with_capacity(k * shard_len);
+        out.reserve(k * shard_len);
         for shard in data.iter() {
             match shard {
                 Some(bytes) => out.extend_from_slice(bytes),
@@ -286,12 +302,13 @@ impl Codec {
                     None => views.push((&mut [], false)),
                 }
             }
-            self.rs
-                .reconstruct_data(&mut views)
-                .map_err(|e| map_rs_error(e, segment, present, k))?;
+            if let Err(e) = self.rs.reconstruct_data(&mut views) {
+                out.clear();
+                return Err(map_rs_error(e, segment, present, k));
+            }
         }
         out.truncate(segment_len);
-        Ok(out)
+        Ok(())
     }
 
     fn check_count(&self, got: usize) -> Result<(), ErasureError> {
@@ -562,6 +579,28 @@ mod tests {
             segment
         );
         assert_eq!(shards, given);
+    }
+
+    #[test]
+    fn reconstruct_segment_into_replaces_the_buffer() {
+        let codec = Codec::new(params(3, 1, 8)).unwrap();
+        let segment = bytes(20);
+        let mut shards: Vec<Option<Vec<u8>>> = codec
+            .encode_segment(&segment)
+            .unwrap()
+            .into_iter()
+            .map(Some)
+            .collect();
+        shards[2] = None;
+        let mut out = vec![0xff; 100];
+        codec
+            .reconstruct_segment_into(0, &mut shards, 20, &mut out)
+            .unwrap();
+        assert_eq!(out, segment);
+        shards[1] = None;
+        let err = codec.reconstruct_segment_into(0, &mut shards, 20, &mut out);
+        assert!(matches!(err, Err(ErasureError::TooFewShards { .. })));
+        assert!(out.is_empty());
     }
 
     #[test]
