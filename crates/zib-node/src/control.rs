@@ -65,7 +65,11 @@ pub async fn run(
     let mut done: Vec<i64> = Vec::new();
     loop {
         if !registered {
-            match register(&state).await {
+            let attempt = tokio::select! {
+                _ = cancel.cancelled() => return,
+                attempt = register(&state) => attempt,
+            };
+            match attempt {
                 Ok(()) => {
                     registered = true;
                     backoff = REGISTER_BACKOFF_START;
@@ -89,7 +93,11 @@ pub async fn run(
             used_bytes: state.store.used_bytes(),
             acked_commands: done.clone(),
         };
-        match state.server.heartbeat(&request).await {
+        let answer = tokio::select! {
+            _ = cancel.cancelled() => return,
+            answer = state.server.heartbeat(&request) => answer,
+        };
+        match answer {
             Ok(response) => {
                 done.retain(|id| !request.acked_commands.contains(id));
                 for command in response.commands {
