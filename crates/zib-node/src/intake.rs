@@ -64,6 +64,7 @@ pub async fn put_upload(
         ));
     }
     check_content_length(&headers, claims.size)?;
+    check_room(&state, claims.size)?;
 
     let partial = state.store.partial_path(blob);
     let received = receive(&partial, None, body, claims.size).await;
@@ -127,6 +128,7 @@ pub async fn put_part(
         return Err(already_completed());
     }
     check_content_length(&headers, claims.size)?;
+    check_room(&state, claims.size)?;
 
     let parts_dir = state.store.parts_dir(blob);
     tokio::fs::create_dir_all(&parts_dir)
@@ -177,6 +179,19 @@ pub async fn complete(
         }
         // Stored but not distributed: an earlier completion failed after the bytes
         // were safe. Distribution can simply be tried again.
+        let stored = tokio::fs::metadata(state.store.blob_path(blob))
+            .await
+            .map_err(|e| ApiError::internal("could not read the stored upload", e))?
+            .len();
+        if stored != claims.size {
+            return Err(ApiError::bad_request(
+                "size_mismatch",
+                format!(
+                    "the stored upload is {stored} bytes, but this token is for {} bytes",
+                    claims.size
+                ),
+            ));
+        }
         return distribute_and_answer(&state, blob, claims.size).await;
     }
     refuse_spent_token(&state, &claims).await?;
@@ -243,6 +258,7 @@ pub async fn put_shard(
         ));
     }
     check_content_length(&headers, claims.size)?;
+    check_room(&state, claims.size)?;
 
     let partial = state.store.partial_path(blob);
     let received = receive(&partial, None, body, claims.size).await;
@@ -349,6 +365,19 @@ async fn receive(
     writer.flush().await.map_err(io_error)?;
     writer.into_inner().sync_all().await.map_err(io_error)?;
     Ok(hasher.finalize())
+}
+
+/// The server places uploads on nodes with room, but its view may be a heartbeat old.
+fn check_room(state: &NodeState, size: u64) -> Result<(), ApiError> {
+    let free = state.free_bytes();
+    if size > free {
+        return Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            format!("this node has {free} bytes free, not enough for {size} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_content_length(headers: &HeaderMap, expected: u64) -> Result<(), ApiError> {
