@@ -1,0 +1,1011 @@
+/*! zib-sdk.js — ZiB storage SDK. One file, no dependencies, no build step.
+ *
+ * Browser: <script src="https://YOUR-ZIB-SERVER/sdk/zib-sdk.js"></script> gives the global
+ * `ZiBStorage`. Node 20: `require('./zib-sdk.js')` or `import ZiBStorage from './zib-sdk.js'`.
+ *
+ * `ZiBStorage.uploadDirect(file, registration, options)` encrypts the file with envelope v1
+ * (docs/envelope.md; byte-identical to the Rust `zib_crypto::envelope`) using WebCrypto
+ * AES-256-GCM and uploads it to the node the registration names. It needs no credential.
+ *
+ * `new ZiBStorage({ accessKey, secretKey, apiUrl })` is for the tenant's server only: it
+ * carries the tenant secret.
+ */
+(function (root, factory) {
+  'use strict';
+  var ZiBStorage = factory();
+  if (typeof module === 'object' && module && module.exports) {
+    module.exports = ZiBStorage;
+    module.exports.ZiBStorage = ZiBStorage;
+    module.exports.ZiBError = ZiBStorage.ZiBError;
+    module.exports.default = ZiBStorage;
+  } else if (root) {
+    root.ZiBStorage = ZiBStorage;
+  }
+})(typeof globalThis !== 'undefined' ? globalThis : typeof self !== 'undefined' ? self : this, function () {
+  'use strict';
+
+  var SDK_VERSION = '0.1.0';
+
+  // --- envelope v1 constants (docs/envelope.md) ---
+  var MAGIC = [0x5a, 0x45, 0x4e, 0x56]; // "ZENV"
+  var ENVELOPE_VERSION = 1;
+  var HEADER_LEN = 16;
+  var TAG_LEN = 16;
+  var NONCE_PREFIX_LEN = 7;
+  var MAX_CHUNK_SIZE = 16 * 1024 * 1024;
+  var MAX_CHUNKS = 4294967296; // the chunk index is a u32: past it a nonce would repeat
+
+  /** Plaintext read from the file at once: big enough that Blob reads cost nothing next to
+   * the sealing, small enough that memory stays flat whatever the file size. */
+  var SLAB_BYTES = 4 * 1024 * 1024;
+  /** Sealed bytes gathered into one Blob before it joins the request body: the renderer
+   * hands Blob data to the browser's blob store, so the JS heap holds one slab at a time. */
+  var BLOB_BATCH_BYTES = 8 * 1024 * 1024;
+  /** Same schedule as the Rust client: a node restarting takes seconds, and a longer wait
+   * only holds the whole upload back. */
+  var RETRY_BASE_DELAY_MS = 500;
+  var RETRY_MAX_DELAY_MS = 8000;
+  var DEFAULT_RETRIES = 3;
+  var DEFAULT_CONCURRENCY = 4;
+  /** What `zib dev` listens on (the Rust client's default too). */
+  var DEFAULT_API_URL = 'http://127.0.0.1:7070';
+  /** The node's answer when a retried part had in fact been stored the first time. */
+  var PART_ALREADY_UPLOADED = 'part_already_uploaded';
+
+  // --- errors ---
+
+  /**
+   * Every rejection of the SDK. `kind` says what failed, for code that branches on it:
+   * registration | expired | already_used | http | unreachable | aborted | config.
+   */
+  class ZiBError extends Error {
+    constructor(message, details) {
+      super(message);
+      this.name = details && details.kind === 'aborted' ? 'AbortError' : 'ZiBError';
+      var d = details || {};
+      this.kind = d.kind || 'http';
+      if (d.status !== undefined) this.status = d.status;
+      if (d.code !== undefined) this.code = d.code;
+      if (d.origin !== undefined) this.origin = d.origin;
+      if (d.cause !== undefined) this.cause = d.cause;
+    }
+  }
+
+  function invalidRegistration(msg) {
+    return new ZiBError('invalid registration: ' + msg, { kind: 'registration' });
+  }
+
+  function aborted(signal) {
+    var reason = signal && signal.reason;
+    var why = reason && reason.message ? ': ' + reason.message : '';
+    return new ZiBError('upload aborted' + why, { kind: 'aborted', cause: reason });
+  }
+
+  /** A URL without its query: upload URLs carry their capability token there. */
+  function redact(url) {
+    var q = String(url).indexOf('?');
+    return q < 0 ? String(url) : String(url).slice(0, q);
+  }
+
+  /** The innermost cause of a fetch failure, e.g. "connect ECONNREFUSED 127.0.0.1:9". */
+  function rootCause(err) {
+    var e = err;
+    var seen = 0;
+    while (e && e.cause && seen < 8) {
+      e = e.cause;
+      seen++;
+    }
+    if (e && e.code && e.message && e.message.indexOf(e.code) < 0) return e.code + ' ' + e.message;
+    return (e && e.message) || String(e);
+  }
+
+  function unreachable(origin, url, reason, cause) {
+    return new ZiBError(origin + ' unreachable at ' + redact(url) + ': ' + reason, {
+      kind: 'unreachable',
+      origin: origin,
+      cause: cause,
+    });
+  }
+
+  /**
+   * Turns a non-success answer into an error that names the party, the status and what it
+   * said; expired and spent registrations are named as such first.
+   */
+  function errorFromAnswer(origin, status, text, about) {
+    var code = 'unknown';
+    var message;
+    try {
+      var body = JSON.parse(text);
+      if (body && typeof body.error === 'string') {
+        message = body.error;
+        if (typeof body.code === 'string') code = body.code;
+      }
+    } catch (_) {
+      /* not a JSON error: keep the raw text */
+    }
+    if (message === undefined) {
+      var raw = String(text || '').trim();
+      if (raw.length > 300) raw = raw.slice(0, 300) + '…';
+      message = raw || statusText(status);
+    }
+    var base = 'HTTP ' + status + ' from ' + origin + ': ' + message + (about ? ' (' + about + ')' : '');
+    var kind = 'http';
+    var lowered = (code + ' ' + message).toLowerCase();
+    if ((status === 401 || status === 403) && lowered.indexOf('expired') >= 0) {
+      kind = 'expired';
+      base = 'upload registration expired (initiate a new upload): ' + base;
+    } else if (status === 409 && (code === 'token_used' || code === 'upload_already_completed')) {
+      kind = 'already_used';
+      base = 'upload registration already used (each registration uploads once; initiate a new upload): ' + base;
+    }
+    return new ZiBError(base, { kind: kind, status: status, code: code, origin: origin });
+  }
+
+  function statusText(status) {
+    var names = {
+      400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
+      408: 'Request Timeout', 409: 'Conflict', 413: 'Payload Too Large', 429: 'Too Many Requests',
+      500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+    };
+    return names[status] || 'no body';
+  }
+
+  function isTransientStatus(status) {
+    return status >= 500 || status === 408 || status === 429;
+  }
+
+  // --- small helpers ---
+
+  function subtle() {
+    var c = typeof globalThis !== 'undefined' ? globalThis.crypto : undefined;
+    if (!c || !c.subtle) {
+      throw new ZiBError(
+        'WebCrypto (crypto.subtle) is not available: browsers only offer it on https:// pages and localhost',
+        { kind: 'config' }
+      );
+    }
+    return c.subtle;
+  }
+
+  function hexToBytes(hex) {
+    if (typeof hex !== 'string' || hex.length % 2 !== 0 || /[^0-9a-fA-F]/.test(hex)) return null;
+    var out = new Uint8Array(hex.length / 2);
+    for (var i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(i * 2, 2), 16);
+    return out;
+  }
+
+  function base64ToBytes(b64) {
+    if (typeof b64 !== 'string') return null;
+    try {
+      var bin = atob(b64);
+      var out = new Uint8Array(bin.length);
+      for (var i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+      return out;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function sleep(ms, signal) {
+    return new Promise(function (resolve, reject) {
+      if (signal && signal.aborted) return reject(aborted(signal));
+      var onAbort = function () {
+        clearTimeout(timer);
+        reject(aborted(signal));
+      };
+      var timer = setTimeout(function () {
+        if (signal) signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      if (signal) signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  function retryDelay(attempt) {
+    return Math.min(RETRY_MAX_DELAY_MS, RETRY_BASE_DELAY_MS * Math.pow(2, attempt));
+  }
+
+  function isNode() {
+    return typeof process !== 'undefined' && !!(process.versions && process.versions.node);
+  }
+
+  // --- file sources: File | Blob | ArrayBuffer | typed array (Node Buffer) ---
+
+  /** Something with a size that reads plaintext ranges; Blobs are read slice by slice. */
+  function toSource(file) {
+    if (file && typeof file === 'object' && typeof file.slice === 'function' &&
+        typeof file.size === 'number' && typeof file.arrayBuffer === 'function') {
+      return {
+        size: file.size,
+        read: function (start, end) {
+          return file.slice(start, end).arrayBuffer().then(function (buf) {
+            return new Uint8Array(buf);
+          });
+        },
+      };
+    }
+    var bytes = null;
+    if (file instanceof ArrayBuffer) bytes = new Uint8Array(file);
+    else if (ArrayBuffer.isView(file)) bytes = new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
+    if (!bytes) {
+      throw new ZiBError('uploadDirect needs a File, Blob, ArrayBuffer or Uint8Array', { kind: 'config' });
+    }
+    return {
+      size: bytes.byteLength,
+      read: function (start, end) {
+        return Promise.resolve(bytes.subarray(start, end));
+      },
+    };
+  }
+
+  // --- envelope plan (mirrors crates/zib-client/src/plan.rs) ---
+
+  function chunkCount(fileSize, chunkSize) {
+    return fileSize === 0 ? 1 : Math.ceil(fileSize / chunkSize);
+  }
+
+  function ciphertextLen(fileSize, chunkSize) {
+    return HEADER_LEN + fileSize + TAG_LEN * chunkCount(fileSize, chunkSize);
+  }
+
+  function buildHeader(noncePrefix, chunkSize) {
+    var header = new Uint8Array(HEADER_LEN);
+    header.set(MAGIC, 0);
+    header[4] = ENVELOPE_VERSION;
+    header.set(noncePrefix, 5);
+    new DataView(header.buffer).setUint32(12, chunkSize, false);
+    return header;
+  }
+
+  function newPlan(keyBytes, noncePrefix, chunkSize, fileSize) {
+    if (!(chunkSize >= 1 && chunkSize <= MAX_CHUNK_SIZE) || Math.floor(chunkSize) !== chunkSize) {
+      throw invalidRegistration('envelope chunk_size ' + chunkSize + ' is outside 1..=' + MAX_CHUNK_SIZE);
+    }
+    if (chunkCount(fileSize, chunkSize) > MAX_CHUNKS) {
+      throw new ZiBError('file too large for one envelope at this chunk size', { kind: 'config' });
+    }
+    return {
+      keyBytes: keyBytes,
+      noncePrefix: noncePrefix,
+      chunkSize: chunkSize,
+      fileSize: fileSize,
+      header: buildHeader(noncePrefix, chunkSize),
+      totalChunks: chunkCount(fileSize, chunkSize),
+      ciphertextSize: ciphertextLen(fileSize, chunkSize),
+    };
+  }
+
+  function planFromRegistration(reg) {
+    if (!reg || typeof reg !== 'object') throw invalidRegistration('not an object');
+    var env = reg.envelope || {};
+    if (env.version !== ENVELOPE_VERSION) {
+      throw invalidRegistration('envelope version ' + env.version +
+        ' is not supported (this SDK speaks version ' + ENVELOPE_VERSION + ')');
+    }
+    var prefix = hexToBytes(env.nonce_prefix);
+    if (!prefix || prefix.length !== NONCE_PREFIX_LEN) {
+      throw invalidRegistration('envelope nonce_prefix must be ' + NONCE_PREFIX_LEN +
+        ' bytes of hex, got ' + JSON.stringify(env.nonce_prefix));
+    }
+    var key = base64ToBytes(reg.encryption_key);
+    if (!key || key.length !== 32) throw invalidRegistration('encryption_key is not a 32-byte base64 key');
+    if (typeof reg.file_size !== 'number' || reg.file_size < 0 || Math.floor(reg.file_size) !== reg.file_size) {
+      throw invalidRegistration('file_size ' + JSON.stringify(reg.file_size) + ' is not a byte count');
+    }
+    var plan = newPlan(key, prefix, env.chunk_size, reg.file_size);
+    if (plan.ciphertextSize !== reg.ciphertext_size) {
+      throw invalidRegistration('ciphertext_size ' + reg.ciphertext_size + ' does not match the envelope of a ' +
+        reg.file_size + '-byte file (' + plan.ciphertextSize + ' bytes)');
+    }
+    return plan;
+  }
+
+  function wholePart(plan) {
+    return {
+      firstChunk: 0,
+      chunkCount: plan.totalChunks,
+      plaintextOffset: 0,
+      plaintextLen: plan.fileSize,
+      ciphertextLen: plan.ciphertextSize,
+      withHeader: true,
+    };
+  }
+
+  /** The part covering `len` plaintext bytes from `offset`, on chunk boundaries. */
+  function planPart(plan, offset, len) {
+    var S = plan.chunkSize;
+    var end = offset + len;
+    if (!(end <= plan.fileSize)) return 'reaches past the end of the ' + plan.fileSize + '-byte file';
+    if (offset % S !== 0) return 'starts at plaintext byte ' + offset + ', not on a ' + S + '-byte chunk boundary';
+    if (end !== plan.fileSize && end % S !== 0) {
+      return 'ends at plaintext byte ' + end + ', neither a chunk boundary nor the end of the file';
+    }
+    var first = offset / S;
+    var count;
+    if (plan.fileSize === 0) {
+      count = 1; // the empty file is one empty (final) chunk
+    } else {
+      if (len === 0) return 'is empty';
+      count = Math.ceil(end / S) - first;
+    }
+    var withHeader = offset === 0;
+    return {
+      firstChunk: first,
+      chunkCount: count,
+      plaintextOffset: offset,
+      plaintextLen: len,
+      ciphertextLen: (withHeader ? HEADER_LEN : 0) + len + count * TAG_LEN,
+      withHeader: withHeader,
+    };
+  }
+
+  /** Checks the multipart targets tile the envelope exactly, in order, and plans each. */
+  function planParts(plan, reg) {
+    var targets = Array.isArray(reg.parts) ? reg.parts.slice() : [];
+    if (targets.length === 0) throw invalidRegistration('multipart registration lists no parts');
+    var plainSum = 0;
+    var cipherSum = 0;
+    targets.forEach(function (t) {
+      plainSum += t.plaintext_size;
+      cipherSum += t.ciphertext_size;
+    });
+    if (cipherSum !== reg.ciphertext_size) {
+      throw invalidRegistration('part ciphertext sizes add up to ' + cipherSum + ', not ciphertext_size ' + reg.ciphertext_size);
+    }
+    if (plainSum !== reg.file_size) {
+      throw invalidRegistration('part plaintext sizes add up to ' + plainSum + ', not file_size ' + reg.file_size);
+    }
+    targets.sort(function (a, b) {
+      return a.part_number - b.part_number;
+    });
+    var nextPlain = 0;
+    var nextCipher = 0;
+    return targets.map(function (t, i) {
+      var n = t.part_number;
+      if (n !== i + 1) throw invalidRegistration('part numbers are not 1..=' + targets.length);
+      if (typeof t.upload_url !== 'string') throw invalidRegistration('part ' + n + ' has no upload_url');
+      if (t.plaintext_offset !== nextPlain || t.ciphertext_offset !== nextCipher) {
+        throw invalidRegistration('part ' + n + ' starts at plaintext ' + t.plaintext_offset + ' / ciphertext ' +
+          t.ciphertext_offset + ', expected ' + nextPlain + ' / ' + nextCipher);
+      }
+      var part = planPart(plan, t.plaintext_offset, t.plaintext_size);
+      if (typeof part === 'string') throw invalidRegistration('part ' + n + ' ' + part);
+      if (part.ciphertextLen !== t.ciphertext_size) {
+        throw invalidRegistration('part ' + n + ' declares ' + t.ciphertext_size + ' ciphertext bytes, its chunks seal to ' +
+          part.ciphertextLen);
+      }
+      nextPlain += t.plaintext_size;
+      nextCipher += t.ciphertext_size;
+      return { number: n, url: t.upload_url, part: part };
+    });
+  }
+
+  // --- sealing ---
+
+  function importKey(keyBytes) {
+    return subtle().importKey('raw', keyBytes, { name: 'AES-GCM' }, false, ['encrypt']);
+  }
+
+  /** Seals chunk `index` of the plan: ciphertext followed by the 16-byte tag. */
+  function makeSealer(cryptoKey, plan) {
+    var s = subtle();
+    var aad = plan.header;
+    var last = plan.totalChunks - 1;
+    return function seal(index, plaintext) {
+      var nonce = new Uint8Array(12);
+      nonce.set(plan.noncePrefix, 0);
+      new DataView(nonce.buffer).setUint32(NONCE_PREFIX_LEN, index, false);
+      nonce[11] = index === last ? 1 : 0;
+      return s.encrypt({ name: 'AES-GCM', iv: nonce, additionalData: aad, tagLength: 128 }, cryptoKey, plaintext);
+    };
+  }
+
+  /**
+   * The body of one part as a sequence of byte arrays: the header (first part only), then
+   * every sealed chunk in order. Reads one slab ahead and seals a slab's chunks together, so
+   * Blob reads and WebCrypto overlap. `onSealed(plaintextBytes)` follows the sealing.
+   */
+  function sealedPieces(source, plan, part, seal, onSealed) {
+    var S = plan.chunkSize;
+    var slabChunks = Math.max(1, Math.floor(SLAB_BYTES / S));
+    var end = part.firstChunk + part.chunkCount;
+    var next = part.firstChunk;
+    var queue = part.withHeader ? [plan.header] : [];
+    var pending = null;
+
+    function readSlab(first) {
+      var last = Math.min(end, first + slabChunks);
+      var p = source.read(first * S, Math.min(plan.fileSize, last * S)).then(function (bytes) {
+        return { first: first, last: last, bytes: bytes };
+      });
+      p.catch(function () {}); // read ahead: a failure surfaces when it is awaited
+      return p;
+    }
+
+    if (next < end) pending = readSlab(next);
+
+    return {
+      /** Resolves to the next piece, or null once the part is complete. */
+      next: function () {
+        if (queue.length > 0) return Promise.resolve(queue.shift());
+        if (!pending) return Promise.resolve(null);
+        var current = pending;
+        return current.then(function (slab) {
+          next = slab.last;
+          pending = next < end ? readSlab(next) : null;
+          var jobs = [];
+          for (var i = slab.first; i < slab.last; i++) {
+            var a = (i - slab.first) * S;
+            jobs.push(seal(i, slab.bytes.subarray(a, Math.min(slab.bytes.length, a + S))));
+          }
+          return Promise.all(jobs).then(function (sealed) {
+            if (onSealed) onSealed(slab.bytes.length);
+            for (var j = 0; j < sealed.length; j++) queue.push(new Uint8Array(sealed[j]));
+            return queue.shift();
+          });
+        });
+      },
+    };
+  }
+
+  /** Seals a part into a Blob, batching pieces so no more than a batch sits in JS memory. */
+  function sealToBlob(source, plan, part, seal, onSealed, signal) {
+    var pieces = sealedPieces(source, plan, part, seal, onSealed);
+    var batches = [];
+    var batch = [];
+    var batchBytes = 0;
+    function step() {
+      if (signal && signal.aborted) return Promise.reject(aborted(signal));
+      return pieces.next().then(function (piece) {
+        if (piece === null) {
+          if (batch.length) batches.push(new Blob(batch));
+          return new Blob(batches, { type: 'application/octet-stream' });
+        }
+        batch.push(piece);
+        batchBytes += piece.byteLength;
+        if (batchBytes >= BLOB_BATCH_BYTES) {
+          batches.push(new Blob(batch));
+          batch = [];
+          batchBytes = 0;
+        }
+        return step();
+      });
+    }
+    return step();
+  }
+
+  /** A ReadableStream of the sealed part, for fetch with `duplex: 'half'` (Node). */
+  function sealToStream(source, plan, part, seal, onSealed, onPulled) {
+    var pieces = sealedPieces(source, plan, part, seal, onSealed);
+    return new ReadableStream({
+      pull: function (controller) {
+        return pieces.next().then(function (piece) {
+          if (piece === null) {
+            controller.close();
+          } else {
+            controller.enqueue(piece);
+            if (onPulled) onPulled(piece.byteLength);
+          }
+        });
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /** The whole envelope of `data` in memory: what the shared test vectors check. */
+  function sealEnvelope(data, params) {
+    var key = params.key instanceof Uint8Array ? params.key : hexToBytes(params.key);
+    var prefix = params.noncePrefix instanceof Uint8Array ? params.noncePrefix : hexToBytes(params.noncePrefix);
+    if (!key || key.length !== 32) return Promise.reject(new ZiBError('key must be 32 bytes', { kind: 'config' }));
+    if (!prefix || prefix.length !== NONCE_PREFIX_LEN) {
+      return Promise.reject(new ZiBError('noncePrefix must be 7 bytes', { kind: 'config' }));
+    }
+    var source;
+    try {
+      source = toSource(data);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    var plan = newPlan(key, prefix, params.chunkSize || 262144, source.size);
+    return importKey(key).then(function (cryptoKey) {
+      var pieces = sealedPieces(source, plan, wholePart(plan), makeSealer(cryptoKey, plan));
+      var out = new Uint8Array(plan.ciphertextSize);
+      var at = 0;
+      function step() {
+        return pieces.next().then(function (piece) {
+          if (piece === null) return out;
+          out.set(piece, at);
+          at += piece.byteLength;
+          return step();
+        });
+      }
+      return step();
+    });
+  }
+
+  // --- progress ---
+
+  /** Turns byte counts from every part in flight into 0-100 integers, monotonic per stage. */
+  function Tracker(onProgress, fileSize, ciphertextSize) {
+    var last = { encrypting: -1, uploading: -1, completing: -1 };
+    var encrypted = 0;
+    var uploadedByPart = new Map();
+    function emit(stage, done, total) {
+      if (typeof onProgress !== 'function') return;
+      var pct = total <= 0 ? 100 : Math.floor((Math.min(done, total) * 100) / total);
+      if (pct <= last[stage]) return;
+      last[stage] = pct;
+      try {
+        onProgress({ stage: stage, progress: pct });
+      } catch (e) {
+        if (typeof console !== 'undefined') console.error('zib-sdk: onProgress threw', e);
+      }
+    }
+    this.sealed = function (plainBytes) {
+      encrypted += plainBytes;
+      emit('encrypting', encrypted, fileSize);
+    };
+    this.encryptingDone = function () {
+      emit('encrypting', fileSize, fileSize);
+    };
+    /** `sent` is the attempt's running total for the part; a retry starts it over. */
+    this.uploaded = function (partKey, sent) {
+      uploadedByPart.set(partKey, sent);
+      var sum = 0;
+      uploadedByPart.forEach(function (v) {
+        sum += v;
+      });
+      emit('uploading', sum, ciphertextSize);
+      if (sum >= ciphertextSize) emit('completing', 0, 1);
+    };
+    this.start = function (stage) {
+      emit(stage, 0, 1);
+    };
+    this.completing = function () {
+      emit('uploading', 1, 1);
+      emit('completing', 0, 1);
+    };
+    this.done = function () {
+      emit('encrypting', 1, 1);
+      emit('uploading', 1, 1);
+      emit('completing', 1, 1);
+    };
+  }
+
+  // --- transports ---
+
+  /**
+   * One browser request through XMLHttpRequest: the only browser API that reports upload
+   * progress. Resolves {status, text, sent}; rejects only for network failures and aborts.
+   */
+  function xhrRequest(method, url, body, onSent, signal) {
+    return new Promise(function (resolve, reject) {
+      if (signal && signal.aborted) return reject(aborted(signal));
+      var xhr = new XMLHttpRequest();
+      var sent = 0;
+      var onAbort = function () {
+        xhr.abort();
+      };
+      var cleanup = function () {
+        if (signal) signal.removeEventListener('abort', onAbort);
+      };
+      xhr.open(method, url, true);
+      if (body) xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+      xhr.upload.onprogress = function (e) {
+        sent = e.loaded;
+        if (onSent) onSent(e.loaded);
+      };
+      xhr.onload = function () {
+        cleanup();
+        resolve({ status: xhr.status, text: xhr.responseText, sent: sent });
+      };
+      xhr.onerror = function () {
+        cleanup();
+        var err = new Error('network error (connection refused, reset, or blocked by CORS)');
+        err.sent = sent;
+        reject(err);
+      };
+      xhr.ontimeout = xhr.onerror;
+      xhr.onabort = function () {
+        cleanup();
+        reject(aborted(signal));
+      };
+      if (signal) signal.addEventListener('abort', onAbort, { once: true });
+      xhr.send(body || null);
+    });
+  }
+
+  /** One request through fetch (Node, or a browser without XHR); same contract as xhrRequest. */
+  function fetchRequest(method, url, body, length, signal, counter) {
+    if (signal && signal.aborted) return Promise.reject(aborted(signal));
+    var init = { method: method, signal: signal, headers: {} };
+    if (body) {
+      init.body = body;
+      init.headers['content-type'] = 'application/octet-stream';
+      init.headers['content-length'] = String(length);
+      if (typeof body.getReader === 'function') init.duplex = 'half';
+    } else if (method === 'POST') {
+      init.headers['content-length'] = '0';
+    }
+    return fetch(url, init).then(
+      function (resp) {
+        return resp.text().then(function (text) {
+          return { status: resp.status, text: text, sent: counter ? counter.sent : 0 };
+        });
+      },
+      function (e) {
+        if (signal && signal.aborted) throw aborted(signal);
+        var err = new Error(rootCause(e));
+        err.sent = counter ? counter.sent : 0;
+        throw err;
+      }
+    );
+  }
+
+  // --- uploadDirect ---
+
+  function checkNotExpired(reg) {
+    var at = Date.parse(reg.expires_at);
+    if (typeof reg.expires_at !== 'string' || isNaN(at)) {
+      throw invalidRegistration('expires_at ' + JSON.stringify(reg.expires_at) + ' is not an RFC 3339 time');
+    }
+    if (Date.now() >= at) {
+      throw new ZiBError('upload registration expired at ' + reg.expires_at + ' (initiate a new upload)', {
+        kind: 'expired',
+      });
+    }
+  }
+
+  /**
+   * Encrypts `file` with envelope v1 and uploads it as `registration` says.
+   * options: onProgress({stage, progress}), signal (AbortSignal), concurrency (parts in
+   * flight, default 4), retries (extra attempts per part, default 3).
+   * Resolves {file_id, cdn_url}.
+   */
+  function uploadDirect(file, registration, options) {
+    return Promise.resolve().then(function () {
+      return uploadDirectInner(file, registration, options || {});
+    });
+  }
+
+  function uploadDirectInner(file, reg, opts) {
+    var signal = opts.signal;
+    if (signal && signal.aborted) throw aborted(signal);
+    if (!reg || typeof reg !== 'object') throw invalidRegistration('not an object (pass what /v1/api/upload/initiate returned)');
+    checkNotExpired(reg);
+    var plan = planFromRegistration(reg);
+    var source = toSource(file);
+    if (source.size !== reg.file_size) {
+      throw new ZiBError('the file is ' + source.size + ' bytes but the registration is for ' + reg.file_size + ' bytes', {
+        kind: 'registration',
+      });
+    }
+    var retries = opts.retries === undefined ? DEFAULT_RETRIES : Math.max(0, opts.retries | 0);
+    var concurrency = Math.max(1, (opts.concurrency | 0) || DEFAULT_CONCURRENCY);
+    var useXhr = opts.transport ? opts.transport === 'xhr' : typeof XMLHttpRequest === 'function';
+    var tracker = new Tracker(opts.onProgress, plan.fileSize, plan.ciphertextSize);
+    var result = { file_id: reg.file_id, cdn_url: reg.cdn_url };
+    // One signal for every request of this upload: the caller's abort, or a part that
+    // failed for good, stops the parts still in flight.
+    var stop = new AbortController();
+    if (signal) {
+      signal.addEventListener('abort', function () {
+        stop.abort(signal.reason);
+      }, { once: true });
+    }
+
+    return importKey(plan.keyBytes).then(function (cryptoKey) {
+      var seal = makeSealer(cryptoKey, plan);
+      tracker.start('encrypting');
+      var onSealed = function (n) {
+        tracker.sealed(n);
+      };
+      var ctx = {
+        source: source, plan: plan, seal: seal, tracker: tracker, signal: stop.signal,
+        useXhr: useXhr, onSealed: onSealed, retries: retries,
+      };
+      if (reg.type === 'single') {
+        if (typeof reg.upload_url !== 'string') throw invalidRegistration('single upload without upload_url');
+        return putPart(ctx, reg.upload_url, wholePart(plan), 'single', null, false).then(function () {
+          tracker.done();
+          return result;
+        });
+      }
+      if (reg.type === 'multipart') {
+        if (typeof reg.complete_url !== 'string') throw invalidRegistration('multipart upload without complete_url');
+        var parts = planParts(plan, reg);
+        return runPool(parts, concurrency, stop.signal, function (p) {
+          return putPart(ctx, p.url, p.part, p.number, 'part ' + p.number, true);
+        }).then(null, function (err) {
+          stop.abort(err);
+          throw err;
+        }).then(function () {
+          tracker.encryptingDone();
+          tracker.completing();
+          return completeUpload(ctx, reg.complete_url);
+        }).then(function () {
+          tracker.done();
+          return result;
+        });
+      }
+      throw invalidRegistration('type ' + JSON.stringify(reg.type) + ' is neither single nor multipart');
+    });
+  }
+
+  /** Runs `work` over `items`, at most `limit` at once; the first failure stops the rest. */
+  function runPool(items, limit, signal, work) {
+    return new Promise(function (resolve, reject) {
+      var next = 0;
+      var running = 0;
+      var failed = false;
+      function launch() {
+        if (failed) return;
+        if (next >= items.length && running === 0) return resolve();
+        while (running < limit && next < items.length) {
+          var item = items[next++];
+          running++;
+          work(item).then(
+            function () {
+              running--;
+              launch();
+            },
+            function (err) {
+              if (!failed) {
+                failed = true;
+                reject(err);
+              }
+            }
+          );
+        }
+      }
+      if (signal) {
+        signal.addEventListener('abort', function () {
+          if (!failed) {
+            failed = true;
+            reject(aborted(signal));
+          }
+        }, { once: true });
+      }
+      launch();
+    });
+  }
+
+  /**
+   * PUTs one part (or the whole envelope) with retries. Parts retry network failures and
+   * 5xx/408/429 (a stored part answers 409 part_already_uploaded: that is success). A
+   * single upload retries only when nothing reached the node: its token is single-use.
+   */
+  function putPart(ctx, url, part, partKey, label, isPart) {
+    var sealedBlob = null; // browsers keep the sealed part for retries: no re-encryption
+    var sealedThisAttempt = 0;
+    var sealedCounted = 0;
+    var attempt = 0;
+
+    function countSealed(n) {
+      // Node re-seals on retry: count every plaintext byte once.
+      sealedThisAttempt += n;
+      if (sealedThisAttempt > sealedCounted) {
+        ctx.onSealed(sealedThisAttempt - sealedCounted);
+        sealedCounted = sealedThisAttempt;
+      }
+    }
+
+    function once() {
+      if (ctx.signal && ctx.signal.aborted) return Promise.reject(aborted(ctx.signal));
+      var request;
+      if (ctx.useXhr) {
+        var body = sealedBlob
+          ? Promise.resolve(sealedBlob)
+          : sealToBlob(ctx.source, ctx.plan, part, ctx.seal, countSealed, ctx.signal).then(function (blob) {
+            sealedBlob = blob;
+            return blob;
+          });
+        request = body.then(function (blob) {
+          ctx.tracker.uploaded(partKey, 0);
+          return xhrRequest('PUT', url, blob, function (sent) {
+            ctx.tracker.uploaded(partKey, Math.min(sent, part.ciphertextLen));
+          }, ctx.signal);
+        });
+      } else {
+        var counter = { sent: 0 };
+        sealedThisAttempt = 0;
+        var stream = sealToStream(ctx.source, ctx.plan, part, ctx.seal, countSealed, function (n) {
+          counter.sent += n;
+          ctx.tracker.uploaded(partKey, counter.sent);
+        });
+        ctx.tracker.uploaded(partKey, 0);
+        request = fetchRequest('PUT', url, stream, part.ciphertextLen, ctx.signal, counter);
+      }
+      return request.then(
+        function (answer) {
+          if (answer.status >= 200 && answer.status < 300) return { ok: true };
+          var err = errorFromAnswer('node', answer.status, answer.text, label);
+          if (isPart && answer.status === 409 && err.code === PART_ALREADY_UPLOADED) return { ok: true };
+          var transient = isPart && (isTransientStatus(answer.status) || (answer.status === 409 && err.code === 'in_progress'));
+          return { ok: false, err: err, retry: transient };
+        },
+        function (e) {
+          if (e instanceof ZiBError) throw e; // aborted, or a local sealing failure
+          if (e && e.name === 'OperationError') throw new ZiBError('encryption failed: ' + e.message, { kind: 'config', cause: e });
+          var err = unreachable('node', url, e.message + (label ? ' (' + label + ')' : ''), e);
+          return { ok: false, err: err, retry: isPart || !e.sent };
+        }
+      );
+    }
+
+    function loop() {
+      return once().then(function (r) {
+        if (r.ok) {
+          ctx.tracker.uploaded(partKey, part.ciphertextLen);
+          return;
+        }
+        if (!r.retry || attempt >= ctx.retries) throw r.err;
+        var delay = retryDelay(attempt);
+        attempt++;
+        ctx.tracker.uploaded(partKey, 0);
+        return sleep(delay, ctx.signal).then(loop);
+      });
+    }
+    return loop();
+  }
+
+  /** POST complete_url; retried only when the node was not reached (its token is single-use). */
+  function completeUpload(ctx, url) {
+    var attempt = 0;
+    function loop() {
+      var req = ctx.useXhr
+        ? xhrRequest('POST', url, null, null, ctx.signal)
+        : fetchRequest('POST', url, null, 0, ctx.signal, null);
+      return req.then(
+        function (answer) {
+          if (answer.status >= 200 && answer.status < 300) return;
+          throw errorFromAnswer('node', answer.status, answer.text, 'complete');
+        },
+        function (e) {
+          if (e instanceof ZiBError) throw e;
+          var err = unreachable('node', url, e.message + ' (complete)', e);
+          if (attempt >= ctx.retries) throw err;
+          var delay = retryDelay(attempt);
+          attempt++;
+          return sleep(delay, ctx.signal).then(loop);
+        }
+      );
+    }
+    return loop();
+  }
+
+  // --- account-level operations (server side: they carry the tenant secret) ---
+
+  function envApiUrl() {
+    if (isNode() && process.env && process.env.ZIB_API_URL) return process.env.ZIB_API_URL;
+    return null;
+  }
+
+  function trimSlash(url) {
+    return String(url).replace(/\/+$/, '');
+  }
+
+  function encodePath(segments) {
+    return segments.map(function (s) {
+      return encodeURIComponent(String(s));
+    }).join('/');
+  }
+
+  class ZiBStorage {
+    /**
+     * options: accessKey, secretKey (required), apiUrl (default ZIB_API_URL in Node, else
+     * http://127.0.0.1:7070), cdnBase (default apiUrl: the server also serves the CDN).
+     */
+    constructor(options) {
+      var o = options || {};
+      if (!o.accessKey || !o.secretKey) {
+        throw new ZiBError('new ZiBStorage needs { accessKey, secretKey } (tenant credentials: server side only)', {
+          kind: 'config',
+        });
+      }
+      this.apiUrl = trimSlash(o.apiUrl || envApiUrl() || DEFAULT_API_URL);
+      this.cdnBase = trimSlash(o.cdnBase || this.apiUrl);
+      // Kept off enumerable properties so logging the instance does not print the secret.
+      Object.defineProperty(this, '_authorization', {
+        value: 'Bearer ' + o.accessKey + ':' + o.secretKey,
+        enumerable: false,
+      });
+    }
+
+    /** One authenticated API call; JSON answers are parsed, others returned as text. */
+    _call(method, path, body, expect) {
+      var url = this.apiUrl + path;
+      var init = { method: method, headers: { Authorization: this._authorization } };
+      if (body !== undefined) {
+        init.headers['Content-Type'] = 'application/json';
+        init.body = JSON.stringify(body);
+      }
+      return fetch(url, init).then(
+        function (resp) {
+          return resp.text().then(function (text) {
+            if (!resp.ok) throw errorFromAnswer('ZiB API', resp.status, text, null);
+            if (expect === 'text') return text;
+            if (expect === 'void') return undefined;
+            if (text.trim() === '') return null;
+            try {
+              return JSON.parse(text);
+            } catch (_) {
+              throw new ZiBError('ZiB API answered ' + method + ' ' + path + ' with a body that is not JSON', {
+                kind: 'http', status: resp.status, origin: 'ZiB API',
+              });
+            }
+          });
+        },
+        function (e) {
+          throw unreachable('ZiB API', url, rootCause(e), e);
+        }
+      );
+    }
+
+    /** POST /v1/api/upload/initiate: the registration to hand to uploadDirect. */
+    initiateUpload(params) {
+      var p = params || {};
+      var body = { bucket: p.bucket, key: p.key, file_size: p.fileSize, content_type: p.contentType };
+      if (p.pipeline !== undefined) body.pipeline = p.pipeline;
+      return this._call('POST', '/v1/api/upload/initiate', body, 'json');
+    }
+
+    /** GET /s3/ — S3 ListAllMyBuckets XML. */
+    listBuckets() {
+      return this._call('GET', '/s3/', undefined, 'text');
+    }
+
+    /** GET /s3/{bucket} — S3 ListObjects XML. */
+    listObjects(bucket) {
+      return this._call('GET', '/s3/' + encodeURIComponent(bucket), undefined, 'text');
+    }
+
+    /** DELETE /v1/api/storage/{bucket}/{key} — the object and all of its fragments. */
+    deleteObject(bucket, key) {
+      var path = '/v1/api/storage/' + encodeURIComponent(bucket) + '/' + encodePath(String(key).split('/'));
+      return this._call('DELETE', path, undefined, 'void');
+    }
+
+    /** POST /v1/api/encoding/request {object_key: fileId, ...opts} — HLS encoding. */
+    startEncoding(fileId, opts) {
+      var body = Object.assign({}, opts || {}, { object_key: fileId });
+      return this._call('POST', '/v1/api/encoding/request', body, 'json');
+    }
+
+    /** GET /v1/api/encoding/jobs/{jobId}. */
+    getEncodingStatus(jobId) {
+      return this._call('GET', '/v1/api/encoding/jobs/' + encodeURIComponent(jobId), undefined, 'json');
+    }
+
+    /** `${cdnBase}/objects/${fileId}`: public, no credential. */
+    getCdnUrl(fileId) {
+      return this.cdnBase + '/objects/' + encodeURIComponent(fileId);
+    }
+
+    /** POST /v1/api/compute/transcription {file_id, tier} — standalone transcription. */
+    submitTranscription(fileId, tier) {
+      return this._call('POST', '/v1/api/compute/transcription', { file_id: fileId, tier: tier || 'recommended' }, 'json');
+    }
+
+    /** POST /v1/api/compute/vision {file_id, tier} — standalone vision analysis. */
+    submitVisionAI(fileId, tier) {
+      return this._call('POST', '/v1/api/compute/vision', { file_id: fileId, tier: tier || 'standard' }, 'json');
+    }
+
+    /** GET /v1/api/compute/jobs/{jobId}. */
+    getComputeStatus(jobId) {
+      return this._call('GET', '/v1/api/compute/jobs/' + encodeURIComponent(jobId), undefined, 'json');
+    }
+
+    /** The same as the static method, for callers holding an instance. */
+    uploadDirect(file, registration, options) {
+      return uploadDirect(file, registration, options);
+    }
+  }
+
+  ZiBStorage.uploadDirect = uploadDirect;
+  ZiBStorage.sealEnvelope = sealEnvelope;
+  ZiBStorage.ciphertextLength = ciphertextLen;
+  ZiBStorage.ZiBError = ZiBError;
+  ZiBStorage.version = SDK_VERSION;
+  return ZiBStorage;
+});
