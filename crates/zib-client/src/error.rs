@@ -30,7 +30,7 @@ impl fmt::Display for Origin {
 pub enum ClientError {
     /// A non-success answer. `code` is the server's stable machine code (`"unknown"` when
     /// the body was not a JSON error), `message` its sentence (or the raw body).
-    #[error("HTTP {status} from {origin}: {message}")]
+    #[error("{}", describe_answer(*origin, *status, code, message))]
     Api {
         origin: Origin,
         status: u16,
@@ -73,17 +73,36 @@ impl ClientError {
     }
 
     /// Maps a transport failure: connection-level problems name the unreachable party.
+    /// Node URLs carry a capability token in their query: it is cut from the message and
+    /// from the wrapped error, so errors can be logged.
     pub(crate) fn transport(origin: Origin, url: &str, err: reqwest::Error) -> Self {
+        let err = if origin == Origin::Node {
+            err.without_url()
+        } else {
+            err
+        };
         if err.is_connect() || err.is_timeout() {
             Self::Unreachable {
                 origin,
-                url: url.to_string(),
+                url: redact(url).to_string(),
                 reason: root_cause(&err),
                 source: err,
             }
         } else {
             Self::Http(err)
         }
+    }
+
+    /// A node refused the registration's token because it has expired.
+    pub fn is_registration_expired(&self) -> bool {
+        matches!(self, Self::Api { origin: Origin::Node, status, code, message }
+            if is_expired_answer(*status, code, message))
+    }
+
+    /// A node refused the registration because it was already used for an upload.
+    pub fn is_registration_used(&self) -> bool {
+        matches!(self, Self::Api { origin: Origin::Node, status, code, .. }
+            if is_used_answer(*status, code))
     }
 
     /// Names the piece of work an answer was about, e.g. "part 3".
@@ -99,6 +118,17 @@ impl ClientError {
                 status,
                 code,
                 message: format!("{message} ({what})"),
+            },
+            Self::Unreachable {
+                origin,
+                url,
+                reason,
+                source,
+            } => Self::Unreachable {
+                origin,
+                url,
+                reason: format!("{reason} ({what})"),
+                source,
             },
             other => other,
         }
@@ -146,6 +176,36 @@ pub(crate) async fn error_from_response(origin: Origin, resp: reqwest::Response)
         code,
         message,
     }
+}
+
+/// The words every SDK uses for a node's answer, naming spent and expired
+/// registrations first (the browser SDK words them the same).
+fn describe_answer(origin: Origin, status: u16, code: &str, message: &str) -> String {
+    let answer = format!("HTTP {status} from {origin}: {message}");
+    if origin != Origin::Node {
+        answer
+    } else if is_expired_answer(status, code, message) {
+        format!("upload registration expired (initiate a new upload): {answer}")
+    } else if is_used_answer(status, code) {
+        format!("upload registration already used (each registration uploads once; initiate a new upload): {answer}")
+    } else {
+        answer
+    }
+}
+
+fn is_expired_answer(status: u16, code: &str, message: &str) -> bool {
+    matches!(status, 401 | 403)
+        && (code.to_ascii_lowercase().contains("expired")
+            || message.to_ascii_lowercase().contains("expired"))
+}
+
+fn is_used_answer(status: u16, code: &str) -> bool {
+    status == 409 && matches!(code, "token_used" | "upload_already_completed")
+}
+
+/// The URL without its query (where upload tokens travel).
+pub(crate) fn redact(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(base, _)| base)
 }
 
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {

@@ -56,7 +56,8 @@ pub(crate) fn registration(file_size: u64, chunks_per_part: u64, base_url: &str)
         let number = parts.len() as u32 + 1;
         parts.push(PartTarget {
             part_number: number,
-            upload_url: format!("{base_url}/part/{number}"),
+            // Like a real node URL, the capability token travels in the query.
+            upload_url: format!("{base_url}/part/{number}?token=secret-{number}"),
             plaintext_offset: offset,
             plaintext_size: size,
             ciphertext_offset,

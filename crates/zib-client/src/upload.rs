@@ -25,6 +25,8 @@ const RETRY_BASE_DELAY: Duration = Duration::from_millis(500);
 const RETRY_MAX_DELAY: Duration = Duration::from_secs(8);
 /// The node's answer when a retried part had in fact been stored the first time.
 const PART_ALREADY_UPLOADED: &str = "part_already_uploaded";
+/// The node's answer while another request is still writing the same part.
+const PART_IN_PROGRESS: &str = "in_progress";
 
 pub async fn upload_with_registration(
     http: &reqwest::Client,
@@ -203,22 +205,27 @@ fn classify_transport(url: &str, err: reqwest::Error) -> Failure {
     }
 }
 
-/// A non-success node answer; `Ok(None)` when it means the work was already done.
+/// A non-success node answer. For parts, `Ok(None)` when the part was already stored.
 async fn classify_status(
     resp: reqwest::Response,
-    already_done_code: Option<&str>,
+    is_part: bool,
 ) -> Result<Option<UploadReceipt>, Failure> {
     let status = resp.status();
     let err = error_from_response(Origin::Node, resp).await;
-    if let (Some(done), ClientError::Api { code, .. }) = (already_done_code, &err) {
-        if status == StatusCode::CONFLICT && code == done {
-            return Ok(None);
-        }
+    let code = match &err {
+        ClientError::Api { code, .. } => code.as_str(),
+        _ => "",
+    };
+    let conflict = status == StatusCode::CONFLICT;
+    if is_part && conflict && code == PART_ALREADY_UPLOADED {
+        return Ok(None);
     }
-    if status.is_server_error()
+    let transient = status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
-    {
+        // Another request (an earlier attempt still draining) holds the part.
+        || (is_part && conflict && code == PART_IN_PROGRESS);
+    if transient {
         Err(Failure::Transient(err))
     } else {
         Err(Failure::Fatal(err))
@@ -265,7 +272,7 @@ async fn put_sealed(
             None => classify_transport(url, err),
         }),
         Ok(resp) if resp.status().is_success() => Ok(read_receipt(resp).await),
-        Ok(resp) => classify_status(resp, Some(PART_ALREADY_UPLOADED)).await,
+        Ok(resp) => classify_status(resp, label.is_some()).await,
     };
     match result {
         Err(failure) => {
@@ -304,8 +311,9 @@ async fn complete(http: &reqwest::Client, url: &str) -> Result<Option<UploadRece
     match sent {
         Err(err) => Err(classify_transport(url, err)),
         Ok(resp) if resp.status().is_success() => Ok(read_receipt(resp).await),
-        Ok(resp) => classify_status(resp, None).await,
+        Ok(resp) => classify_status(resp, false).await,
     }
+    .map_err(|failure| failure.map(|err| err.about("complete")))
 }
 
 #[derive(Default)]

@@ -246,9 +246,11 @@ async fn a_refused_part_fails_at_once_with_the_nodes_words() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "HTTP 409 from node: upload token already used (part 1)"
+        "upload registration already used (each registration uploads once; initiate a new upload): \
+         HTTP 409 from node: upload token already used (part 1)"
     );
     assert!(matches!(err, ClientError::Api { status: 409, ref code, .. } if code == "token_used"));
+    assert!(err.is_registration_used());
     assert_eq!(node.attempts.lock().unwrap()[&1], 1);
     assert!(!*node.completed.lock().unwrap());
 }
@@ -272,10 +274,15 @@ async fn unreachable_nodes_and_expired_registrations_are_named() {
     let err = upload_with_registration(&reqwest::Client::new(), &reg, file.path(), &opts)
         .await
         .unwrap_err();
+    let text = err.to_string();
     assert!(
-        err.to_string()
-            .starts_with(&format!("node unreachable at {base}/part/1")),
-        "{err}"
+        text.starts_with(&format!("node unreachable at {base}/part/1: ")),
+        "{text}"
+    );
+    assert!(text.ends_with("(part 1)"), "{text}");
+    assert!(
+        !format!("{err:?}").contains("secret"),
+        "the token must not leak: {err:?}"
     );
 
     let mut expired = reg.clone();
