@@ -9,7 +9,9 @@ use zib_proto::{BlobId, FileId, NodeId};
 use crate::convert::{
     conflict_on_unique, file_from_row, file_select, parse, shard_from_row, to_db,
 };
-use crate::{DeletedFile, FilePhase, FileRow, MetaError, ObjectRow, Result, ShardRow, Store};
+use crate::{
+    DeletedFile, Distribution, FilePhase, FileRow, MetaError, ObjectRow, Result, ShardRow, Store,
+};
 
 impl Store {
     /// Inserts a new file in phase `pending`. `bucket` and `created_at` of the row
@@ -118,6 +120,8 @@ impl Store {
     /// In one transaction: records every shard, moves the file to `distributed`, and
     /// points (bucket, key) at it. A file previously current for that key becomes
     /// `cancelled` with `cancelled_reason = supersede_reason`; its id is returned.
+    /// If the current file was *registered* after this one, this one is the stale
+    /// upload: it becomes `cancelled` instead and [`Distribution::Stale`] says so.
     ///
     /// Shards are recorded under `file_id` whatever their own `file_id` says. A file
     /// that is missing or not `pending`/`uploading` is a [`MetaError::Conflict`] and
@@ -128,14 +132,14 @@ impl Store {
         shards: &[ShardRow],
         now: i64,
         supersede_reason: &str,
-    ) -> Result<Option<FileId>> {
+    ) -> Result<Distribution> {
         let file_text = file_id.to_string();
         let mut tx = self.begin_write().await?;
 
         let target = sqlx::query(
             "UPDATE files SET phase = $1, distributed_at = $2 \
              WHERE file_id = $3 AND phase IN ($4, $5) \
-             RETURNING bucket_id, object_key",
+             RETURNING bucket_id, object_key, created_at",
         )
         .bind(FilePhase::Distributed.as_str())
         .bind(now)
@@ -149,6 +153,7 @@ impl Store {
         };
         let bucket_id: i64 = target.try_get("bucket_id")?;
         let object_key: String = target.try_get("object_key")?;
+        let created_at: i64 = target.try_get("created_at")?;
 
         for shard in shards {
             sqlx::query(
@@ -169,17 +174,39 @@ impl Store {
             .map_err(|e| conflict_on_unique(e, "shard or shard blob id already exists"))?;
         }
 
-        let previous: Option<String> = sqlx::query_scalar(
-            "SELECT file_id FROM objects WHERE bucket_id = $1 AND object_key = $2",
+        let previous = sqlx::query(
+            "SELECT o.file_id, f.created_at FROM objects o JOIN files f ON f.file_id = o.file_id \
+             WHERE o.bucket_id = $1 AND o.object_key = $2",
         )
         .bind(bucket_id)
         .bind(&object_key)
         .fetch_optional(&mut *tx)
         .await?;
-        let superseded = match previous {
-            Some(text) if text != file_text => Some(parse::<FileId>(&text, "objects.file_id")?),
-            _ => None,
+        let previous = match previous {
+            Some(row) => {
+                let id: String = row.try_get("file_id")?;
+                let at: i64 = row.try_get("created_at")?;
+                (id != file_text).then_some((parse::<FileId>(&id, "objects.file_id")?, at))
+            }
+            None => None,
         };
+        // A newer registration of the same key already completed: this upload is
+        // the superseded one, and never becomes current.
+        if let Some((current, current_created)) = previous {
+            if current_created > created_at {
+                sqlx::query(
+                    "UPDATE files SET phase = $1, cancelled_reason = $2 WHERE file_id = $3",
+                )
+                .bind(FilePhase::Cancelled.as_str())
+                .bind(supersede_reason)
+                .bind(&file_text)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(Distribution::Stale { current });
+            }
+        }
+        let superseded = previous.map(|(id, _)| id);
         if let Some(old) = superseded {
             sqlx::query("UPDATE files SET phase = $1, cancelled_reason = $2 WHERE file_id = $3")
                 .bind(FilePhase::Cancelled.as_str())
@@ -203,7 +230,7 @@ impl Store {
         .await?;
 
         tx.commit().await?;
-        Ok(superseded)
+        Ok(Distribution::Current { superseded })
     }
 
     /// By segment, then shard index.

@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 use zib_proto::{BlobId, FileId, NodeId};
 
 mod convert;
+mod durability;
 mod files;
 mod nodes;
 mod tenants;
@@ -179,6 +180,17 @@ pub struct DeletedFile {
     /// Every blob (shards and the originator's upload blob) with its holder.
     pub blobs: Vec<(NodeId, BlobId)>,
     pub shard_rows: u64,
+}
+
+pub use durability::{AuditTarget, SafeFile};
+
+/// What completing a distribution did to the object key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Distribution {
+    /// The file is now current for its key; a previous current file was cancelled.
+    Current { superseded: Option<FileId> },
+    /// A later registration of the key already completed; this file was cancelled.
+    Stale { current: FileId },
 }
 
 /// A connection pool to the metadata store.

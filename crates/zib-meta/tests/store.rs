@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use tempfile::TempDir;
-use zib_meta::{FilePhase, FileRow, MetaError, NodeRow, ShardRow, Store, Tenant};
+use zib_meta::{Distribution, FilePhase, FileRow, MetaError, NodeRow, ShardRow, Store, Tenant};
 use zib_proto::node_rpc::NodeAction;
 use zib_proto::{BlobId, FileId, NodeId};
 
@@ -76,10 +76,13 @@ fn shards(file_id: FileId) -> Vec<ShardRow> {
 async fn distribute(store: &Store, file: &FileRow, now: i64) -> (Vec<ShardRow>, Option<FileId>) {
     assert!(store.mark_uploading(file.file_id).await.unwrap());
     let shards = shards(file.file_id);
-    let superseded = store
+    let outcome = store
         .complete_distribution(file.file_id, &shards, now, "superseded")
         .await
         .unwrap();
+    let Distribution::Current { superseded } = outcome else {
+        panic!("unexpected {outcome:?}");
+    };
     (shards, superseded)
 }
 
@@ -576,4 +579,129 @@ async fn concurrent_writers_wait_rather_than_fail() {
     }
     let stats = store.list_bucket_stats(&acme.id).await.unwrap();
     assert_eq!(stats[0].object_count, 0);
+}
+
+#[tokio::test]
+async fn an_older_registration_finishing_late_is_the_superseded_one() {
+    let (_dir, store) = open().await;
+    let acme = tenant(&store, "AK1").await;
+    let older = new_file(&store, &acme, "media", "a.mp4", 100).await;
+    let mut newer = new_file(&store, &acme, "media", "b.mp4", 100).await;
+    // Re-register the newer one for the same key, later in time.
+    store.delete_file(&acme.id, newer.file_id, 1).await.unwrap();
+    newer.file_id = FileId::new_random();
+    newer.upload_blob_id = BlobId::new_random();
+    newer.object_key = "a.mp4".into();
+    newer.created_at = 5_000;
+    store.insert_file(&newer).await.unwrap();
+    distribute(&store, &newer, 6_000).await;
+
+    assert!(store.mark_uploading(older.file_id).await.unwrap());
+    let outcome = store
+        .complete_distribution(older.file_id, &shards(older.file_id), 7_000, "superseded")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Distribution::Stale {
+            current: newer.file_id
+        }
+    );
+    let older_now = store.file(older.file_id).await.unwrap().unwrap();
+    assert_eq!(older_now.phase, FilePhase::Cancelled);
+    let current = store
+        .object(&acme.id, "media", "a.mp4")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(current.file_id, newer.file_id);
+    // Its blobs go away, the file row stays for audit.
+    let evicted = store.evict_file(older.file_id, 8_000).await.unwrap();
+    assert_eq!(evicted.len(), 4, "three shards and the upload blob");
+    assert!(store
+        .shards_for_file(older.file_id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.file(older.file_id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_file_is_safe_only_once_every_shard_is_verified_on_enough_peers() {
+    let (_dir, store) = open().await;
+    let acme = tenant(&store, "AK1").await;
+    let file = new_file(&store, &acme, "media", "a.mp4", 100).await;
+    let (shards, _) = distribute(&store, &file, 2_000).await;
+    let to_verify = store.shards_to_verify(100).await.unwrap();
+    assert_eq!(to_verify.len(), 3);
+
+    // Two non-originator peers only: never safe, even fully verified.
+    for s in &shards {
+        store
+            .record_verification(s.blob_id, true, Some("[]"), 3_000)
+            .await
+            .unwrap();
+    }
+    assert!(store.promote_safe_files(3, 3_000).await.unwrap().is_empty());
+    let safe = store.promote_safe_files(2, 3_000).await.unwrap();
+    assert_eq!(safe.len(), 1);
+    assert_eq!(
+        store.replication_safe_at(file.file_id).await.unwrap(),
+        Some(3_000)
+    );
+    // The originator is told to drop its full copy.
+    let cmds = store.pending_commands(&node("ZB-ORIG01")).await.unwrap();
+    assert!(cmds.iter().any(|c| c
+        .action
+        .to_string()
+        .contains(&file.upload_blob_id.to_string())));
+
+    // A corrupt shard is queued for repair; replacing it points the row elsewhere.
+    store.mark_needs_repair(shards[0].blob_id).await.unwrap();
+    let broken = store.shards_needing_repair(&[], 10).await.unwrap();
+    assert_eq!(broken.len(), 1);
+    let lost = store
+        .shards_needing_repair(&[node("ZB-NODE02")], 10)
+        .await
+        .unwrap();
+    assert_eq!(lost.len(), 2);
+    let new_blob = BlobId::new_random();
+    assert!(store
+        .replace_shard(&broken[0], &node("ZB-NODE09"), new_blob, 4_000)
+        .await
+        .unwrap());
+    assert!(!store
+        .replace_shard(&broken[0], &node("ZB-NODE09"), new_blob, 4_000)
+        .await
+        .unwrap());
+    assert!(store
+        .shards_needing_repair(&[], 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let referenced = store.referenced_blobs(&node("ZB-NODE09")).await.unwrap();
+    assert!(referenced.contains(&new_blob));
+}
+
+#[tokio::test]
+async fn abandoned_uploads_expire_and_release_their_blob() {
+    let (_dir, store) = open().await;
+    let acme = tenant(&store, "AK1").await;
+    let file = new_file(&store, &acme, "media", "a.mp4", 100).await; // expires_at 9_000
+    assert!(store
+        .expire_abandoned_uploads(9_500, 1_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let expired = store.expire_abandoned_uploads(20_000, 1_000).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        store.file(file.file_id).await.unwrap().unwrap().phase,
+        FilePhase::Failed
+    );
+    assert!(!store
+        .referenced_blobs(&node("ZB-ORIG01"))
+        .await
+        .unwrap()
+        .contains(&file.upload_blob_id));
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod node_rpc;
 pub mod placement;
 pub mod request_id;
+pub mod sdk;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .merge(node_rpc::router())
         .merge(cdn::router().layer(cdn_cors))
+        .merge(sdk::router())
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),

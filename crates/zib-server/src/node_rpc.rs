@@ -10,7 +10,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use zib_erasure::Layout;
-use zib_meta::{FilePhase, NodeRow, ShardRow};
+use zib_meta::{Distribution, FilePhase, NodeRow, ShardRow};
 use zib_proto::node_rpc::{
     CapabilityClaims, CapabilityOp, DistributedRequest, DistributionPlan, HeartbeatRequest,
     HeartbeatResponse, NodeAction, NodeCommand, RegisterRequest, RegisterResponse, SegmentPlan,
@@ -295,7 +295,7 @@ async fn upload_distributed(
             "not every shard of every segment was reported",
         ));
     }
-    let superseded = state
+    let outcome = state
         .store
         .complete_distribution(file.file_id, &rows, now_ms(), SUPERSEDE_REASON)
         .await
@@ -303,15 +303,43 @@ async fn upload_distributed(
             zib_meta::MetaError::Conflict(what) => ApiError::Conflict(what.to_string()),
             other => ApiError::Internal(InternalError::Meta(other)),
         })?;
-    tracing::info!(file_id = %file.file_id, shards = rows.len(), "file distributed");
-    if let Some(prior) = superseded {
-        tracing::info!(file_id = %prior, by = %file.file_id, "file superseded");
+    match outcome {
+        Distribution::Current { superseded } => {
+            tracing::info!(file_id = %file.file_id, shards = rows.len(), "file distributed");
+            if let Some(prior) = superseded {
+                tracing::info!(file_id = %prior, by = %file.file_id, "file superseded; evicting its bytes");
+                evict(&state, prior).await;
+            }
+        }
+        Distribution::Stale { current } => {
+            tracing::info!(file_id = %file.file_id, %current, "late upload of a superseded registration refused");
+            evict(&state, file.file_id).await;
+            return Err(ApiError::Conflict(
+                "this upload was superseded by a newer upload to the same bucket and key".into(),
+            ));
+        }
     }
     Ok(Json(json!({"status": "distributed"})))
 }
 
-/// Asks every holder to drop its blobs now. Holders that do not confirm in time keep
-/// the queued command and get it on their next heartbeat.
+/// Queues the deletion of a cancelled file's blobs and tries them at once; holders
+/// that are offline get them on their next heartbeat.
+pub async fn evict(state: &AppState, file_id: zib_proto::FileId) {
+    match state.store.evict_file(file_id, now_ms()).await {
+        Ok(blobs) => {
+            if let Err(e) = delete_blobs_now(state, &blobs, EVICT_TIMEOUT).await {
+                tracing::warn!(%file_id, error = %e, "eviction left to heartbeats");
+            }
+        }
+        Err(e) => tracing::error!(%file_id, error = %e, "evicting a cancelled file failed"),
+    }
+}
+
+/// How long an eviction waits for a node before leaving it to the heartbeat.
+const EVICT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Asks every holder to drop its blobs now, counting blobs by outcome. Holders that
+/// do not confirm keep the queued command and get it on their next heartbeat.
 pub async fn delete_blobs_now(
     state: &AppState,
     blobs: &[(NodeId, BlobId)],
@@ -322,47 +350,50 @@ pub async fn delete_blobs_now(
         by_node.entry(node.clone()).or_default().push(*blob);
     }
     let now = now_ms();
-    let pending = state.store.list_nodes().await?;
-    let mut cleanup = NodeCleanup::new();
+    let nodes = state.store.list_nodes().await?;
+    let mut cleanup = NodeCleanup::default();
     for (node_id, blob_ids) in by_node {
-        let node = pending.iter().find(|n| n.node_id == node_id);
-        let online = node.is_some_and(|n| state.is_online(n.last_heartbeat_at, now));
-        let outcome = match node {
-            Some(n) if online => {
-                let deletes = blob_ids.iter().map(|b| {
-                    state
-                        .http
-                        .delete(format!("{}/v1/shards/{b}", n.public_url))
-                        .bearer_auth(&state.config.cluster_token)
-                        .timeout(timeout)
-                        .send()
-                });
-                let results = futures::future::join_all(deletes).await;
-                if results
-                    .iter()
-                    .all(|r| r.as_ref().is_ok_and(|r| r.status().is_success()))
-                {
-                    let commands = state.store.pending_commands(&node_id).await?;
-                    let mine: Vec<i64> = commands
-                        .iter()
-                        .filter(|c| {
-                            serde_json::from_value::<NodeAction>(c.action.clone())
-                                .map(|NodeAction::DeleteBlobs { blob_ids: ids }| {
-                                    ids.iter().all(|id| blob_ids.contains(id))
-                                })
-                                .unwrap_or(false)
-                        })
-                        .map(|c| c.id)
-                        .collect();
-                    state.store.ack_commands(&node_id, &mine, now_ms()).await?;
-                    "ok"
-                } else {
-                    "failed"
-                }
-            }
-            _ => "queued_for_offline",
+        let node = nodes
+            .iter()
+            .find(|n| n.node_id == node_id)
+            .filter(|n| state.is_online(n.last_heartbeat_at, now));
+        let Some(node) = node else {
+            cleanup.queued_for_offline += blob_ids.len() as u64;
+            continue;
         };
-        cleanup.insert(node_id.to_string(), outcome);
+        let deletes = blob_ids.iter().map(|b| {
+            state
+                .http
+                .delete(format!("{}/v1/shards/{b}", node.public_url))
+                .bearer_auth(&state.config.cluster_token)
+                .timeout(timeout)
+                .send()
+        });
+        let results = futures::future::join_all(deletes).await;
+        let ok = results
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|r| r.status().is_success()))
+            .count() as u64;
+        cleanup.ok += ok;
+        cleanup.failed += blob_ids.len() as u64 - ok;
+        if ok == blob_ids.len() as u64 {
+            // Everything confirmed: the queued command has nothing left to do.
+            let done: Vec<i64> = state
+                .store
+                .pending_commands(&node_id)
+                .await?
+                .into_iter()
+                .filter(|c| {
+                    serde_json::from_value::<NodeAction>(c.action.clone()).is_ok_and(
+                        |NodeAction::DeleteBlobs { blob_ids: ids }| {
+                            ids.iter().all(|id| blob_ids.contains(id))
+                        },
+                    )
+                })
+                .map(|c| c.id)
+                .collect();
+            state.store.ack_commands(&node_id, &done, now_ms()).await?;
+        }
     }
     Ok(cleanup)
 }

@@ -1,6 +1,5 @@
 //! Files, objects and buckets of the authenticated tenant.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -57,21 +56,53 @@ pub async fn delete_file(
     AuthTenant(tenant): AuthTenant,
     Path(raw_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let already = || Json(json!({"success": true, "already_deleted": true}));
     let Some(id) = parse_file_id(&raw_id) else {
-        return Ok(already());
+        return Ok(Json(
+            json!({"success": true, "already_deleted": true, "file_id": raw_id}),
+        ));
     };
-    let Some(deleted) = state.store.delete_file(&tenant.id, id, now_ms()).await? else {
-        return Ok(already());
+    delete_and_report(&state, &tenant.id, id).await.map(Json)
+}
+
+/// `DELETE /v1/api/storage/{bucket}/{key...}`: the current file of that key.
+pub async fn delete_object(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path((bucket, key)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    match state.store.object(&tenant.id, &bucket, &key).await? {
+        Some(file) => delete_and_report(&state, &tenant.id, file.file_id)
+            .await
+            .map(Json),
+        None => Ok(Json(json!({
+            "success": true, "already_deleted": true, "bucket": bucket, "key": key,
+        }))),
+    }
+}
+
+async fn delete_and_report(state: &AppState, tenant_id: &str, id: FileId) -> ApiResult<Value> {
+    let Some(deleted) = state.store.delete_file(tenant_id, id, now_ms()).await? else {
+        return Ok(json!({"success": true, "already_deleted": true, "file_id": id}));
     };
+    let was_current = deleted.file.phase.is_readable();
     let node_cleanup =
-        crate::node_rpc::delete_blobs_now(&state, &deleted.blobs, SYNC_DELETE_TIMEOUT).await?;
-    Ok(Json(json!({
+        crate::node_rpc::delete_blobs_now(state, &deleted.blobs, SYNC_DELETE_TIMEOUT).await?;
+    tracing::info!(file_id = %id, "file deleted");
+    Ok(json!({
         "success": true,
         "file_id": id,
-        "deleted": {"files": 1, "shards": deleted.shard_rows},
+        "bucket": deleted.file.bucket,
+        "key": deleted.file.object_key,
+        "deleted": {
+            "files": 1,
+            "shards": deleted.shard_rows,
+            "s3_objects": u64::from(was_current),
+            "video_segments": 0,
+            "encoding_jobs": 0,
+        },
         "node_cleanup": node_cleanup,
-    })))
+        "encoding_jobs_cancelled": 0,
+    }))
 }
 
 pub async fn list_buckets(
@@ -126,5 +157,11 @@ pub async fn list_objects(
     Ok(Json(ObjectList { bucket, objects }))
 }
 
-/// `node_id → "ok" | "queued_for_offline" | "failed"`.
-pub type NodeCleanup = BTreeMap<String, &'static str>;
+/// Blobs whose holder confirmed the delete (`ok`), did not answer in time
+/// (`failed`: retried on its next heartbeat), or is offline (`queued_for_offline`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct NodeCleanup {
+    pub ok: u64,
+    pub failed: u64,
+    pub queued_for_offline: u64,
+}

@@ -1,9 +1,10 @@
 //! Tenant API under `/v1/api`, one module per resource.
 
 pub mod files;
+pub mod pipeline;
 pub mod upload;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::state::AppState;
@@ -17,6 +18,11 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/api/me/buckets", get(files::list_buckets))
         .route("/v1/api/storage/{bucket}", get(files::list_objects))
+        .route(
+            "/v1/api/storage/{bucket}/{*key}",
+            delete(files::delete_object),
+        )
+        .route("/v1/api/pipeline/{file_id}", get(pipeline::pipeline_status))
 }
 
 /// Parses a JSON body into `T`, turning every failure into a 400 that says what is wrong.

@@ -106,12 +106,14 @@ fn required_capabilities(pipeline: &Option<serde_json::Value>) -> Result<Vec<Str
                             "no storage nodes available that can run pipeline stage {name:?}"
                         )))
                     }
-                    other => return Err(ApiError::invalid(
-                        "pipeline",
-                        format!(
+                    other => {
+                        return Err(ApiError::invalid(
+                            "pipeline",
+                            format!(
                             "unknown stage {other:?} (expected encoding, transcription, vision)"
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
             Ok(vec![])
