@@ -815,21 +815,41 @@
         ctx.tracker.uploaded(partKey, 0);
         request = fetchRequest('PUT', url, stream, part.ciphertextLen, ctx.signal, counter);
       }
-      return request.then(
-        function (answer) {
-          if (answer.status >= 200 && answer.status < 300) return { ok: true };
-          var err = errorFromAnswer('node', answer.status, answer.text, label);
-          if (isPart && answer.status === 409 && err.code === PART_ALREADY_UPLOADED) return { ok: true };
-          var transient = isPart && (isTransientStatus(answer.status) || (answer.status === 409 && err.code === 'in_progress'));
-          return { ok: false, err: err, retry: transient };
-        },
-        function (e) {
-          if (e instanceof ZiBError) throw e; // aborted, or a local sealing failure
-          if (e && e.name === 'OperationError') throw new ZiBError('encryption failed: ' + e.message, { kind: 'config', cause: e });
-          var err = unreachable('node', url, e.message + (label ? ' (' + label + ')' : ''), e);
-          return { ok: false, err: err, retry: isPart || !e.sent };
+      return request.then(classify, function (e) {
+        if (e instanceof ZiBError) throw e; // aborted, or a local sealing failure
+        if (e && e.name === 'OperationError') {
+          throw new ZiBError('encryption failed: ' + e.message, { kind: 'config', cause: e });
         }
-      );
+        var err = unreachable('node', url, e.message + (label ? ' (' + label + ')' : ''), e);
+        if (!e.sent) return { ok: false, err: err, retry: true };
+        // The connection broke mid-body. A node refusing an upload answers before reading
+        // it and closes, which fetch and XHR may report as a mere write error: ask again
+        // with an empty body (which changes nothing on the node) to learn why.
+        return probe(url, ctx).then(
+          function (answer) {
+            var why = errorFromAnswer('node', answer.status, answer.text, label);
+            if (answer.status === 400 && why.code === 'size_mismatch') {
+              // The token is still unspent: the failure was the connection's, retry.
+              return { ok: false, err: err, retry: true };
+            }
+            return classify(answer);
+          },
+          function (e2) {
+            if (e2 instanceof ZiBError) throw e2;
+            return { ok: false, err: err, retry: isPart };
+          }
+        );
+      });
+    }
+
+    /** A node answer as {ok} or {ok: false, err, retry}. */
+    function classify(answer) {
+      if (answer.status >= 200 && answer.status < 300) return { ok: true };
+      var err = errorFromAnswer('node', answer.status, answer.text, label);
+      if (isPart && answer.status === 409 && err.code === PART_ALREADY_UPLOADED) return { ok: true };
+      var transient = isTransientStatus(answer.status) || (answer.status === 409 && err.code === 'in_progress');
+      // A single upload's token is spent once the node has the body: only parts retry 5xx.
+      return { ok: false, err: err, retry: isPart && transient };
     }
 
     function loop() {
@@ -846,6 +866,14 @@
       });
     }
     return loop();
+  }
+
+  /** An empty PUT to an upload URL: the node checks the token and answers before it
+   * would need any byte, so the answer says whether the token is expired, spent, or fine. */
+  function probe(url, ctx) {
+    return ctx.useXhr
+      ? xhrRequest('PUT', url, new Blob([]), null, ctx.signal)
+      : fetchRequest('PUT', url, new Uint8Array(0), 0, ctx.signal, null);
   }
 
   /** POST complete_url; retried only when the node was not reached (its token is single-use). */

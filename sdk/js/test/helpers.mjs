@@ -1,0 +1,111 @@
+// Shared by the tests: a real `zib dev` cluster in a temp directory, and small utilities.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+export const zibBin = process.env.ZIB_BIN || join(repoRoot, 'target/debug/zib');
+
+export const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Starts `zib dev` on a free port in a fresh directory and waits until an upload can be
+ * initiated. Returns {credentials, dataDir, stop, logs}.
+ */
+export async function startZibDev() {
+  if (!existsSync(zibBin)) {
+    throw new Error(`${zibBin} is missing: run \`cargo build -p zib-cli\` (sdk/js/run-tests.sh does)`);
+  }
+  const dataDir = mkdtempSync(join(tmpdir(), 'zib-sdk-test-'));
+  const child = spawn(zibBin, ['dev', '--data-dir', join(dataDir, 'dev'), '--listen', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', NO_COLOR: '1' },
+  });
+  let logs = '';
+  const keep = (d) => {
+    logs = (logs + d.toString()).slice(-20000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let exited = null;
+  child.on('exit', (code, signal) => {
+    exited = { code, signal };
+  });
+
+  const credPath = join(dataDir, 'dev', 'credentials.json');
+  const deadline = Date.now() + 30_000;
+  let credentials = null;
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`zib dev exited (${JSON.stringify(exited)}):\n${logs}`);
+    if (existsSync(credPath)) {
+      try {
+        credentials = JSON.parse(readFileSync(credPath, 'utf8'));
+        const health = await fetch(`${credentials.api_url}/healthz`);
+        if (health.ok) break;
+      } catch {
+        /* not ready yet */
+      }
+    }
+    await sleep(100);
+  }
+  if (!credentials) throw new Error(`zib dev did not start within 30 s:\n${logs}`);
+
+  const stop = async () => {
+    if (!exited) {
+      child.kill('SIGTERM');
+      const gone = new Promise((r) => child.once('exit', r));
+      const timeout = sleep(5000).then(() => {
+        if (!exited) child.kill('SIGKILL');
+      });
+      await Promise.race([gone, timeout]);
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  const dev = { credentials, dataDir, stop, logs: () => logs, process: child };
+  // Nodes register right after the server starts: wait until initiate works.
+  await waitForNodes(dev);
+  return dev;
+}
+
+async function waitForNodes(dev) {
+  const { api_url, access_key, secret_key } = dev.credentials;
+  const deadline = Date.now() + 30_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    const res = await fetch(`${api_url}/v1/api/upload/initiate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${access_key}:${secret_key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ bucket: 'warm-up', key: 'probe', file_size: 1 }),
+    });
+    if (res.ok) return;
+    last = await res.text();
+    await sleep(200);
+  }
+  throw new Error(`zib dev never accepted an upload: ${last}\n${dev.logs()}`);
+}
+
+/** Runs the zib CLI against the dev cluster; resolves stdout. */
+export function runZib(dev, args, extraEnv = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(zibBin, args, {
+      env: {
+        ...process.env,
+        ZIB_API_URL: dev.credentials.api_url,
+        ZIB_ACCESS_KEY: dev.credentials.access_key,
+        ZIB_SECRET_KEY: dev.credentials.secret_key,
+        NO_COLOR: '1',
+        ...extraEnv,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`zib ${args.join(' ')} exited ${code}: ${err}`))));
+  });
+}
