@@ -35,12 +35,21 @@ pub(crate) fn temp_file(data: &[u8]) -> tempfile::NamedTempFile {
 
 /// The multipart registration a server would issue: parts of `chunks_per_part` chunks.
 pub(crate) fn registration(file_size: u64, chunks_per_part: u64, base_url: &str) -> Registration {
+    registration_with_chunk(file_size, CHUNK, chunks_per_part, base_url)
+}
+
+pub(crate) fn registration_with_chunk(
+    file_size: u64,
+    chunk_size: u32,
+    chunks_per_part: u64,
+    base_url: &str,
+) -> Registration {
     let header = Header {
-        chunk_size: CHUNK,
+        chunk_size,
         nonce_prefix: PREFIX,
     };
     let layout = header.layout();
-    let chunk = u64::from(CHUNK);
+    let chunk = u64::from(chunk_size);
     let part_plain = chunks_per_part * chunk;
     let mut parts = Vec::new();
     let mut offset = 0;
@@ -82,7 +91,7 @@ pub(crate) fn registration(file_size: u64, chunks_per_part: u64, base_url: &str)
         encryption_key: key().to_base64(),
         envelope: EnvelopeParams {
             version: 1,
-            chunk_size: CHUNK,
+            chunk_size,
             nonce_prefix: hex::encode(PREFIX),
         },
         ciphertext_size: layout.ciphertext_len(file_size),

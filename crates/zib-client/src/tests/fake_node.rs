@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use zib_crypto::envelope::decrypt;
 use zib_proto::api::UploadType;
 
-use super::{key, plaintext, registration, temp_file};
+use super::{key, plaintext, registration, registration_with_chunk, temp_file};
 use crate::{download, upload_with_registration, ClientError, Progress, Stage, UploadOptions};
 
 #[derive(Default)]
@@ -115,11 +115,28 @@ async fn object_ranged(State(node): State<Node>, headers: HeaderMap) -> Response
     (StatusCode::PARTIAL_CONTENT, node.object[a..=b].to_vec()).into_response()
 }
 
+/// Counts the body without keeping it, for uploads too big to hold.
+async fn sink(headers: HeaderMap, body: axum::body::Body) -> Response {
+    use futures::StreamExt;
+    let declared: u64 = headers["content-length"].to_str().unwrap().parse().unwrap();
+    let mut received = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(piece) = stream.next().await {
+        received += piece.unwrap().len() as u64;
+    }
+    assert_eq!(received, declared);
+    Json(serde_json::json!({"upload_id": "sink", "size": received, "status": "stored"}))
+        .into_response()
+}
+
 async fn start(node: Node) -> String {
     let app = Router::new()
         .route("/part/{number}", put(put_part))
         .route("/single", put(put_single))
         .route("/complete", post(complete))
+        .route("/sink/part/{number}", put(sink))
+        .route("/sink/single", put(sink))
+        .route("/sink/complete", post(complete))
         .route("/objects/full", get(object_full))
         .route("/objects/ranged", get(object_ranged))
         .route(
@@ -345,4 +362,62 @@ async fn downloads_stream_whole_objects_and_ranges() {
     .await
     .unwrap_err();
     assert_eq!(err.to_string(), "HTTP 404 from CDN: no such file");
+}
+
+/// Peak resident memory of this process, in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// `cargo test -p zib-client --release -- --ignored --nocapture large_uploads`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "uploads 2 GiB through loopback; run by hand to measure"]
+async fn large_uploads_keep_memory_flat() {
+    const SIZE: u64 = 1 << 30;
+    const CHUNK: u32 = 256 * 1024;
+    let base = start(Node::default()).await;
+    // Sparse: reads cost no disk, so the figure is the SDK's own speed.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    file.as_file().set_len(SIZE).unwrap();
+    let http = reqwest::Client::new();
+    // Warm the page cache so both runs measure the SDK, not the first read of the file.
+    std::io::copy(
+        &mut std::fs::File::open(file.path()).unwrap(),
+        &mut std::io::sink(),
+    )
+    .unwrap();
+    let before = peak_rss();
+
+    let mut single = registration_with_chunk(SIZE, CHUNK, u64::MAX / 2, &format!("{base}/sink"));
+    single.upload_type = UploadType::Single;
+    single.upload_url = Some(format!("{base}/sink/single?token=t"));
+    single.parts.clear();
+    single.complete_url = None;
+    let started = std::time::Instant::now();
+    upload_with_registration(&http, &single, file.path(), &UploadOptions::default())
+        .await
+        .unwrap();
+    let single_secs = started.elapsed().as_secs_f64();
+
+    // 64 MiB parts, four in flight.
+    let multi = registration_with_chunk(SIZE, CHUNK, 256, &format!("{base}/sink"));
+    let started = std::time::Instant::now();
+    upload_with_registration(&http, &multi, file.path(), &UploadOptions::default())
+        .await
+        .unwrap();
+    let multi_secs = started.elapsed().as_secs_f64();
+
+    let growth = peak_rss().saturating_sub(before);
+    let mib = (SIZE >> 20) as f64;
+    println!(
+        "1 GiB single: {:.0} MiB/s; multipart ({} parts): {:.0} MiB/s; peak RSS growth {} MiB",
+        mib / single_secs,
+        multi.parts.len(),
+        mib / multi_secs,
+        growth >> 20
+    );
+    assert!(growth < 64 << 20, "peak RSS grew by {} MiB", growth >> 20);
 }
