@@ -117,6 +117,26 @@ fn reconstruct(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // What our `reconstruct_segment` must deliver, done naively with the bare crate:
+    // rebuild the missing data shards, then concatenate into one fresh buffer.
+    group.bench_function("raw_rs_reconstruct_concat", |b| {
+        b.iter_batched(
+            || lose_two(&present),
+            |mut sets| {
+                for shards in sets.iter_mut() {
+                    raw.reconstruct_data(black_box(shards.as_mut_slice()))
+                        .unwrap();
+                    let mut segment = Vec::with_capacity(SEGMENT);
+                    for shard in shards[..K].iter().flatten() {
+                        segment.extend_from_slice(shard);
+                    }
+                    black_box(segment);
+                }
+                sets
+            },
+            BatchSize::PerIteration,
+        )
+    });
     // The crate's best case: missing shards rebuilt into buffers we already own.
     let mut flagged: Vec<Vec<(Vec<u8>, bool)>> = sets
         .iter()
