@@ -29,6 +29,12 @@ pub struct ServerFileConfig {
     pub node_offline_after_secs: u64,
     pub heartbeat_interval_secs: u64,
     pub shard_fetch_timeout_secs: u64,
+    pub repair_after_secs: u64,
+    pub verify_interval_secs: u64,
+    pub audit_interval_secs: u64,
+    pub safe_min_peers: u32,
+    pub garbage_grace_secs: u64,
+    pub collect_interval_secs: u64,
 }
 
 impl Default for ServerFileConfig {
@@ -52,6 +58,12 @@ impl Default for ServerFileConfig {
             node_offline_after_secs: 30,
             heartbeat_interval_secs: 5,
             shard_fetch_timeout_secs: 10,
+            repair_after_secs: 300,
+            verify_interval_secs: 2,
+            audit_interval_secs: 3600,
+            safe_min_peers: 3,
+            garbage_grace_secs: 3600,
+            collect_interval_secs: 60,
         }
     }
 }

@@ -139,6 +139,12 @@ pub async fn run(args: DevArgs) -> Result<()> {
         parity_shards,
         heartbeat_interval_secs: 1,
         node_offline_after_secs: 6,
+        verify_interval_secs: 1,
+        repair_after_secs: 30,
+        collect_interval_secs: 10,
+        garbage_grace_secs: 600,
+        // Tiny dev clusters cannot have three peers besides the originator.
+        safe_min_peers: 3.min(args.nodes.saturating_sub(1) as u32),
         ..ServerFileConfig::default()
     };
     let config = server_config(&file, addr)?;

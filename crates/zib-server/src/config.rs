@@ -37,6 +37,19 @@ pub struct ServerConfig {
     pub heartbeat_interval: Duration,
     /// How long the CDN waits for one shard before reading around it.
     pub shard_fetch_timeout: Duration,
+    /// A node silent this long is lost: its shards are rebuilt on other nodes.
+    pub repair_after: Duration,
+    /// Pause between verification sweeps of newly stored shards.
+    pub verify_interval: Duration,
+    /// Pause between audit sweeps; each shard is challenged about once per this.
+    pub audit_interval: Duration,
+    /// Distinct non-originator nodes that must hold a file's shards before `safe`.
+    pub safe_min_peers: u32,
+    /// Blobs no metadata points to are collected once older than this, and expired
+    /// registrations are failed this long after their expiry.
+    pub garbage_grace: Duration,
+    /// Pause between garbage sweeps (expired uploads, orphan blobs).
+    pub collect_interval: Duration,
 }
 
 impl ServerConfig {
@@ -68,6 +81,12 @@ impl ServerConfig {
             node_offline_after: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             shard_fetch_timeout: Duration::from_secs(10),
+            repair_after: Duration::from_secs(300),
+            verify_interval: Duration::from_secs(2),
+            audit_interval: Duration::from_secs(3600),
+            safe_min_peers: 3,
+            garbage_grace: Duration::from_secs(3600),
+            collect_interval: Duration::from_secs(60),
         }
     }
 }

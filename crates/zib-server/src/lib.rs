@@ -11,6 +11,7 @@ pub mod placement;
 pub mod request_id;
 pub mod sdk;
 pub mod state;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use axum::http::{header, Method};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tower_http::cors::{Any, CorsLayer};
 use zib_meta::Store;
@@ -46,18 +47,27 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    stop_workers: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
     /// Stops accepting, lets in-flight requests finish.
     pub async fn stop(self) {
+        let _ = self.stop_workers.send(true);
         let _ = self.shutdown.send(());
         let _ = self.task.await;
+        for w in self.workers {
+            let _ = w.await;
+        }
     }
 
     /// Stops at once, like a crash.
     pub fn abort(self) {
         self.task.abort();
+        for w in self.workers {
+            w.abort();
+        }
     }
 
     /// Resolves when the server task ends.
@@ -112,6 +122,8 @@ pub async fn start(
         http,
     }));
     let addr = listener.local_addr()?;
+    let (stop_workers, workers_rx) = watch::channel(false);
+    let workers = workers::spawn_all(&state, &workers_rx);
     let app = router(state);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -129,5 +141,7 @@ pub async fn start(
         addr,
         shutdown: tx,
         task,
+        stop_workers,
+        workers,
     })
 }

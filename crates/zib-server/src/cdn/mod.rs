@@ -312,6 +312,7 @@ async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSo
         codec,
         shards,
         http: state.http.clone(),
+        store: state.store.clone(),
         cluster_token: state.config.cluster_token.clone(),
         timeout: state.config.shard_fetch_timeout,
     })

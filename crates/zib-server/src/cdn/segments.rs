@@ -28,6 +28,8 @@ pub struct SegmentSource {
     /// `[segment][index]`, `None` where no shard row exists.
     pub shards: Vec<Vec<Option<ShardLocation>>>,
     pub http: reqwest::Client,
+    /// Corrupt shards found while reading are queued for repair here.
+    pub store: zib_meta::Store,
     pub cluster_token: String,
     pub timeout: Duration,
 }
@@ -135,8 +137,11 @@ impl SegmentSource {
                 Ok(bytes) => {
                     tracing::warn!(
                         node = %loc.node_id, blob = %loc.blob_id, segment, index = i, len = bytes.len(),
-                        "shard failed its BLAKE3 check; reading around it"
+                        "shard failed its BLAKE3 check; reading around it and queueing its repair"
                     );
+                    if let Err(e) = self.store.mark_needs_repair(loc.blob_id).await {
+                        tracing::error!(error = %e, "could not queue a corrupt shard for repair");
+                    }
                     None
                 }
                 Err(e) => {

@@ -1,0 +1,88 @@
+//! Periodic re-audits: each verified shard is asked, now and then, for BLAKE3 keyed
+//! by a fresh nonce over a random range — which only the bytes themselves can answer.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::verifier::Challenge;
+use super::{node_directory, Tick, Worker};
+use crate::state::{now_ms, AppState};
+
+const BATCH: u32 = 32;
+
+#[derive(Deserialize)]
+struct ChallengeAnswer {
+    blake3: String,
+}
+
+pub struct Auditor;
+
+impl Worker for Auditor {
+    fn name(&self) -> &'static str {
+        "auditor"
+    }
+
+    fn interval(&self, state: &AppState) -> Duration {
+        // Sweeps run more often than each shard's turn comes round.
+        (state.config.audit_interval / 10).max(Duration::from_secs(1))
+    }
+
+    async fn tick(&mut self, state: &AppState) -> Result<Tick, String> {
+        let now = now_ms();
+        let due_before = now - state.config.audit_interval.as_millis() as i64;
+        let targets = state
+            .store
+            .shards_for_audit(BATCH, due_before)
+            .await
+            .map_err(|e| e.to_string())?;
+        let nodes = node_directory(state).await?;
+        for target in &targets {
+            let shard = &target.shard;
+            let Some((url, true, _)) = nodes.get(&shard.node_id) else {
+                continue;
+            };
+            let mut challenges: Vec<Challenge> = target
+                .challenges
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok())
+                .unwrap_or_default();
+            let Some(challenge) = challenges.pop() else {
+                // Out of questions: the verifier reads it whole and prepares more.
+                state.store.record_audit(shard.blob_id, None, now).await.map_err(|e| e.to_string())?;
+                continue;
+            };
+            let resp = state
+                .http
+                .post(format!("{url}/v1/shards/{}/challenge", shard.blob_id))
+                .bearer_auth(&state.config.cluster_token)
+                .timeout(state.config.shard_fetch_timeout)
+                .json(&serde_json::json!({
+                    "nonce": challenge.nonce, "offset": challenge.offset, "len": challenge.len,
+                }))
+                .send()
+                .await;
+            let passed = match resp {
+                Ok(r) if r.status().is_success() => r
+                    .json::<ChallengeAnswer>()
+                    .await
+                    .is_ok_and(|a| a.blake3.eq_ignore_ascii_case(&challenge.answer)),
+                Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND || r.status().is_client_error() => false,
+                // Unreachable or failing: not evidence of loss; heartbeats decide that.
+                _ => continue,
+            };
+            if passed {
+                let rest = serde_json::to_string(&challenges).map_err(|e| e.to_string())?;
+                state
+                    .store
+                    .record_audit(shard.blob_id, Some(&rest), now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else {
+                tracing::warn!(node = %shard.node_id, blob = %shard.blob_id, "shard failed its audit; queued for repair");
+                state.store.mark_needs_repair(shard.blob_id).await.map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(if targets.len() as u32 == BATCH { Tick::Busy } else { Tick::Idle })
+    }
+}

@@ -1,0 +1,95 @@
+//! Garbage: registrations that expired without completing, and blobs on nodes that
+//! no metadata points to (left by crashes or abandoned uploads). Nothing referenced
+//! is ever collected, and nothing younger than `garbage_grace`.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use zib_proto::BlobId;
+
+use super::{node_directory, Tick, Worker};
+use crate::state::{now_ms, AppState};
+
+#[derive(Deserialize)]
+struct Inventory {
+    blobs: Vec<InventoryBlob>,
+}
+
+#[derive(Deserialize)]
+struct InventoryBlob {
+    blob_id: BlobId,
+    modified_at_ms: i64,
+}
+
+#[derive(Default)]
+pub struct Collector {
+    last_orphan_sweep: Option<Instant>,
+}
+
+impl Worker for Collector {
+    fn name(&self) -> &'static str {
+        "collector"
+    }
+
+    fn interval(&self, state: &AppState) -> Duration {
+        state.config.collect_interval
+    }
+
+    async fn tick(&mut self, state: &AppState) -> Result<Tick, String> {
+        let now = now_ms();
+        let grace = state.config.garbage_grace.as_millis() as i64;
+        let expired = state
+            .store
+            .expire_abandoned_uploads(now, grace)
+            .await
+            .map_err(|e| e.to_string())?;
+        for f in &expired {
+            tracing::info!(file_id = %f.file_id, "abandoned upload expired");
+            let blobs = [(f.originator.clone(), f.upload_blob_id)];
+            let _ = crate::node_rpc::delete_blobs_now(state, &blobs, Duration::from_secs(3)).await;
+        }
+
+        // Orphan sweeps list every blob of every node: keep them rarer.
+        if self
+            .last_orphan_sweep
+            .is_some_and(|t| t.elapsed() < state.config.garbage_grace / 4)
+        {
+            return Ok(Tick::Idle);
+        }
+        self.last_orphan_sweep = Some(Instant::now());
+        for (node_id, (url, online, _)) in node_directory(state).await? {
+            if !online {
+                continue;
+            }
+            let inventory: Inventory = match state
+                .http
+                .get(format!("{url}/v1/blobs"))
+                .bearer_auth(&state.config.cluster_token)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => r.json().await.map_err(|e| e.to_string())?,
+                _ => continue,
+            };
+            let referenced = state
+                .store
+                .referenced_blobs(&node_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let orphans: Vec<_> = inventory
+                .blobs
+                .into_iter()
+                .filter(|b| !referenced.contains(&b.blob_id) && now - b.modified_at_ms > grace)
+                .map(|b| (node_id.clone(), b.blob_id))
+                .collect();
+            if !orphans.is_empty() {
+                tracing::info!(node = %node_id, count = orphans.len(), "collecting orphan blobs");
+                crate::node_rpc::delete_blobs_now(state, &orphans, Duration::from_secs(5))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(Tick::Idle)
+    }
+}

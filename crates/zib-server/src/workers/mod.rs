@@ -1,0 +1,128 @@
+//! Background workers: each does one unit of work per tick and says whether more is
+//! waiting. One runner owns pacing, error backoff and shutdown for all of them.
+
+mod auditor;
+mod collector;
+mod repairer;
+mod verifier;
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::state::AppState;
+
+pub use auditor::Auditor;
+pub use collector::Collector;
+pub use repairer::Repairer;
+pub use verifier::Verifier;
+
+/// What a tick found.
+pub enum Tick {
+    /// Did work and more may be waiting: tick again soon.
+    Busy,
+    /// Nothing to do: wait for the interval.
+    Idle,
+}
+
+pub trait Worker: Send + 'static {
+    fn name(&self) -> &'static str;
+    fn interval(&self, state: &AppState) -> Duration;
+    fn tick(
+        &mut self,
+        state: &AppState,
+    ) -> impl std::future::Future<Output = Result<Tick, String>> + Send;
+}
+
+/// A failing worker retries after this, doubling up to [`MAX_BACKOFF`]: a broken
+/// store or network should not be hammered.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Pause between busy ticks, so a large backlog never starves foreground requests.
+const BUSY_PAUSE: Duration = Duration::from_millis(20);
+
+pub fn spawn<W: Worker>(mut worker: W, state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let pause = match worker.tick(&state).await {
+                Ok(Tick::Busy) => {
+                    backoff = FIRST_BACKOFF;
+                    BUSY_PAUSE
+                }
+                Ok(Tick::Idle) => {
+                    backoff = FIRST_BACKOFF;
+                    worker.interval(&state)
+                }
+                Err(e) => {
+                    tracing::warn!(worker = worker.name(), error = %e, retry_in = ?backoff, "worker tick failed");
+                    let b = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    b
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    })
+}
+
+/// Starts every durability worker.
+pub fn spawn_all(state: &AppState, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    vec![
+        spawn(Verifier, state.clone(), stop.clone()),
+        spawn(Auditor, state.clone(), stop.clone()),
+        spawn(Repairer, state.clone(), stop.clone()),
+        spawn(Collector::default(), state.clone(), stop.clone()),
+    ]
+}
+
+/// Node URL and liveness by id, for workers that talk to holders.
+pub(crate) async fn node_directory(
+    state: &AppState,
+) -> Result<std::collections::HashMap<zib_proto::NodeId, (String, bool, i64)>, String> {
+    let now = crate::state::now_ms();
+    Ok(state
+        .store
+        .list_nodes()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|n| {
+            let online = state.is_online(n.last_heartbeat_at, now);
+            (n.node_id, (n.public_url, online, n.last_heartbeat_at))
+        })
+        .collect())
+}
+
+/// Fetches a whole blob from a node with the cluster token.
+pub(crate) async fn fetch_blob(
+    state: &AppState,
+    node_url: &str,
+    blob: zib_proto::BlobId,
+) -> Result<Option<Vec<u8>>, String> {
+    let resp = state
+        .http
+        .get(format!("{node_url}/v1/shards/{blob}"))
+        .bearer_auth(&state.config.cluster_token)
+        .timeout(state.config.shard_fetch_timeout)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    resp.bytes()
+        .await
+        .map(|b| Some(Vec::from(b)))
+        .map_err(|e| e.to_string())
+}

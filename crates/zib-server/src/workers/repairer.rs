@@ -1,0 +1,187 @@
+//! Rebuilds shards that are lost (their node silent past `repair_after`) or corrupt
+//! (failed verification, audit or a CDN read) from `k` surviving shards of the same
+//! segment, onto nodes that hold no other shard of it. Idempotent: all state is in
+//! the store, so a restart simply picks up what is still marked.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use zib_erasure::{Codec, Layout};
+use zib_meta::ShardRow;
+use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
+use zib_proto::{BlobId, ErasureParams, FileId, NodeId};
+
+use super::{fetch_blob, node_directory, Tick, Worker};
+use crate::state::{now_ms, AppState};
+
+/// Shards looked at per tick.
+const BATCH: u32 = 64;
+
+pub struct Repairer;
+
+impl Worker for Repairer {
+    fn name(&self) -> &'static str {
+        "repairer"
+    }
+
+    fn interval(&self, state: &AppState) -> Duration {
+        (state.config.repair_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+
+    async fn tick(&mut self, state: &AppState) -> Result<Tick, String> {
+        let now = now_ms();
+        let nodes = node_directory(state).await?;
+        let repair_after = state.config.repair_after.as_millis() as i64;
+        let lost: Vec<NodeId> = nodes
+            .iter()
+            .filter(|(_, (_, _, last))| now - last > repair_after)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let broken = state
+            .store
+            .shards_needing_repair(&lost, BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        if broken.is_empty() {
+            return Ok(Tick::Idle);
+        }
+        let mut by_segment: BTreeMap<(FileId, u32), Vec<ShardRow>> = BTreeMap::new();
+        for s in broken {
+            by_segment.entry((s.file_id, s.segment)).or_default().push(s);
+        }
+        let mut repaired = 0usize;
+        for ((file_id, segment), targets) in by_segment {
+            match repair_segment(state, &nodes, &lost, file_id, segment, &targets).await {
+                Ok(n) => repaired += n,
+                Err(e) => tracing::warn!(%file_id, segment, error = %e, "segment repair deferred"),
+            }
+        }
+        Ok(if repaired > 0 { Tick::Busy } else { Tick::Idle })
+    }
+}
+
+async fn repair_segment(
+    state: &AppState,
+    nodes: &HashMap<NodeId, (String, bool, i64)>,
+    lost: &[NodeId],
+    file_id: FileId,
+    segment: u32,
+    targets: &[ShardRow],
+) -> Result<usize, String> {
+    let file = state
+        .store
+        .file(file_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("file is gone")?;
+    let params = ErasureParams {
+        data_shards: file.data_shards,
+        parity_shards: file.parity_shards,
+        shard_size: file.shard_size,
+    };
+    let layout = Layout::new(params, file.ciphertext_size);
+    let codec = Codec::new(params).map_err(|e| e.to_string())?;
+    let shard_len = layout.shard_len(segment);
+    let rows: Vec<ShardRow> = state
+        .store
+        .shards_for_file(file_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|s| s.segment == segment)
+        .collect();
+    let broken: HashSet<BlobId> = targets.iter().map(|s| s.blob_id).collect();
+
+    // Gather intact survivors, checked against their recorded BLAKE3.
+    let mut slots: Vec<Option<Vec<u8>>> = vec![None; params.total_shards()];
+    for row in rows.iter().filter(|r| !broken.contains(&r.blob_id)) {
+        let Some((url, true, _)) = nodes.get(&row.node_id) else {
+            continue;
+        };
+        if let Ok(Some(bytes)) = fetch_blob(state, url, row.blob_id).await {
+            if bytes.len() as u64 == shard_len && blake3::hash(&bytes).as_bytes().as_slice() == row.blake3.as_slice() {
+                if let Some(slot) = slots.get_mut(row.index as usize) {
+                    *slot = Some(bytes);
+                }
+            } else {
+                let _ = state.store.mark_needs_repair(row.blob_id).await;
+            }
+        }
+        if slots.iter().flatten().count() >= params.data_shards as usize {
+            break;
+        }
+    }
+    codec.reconstruct(segment, &mut slots).map_err(|e| e.to_string())?;
+
+    // New holders: online, not lost, holding nothing else of this segment, spread
+    // across zones first.
+    let mut busy: HashSet<NodeId> = rows
+        .iter()
+        .filter(|r| !broken.contains(&r.blob_id))
+        .map(|r| r.node_id.clone())
+        .collect();
+    let candidates: Vec<_> = state
+        .store
+        .list_nodes()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|n| {
+            nodes.get(&n.node_id).is_some_and(|(_, online, _)| *online)
+                && !lost.contains(&n.node_id)
+                && n.free_bytes >= shard_len
+        })
+        .collect();
+    let ordered = crate::placement::zone_interleaved(&candidates);
+
+    let mut done = 0;
+    for target in targets {
+        let Some(bytes) = slots.get(target.index as usize).and_then(|s| s.as_ref()) else {
+            continue;
+        };
+        if blake3::hash(bytes).as_bytes().as_slice() != target.blake3.as_slice() {
+            return Err(format!("rebuilt shard {} does not match its recorded hash", target.index));
+        }
+        let Some(node) = ordered
+            .iter()
+            .find(|n| !busy.contains(&n.node_id))
+            .or_else(|| ordered.iter().find(|n| n.node_id != target.node_id))
+        else {
+            return Err("no node can take the rebuilt shard".into());
+        };
+        let blob_id = BlobId::new_random();
+        let token = state.config.capability_signer.sign(&CapabilityClaims {
+            op: CapabilityOp::Shard,
+            node_id: node.node_id.clone(),
+            blob_id,
+            size: shard_len,
+            part: None,
+            offset: None,
+            parts: None,
+            expires_at: (now_ms() / 1000) as u64 + 600,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+        });
+        let resp = state
+            .http
+            .put(format!("{}/v1/shards/{blob_id}?token={token}", node.public_url))
+            .body(bytes.clone())
+            .timeout(state.config.shard_fetch_timeout * 3)
+            .send()
+            .await
+            .map_err(|e| format!("pushing to {}: {e}", node.node_id))?;
+        if !resp.status().is_success() {
+            return Err(format!("{} refused the rebuilt shard: HTTP {}", node.node_id, resp.status()));
+        }
+        if state
+            .store
+            .replace_shard(target, &node.node_id, blob_id, now_ms())
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            tracing::info!(%file_id, segment, index = target.index, from = %target.node_id, to = %node.node_id, "shard rebuilt");
+            busy.insert(node.node_id.clone());
+            done += 1;
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,131 @@
+//! Reads every newly stored shard back from its holder, checks it against the BLAKE3
+//! the originator reported, and prepares audit challenges from the verified bytes.
+//! Files whose shards are all verified on enough peers become `safe`.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{fetch_blob, node_directory, Tick, Worker};
+use crate::state::{now_ms, AppState};
+
+/// Shards verified per tick, and concurrently.
+const BATCH: u32 = 64;
+const CONCURRENCY: usize = 8;
+/// Challenges prepared per verified shard; when they run out the shard is read whole
+/// again and gets new ones.
+const CHALLENGES_PER_SHARD: usize = 8;
+/// Bytes a challenge covers at most: enough that answering needs the data.
+const CHALLENGE_MAX_LEN: u64 = 64 * 1024;
+
+/// One audit question and its expected answer: BLAKE3 keyed by `nonce` over
+/// `len` bytes at `offset`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Challenge {
+    pub nonce: String,
+    pub offset: u64,
+    pub len: u64,
+    pub answer: String,
+}
+
+pub fn make_challenges(bytes: &[u8]) -> Vec<Challenge> {
+    let mut rng = rand::thread_rng();
+    let size = bytes.len() as u64;
+    (0..CHALLENGES_PER_SHARD)
+        .filter(|_| size > 0)
+        .map(|_| {
+            let nonce: [u8; 32] = rng.gen();
+            let offset = rng.gen_range(0..size);
+            let len = rng.gen_range(1..=CHALLENGE_MAX_LEN.min(size - offset));
+            let answer = blake3::keyed_hash(&nonce, &bytes[offset as usize..(offset + len) as usize]);
+            Challenge {
+                nonce: hex::encode(nonce),
+                offset,
+                len,
+                answer: answer.to_hex().to_string(),
+            }
+        })
+        .collect()
+}
+
+pub struct Verifier;
+
+impl Worker for Verifier {
+    fn name(&self) -> &'static str {
+        "verifier"
+    }
+
+    fn interval(&self, state: &AppState) -> Duration {
+        state.config.verify_interval
+    }
+
+    async fn tick(&mut self, state: &AppState) -> Result<Tick, String> {
+        let shards = state
+            .store
+            .shards_to_verify(BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        let nodes = node_directory(state).await?;
+        let checked = futures::stream::iter(shards.clone())
+            .map(|shard| {
+                let node = nodes.get(&shard.node_id).filter(|(_, online, _)| *online).cloned();
+                let state = state.clone();
+                async move {
+                    let state = &state;
+                    // An offline holder is the repairer's business.
+                    let (url, _, _) = node?;
+                    let outcome = match fetch_blob(state, &url, shard.blob_id).await {
+                        Ok(Some(bytes))
+                            if bytes.len() as u64 == shard.size
+                                && blake3::hash(&bytes).as_bytes().as_slice() == shard.blake3.as_slice() =>
+                        {
+                            Some(serde_json::to_string(&make_challenges(&bytes)).ok())
+                        }
+                        Ok(_) => {
+                            tracing::warn!(node = %shard.node_id, blob = %shard.blob_id, "shard missing or corrupt on its holder");
+                            Some(None)
+                        }
+                        Err(e) => {
+                            tracing::debug!(node = %shard.node_id, error = %e, "verification deferred");
+                            return None;
+                        }
+                    };
+                    let now = now_ms();
+                    let ok = matches!(outcome, Some(Some(_)));
+                    let challenges = outcome.flatten();
+                    if let Err(e) = state
+                        .store
+                        .record_verification(shard.blob_id, ok, challenges.as_deref(), now)
+                        .await
+                    {
+                        tracing::error!(error = %e, "recording a verification failed");
+                    }
+                    Some(())
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(|x| async move { x })
+            .count()
+            .await;
+
+        let safe = state
+            .store
+            .promote_safe_files(state.config.safe_min_peers, now_ms())
+            .await
+            .map_err(|e| e.to_string())?;
+        for file in &safe {
+            tracing::info!(file_id = %file.file_id, "file is safe; originator may drop its full copy");
+            let blobs = [(file.originator.clone(), file.upload_blob_id)];
+            if let Err(e) = crate::node_rpc::delete_blobs_now(state, &blobs, Duration::from_secs(3)).await {
+                tracing::debug!(error = %e, "originator copy left to its heartbeat");
+            }
+        }
+        Ok(if checked > 0 && shards.len() as u32 == BATCH {
+            Tick::Busy
+        } else {
+            Tick::Idle
+        })
+    }
+}
