@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Every test of the JS SDK: envelope vectors, Node uploads against `zib dev`, and the
+# headless-Chromium tests of the example app. Installs what it needs when missing.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+
+bash "$repo/scripts/install-browser-test-deps.sh"
+
+if [ -z "${ZIB_BIN:-}" ]; then
+  # The server embeds zib-sdk.js: build even when the binary exists (a no-op when fresh).
+  (cd "$repo" && cargo build -p zib-cli --quiet)
+fi
+
+cd "$here"
+# One file at a time: each starts its own cluster, and two cores are all there is.
+node --test --test-concurrency=1 test/*.test.mjs
