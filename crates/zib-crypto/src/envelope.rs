@@ -490,6 +490,20 @@ pub fn try_encrypt(
     header: Header,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
+    let mut out = Vec::new();
+    encrypt_into(key, header, plaintext, &mut out)?;
+    Ok(out)
+}
+
+/// [`try_encrypt`] into a caller's buffer (cleared first), so a loop over many
+/// files or parts reuses one allocation instead of faulting in fresh pages each time.
+pub fn encrypt_into(
+    key: &DataKey,
+    header: Header,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
+    out.clear();
     header.validate()?;
     let layout = header.layout();
     let total = plaintext.len() as u64;
@@ -501,27 +515,49 @@ pub fn try_encrypt(
         });
     }
     let sealer = Sealer::new(key, header);
-    let mut out = Vec::with_capacity(layout.ciphertext_len(total) as usize);
+    out.reserve(layout.ciphertext_len(total) as usize);
     out.extend_from_slice(&header.encode());
     let mut pieces = plaintext.chunks(header.chunk_size as usize);
     for index in 0..count {
         let piece = pieces.next().unwrap_or(&[]);
         let start = out.len();
+        // Copy then seal one chunk at a time: the chunk is still in cache when sealed.
         out.extend_from_slice(piece);
         let tag = sealer.seal_slice(index, index + 1 == count, &mut out[start..])?;
         out.extend_from_slice(tag.as_ref());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whole-buffer convenience: checks the header, every chunk and the length.
 pub fn decrypt(key: &DataKey, envelope: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    let mut out = Vec::new();
+    decrypt_into(key, envelope, &mut out)?;
+    Ok(out)
+}
+
+/// [`decrypt`] into a caller's buffer (cleared first). On error `out` holds no
+/// plaintext: it is cleared, since bytes of unauthenticated chunks must never be used.
+pub fn decrypt_into(
+    key: &DataKey,
+    envelope: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
+    out.clear();
+    let result = decrypt_chunks(key, envelope, out);
+    if result.is_err() {
+        out.clear();
+    }
+    result
+}
+
+fn decrypt_chunks(key: &DataKey, envelope: &[u8], out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
     let header = Header::decode(envelope)?;
     let layout = header.layout();
     let total = layout.plaintext_len(envelope.len() as u64)?;
     let opener = Opener::new(key, header);
     let count = layout.chunk_count(total);
-    let mut out = Vec::with_capacity(total as usize);
+    out.reserve(total as usize);
     for index in 0..count {
         let offset = layout.chunk_offset(index) as usize;
         let sealed_len = layout.sealed_chunk_len(index, total) as usize;
@@ -536,7 +572,7 @@ pub fn decrypt(key: &DataKey, envelope: &[u8]) -> Result<Vec<u8>, EnvelopeError>
             &mut out[start..],
         )?;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -718,6 +754,21 @@ mod tests {
         longer.push(0);
         assert!(decrypt(&key(), &longer).is_err());
         assert!(decrypt(&DataKey::from_bytes([0x43; 32]), &env).is_err());
+    }
+
+    #[test]
+    fn into_variants_reuse_and_clear_buffers() {
+        let pt: Vec<u8> = (0..100u8).collect();
+        let mut env = vec![9; 3];
+        encrypt_into(&key(), header(16), &pt, &mut env).unwrap();
+        assert_eq!(env, encrypt(&key(), header(16), &pt));
+        let mut out = vec![1, 2, 3];
+        decrypt_into(&key(), &env, &mut out).unwrap();
+        assert_eq!(out, pt);
+        let last = env.len() - 1;
+        env[last] ^= 1;
+        assert!(decrypt_into(&key(), &env, &mut out).is_err());
+        assert!(out.is_empty(), "no plaintext left behind after a failure");
     }
 
     #[test]
