@@ -56,8 +56,53 @@ pub enum DistributeError {
     Report(#[source] RpcError),
 }
 
+impl DistributeError {
+    /// The server's answer when it refused this upload for good: it is unknown
+    /// (expired and failed), already distributed, superseded or cancelled, or belongs
+    /// to another node. Trying again can never succeed.
+    pub fn final_refusal(&self) -> Option<&RpcError> {
+        let rpc = match self {
+            DistributeError::Plan(rpc) | DistributeError::Report(rpc) => rpc,
+            _ => return None,
+        };
+        matches!(
+            rpc.status(),
+            Some(
+                StatusCode::NOT_FOUND
+                    | StatusCode::CONFLICT
+                    | StatusCode::GONE
+                    | StatusCode::FORBIDDEN
+            )
+        )
+        .then_some(rpc)
+    }
+}
+
+/// Distributes a stored upload and settles its pending marker: removed once the
+/// server acknowledged the shards, or refused the upload for good. The bytes stay
+/// either way; deleting them is the server's call.
+///
 /// Returns how many shards were stored.
 pub async fn distribute(
+    state: &Arc<NodeState>,
+    upload: BlobId,
+    size: u64,
+) -> Result<usize, DistributeError> {
+    let result = distribute_once(state, upload, size).await;
+    let settled = match &result {
+        Ok(_) => true,
+        Err(e) => e.final_refusal().is_some(),
+    };
+    if settled {
+        if let Err(e) = state.store.clear_pending(upload).await {
+            // Harmless: the next resume pass asks again and is refused.
+            tracing::warn!(%upload, error = %e, "could not remove the pending-distribution marker");
+        }
+    }
+    result
+}
+
+async fn distribute_once(
     state: &Arc<NodeState>,
     upload: BlobId,
     size: u64,
@@ -109,7 +154,7 @@ pub async fn distribute(
         .await
         .map_err(DistributeError::Report)?;
     if let Err(e) = state.store.mark_distributed(upload).await {
-        // The server already knows; only a retried completion would redo the work.
+        // The server already knows; a retry would only be told 409.
         tracing::warn!(%upload, error = %e, "could not record that the upload is distributed");
     }
     Ok(count)

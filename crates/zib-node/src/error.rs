@@ -1,6 +1,8 @@
 //! Errors: [`NodeError`] for starting a node, [`ApiError`] for what a request answers.
 //! Every HTTP error is one `ApiError`, so no handler picks a status or a body by hand.
 
+use std::borrow::Cow;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -29,7 +31,8 @@ pub enum NodeError {
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    /// Ours are static; a code passed on from the server is owned.
+    pub code: Cow<'static, str>,
     pub message: String,
     /// Extra `Content-Range` for 416 answers (`bytes */len`).
     content_range: Option<String>,
@@ -39,8 +42,18 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
+            code: Cow::Borrowed(code),
             message: message.into(),
+            content_range: None,
+        }
+    }
+
+    /// An answer the server gave, passed on to our client unchanged.
+    pub fn relayed(status: StatusCode, code: String, message: String) -> Self {
+        Self {
+            status,
+            code: Cow::Owned(code),
+            message,
             content_range: None,
         }
     }
@@ -96,7 +109,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: self.message,
-            code: self.code.to_string(),
+            code: self.code.into_owned(),
             request_id: None,
         };
         let mut response = (self.status, Json(body)).into_response();

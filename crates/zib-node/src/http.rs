@@ -13,7 +13,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::error::ApiError;
 use crate::state::NodeState;
-use crate::{intake, shards};
+use crate::{audit, intake, shards};
 
 pub fn router(state: Arc<NodeState>) -> Router {
     // Browsers upload straight to the node from the tenant's origin.
@@ -35,6 +35,8 @@ pub fn router(state: Arc<NodeState>) -> Router {
                 .get(shards::get_shard)
                 .delete(shards::delete_shard),
         )
+        .route("/v1/shards/{blob_id}/challenge", post(audit::challenge))
+        .route("/v1/blobs", get(audit::inventory))
         .merge(uploads)
         .fallback(|| async { ApiError::not_found("no such endpoint on this node") })
         // Bodies are streamed to disk and bounded by each token's size, not here.

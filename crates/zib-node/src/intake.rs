@@ -73,6 +73,7 @@ pub async fn put_upload(
     }
     let hash = received?;
     spend_token(&state, &claims).await?;
+    mark_pending(&state, blob, claims.size).await?;
     state
         .store
         .commit(&partial, blob, claims.size)
@@ -143,7 +144,16 @@ pub async fn put_part(
         claims.size,
     )
     .await?;
-    tokio::fs::write(&marker, claims.size.to_string())
+    // The partial file's and parts directory's names must be as durable as the
+    // marker: a marker whose bytes vanished would block the part's re-upload.
+    state
+        .store
+        .sync_incoming()
+        .await
+        .map_err(|e| ApiError::internal("could not record the stored part", e))?;
+    state
+        .store
+        .mark_part(blob, part, claims.size)
         .await
         .map_err(|e| ApiError::internal("could not record the stored part", e))?;
     spend_token(&state, &claims).await?;
@@ -192,6 +202,10 @@ pub async fn complete(
                 ),
             ));
         }
+        // The marker is gone if the server refused the upload earlier; ask again.
+        if !state.store.is_pending(blob).await {
+            mark_pending(&state, blob, claims.size).await?;
+        }
         return distribute_and_answer(&state, blob, claims.size).await;
     }
     refuse_spent_token(&state, &claims).await?;
@@ -227,6 +241,7 @@ pub async fn complete(
     }
 
     spend_token(&state, &claims).await?;
+    mark_pending(&state, blob, claims.size).await?;
     state
         .store
         .commit(&partial, blob, claims.size)
@@ -298,14 +313,38 @@ async fn distribute_and_answer(
             .into_response())
         }
         Err(e) => {
-            tracing::error!(%blob, error = %e, "distribution failed; the upload stays stored here");
+            if let Some(refusal) = e.final_refusal() {
+                // The server's verdict on this upload (e.g. superseded by a newer
+                // upload to the same key): the uploader must see it as it is.
+                tracing::info!(%blob, error = %refusal, "the server refused this upload");
+                let status = refusal.status().unwrap_or(StatusCode::CONFLICT);
+                return Err(match refusal.server_body() {
+                    Some(body) => ApiError::relayed(status, body.code.clone(), body.error.clone()),
+                    None => ApiError::new(status, "upload_refused", refusal.to_string()),
+                });
+            }
+            tracing::error!(%blob, error = %e, "distribution failed; the upload stays stored here and will be retried");
+            state.retry_distribution_soon();
             Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "distribution_failed",
-                format!("the upload is stored on this node, but distributing it failed: {e}"),
+                format!(
+                    "the upload is stored on this node, but distributing it failed: {e}; \
+                     this node keeps retrying on its own"
+                ),
             ))
         }
     }
+}
+
+/// Durable before the upload enters the blob store, so a crash from here on leaves
+/// an upload that the resume task distributes.
+async fn mark_pending(state: &NodeState, blob: BlobId, size: u64) -> Result<(), ApiError> {
+    state
+        .store
+        .mark_pending(blob, size)
+        .await
+        .map_err(|e| ApiError::internal("could not record the upload for distribution", e))
 }
 
 /// Streams `body` into `path` (at `offset` for a part, else replacing the file),

@@ -5,12 +5,15 @@
 //!
 //! The `zib` binary and the integration tests start it with [`start`].
 
+mod audit;
 mod control;
 mod distribute;
 mod error;
 mod http;
 mod intake;
+mod resume;
 mod rpc;
+pub mod rpc_types;
 mod shards;
 mod state;
 mod store;
@@ -58,6 +61,7 @@ pub struct RunningNode {
     cancel: CancellationToken,
     http_task: JoinHandle<()>,
     control_task: JoinHandle<()>,
+    resume_task: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -65,6 +69,8 @@ impl RunningNode {
     pub async fn stop(self) {
         self.cancel.cancel();
         let _ = self.control_task.await;
+        // A distribution cut short here resumes at the next start: its marker stays.
+        let _ = self.resume_task.await;
         let http_abort = self.http_task.abort_handle();
         if tokio::time::timeout(GRACEFUL_STOP_LIMIT, self.http_task)
             .await
@@ -79,6 +85,7 @@ impl RunningNode {
     pub fn abort(self) {
         self.cancel.cancel();
         self.control_task.abort();
+        self.resume_task.abort();
         self.http_task.abort();
     }
 }
@@ -159,6 +166,7 @@ pub async fn start(
         registered,
         cancel.clone(),
     ));
+    let resume_task = tokio::spawn(resume::run(state.clone(), cancel.clone()));
     tracing::info!(node_id = %node_id, %addr, public_url = %state.public_url, "node started");
 
     Ok(RunningNode {
@@ -167,6 +175,7 @@ pub async fn start(
         cancel,
         http_task,
         control_task,
+        resume_task,
     })
 }
 
@@ -191,14 +200,22 @@ async fn load_or_create_node_id(data_dir: &Path) -> Result<NodeId, NodeError> {
                 node_id: node_id.clone(),
             })
             .map_err(|e| file_error(e.to_string()))?;
-            // Write then rename, so a crash never leaves a half-written identity.
+            // Write, fsync, rename, fsync the directory: a crash never leaves a
+            // half-written identity, nor forgets one already announced.
             let tmp = data_dir.join("node.json.tmp");
-            tokio::fs::write(&tmp, json)
-                .await
-                .map_err(|e| file_error(e.to_string()))?;
-            tokio::fs::rename(&tmp, &path)
-                .await
-                .map_err(|e| file_error(e.to_string()))?;
+            let dir = data_dir.to_path_buf();
+            let final_path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(&json)?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &final_path)?;
+                std::fs::File::open(&dir)?.sync_all()
+            })
+            .await
+            .map_err(|e| file_error(e.to_string()))?
+            .map_err(|e| file_error(e.to_string()))?;
             Ok(node_id)
         }
         Err(e) => Err(file_error(e.to_string())),

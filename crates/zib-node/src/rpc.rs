@@ -29,6 +29,9 @@ pub enum RpcError {
         path: String,
         status: StatusCode,
         message: String,
+        /// The server's own error body, when it sent one: some answers (a superseded
+        /// upload) are passed on to the uploading client word for word.
+        body: Option<Box<ErrorBody>>,
     },
     #[error("server's answer to {path} is not what this node expects: {reason}")]
     BadAnswer { path: String, reason: String },
@@ -38,6 +41,13 @@ impl RpcError {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             RpcError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn server_body(&self) -> Option<&ErrorBody> {
+        match self {
+            RpcError::Status { body, .. } => body.as_deref(),
             _ => None,
         }
     }
@@ -121,14 +131,18 @@ impl ServerClient {
                 source,
             })?;
         if !status.is_success() {
-            let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => format!("{} ({})", body.error, body.code),
-                Err(_) => String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            let body = serde_json::from_slice::<ErrorBody>(&bytes)
+                .ok()
+                .map(Box::new);
+            let message = match &body {
+                Some(body) => format!("{} ({})", body.error, body.code),
+                None => String::from_utf8_lossy(&bytes).chars().take(300).collect(),
             };
             return Err(RpcError::Status {
                 path: path.to_string(),
                 status,
                 message,
+                body,
             });
         }
         // Some acknowledgements come back empty; treat that as JSON null.

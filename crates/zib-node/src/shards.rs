@@ -101,7 +101,10 @@ pub async fn delete_shard(
     .into_response())
 }
 
-fn require_cluster_token(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_cluster_token(
+    state: &NodeState,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

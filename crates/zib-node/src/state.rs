@@ -34,6 +34,8 @@ pub struct NodeState {
     /// Blobs (and parts) being written right now, so a racing duplicate is refused
     /// instead of interleaving with the first.
     in_flight: Mutex<HashSet<String>>,
+    /// Wakes the resume task early after a client-triggered distribution failed.
+    pub resume_wakeup: tokio::sync::Notify,
 }
 
 impl NodeState {
@@ -61,6 +63,7 @@ impl NodeState {
             zone: config.zone.clone(),
             verifier: RwLock::new(None),
             in_flight: Mutex::new(HashSet::new()),
+            resume_wakeup: tokio::sync::Notify::new(),
         })
     }
 
@@ -141,6 +144,12 @@ impl NodeState {
             ));
         }
         Ok(claims)
+    }
+
+    /// A failure seen by an uploading client is often brief (a peer restarting, the
+    /// server busy): try again well before the next periodic pass.
+    pub fn retry_distribution_soon(&self) {
+        self.resume_wakeup.notify_one();
     }
 
     /// Claims `key` for the lifetime of the returned guard.

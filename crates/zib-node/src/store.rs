@@ -6,6 +6,8 @@
 //! incoming/{blob}.parts/{n}                 multipart part markers (content: part size)
 //! used-tokens/{jti}                         spent capability tokens (content: expiry)
 //! distributed/{blob}                        uploads whose shards are all placed
+//! pending/{blob}                            uploads stored here whose distribution the
+//!                                           server has not acknowledged yet (content: size)
 //! node.json                                 this node's identity
 //! ```
 //!
@@ -38,7 +40,7 @@ impl BlobStore {
             root,
             used: AtomicU64::new(0),
         };
-        for dir in ["blobs", "incoming", "used-tokens", "distributed"] {
+        for dir in ["blobs", "incoming", "used-tokens", "distributed", "pending"] {
             tokio::fs::create_dir_all(store.root.join(dir)).await?;
         }
         let root = store.root.clone();
@@ -77,6 +79,10 @@ impl BlobStore {
         self.root.join("distributed").join(blob.to_string())
     }
 
+    fn pending_marker(&self, blob: BlobId) -> PathBuf {
+        self.root.join("pending").join(blob.to_string())
+    }
+
     fn used_token_path(&self, jti: &str) -> PathBuf {
         self.root.join("used-tokens").join(token_file_name(jti))
     }
@@ -94,7 +100,12 @@ impl BlobStore {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.root.join("blobs"));
-        tokio::fs::create_dir_all(&dir).await?;
+        let new_dir = !tokio::fs::try_exists(&dir).await.unwrap_or(false);
+        if new_dir {
+            tokio::fs::create_dir_all(&dir).await?;
+            // The fan-out directory's own entry must survive a crash too.
+            sync_dir(self.root.join("blobs")).await?;
+        }
         tokio::fs::rename(from, &dest).await?;
         sync_dir(dir).await?;
         self.used.fetch_add(size, Ordering::Relaxed);
@@ -144,6 +155,7 @@ impl BlobStore {
                 });
         }
         remove_if_present(&self.distributed_marker(blob)).await?;
+        remove_if_present(&self.pending_marker(blob)).await?;
         remove_if_present(&self.partial_path(blob)).await?;
         match tokio::fs::remove_dir_all(self.parts_dir(blob)).await {
             Ok(()) => {}
@@ -160,7 +172,61 @@ impl BlobStore {
     }
 
     pub async fn mark_distributed(&self, blob: BlobId) -> io::Result<()> {
-        tokio::fs::write(self.distributed_marker(blob), b"").await
+        write_durably(self.distributed_marker(blob), Vec::new()).await
+    }
+
+    /// Records, durably, that `blob` is an upload this node must distribute: written
+    /// before the upload enters the blob store, so no crash can leave a stored upload
+    /// that nothing will ever distribute.
+    pub async fn mark_pending(&self, blob: BlobId, size: u64) -> io::Result<()> {
+        write_durably(self.pending_marker(blob), size.to_string().into_bytes()).await
+    }
+
+    pub async fn is_pending(&self, blob: BlobId) -> bool {
+        tokio::fs::try_exists(self.pending_marker(blob))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Not synced: if the removal is lost, the retry is answered 409 and dropped again.
+    pub async fn clear_pending(&self, blob: BlobId) -> io::Result<()> {
+        remove_if_present(&self.pending_marker(blob)).await
+    }
+
+    /// Uploads waiting for distribution (markers whose name is not a blob id are
+    /// ignored: nothing of ours).
+    pub async fn pending(&self) -> io::Result<Vec<BlobId>> {
+        let dir = self.root.join("pending");
+        tokio::task::spawn_blocking(move || {
+            let mut blobs = Vec::new();
+            for entry in std::fs::read_dir(dir)? {
+                if let Some(blob) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    blobs.push(blob);
+                }
+            }
+            Ok(blobs)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Every stored blob (never a partial: those live under `incoming/`).
+    pub async fn inventory(&self) -> io::Result<Vec<StoredBlob>> {
+        let blobs = self.root.join("blobs");
+        tokio::task::spawn_blocking(move || list_blobs(&blobs))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    /// Makes the names of files just created under `incoming/` (a multipart upload's
+    /// partial file and parts directory) survive a crash.
+    pub async fn sync_incoming(&self) -> io::Result<()> {
+        sync_dir(self.root.join("incoming")).await
+    }
+
+    /// Writes a durable part marker (content: the part's size).
+    pub async fn mark_part(&self, blob: BlobId, part: u32, size: u64) -> io::Result<()> {
+        write_durably(self.part_marker(blob, part), size.to_string().into_bytes()).await
     }
 
     pub async fn token_used(&self, jti: &str) -> bool {
@@ -171,11 +237,88 @@ impl BlobStore {
 
     /// Remembers a spent token durably, so a restart does not make it valid again.
     pub async fn mark_token_used(&self, jti: &str, expires_at: u64) -> io::Result<()> {
-        use tokio::io::AsyncWriteExt;
-        let mut file = tokio::fs::File::create(self.used_token_path(jti)).await?;
-        file.write_all(expires_at.to_string().as_bytes()).await?;
-        file.sync_all().await
+        write_durably(
+            self.used_token_path(jti),
+            expires_at.to_string().into_bytes(),
+        )
+        .await
     }
+}
+
+/// One entry of [`BlobStore::inventory`].
+pub struct StoredBlob {
+    pub blob: BlobId,
+    pub size: u64,
+    pub modified_at_ms: i64,
+}
+
+fn list_blobs(blobs: &Path) -> io::Result<Vec<StoredBlob>> {
+    let mut out = Vec::new();
+    for fanout in std::fs::read_dir(blobs)? {
+        let fanout = fanout?;
+        if !fanout.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(fanout.path())? {
+            let entry = entry?;
+            let Some(blob) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<BlobId>().ok())
+            else {
+                continue;
+            };
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Deleted while we were listing.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let modified_at_ms = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0);
+            out.push(StoredBlob {
+                blob,
+                size: meta.len(),
+                modified_at_ms,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Small records that must survive a crash whole or not at all: write a temporary
+/// file, fsync it, rename it into place, fsync the directory.
+async fn write_durably(path: PathBuf, contents: Vec<u8>) -> io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| io::Error::other("a record path has no directory"))?;
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
+        let tmp = dir.join(tmp_name);
+        let written = (|| {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&contents)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(&dir)?.sync_all()
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 /// A jti is chosen by the server, but it becomes a file name here: anything that is
@@ -243,6 +386,16 @@ fn prune_stale(root: &Path) {
                 } else {
                     std::fs::remove_file(&path)
                 };
+            }
+        }
+    }
+    // Records a crash caught between write and rename: never read, only in the way.
+    for dir in ["used-tokens", "distributed", "pending"] {
+        if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
         }
     }
