@@ -48,6 +48,29 @@ pub struct Fake {
     pub signer: CapabilitySigner,
     pub erasure: ErasureParams,
     pub recorded: Mutex<Recorded>,
+    pub faults: Mutex<Faults>,
+}
+
+/// Failures the fake server injects, for the resume and refusal stories.
+#[derive(Default)]
+pub struct Faults {
+    /// The next this-many `received` calls answer 503.
+    pub received_unavailable: u32,
+    /// Every `distributed` call answers this status and error message.
+    pub distributed_refusal: Option<(StatusCode, String)>,
+    /// `received` calls seen, failed ones included.
+    pub received_calls: u32,
+}
+
+fn fake_error(status: StatusCode, code: &str, message: &str) -> (StatusCode, Json<ErrorBody>) {
+    (
+        status,
+        Json(ErrorBody {
+            error: message.to_string(),
+            code: code.to_string(),
+            request_id: None,
+        }),
+    )
 }
 
 pub type FakeState = Arc<Fake>;
@@ -97,8 +120,20 @@ pub async fn fake_received(
     headers: HeaderMap,
     Path(_upload): Path<BlobId>,
     Json(req): Json<UploadReceivedRequest>,
-) -> Result<Json<DistributionPlan>, StatusCode> {
-    authorised(&headers)?;
+) -> Result<Json<DistributionPlan>, (StatusCode, Json<ErrorBody>)> {
+    authorised(&headers).map_err(|s| fake_error(s, "unauthorized", "bad cluster token"))?;
+    {
+        let mut faults = fake.faults.lock().unwrap();
+        faults.received_calls += 1;
+        if faults.received_unavailable > 0 {
+            faults.received_unavailable -= 1;
+            return Err(fake_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "no storage nodes available",
+            ));
+        }
+    }
     let nodes = fake.recorded.lock().unwrap().nodes.clone();
     let layout = Layout::new(fake.erasure, req.size);
     let segments = (0..layout.segment_count())
@@ -137,8 +172,11 @@ pub async fn fake_distributed(
     headers: HeaderMap,
     Path(upload): Path<BlobId>,
     Json(req): Json<DistributedRequest>,
-) -> Result<Json<serde_json::Value>, StatusCode> {
-    authorised(&headers)?;
+) -> Result<Json<serde_json::Value>, (StatusCode, Json<ErrorBody>)> {
+    authorised(&headers).map_err(|s| fake_error(s, "unauthorized", "bad cluster token"))?;
+    if let Some((status, message)) = fake.faults.lock().unwrap().distributed_refusal.clone() {
+        return Err(fake_error(status, "conflict", &message));
+    }
     fake.recorded
         .lock()
         .unwrap()
@@ -155,6 +193,7 @@ pub async fn start_fake_on(
         signer: CapabilitySigner::generate(),
         erasure,
         recorded: Mutex::new(Recorded::default()),
+        faults: Mutex::new(Faults::default()),
     });
     let app = Router::new()
         .route("/v1/node/register", post(fake_register))
@@ -346,6 +385,19 @@ pub async fn assert_distributed(cluster: &Cluster, upload: BlobId, original: &[u
         assert_eq!(damaged[0].as_deref(), Some(&shards[0][..]));
     }
     assert_eq!(rebuilt, original);
+}
+
+/// Waits until the fake server has been told `upload` is distributed.
+pub async fn wait_distributed(fake: &Fake, upload: BlobId) {
+    while !fake
+        .recorded
+        .lock()
+        .unwrap()
+        .distributed
+        .contains_key(&upload)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 pub async fn within<F: std::future::Future>(future: F) -> F::Output {
