@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+pub mod procs;
+
 pub const CHUNK: u64 = 256 * 1024;
 pub const MIB: u64 = 1024 * 1024;
 

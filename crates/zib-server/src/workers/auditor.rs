@@ -49,7 +49,11 @@ impl Worker for Auditor {
                 .unwrap_or_default();
             let Some(challenge) = challenges.pop() else {
                 // Out of questions: the verifier reads it whole and prepares more.
-                state.store.record_audit(shard.blob_id, None, now).await.map_err(|e| e.to_string())?;
+                state
+                    .store
+                    .record_audit(shard.blob_id, None, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 continue;
             };
             let resp = state
@@ -67,7 +71,12 @@ impl Worker for Auditor {
                     .json::<ChallengeAnswer>()
                     .await
                     .is_ok_and(|a| a.blake3.eq_ignore_ascii_case(&challenge.answer)),
-                Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND || r.status().is_client_error() => false,
+                Ok(r)
+                    if r.status() == reqwest::StatusCode::NOT_FOUND
+                        || r.status().is_client_error() =>
+                {
+                    false
+                }
                 // Unreachable or failing: not evidence of loss; heartbeats decide that.
                 _ => continue,
             };
@@ -80,9 +89,17 @@ impl Worker for Auditor {
                     .map_err(|e| e.to_string())?;
             } else {
                 tracing::warn!(node = %shard.node_id, blob = %shard.blob_id, "shard failed its audit; queued for repair");
-                state.store.mark_needs_repair(shard.blob_id).await.map_err(|e| e.to_string())?;
+                state
+                    .store
+                    .mark_needs_repair(shard.blob_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
         }
-        Ok(if targets.len() as u32 == BATCH { Tick::Busy } else { Tick::Idle })
+        Ok(if targets.len() as u32 == BATCH {
+            Tick::Busy
+        } else {
+            Tick::Idle
+        })
     }
 }

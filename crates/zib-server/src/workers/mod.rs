@@ -42,7 +42,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Pause between busy ticks, so a large backlog never starves foreground requests.
 const BUSY_PAUSE: Duration = Duration::from_millis(20);
 
-pub fn spawn<W: Worker>(mut worker: W, state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn<W: Worker>(
+    mut worker: W,
+    state: AppState,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = FIRST_BACKOFF;
         loop {

@@ -47,7 +47,10 @@ impl Worker for Repairer {
         }
         let mut by_segment: BTreeMap<(FileId, u32), Vec<ShardRow>> = BTreeMap::new();
         for s in broken {
-            by_segment.entry((s.file_id, s.segment)).or_default().push(s);
+            by_segment
+                .entry((s.file_id, s.segment))
+                .or_default()
+                .push(s);
         }
         let mut repaired = 0usize;
         for ((file_id, segment), targets) in by_segment {
@@ -99,7 +102,9 @@ async fn repair_segment(
             continue;
         };
         if let Ok(Some(bytes)) = fetch_blob(state, url, row.blob_id).await {
-            if bytes.len() as u64 == shard_len && blake3::hash(&bytes).as_bytes().as_slice() == row.blake3.as_slice() {
+            if bytes.len() as u64 == shard_len
+                && blake3::hash(&bytes).as_bytes().as_slice() == row.blake3.as_slice()
+            {
                 if let Some(slot) = slots.get_mut(row.index as usize) {
                     *slot = Some(bytes);
                 }
@@ -111,7 +116,9 @@ async fn repair_segment(
             break;
         }
     }
-    codec.reconstruct(segment, &mut slots).map_err(|e| e.to_string())?;
+    codec
+        .reconstruct(segment, &mut slots)
+        .map_err(|e| e.to_string())?;
 
     // New holders: online, not lost, holding nothing else of this segment, spread
     // across zones first.
@@ -140,7 +147,10 @@ async fn repair_segment(
             continue;
         };
         if blake3::hash(bytes).as_bytes().as_slice() != target.blake3.as_slice() {
-            return Err(format!("rebuilt shard {} does not match its recorded hash", target.index));
+            return Err(format!(
+                "rebuilt shard {} does not match its recorded hash",
+                target.index
+            ));
         }
         let Some(node) = ordered
             .iter()
@@ -163,14 +173,21 @@ async fn repair_segment(
         });
         let resp = state
             .http
-            .put(format!("{}/v1/shards/{blob_id}?token={token}", node.public_url))
+            .put(format!(
+                "{}/v1/shards/{blob_id}?token={token}",
+                node.public_url
+            ))
             .body(bytes.clone())
             .timeout(state.config.shard_fetch_timeout * 3)
             .send()
             .await
             .map_err(|e| format!("pushing to {}: {e}", node.node_id))?;
         if !resp.status().is_success() {
-            return Err(format!("{} refused the rebuilt shard: HTTP {}", node.node_id, resp.status()));
+            return Err(format!(
+                "{} refused the rebuilt shard: HTTP {}",
+                node.node_id,
+                resp.status()
+            ));
         }
         if state
             .store

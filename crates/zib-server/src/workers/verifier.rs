@@ -39,7 +39,8 @@ pub fn make_challenges(bytes: &[u8]) -> Vec<Challenge> {
             let nonce: [u8; 32] = rng.gen();
             let offset = rng.gen_range(0..size);
             let len = rng.gen_range(1..=CHALLENGE_MAX_LEN.min(size - offset));
-            let answer = blake3::keyed_hash(&nonce, &bytes[offset as usize..(offset + len) as usize]);
+            let answer =
+                blake3::keyed_hash(&nonce, &bytes[offset as usize..(offset + len) as usize]);
             Challenge {
                 nonce: hex::encode(nonce),
                 offset,
@@ -118,7 +119,9 @@ impl Worker for Verifier {
         for file in &safe {
             tracing::info!(file_id = %file.file_id, "file is safe; originator may drop its full copy");
             let blobs = [(file.originator.clone(), file.upload_blob_id)];
-            if let Err(e) = crate::node_rpc::delete_blobs_now(state, &blobs, Duration::from_secs(3)).await {
+            if let Err(e) =
+                crate::node_rpc::delete_blobs_now(state, &blobs, Duration::from_secs(3)).await
+            {
                 tracing::debug!(error = %e, "originator copy left to its heartbeat");
             }
         }

@@ -1,0 +1,253 @@
+//! A cluster of separate processes — one `zib server`, N `zib node` — so single
+//! nodes (or the server) can be killed with SIGKILL and restarted, as on real hosts.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::zib_bin;
+
+pub struct ProcCluster {
+    pub dir: tempfile::TempDir,
+    pub api_url: String,
+    server_port: u16,
+    server: Option<Child>,
+    pub nodes: Vec<NodeProc>,
+    env: Vec<(String, String)>,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+pub struct NodeProc {
+    pub dir: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn hex32() -> String {
+    (0..32).map(|_| format!("{:02x}", rand_byte())).collect()
+}
+
+fn rand_byte() -> u8 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
+    h.finish() as u8
+}
+
+impl ProcCluster {
+    /// `extra` are server settings (`ZIB_*`) on top of fast test timings.
+    pub fn start(nodes: usize, extra: &[(&str, &str)]) -> ProcCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server_port = free_port();
+        let api_url = format!("http://127.0.0.1:{server_port}");
+        let mut env: Vec<(String, String)> = [
+            ("ZIB_DATABASE", dir.path().join("meta.db").to_str().unwrap()),
+            ("ZIB_MASTER_KEY", &hex32()),
+            ("ZIB_CAPABILITY_KEY", &hex32()),
+            ("ZIB_CLUSTER_TOKEN", &hex32()),
+            ("ZIB_HEARTBEAT_INTERVAL_SECS", "1"),
+            ("ZIB_NODE_OFFLINE_AFTER_SECS", "3"),
+            ("ZIB_REPAIR_AFTER_SECS", "4"),
+            ("ZIB_VERIFY_INTERVAL_SECS", "1"),
+            ("ZIB_COLLECT_INTERVAL_SECS", "1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let out = Command::new(zib_bin())
+            .args(["tenant", "create", "durability"])
+            .envs(env.iter().cloned())
+            .output()
+            .expect("tenant create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut cluster = ProcCluster {
+            dir,
+            api_url,
+            server_port,
+            server: None,
+            nodes: Vec::new(),
+            env,
+            access_key: t["access_key"].as_str().unwrap().into(),
+            secret_key: t["secret_key"].as_str().unwrap().into(),
+        };
+        cluster.start_server();
+        for i in 0..nodes {
+            let dir = cluster.dir.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            cluster.nodes.push(NodeProc {
+                dir,
+                port: free_port(),
+                child: None,
+            });
+            cluster.start_node(i);
+        }
+        cluster.wait_nodes_online(nodes);
+        cluster
+    }
+
+    fn log(&self, name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .unwrap()
+    }
+
+    pub fn start_server(&mut self) {
+        let child = Command::new(zib_bin())
+            .arg("server")
+            .envs(self.env.iter().cloned())
+            .env("ZIB_LISTEN", format!("127.0.0.1:{}", self.server_port))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(self.log("server"))
+            .spawn()
+            .expect("zib server");
+        self.server = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::blocking::get(format!("{}/healthz", self.api_url)).is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill_server(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        let cluster_token = self.env_value("ZIB_CLUSTER_TOKEN");
+        let node = &self.nodes[i];
+        let child = Command::new(zib_bin())
+            .arg("node")
+            .env("ZIB_LISTEN", format!("127.0.0.1:{}", node.port))
+            .env("ZIB_SERVER_URL", &self.api_url)
+            .env("ZIB_CLUSTER_TOKEN", cluster_token)
+            .env("ZIB_DATA_DIR", &node.dir)
+            .env("ZIB_HEARTBEAT_INTERVAL_SECS", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(self.log(&format!("node{i}")))
+            .spawn()
+            .expect("zib node");
+        self.nodes[i].child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn env_value(&self, key: &str) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    }
+
+    pub fn database(&self) -> PathBuf {
+        PathBuf::from(self.env_value("ZIB_DATABASE"))
+    }
+
+    pub fn wait_nodes_online(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let online = self
+                .nodes
+                .iter()
+                .filter(|n| {
+                    reqwest::blocking::get(format!("http://127.0.0.1:{}/healthz", n.port))
+                        .ok()
+                        .and_then(|r| r.json::<serde_json::Value>().ok())
+                        .is_some_and(|v| v["registered"] == true)
+                })
+                .count();
+            if online >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {online} of {count} nodes registered"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn client(&self) -> zib_client::Client {
+        zib_client::Client::new(zib_client::ClientConfig {
+            api_url: self.api_url.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+        })
+        .unwrap()
+    }
+
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}:{}", self.access_key, self.secret_key)
+    }
+
+    /// Which node directory holds each blob file.
+    pub fn blob_locations(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for f in super::files_under(&n.dir.join("blobs")) {
+                if let Some(name) = f.file_name().and_then(|n| n.to_str()) {
+                    out.insert(name.to_string(), i);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn node_dir(&self, i: usize) -> &Path {
+        &self.nodes[i].dir
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill_node(i);
+        }
+        self.kill_server();
+        if std::thread::panicking() {
+            // Keep the logs of a failed test, and show the server's tail.
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            let kept = dir.keep();
+            let log = std::fs::read_to_string(kept.join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("cluster kept at {}; server log tail:", kept.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
