@@ -447,6 +447,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pending_markers_are_listed_cleared_and_deleted_with_their_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().to_path_buf()).await.unwrap();
+        let (a, b) = (BlobId::new_random(), BlobId::new_random());
+        store.mark_pending(a, 10).await.unwrap();
+        store.mark_pending(b, 20).await.unwrap();
+        // A record a crash caught before its rename is never taken for one.
+        std::fs::write(dir.path().join("pending").join(format!("{a}.x.tmp")), b"").unwrap();
+        let mut listed = store.pending().await.unwrap();
+        listed.sort();
+        let mut expected = vec![a, b];
+        expected.sort();
+        assert_eq!(listed, expected);
+
+        store.clear_pending(a).await.unwrap();
+        store.clear_pending(a).await.unwrap();
+        store.put_bytes(b, &[0u8; 20]).await.unwrap();
+        assert!(store.delete(b).await.unwrap());
+        assert!(store.pending().await.unwrap().is_empty());
+        let reopened = BlobStore::open(dir.path().to_path_buf()).await.unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("pending"))
+                .unwrap()
+                .count(),
+            0,
+            "leftover temporary records are pruned at start"
+        );
+        assert!(reopened.inventory().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn spent_tokens_are_remembered_and_expired_ones_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path().to_path_buf()).await.unwrap();

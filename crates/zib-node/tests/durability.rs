@@ -358,3 +358,42 @@ async fn a_superseded_upload_is_refused_to_the_client_as_the_server_said() {
     })
     .await
 }
+
+/// Orphan collection lists whole nodes; run with
+/// `cargo test -p zib-node --release --test durability -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "creates 100k files; run on demand"]
+async fn the_inventory_of_100k_blobs_is_quick() {
+    const BLOBS: usize = 100_000;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (url, _fake) = start_fake_on(listener, ERASURE).await;
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..BLOBS {
+        let name = BlobId::new_random().to_string();
+        let fanout = dir.path().join("blobs").join(&name[..2]);
+        std::fs::create_dir_all(&fanout).unwrap();
+        std::fs::write(fanout.join(&name), b"x").unwrap();
+    }
+    let node = start_node(&url, &dir).await;
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let response = http
+            .get(format!("http://{}/v1/blobs", node.addr))
+            .bearer_auth(CLUSTER_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let body = response.bytes().await.unwrap();
+        let elapsed = started.elapsed();
+        let listed: BlobInventory = serde_json::from_slice(&body).unwrap();
+        assert_eq!(listed.blobs.len(), BLOBS);
+        println!(
+            "inventory of {BLOBS} blobs: {:.0} ms, {} KiB of JSON",
+            elapsed.as_secs_f64() * 1000.0,
+            body.len() / 1024
+        );
+        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    }
+    node.stop().await;
+}
