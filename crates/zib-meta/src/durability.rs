@@ -364,4 +364,17 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// How many files are in any of `phases` (operations and tests).
+    pub async fn count_files_in_phases(&self, phases: &[FilePhase]) -> Result<u64> {
+        let mut total = 0u64;
+        for phase in phases {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM files WHERE phase = $1")
+                .bind(phase.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+            total += u64::try_from(n).unwrap_or(0);
+        }
+        Ok(total)
+    }
 }
