@@ -308,3 +308,43 @@ fn a_corrupt_shard_found_by_a_read_is_rebuilt_and_never_served() {
     });
     assert!(get(&http, &r.cdn_url, None).1 == data);
 }
+
+#[test]
+fn an_audit_finds_bit_rot_in_a_shard_nobody_reads_and_repair_fixes_it() {
+    let cluster = ProcCluster::start(6, &[("ZIB_AUDIT_INTERVAL_SECS", "1")]);
+    let work = tempfile::tempdir().unwrap();
+    let data = pattern(MIB + 77, 9);
+    let r = upload(&cluster, work.path(), "audit.bin", &data);
+    let store = store(&cluster);
+    wait_for("safe", Duration::from_secs(30), || {
+        pipeline(&cluster, &r.file_id.to_string())["stages"]["upload"]["phase"] == "safe"
+    });
+    // A parity shard: the CDN never reads it while data shards are intact, so only
+    // the auditor can notice.
+    let shards = rt().block_on(store.shards_for_file(r.file_id)).unwrap();
+    let victim = shards.iter().find(|s| s.index == 5).unwrap().clone();
+    let loc = cluster.blob_locations()[&victim.blob_id.to_string()];
+    let path = files_under(&cluster.node_dir(loc).join("blobs"))
+        .into_iter()
+        .find(|p| p.file_name().unwrap().to_str().unwrap() == victim.blob_id.to_string())
+        .unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in bytes.iter_mut() {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+
+    wait_for(
+        "audit to catch the rot and repair to rebuild it",
+        Duration::from_secs(60),
+        || {
+            rt().block_on(store.shards_for_file(r.file_id))
+                .unwrap()
+                .iter()
+                .any(|s| s.index == 5 && s.segment == victim.segment && s.blob_id != victim.blob_id)
+        },
+    );
+    let (status, body) = get(&reqwest::blocking::Client::new(), &r.cdn_url, None);
+    assert_eq!(status, 200);
+    assert!(body == data);
+}
