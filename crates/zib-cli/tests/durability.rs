@@ -348,3 +348,61 @@ fn an_audit_finds_bit_rot_in_a_shard_nobody_reads_and_repair_fixes_it() {
     assert_eq!(status, 200);
     assert!(body == data);
 }
+
+/// A figure, not a check: `cargo test --release -p zib-cli --test durability
+/// repair_throughput -- --ignored --nocapture` prints MB/s of shards rebuilt after
+/// losing one node (`ZIB_REPAIR_MIB` uploaded in total, default 512).
+#[test]
+#[ignore]
+fn repair_throughput() {
+    let mut cluster = ProcCluster::start(7, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let total_mib: u64 = std::env::var("ZIB_REPAIR_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    let files = total_mib / 128;
+    let ids: Vec<_> = (0..files)
+        .map(|i| {
+            upload(
+                &cluster,
+                work.path(),
+                &format!("big{i}"),
+                &pattern(128 * MIB, i),
+            )
+            .file_id
+        })
+        .collect();
+    let store = store(&cluster);
+    let victim_id: serde_json::Value = reqwest::blocking::get(format!(
+        "http://127.0.0.1:{}/healthz",
+        cluster.nodes[0].port
+    ))
+    .unwrap()
+    .json()
+    .unwrap();
+    let victim = victim_id["node_id"].as_str().unwrap().to_string();
+    let on_victim = |store: &zib_meta::Store| -> u64 {
+        ids.iter()
+            .flat_map(|id| rt().block_on(store.shards_for_file(*id)).unwrap())
+            .filter(|s| s.node_id.to_string() == victim)
+            .map(|s| s.size)
+            .sum()
+    };
+    let bytes = on_victim(&store);
+    cluster.kill_node(0);
+    let lost_at = Instant::now();
+    wait_for("repair", Duration::from_secs(1800), || {
+        on_victim(&store) == 0
+    });
+    let secs = lost_at.elapsed().as_secs_f64();
+    // Detection waits `repair_after` (4 s here) before any rebuild starts.
+    let rebuild = secs - 4.0;
+    eprintln!(
+        "rebuilt {:.0} MiB of shards in {:.1} s after detection ({:.1} s in all): {:.0} MB/s",
+        bytes as f64 / MIB as f64,
+        rebuild,
+        secs,
+        bytes as f64 / 1e6 / rebuild
+    );
+}
