@@ -5,6 +5,7 @@
 pub mod capability;
 pub mod envelope;
 pub mod keywrap;
+pub mod webhook;
 
 pub use capability::{CapabilitySigner, CapabilityVerifier, TokenError};
 pub use envelope::{EnvelopeError, Header, Layout};
