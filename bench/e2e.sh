@@ -56,9 +56,10 @@ t1=$(now)
 up=$(rate "$bytes" "$t0" "$t1")
 url=$(python3 -c "import json; print(json.load(open('$work/upload.json'))['cdn_url'])")
 
-t0=$(now); curl -s -o "$work/back.bin" "$url"; t1=$(now)
+# Timed like the baseline (into /dev/null), then checked byte for byte untimed.
+t0=$(now); curl -s -o /dev/null "$url"; t1=$(now)
 down=$(rate "$bytes" "$t0" "$t1")
-cmp -s "$work/src.bin" "$work/back.bin" && same=yes || same=NO
+curl -s "$url" | cmp -s "$work/src.bin" - && same=yes || same=NO
 stored=$(du -sb "$work/dev/nodes" | cut -f1)
 
 # Ctrl-C the cluster: time -v then reports its peak RSS.

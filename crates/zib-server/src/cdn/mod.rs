@@ -27,7 +27,7 @@ use range::RangeRequest;
 use segments::{SegmentError, SegmentSource, ShardLocation};
 
 /// Segments fetched ahead of the one being decrypted.
-const SEGMENTS_IN_FLIGHT: usize = 2;
+const SEGMENTS_IN_FLIGHT: usize = 4;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/objects/{file_id}", get(get_object).head(get_object))

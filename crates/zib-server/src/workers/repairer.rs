@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use futures::StreamExt;
 use zib_erasure::{Codec, Layout};
 use zib_meta::ShardRow;
 use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
@@ -16,6 +17,9 @@ use crate::state::{now_ms, AppState};
 
 /// Shards looked at per tick.
 const BATCH: u32 = 64;
+/// Segments rebuilt at once: enough to overlap network and CPU, few enough that
+/// repair never crowds out foreground reads.
+const SEGMENTS_IN_PARALLEL: usize = 4;
 
 pub struct Repairer;
 
@@ -52,13 +56,22 @@ impl Worker for Repairer {
                 .or_default()
                 .push(s);
         }
-        let mut repaired = 0usize;
-        for ((file_id, segment), targets) in by_segment {
-            match repair_segment(state, &nodes, &lost, file_id, segment, &targets).await {
-                Ok(n) => repaired += n,
-                Err(e) => tracing::warn!(%file_id, segment, error = %e, "segment repair deferred"),
-            }
-        }
+        let repaired: usize = futures::stream::iter(by_segment)
+            .map(|((file_id, segment), targets)| {
+                let (nodes, lost) = (&nodes, &lost);
+                async move {
+                    match repair_segment(state, nodes, lost, file_id, segment, &targets).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::warn!(%file_id, segment, error = %e, "segment repair deferred");
+                            0
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(SEGMENTS_IN_PARALLEL)
+            .fold(0, |a, b| async move { a + b })
+            .await;
         Ok(if repaired > 0 { Tick::Busy } else { Tick::Idle })
     }
 }
