@@ -157,6 +157,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             queue_delete(&mut tx, &file.originator, vec![file.upload_blob_id], now).await?;
+            crate::files::file_event_in_tx(
+                &mut tx,
+                crate::webhook_payloads::FILE_REPLICATED,
+                &file.file_id.to_string(),
+                now,
+            )
+            .await?;
             safe.push(file);
         }
         tx.commit().await?;

@@ -9,6 +9,8 @@ use zib_proto::{BlobId, FileId, NodeId};
 use crate::convert::{
     conflict_on_unique, file_from_row, file_select, parse, shard_from_row, to_db,
 };
+use crate::webhook_payloads::{FILE_DELETED, FILE_FAILED, FILE_READY};
+use crate::webhooks::enqueue_file_event;
 use crate::{
     DeletedFile, Distribution, FilePhase, FileRow, MetaError, ObjectRow, Result, ShardRow, Store,
 };
@@ -202,6 +204,7 @@ impl Store {
                 .bind(&file_text)
                 .execute(&mut *tx)
                 .await?;
+                file_event_in_tx(&mut tx, FILE_FAILED, &file_text, now).await?;
                 tx.commit().await?;
                 return Ok(Distribution::Stale { current });
             }
@@ -214,6 +217,7 @@ impl Store {
                 .bind(old.to_string())
                 .execute(&mut *tx)
                 .await?;
+            file_event_in_tx(&mut tx, FILE_FAILED, &old.to_string(), now).await?;
         }
 
         sqlx::query(
@@ -228,6 +232,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        file_event_in_tx(&mut tx, FILE_READY, &file_text, now).await?;
 
         tx.commit().await?;
         Ok(Distribution::Current { superseded })
@@ -365,6 +370,7 @@ impl Store {
             .bind(&file_text)
             .execute(&mut *tx)
             .await?;
+        enqueue_file_event(&mut tx, FILE_DELETED, &file, now).await?;
 
         let mut by_holder: BTreeMap<&NodeId, Vec<BlobId>> = BTreeMap::new();
         for (node, blob) in &blobs {
@@ -395,4 +401,24 @@ impl Store {
             shard_rows,
         }))
     }
+}
+
+/// Reads the file as it now is inside `tx` and queues its event there.
+pub(crate) async fn file_event_in_tx(
+    tx: &mut sqlx::SqliteConnection,
+    event_type: &str,
+    file_id: &str,
+    now: i64,
+) -> Result<()> {
+    let file = sqlx::query(concat!(file_select!(), " WHERE f.file_id = $1"))
+        .bind(file_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(file_from_row)
+        .transpose()?;
+    if let Some(file) = file {
+        enqueue_file_event(tx, event_type, &file, now).await?;
+    }
+    Ok(())
 }

@@ -14,7 +14,16 @@ mod convert;
 mod durability;
 mod files;
 mod nodes;
+mod s3;
 mod tenants;
+pub mod webhook_payloads;
+mod webhooks;
+
+pub use webhooks::{
+    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryStatus, DeliveryTarget, EndpointPatch,
+    NewEndpoint, NewWebhookEvent, ResolvedTarget, TenantWebhook, WebhookAttempt, WebhookDelivery,
+    WebhookEndpoint, WebhookEvent, SNIPPET_MAX_BYTES,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -183,6 +192,7 @@ pub struct DeletedFile {
 }
 
 pub use durability::{AuditTarget, SafeFile};
+pub use s3::{ListFrom, S3ObjectEntry};
 
 /// What completing a distribution did to the object key.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,346 @@
+//! The webhook outbox on a real SQLite file: events commit with their state change,
+//! deliveries are leased once, attempts are logged, redelivery starts over.
+
+use std::str::FromStr;
+
+use zib_meta::{
+    AttemptOutcome, AttemptRecord, DeliveryStatus, DeliveryTarget, FilePhase, FileRow, NewEndpoint,
+    ShardRow, Store, Tenant,
+};
+use zib_proto::{BlobId, FileId, NodeId};
+
+async fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("meta.db"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+fn node(name: &str) -> NodeId {
+    NodeId::from_str(name).unwrap()
+}
+
+async fn tenant(store: &Store, key: &str) -> Tenant {
+    store.create_tenant("Acme", key, "x").await.unwrap()
+}
+
+async fn new_file(store: &Store, tenant: &Tenant, key: &str, created_at: i64) -> FileRow {
+    let bucket = store.ensure_bucket(&tenant.id, "media").await.unwrap();
+    let file = FileRow {
+        file_id: FileId::new_random(),
+        tenant_id: tenant.id.clone(),
+        bucket_id: bucket.id,
+        bucket: bucket.name.clone(),
+        object_key: key.to_string(),
+        size: 42,
+        ciphertext_size: 58,
+        content_type: "text/plain".into(),
+        phase: FilePhase::Pending,
+        cancelled_reason: None,
+        wrapped_dek: vec![1; 4],
+        chunk_size: 65536,
+        nonce_prefix: vec![7; 7],
+        data_shards: 2,
+        parity_shards: 1,
+        shard_size: 1024,
+        originator: node("ZB-ORIG01"),
+        upload_blob_id: BlobId::new_random(),
+        part_count: 1,
+        expires_at: created_at + 3_600_000,
+        created_at,
+        distributed_at: None,
+    };
+    store.insert_file(&file).await.unwrap();
+    file
+}
+
+fn shards(file_id: FileId) -> Vec<ShardRow> {
+    ["ZB-NODE01", "ZB-NODE02", "ZB-NODE03"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| ShardRow {
+            file_id,
+            segment: 0,
+            index: i as u8,
+            node_id: node(n),
+            blob_id: BlobId::new_random(),
+            size: 1024,
+            blake3: vec![i as u8; 32],
+        })
+        .collect()
+}
+
+fn ok_record() -> AttemptRecord {
+    AttemptRecord {
+        url: "https://example.com/hook".into(),
+        status_code: Some(200),
+        latency_ms: 3,
+        response_snippet: Some("ok".into()),
+        error: None,
+    }
+}
+
+#[tokio::test]
+async fn file_lifecycle_events_go_to_the_tenant_default_and_subscribed_endpoints() {
+    let (_dir, store) = open().await;
+    let t = tenant(&store, "AK1").await;
+    store
+        .set_tenant_webhook_url(&t.id, Some("https://example.com/hook"), "whsec_a", 1)
+        .await
+        .unwrap();
+    let ep = store
+        .create_webhook_endpoint(
+            &t.id,
+            NewEndpoint {
+                url: "https://example.com/deleted-only".into(),
+                description: "audit".into(),
+                event_types: Some(vec!["file.deleted".into()]),
+                enabled: true,
+                secret: "whsec_b".into(),
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    assert!(ep.id.starts_with("ep_"));
+
+    let first = new_file(&store, &t, "a.txt", 10).await;
+    store
+        .complete_distribution(
+            first.file_id,
+            &shards(first.file_id),
+            20,
+            "superseded by re-upload",
+        )
+        .await
+        .unwrap();
+    let second = new_file(&store, &t, "a.txt", 30).await;
+    store
+        .complete_distribution(
+            second.file_id,
+            &shards(second.file_id),
+            40,
+            "superseded by re-upload",
+        )
+        .await
+        .unwrap();
+    store.delete_file(&t.id, second.file_id, 50).await.unwrap();
+
+    let mut events = store.list_webhook_events(&t.id, None, 100).await.unwrap();
+    events.reverse();
+    let kinds: Vec<(&str, String)> = events
+        .iter()
+        .map(|e| (e.event_type.as_str(), e.file_id.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("file.ready", first.file_id.to_string()),
+            ("file.failed", first.file_id.to_string()),
+            ("file.ready", second.file_id.to_string()),
+            ("file.deleted", second.file_id.to_string()),
+        ]
+    );
+    assert!(events.iter().all(|e| e.id.starts_with("evt_")));
+    let failed = &events[1].payload;
+    assert_eq!(failed["cancelled_reason"], "superseded by re-upload");
+    assert_eq!(failed["object_key"], "a.txt");
+    assert_eq!(events[3].payload["key"], "a.txt");
+    assert_eq!(events[3].payload["bucket"], "media");
+
+    // Four tenant deliveries, plus the endpoint's one file.deleted.
+    let claimed = store
+        .claim_webhook_deliveries(100, 30_000, 50)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    let to_endpoint: Vec<_> = claimed
+        .iter()
+        .filter(|c| c.delivery.target == DeliveryTarget::Endpoint)
+        .collect();
+    assert_eq!(to_endpoint.len(), 1);
+    assert_eq!(to_endpoint[0].event.event_type, "file.deleted");
+    // Leased: nobody else gets them until the lease ends.
+    assert!(store
+        .claim_webhook_deliveries(100, 30_000, 50)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .claim_webhook_deliveries(100 + 30_000, 30_000, 50)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+#[tokio::test]
+async fn a_stale_upload_and_a_replicated_file_emit_their_events() {
+    let (_dir, store) = open().await;
+    let t = tenant(&store, "AK2").await;
+    let older = new_file(&store, &t, "k", 10).await;
+    let newer = new_file(&store, &t, "k", 20).await;
+    store
+        .complete_distribution(newer.file_id, &shards(newer.file_id), 30, "superseded")
+        .await
+        .unwrap();
+    store
+        .complete_distribution(older.file_id, &shards(older.file_id), 40, "superseded")
+        .await
+        .unwrap();
+    let events = store
+        .list_webhook_events(&t.id, Some(&older.file_id.to_string()), 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "file.failed");
+
+    for s in store.shards_for_file(newer.file_id).await.unwrap() {
+        store
+            .record_verification(s.blob_id, true, None, 50)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.promote_safe_files(3, 60).await.unwrap().len(), 1);
+    let events = store
+        .list_webhook_events(&t.id, Some(&newer.file_id.to_string()), 10)
+        .await
+        .unwrap();
+    assert_eq!(events[0].event_type, "file.replicated");
+    assert_eq!(events[0].payload["phase"], "safe");
+    // No target configured: events are kept, nothing is queued.
+    assert_eq!(store.pending_webhook_deliveries().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn attempts_are_logged_and_redelivery_starts_a_new_round() {
+    let (_dir, store) = open().await;
+    let t = tenant(&store, "AK3").await;
+    let f = new_file(&store, &t, "k", 10).await;
+    store
+        .set_file_webhook(f.file_id, "https://example.com/req", Some("whsec_req"), 11)
+        .await
+        .unwrap();
+    store
+        .set_tenant_webhook_url(&t.id, Some("https://example.com/tenant"), "whsec_t", 12)
+        .await
+        .unwrap();
+    store
+        .complete_distribution(f.file_id, &shards(f.file_id), 20, "superseded")
+        .await
+        .unwrap();
+    // The per-request target wins over the tenant default.
+    let claimed = store.claim_webhook_deliveries(20, 1000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let c = &claimed[0];
+    assert_eq!(c.delivery.target, DeliveryTarget::Request);
+    let target = store.resolve_webhook_target(c, 20).await.unwrap().unwrap();
+    assert_eq!(target.url, "https://example.com/req");
+    assert_eq!(target.secrets, vec!["whsec_req".to_string()]);
+
+    let failure = AttemptRecord {
+        status_code: Some(500),
+        response_snippet: Some("x".repeat(5000)),
+        ..ok_record()
+    };
+    assert!(store
+        .finish_webhook_attempt(c, &failure, AttemptOutcome::RetryAt(500), 21)
+        .await
+        .unwrap());
+    // A stale lease holder's report is logged but moves nothing.
+    assert!(!store
+        .finish_webhook_attempt(c, &ok_record(), AttemptOutcome::Succeeded, 22)
+        .await
+        .unwrap());
+    assert!(store
+        .claim_webhook_deliveries(499, 1000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store.claim_webhook_deliveries(500, 1000, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery.round_attempts, 1);
+    store
+        .finish_webhook_attempt(&again[0], &failure, AttemptOutcome::Failed, 501)
+        .await
+        .unwrap();
+
+    let event_id = &c.event.id;
+    let attempts = store.list_event_attempts(&t.id, event_id).await.unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert_eq!(attempts[0].status_code, Some(500));
+    assert_eq!(attempts[0].response_snippet.as_ref().unwrap().len(), 1024);
+    let deliveries = store.list_event_deliveries(&t.id, event_id).await.unwrap();
+    assert_eq!(deliveries[0].status, DeliveryStatus::Failed);
+    assert!(store
+        .list_event_attempts("ten_other", event_id)
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(
+        store
+            .redeliver_webhook_event(&t.id, event_id, 600)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    let round = store.claim_webhook_deliveries(600, 1000, 10).await.unwrap();
+    assert_eq!(round.len(), 1);
+    assert_eq!(round[0].delivery.round_attempts, 0);
+    assert_eq!(round[0].event.id, *event_id);
+    assert_eq!(
+        store
+            .redeliver_webhook_event("ten_other", event_id, 600)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_secret_keeps_signing_until_the_overlap_ends() {
+    let (_dir, store) = open().await;
+    let t = tenant(&store, "AK4").await;
+    store
+        .set_tenant_webhook_url(&t.id, Some("https://example.com/t"), "whsec_old", 1)
+        .await
+        .unwrap();
+    let rotated = store
+        .rotate_tenant_webhook_secret(&t.id, "whsec_new", 1000, 2)
+        .await
+        .unwrap();
+    assert_eq!(rotated.previous_secret.as_deref(), Some("whsec_old"));
+    let f = new_file(&store, &t, "k", 10).await;
+    store
+        .complete_distribution(f.file_id, &shards(f.file_id), 20, "s")
+        .await
+        .unwrap();
+    let c = store.claim_webhook_deliveries(20, 10, 10).await.unwrap();
+    let during = store
+        .resolve_webhook_target(&c[0], 999)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(during.secrets, vec!["whsec_new", "whsec_old"]);
+    let after = store
+        .resolve_webhook_target(&c[0], 1000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.secrets, vec!["whsec_new"]);
+    // Clearing the URL keeps the secret.
+    let cleared = store
+        .set_tenant_webhook_url(&t.id, None, "whsec_ignored", 3)
+        .await
+        .unwrap();
+    assert_eq!(cleared.secret, "whsec_new");
+    assert!(store
+        .resolve_webhook_target(&c[0], 1000)
+        .await
+        .unwrap()
+        .is_err());
+}
