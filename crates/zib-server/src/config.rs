@@ -50,7 +50,32 @@ pub struct ServerConfig {
     pub garbage_grace: Duration,
     /// Pause between garbage sweeps (expired uploads, orphan blobs).
     pub collect_interval: Duration,
+    /// Delays before each retry of a webhook delivery; a delivery is attempted
+    /// `len + 1` times, then left `failed` for a manual redelivery. Each delay gets
+    /// up to 20% random extra so receivers that failed together are not retried
+    /// together.
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// How long one webhook request (connect, send, response) may take.
+    pub webhook_timeout: Duration,
+    /// Pause between dispatcher polls when no delivery is due.
+    pub webhook_poll_interval: Duration,
+    /// After a tenant's secret is rotated, the previous one keeps signing (a second
+    /// signature) this long, so receivers can switch without dropping events.
+    pub webhook_secret_overlap: Duration,
+    /// Allow webhook targets on loopback, private and link-local addresses. Off in
+    /// production (SSRF); `zib dev` turns it on so local receivers work.
+    pub allow_private_webhook_targets: bool,
 }
+
+/// The default retry delays: exponential-ish, about 1 h 13 min before giving up,
+/// long enough to ride out a receiver's deploy or a short outage.
+pub const DEFAULT_WEBHOOK_RETRY_SCHEDULE: [Duration; 5] = [
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(120),
+    Duration::from_secs(600),
+    Duration::from_secs(3600),
+];
 
 impl ServerConfig {
     /// Defaults for everything but the paths, URLs and secrets.
@@ -87,6 +112,11 @@ impl ServerConfig {
             safe_min_peers: 3,
             garbage_grace: Duration::from_secs(3600),
             collect_interval: Duration::from_secs(60),
+            webhook_retry_schedule: DEFAULT_WEBHOOK_RETRY_SCHEDULE.to_vec(),
+            webhook_timeout: Duration::from_secs(10),
+            webhook_poll_interval: Duration::from_secs(1),
+            webhook_secret_overlap: Duration::from_secs(24 * 3600),
+            allow_private_webhook_targets: false,
         }
     }
 }

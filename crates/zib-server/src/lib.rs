@@ -11,6 +11,7 @@ pub mod placement;
 pub mod request_id;
 pub mod sdk;
 pub mod state;
+pub mod webhooks;
 pub mod workers;
 
 use std::net::SocketAddr;
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .merge(node_rpc::router())
         .merge(cdn::router().layer(cdn_cors))
         .merge(sdk::router())
+        .merge(webhooks::router())
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),

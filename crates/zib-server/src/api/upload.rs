@@ -139,6 +139,7 @@ pub async fn initiate(
     let file_size = validate_file_size(req.file_size, state.config.max_file_size)?;
     let content_type = validate_content_type(req.content_type)?;
     let required = required_capabilities(&req.pipeline)?;
+    let webhook = crate::webhooks::request_target(&state, &req.pipeline).await?;
 
     let header = Header::new_random(state.config.chunk_size);
     let layout = header.layout();
@@ -252,6 +253,7 @@ pub async fn initiate(
         distributed_at: None,
     };
     state.store.insert_file(&row).await?;
+    crate::webhooks::store_request_target(&state, file_id, webhook).await?;
     tracing::info!(%file_id, node = %node.node_id, size = file_size, "upload initiated");
 
     Ok(Json(Registration {

@@ -77,14 +77,19 @@ pub fn spawn<W: Worker>(
     })
 }
 
-/// Starts every durability worker.
+/// Starts every background worker: durability, then webhook delivery.
 pub fn spawn_all(state: &AppState, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    vec![
+    let mut handles = vec![
         spawn(Verifier, state.clone(), stop.clone()),
         spawn(Auditor, state.clone(), stop.clone()),
         spawn(Repairer, state.clone(), stop.clone()),
         spawn(Collector::default(), state.clone(), stop.clone()),
-    ]
+    ];
+    match crate::webhooks::Dispatcher::new(state) {
+        Ok(d) => handles.push(spawn(d, state.clone(), stop.clone())),
+        Err(e) => tracing::error!(error = %e, "webhook dispatcher not started"),
+    }
+    handles
 }
 
 /// Node URL and liveness by id, for workers that talk to holders.
