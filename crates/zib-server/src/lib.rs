@@ -9,6 +9,7 @@ pub mod error;
 pub mod node_rpc;
 pub mod placement;
 pub mod request_id;
+pub mod s3;
 pub mod sdk;
 pub mod state;
 pub mod webhooks;
@@ -94,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .merge(node_rpc::router())
         .merge(cdn::router().layer(cdn_cors))
         .merge(sdk::router())
+        .merge(s3::router(state.clone()))
         .merge(webhooks::router())
         .route(
             "/healthz",

@@ -54,7 +54,7 @@ pub fn validate_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn validate_content_type(ct: Option<String>) -> Result<String, ApiError> {
+pub fn validate_content_type(ct: Option<String>) -> Result<String, ApiError> {
     match ct {
         None => Ok(DEFAULT_CONTENT_TYPE.to_string()),
         Some(ct) if ct.trim().is_empty() => Ok(DEFAULT_CONTENT_TYPE.to_string()),
@@ -141,6 +141,40 @@ pub async fn initiate(
     let required = required_capabilities(&req.pipeline)?;
     let webhook = crate::webhooks::request_target(&state, &req.pipeline).await?;
 
+    let registered = register(
+        &state,
+        &tenant.id,
+        bucket,
+        key,
+        file_size,
+        content_type,
+        &required,
+    )
+    .await?;
+    crate::webhooks::store_request_target(&state, registered.registration.file_id, webhook).await?;
+    Ok(Json(registered.registration))
+}
+
+/// A registered upload: what the tenant is handed, plus the key and header it
+/// names, for callers that encrypt on the tenant's behalf (the S3 gateway).
+pub struct Registered {
+    pub registration: Registration,
+    pub dek: DataKey,
+    pub header: Header,
+}
+
+/// Picks an originator, issues a fresh data key and the capabilities, and records the
+/// file row (phase `pending`). Inputs are already validated. Shared by `initiate` and
+/// the S3 gateway's PUT so both create files the same way.
+pub async fn register(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: String,
+    key: String,
+    file_size: u64,
+    content_type: String,
+    required: &[String],
+) -> ApiResult<Registered> {
     let header = Header::new_random(state.config.chunk_size);
     let layout = header.layout();
     let ciphertext_size = layout.ciphertext_len(file_size);
@@ -153,12 +187,12 @@ pub async fn initiate(
         .into_iter()
         .filter(|n| state.is_online(n.last_heartbeat_at, now))
         .collect();
-    let eligible = placement::eligible_originators(&nodes, ciphertext_size, &required);
+    let eligible = placement::eligible_originators(&nodes, ciphertext_size, required);
     let node = eligible
         .choose(&mut rand::thread_rng())
         .ok_or_else(|| ApiError::Unavailable("no storage nodes available".into()))?;
 
-    let bucket_row = state.store.ensure_bucket(&tenant.id, &bucket).await?;
+    let bucket_row = state.store.ensure_bucket(tenant_id, &bucket).await?;
     let file_id = FileId::new_random();
     let blob_id = BlobId::new_random();
     let dek = DataKey::generate();
@@ -230,7 +264,7 @@ pub async fn initiate(
 
     let row = FileRow {
         file_id,
-        tenant_id: tenant.id.clone(),
+        tenant_id: tenant_id.to_string(),
         bucket_id: bucket_row.id,
         bucket: bucket.clone(),
         object_key: key.clone(),
@@ -253,10 +287,9 @@ pub async fn initiate(
         distributed_at: None,
     };
     state.store.insert_file(&row).await?;
-    crate::webhooks::store_request_target(&state, file_id, webhook).await?;
     tracing::info!(%file_id, node = %node.node_id, size = file_size, "upload initiated");
 
-    Ok(Json(Registration {
+    let registration = Registration {
         upload_type,
         file_id,
         bucket,
@@ -278,7 +311,12 @@ pub async fn initiate(
         ciphertext_size,
         cdn_url: state.cdn_url(file_id),
         expires_at: rfc3339(expires_ms),
-    }))
+    };
+    Ok(Registered {
+        registration,
+        dek,
+        header,
+    })
 }
 
 fn sign(signer: &CapabilitySigner, claims: CapabilityClaims) -> String {

@@ -1,0 +1,359 @@
+//! `PUT /s3/{bucket}/{key}`: the gateway encrypts on the tenant's behalf.
+//!
+//! The file is registered exactly like `POST /v1/api/upload/initiate` (fresh data
+//! key, same row, same capabilities), then the request body is sealed chunk by chunk
+//! and streamed to the originator's upload URL(s): nodes see only ciphertext, and
+//! memory holds about one chunk whatever the object size. The last chunk is sealed
+//! only once the body has ended cleanly (and its payload checksum, which s3s verifies
+//! at the end of the stream, has passed), so a bad or short body can never complete
+//! an upload.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use s3s::dto::StreamingBlob;
+use s3s::{s3_error, S3Error, S3Result};
+use tokio::sync::Mutex;
+use zib_crypto::envelope::Sealer;
+use zib_proto::api::{Registration, UploadType};
+
+use crate::api::upload::{self, Registered};
+use crate::state::AppState;
+
+use super::errors::{api_to_s3, conflict, internal};
+
+pub struct PutRequest {
+    pub tenant_id: String,
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub content_type: String,
+    /// From `Content-MD5`, checked before the last chunk leaves.
+    pub expected_md5: Option<[u8; 16]>,
+    pub body: StreamingBlob,
+}
+
+/// Stores the object; returns the hex MD5 of its plaintext (the S3 ETag).
+pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
+    if req.size > state.config.max_file_size {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "{} bytes exceeds the maximum object size of {} bytes",
+            req.size,
+            state.config.max_file_size
+        ));
+    }
+    let existing = state
+        .store
+        .object(&req.tenant_id, &req.bucket, &req.key)
+        .await
+        .map_err(internal)?
+        .filter(|f| f.phase.is_readable());
+    if let Some(current) = existing {
+        return same_content_or_conflict(state, current, req).await;
+    }
+
+    let Registered {
+        registration,
+        dek,
+        header,
+    } = upload::register(
+        state,
+        &req.tenant_id,
+        req.bucket.clone(),
+        req.key.clone(),
+        req.size,
+        req.content_type.clone(),
+        &[],
+    )
+    .await
+    .map_err(api_to_s3)?;
+    let file_id = registration.file_id;
+    let layout = header.layout();
+    let sealing = Arc::new(Mutex::new(Sealing {
+        body: req.body,
+        pending: BytesMut::new(),
+        sealer: Sealer::new(&dek, header),
+        chunk_size: u64::from(header.chunk_size),
+        file_size: req.size,
+        total_chunks: layout.chunk_count(req.size),
+        next_chunk: 0,
+        md5: Md5::new(),
+        expected_md5: req.expected_md5,
+        digest: None,
+        failure: None,
+    }));
+
+    match send_envelope(state, &registration, &sealing).await {
+        Ok(()) => {
+            let digest = sealing.lock().await.digest.unwrap_or_default();
+            let md5_hex = hex::encode(digest);
+            state
+                .store
+                .set_plaintext_md5(file_id, &md5_hex)
+                .await
+                .map_err(internal)?;
+            tracing::info!(%file_id, size = req.size, "s3 put stored");
+            Ok(md5_hex)
+        }
+        Err(err) => {
+            let reason = format!("s3 gateway upload failed: {}", err.code().as_str());
+            if let Err(e) = state.store.mark_failed(file_id, &reason).await {
+                tracing::warn!(%file_id, error = %e, "could not mark the failed s3 upload");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The key exists: the same bytes are an idempotent success, anything else is the
+/// contract's 409 (direct S3-path uploads never supersede).
+async fn same_content_or_conflict(
+    state: &AppState,
+    current: zib_meta::FileRow,
+    mut req: PutRequest,
+) -> S3Result<String> {
+    let taken = || {
+        conflict(format!(
+            "{}/{} already exists with different content; delete it first or use another key",
+            req.bucket, req.key
+        ))
+    };
+    if current.size != req.size {
+        return Err(taken());
+    }
+    let Some(stored_md5) = state
+        .store
+        .plaintext_md5(current.file_id)
+        .await
+        .map_err(internal)?
+    else {
+        // Uploaded through the SDK: its content is unknown to the server.
+        return Err(taken());
+    };
+    let mut md5 = Md5::new();
+    let mut seen = 0u64;
+    while let Some(piece) = req.body.next().await {
+        let piece = piece.map_err(body_error)?;
+        seen += piece.len() as u64;
+        md5.update(&piece);
+    }
+    if seen != req.size {
+        return Err(s3_error!(
+            IncompleteBody,
+            "body does not match Content-Length"
+        ));
+    }
+    let digest: [u8; 16] = md5.finalize().into();
+    if req.expected_md5.is_some_and(|e| e != digest) {
+        return Err(s3_error!(BadDigest));
+    }
+    if hex::encode(digest) == stored_md5 {
+        Ok(stored_md5)
+    } else {
+        Err(taken())
+    }
+}
+
+fn body_error(e: Box<dyn std::error::Error + Send + Sync>) -> S3Error {
+    match e.downcast::<S3Error>() {
+        Ok(s3) => *s3,
+        Err(other) => s3_error!(IncompleteBody, "reading the request body failed: {other}"),
+    }
+}
+
+struct Sealing {
+    body: StreamingBlob,
+    pending: BytesMut,
+    sealer: Sealer,
+    chunk_size: u64,
+    file_size: u64,
+    total_chunks: u64,
+    next_chunk: u64,
+    md5: Md5,
+    expected_md5: Option<[u8; 16]>,
+    digest: Option<[u8; 16]>,
+    /// Why the body stream failed; the HTTP client only sees an opaque error.
+    failure: Option<S3Error>,
+}
+
+impl Sealing {
+    async fn next_sealed(&mut self) -> S3Result<Bytes> {
+        let index = self.next_chunk;
+        let is_final = index + 1 == self.total_chunks;
+        let want = if is_final {
+            self.file_size - index * self.chunk_size
+        } else {
+            self.chunk_size
+        } as usize;
+        while self.pending.len() < want {
+            match self.body.next().await {
+                Some(Ok(piece)) => self.pending.extend_from_slice(&piece),
+                Some(Err(e)) => return Err(body_error(e)),
+                None => {
+                    return Err(s3_error!(
+                        IncompleteBody,
+                        "the body ended before Content-Length bytes"
+                    ))
+                }
+            }
+        }
+        let mut chunk = self.pending.split_to(want).to_vec();
+        if is_final {
+            if !self.pending.is_empty() {
+                return Err(too_long());
+            }
+            // Drive the body to its end: payload signatures and checksums are
+            // verified there, and must pass before the upload can complete.
+            while let Some(piece) = self.body.next().await {
+                if !piece.map_err(body_error)?.is_empty() {
+                    return Err(too_long());
+                }
+            }
+        }
+        self.md5.update(&chunk);
+        if is_final {
+            let digest: [u8; 16] = std::mem::take(&mut self.md5).finalize().into();
+            if self.expected_md5.is_some_and(|e| e != digest) {
+                return Err(s3_error!(
+                    BadDigest,
+                    "the Content-MD5 you specified did not match what we received"
+                ));
+            }
+            self.digest = Some(digest);
+        }
+        self.sealer
+            .try_seal_chunk(index, is_final, &mut chunk)
+            .map_err(S3Error::internal_error)?;
+        self.next_chunk += 1;
+        Ok(Bytes::from(chunk))
+    }
+}
+
+fn too_long() -> S3Error {
+    s3_error!(IncompleteBody, "the body is longer than Content-Length")
+}
+
+/// The sealed bytes of `chunks` chunks, with the envelope header in front when
+/// `with_header`, pulled from the shared sealing state as the HTTP client asks.
+fn part_stream(
+    sealing: Arc<Mutex<Sealing>>,
+    chunks: u64,
+    with_header: bool,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(
+        (sealing, chunks, with_header),
+        |(sealing, left, with_header)| async move {
+            if with_header {
+                let header = sealing.lock().await.sealer.header().encode();
+                let bytes = Bytes::copy_from_slice(&header);
+                return Some((Ok(bytes), (sealing, left, false)));
+            }
+            if left == 0 {
+                return None;
+            }
+            let sealed = {
+                let mut state = sealing.lock().await;
+                match state.next_sealed().await {
+                    Ok(bytes) => Ok(bytes),
+                    Err(e) => {
+                        let shown = std::io::Error::other(format!("{e}"));
+                        state.failure.get_or_insert(e);
+                        Err(shown)
+                    }
+                }
+            };
+            match sealed {
+                Ok(bytes) => Some((Ok(bytes), (sealing, left - 1, false))),
+                // One error ends the body; the node sees a short upload and refuses it.
+                Err(e) => Some((Err(e), (sealing, 0, false))),
+            }
+        },
+    )
+}
+
+async fn send_envelope(
+    state: &AppState,
+    reg: &Registration,
+    sealing: &Arc<Mutex<Sealing>>,
+) -> S3Result<()> {
+    let chunk_size = u64::from(reg.envelope.chunk_size);
+    match reg.upload_type {
+        UploadType::Single => {
+            let url = reg
+                .upload_url
+                .as_deref()
+                .ok_or_else(|| s3_error!(InternalError, "registration without an upload URL"))?;
+            let chunks = sealing.lock().await.total_chunks;
+            let body = part_stream(sealing.clone(), chunks, true);
+            let sent = state
+                .http
+                .put(url)
+                .header(reqwest::header::CONTENT_LENGTH, reg.ciphertext_size)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await;
+            check_node_answer(sent, sealing, "upload").await
+        }
+        UploadType::Multipart => {
+            let mut parts = reg.parts.clone();
+            parts.sort_by_key(|p| p.part_number);
+            for part in &parts {
+                let chunks = part.plaintext_size.div_ceil(chunk_size).max(1);
+                let body = part_stream(sealing.clone(), chunks, part.plaintext_offset == 0);
+                let sent = state
+                    .http
+                    .put(&part.upload_url)
+                    .header(reqwest::header::CONTENT_LENGTH, part.ciphertext_size)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(reqwest::Body::wrap_stream(body))
+                    .send()
+                    .await;
+                check_node_answer(sent, sealing, "part upload").await?;
+            }
+            let url = reg
+                .complete_url
+                .as_deref()
+                .ok_or_else(|| s3_error!(InternalError, "registration without a complete URL"))?;
+            let sent = state
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_LENGTH, 0)
+                .send()
+                .await;
+            check_node_answer(sent, sealing, "complete").await
+        }
+    }
+}
+
+async fn check_node_answer(
+    sent: Result<reqwest::Response, reqwest::Error>,
+    sealing: &Arc<Mutex<Sealing>>,
+    what: &str,
+) -> S3Result<()> {
+    if let Some(failure) = sealing.lock().await.failure.take() {
+        return Err(failure);
+    }
+    match sent {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            tracing::warn!(%status, body = %text, "node refused the s3 gateway {what}");
+            Err(s3_error!(
+                ServiceUnavailable,
+                "the storage node refused the {what} ({status}); retry"
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "s3 gateway {what} to the node failed");
+            Err(s3_error!(
+                ServiceUnavailable,
+                "the storage node could not be reached for the {what}; retry"
+            ))
+        }
+    }
+}

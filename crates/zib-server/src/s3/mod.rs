@@ -1,0 +1,285 @@
+//! The S3-compatible surface under `/s3/` (path-style): list buckets and objects
+//! (V1 and V2), HEAD, GET (a redirect to the CDN), PUT (the gateway encrypts for the
+//! tenant) and DELETE. See docs/s3.md.
+//!
+//! s3s does the protocol and the signature checks. It expects to own the whole URL
+//! path, but a SigV4 signature covers the path as the client sent it, `/s3/...`
+//! included, so the prefix cannot be stripped before verification. Two s3s services
+//! therefore run in a row: the outer one sees the original request and only
+//! authenticates it (header or presigned SigV4, or the contract's Bearer header
+//! checked by [`bearer`]); its catch-all route then hands the request, prefix
+//! stripped and credentials removed, to the inner one, which parses the S3 operation
+//! and calls [`ops::ZibS3`] for the tenant found.
+
+mod errors;
+mod gateway;
+mod listing;
+mod ops;
+pub mod secret;
+
+use std::convert::Infallible;
+
+use axum::body::Body as AxumBody;
+use axum::extract::FromRequestParts;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http::{header, HeaderMap, Method, StatusCode, Uri};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::route::S3Route;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
+use zib_meta::Tenant;
+
+use crate::auth::AuthTenant;
+use crate::state::AppState;
+use errors::{api_to_s3, internal};
+
+/// Where the surface is mounted.
+pub const PREFIX: &str = "/s3";
+
+/// The tenant a request to the inner service acts for.
+#[derive(Clone)]
+pub struct TenantCtx(pub Tenant);
+
+/// Set by [`bearer`] when the request carried `Authorization: Bearer ak:sk`.
+#[derive(Clone)]
+struct BearerTenant(Tenant);
+
+pub fn router(state: AppState) -> Router<AppState> {
+    let service = outer_service(&state);
+    let handler = tower::service_fn(move |req: Request| {
+        let service = service.clone();
+        async move {
+            let response = match service.call(req.map(s3s::Body::http_body_unsync)).await {
+                Ok(resp) => resp.map(AxumBody::new),
+                Err(e) => {
+                    tracing::error!(error = ?e, "s3 service failed");
+                    s3_error_response(s3_error!(InternalError, "internal error"))
+                }
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    Router::new()
+        .route_service(PREFIX, handler.clone())
+        .route_service(&format!("{PREFIX}/"), handler.clone())
+        .route_service(&format!("{PREFIX}/{{*rest}}"), handler)
+        .layer(axum::middleware::from_fn_with_state(state, bearer))
+}
+
+fn outer_service(state: &AppState) -> S3Service {
+    let inner = S3ServiceBuilder::new(ops::ZibS3 {
+        state: state.clone(),
+    })
+    .build();
+    let mut outer = S3ServiceBuilder::new(Unrouted);
+    outer.set_auth(TenantAuth {
+        state: state.clone(),
+    });
+    outer.set_route(Forward {
+        state: state.clone(),
+        inner,
+    });
+    outer.build()
+}
+
+fn s3_error_response(err: S3Error) -> Response {
+    match err.to_http_response() {
+        Ok(resp) => resp.map(AxumBody::new),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// The contract's `Authorization: Bearer access_key:secret_key`, checked exactly as on
+/// `/v1/api`, then removed so s3s does not read it as a signature. It also seals the
+/// tenant's secret for SigV4 when the server has not stored it yet (tenants created
+/// before the S3 surface existed).
+async fn bearer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let is_bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "));
+    if !is_bearer {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let tenant = match AuthTenant::from_request_parts(&mut parts, &state).await {
+        Ok(AuthTenant(tenant)) => tenant,
+        Err(e) => return s3_error_response(api_to_s3(e)),
+    };
+    let secret = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(':'))
+        .map(|(_, secret)| secret.trim().to_string());
+    if let Some(secret) = secret {
+        remember_secret(&state, &tenant, &secret).await;
+    }
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.extensions.insert(BearerTenant(tenant));
+    next.run(Request::from_parts(parts, body)).await
+}
+
+async fn remember_secret(state: &AppState, tenant: &Tenant, secret: &str) {
+    match state.store.has_tenant_s3_secret(&tenant.id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let Some(sealed) = secret::seal_secret(&state.config.master_key, &tenant.id, secret)
+            else {
+                return;
+            };
+            match state.store.set_tenant_s3_secret(&tenant.id, &sealed).await {
+                Ok(()) => tracing::info!(tenant = %tenant.id, "sealed the tenant's S3 secret"),
+                Err(e) => tracing::warn!(error = %e, "could not seal the tenant's S3 secret"),
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not check the tenant's S3 secret"),
+    }
+}
+
+/// Secrets for SigV4, unsealed from the store.
+struct TenantAuth {
+    state: AppState,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for TenantAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        let found = self
+            .state
+            .store
+            .tenant_s3_secret(access_key)
+            .await
+            .map_err(internal)?;
+        match found {
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )),
+            Some((_, None)) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "SigV4 is not enabled for this access key yet: make one request with \
+                 `Authorization: Bearer <access_key>:<secret_key>` to /s3/ first"
+            )),
+            Some((tenant_id, Some(sealed))) => {
+                secret::unseal_secret(&self.state.config.master_key, &tenant_id, &sealed)
+                    .map(SecretKey::from)
+                    .ok_or_else(|| internal("a sealed S3 secret does not open"))
+            }
+        }
+    }
+}
+
+/// The outer service never dispatches operations itself: everything is forwarded.
+struct Unrouted;
+impl S3 for Unrouted {}
+
+struct Forward {
+    state: AppState,
+    inner: S3Service,
+}
+
+/// Query parameters that carry a presigned signature; verified by the outer service.
+fn is_signature_param(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("x-amz-")
+        || matches!(lower.as_str(), "awsaccesskeyid" | "signature" | "expires")
+}
+
+/// The request URI as the inner service must see it: prefix and signature gone.
+fn inner_uri(uri: &Uri) -> S3Result<Uri> {
+    let path = uri.path();
+    let rest = path
+        .strip_prefix(PREFIX)
+        .ok_or_else(|| s3_error!(InvalidURI, "S3 requests live under {PREFIX}/"))?;
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let query: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| !is_signature_param(pair.split('=').next().unwrap_or("")))
+        .collect();
+    let path_and_query = if query.is_empty() {
+        rest.to_string()
+    } else {
+        format!("{rest}?{}", query.join("&"))
+    };
+    path_and_query
+        .parse()
+        .map_err(|_| s3_error!(InvalidURI, "the request path is not a valid URI"))
+}
+
+/// Headers the outer service already consumed (signature, aws-chunked framing).
+fn inner_headers(mut headers: HeaderMap) -> HeaderMap {
+    for name in [
+        "authorization",
+        "x-amz-content-sha256",
+        "x-amz-decoded-content-length",
+        "x-amz-trailer",
+        "x-amz-date",
+        "x-amz-security-token",
+    ] {
+        headers.remove(name);
+    }
+    headers
+}
+
+#[async_trait::async_trait]
+impl S3Route for Forward {
+    fn is_match(
+        &self,
+        _method: &Method,
+        _uri: &Uri,
+        _headers: &HeaderMap,
+        _extensions: &mut http::Extensions,
+    ) -> bool {
+        true
+    }
+
+    async fn check_access(&self, req: &mut S3Request<s3s::Body>) -> S3Result<()> {
+        if req.credentials.is_some() || req.extensions.get::<BearerTenant>().is_some() {
+            Ok(())
+        } else {
+            Err(s3_error!(
+                AccessDenied,
+                "sign the request (AWS Signature V4) or send `Authorization: Bearer <access_key>:<secret_key>`"
+            ))
+        }
+    }
+
+    async fn call(&self, req: S3Request<s3s::Body>) -> S3Result<S3Response<s3s::Body>> {
+        let tenant = match (req.extensions.get::<BearerTenant>(), &req.credentials) {
+            (Some(BearerTenant(tenant)), _) => tenant.clone(),
+            (None, Some(cred)) => self
+                .state
+                .store
+                .tenant_by_access_key(&cred.access_key)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| s3_error!(InvalidAccessKeyId))?,
+            (None, None) => return Err(s3_error!(AccessDenied, "request is not authenticated")),
+        };
+        let uri = inner_uri(&req.uri)?;
+        let mut inner = http::Request::builder()
+            .method(req.method)
+            .uri(uri)
+            .body(req.input)
+            .map_err(internal)?;
+        *inner.headers_mut() = inner_headers(req.headers);
+        inner.extensions_mut().insert(TenantCtx(tenant));
+        let resp = self.inner.call(inner).await.map_err(|e| {
+            tracing::error!(error = ?e, "inner s3 service failed");
+            s3_error!(InternalError, "internal error")
+        })?;
+        let (parts, body) = resp.into_parts();
+        let mut out = S3Response::new(body);
+        out.status = Some(parts.status);
+        out.headers = parts.headers;
+        Ok(out)
+    }
+}

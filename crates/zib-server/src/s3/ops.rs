@@ -1,0 +1,425 @@
+//! The S3 operations ZiB answers, for the tenant the outer layer authenticated.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use s3s::dto::*;
+use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
+use zib_meta::{FileRow, ListFrom, S3ObjectEntry};
+
+use crate::api::upload::{validate_bucket, validate_content_type, validate_key};
+use crate::state::AppState;
+
+use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
+use super::gateway::{self, PutRequest};
+use super::listing::{self, Entry, Page};
+use super::TenantCtx;
+
+/// How long a synchronous shard delete may take before the node is left to its
+/// next heartbeat (as `DELETE /v1/api/...`).
+const SYNC_DELETE_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct ZibS3 {
+    pub state: AppState,
+}
+
+fn tenant<T>(req: &S3Request<T>) -> S3Result<&zib_meta::Tenant> {
+    req.extensions
+        .get::<TenantCtx>()
+        .map(|t| &t.0)
+        .ok_or_else(|| s3_error!(AccessDenied, "request is not authenticated"))
+}
+
+fn timestamp(ms: i64) -> Timestamp {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    Timestamp::from(t)
+}
+
+/// The MD5 of the plaintext for gateway uploads; other files (encrypted by the SDK,
+/// whose plaintext the server never sees) get their file id, stable and unique.
+fn etag(md5: Option<&str>, file_id: zib_proto::FileId) -> ETag {
+    ETag::Strong(
+        md5.map(str::to_string)
+            .unwrap_or_else(|| file_id.0.simple().to_string()),
+    )
+}
+
+fn object_dto(o: &S3ObjectEntry) -> Object {
+    Object {
+        key: Some(o.key.clone()),
+        size: Some(o.size as i64),
+        last_modified: Some(timestamp(o.modified_at)),
+        e_tag: Some(etag(o.plaintext_md5.as_deref(), o.file_id)),
+        storage_class: Some(ObjectStorageClass::from_static(
+            ObjectStorageClass::STANDARD,
+        )),
+        ..Default::default()
+    }
+}
+
+fn split(page: &Page) -> (Vec<Object>, Vec<CommonPrefix>) {
+    let mut objects = Vec::new();
+    let mut prefixes = Vec::new();
+    for entry in &page.entries {
+        match entry {
+            Entry::Object(o) => objects.push(object_dto(o)),
+            Entry::CommonPrefix(p) => prefixes.push(CommonPrefix {
+                prefix: Some(p.clone()),
+            }),
+        }
+    }
+    (objects, prefixes)
+}
+
+fn max_keys(requested: Option<i32>) -> S3Result<u32> {
+    match requested {
+        None => Ok(listing::MAX_KEYS),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
+        Some(n) => Ok((n as u32).min(listing::MAX_KEYS)),
+    }
+}
+
+impl ZibS3 {
+    async fn require_bucket(&self, tenant_id: &str, bucket: &str) -> S3Result<()> {
+        match self.state.store.bucket(tenant_id, bucket).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(no_such_bucket(bucket)),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn readable_object(&self, tenant_id: &str, bucket: &str, key: &str) -> S3Result<FileRow> {
+        self.require_bucket(tenant_id, bucket).await?;
+        self.state
+            .store
+            .object(tenant_id, bucket, key)
+            .await
+            .map_err(internal)?
+            .filter(|f| f.phase.is_readable())
+            .ok_or_else(|| no_such_key(bucket, key))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn page(
+        &self,
+        tenant_id: &str,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        from: Option<ListFrom>,
+        max: u32,
+    ) -> S3Result<Page> {
+        self.require_bucket(tenant_id, bucket).await?;
+        let Some(from) = from else {
+            // The cursor is past every possible key.
+            return Ok(Page {
+                entries: vec![],
+                truncated: false,
+                next: None,
+            });
+        };
+        if max == 0 {
+            return Ok(Page {
+                entries: vec![],
+                truncated: false,
+                next: None,
+            });
+        }
+        listing::list_page(
+            &self.state.store,
+            tenant_id,
+            bucket,
+            prefix,
+            delimiter,
+            from,
+            max,
+        )
+        .await
+        .map_err(internal)
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for ZibS3 {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let tenant = tenant(&req)?;
+        let buckets = self
+            .state
+            .store
+            .list_bucket_stats(&tenant.id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|b| Bucket {
+                name: Some(b.name),
+                creation_date: Some(timestamp(b.created_at)),
+                bucket_region: None,
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(Owner {
+                id: Some(tenant.id.clone()),
+                display_name: Some(tenant.name.clone()),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let tenant = tenant(&req)?;
+        let bucket = &req.input.bucket;
+        validate_bucket(bucket).map_err(api_to_s3)?;
+        self.state
+            .store
+            .ensure_bucket(&tenant.id, bucket)
+            .await
+            .map_err(internal)?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{bucket}")),
+        }))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        let tenant = tenant(&req)?;
+        self.require_bucket(&tenant.id, &req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let tenant = tenant(&req)?;
+        self.require_bucket(&tenant.id, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let tenant = tenant(&req)?;
+        let input = &req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.as_deref().filter(|d| !d.is_empty());
+        let from = match input.marker.as_deref().filter(|m| !m.is_empty()) {
+            Some(marker) => listing::from_marker(marker, &prefix, delimiter),
+            None => Some(ListFrom::AtOrAfter(String::new())),
+        };
+        let max = max_keys(input.max_keys)?;
+        let page = self
+            .page(&tenant.id, &input.bucket, &prefix, delimiter, from, max)
+            .await?;
+        let (contents, common_prefixes) = split(&page);
+        // S3 returns NextMarker only with a delimiter; clients use the last key otherwise.
+        let next_marker = (page.truncated && delimiter.is_some())
+            .then(|| page.last_name().map(str::to_string))
+            .flatten();
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket.clone()),
+            prefix: Some(prefix),
+            marker: Some(input.marker.clone().unwrap_or_default()),
+            max_keys: Some(max as i32),
+            delimiter: input.delimiter.clone(),
+            is_truncated: Some(page.truncated),
+            next_marker,
+            contents: Some(contents),
+            common_prefixes: Some(common_prefixes),
+            encoding_type: input.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let tenant = tenant(&req)?;
+        let input = &req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.as_deref().filter(|d| !d.is_empty());
+        let from = match (
+            input.continuation_token.as_deref(),
+            input.start_after.as_deref().filter(|s| !s.is_empty()),
+        ) {
+            (Some(token), _) => Some(listing::decode_token(token).ok_or_else(|| {
+                s3_error!(
+                    InvalidArgument,
+                    "The continuation token provided is incorrect"
+                )
+            })?),
+            (None, Some(after)) => Some(ListFrom::After(after.to_string())),
+            (None, None) => Some(ListFrom::AtOrAfter(String::new())),
+        };
+        let max = max_keys(input.max_keys)?;
+        let page = self
+            .page(&tenant.id, &input.bucket, &prefix, delimiter, from, max)
+            .await?;
+        let (contents, common_prefixes) = split(&page);
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket.clone()),
+            prefix: Some(prefix),
+            max_keys: Some(max as i32),
+            key_count: Some(page.entries.len() as i32),
+            delimiter: input.delimiter.clone(),
+            is_truncated: Some(page.truncated),
+            continuation_token: input.continuation_token.clone(),
+            next_continuation_token: page.next.as_ref().map(listing::encode_token),
+            start_after: input.start_after.clone(),
+            contents: Some(contents),
+            common_prefixes: Some(common_prefixes),
+            encoding_type: input.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let tenant = tenant(&req)?;
+        let file = self
+            .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
+            .await?;
+        let md5 = self
+            .state
+            .store
+            .plaintext_md5(file.file_id)
+            .await
+            .map_err(internal)?;
+        let mut resp = S3Response::new(HeadObjectOutput {
+            content_length: Some(file.size as i64),
+            content_type: Some(file.content_type.clone()),
+            e_tag: Some(etag(md5.as_deref(), file.file_id)),
+            last_modified: Some(timestamp(file.distributed_at.unwrap_or(file.created_at))),
+            accept_ranges: Some("bytes".to_string()),
+            ..Default::default()
+        });
+        if let Ok(v) = HeaderValue::from_str(&file.file_id.to_string()) {
+            resp.headers.insert("x-zib-file-id", v);
+        }
+        Ok(resp)
+    }
+
+    /// Objects are read from the CDN: a 307 to `{cdn}/objects/{file_id}`, as S3 itself
+    /// answers a temporary redirect (code `TemporaryRedirect`, `Location` header).
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let tenant = tenant(&req)?;
+        let file = self
+            .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
+            .await?;
+        Err(redirect(&self.state.cdn_url(file.file_id)))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let tenant_id = tenant(&req)?.id.clone();
+        let input = req.input;
+        validate_bucket(&input.bucket).map_err(api_to_s3)?;
+        validate_key(&input.key).map_err(api_to_s3)?;
+        self.require_bucket(&tenant_id, &input.bucket).await?;
+        let size = input
+            .content_length
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| s3_error!(MissingContentLength, "PUT needs a Content-Length"))?;
+        let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
+        let expected_md5 = match input.content_md5.as_deref() {
+            None => None,
+            Some(b64) => Some(
+                STANDARD
+                    .decode(b64)
+                    .ok()
+                    .and_then(|v| <[u8; 16]>::try_from(v).ok())
+                    .ok_or_else(|| s3_error!(InvalidDigest))?,
+            ),
+        };
+        let body = input
+            .body
+            .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
+        let md5_hex = gateway::put_object(
+            &self.state,
+            PutRequest {
+                tenant_id,
+                bucket: input.bucket,
+                key: input.key,
+                size,
+                content_type,
+                expected_md5,
+                body,
+            },
+        )
+        .await?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(md5_hex)),
+            size: Some(size as i64),
+            ..Default::default()
+        }))
+    }
+
+    /// Idempotent like S3: a missing key is a 204 too.
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let tenant = tenant(&req)?;
+        let (bucket, key) = (&req.input.bucket, &req.input.key);
+        self.require_bucket(&tenant.id, bucket).await?;
+        let current = self
+            .state
+            .store
+            .object(&tenant.id, bucket, key)
+            .await
+            .map_err(internal)?;
+        if let Some(file) = current {
+            let deleted = self
+                .state
+                .store
+                .delete_file(&tenant.id, file.file_id, crate::state::now_ms())
+                .await
+                .map_err(internal)?;
+            if let Some(deleted) = deleted {
+                crate::node_rpc::delete_blobs_now(&self.state, &deleted.blobs, SYNC_DELETE_TIMEOUT)
+                    .await
+                    .map_err(api_to_s3)?;
+                tracing::info!(file_id = %file.file_id, "file deleted through s3");
+            }
+        }
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+}
+
+fn redirect(location: &str) -> S3Error {
+    let mut err = S3Error::with_message(
+        S3ErrorCode::Custom("TemporaryRedirect".into()),
+        "objects are served by the CDN: follow Location",
+    );
+    err.set_status_code(StatusCode::TEMPORARY_REDIRECT);
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        headers.insert(http::header::LOCATION, v);
+    }
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    err.set_headers(headers);
+    err
+}
