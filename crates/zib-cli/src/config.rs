@@ -35,6 +35,12 @@ pub struct ServerFileConfig {
     pub safe_min_peers: u32,
     pub garbage_grace_secs: u64,
     pub collect_interval_secs: u64,
+    /// Delays before webhook retries, e.g. `"5s,30s,2m,10m,1h"` (units ms, s, m, h).
+    pub webhook_retry_schedule: String,
+    pub webhook_timeout_secs: u64,
+    pub webhook_poll_interval_ms: u64,
+    pub webhook_secret_overlap_secs: u64,
+    pub allow_private_webhook_targets: bool,
 }
 
 impl Default for ServerFileConfig {
@@ -64,6 +70,11 @@ impl Default for ServerFileConfig {
             safe_min_peers: 3,
             garbage_grace_secs: 3600,
             collect_interval_secs: 60,
+            webhook_retry_schedule: "5s,30s,2m,10m,1h".into(),
+            webhook_timeout_secs: 10,
+            webhook_poll_interval_ms: 1000,
+            webhook_secret_overlap_secs: 24 * 3600,
+            allow_private_webhook_targets: false,
         }
     }
 }
@@ -138,9 +149,57 @@ pub fn load<T: DeserializeOwned + Serialize + Default>(path: Option<&Path>) -> R
     serde_json::from_value(Value::Object(merged)).context("invalid configuration")
 }
 
+/// Parses a retry schedule: comma-separated delays with a unit (`500ms`, `5s`,
+/// `2m`, `1h`; a bare number is seconds). At least two, so every delivery gets the
+/// three attempts the contract promises.
+pub fn parse_retry_schedule(text: &str) -> Result<Vec<std::time::Duration>> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (digits, unit) = item.split_at(
+            item.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(item.len()),
+        );
+        let n: u64 = digits
+            .parse()
+            .with_context(|| format!("webhook_retry_schedule: {item:?} is not a delay like 30s"))?;
+        let ms = match unit {
+            "ms" => n,
+            "" | "s" => n.saturating_mul(1000),
+            "m" => n.saturating_mul(60_000),
+            "h" => n.saturating_mul(3_600_000),
+            other => bail!(
+                "webhook_retry_schedule: unknown unit {other:?} in {item:?} (use ms, s, m or h)"
+            ),
+        };
+        out.push(std::time::Duration::from_millis(ms));
+    }
+    if out.len() < 2 {
+        bail!("webhook_retry_schedule needs at least two delays (three attempts), got {text:?}");
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_schedules_parse_with_units() {
+        use std::time::Duration;
+        assert_eq!(
+            parse_retry_schedule("500ms, 5s,2m,1h,7").unwrap(),
+            vec![
+                Duration::from_millis(500),
+                Duration::from_secs(5),
+                Duration::from_secs(120),
+                Duration::from_secs(3600),
+                Duration::from_secs(7),
+            ]
+        );
+        assert!(parse_retry_schedule("5s").is_err());
+        assert!(parse_retry_schedule("5x,1s").is_err());
+        assert!(parse_retry_schedule(&ServerFileConfig::default().webhook_retry_schedule).is_ok());
+    }
 
     #[test]
     fn file_then_environment() {

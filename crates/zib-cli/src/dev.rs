@@ -127,6 +127,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     let api_url = format!("http://{addr}");
     let (data_shards, parity_shards) = dev_erasure(args.nodes);
+    // Webhook timings honour `ZIB_WEBHOOK_*` (tests shorten the retry schedule).
+    let env = crate::config::load::<ServerFileConfig>(None)?;
     let file = ServerFileConfig {
         listen: args.listen.clone(),
         public_url: Some(api_url.clone()),
@@ -145,6 +147,12 @@ pub async fn run(args: DevArgs) -> Result<()> {
         garbage_grace_secs: 600,
         // Tiny dev clusters cannot have three peers besides the originator.
         safe_min_peers: 3.min(args.nodes.saturating_sub(1) as u32),
+        // Receivers in development run on this machine.
+        allow_private_webhook_targets: true,
+        webhook_retry_schedule: env.webhook_retry_schedule,
+        webhook_timeout_secs: env.webhook_timeout_secs,
+        webhook_poll_interval_ms: env.webhook_poll_interval_ms,
+        webhook_secret_overlap_secs: env.webhook_secret_overlap_secs,
         ..ServerFileConfig::default()
     };
     let config = server_config(&file, addr)?;

@@ -5,6 +5,7 @@ mod client_verbs;
 mod config;
 mod dev;
 mod run;
+mod webhook_verbs;
 
 use std::path::PathBuf;
 
@@ -53,6 +54,8 @@ enum Command {
     Get(client_verbs::GetArgs),
     /// List buckets, or the objects of a bucket.
     Ls(client_verbs::LsArgs),
+    /// Webhook endpoints, events, deliveries and redelivery.
+    Webhooks(webhook_verbs::WebhooksArgs),
 }
 
 #[derive(Subcommand)]
@@ -92,5 +95,6 @@ async fn main() -> Result<()> {
         Command::Upload(args) => client_verbs::run_upload(args).await,
         Command::Get(args) => client_verbs::run_get(args).await,
         Command::Ls(args) => client_verbs::run_ls(args).await,
+        Command::Webhooks(args) => webhook_verbs::run(args).await,
     }
 }

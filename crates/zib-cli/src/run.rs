@@ -92,6 +92,11 @@ pub fn server_config(file: &ServerFileConfig, bound: std::net::SocketAddr) -> Re
     c.safe_min_peers = file.safe_min_peers;
     c.garbage_grace = Duration::from_secs(file.garbage_grace_secs);
     c.collect_interval = Duration::from_secs(file.collect_interval_secs.max(1));
+    c.webhook_retry_schedule = config::parse_retry_schedule(&file.webhook_retry_schedule)?;
+    c.webhook_timeout = Duration::from_secs(file.webhook_timeout_secs.max(1));
+    c.webhook_poll_interval = Duration::from_millis(file.webhook_poll_interval_ms.max(10));
+    c.webhook_secret_overlap = Duration::from_secs(file.webhook_secret_overlap_secs);
+    c.allow_private_webhook_targets = file.allow_private_webhook_targets;
     Ok(c)
 }
 

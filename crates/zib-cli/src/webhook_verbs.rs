@@ -1,0 +1,317 @@
+//! `zib webhooks ...`: manage webhook endpoints and look at deliveries through the
+//! tenant API. Listings print columns (or `--json`); changes print one JSON line.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+use zib_client::{Client, ClientConfig};
+
+#[derive(Args, Debug)]
+pub struct WebhooksArgs {
+    #[command(subcommand)]
+    pub command: WebhooksCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhooksCommand {
+    /// List webhook endpoints.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an endpoint; prints it with its signing secret (shown only now).
+    Create {
+        /// Where events are POSTed (http or https, a public address).
+        url: String,
+        /// Comma-separated event types (e.g. file.ready,file.deleted); default all.
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete an endpoint.
+    Delete { id: String },
+    /// Send a `webhook.test` event to an endpoint.
+    Test { id: String },
+    /// Recent deliveries to an endpoint.
+    Deliveries {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent events (optionally of one file).
+    Events {
+        #[arg(long)]
+        file_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every attempt at delivering an event.
+    Attempts {
+        event_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send an event again to its targets.
+    Redeliver { event_id: String },
+}
+
+struct Api {
+    client: Client,
+    auth: String,
+}
+
+impl Api {
+    fn from_env() -> Result<Self> {
+        let config = ClientConfig::from_env()?;
+        let auth = format!("Bearer {}:{}", config.access_key, config.secret_key);
+        Ok(Self {
+            client: Client::new(config)?,
+            auth,
+        })
+    }
+
+    async fn call(&self, method: Method, path: &[&str], body: Option<Value>) -> Result<Value> {
+        self.request(method, path, &[], body).await
+    }
+
+    async fn call_with_query(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Value> {
+        self.request(method, path, query, None).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut url = self.client.api_url().clone();
+        url.path_segments_mut()
+            .map_err(|_| anyhow::anyhow!("ZIB_API_URL cannot take a path"))?
+            .pop_if_empty()
+            .extend(path);
+        for (k, v) in query {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+        let mut req = self
+            .client
+            .http()
+            .request(method, url.clone())
+            .header(reqwest::header::AUTHORIZATION, &self.auth);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.client.api_url()))?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = value["error"].as_str().unwrap_or("no error message");
+            bail!("{status}: {msg}");
+        }
+        Ok(value)
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_rows(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        let parts: Vec<String> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        println!("{}", parts.join("  "));
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn list_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v[key].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+pub async fn run(args: WebhooksArgs) -> Result<()> {
+    let api = Api::from_env()?;
+    let endpoints = ["v1", "api", "webhooks", "endpoints"];
+    match args.command {
+        WebhooksCommand::List { json } => {
+            let v = api.call(Method::GET, &endpoints, None).await?;
+            if json {
+                println!("{v}");
+                return Ok(());
+            }
+            let rows = list_of(&v, "endpoints")
+                .iter()
+                .map(|e| {
+                    vec![
+                        text(&e["id"]),
+                        text(&e["enabled"]),
+                        e["event_types"]
+                            .as_array()
+                            .map(|t| t.iter().map(text).collect::<Vec<_>>().join(","))
+                            .unwrap_or_else(|| "*".into()),
+                        text(&e["url"]),
+                    ]
+                })
+                .collect();
+            print_rows(&["ID", "ENABLED", "EVENTS", "URL"], rows);
+        }
+        WebhooksCommand::Create {
+            url,
+            events,
+            description,
+        } => {
+            let mut body = json!({"url": url});
+            if let Some(e) = events {
+                body["event_types"] = json!(e);
+            }
+            if let Some(d) = description {
+                body["description"] = json!(d);
+            }
+            let v = api.call(Method::POST, &endpoints, Some(body)).await?;
+            println!("{v}");
+            eprintln!("The signing secret is shown only now: store it safely.");
+        }
+        WebhooksCommand::Delete { id } => {
+            let v = api
+                .call(Method::DELETE, &[&endpoints[..], &[&id]].concat(), None)
+                .await?;
+            println!("{v}");
+        }
+        WebhooksCommand::Test { id } => {
+            let v = api
+                .call(
+                    Method::POST,
+                    &[&endpoints[..], &[&id, "test"]].concat(),
+                    None,
+                )
+                .await?;
+            println!("{v}");
+        }
+        WebhooksCommand::Deliveries { id, json } => {
+            let v = api
+                .call(
+                    Method::GET,
+                    &[&endpoints[..], &[&id, "deliveries"]].concat(),
+                    None,
+                )
+                .await?;
+            if json {
+                println!("{v}");
+                return Ok(());
+            }
+            let rows = list_of(&v, "deliveries")
+                .iter()
+                .map(|d| {
+                    vec![
+                        text(&d["event_id"]),
+                        text(&d["event"]),
+                        text(&d["status"]),
+                        text(&d["attempts"]),
+                        text(&d["last_error"]),
+                    ]
+                })
+                .collect();
+            print_rows(
+                &["EVENT_ID", "EVENT", "STATUS", "ATTEMPTS", "LAST_ERROR"],
+                rows,
+            );
+        }
+        WebhooksCommand::Events { file_id, json } => {
+            let query: Vec<(&str, &str)> =
+                file_id.iter().map(|f| ("file_id", f.as_str())).collect();
+            let v = api
+                .call_with_query(Method::GET, &["v1", "api", "webhooks", "events"], &query)
+                .await?;
+            if json {
+                println!("{v}");
+                return Ok(());
+            }
+            let rows = list_of(&v, "events")
+                .iter()
+                .map(|e| {
+                    vec![
+                        text(&e["id"]),
+                        text(&e["event"]),
+                        text(&e["created_at"]),
+                        text(&e["file_id"]),
+                    ]
+                })
+                .collect();
+            print_rows(&["EVENT_ID", "EVENT", "CREATED_AT", "FILE_ID"], rows);
+        }
+        WebhooksCommand::Attempts { event_id, json } => {
+            let v = api
+                .call(
+                    Method::GET,
+                    &["v1", "api", "webhooks", "events", &event_id, "attempts"],
+                    None,
+                )
+                .await?;
+            if json {
+                println!("{v}");
+                return Ok(());
+            }
+            let rows = list_of(&v, "attempts")
+                .iter()
+                .map(|a| {
+                    vec![
+                        text(&a["attempt"]),
+                        text(&a["attempted_at"]),
+                        text(&a["status_code"]),
+                        text(&a["latency_ms"]),
+                        text(&a["error"]),
+                        text(&a["url"]),
+                    ]
+                })
+                .collect();
+            print_rows(
+                &["ATTEMPT", "AT", "STATUS", "LATENCY_MS", "ERROR", "URL"],
+                rows,
+            );
+        }
+        WebhooksCommand::Redeliver { event_id } => {
+            let v = api
+                .call(
+                    Method::POST,
+                    &["v1", "api", "webhooks", "events", &event_id, "redeliver"],
+                    None,
+                )
+                .await?;
+            println!("{v}");
+        }
+    }
+    Ok(())
+}
