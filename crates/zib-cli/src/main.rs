@@ -73,10 +73,21 @@ enum TenantCommand {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     run::init_logging(&cli.log_format);
-    match cli.command {
+    match dispatch(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The cause chain on one line; no backtrace, whatever RUST_BACKTRACE says.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<()> {
+    match command {
         Command::Server { config } => run::server(config.as_deref()).await,
         Command::Node { config } => run::node(config.as_deref()).await,
         Command::Dev(args) => dev::run(args).await,
