@@ -43,6 +43,20 @@ pub async fn create_tenant(
     Ok((tenant, secret))
 }
 
+/// Like [`create_tenant`], and also seals the secret under the master key so the
+/// S3 surface can verify AWS Signature V4 from the first request (docs/s3.md).
+pub async fn create_tenant_with_s3(
+    store: &Store,
+    master_key: &zib_crypto::MasterKey,
+    name: &str,
+) -> Result<(Tenant, String), zib_meta::MetaError> {
+    let (tenant, secret) = create_tenant(store, name).await?;
+    if let Some(sealed) = crate::s3::secret::seal_secret(master_key, &tenant.id, &secret) {
+        store.set_tenant_s3_secret(&tenant.id, &sealed).await?;
+    }
+    Ok((tenant, secret))
+}
+
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts
         .headers

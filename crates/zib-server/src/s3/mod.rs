@@ -43,6 +43,11 @@ pub const PREFIX: &str = "/s3";
 #[derive(Clone)]
 pub struct TenantCtx(pub Tenant);
 
+/// Marks a request signed in its `Authorization` header (an AWS SDK or CLI), which
+/// cannot follow a redirect on GetObject.
+#[derive(Clone, Copy)]
+pub struct HeaderSigned;
+
 /// Set by [`bearer`] when the request carried `Authorization: Bearer ak:sk`.
 #[derive(Clone)]
 struct BearerTenant(Tenant);
@@ -78,6 +83,8 @@ fn outer_service(state: &AppState) -> S3Service {
     outer.set_auth(TenantAuth {
         state: state.clone(),
     });
+    // The outer service reads `/s3/...` as bucket `s3`; real names are checked inside.
+    outer.set_validation(AnyBucketName);
     outer.set_route(Forward {
         state: state.clone(),
         inner,
@@ -174,6 +181,13 @@ impl S3Auth for TenantAuth {
     }
 }
 
+struct AnyBucketName;
+impl s3s::validation::NameValidation for AnyBucketName {
+    fn validate_bucket_name(&self, _name: &str) -> bool {
+        true
+    }
+}
+
 /// The outer service never dispatches operations itself: everything is forwarded.
 struct Unrouted;
 impl S3 for Unrouted {}
@@ -264,6 +278,8 @@ impl S3Route for Forward {
                 .ok_or_else(|| s3_error!(InvalidAccessKeyId))?,
             (None, None) => return Err(s3_error!(AccessDenied, "request is not authenticated")),
         };
+        let header_signed =
+            req.credentials.is_some() && req.headers.contains_key(header::AUTHORIZATION);
         let uri = inner_uri(&req.uri)?;
         let mut inner = http::Request::builder()
             .method(req.method)
@@ -272,6 +288,9 @@ impl S3Route for Forward {
             .map_err(internal)?;
         *inner.headers_mut() = inner_headers(req.headers);
         inner.extensions_mut().insert(TenantCtx(tenant));
+        if header_signed {
+            inner.extensions_mut().insert(HeaderSigned);
+        }
         let resp = self.inner.call(inner).await.map_err(|e| {
             tracing::error!(error = ?e, "inner s3 service failed");
             s3_error!(InternalError, "internal error")

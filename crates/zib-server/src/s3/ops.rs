@@ -315,7 +315,8 @@ impl S3 for ZibS3 {
     }
 
     /// Objects are read from the CDN: a 307 to `{cdn}/objects/{file_id}`, as S3 itself
-    /// answers a temporary redirect (code `TemporaryRedirect`, `Location` header).
+    /// answers a temporary redirect (code `TemporaryRedirect`, `Location` header), for
+    /// Bearer and presigned requests (browsers, curl -L, `requests` follow it).
     async fn get_object(
         &self,
         req: S3Request<GetObjectInput>,
@@ -324,7 +325,57 @@ impl S3 for ZibS3 {
         let file = self
             .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
             .await?;
-        Err(redirect(&self.state.cdn_url(file.file_id)))
+        if req.extensions.get::<super::HeaderSigned>().is_none() {
+            return Err(redirect(&self.state.cdn_url(file.file_id)));
+        }
+        // AWS SDKs and the AWS CLI turn any 307 on GetObject into an error instead of
+        // following it, so header-signed requests get the CDN's answer in-process.
+        let md5 = self
+            .state
+            .store
+            .plaintext_md5(file.file_id)
+            .await
+            .map_err(internal)?;
+        let mut cdn_req = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(format!("/objects/{}", file.file_id));
+        if let Some(range) = req.headers.get(http::header::RANGE) {
+            cdn_req = cdn_req.header(http::header::RANGE, range);
+        }
+        let cdn_req = cdn_req.body(axum::body::Body::empty()).map_err(internal)?;
+        let cdn = crate::cdn::router().with_state(self.state.clone());
+        let resp = tower::ServiceExt::oneshot(cdn, cdn_req)
+            .await
+            .map_err(internal)?;
+        let status = resp.status();
+        let header = |name: http::header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        if status == StatusCode::RANGE_NOT_SATISFIABLE {
+            return Err(s3_error!(InvalidRange));
+        }
+        if !status.is_success() {
+            return Err(s3_error!(
+                ServiceUnavailable,
+                "the object is temporarily unreadable ({status})"
+            ));
+        }
+        let content_length = header(http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+        let content_range = header(http::header::CONTENT_RANGE);
+        let body = StreamingBlob::from(s3s::Body::http_body_unsync(resp.into_body()));
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(body),
+            content_length,
+            content_range,
+            content_type: Some(file.content_type.clone()),
+            e_tag: Some(etag(md5.as_deref(), file.file_id)),
+            last_modified: Some(timestamp(file.distributed_at.unwrap_or(file.created_at))),
+            accept_ranges: Some("bytes".to_string()),
+            ..Default::default()
+        }))
     }
 
     async fn put_object(
@@ -335,7 +386,7 @@ impl S3 for ZibS3 {
         let input = req.input;
         validate_bucket(&input.bucket).map_err(api_to_s3)?;
         validate_key(&input.key).map_err(api_to_s3)?;
-        self.require_bucket(&tenant_id, &input.bucket).await?;
+        // Buckets come into being on first upload, as with `/v1/api/upload/initiate`.
         let size = input
             .content_length
             .and_then(|n| u64::try_from(n).ok())
