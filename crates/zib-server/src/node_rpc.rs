@@ -115,9 +115,46 @@ async fn heartbeat(
     Ok(Json(HeartbeatResponse { commands }))
 }
 
-fn parse_blob(raw: &str) -> ApiResult<BlobId> {
-    raw.parse()
-        .map_err(|_| ApiError::NotFound(format!("upload {raw} not found")))
+/// The file uploaded under blob `raw`, if `node` is the originator it was assigned to.
+async fn originator_upload(
+    state: &AppState,
+    raw: &str,
+    node: &NodeId,
+) -> ApiResult<(BlobId, zib_meta::FileRow)> {
+    let not_found = || ApiError::NotFound(format!("upload {raw} not found"));
+    let blob_id: BlobId = raw.parse().map_err(|_| not_found())?;
+    let file = state
+        .store
+        .file_by_upload_blob(blob_id)
+        .await?
+        .ok_or_else(not_found)?;
+    if &file.originator != node {
+        return Err(ApiError::Forbidden(format!(
+            "upload {blob_id} was assigned to another node"
+        )));
+    }
+    Ok((blob_id, file))
+}
+
+/// A capability for `PUT /v1/shards/{blob_id}` on `node`, for exactly `size` bytes.
+pub fn shard_capability(
+    state: &AppState,
+    node: &NodeId,
+    blob_id: BlobId,
+    size: u64,
+    expires_at: u64,
+) -> String {
+    state.config.capability_signer.sign(&CapabilityClaims {
+        op: CapabilityOp::Shard,
+        node_id: node.clone(),
+        blob_id,
+        size,
+        part: None,
+        offset: None,
+        parts: None,
+        expires_at,
+        jti: uuid::Uuid::new_v4().simple().to_string(),
+    })
 }
 
 /// The originator holds a whole envelope: hand it the placement of every shard.
@@ -127,18 +164,8 @@ async fn upload_received(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<DistributionPlan>> {
-    let blob_id = parse_blob(&raw)?;
     let req: UploadReceivedRequest = parse_json(&body)?;
-    let file = state
-        .store
-        .file_by_upload_blob(blob_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("upload {blob_id} not found")))?;
-    if file.originator != req.node_id {
-        return Err(ApiError::Forbidden(format!(
-            "upload {blob_id} was assigned to another node"
-        )));
-    }
+    let (blob_id, file) = originator_upload(&state, &raw, &req.node_id).await?;
     if req.size != file.ciphertext_size {
         return Err(ApiError::invalid(
             "size",
@@ -195,17 +222,8 @@ async fn upload_received(
                 .enumerate()
                 .map(|(index, node)| {
                     let blob_id = BlobId::new_random();
-                    let token = state.config.capability_signer.sign(&CapabilityClaims {
-                        op: CapabilityOp::Shard,
-                        node_id: node.node_id.clone(),
-                        blob_id,
-                        size: shard_len,
-                        part: None,
-                        offset: None,
-                        parts: None,
-                        expires_at,
-                        jti: uuid::Uuid::new_v4().simple().to_string(),
-                    });
+                    let token =
+                        shard_capability(&state, &node.node_id, blob_id, shard_len, expires_at);
                     ShardTarget {
                         index: index as u8,
                         node_id: node.node_id.clone(),
@@ -228,18 +246,8 @@ async fn upload_distributed(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let blob_id = parse_blob(&raw)?;
     let req: DistributedRequest = parse_json(&body)?;
-    let file = state
-        .store
-        .file_by_upload_blob(blob_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("upload {blob_id} not found")))?;
-    if file.originator != req.node_id {
-        return Err(ApiError::Forbidden(format!(
-            "upload {blob_id} was assigned to another node"
-        )));
-    }
+    let (_, file) = originator_upload(&state, &raw, &req.node_id).await?;
     let erasure = ErasureParams {
         data_shards: file.data_shards,
         parity_shards: file.parity_shards,

@@ -9,7 +9,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use zib_erasure::{Codec, Layout};
 use zib_meta::ShardRow;
-use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
 use zib_proto::{BlobId, ErasureParams, FileId, NodeId};
 
 use super::{fetch_blob, node_directory, Tick, Worker};
@@ -20,6 +19,8 @@ const BATCH: u32 = 64;
 /// Segments rebuilt at once: enough to overlap network and CPU, few enough that
 /// repair never crowds out foreground reads.
 const SEGMENTS_IN_PARALLEL: usize = 4;
+/// Lifetime of the capability for one rebuilt shard's push: it is used at once.
+const REBUILT_SHARD_TOKEN_SECS: u64 = 600;
 
 pub struct Repairer;
 
@@ -173,17 +174,9 @@ async fn repair_segment(
             return Err("no node can take the rebuilt shard".into());
         };
         let blob_id = BlobId::new_random();
-        let token = state.config.capability_signer.sign(&CapabilityClaims {
-            op: CapabilityOp::Shard,
-            node_id: node.node_id.clone(),
-            blob_id,
-            size: shard_len,
-            part: None,
-            offset: None,
-            parts: None,
-            expires_at: (now_ms() / 1000) as u64 + 600,
-            jti: uuid::Uuid::new_v4().simple().to_string(),
-        });
+        let expires_at = (now_ms() / 1000) as u64 + REBUILT_SHARD_TOKEN_SECS;
+        let token =
+            crate::node_rpc::shard_capability(state, &node.node_id, blob_id, shard_len, expires_at);
         let resp = state
             .http
             .put(format!(
