@@ -1,0 +1,282 @@
+//! The S3-compatible surface (`/s3/`) against a real `zib dev`, driven by the real
+//! clients integrators use: boto3 (tests/support/s3_boto3.py) and the AWS CLI, both
+//! from PyPI (scripts/install-s3-test-deps.sh), plus plain HTTP with the contract's
+//! Bearer header.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{contains, files_under, get, pattern, write_file, Cluster, MIB};
+use serde_json::Value;
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("repo root")
+}
+
+fn install_clients() {
+    let script = repo_root().join("scripts/install-s3-test-deps.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .status()
+        .expect("run install-s3-test-deps.sh");
+    assert!(status.success(), "installing boto3 and awscli failed");
+}
+
+fn aws_env(cluster: &Cluster, cmd: &mut Command) {
+    cmd.env("AWS_ACCESS_KEY_ID", &cluster.creds.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &cluster.creds.secret_key)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN");
+}
+
+fn endpoint(cluster: &Cluster) -> String {
+    format!("{}/s3", cluster.creds.api_url)
+}
+
+/// `aws --endpoint-url {api}/s3 <args>`; returns stdout, panics with stderr on failure.
+fn aws(cluster: &Cluster, args: &[&str]) -> String {
+    let mut cmd = Command::new("aws");
+    cmd.args(["--endpoint-url", &endpoint(cluster)]).args(args);
+    aws_env(cluster, &mut cmd);
+    let out = cmd.output().expect("run aws");
+    assert!(
+        out.status.success(),
+        "aws {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn node_disks_hold(cluster: &Cluster, needle: &[u8]) -> bool {
+    cluster
+        .node_dirs()
+        .iter()
+        .flat_map(|dir| files_under(dir))
+        .any(|f| std::fs::read(&f).is_ok_and(|bytes| contains(&bytes, needle)))
+}
+
+#[test]
+fn boto3_and_the_aws_cli_round_trip_through_the_s3_surface() {
+    install_clients();
+    let cluster = Cluster::start(6);
+    let http = cluster.http();
+    let s3 = endpoint(&cluster);
+
+    // Bearer: the contract's header with a plain HTTP client. This also lets a tenant
+    // created without a sealed S3 secret use SigV4 from now on (docs/s3.md).
+    let listed = http
+        .get(format!("{s3}/"))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let xml = listed.text().unwrap();
+    assert!(xml.contains("<ListAllMyBucketsResult"), "{xml}");
+
+    let anonymous = http.get(format!("{s3}/")).send().unwrap();
+    assert_eq!(anonymous.status(), 403);
+    assert!(anonymous
+        .text()
+        .unwrap()
+        .contains("<Code>AccessDenied</Code>"));
+    let wrong_bearer = http
+        .get(format!("{s3}/"))
+        .header(
+            "Authorization",
+            format!("Bearer {}:nope", cluster.creds.access_key),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(wrong_bearer.status(), 403);
+    assert!(wrong_bearer
+        .text()
+        .unwrap()
+        .contains("<Code>InvalidAccessKeyId</Code>"));
+
+    // boto3: put, list (V1/V2, pages, delimiters), get, presigned get, head, 409, delete.
+    let work = tempfile::tempdir().unwrap();
+    let marker = "ZIB-S3-PLAINTEXT-MARKER-7f3a9c";
+    let big = pattern(3 * MIB + 12345, 42);
+    let big_path = write_file(work.path(), "big.bin", &big);
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_root().join("crates/zib-cli/tests/support/s3_boto3.py"))
+        .args([&s3, "s3test", marker, big_path.to_str().unwrap()]);
+    aws_env(&cluster, &mut cmd);
+    let out = cmd.output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "s3_boto3.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON from s3_boto3.py");
+
+    assert_eq!(
+        seen["put_etag"], seen["small_md5"],
+        "ETag is the plaintext MD5"
+    );
+    assert!(seen["buckets"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("s3test")));
+    let pages = seen["v2_pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 3, "6 keys at max-keys 2: {pages:?}");
+    assert!(pages[..2]
+        .iter()
+        .all(|p| p["truncated"] == true && p["key_count"] == 2));
+    assert_eq!(pages[2]["truncated"], false);
+    assert_eq!(
+        seen["v2_keys"],
+        serde_json::json!(["page/a/1", "page/a/2", "page/b/1", "page/c", "page/d", "page/e"])
+    );
+    assert_eq!(
+        seen["v2_delimited"],
+        serde_json::json!({"keys": ["page/c", "page/d", "page/e"], "prefixes": ["page/a/", "page/b/"]})
+    );
+    assert_eq!(
+        seen["v1_entries"],
+        serde_json::json!(["page/a/", "page/b/", "page/c", "page/d", "page/e"])
+    );
+    for check in ["get_same", "get_big_same", "range_same", "presigned_same"] {
+        assert_eq!(seen[check], true, "{check}: {seen}");
+    }
+    let file_id = seen["head"]["file_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        seen["presigned_final_url"].as_str().unwrap(),
+        format!("{}/{file_id}", cluster.creds.cdn_url),
+        "a presigned GET redirects to the file's CDN URL"
+    );
+    assert_eq!(seen["head"]["etag"], seen["small_md5"]);
+    assert_eq!(seen["head"]["content_type"], "text/plain");
+    assert_eq!(seen["head"]["has_last_modified"], true);
+    assert_eq!(
+        seen["same_put_again"],
+        Value::Null,
+        "same bytes: idempotent 200"
+    );
+    assert_eq!(
+        seen["different_put"],
+        serde_json::json!({"code": "KeyAlreadyExists", "status": 409})
+    );
+    assert_eq!(seen["missing_bucket"]["code"], "NoSuchBucket");
+    assert_eq!(seen["missing_key"]["status"], 404);
+    assert_eq!(
+        seen["wrong_secret"],
+        serde_json::json!({"code": "SignatureDoesNotMatch", "status": 403})
+    );
+    assert_eq!(seen["unknown_key"]["code"], "InvalidAccessKeyId");
+    assert_eq!(seen["delete_statuses"], serde_json::json!([204, 204]));
+    assert_eq!(seen["after_delete"]["status"], 404);
+
+    // What the gateway stored is an ordinary ZiB file: the CDN and `zib get` return
+    // the same bytes, and no node disk holds the plaintext.
+    let small = format!("hello from boto3 {marker}\n").into_bytes();
+    let cdn_url = format!("{}/{file_id}", cluster.creds.cdn_url);
+    assert_eq!(get(&http, &cdn_url, None), (200, small.clone()));
+    let back = work.path().join("back.txt");
+    let got = cluster.cli(&["get", &cdn_url, "-o", back.to_str().unwrap()]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(std::fs::read(&back).unwrap(), small);
+    let big_url = format!(
+        "{}/{}",
+        cluster.creds.cdn_url,
+        seen["big_file_id"].as_str().unwrap()
+    );
+    assert!(
+        get(&http, &big_url, None).1 == big,
+        "big object via the CDN"
+    );
+    assert!(
+        !node_disks_hold(&cluster, marker.as_bytes()),
+        "a node disk holds plaintext"
+    );
+    assert!(
+        !node_disks_hold(&cluster, &big[MIB as usize..MIB as usize + 64]),
+        "a node disk holds plaintext of the big object"
+    );
+
+    // Bearer GET of an object: the contract's 307 to the CDN, which reqwest follows.
+    let followed = http
+        .get(format!("{s3}/s3test/docs/hello.txt"))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap();
+    assert_eq!(followed.url().as_str(), cdn_url);
+    assert_eq!(followed.bytes().unwrap().to_vec(), small);
+    let listed = http
+        .get(format!("{s3}/s3test?list-type=2&prefix=docs/"))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(listed.contains("<Key>docs/hello.txt</Key>"), "{listed}");
+
+    // The AWS CLI: ls, cp up and down, s3api listing with a delimiter, rm.
+    let buckets = aws(&cluster, &["s3", "ls"]);
+    assert!(buckets.contains("s3test"), "{buckets}");
+    let cli_data = pattern(MIB + 777, 7);
+    let cli_src = write_file(work.path(), "cli.bin", &cli_data);
+    aws(
+        &cluster,
+        &[
+            "s3",
+            "cp",
+            cli_src.to_str().unwrap(),
+            "s3://s3test/cli/data.bin",
+        ],
+    );
+    let objects = aws(&cluster, &["s3", "ls", "s3://s3test/cli/"]);
+    assert!(objects.contains("data.bin"), "{objects}");
+    let cli_back = work.path().join("cli-back.bin");
+    aws(
+        &cluster,
+        &[
+            "s3",
+            "cp",
+            "s3://s3test/cli/data.bin",
+            cli_back.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        std::fs::read(&cli_back).unwrap() == cli_data,
+        "aws s3 cp round trip"
+    );
+    let delimited: Value = serde_json::from_str(&aws(
+        &cluster,
+        &[
+            "s3api",
+            "list-objects-v2",
+            "--bucket",
+            "s3test",
+            "--prefix",
+            "page/",
+            "--delimiter",
+            "/",
+            "--output",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let prefixes: Vec<&str> = delimited["CommonPrefixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["Prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(prefixes, ["page/a/", "page/b/"]);
+    aws(&cluster, &["s3", "rm", "s3://s3test/cli/data.bin"]);
+    let after = aws(&cluster, &["s3", "ls", "s3://s3test/", "--recursive"]);
+    assert!(!after.contains("cli/data.bin"), "{after}");
+}

@@ -1,0 +1,122 @@
+"""Drives ZiB's S3 surface with boto3, as an integrator would, and prints one JSON
+document of what it saw for crates/zib-cli/tests/s3.rs to check.
+
+Usage: s3_boto3.py ENDPOINT BUCKET MARKER BIG_FILE
+Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+"""
+
+import hashlib
+import json
+import os
+import sys
+import urllib.request
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+endpoint, bucket, marker, big_path = sys.argv[1:5]
+config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                retries={"max_attempts": 1})
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
+out = {}
+
+
+def error_of(call):
+    try:
+        call()
+    except ClientError as e:
+        return {"code": e.response["Error"]["Code"],
+                "status": e.response["ResponseMetadata"]["HTTPStatusCode"]}
+    return None
+
+
+small = ("hello from boto3 " + marker + "\n").encode()
+big = open(big_path, "rb").read()
+
+put = s3.put_object(Bucket=bucket, Key="docs/hello.txt", Body=small, ContentType="text/plain")
+out["put_etag"] = put["ETag"].strip('"')
+out["small_md5"] = hashlib.md5(small).hexdigest()
+s3.put_object(Bucket=bucket, Key="big/blob.bin", Body=big)
+for key in ["page/a/1", "page/a/2", "page/b/1", "page/c", "page/d", "page/e"]:
+    s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+
+out["buckets"] = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+# V2 pagination: two keys a page, following continuation tokens.
+pages, keys, token = [], [], None
+while True:
+    args = {"Bucket": bucket, "Prefix": "page/", "MaxKeys": 2}
+    if token:
+        args["ContinuationToken"] = token
+    r = s3.list_objects_v2(**args)
+    page = [o["Key"] for o in r.get("Contents", [])]
+    pages.append({"keys": page, "key_count": r["KeyCount"], "truncated": r["IsTruncated"]})
+    keys += page
+    if not r["IsTruncated"]:
+        break
+    token = r["NextContinuationToken"]
+out["v2_pages"] = pages
+out["v2_keys"] = keys
+
+r = s3.list_objects_v2(Bucket=bucket, Prefix="page/", Delimiter="/")
+out["v2_delimited"] = {
+    "keys": [o["Key"] for o in r.get("Contents", [])],
+    "prefixes": [p["Prefix"] for p in r.get("CommonPrefixes", [])],
+}
+
+# V1 with a delimiter, one entry a page, following NextMarker.
+entries, marker_v1 = [], ""
+for _ in range(20):
+    r = s3.list_objects(Bucket=bucket, Prefix="page/", Delimiter="/", MaxKeys=1, Marker=marker_v1)
+    entries += [o["Key"] for o in r.get("Contents", [])]
+    entries += [p["Prefix"] for p in r.get("CommonPrefixes", [])]
+    if not r["IsTruncated"]:
+        break
+    marker_v1 = r["NextMarker"]
+out["v1_entries"] = entries
+
+got = s3.get_object(Bucket=bucket, Key="docs/hello.txt")["Body"].read()
+out["get_same"] = got == small
+out["get_big_same"] = s3.get_object(Bucket=bucket, Key="big/blob.bin")["Body"].read() == big
+ranged = s3.get_object(Bucket=bucket, Key="big/blob.bin", Range="bytes=100-199")["Body"].read()
+out["range_same"] = ranged == big[100:200]
+
+# A presigned (query SigV4) GET is answered with a 307 to the CDN; urllib follows it.
+url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "docs/hello.txt"})
+with urllib.request.urlopen(url) as resp:
+    out["presigned_same"] = resp.read() == small
+    out["presigned_final_url"] = resp.geturl()
+
+head = s3.head_object(Bucket=bucket, Key="docs/hello.txt")
+out["head"] = {
+    "etag": head["ETag"].strip('"'),
+    "length": head["ContentLength"],
+    "content_type": head["ContentType"],
+    "file_id": head["ResponseMetadata"]["HTTPHeaders"].get("x-zib-file-id"),
+    "has_last_modified": "LastModified" in head,
+}
+out["big_file_id"] = s3.head_object(Bucket=bucket, Key="big/blob.bin")[
+    "ResponseMetadata"]["HTTPHeaders"].get("x-zib-file-id")
+
+out["same_put_again"] = error_of(lambda: s3.put_object(Bucket=bucket, Key="docs/hello.txt", Body=small))
+out["different_put"] = error_of(
+    lambda: s3.put_object(Bucket=bucket, Key="docs/hello.txt", Body=b"other bytes"))
+out["missing_bucket"] = error_of(lambda: s3.list_objects_v2(Bucket="no-such-bucket-here"))
+out["missing_key"] = error_of(lambda: s3.head_object(Bucket=bucket, Key="nope"))
+
+wrong = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config,
+                     aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key="wrong-" + os.environ["AWS_SECRET_ACCESS_KEY"])
+out["wrong_secret"] = error_of(lambda: wrong.list_buckets())
+unknown = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config,
+                       aws_access_key_id="ZKNOSUCHKEY", aws_secret_access_key="x")
+out["unknown_key"] = error_of(lambda: unknown.list_buckets())
+
+d1 = s3.delete_object(Bucket=bucket, Key="page/e")
+d2 = s3.delete_object(Bucket=bucket, Key="page/e")
+out["delete_statuses"] = [d1["ResponseMetadata"]["HTTPStatusCode"],
+                          d2["ResponseMetadata"]["HTTPStatusCode"]]
+out["after_delete"] = error_of(lambda: s3.head_object(Bucket=bucket, Key="page/e"))
+
+print(json.dumps(out))

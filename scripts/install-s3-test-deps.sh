@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the real S3 clients the S3 surface is tested with: boto3 and the AWS CLI,
+# from PyPI, only when missing.
+set -euo pipefail
+
+missing=()
+python3 -c 'import boto3' 2>/dev/null || missing+=(boto3)
+command -v aws >/dev/null 2>&1 || missing+=(awscli)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing ${missing[*]} (PyPI)" >&2
+  python3 -m pip install --quiet "${missing[@]}"
+  # pyenv installs console scripts behind shims that need a rehash.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+fi
+python3 -c 'import boto3' >/dev/null
+aws --version >/dev/null 2>&1
