@@ -344,3 +344,44 @@ async fn a_rotated_secret_keeps_signing_until_the_overlap_ends() {
         .unwrap()
         .is_err());
 }
+
+#[tokio::test]
+async fn two_dispatchers_on_one_store_never_lease_the_same_delivery() {
+    let (dir, store) = open().await;
+    // A second pool on the same file, as a second server would have.
+    let other = Store::open_sqlite(&dir.path().join("meta.db"))
+        .await
+        .unwrap();
+    let t = tenant(&store, "AK5").await;
+    store
+        .set_tenant_webhook_url(&t.id, Some("https://example.com/t"), "whsec_x", 1)
+        .await
+        .unwrap();
+    for i in 0..40 {
+        let f = new_file(&store, &t, &format!("k{i}"), 10 + i).await;
+        store
+            .complete_distribution(f.file_id, &shards(f.file_id), 100, "s")
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for s in [store.clone(), other.clone(), store.clone(), other.clone()] {
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = s.claim_webhook_deliveries(200, 60_000, 3).await.unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|c| c.delivery.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 40);
+    assert_eq!(distinct.len(), 40);
+}
