@@ -526,6 +526,19 @@ fn the_cli_manages_endpoints_on_zib_dev() {
             == 2
     });
     assert!(hook.received().len() > first);
+    let out = cluster.cli(&["webhooks", "attempts", &event_id]);
+    let attempts = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        attempts.lines().filter(|l| l.contains(" 200 ")).count(),
+        2,
+        "{attempts}"
+    );
+    let out = cluster.cli(&["webhooks", "events", "--file-id", &file_id]);
+    let events = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        events.contains("file.ready") && events.contains("file.deleted"),
+        "{events}"
+    );
 
     let out = cluster.cli(&["webhooks", "delete", &id]);
     assert!(out.status.success());
