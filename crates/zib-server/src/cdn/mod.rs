@@ -187,7 +187,15 @@ async fn plaintext_stream(
     };
     Ok(pieces.flat_map(move |piece| {
         let out: Vec<Result<Bytes, std::io::Error>> = match piece {
-            Ok((offset, bytes)) => decryptor.push(offset, &bytes),
+            Ok((offset, pieces)) => {
+                let mut out = Vec::new();
+                let mut at = offset;
+                for piece in pieces {
+                    out.extend(decryptor.push(at, &piece));
+                    at += piece.len() as u64;
+                }
+                out
+            }
             Err(e) => {
                 tracing::error!(error = %e, "CDN read aborted mid-stream");
                 vec![Err(std::io::Error::other(e.to_string()))]

@@ -65,12 +65,13 @@ impl SegmentSource {
     }
 
     /// Ciphertext bytes of `segment` covering at least `window` (file offsets, within
-    /// the segment). Returns the file offset of the first byte and the bytes.
+    /// the segment): the file offset of the first byte, and contiguous pieces (the
+    /// data shards as fetched, without copying them together).
     pub async fn read(
         self: Arc<Self>,
         segment: u32,
         window: Range<u64>,
-    ) -> Result<(u64, Bytes), SegmentError> {
+    ) -> Result<(u64, Vec<Bytes>), SegmentError> {
         let seg_range = self.layout.segment_range(segment);
         let shard_len = self.layout.shard_len(segment);
         let seg_len = seg_range.end - seg_range.start;
@@ -82,23 +83,29 @@ impl SegmentSource {
         let wanted: Vec<usize> = (first..=last).collect();
         let fetched = self.fetch(segment, &wanted).await;
         if fetched.iter().all(Option::is_some) {
-            let mut out = Vec::with_capacity((end_in_seg - start_in_seg) as usize);
-            for shard in fetched.into_iter().flatten() {
-                out.extend_from_slice(&shard);
-            }
-            out.truncate((end_in_seg - start_in_seg) as usize);
-            return Ok((seg_range.start + start_in_seg, Bytes::from(out)));
+            // The last data shard of a segment carries zero padding past its end.
+            let mut remaining = (end_in_seg - start_in_seg) as usize;
+            let pieces = fetched
+                .into_iter()
+                .flatten()
+                .map(|shard| {
+                    let take = shard.len().min(remaining);
+                    remaining -= take;
+                    shard.slice(..take)
+                })
+                .collect();
+            return Ok((seg_range.start + start_in_seg, pieces));
         }
 
         // Read around the failure: gather every shard we can, then rebuild.
         let width = self.layout.params.total_shards();
         let mut slots: Vec<Option<Vec<u8>>> = vec![None; width];
         for (i, shard) in wanted.iter().zip(fetched) {
-            slots[*i] = shard;
+            slots[*i] = shard.map(Vec::from);
         }
         let others: Vec<usize> = (0..width).filter(|i| !wanted.contains(i)).collect();
         for (i, shard) in others.iter().zip(self.fetch(segment, &others).await) {
-            slots[*i] = shard;
+            slots[*i] = shard.map(Vec::from);
         }
         let good = slots.iter().filter(|s| s.is_some()).count();
         let needed = self.layout.params.data_shards as usize;
@@ -117,11 +124,11 @@ impl SegmentSource {
                 reason: e.to_string(),
             })?;
         let bytes = Bytes::from(whole).slice(start_in_seg as usize..end_in_seg as usize);
-        Ok((seg_range.start + start_in_seg, bytes))
+        Ok((seg_range.start + start_in_seg, vec![bytes]))
     }
 
     /// Fetches shards concurrently; `None` for each one missing, slow or corrupt.
-    async fn fetch(&self, segment: u32, indices: &[usize]) -> Vec<Option<Vec<u8>>> {
+    async fn fetch(&self, segment: u32, indices: &[usize]) -> Vec<Option<Bytes>> {
         let expected_len = self.layout.shard_len(segment) as usize;
         let row = &self.shards[segment as usize];
         join_all(indices.iter().map(|&i| async move {
@@ -156,7 +163,7 @@ impl SegmentSource {
         .await
     }
 
-    async fn fetch_one(&self, node_url: &str, blob: BlobId) -> Result<Vec<u8>, String> {
+    async fn fetch_one(&self, node_url: &str, blob: BlobId) -> Result<Bytes, String> {
         let response = self
             .http
             .get(format!("{node_url}/v1/shards/{blob}"))
@@ -168,10 +175,6 @@ impl SegmentSource {
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status()));
         }
-        response
-            .bytes()
-            .await
-            .map(Vec::from)
-            .map_err(|e| e.to_string())
+        response.bytes().await.map_err(|e| e.to_string())
     }
 }
