@@ -348,3 +348,59 @@ mod tests {
         );
     }
 }
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// The file id to delete; or use --bucket and --key.
+    file_id: Option<String>,
+    #[arg(long, requires = "key")]
+    bucket: Option<String>,
+    #[arg(long, requires = "bucket")]
+    key: Option<String>,
+}
+
+/// `zib rm`: deletes a file everywhere; prints the server's JSON report.
+pub async fn run_rm(args: RmArgs) -> Result<()> {
+    let client = Client::new(ClientConfig::from_env()?)?;
+    let report = match (args.file_id, args.bucket, args.key) {
+        (Some(id), None, None) => {
+            let id: FileId = id
+                .parse()
+                .with_context(|| format!("{id:?} is not a file id"))?;
+            client.delete_file(id).await?
+        }
+        (None, Some(bucket), Some(key)) => client.delete_object(&bucket, &key).await?,
+        _ => bail!("give either a FILE_ID or --bucket and --key"),
+    };
+    println!("{report}");
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PipelineArgs {
+    file_id: String,
+}
+
+/// `zib pipeline`: the file's phase and stages, as the API returns them.
+pub async fn run_pipeline(args: PipelineArgs) -> Result<()> {
+    let client = Client::new(ClientConfig::from_env()?)?;
+    let id: FileId = args
+        .file_id
+        .parse()
+        .with_context(|| format!("{:?} is not a file id", args.file_id))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&client.pipeline(id).await?)?
+    );
+    Ok(())
+}
+
+/// `zib buckets`: the buckets table (`zib ls` without a bucket).
+pub async fn run_buckets(json: bool) -> Result<()> {
+    run_ls(LsArgs {
+        bucket: None,
+        prefix: None,
+        json,
+    })
+    .await
+}

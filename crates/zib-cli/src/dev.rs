@@ -43,6 +43,16 @@ struct Credentials {
     cdn_url: String,
 }
 
+/// The master key of an existing dev directory (for `zib tenant create --data-dir`).
+pub fn stored_master_key(dir: &Path) -> Result<MasterKey> {
+    let path = dir.join("secrets.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let secrets: DevSecrets =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    MasterKey::from_hex(&secrets.master_key).context("secrets.json: master_key")
+}
+
 pub fn database_path(data_dir: &Path) -> PathBuf {
     data_dir.join("meta.db")
 }
@@ -183,7 +193,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .await?;
         nodes.push(node);
     }
-    let credentials = ensure_credentials(dir, &api_url).await?;
+    let master_key =
+        MasterKey::from_hex(&secrets.master_key).context("secrets.json: master_key")?;
+    let credentials = ensure_credentials(dir, &api_url, &master_key).await?;
 
     eprintln!(
         "\nZiB dev cluster: API and CDN at {api_url}, {} nodes (erasure {data_shards}+{parity_shards}), data in {}\n\
@@ -211,7 +223,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
 
 /// The dev tenant's credentials, created on first start and rewritten with the
 /// current URL on every start.
-async fn ensure_credentials(dir: &Path, api_url: &str) -> Result<Credentials> {
+async fn ensure_credentials(
+    dir: &Path,
+    api_url: &str,
+    master_key: &MasterKey,
+) -> Result<Credentials> {
     let path = dir.join("credentials.json");
     let existing: Option<Credentials> = match std::fs::read_to_string(&path) {
         Ok(text) => Some(
@@ -224,7 +240,8 @@ async fn ensure_credentials(dir: &Path, api_url: &str) -> Result<Credentials> {
         Some(c) => (c.access_key, c.secret_key),
         None => {
             let store = zib_meta::Store::open_sqlite(&database_path(dir)).await?;
-            let (tenant, secret) = zib_server::auth::create_tenant(&store, "dev").await?;
+            let (tenant, secret) =
+                zib_server::auth::create_tenant_with_s3(&store, master_key, "dev").await?;
             (tenant.access_key, secret)
         }
     };

@@ -54,6 +54,15 @@ enum Command {
     Get(client_verbs::GetArgs),
     /// List buckets, or the objects of a bucket.
     Ls(client_verbs::LsArgs),
+    /// List buckets with object counts and bytes.
+    Buckets {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a file (by id, or by --bucket and --key) from every node.
+    Rm(client_verbs::RmArgs),
+    /// Show a file's phase and pipeline stages.
+    Pipeline(client_verbs::PipelineArgs),
     /// Webhook endpoints, events, deliveries and redelivery.
     Webhooks(webhook_verbs::WebhooksArgs),
 }
@@ -106,6 +115,9 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Upload(args) => client_verbs::run_upload(args).await,
         Command::Get(args) => client_verbs::run_get(args).await,
         Command::Ls(args) => client_verbs::run_ls(args).await,
+        Command::Buckets { json } => client_verbs::run_buckets(json).await,
+        Command::Rm(args) => client_verbs::run_rm(args).await,
+        Command::Pipeline(args) => client_verbs::run_pipeline(args).await,
         Command::Webhooks(args) => webhook_verbs::run(args).await,
     }
 }

@@ -153,14 +153,26 @@ pub async fn tenant_create(
     config_path: Option<&Path>,
     data_dir: Option<&Path>,
 ) -> Result<()> {
-    let database = match data_dir {
-        Some(dir) => crate::dev::database_path(dir),
-        None => config::load::<ServerFileConfig>(config_path)?.database,
+    // The master key seals the secret for S3 signature checks (docs/s3.md).
+    let (database, master_key) = match data_dir {
+        Some(dir) => (
+            crate::dev::database_path(dir),
+            crate::dev::stored_master_key(dir)?,
+        ),
+        None => {
+            let file = config::load::<ServerFileConfig>(config_path)?;
+            let key = MasterKey::from_hex(file.master_key.as_deref().context(
+                "master_key is required (ZIB_MASTER_KEY): it seals the secret for S3 signatures",
+            )?)
+            .context("master_key must be 64 hex characters")?;
+            (file.database, key)
+        }
     };
     let store = zib_meta::Store::open_sqlite(&database)
         .await
         .with_context(|| format!("opening metadata store {}", database.display()))?;
-    let (tenant, secret) = zib_server::auth::create_tenant(&store, name).await?;
+    let (tenant, secret) =
+        zib_server::auth::create_tenant_with_s3(&store, &master_key, name).await?;
     println!(
         "{}",
         serde_json::json!({

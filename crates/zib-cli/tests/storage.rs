@@ -155,3 +155,52 @@ fn cdn_headers_follow_the_tenant_content_type() {
         assert!(body["error"].is_string());
     }
 }
+
+#[test]
+fn cli_verbs_list_show_and_remove() {
+    let cluster = Cluster::start(6);
+    let work = tempfile::tempdir().unwrap();
+    let data = pattern(2000, 4);
+    let path = write_file(work.path(), "a.bin", &data);
+    let (file_id, cdn_url) = cluster.upload(&path, "verbs", "dir/a.bin");
+    let (other_id, _) = cluster.upload(&path, "verbs", "dir/b.bin");
+
+    let out = cluster.cli(&["buckets", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["buckets"][0]["name"], "verbs");
+    assert_eq!(v["buckets"][0]["object_count"], 2);
+
+    let out = cluster.cli(&["pipeline", &file_id]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["file_id"], file_id.as_str());
+    assert!(["distributed", "safe"].contains(&v["stages"]["upload"]["phase"].as_str().unwrap()));
+
+    let out = cluster.cli(&["rm", "--bucket", "verbs", "--key", "dir/a.bin"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["file_id"], file_id.as_str());
+    assert_eq!(get(&cluster.http(), &cdn_url, None).0, 404);
+    let out = cluster.cli(&["rm", &other_id]);
+    assert!(out.status.success());
+    let out = cluster.cli(&["rm", &other_id]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["already_deleted"], true);
+
+    // A mistake says what is wrong, on one line, and fails.
+    let out = cluster.cli(&["pipeline", "not-an-id"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: ") && err.contains("not a file id"),
+        "{err}"
+    );
+}

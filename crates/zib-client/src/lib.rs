@@ -252,6 +252,24 @@ impl Client {
         self.call(self.http.request(Method::DELETE, url)).await
     }
 
+    /// `DELETE /v1/api/storage/{bucket}/{key}`: the current file of that key.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut segments = vec!["v1", "api", "storage", bucket];
+        segments.extend(key.split('/'));
+        let url = self.endpoint(&segments)?;
+        self.call(self.http.request(Method::DELETE, url)).await
+    }
+
+    /// `GET /v1/api/pipeline/{file_id}`: phase and every declared stage.
+    pub async fn pipeline(&self, file_id: FileId) -> Result<serde_json::Value, ClientError> {
+        let url = self.endpoint(&["v1", "api", "pipeline", &file_id.to_string()])?;
+        self.call(self.http.get(url)).await
+    }
+
     pub async fn list_buckets(&self) -> Result<BucketList, ClientError> {
         let url = self.endpoint(&["v1", "api", "me", "buckets"])?;
         self.call(self.http.get(url)).await
