@@ -78,6 +78,16 @@ pub fn server_config(file: &ServerFileConfig, bound: std::net::SocketAddr) -> Re
         shard_size: file.shard_size,
     };
     zib_erasure::Codec::new(c.erasure).context("invalid erasure parameters")?;
+    anyhow::ensure!(
+        (1..=zib_crypto::envelope::MAX_CHUNK_SIZE).contains(&file.chunk_size),
+        "chunk_size must be between 1 and {} bytes",
+        zib_crypto::envelope::MAX_CHUNK_SIZE
+    );
+    anyhow::ensure!(
+        file.part_size >= u64::from(file.chunk_size),
+        "part_size must be at least one chunk ({} bytes)",
+        file.chunk_size
+    );
     c.chunk_size = file.chunk_size;
     c.multipart_threshold = file.multipart_threshold;
     c.part_size = file.part_size;
