@@ -7,6 +7,7 @@ pub mod cdn;
 pub mod config;
 pub mod error;
 pub mod node_rpc;
+pub mod openapi;
 pub mod placement;
 pub mod request_id;
 pub mod s3;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sdk::router())
         .merge(s3::router(state.clone()))
         .merge(webhooks::router())
+        .merge(openapi::router())
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
