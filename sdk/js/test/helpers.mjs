@@ -7,7 +7,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-export const zibBin = process.env.ZIB_BIN || join(repoRoot, 'target/debug/zib');
+// Where `cargo build -p zib-cli` put the binary (CARGO_TARGET_DIR is honoured).
+export const zibBin =
+  process.env.ZIB_BIN ||
+  join(process.env.CARGO_TARGET_DIR || join(repoRoot, 'target'), 'debug/zib');
 
 export const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
