@@ -56,23 +56,7 @@ pub async fn put_upload(
     let _guard = state
         .begin(blob.to_string())
         .ok_or_else(|| busy("another upload to this blob is in progress"))?;
-    refuse_spent_token(&state, &claims).await?;
-    if state.store.exists(blob).await {
-        return Err(ApiError::conflict(
-            "blob_exists",
-            format!("blob {blob} is already stored on this node"),
-        ));
-    }
-    check_content_length(&headers, claims.size)?;
-    check_room(&state, claims.size)?;
-
-    let partial = state.store.partial_path(blob);
-    let received = receive(&partial, None, body, claims.size).await;
-    if received.is_err() {
-        let _ = tokio::fs::remove_file(&partial).await;
-    }
-    let hash = received?;
-    spend_token(&state, &claims).await?;
+    let (partial, hash) = receive_whole(&state, blob, &claims, &headers, body).await?;
     mark_pending(&state, blob, claims.size).await?;
     state
         .store
@@ -265,23 +249,7 @@ pub async fn put_shard(
     let _guard = state
         .begin(blob.to_string())
         .ok_or_else(|| busy("another write to this blob is in progress"))?;
-    refuse_spent_token(&state, &claims).await?;
-    if state.store.exists(blob).await {
-        return Err(ApiError::conflict(
-            "blob_exists",
-            format!("blob {blob} is already stored on this node"),
-        ));
-    }
-    check_content_length(&headers, claims.size)?;
-    check_room(&state, claims.size)?;
-
-    let partial = state.store.partial_path(blob);
-    let received = receive(&partial, None, body, claims.size).await;
-    if received.is_err() {
-        let _ = tokio::fs::remove_file(&partial).await;
-    }
-    let hash = received?;
-    spend_token(&state, &claims).await?;
+    let (partial, hash) = receive_whole(&state, blob, &claims, &headers, body).await?;
     state
         .store
         .commit(&partial, blob, claims.size)
@@ -295,6 +263,36 @@ pub async fn put_shard(
     .into_response();
     set_etag(&mut response, &hash);
     Ok(response)
+}
+
+/// Takes a whole-blob body (a single upload or a pushed shard) into the blob's
+/// partial file, with the checks both share, and spends the token once the bytes
+/// are durable. The caller commits the partial file into the store.
+async fn receive_whole(
+    state: &NodeState,
+    blob: BlobId,
+    claims: &CapabilityClaims,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(std::path::PathBuf, blake3::Hash), ApiError> {
+    refuse_spent_token(state, claims).await?;
+    if state.store.exists(blob).await {
+        return Err(ApiError::conflict(
+            "blob_exists",
+            format!("blob {blob} is already stored on this node"),
+        ));
+    }
+    check_content_length(headers, claims.size)?;
+    check_room(state, claims.size)?;
+
+    let partial = state.store.partial_path(blob);
+    let received = receive(&partial, None, body, claims.size).await;
+    if received.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    let hash = received?;
+    spend_token(state, claims).await?;
+    Ok((partial, hash))
 }
 
 async fn distribute_and_answer(
