@@ -81,8 +81,22 @@ enum TenantCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    keep_large_buffers_in_the_heap();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run_cli())
+}
+
+async fn run_cli() -> std::process::ExitCode {
     let cli = Cli::parse();
     run::init_logging(&cli.log_format);
     match dispatch(cli.command).await {
@@ -92,6 +106,19 @@ async fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Shards, segments and chunks are 256 KiB – 6 MiB buffers allocated and freed at
+/// a high rate. glibc serves blocks over 128 KiB with fresh mmaps and unmaps them on
+/// free, so every one is page-faulted in again (measured ~7% of a CDN read). Serving
+/// them from the heap lets freed ones be reused.
+fn keep_large_buffers_in_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is called before any other
+    // thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024 * 1024);
     }
 }
 
