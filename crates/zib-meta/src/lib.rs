@@ -141,6 +141,17 @@ pub struct FileRow {
     pub distributed_at: Option<i64>,
 }
 
+impl FileRow {
+    /// The Reed-Solomon layout this file was coded with.
+    pub fn erasure(&self) -> zib_proto::ErasureParams {
+        zib_proto::ErasureParams {
+            data_shards: self.data_shards,
+            parity_shards: self.parity_shards,
+            shard_size: self.shard_size,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardRow {
     pub file_id: FileId,

@@ -16,7 +16,7 @@ use zib_proto::node_rpc::{
     HeartbeatResponse, NodeAction, NodeCommand, RegisterRequest, RegisterResponse, SegmentPlan,
     ShardTarget, UploadReceivedRequest,
 };
-use zib_proto::{BlobId, ErasureParams, NodeId};
+use zib_proto::{BlobId, NodeId};
 
 use crate::api::files::NodeCleanup;
 use crate::api::parse_json;
@@ -189,11 +189,7 @@ async fn upload_received(
     }
 
     let now = now_ms();
-    let erasure = ErasureParams {
-        data_shards: file.data_shards,
-        parity_shards: file.parity_shards,
-        shard_size: file.shard_size,
-    };
+    let erasure = file.erasure();
     let layout = Layout::new(erasure, file.ciphertext_size);
     let candidates: Vec<NodeRow> = state
         .store
@@ -248,11 +244,7 @@ async fn upload_distributed(
 ) -> ApiResult<Json<Value>> {
     let req: DistributedRequest = parse_json(&body)?;
     let (_, file) = originator_upload(&state, &raw, &req.node_id).await?;
-    let erasure = ErasureParams {
-        data_shards: file.data_shards,
-        parity_shards: file.parity_shards,
-        shard_size: file.shard_size,
-    };
+    let erasure = file.erasure();
     let layout = Layout::new(erasure, file.ciphertext_size);
     let width = erasure.total_shards();
     let expected = layout.segment_count() as usize * width;

@@ -19,7 +19,7 @@ use futures::{stream, Stream, StreamExt};
 use zib_crypto::envelope::{Header, Layout as EnvelopeLayout, Opener};
 use zib_erasure::{Codec, Layout};
 use zib_meta::FileRow;
-use zib_proto::{ErasureParams, FileId};
+use zib_proto::FileId;
 
 use crate::error::{ApiError, ApiResult, InternalError};
 use crate::state::{now_ms, AppState};
@@ -277,11 +277,7 @@ impl ChunkDecryptor {
 }
 
 async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSource> {
-    let params = ErasureParams {
-        data_shards: file.data_shards,
-        parity_shards: file.parity_shards,
-        shard_size: file.shard_size,
-    };
+    let params = file.erasure();
     let layout = Layout::new(params, file.ciphertext_size);
     let codec = Codec::new(params).map_err(|e| InternalError::Other(e.to_string()))?;
     let now = now_ms();

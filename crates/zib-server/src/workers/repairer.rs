@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use zib_erasure::{Codec, Layout};
 use zib_meta::ShardRow;
-use zib_proto::{BlobId, ErasureParams, FileId, NodeId};
+use zib_proto::{BlobId, FileId, NodeId};
 
 use super::{fetch_blob, node_directory, Tick, Worker};
 use crate::state::{now_ms, AppState};
@@ -91,11 +91,7 @@ async fn repair_segment(
         .await
         .map_err(|e| e.to_string())?
         .ok_or("file is gone")?;
-    let params = ErasureParams {
-        data_shards: file.data_shards,
-        parity_shards: file.parity_shards,
-        shard_size: file.shard_size,
-    };
+    let params = file.erasure();
     let layout = Layout::new(params, file.ciphertext_size);
     let codec = Codec::new(params).map_err(|e| e.to_string())?;
     let shard_len = layout.shard_len(segment);
