@@ -206,6 +206,12 @@ impl Layout {
         HEADER_LEN.saturating_add(index.saturating_mul(self.stride()))
     }
 
+    /// The first chunk whose sealed bytes start at or after envelope offset `offset`
+    /// (where a piece of ciphertext cut at an arbitrary offset can start decrypting).
+    pub fn first_chunk_at_or_after(&self, offset: u64) -> u64 {
+        offset.saturating_sub(HEADER_LEN).div_ceil(self.stride())
+    }
+
     /// Sealed length of chunk `index` in an envelope of `plaintext_len` bytes
     /// (0 for an index past the last chunk).
     pub fn sealed_chunk_len(&self, index: u64, plaintext_len: u64) -> u64 {
@@ -622,6 +628,18 @@ mod tests {
         assert!(Header::decode(&header(0).encode()).is_err());
         assert!(Header::decode(&header(MAX_CHUNK_SIZE).encode()).is_ok());
         assert!(Header::decode(&header(MAX_CHUNK_SIZE + 1).encode()).is_err());
+    }
+
+    #[test]
+    fn first_chunk_at_or_after_finds_chunk_starts() {
+        let layout = header(64).layout();
+        for offset in 0..400 {
+            let first = layout.first_chunk_at_or_after(offset);
+            assert!(layout.chunk_offset(first) >= offset, "offset {offset}");
+            if first > 0 {
+                assert!(layout.chunk_offset(first - 1) < offset, "offset {offset}");
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use axum::routing::get;
 use axum::Router;
 use bytes::{Bytes, BytesMut};
 use futures::{stream, Stream, StreamExt};
+use tokio_util::task::AbortOnDropHandle;
 use zib_crypto::envelope::{Header, Layout as EnvelopeLayout, Opener};
 use zib_erasure::{Codec, Layout};
 use zib_meta::FileRow;
@@ -165,113 +166,182 @@ async fn plaintext_stream(
         })
         .collect();
 
+    let decrypt = Arc::new(PieceDecryptor {
+        opener,
+        envelope,
+        file_size: file.size,
+        chunks: chunks.start..(last_chunk + 1).min(chunks.end),
+        window,
+    });
+    let mut joiner = PieceJoiner {
+        decrypt: decrypt.clone(),
+        carry: BytesMut::new(),
+        carry_chunk: None,
+        done: false,
+    };
     let mut windows = windows.into_iter();
     let Some((s0, w0)) = windows.next() else {
         return Err(InternalError::Other("empty read plan".into()).into());
     };
-    let first = source.clone().read(s0, w0).await?;
+    let (offset, bytes) = source.clone().read(s0, w0).await?;
+    let first = decrypt.decrypt(offset, bytes);
+    // Each later segment is fetched and decrypted by a task of its own, so reads,
+    // BLAKE3 and AES run on every core and ahead of the socket, not only when the
+    // client asks for more.
     let rest = stream::iter(windows)
-        .map(move |(s, w)| source.clone().read(s, w))
-        .buffered(SEGMENTS_IN_FLIGHT);
+        .map(move |(s, w)| {
+            let source = source.clone();
+            let decrypt = decrypt.clone();
+            AbortOnDropHandle::new(tokio::spawn(async move {
+                let (offset, bytes) = source.read(s, w).await?;
+                Ok::<_, SegmentError>(decrypt.decrypt(offset, bytes))
+            }))
+        })
+        .buffered(SEGMENTS_IN_FLIGHT)
+        .map(|joined| match joined {
+            Ok(piece) => piece.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("a segment read failed: {e}")),
+        });
     let pieces = stream::once(async move { Ok(first) }).chain(rest);
 
-    let mut decryptor = ChunkDecryptor {
-        opener,
-        envelope,
-        file_size: file.size,
-        last_chunk,
-        next_chunk: chunks.start,
-        next_offset: cipher_start,
-        pending: BytesMut::new(),
-        window,
-    };
     Ok(pieces.flat_map(move |piece| {
-        let out: Vec<Result<Bytes, std::io::Error>> = match piece {
-            Ok((offset, pieces)) => {
-                let mut out = Vec::new();
-                let mut at = offset;
-                for piece in pieces {
-                    out.extend(decryptor.push(at, &piece));
-                    at += piece.len() as u64;
-                }
-                out
-            }
-            Err(e) => {
+        let out = match piece {
+            Ok(piece) => joiner.join(piece),
+            Err(e) if !joiner.done => {
                 tracing::error!(error = %e, "CDN read aborted mid-stream");
-                vec![Err(std::io::Error::other(e.to_string()))]
+                joiner.done = true;
+                vec![Err(std::io::Error::other(e))]
             }
+            Err(_) => vec![],
         };
         stream::iter(out)
     }))
 }
 
-/// Turns ciphertext pieces (in file order) into plaintext of the requested window.
-struct ChunkDecryptor {
+/// What decrypting one piece of ciphertext (cut at arbitrary offsets) gives.
+struct DecryptedPiece {
+    /// Ciphertext before the first chunk that starts in the piece: the end of a
+    /// chunk begun in earlier pieces.
+    head: BytesMut,
+    /// Plaintext of the chunks wholly inside the piece, clipped to the window; an
+    /// `Err` ends the read.
+    plain: Vec<Result<Bytes, std::io::Error>>,
+    /// The chunk that continues in the next piece: its index and first bytes.
+    tail: (u64, BytesMut),
+}
+
+/// Decrypts the chunks wholly inside a piece, in place.
+struct PieceDecryptor {
     opener: Opener,
     envelope: EnvelopeLayout,
     file_size: u64,
-    last_chunk: u64,
-    next_chunk: u64,
-    /// File offset of `pending[0]`.
-    next_offset: u64,
-    pending: BytesMut,
+    /// The chunks the window needs.
+    chunks: std::ops::Range<u64>,
     window: std::ops::Range<u64>,
 }
 
-impl ChunkDecryptor {
-    fn push(&mut self, offset: u64, bytes: &[u8]) -> Vec<Result<Bytes, std::io::Error>> {
-        // Pieces can start before the bytes we still need (shard granularity).
-        let have_until = self.next_offset + self.pending.len() as u64;
-        if offset + (bytes.len() as u64) <= have_until {
-            return vec![];
+impl PieceDecryptor {
+    fn decrypt(&self, offset: u64, mut bytes: BytesMut) -> DecryptedPiece {
+        let mut index = self
+            .envelope
+            .first_chunk_at_or_after(offset)
+            .max(self.chunks.start);
+        let head_len = self.envelope.chunk_offset(index).saturating_sub(offset);
+        let head = bytes.split_to(head_len.min(bytes.len() as u64) as usize);
+        let mut plain = Vec::new();
+        while index < self.chunks.end {
+            let sealed_len = self.envelope.sealed_chunk_len(index, self.file_size) as usize;
+            if bytes.len() < sealed_len {
+                break;
+            }
+            let chunk = bytes.split_to(sealed_len);
+            let opened = self.open(index, chunk, &mut plain);
+            index += 1;
+            if !opened {
+                break;
+            }
         }
-        let skip = have_until.saturating_sub(offset) as usize;
-        if offset > have_until {
-            return vec![Err(std::io::Error::other(
-                "ciphertext pieces are not contiguous",
-            ))];
+        DecryptedPiece {
+            head,
+            plain,
+            tail: (index, bytes),
         }
-        self.pending.extend_from_slice(&bytes[skip..]);
+    }
 
+    /// Opens chunk `index` in place and emits its part of the window; false if it
+    /// failed authentication (the read must end there).
+    fn open(
+        &self,
+        index: u64,
+        mut sealed: BytesMut,
+        out: &mut Vec<Result<Bytes, std::io::Error>>,
+    ) -> bool {
+        let is_final = self.envelope.is_final(index, self.file_size);
+        let plain_len = match self.opener.open_chunk(index, is_final, &mut sealed) {
+            Ok(p) => p.len(),
+            Err(e) => {
+                tracing::error!(chunk = index, error = %e, "chunk failed authentication; aborting read");
+                out.push(Err(std::io::Error::other(e.to_string())));
+                return false;
+            }
+        };
+        sealed.truncate(plain_len);
+        let chunk_start = index * self.envelope.chunk_size as u64;
+        let from = self.window.start.max(chunk_start) - chunk_start;
+        let to = self.window.end.min(chunk_start + plain_len as u64) - chunk_start;
+        if from < to {
+            out.push(Ok(sealed.freeze().slice(from as usize..to as usize)));
+        }
+        true
+    }
+}
+
+/// Puts decrypted pieces back in order: joins each chunk split between pieces
+/// (the only bytes copied) and stops at the first error.
+struct PieceJoiner {
+    decrypt: Arc<PieceDecryptor>,
+    /// Sealed bytes so far of chunk `carry_chunk`, which spans pieces.
+    carry: BytesMut,
+    carry_chunk: Option<u64>,
+    done: bool,
+}
+
+impl PieceJoiner {
+    fn join(&mut self, piece: DecryptedPiece) -> Vec<Result<Bytes, std::io::Error>> {
         let mut out = Vec::new();
-        loop {
-            if self.next_chunk > self.last_chunk {
-                break;
+        if self.done {
+            return out;
+        }
+        let (next, tail) = piece.tail;
+        // (No carry and no head: the carried chunk starts exactly at this piece.)
+        let carried = self
+            .carry_chunk
+            .filter(|_| !(self.carry.is_empty() && piece.head.is_empty()));
+        if let Some(index) = carried {
+            self.carry.extend_from_slice(&piece.head);
+            let sealed_len = self
+                .decrypt
+                .envelope
+                .sealed_chunk_len(index, self.decrypt.file_size);
+            if (self.carry.len() as u64) < sealed_len {
+                // A chunk longer than this piece (tiny shards): more of it comes next.
+                self.carry.extend_from_slice(&tail);
+                return out;
             }
-            let sealed_len =
-                self.envelope
-                    .sealed_chunk_len(self.next_chunk, self.file_size) as usize;
-            if self.pending.len() < sealed_len {
-                break;
-            }
-            let mut sealed = self.pending.split_to(sealed_len);
-            let index = self.next_chunk;
-            let plain_len = match self.opener.open_chunk(
-                index,
-                index == self.last_chunk,
-                &mut sealed,
-            ) {
-                Ok(p) => p.len(),
-                Err(e) => {
-                    tracing::error!(chunk = index, error = %e, "chunk failed authentication; aborting read");
-                    out.push(Err(std::io::Error::other(e.to_string())));
-                    self.next_chunk = self.last_chunk + 1;
-                    break;
-                }
-            };
-            sealed.truncate(plain_len);
-            let chunk_start = index * self.envelope.chunk_size as u64;
-            let from = self.window.start.max(chunk_start) - chunk_start;
-            let to = self.window.end.min(chunk_start + plain_len as u64) - chunk_start;
-            if from < to {
-                out.push(Ok(sealed.freeze().slice(from as usize..to as usize)));
-            }
-            self.next_chunk += 1;
-            self.next_offset += sealed_len as u64;
-            if chunk_start + plain_len as u64 >= self.window.end {
-                self.next_chunk = self.last_chunk + 1;
+            let chunk = std::mem::take(&mut self.carry);
+            if !self.decrypt.open(index, chunk, &mut out) {
+                self.done = true;
+                return out;
             }
         }
+        let failed = piece.plain.iter().any(Result::is_err);
+        out.extend(piece.plain);
+        if failed || next >= self.decrypt.chunks.end {
+            self.done = true;
+            return out;
+        }
+        self.carry_chunk = Some(next);
+        self.carry = tail;
         out
     }
 }
@@ -320,4 +390,104 @@ async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSo
         cluster_token: state.config.cluster_token.clone(),
         timeout: state.config.shard_fetch_timeout,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zib_crypto::envelope::encrypt;
+    use zib_crypto::DataKey;
+
+    /// Decrypts `window` of an envelope cut into pieces of `piece_len` bytes, as the
+    /// CDN does with segments (pieces start before the first needed chunk, as a
+    /// shard-aligned first segment does).
+    fn read_window(
+        plaintext: &[u8],
+        chunk_size: u32,
+        piece_len: usize,
+        window: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, String> {
+        let key = DataKey::from_bytes([7; 32]);
+        let header = Header {
+            chunk_size,
+            nonce_prefix: [1; 7],
+        };
+        let envelope = header.layout();
+        let sealed = encrypt(&key, header, plaintext);
+        let size = plaintext.len() as u64;
+        let chunks = envelope.chunks_covering(window.clone(), size).unwrap();
+        let cipher_start = envelope.chunk_offset(chunks.start);
+        let decrypt = Arc::new(PieceDecryptor {
+            opener: Opener::new(&key, header),
+            envelope,
+            file_size: size,
+            chunks: chunks.clone(),
+            window,
+        });
+        let mut joiner = PieceJoiner {
+            decrypt: decrypt.clone(),
+            carry: BytesMut::new(),
+            carry_chunk: None,
+            done: false,
+        };
+        let first = (cipher_start as usize / piece_len) * piece_len;
+        let mut out = Vec::new();
+        for at in (first..sealed.len()).step_by(piece_len) {
+            let piece = &sealed[at..(at + piece_len).min(sealed.len())];
+            let decrypted = decrypt.decrypt(at as u64, BytesMut::from(piece));
+            for bytes in joiner.join(decrypted) {
+                out.extend_from_slice(&bytes.map_err(|e| e.to_string())?);
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn pieces_of_any_size_decrypt_to_the_window() {
+        let plaintext: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
+        for piece_len in [1, 17, 63, 64, 80, 81, 200, 1100] {
+            for window in [0..1000, 0..1, 999..1000, 63..65, 64..128, 100..901] {
+                let got = read_window(&plaintext, 64, piece_len, window.clone()).unwrap();
+                assert_eq!(
+                    got,
+                    &plaintext[window.start as usize..window.end as usize],
+                    "piece {piece_len}, window {window:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_tampered_chunk_ends_the_read_with_an_error() {
+        let key = DataKey::from_bytes([7; 32]);
+        let header = Header {
+            chunk_size: 64,
+            nonce_prefix: [1; 7],
+        };
+        let plaintext = vec![5u8; 300];
+        let mut sealed = encrypt(&key, header, &plaintext);
+        sealed[200] ^= 1;
+        let decrypt = Arc::new(PieceDecryptor {
+            opener: Opener::new(&key, header),
+            envelope: header.layout(),
+            file_size: 300,
+            chunks: 0..5,
+            window: 0..300,
+        });
+        let mut joiner = PieceJoiner {
+            decrypt: decrypt.clone(),
+            carry: BytesMut::new(),
+            carry_chunk: None,
+            done: false,
+        };
+        let mut results = Vec::new();
+        for at in (0..sealed.len()).step_by(100) {
+            let piece = &sealed[at..(at + 100).min(sealed.len())];
+            results.extend(joiner.join(decrypt.decrypt(at as u64, BytesMut::from(piece))));
+        }
+        let served: usize = results.iter().flatten().map(Bytes::len).sum();
+        assert!(results.last().is_some_and(Result::is_err));
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+        assert!(served < 200, "nothing past the tampered chunk is served");
+    }
 }

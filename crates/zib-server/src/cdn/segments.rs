@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures::future::join_all;
 use zib_erasure::{Codec, Layout};
 use zib_proto::{BlobId, NodeId};
@@ -65,13 +65,13 @@ impl SegmentSource {
     }
 
     /// Ciphertext bytes of `segment` covering at least `window` (file offsets, within
-    /// the segment): the file offset of the first byte, and contiguous pieces (the
-    /// data shards as fetched, without copying them together).
+    /// the segment): the file offset of the first byte, and the bytes in one buffer
+    /// the caller owns, so it can decrypt them in place.
     pub async fn read(
         self: Arc<Self>,
         segment: u32,
         window: Range<u64>,
-    ) -> Result<(u64, Vec<Bytes>), SegmentError> {
+    ) -> Result<(u64, BytesMut), SegmentError> {
         let seg_range = self.layout.segment_range(segment);
         let shard_len = self.layout.shard_len(segment);
         let seg_len = seg_range.end - seg_range.start;
@@ -81,23 +81,16 @@ impl SegmentSource {
         let end_in_seg = ((last as u64 + 1) * shard_len).min(seg_len);
 
         let wanted: Vec<usize> = (first..=last).collect();
-        let fetched = self.fetch(segment, &wanted).await;
-        if fetched.iter().all(Option::is_some) {
-            // The last data shard of a segment carries zero padding past its end.
-            let mut remaining = (end_in_seg - start_in_seg) as usize;
-            let pieces = fetched
-                .into_iter()
-                .flatten()
-                .map(|shard| {
-                    let take = shard.len().min(remaining);
-                    remaining -= take;
-                    shard.slice(..take)
-                })
-                .collect();
-            return Ok((seg_range.start + start_in_seg, pieces));
-        }
+        let fetched = match self.fetch_contiguous(segment, &wanted).await {
+            Ok(mut joined) => {
+                // The last data shard of a segment carries zero padding past its end.
+                joined.truncate((end_in_seg - start_in_seg) as usize);
+                return Ok((seg_range.start + start_in_seg, joined));
+            }
+            Err(fetched) => fetched,
+        };
 
-        // Read around the failure: gather every shard we can, then rebuild.
+        // Read around the failure: keep what arrived, gather the others, rebuild.
         let width = self.layout.params.total_shards();
         let mut slots: Vec<Option<Vec<u8>>> = vec![None; width];
         for (i, shard) in wanted.iter().zip(fetched) {
@@ -123,58 +116,135 @@ impl SegmentSource {
                 segment,
                 reason: e.to_string(),
             })?;
-        let bytes = Bytes::from(whole).slice(start_in_seg as usize..end_in_seg as usize);
-        Ok((seg_range.start + start_in_seg, vec![bytes]))
+        let bytes = BytesMut::from(&whole[start_in_seg as usize..end_in_seg as usize]);
+        Ok((seg_range.start + start_in_seg, bytes))
+    }
+
+    /// Fetches consecutive data shards straight into one allocation (each into its own
+    /// region of it, concurrently), so they need no copying together afterwards.
+    /// If any is missing, slow or corrupt, what did arrive, shard by shard.
+    async fn fetch_contiguous(
+        &self,
+        segment: u32,
+        indices: &[usize],
+    ) -> Result<BytesMut, Vec<Option<BytesMut>>> {
+        let expected_len = self.layout.shard_len(segment) as usize;
+        let mut whole = BytesMut::with_capacity(expected_len * indices.len());
+        let mut regions = Vec::with_capacity(indices.len());
+        for _ in 1..indices.len() {
+            let rest = whole.split_off(expected_len);
+            regions.push(std::mem::replace(&mut whole, rest));
+        }
+        regions.push(whole);
+        let row = &self.shards[segment as usize];
+        let filled = join_all(
+            indices
+                .iter()
+                .zip(regions)
+                .map(|(&i, mut region)| async move {
+                    let loc = row.get(i)?.as_ref()?;
+                    self.fetch_verified(segment, i, loc, &mut region).await?;
+                    Some(region)
+                }),
+        )
+        .await;
+        if filled.iter().any(Option::is_none) {
+            return Err(filled);
+        }
+        let mut filled = filled.into_iter().flatten();
+        let mut joined = filled.next().unwrap_or_default();
+        for region in filled {
+            // O(1): the regions were carved from one allocation and each is full.
+            joined.unsplit(region);
+        }
+        Ok(joined)
     }
 
     /// Fetches shards concurrently; `None` for each one missing, slow or corrupt.
-    async fn fetch(&self, segment: u32, indices: &[usize]) -> Vec<Option<Bytes>> {
+    async fn fetch(&self, segment: u32, indices: &[usize]) -> Vec<Option<BytesMut>> {
         let expected_len = self.layout.shard_len(segment) as usize;
         let row = &self.shards[segment as usize];
         join_all(indices.iter().map(|&i| async move {
             let loc = row.get(i)?.as_ref()?;
-            if !loc.online {
-                return None;
-            }
-            let url = loc.node_url.as_ref()?;
-            match self.fetch_one(url, loc.blob_id).await {
-                Ok(bytes) if bytes.len() == expected_len && *blake3::hash(&bytes).as_bytes() == loc.blake3 => {
-                    Some(bytes)
-                }
-                Ok(bytes) => {
-                    tracing::warn!(
-                        node = %loc.node_id, blob = %loc.blob_id, segment, index = i, len = bytes.len(),
-                        "shard failed its BLAKE3 check; reading around it and queueing its repair"
-                    );
-                    if let Err(e) = self.store.mark_needs_repair(loc.blob_id).await {
-                        tracing::error!(error = %e, "could not queue a corrupt shard for repair");
-                    }
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        node = %loc.node_id, blob = %loc.blob_id, segment, index = i, error = %e,
-                        "shard unavailable; reading around it"
-                    );
-                    None
-                }
-            }
+            let mut buf = BytesMut::with_capacity(expected_len);
+            self.fetch_verified(segment, i, loc, &mut buf).await?;
+            Some(buf)
         }))
         .await
     }
 
-    async fn fetch_one(&self, node_url: &str, blob: BlobId) -> Result<Bytes, String> {
-        let response = self
-            .http
-            .get(format!("{node_url}/v1/shards/{blob}"))
-            .bearer_auth(&self.cluster_token)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status()));
+    /// Appends one shard to `buf` (whose spare capacity is exactly the shard's length)
+    /// and checks its length and BLAKE3; `None`, logged, if it is missing, slow or
+    /// corrupt (a corrupt one is queued for repair).
+    async fn fetch_verified(
+        &self,
+        segment: u32,
+        index: usize,
+        loc: &ShardLocation,
+        buf: &mut BytesMut,
+    ) -> Option<()> {
+        if !loc.online {
+            return None;
         }
-        response.bytes().await.map_err(|e| e.to_string())
+        let url = loc.node_url.as_ref()?;
+        let expected_len = buf.capacity() - buf.len();
+        match self.fetch_one(url, loc.blob_id, buf, expected_len).await {
+            Ok(()) if *blake3::hash(buf).as_bytes() == loc.blake3 => Some(()),
+            Ok(()) => {
+                tracing::warn!(
+                    node = %loc.node_id, blob = %loc.blob_id, segment, index,
+                    "shard failed its BLAKE3 check; reading around it and queueing its repair"
+                );
+                if let Err(e) = self.store.mark_needs_repair(loc.blob_id).await {
+                    tracing::error!(error = %e, "could not queue a corrupt shard for repair");
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(
+                    node = %loc.node_id, blob = %loc.blob_id, segment, index, error = %e,
+                    "shard unavailable; reading around it"
+                );
+                None
+            }
+        }
+    }
+
+    /// Streams one shard's body into `buf`, refusing a body of any other length
+    /// (the check also keeps `buf` from reallocating out of its region).
+    async fn fetch_one(
+        &self,
+        node_url: &str,
+        blob: BlobId,
+        buf: &mut BytesMut,
+        expected_len: usize,
+    ) -> Result<(), String> {
+        let fetch = async {
+            let mut response = self
+                .http
+                .get(format!("{node_url}/v1/shards/{blob}"))
+                .bearer_auth(&self.cluster_token)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("HTTP {}", response.status()));
+            }
+            let mut got = 0usize;
+            while let Some(frame) = response.chunk().await.map_err(|e| e.to_string())? {
+                got += frame.len();
+                if got > expected_len {
+                    return Err(format!("shard is longer than its {expected_len} bytes"));
+                }
+                buf.extend_from_slice(&frame);
+            }
+            if got != expected_len {
+                return Err(format!("shard has {got} of its {expected_len} bytes"));
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, fetch)
+            .await
+            .map_err(|_| format!("no complete shard within {:?}", self.timeout))?
     }
 }
