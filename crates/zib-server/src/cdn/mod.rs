@@ -25,7 +25,7 @@ use zib_proto::FileId;
 use crate::error::{ApiError, ApiResult, InternalError};
 use crate::state::{now_ms, AppState};
 use range::RangeRequest;
-use segments::{SegmentError, SegmentSource, ShardLocation};
+use segments::{Check, SegmentError, SegmentSource, ShardLocation};
 
 /// Segments fetched ahead of the one being decrypted.
 const SEGMENTS_IN_FLIGHT: usize = 4;
@@ -173,9 +173,11 @@ async fn plaintext_stream(
         chunks: chunks.start..(last_chunk + 1).min(chunks.end),
         window,
     });
-    let mut joiner = PieceJoiner {
+    let joiner = PieceJoiner {
         decrypt: decrypt.clone(),
+        source: source.clone(),
         carry: BytesMut::new(),
+        carry_parts: Vec::new(),
         carry_chunk: None,
         done: false,
     };
@@ -183,18 +185,16 @@ async fn plaintext_stream(
     let Some((s0, w0)) = windows.next() else {
         return Err(InternalError::Other("empty read plan".into()).into());
     };
-    let (offset, bytes) = source.clone().read(s0, w0).await?;
-    let first = decrypt.decrypt(offset, bytes);
-    // Each later segment is fetched and decrypted by a task of its own, so reads,
-    // BLAKE3 and AES run on every core and ahead of the socket, not only when the
-    // client asks for more.
+    let first = read_piece(&source, &decrypt, s0, w0).await?;
+    // Each later segment is fetched and decrypted by a task of its own, so reads and
+    // AES run on every core and ahead of the socket, not only when the client asks
+    // for more.
     let rest = stream::iter(windows)
         .map(move |(s, w)| {
             let source = source.clone();
             let decrypt = decrypt.clone();
             AbortOnDropHandle::new(tokio::spawn(async move {
-                let (offset, bytes) = source.read(s, w).await?;
-                Ok::<_, SegmentError>(decrypt.decrypt(offset, bytes))
+                read_piece(&source, &decrypt, s, w).await
             }))
         })
         .buffered(SEGMENTS_IN_FLIGHT)
@@ -204,18 +204,54 @@ async fn plaintext_stream(
         });
     let pieces = stream::once(async move { Ok(first) }).chain(rest);
 
-    Ok(pieces.flat_map(move |piece| {
-        let out = match piece {
-            Ok(piece) => joiner.join(piece),
-            Err(e) if !joiner.done => {
-                tracing::error!(error = %e, "CDN read aborted mid-stream");
-                joiner.done = true;
-                vec![Err(std::io::Error::other(e))]
+    let plaintext = stream::unfold(
+        (Box::pin(pieces), joiner),
+        |(mut pieces, mut joiner)| async move {
+            if joiner.done {
+                return None;
             }
-            Err(_) => vec![],
-        };
-        stream::iter(out)
-    }))
+            let out = match pieces.next().await? {
+                Ok(piece) => joiner.join(piece).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "CDN read aborted mid-stream");
+                    joiner.done = true;
+                    vec![Err(std::io::Error::other(e))]
+                }
+            };
+            Some((stream::iter(out), (pieces, joiner)))
+        },
+    );
+    Ok(plaintext.flatten())
+}
+
+/// Reads and decrypts one segment's window; if a chunk inside it fails
+/// authentication, reads it again with every shard BLAKE3-checked (which reads
+/// around a corrupt shard and queues its repair) and decrypts that.
+async fn read_piece(
+    source: &SegmentSource,
+    decrypt: &PieceDecryptor,
+    segment: u32,
+    window: std::ops::Range<u64>,
+) -> Result<DecryptedPiece, SegmentError> {
+    let (offset, bytes) = source.read(segment, window.clone(), Check::Lazily).await?;
+    let piece = decrypt.decrypt(segment, window.clone(), offset, bytes, false);
+    if !piece.failed() {
+        return Ok(piece);
+    }
+    tracing::warn!(
+        segment,
+        "a chunk failed authentication; reading the segment again with every shard checked"
+    );
+    let (offset, bytes) = source.read(segment, window.clone(), Check::Eagerly).await?;
+    Ok(decrypt.decrypt(segment, window, offset, bytes, true))
+}
+
+/// Where some ciphertext bytes came from, to read them again checked.
+#[derive(Clone)]
+struct Origin {
+    segment: u32,
+    window: std::ops::Range<u64>,
+    bytes: std::ops::Range<u64>,
 }
 
 /// What decrypting one piece of ciphertext (cut at arbitrary offsets) gives.
@@ -223,11 +259,19 @@ struct DecryptedPiece {
     /// Ciphertext before the first chunk that starts in the piece: the end of a
     /// chunk begun in earlier pieces.
     head: BytesMut,
+    head_origin: Origin,
     /// Plaintext of the chunks wholly inside the piece, clipped to the window; an
     /// `Err` ends the read.
     plain: Vec<Result<Bytes, std::io::Error>>,
     /// The chunk that continues in the next piece: its index and first bytes.
     tail: (u64, BytesMut),
+    tail_origin: Origin,
+}
+
+impl DecryptedPiece {
+    fn failed(&self) -> bool {
+        self.plain.iter().any(Result::is_err)
+    }
 }
 
 /// Decrypts the chunks wholly inside a piece, in place.
@@ -241,7 +285,17 @@ struct PieceDecryptor {
 }
 
 impl PieceDecryptor {
-    fn decrypt(&self, offset: u64, mut bytes: BytesMut) -> DecryptedPiece {
+    /// `last_try`: whether a failing chunk is final (logged as an error) or will be
+    /// read again checked.
+    fn decrypt(
+        &self,
+        segment: u32,
+        window: std::ops::Range<u64>,
+        offset: u64,
+        mut bytes: BytesMut,
+        last_try: bool,
+    ) -> DecryptedPiece {
+        let end = offset + bytes.len() as u64;
         let mut index = self
             .envelope
             .first_chunk_at_or_after(offset)
@@ -255,32 +309,43 @@ impl PieceDecryptor {
                 break;
             }
             let chunk = bytes.split_to(sealed_len);
-            let opened = self.open(index, chunk, &mut plain);
+            let opened = self.open(index, chunk, &mut plain, last_try);
             index += 1;
             if !opened {
                 break;
             }
         }
+        let origin = |bytes| Origin {
+            segment,
+            window: window.clone(),
+            bytes,
+        };
         DecryptedPiece {
+            head_origin: origin(offset..offset + head.len() as u64),
             head,
             plain,
+            tail_origin: origin(end - bytes.len() as u64..end),
             tail: (index, bytes),
         }
     }
 
     /// Opens chunk `index` in place and emits its part of the window; false if it
-    /// failed authentication (the read must end there).
+    /// failed authentication (logged only when `last_try`: a first failure is
+    /// read again checked).
     fn open(
         &self,
         index: u64,
         mut sealed: BytesMut,
         out: &mut Vec<Result<Bytes, std::io::Error>>,
+        last_try: bool,
     ) -> bool {
         let is_final = self.envelope.is_final(index, self.file_size);
         let plain_len = match self.opener.open_chunk(index, is_final, &mut sealed) {
             Ok(p) => p.len(),
             Err(e) => {
-                tracing::error!(chunk = index, error = %e, "chunk failed authentication; aborting read");
+                if last_try {
+                    tracing::error!(chunk = index, error = %e, "chunk failed authentication");
+                }
                 out.push(Err(std::io::Error::other(e.to_string())));
                 return false;
             }
@@ -296,18 +361,40 @@ impl PieceDecryptor {
     }
 }
 
+/// Reads a segment's ciphertext again with every shard checked.
+trait CheckedReader {
+    fn read_checked(
+        &self,
+        segment: u32,
+        window: std::ops::Range<u64>,
+    ) -> impl std::future::Future<Output = Result<(u64, BytesMut), SegmentError>> + Send;
+}
+
+impl CheckedReader for SegmentSource {
+    fn read_checked(
+        &self,
+        segment: u32,
+        window: std::ops::Range<u64>,
+    ) -> impl std::future::Future<Output = Result<(u64, BytesMut), SegmentError>> + Send {
+        self.read(segment, window, Check::Eagerly)
+    }
+}
+
 /// Puts decrypted pieces back in order: joins each chunk split between pieces
 /// (the only bytes copied) and stops at the first error.
-struct PieceJoiner {
+struct PieceJoiner<R> {
     decrypt: Arc<PieceDecryptor>,
-    /// Sealed bytes so far of chunk `carry_chunk`, which spans pieces.
+    source: Arc<R>,
+    /// Sealed bytes so far of chunk `carry_chunk`, which spans pieces, and where
+    /// they came from.
     carry: BytesMut,
+    carry_parts: Vec<Origin>,
     carry_chunk: Option<u64>,
     done: bool,
 }
 
-impl PieceJoiner {
-    fn join(&mut self, piece: DecryptedPiece) -> Vec<Result<Bytes, std::io::Error>> {
+impl<R: CheckedReader> PieceJoiner<R> {
+    async fn join(&mut self, piece: DecryptedPiece) -> Vec<Result<Bytes, std::io::Error>> {
         let mut out = Vec::new();
         if self.done {
             return out;
@@ -319,19 +406,41 @@ impl PieceJoiner {
             .filter(|_| !(self.carry.is_empty() && piece.head.is_empty()));
         if let Some(index) = carried {
             self.carry.extend_from_slice(&piece.head);
+            self.carry_parts.push(piece.head_origin);
             let sealed_len = self
                 .decrypt
                 .envelope
                 .sealed_chunk_len(index, self.decrypt.file_size);
             if (self.carry.len() as u64) < sealed_len {
                 // A chunk longer than this piece (tiny shards): more of it comes next.
-                self.carry.extend_from_slice(&tail);
+                if !tail.is_empty() {
+                    self.carry.extend_from_slice(&tail);
+                    self.carry_parts.push(piece.tail_origin);
+                }
                 return out;
             }
             let chunk = std::mem::take(&mut self.carry);
-            if !self.decrypt.open(index, chunk, &mut out) {
-                self.done = true;
-                return out;
+            let mut opened = Vec::new();
+            if self.decrypt.open(index, chunk, &mut opened, false) {
+                out.extend(opened);
+            } else {
+                // Which segment holds the bad bytes is unknown: read them all checked.
+                tracing::warn!(
+                    chunk = index,
+                    "a chunk failed authentication; reading it again with every shard checked"
+                );
+                let chunk = match self.read_carry_checked().await {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        self.done = true;
+                        out.push(Err(std::io::Error::other(e.to_string())));
+                        return out;
+                    }
+                };
+                if !self.decrypt.open(index, chunk, &mut out, true) {
+                    self.done = true;
+                    return out;
+                }
             }
         }
         let failed = piece.plain.iter().any(Result::is_err);
@@ -342,7 +451,24 @@ impl PieceJoiner {
         }
         self.carry_chunk = Some(next);
         self.carry = tail;
+        self.carry_parts = vec![piece.tail_origin];
         out
+    }
+
+    /// The carried chunk's bytes, read again with every shard BLAKE3-checked.
+    async fn read_carry_checked(&self) -> Result<BytesMut, SegmentError> {
+        let mut chunk = BytesMut::new();
+        for part in &self.carry_parts {
+            let (offset, mut bytes) = self
+                .source
+                .read_checked(part.segment, part.window.clone())
+                .await?;
+            let from = (part.bytes.start - offset) as usize;
+            let to = (part.bytes.end - offset) as usize;
+            bytes.truncate(to);
+            chunk.extend_from_slice(&bytes[from..]);
+        }
+        Ok(chunk)
     }
 }
 
@@ -398,58 +524,99 @@ mod tests {
     use zib_crypto::envelope::encrypt;
     use zib_crypto::DataKey;
 
-    /// Decrypts `window` of an envelope cut into pieces of `piece_len` bytes, as the
-    /// CDN does with segments (pieces start before the first needed chunk, as a
-    /// shard-aligned first segment does).
-    fn read_window(
-        plaintext: &[u8],
-        chunk_size: u32,
+    /// Serves "checked" re-reads from a copy of the envelope (what parity would give).
+    struct Pristine(Vec<u8>);
+
+    impl CheckedReader for Pristine {
+        async fn read_checked(
+            &self,
+            _segment: u32,
+            window: std::ops::Range<u64>,
+        ) -> Result<(u64, BytesMut), SegmentError> {
+            let bytes = &self.0[window.start as usize..window.end as usize];
+            Ok((window.start, BytesMut::from(bytes)))
+        }
+    }
+
+    /// Reads `window` of `plaintext`'s envelope cut into pieces of `piece_len` bytes
+    /// as the CDN reads segments (the first piece may start before the first needed
+    /// chunk), with `served` standing for what nodes hand out (maybe tampered) and a
+    /// pristine copy for checked re-reads.
+    async fn read_window(
+        served: &[u8],
+        pristine: &[u8],
+        plaintext_len: u64,
         piece_len: usize,
         window: std::ops::Range<u64>,
-    ) -> Result<Vec<u8>, String> {
-        let key = DataKey::from_bytes([7; 32]);
-        let header = Header {
-            chunk_size,
-            nonce_prefix: [1; 7],
-        };
+    ) -> Vec<Result<Bytes, std::io::Error>> {
+        let header = test_header();
         let envelope = header.layout();
-        let sealed = encrypt(&key, header, plaintext);
-        let size = plaintext.len() as u64;
-        let chunks = envelope.chunks_covering(window.clone(), size).unwrap();
+        let chunks = envelope
+            .chunks_covering(window.clone(), plaintext_len)
+            .unwrap();
         let cipher_start = envelope.chunk_offset(chunks.start);
         let decrypt = Arc::new(PieceDecryptor {
-            opener: Opener::new(&key, header),
+            opener: Opener::new(&test_key(), header),
             envelope,
-            file_size: size,
-            chunks: chunks.clone(),
+            file_size: plaintext_len,
+            chunks,
             window,
         });
+        let reader = Arc::new(Pristine(pristine.to_vec()));
         let mut joiner = PieceJoiner {
             decrypt: decrypt.clone(),
+            source: reader.clone(),
             carry: BytesMut::new(),
+            carry_parts: Vec::new(),
             carry_chunk: None,
             done: false,
         };
         let first = (cipher_start as usize / piece_len) * piece_len;
         let mut out = Vec::new();
-        for at in (first..sealed.len()).step_by(piece_len) {
-            let piece = &sealed[at..(at + piece_len).min(sealed.len())];
-            let decrypted = decrypt.decrypt(at as u64, BytesMut::from(piece));
-            for bytes in joiner.join(decrypted) {
-                out.extend_from_slice(&bytes.map_err(|e| e.to_string())?);
+        for (n, at) in (first..served.len()).step_by(piece_len).enumerate() {
+            let range = at as u64..(at + piece_len).min(served.len()) as u64;
+            let bytes = BytesMut::from(&served[range.start as usize..range.end as usize]);
+            let mut piece = decrypt.decrypt(n as u32, range.clone(), at as u64, bytes, false);
+            if piece.failed() {
+                let (offset, bytes) = reader.read_checked(n as u32, range.clone()).await.unwrap();
+                piece = decrypt.decrypt(n as u32, range, offset, bytes, true);
             }
+            out.extend(joiner.join(piece).await);
+            if joiner.done {
+                break;
+            }
+        }
+        out
+    }
+
+    fn test_key() -> DataKey {
+        DataKey::from_bytes([7; 32])
+    }
+
+    fn test_header() -> Header {
+        Header {
+            chunk_size: 64,
+            nonce_prefix: [1; 7],
+        }
+    }
+
+    fn concat(results: Vec<Result<Bytes, std::io::Error>>) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        for bytes in results {
+            out.extend_from_slice(&bytes.map_err(|e| e.to_string())?);
         }
         Ok(out)
     }
 
-    #[test]
-    fn pieces_of_any_size_decrypt_to_the_window() {
+    #[tokio::test]
+    async fn pieces_of_any_size_decrypt_to_the_window() {
         let plaintext: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
+        let sealed = encrypt(&test_key(), test_header(), &plaintext);
         for piece_len in [1, 17, 63, 64, 80, 81, 200, 1100] {
             for window in [0..1000, 0..1, 999..1000, 63..65, 64..128, 100..901] {
-                let got = read_window(&plaintext, 64, piece_len, window.clone()).unwrap();
+                let got = read_window(&sealed, &sealed, 1000, piece_len, window.clone()).await;
                 assert_eq!(
-                    got,
+                    concat(got).unwrap(),
                     &plaintext[window.start as usize..window.end as usize],
                     "piece {piece_len}, window {window:?}"
                 );
@@ -457,37 +624,35 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_tampered_chunk_ends_the_read_with_an_error() {
-        let key = DataKey::from_bytes([7; 32]);
-        let header = Header {
-            chunk_size: 64,
-            nonce_prefix: [1; 7],
-        };
-        let plaintext = vec![5u8; 300];
-        let mut sealed = encrypt(&key, header, &plaintext);
-        sealed[200] ^= 1;
-        let decrypt = Arc::new(PieceDecryptor {
-            opener: Opener::new(&key, header),
-            envelope: header.layout(),
-            file_size: 300,
-            chunks: 0..5,
-            window: 0..300,
-        });
-        let mut joiner = PieceJoiner {
-            decrypt: decrypt.clone(),
-            carry: BytesMut::new(),
-            carry_chunk: None,
-            done: false,
-        };
-        let mut results = Vec::new();
-        for at in (0..sealed.len()).step_by(100) {
-            let piece = &sealed[at..(at + 100).min(sealed.len())];
-            results.extend(joiner.join(decrypt.decrypt(at as u64, BytesMut::from(piece))));
+    #[tokio::test]
+    async fn a_tampered_byte_anywhere_is_read_again_checked() {
+        let plaintext: Vec<u8> = (0..700u32).map(|i| (i * 13 + 1) as u8).collect();
+        let sealed = encrypt(&test_key(), test_header(), &plaintext);
+        for piece_len in [50, 80, 100, 333] {
+            for flip in (0..sealed.len()).step_by(7) {
+                let mut served = sealed.clone();
+                served[flip] ^= 0x20;
+                let got = read_window(&served, &sealed, 700, piece_len, 0..700).await;
+                assert_eq!(
+                    concat(got).unwrap(),
+                    plaintext,
+                    "piece {piece_len}, flipped byte {flip}"
+                );
+            }
         }
-        let served: usize = results.iter().flatten().map(Bytes::len).sum();
-        assert!(results.last().is_some_and(Result::is_err));
-        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
-        assert!(served < 200, "nothing past the tampered chunk is served");
+    }
+
+    #[tokio::test]
+    async fn a_chunk_bad_even_when_checked_ends_the_read_with_an_error() {
+        let plaintext = vec![5u8; 300];
+        let mut sealed = encrypt(&test_key(), test_header(), &plaintext);
+        sealed[200] ^= 1;
+        for piece_len in [60, 100, 1000] {
+            let results = read_window(&sealed, &sealed, 300, piece_len, 0..300).await;
+            let served: usize = results.iter().flatten().map(Bytes::len).sum();
+            assert!(results.last().is_some_and(Result::is_err));
+            assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+            assert!(served < 200, "nothing past the tampered chunk is served");
+        }
     }
 }

@@ -3,7 +3,6 @@
 //! back to parity and rebuild. Wrong bytes never leave this module.
 
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -19,6 +18,13 @@ pub struct ShardLocation {
     pub online: bool,
     pub blob_id: BlobId,
     pub blake3: [u8; 32],
+}
+
+/// Whether data shards are BLAKE3-checked as they arrive or only after a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    Lazily,
+    Eagerly,
 }
 
 /// Everything needed to read one file's ciphertext.
@@ -67,10 +73,16 @@ impl SegmentSource {
     /// Ciphertext bytes of `segment` covering at least `window` (file offsets, within
     /// the segment): the file offset of the first byte, and the bytes in one buffer
     /// the caller owns, so it can decrypt them in place.
+    ///
+    /// `Check::Lazily` skips BLAKE3 on the data shards when they all arrive whole: the
+    /// caller decrypts them, and AES-GCM's tags authenticate every byte it serves; only
+    /// after a tag fails does it read again with `Check::Eagerly`, where BLAKE3 tells
+    /// which shard is corrupt (to read around it and queue its repair).
     pub async fn read(
-        self: Arc<Self>,
+        &self,
         segment: u32,
         window: Range<u64>,
+        check: Check,
     ) -> Result<(u64, BytesMut), SegmentError> {
         let seg_range = self.layout.segment_range(segment);
         let shard_len = self.layout.shard_len(segment);
@@ -81,7 +93,7 @@ impl SegmentSource {
         let end_in_seg = ((last as u64 + 1) * shard_len).min(seg_len);
 
         let wanted: Vec<usize> = (first..=last).collect();
-        let fetched = match self.fetch_contiguous(segment, &wanted).await {
+        let fetched = match self.fetch_contiguous(segment, &wanted, check).await {
             Ok(mut joined) => {
                 // The last data shard of a segment carries zero padding past its end.
                 joined.truncate((end_in_seg - start_in_seg) as usize);
@@ -127,6 +139,7 @@ impl SegmentSource {
         &self,
         segment: u32,
         indices: &[usize],
+        check: Check,
     ) -> Result<BytesMut, Vec<Option<BytesMut>>> {
         let expected_len = self.layout.shard_len(segment) as usize;
         let mut whole = BytesMut::with_capacity(expected_len * indices.len());
@@ -143,7 +156,8 @@ impl SegmentSource {
                 .zip(regions)
                 .map(|(&i, mut region)| async move {
                     let loc = row.get(i)?.as_ref()?;
-                    self.fetch_verified(segment, i, loc, &mut region).await?;
+                    self.fetch_checked(segment, i, loc, &mut region, check)
+                        .await?;
                     Some(region)
                 }),
         )
@@ -167,21 +181,23 @@ impl SegmentSource {
         join_all(indices.iter().map(|&i| async move {
             let loc = row.get(i)?.as_ref()?;
             let mut buf = BytesMut::with_capacity(expected_len);
-            self.fetch_verified(segment, i, loc, &mut buf).await?;
+            self.fetch_checked(segment, i, loc, &mut buf, Check::Eagerly)
+                .await?;
             Some(buf)
         }))
         .await
     }
 
     /// Appends one shard to `buf` (whose spare capacity is exactly the shard's length)
-    /// and checks its length and BLAKE3; `None`, logged, if it is missing, slow or
-    /// corrupt (a corrupt one is queued for repair).
-    async fn fetch_verified(
+    /// and checks its length (and BLAKE3, eagerly); `None`, logged, if it is missing,
+    /// slow or corrupt (a corrupt one is queued for repair).
+    async fn fetch_checked(
         &self,
         segment: u32,
         index: usize,
         loc: &ShardLocation,
         buf: &mut BytesMut,
+        check: Check,
     ) -> Option<()> {
         if !loc.online {
             return None;
@@ -189,6 +205,7 @@ impl SegmentSource {
         let url = loc.node_url.as_ref()?;
         let expected_len = buf.capacity() - buf.len();
         match self.fetch_one(url, loc.blob_id, buf, expected_len).await {
+            Ok(()) if check == Check::Lazily => Some(()),
             Ok(()) if *blake3::hash(buf).as_bytes() == loc.blake3 => Some(()),
             Ok(()) => {
                 tracing::warn!(
