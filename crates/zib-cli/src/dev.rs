@@ -2,6 +2,7 @@
 //! with working credentials. Restarting on the same directory keeps every file.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -177,6 +178,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding a node port")?;
+        let node_dir = data_dir.clone();
+        server.add_local_node(
+            node_id.clone(),
+            Arc::new(move |blob| zib_node::blob_path(&node_dir, blob)),
+        );
         let node = zib_node::start(
             NodeConfig {
                 node_id: Some(node_id),

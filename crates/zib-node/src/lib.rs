@@ -29,6 +29,7 @@ use zib_proto::NodeId;
 
 pub use error::NodeError;
 pub use rpc::RpcError;
+pub use store::blob_path;
 
 use crate::state::NodeState;
 use crate::store::BlobStore;

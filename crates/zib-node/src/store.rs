@@ -28,6 +28,12 @@ const STALE_INCOMING_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// after that the signature check alone refuses the token.
 const USED_TOKEN_GRACE_SECS: u64 = 24 * 3600;
 
+/// Where a node with data directory `root` keeps a committed blob.
+pub fn blob_path(root: &Path, blob: BlobId) -> PathBuf {
+    let name = blob.to_string();
+    root.join("blobs").join(&name[..2]).join(name)
+}
+
 pub struct BlobStore {
     root: PathBuf,
     used: AtomicU64,
@@ -59,8 +65,7 @@ impl BlobStore {
     }
 
     pub fn blob_path(&self, blob: BlobId) -> PathBuf {
-        let name = blob.to_string();
-        self.root.join("blobs").join(&name[..2]).join(name)
+        blob_path(&self.root, blob)
     }
 
     pub fn partial_path(&self, blob: BlobId) -> PathBuf {
