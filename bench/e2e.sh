@@ -6,7 +6,10 @@
 #   bench/e2e.sh [SIZE_MIB]      (default 1024; run with 4096 to check memory stays flat)
 #
 # Prints MB/s, ratios to the baselines, and peak RSS of the zib dev process (server +
-# 6 nodes in one process) and of the uploading client, from /usr/bin/time -v.
+# 6 nodes in one process) and of the uploading client, from /usr/bin/time -v. The
+# download is timed twice: as zib dev serves it (the CDN reads its in-process nodes'
+# disks) and with --shards-over-http (shards fetched over loopback HTTP, the path of
+# a cluster of separate hosts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
@@ -77,6 +80,19 @@ stored=$(du -sb "$work/dev/nodes" | cut -f1)
 pkill -INT -P "$dev_pid" zib || true
 wait "$dev_pid" || true
 dev_rss=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$work/dev.log")
+
+# The same file again, the CDN fetching shards over loopback HTTP as in a cluster of
+# separate hosts (zib dev otherwise reads its in-process nodes' disks directly).
+rm -f "$work/dev/credentials.json"
+"$zib" dev --data-dir "$work/dev" --listen 127.0.0.1:0 --nodes 6 --shards-over-http \
+  2> "$work/dev-http.log" & http_pid=$!
+for _ in $(seq 1 600); do [ -f "$work/dev/credentials.json" ] && break; sleep 0.1; done
+api=$(python3 -c "import json; print(json.load(open('$work/dev/credentials.json'))['api_url'])")
+http_url="$api/objects/$(python3 -c "import json; print(json.load(open('$work/upload.json'))['file_id'])")"
+for _ in $(seq 1 100); do curl -sfI "$http_url" >/dev/null && break; sleep 0.1; done
+down_http=$(best_download "$http_url")
+curl -s "$http_url" | cmp -s "$work/src.bin" - && same_http=yes || same_http=NO
+kill -INT "$http_pid"; wait "$http_pid" || true
 cli_rss=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$work/upload.time")
 
 cat <<REPORT
@@ -86,6 +102,7 @@ raw disk write (dd)      $disk MB/s
 static server (nginx)    $static MB/s
 zib upload               $up MB/s   ratio to raw disk: $(python3 -c "print(f'{$up/$disk:.2f}')")  (target >= 0.3)
 zib download (CDN)       $down MB/s   ratio to nginx: $(python3 -c "print(f'{$down/$static:.2f}')")  (target >= 0.5)
+  shards over HTTP       $down_http MB/s   ratio to nginx: $(python3 -c "print(f'{$down_http/$static:.2f}')")  (byte-identical: $same_http; zib dev --shards-over-http)
 peak RSS zib dev         ${dev_rss} MiB (server + 6 nodes; target < 300)
 peak RSS zib upload      ${cli_rss} MiB
 bytes on nodes / bytes   $(python3 -c "print(f'{$stored/$bytes:.2f}')") (shards (k+m)/k; the originator drops its full envelope once the file is safe)

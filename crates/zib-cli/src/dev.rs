@@ -26,6 +26,10 @@ pub struct DevArgs {
     /// Storage nodes to run (erasure 4+2 from 6 nodes up).
     #[arg(long, default_value_t = 6)]
     nodes: usize,
+    /// Have the CDN fetch shards from the nodes over HTTP, as in a cluster of
+    /// separate hosts, instead of reading the in-process nodes' disks directly.
+    #[arg(long)]
+    shards_over_http: bool,
 }
 
 /// Generated once per data directory.
@@ -178,11 +182,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding a node port")?;
-        let node_dir = data_dir.clone();
-        server.add_local_node(
-            node_id.clone(),
-            Arc::new(move |blob| zib_node::blob_path(&node_dir, blob)),
-        );
+        if !args.shards_over_http {
+            let node_dir = data_dir.clone();
+            server.add_local_node(
+                node_id.clone(),
+                Arc::new(move |blob| zib_node::blob_path(&node_dir, blob)),
+            );
+        }
         let node = zib_node::start(
             NodeConfig {
                 node_id: Some(node_id),
