@@ -215,9 +215,7 @@
 
   /**
    * Something with a size that reads plaintext ranges in order: `open(start, end)` gives a
-   * reader whose `read(n)` resolves the next n bytes (fewer only at the end). A reader may
-   * have `release(bytes)`: the caller is done with what `read` gave, and its memory can be
-   * read into again.
+   * reader whose `read(n)` resolves the next n bytes (fewer only at the end).
    */
   function toSource(file) {
     if (file && typeof file === 'object' && typeof file.slice === 'function' &&
@@ -225,11 +223,7 @@
       return {
         size: file.size,
         open: function (start, end) {
-          if (typeof file.stream !== 'function') return blobSliceReader(file, start, end);
-          var slice = file.slice(start, end);
-          // A BYOB reader only when no other stream is open; others opened meanwhile wait
-          // for it to finish (see blobByobReader).
-          return (openStreams === 0 && blobByobReader(slice)) || blobStreamReader(slice);
+          return typeof file.stream === 'function' ? blobStreamReader(file.slice(start, end)) : blobSliceReader(file, start, end);
         },
       };
     }
@@ -255,105 +249,6 @@
     };
   }
 
-  /** Blob streams this SDK is reading now, in this page or worker. */
-  var openStreams = 0;
-  /** While a BYOB stream is open: resolves when it closes. Other streams wait for it. */
-  var byobClosed = null;
-
-  /** Counts a stream as open until it ends, fails or is cancelled; `onClose` runs once. */
-  function trackOpen(onClose) {
-    openStreams++;
-    var open = true;
-    return function closed() {
-      if (open) {
-        open = false;
-        openStreams--;
-        if (onClose) onClose();
-      }
-    };
-  }
-
-  /**
-   * Reads a Blob's byte stream straight into buffers the caller hands back with `release`:
-   * no ArrayBuffer is allocated per chunk once the pool is warm. That allocation (and the
-   * garbage it makes) was most of the cost of reading a Blob with the default reader in
-   * Chromium: BYOB reads run several times faster. Null where byte streams are missing.
-   * Never read alongside another Blob stream of the SDK: in Chromium 156, when slices of
-   * one just-built Blob were streamed at once (BYOB with BYOB, or BYOB with default readers)
-   * while WebCrypto worked, a BYOB read sometimes never resolved. One BYOB stream alone, and
-   * default readers together, never hung.
-   */
-  function blobByobReader(blob) {
-    var stream = blob.stream();
-    var reader;
-    try {
-      reader = stream.getReader({ mode: 'byob' });
-    } catch (_) {
-      stream.cancel().catch(function () {});
-      return null;
-    }
-    var done;
-    byobClosed = new Promise(function (resolve) {
-      done = resolve;
-    });
-    var closed = trackOpen(function () {
-      byobClosed = null;
-      done();
-    });
-    var handedOut = 0;
-    var free = []; // ArrayBuffers nobody looks at any more
-    var tail = Promise.resolve();
-    var ended = false;
-    return {
-      /** Calls may overlap: each read starts when the previous one has its bytes. */
-      read: function (n) {
-        var result = tail.then(function () {
-          return fill(n);
-        });
-        tail = result.then(function (bytes) {
-          handedOut += bytes.byteLength;
-          if (ended || handedOut >= blob.size) closed();
-        }, closed);
-        return result;
-      },
-      release: function (bytes) {
-        if (bytes && bytes.byteOffset === 0 && free.length < MAX_CHUNKS_IN_FLIGHT) free.push(bytes.buffer);
-      },
-      cancel: function () {
-        free = [];
-        closed();
-        reader.cancel().catch(function () {});
-      },
-    };
-
-    function takeBuffer(n) {
-      while (free.length) {
-        var buf = free.pop();
-        if (buf.byteLength >= n) return buf;
-      }
-      return new ArrayBuffer(n);
-    }
-
-    function fill(n) {
-      if (n === 0 || ended) return Promise.resolve(new Uint8Array(0));
-      var buf = takeBuffer(n);
-      var filled = 0;
-      function step() {
-        // The read transfers `buf`: what comes back is the same memory in a new ArrayBuffer.
-        return reader.read(new Uint8Array(buf, filled, n - filled)).then(function (r) {
-          if (r.done) {
-            ended = true;
-            return r.value ? new Uint8Array(r.value.buffer, 0, filled) : new Uint8Array(0);
-          }
-          buf = r.value.buffer;
-          filled += r.value.byteLength;
-          return filled === n ? new Uint8Array(buf, 0, n) : step();
-        });
-      }
-      return step();
-    }
-  }
-
   /**
    * Reads a Blob through one stream per part: one Blob.slice per part, then the browser's
    * own read-ahead. Several times faster than a slice().arrayBuffer() per slab, whose every
@@ -361,24 +256,18 @@
    */
   function blobStreamReader(blob) {
     var reader = blob.stream().getReader();
-    var closed = trackOpen();
-    var handedOut = 0;
     var leftover = null;
-    var tail = byobClosed || Promise.resolve(); // never alongside a BYOB stream
+    var tail = Promise.resolve();
     return {
       /** Calls may overlap: each read starts when the previous one has its bytes. */
       read: function (n) {
         var result = tail.then(function () {
           return readNow(n);
         });
-        tail = result.then(function (bytes) {
-          handedOut += bytes.byteLength;
-          if (bytes.byteLength < n || handedOut >= blob.size) closed();
-        }, closed);
+        tail = result.then(null, function () {});
         return result;
       },
       cancel: function () {
-        closed();
         reader.cancel().catch(function () {});
       },
     };
@@ -612,21 +501,12 @@
             kind: 'config',
           });
         }
-        return seal(i, bytes).then(function (sealed) {
-          // WebCrypto copied the plaintext when called; waiting for the result as well
-          // keeps this safe where it would not have.
-          if (reader.release) reader.release(bytes);
-          return sealed;
-        });
+        return seal(i, bytes);
       }).then(function (sealed) {
         if (onSealed) onSealed(want);
         return new Uint8Array(sealed);
       });
-      // Started ahead: a failure surfaces when it is awaited. It stops the reading at once,
-      // so the stream counts as closed even if nobody awaits this chunk.
-      p.catch(function () {
-        if (reader) reader.cancel();
-      });
+      p.catch(function () {}); // started ahead: a failure surfaces when it is awaited
       return p;
     }
 
@@ -746,10 +626,7 @@
           return step();
         });
       }
-      return step().catch(function (err) {
-        pieces.cancel();
-        throw err;
-      });
+      return step();
     });
   }
 
