@@ -170,25 +170,32 @@ pub async fn run(args: DevArgs) -> Result<()> {
         webhook_secret_overlap_secs: env.webhook_secret_overlap_secs,
         ..ServerFileConfig::default()
     };
-    let config = server_config(&file, addr)?;
+    let nodes_dir = dir.join("nodes");
+    let node_ids = node_ids(&nodes_dir, args.nodes)?;
+    let mut config = server_config(&file, addr)?;
+    if !args.shards_over_http {
+        config.local_nodes = Arc::new(
+            node_ids
+                .iter()
+                .map(|id| {
+                    let node_dir = nodes_dir.join(id.as_str());
+                    let blob_path: zib_server::LocalBlobPath =
+                        Arc::new(move |blob| zib_node::blob_path(&node_dir, blob));
+                    (id.clone(), blob_path)
+                })
+                .collect(),
+        );
+    }
     let server = zib_server::start(config, listener).await?;
 
-    let nodes_dir = dir.join("nodes");
     let mut nodes = Vec::new();
-    for node_id in node_ids(&nodes_dir, args.nodes)? {
+    for node_id in node_ids {
         let data_dir = nodes_dir.join(node_id.as_str());
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding a node port")?;
-        if !args.shards_over_http {
-            let node_dir = data_dir.clone();
-            server.add_local_node(
-                node_id.clone(),
-                Arc::new(move |blob| zib_node::blob_path(&node_dir, blob)),
-            );
-        }
         let node = zib_node::start(
             NodeConfig {
                 node_id: Some(node_id),

@@ -1,11 +1,17 @@
 //! Server configuration. Every key is documented in `docs/operations.md`; the `zib`
 //! binary fills this from TOML plus `ZIB_*` environment overrides.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use zib_crypto::{CapabilitySigner, MasterKey};
-use zib_proto::ErasureParams;
+use zib_proto::{BlobId, ErasureParams, NodeId};
+
+/// Where an in-process node keeps a blob on disk.
+pub type LocalBlobPath = Arc<dyn Fn(BlobId) -> PathBuf + Send + Sync>;
+pub type LocalNodes = HashMap<NodeId, LocalBlobPath>;
 
 pub struct ServerConfig {
     /// SQLite database file of the metadata store.
@@ -65,6 +71,9 @@ pub struct ServerConfig {
     /// Allow webhook targets on loopback, private and link-local addresses. Off in
     /// production (SSRF); `zib dev` turns it on so local receivers work.
     pub allow_private_webhook_targets: bool,
+    /// Nodes running in this process (`zib dev`): the CDN reads their shards from
+    /// their disks instead of over loopback HTTP (they still serve everyone else).
+    pub local_nodes: Arc<LocalNodes>,
 }
 
 /// The default retry delays: exponential-ish, about 1 h 13 min before giving up,
@@ -117,6 +126,7 @@ impl ServerConfig {
             webhook_poll_interval: Duration::from_secs(1),
             webhook_secret_overlap: Duration::from_secs(24 * 3600),
             allow_private_webhook_targets: false,
+            local_nodes: Arc::default(),
         }
     }
 }

@@ -27,9 +27,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tower_http::cors::{Any, CorsLayer};
 use zib_meta::Store;
-use zib_proto::NodeId;
 
-pub use config::ServerConfig;
+pub use config::{LocalBlobPath, LocalNodes, ServerConfig};
 pub use error::ApiError;
 use state::{AppState, Inner};
 
@@ -49,7 +48,6 @@ pub enum StartError {
 /// A server running on its own tasks.
 pub struct RunningServer {
     pub addr: SocketAddr,
-    state: AppState,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
     stop_workers: watch::Sender<bool>,
@@ -57,20 +55,6 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Declares a node that runs in this process: the CDN then reads its shards
-    /// from `blob_path` directly, without a loopback HTTP hop (the node still
-    /// serves them over HTTP to everyone else).
-    pub fn add_local_node(&self, node: NodeId, blob_path: state::LocalBlobPath) {
-        match self.state.local_nodes.write() {
-            Ok(mut nodes) => {
-                nodes.insert(node, blob_path);
-            }
-            Err(poisoned) => {
-                poisoned.into_inner().insert(node, blob_path);
-            }
-        }
-    }
-
     /// Stops accepting, lets in-flight requests finish.
     pub async fn stop(self) {
         let _ = self.stop_workers.send(true);
@@ -143,12 +127,11 @@ pub async fn start(
         config,
         store,
         http,
-        local_nodes: Default::default(),
     }));
     let addr = listener.local_addr()?;
     let (stop_workers, workers_rx) = watch::channel(false);
     let workers = workers::spawn_all(&state, &workers_rx);
-    let app = router(state.clone());
+    let app = router(state);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -163,7 +146,6 @@ pub async fn start(
     tracing::info!(%addr, "server listening");
     Ok(RunningServer {
         addr,
-        state,
         shutdown: tx,
         task,
         stop_workers,

@@ -1,12 +1,9 @@
 //! Shared state handed to every handler.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use zib_meta::Store;
-use zib_proto::{BlobId, NodeId};
 
 use crate::config::ServerConfig;
 
@@ -18,14 +15,7 @@ pub struct Inner {
     pub store: Store,
     /// For node RPC and shard reads.
     pub http: reqwest::Client,
-    /// Nodes running in this process (`zib dev`), whose shards the CDN reads from
-    /// their disks instead of over loopback HTTP.
-    pub local_nodes: std::sync::RwLock<LocalNodes>,
 }
-
-/// Where an in-process node keeps a blob on disk.
-pub type LocalBlobPath = Arc<dyn Fn(BlobId) -> PathBuf + Send + Sync>;
-pub type LocalNodes = HashMap<NodeId, LocalBlobPath>;
 
 impl std::ops::Deref for AppState {
     type Target = Inner;

@@ -515,10 +515,7 @@ async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSo
         store: state.store.clone(),
         cluster_token: state.config.cluster_token.clone(),
         timeout: state.config.shard_fetch_timeout,
-        local_nodes: match state.local_nodes.read() {
-            Ok(nodes) => nodes.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        },
+        local_nodes: state.config.local_nodes.clone(),
     })
 }
 

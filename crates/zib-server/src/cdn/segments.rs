@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -12,7 +13,7 @@ use futures::future::join_all;
 use zib_erasure::{Codec, Layout};
 use zib_proto::{BlobId, NodeId};
 
-use crate::state::LocalNodes;
+use crate::config::LocalNodes;
 
 /// Where one shard lives, and whether its holder is believed online.
 #[derive(Clone, Debug)]
@@ -43,7 +44,7 @@ pub struct SegmentSource {
     pub cluster_token: String,
     pub timeout: Duration,
     /// Nodes in this process, read from disk instead of over HTTP.
-    pub local_nodes: LocalNodes,
+    pub local_nodes: Arc<LocalNodes>,
 }
 
 #[derive(Debug, thiserror::Error)]
