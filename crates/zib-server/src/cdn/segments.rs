@@ -163,7 +163,7 @@ impl SegmentSource {
                 .zip(regions)
                 .map(|(&i, mut region)| async move {
                     let loc = row.get(i)?.as_ref()?;
-                    self.fetch_checked(segment, i, loc, &mut region, check)
+                    self.fetch_checked(segment, i, loc, &mut region, expected_len, check)
                         .await?;
                     Some(region)
                 }),
@@ -188,29 +188,29 @@ impl SegmentSource {
         join_all(indices.iter().map(|&i| async move {
             let loc = row.get(i)?.as_ref()?;
             let mut buf = BytesMut::with_capacity(expected_len);
-            self.fetch_checked(segment, i, loc, &mut buf, Check::Eagerly)
+            self.fetch_checked(segment, i, loc, &mut buf, expected_len, Check::Eagerly)
                 .await?;
             Some(buf)
         }))
         .await
     }
 
-    /// Appends one shard to `buf` (whose spare capacity is exactly the shard's length)
-    /// and checks its length (and BLAKE3, eagerly); `None`, logged, if it is missing,
-    /// slow or corrupt (a corrupt one is queued for repair).
+    /// Appends one shard of `expected_len` bytes to `buf` (empty, with that much
+    /// capacity) and checks its length (and BLAKE3, eagerly); `None`, logged, if it is
+    /// missing, slow or corrupt (a corrupt one is queued for repair).
     async fn fetch_checked(
         &self,
         segment: u32,
         index: usize,
         loc: &ShardLocation,
         buf: &mut BytesMut,
+        expected_len: usize,
         check: Check,
     ) -> Option<()> {
         if !loc.online {
             return None;
         }
         let url = loc.node_url.as_ref()?;
-        let expected_len = buf.capacity() - buf.len();
         let fetched = match self.local_nodes.get(&loc.node_id) {
             Some(blob_path) => {
                 self.read_local(blob_path(loc.blob_id), buf, expected_len)
@@ -259,9 +259,8 @@ impl SegmentSource {
                         "shard has {len} bytes, not {expected_len}"
                     )));
                 }
-                let start = region.len();
-                region.resize(start + expected_len, 0);
-                file.read_exact(&mut region[start..])
+                region.resize(expected_len, 0);
+                file.read_exact(&mut region)
             })();
             (region, result)
         });
