@@ -146,7 +146,6 @@ async fn plaintext_stream(
     let chunks = envelope
         .chunks_covering(window.clone(), file.size)
         .map_err(|e| InternalError::Other(e.to_string()))?;
-    let last_chunk = envelope.chunk_count(file.size) - 1;
     let cipher_start = envelope.chunk_offset(chunks.start);
     let cipher_end = envelope.chunk_offset(chunks.end - 1)
         + envelope.sealed_chunk_len(chunks.end - 1, file.size);
@@ -170,7 +169,7 @@ async fn plaintext_stream(
         opener,
         envelope,
         file_size: file.size,
-        chunks: chunks.start..(last_chunk + 1).min(chunks.end),
+        chunks,
         window,
     });
     let joiner = PieceJoiner {
@@ -399,6 +398,7 @@ impl<R: CheckedReader> PieceJoiner<R> {
         if self.done {
             return out;
         }
+        let failed = piece.failed();
         let (next, tail) = piece.tail;
         // (No carry and no head: the carried chunk starts exactly at this piece.)
         let carried = self
@@ -412,11 +412,8 @@ impl<R: CheckedReader> PieceJoiner<R> {
                 .envelope
                 .sealed_chunk_len(index, self.decrypt.file_size);
             if (self.carry.len() as u64) < sealed_len {
-                // A chunk longer than this piece (tiny shards): more of it comes next.
-                if !tail.is_empty() {
-                    self.carry.extend_from_slice(&tail);
-                    self.carry_parts.push(piece.tail_origin);
-                }
+                // A chunk longer than this piece (tiny shards): the whole piece was its
+                // head, and more of it comes next.
                 return out;
             }
             let chunk = std::mem::take(&mut self.carry);
@@ -443,7 +440,6 @@ impl<R: CheckedReader> PieceJoiner<R> {
                 }
             }
         }
-        let failed = piece.plain.iter().any(Result::is_err);
         out.extend(piece.plain);
         if failed || next >= self.decrypt.chunks.end {
             self.done = true;
