@@ -424,10 +424,11 @@ fn orphan_blobs_are_collected_and_referenced_ones_never() {
         .collect();
 
     // Bytes a crash left behind: stored under an id no metadata knows.
-    let orphan = uuid::Uuid::new_v4().to_string();
-    let dir = cluster.node_dir(1).join("blobs").join(&orphan[..2]);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(&orphan), b"left over by a crash").unwrap();
+    let orphan_id = zib_proto::BlobId::new_random();
+    let orphan = orphan_id.to_string();
+    let path = zib_node::blob_path(cluster.node_dir(1), orphan_id);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"left over by a crash").unwrap();
     assert!(cluster.blob_locations().contains_key(&orphan));
 
     wait_for("orphan collected", Duration::from_secs(30), || {
