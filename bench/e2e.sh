@@ -54,10 +54,15 @@ best_download() {
 }
 static=$(best_download http://127.0.0.1:18089/src.bin)
 
+# zib dev writes credentials.json once its nodes are up.
+wait_for_credentials() {
+  for _ in $(seq 1 600); do [ -f "$work/dev/credentials.json" ] && break; sleep 0.1; done
+}
+
 # zib dev, measured by /usr/bin/time -v.
 /usr/bin/time -v "$zib" dev --data-dir "$work/dev" --listen 127.0.0.1:0 --nodes 6 \
   2> "$work/dev.log" & dev_pid=$!
-for _ in $(seq 1 600); do [ -f "$work/dev/credentials.json" ] && break; sleep 0.1; done
+wait_for_credentials
 eval "$(python3 -c "
 import json; c = json.load(open('$work/dev/credentials.json'))
 print(f\"export ZIB_API_URL={c['api_url']} ZIB_ACCESS_KEY={c['access_key']} ZIB_SECRET_KEY={c['secret_key']}\")")"
@@ -86,7 +91,7 @@ dev_rss=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$work/d
 rm -f "$work/dev/credentials.json"
 "$zib" dev --data-dir "$work/dev" --listen 127.0.0.1:0 --nodes 6 --shards-over-http \
   2> "$work/dev-http.log" & http_pid=$!
-for _ in $(seq 1 600); do [ -f "$work/dev/credentials.json" ] && break; sleep 0.1; done
+wait_for_credentials
 api=$(python3 -c "import json; print(json.load(open('$work/dev/credentials.json'))['api_url'])")
 http_url="$api/objects/$(python3 -c "import json; print(json.load(open('$work/upload.json'))['file_id'])")"
 for _ in $(seq 1 100); do curl -sfI "$http_url" >/dev/null && break; sleep 0.1; done
