@@ -40,6 +40,8 @@
   var SEAL_WINDOW_BYTES = 4 * 1024 * 1024;
   /** Bounds the promises in flight when chunks are tiny. */
   var MAX_CHUNKS_IN_FLIGHT = 64;
+  /** Plaintext read at once, a run of whole chunks: fewer, larger reads and worker messages. */
+  var READ_RUN_BYTES = 1024 * 1024;
   /** Sealed bytes gathered into one Blob before it joins the request body: the renderer
    * hands Blob data to the browser's blob store, so the JS heap holds one slab at a time. */
   var BLOB_BATCH_BYTES = 8 * 1024 * 1024;
@@ -222,8 +224,10 @@
         typeof file.size === 'number' && typeof file.arrayBuffer === 'function') {
       return {
         size: file.size,
-        open: function (start, end) {
-          return typeof file.stream === 'function' ? blobStreamReader(file.slice(start, end)) : blobSliceReader(file, start, end);
+        open: function (start, end, readSize) {
+          if (typeof file.stream !== 'function') return blobSliceReader(file, start, end);
+          var slice = file.slice(start, end);
+          return useByob(readSize) ? blobByobReader(slice) : blobStreamReader(slice);
         },
       };
     }
@@ -298,6 +302,191 @@
       }
       return step();
     }
+  }
+
+  // --- BYOB reads of Blobs (browsers) ---
+  //
+  // A default reader hands every piece of a Blob's stream over in a freshly allocated
+  // ArrayBuffer (up to 2 MiB in Chromium): allocating and page-faulting that memory cost more
+  // than the AES-GCM itself. A BYOB reader fills buffers we hand back, so the memory is
+  // reused and reading a Blob costs a fraction of sealing it (docs/sdk.md, "Performance").
+  //
+  // Chromium 156 has a BYOB bug: a read can stay pending forever (never resolve, never
+  // fail). It showed (a) when several BYOB streams over one Blob were read at once, and
+  // (b) on the first read of a just-built Blob. Hence: one BYOB stream at a time in a page
+  // (the others wait their turn: sealing is CPU-bound, so parts lose nothing by taking
+  // turns), a one-byte read first that returns once the Blob is fully built, and a
+  // watchdog: a read that makes no progress for byobState.stallMs is abandoned, and the rest
+  // of the Blob is read with a default reader, as is every Blob after it in this page.
+
+  /** Chunks smaller than this would mean one BYOB read per small chunk: default reader. */
+  var BYOB_MIN_READ = 64 * 1024;
+  var byobState = {
+    /** A BYOB read that makes no progress for this long is abandoned. */
+    stallMs: 3000,
+    /** Resolves when the BYOB stream reading now has ended: the next one's turn. */
+    lane: Promise.resolve(),
+    /** Set once a BYOB read stalled in this page: default readers from then on. */
+    stalled: false,
+    /** BYOB reads abandoned by the watchdog (the bench and tests read it). */
+    stalls: 0,
+  };
+
+  function useByob(readSize) {
+    return !isNode() && !byobState.stalled && readSize >= BYOB_MIN_READ &&
+      typeof ReadableStreamBYOBReader === 'function';
+  }
+
+  /** Waits for the BYOB lane; resolves to the function that hands it on (idempotent). */
+  function takeByobLane() {
+    var handOn;
+    var mine = new Promise(function (resolve) {
+      handOn = resolve;
+    });
+    var turn = byobState.lane;
+    byobState.lane = turn.then(function () {
+      return mine;
+    });
+    return turn.then(function () {
+      return function () {
+        handOn();
+      };
+    });
+  }
+
+  /**
+   * Reads `blob` in order with a BYOB reader: `read(n)` resolves the next n bytes (fewer
+   * only at the end) in a buffer that is read into again once the caller has called
+   * `release` on it. Falls back to blobStreamReader if the stream is not a byte stream or a
+   * read stalls.
+   */
+  function blobByobReader(blob) {
+    var reader = null; // the BYOB reader, once the lane is ours
+    var fallback = null; // the default reader taking over, if any
+    var handOnLane = null;
+    var delivered = 0; // bytes handed out by read()
+    var ended = false;
+    var free = []; // released ArrayBuffers, read into again
+    var own = typeof WeakSet === 'function' ? new WeakSet() : null; // buffers read() handed out whole
+    var tail = takeByobLane().then(function (handOn) {
+      handOnLane = handOn;
+      if (ended) return finish();
+      // Returns once the Blob is fully built: see (b) above.
+      return blob.size === 0 ? null : blob.slice(blob.size - 1).arrayBuffer().then(function () {
+        try {
+          reader = blob.stream().getReader({ mode: 'byob' });
+        } catch (_) {
+          fallback = blobStreamReader(blob);
+          finish();
+        }
+      }, function (err) {
+        finish();
+        throw err;
+      });
+    });
+
+    /** Gives up the lane and this reader's buffers: the stream is done or abandoned. */
+    function finish() {
+      free = [];
+      if (handOnLane) handOnLane();
+    }
+
+    function takeBuffer(n) {
+      while (free.length) {
+        var buf = free.pop();
+        if (buf.byteLength >= n) return buf;
+      }
+      return new ArrayBuffer(n);
+    }
+
+    /** reader.read(view), or {stalled: true} if it makes no progress in BYOB_STALL_MS. */
+    function readOrStall(view) {
+      var timer;
+      var stall = new Promise(function (resolve) {
+        timer = setTimeout(function () {
+          resolve({ stalled: true });
+        }, byobState.stallMs);
+      });
+      return Promise.race([reader.read(view), stall]).then(function (r) {
+        clearTimeout(timer);
+        return r;
+      }, function (err) {
+        clearTimeout(timer);
+        throw err;
+      });
+    }
+
+    function handOut(buffer, len) {
+      if (own) own.add(buffer);
+      return new Uint8Array(buffer, 0, len);
+    }
+
+    /** The next n bytes from the BYOB reader, or from the fallback after a stall. */
+    function readNow(n) {
+      if (fallback) return fallback.read(n);
+      if (n === 0 || ended) return Promise.resolve(new Uint8Array(0));
+      var buf = takeBuffer(n);
+      var filled = 0;
+      function step() {
+        // The read transfers `buf`: what comes back is the same memory in a new ArrayBuffer.
+        return readOrStall(new Uint8Array(buf, filled, n - filled)).then(function (r) {
+          if (r.stalled) {
+            byobState.stalled = true;
+            byobState.stalls++;
+            reader.cancel().catch(function () {});
+            // Whatever the stalled read filled is lost with its buffer: read from `delivered`.
+            fallback = blobStreamReader(blob.slice(delivered));
+            finish();
+            return fallback.read(n);
+          }
+          if (r.done) {
+            ended = true;
+            finish();
+            return r.value ? handOut(r.value.buffer, filled) : new Uint8Array(0);
+          }
+          buf = r.value.buffer;
+          filled += r.value.byteLength;
+          return filled === n ? handOut(buf, n) : step();
+        });
+      }
+      return step();
+    }
+
+    return {
+      /** Calls may overlap: each read starts when the previous one has its bytes. */
+      read: function (n) {
+        var result = tail.then(function () {
+          return readNow(n);
+        });
+        tail = result.then(function (bytes) {
+          delivered += bytes.byteLength;
+          if (!fallback && delivered >= blob.size && !ended) {
+            ended = true;
+            reader.cancel().catch(function () {});
+            finish();
+          }
+        }, function () {
+          ended = true;
+          if (reader) reader.cancel().catch(function () {});
+          finish();
+        });
+        return result;
+      },
+      /** Whether `bytes` (from read) has a buffer of its own, which may be transferred. */
+      lends: function (bytes) {
+        return !!own && own.has(bytes.buffer) && bytes.byteOffset === 0;
+      },
+      /** The caller no longer needs `bytes` (WebCrypto copies its input when called). */
+      release: function (bytes) {
+        if (!fallback && !ended && bytes.byteOffset === 0 && free.length < 8) free.push(bytes.buffer);
+      },
+      cancel: function () {
+        ended = true;
+        if (fallback) fallback.cancel();
+        if (reader) reader.cancel().catch(function () {});
+        finish();
+      },
+    };
   }
 
   /** For Blob-likes without stream(): one slice per read. */
@@ -464,47 +653,190 @@
     return subtle().importKey('raw', keyBytes, { name: 'AES-GCM' }, false, ['encrypt']);
   }
 
-  /** Seals chunk `index` of the plan: ciphertext followed by the 16-byte tag. */
+  /**
+   * Seals runs of chunks of the plan: `seal(first, count, plaintext, lender)` resolves to
+   * the sealed chunks `first..first+count` (ciphertext followed by the 16-byte tag, one
+   * ArrayBuffer each) of `plaintext`, their bytes back to back. When `lender` is given,
+   * plaintext's buffer is the lender's own: it may be transferred to a sealing worker and
+   * goes back through `lender.release` once WebCrypto has copied it.
+   */
   function makeSealer(cryptoKey, plan) {
     var s = subtle();
-    var aad = plan.header;
-    var last = plan.totalChunks - 1;
-    return function seal(index, plaintext) {
-      var nonce = new Uint8Array(12);
-      nonce.set(plan.noncePrefix, 0);
-      new DataView(nonce.buffer).setUint32(NONCE_PREFIX_LEN, index, false);
-      nonce[11] = index === last ? 1 : 0;
-      return s.encrypt({ name: 'AES-GCM', iv: nonce, additionalData: aad, tagLength: 128 }, cryptoKey, plaintext);
+    var job = {
+      key: cryptoKey,
+      noncePrefix: plan.noncePrefix,
+      aad: plan.header,
+      last: plan.totalChunks - 1,
+      chunkSize: plan.chunkSize,
     };
+    return function seal(first, count, plaintext, lender) {
+      var worker = lender ? idleSealingWorker() : null;
+      if (worker) return worker.seal(job, first, count, plaintext, lender);
+      var sealed = [];
+      for (var j = 0; j < count; j++) {
+        var at = j * job.chunkSize;
+        sealed.push(s.encrypt(chunkParams(job, first + j), cryptoKey,
+          plaintext.subarray(at, Math.min(plaintext.byteLength, at + job.chunkSize))));
+      }
+      // WebCrypto copied the plaintext when called: its buffer can be read into again.
+      if (lender) lender.release(plaintext);
+      return Promise.all(sealed);
+    };
+  }
+
+  // --- sealing workers (browsers) ---
+  //
+  // Chromium runs crypto.subtle.encrypt on the calling thread: in a page, AES-GCM and the
+  // file reads took turns on one core. Sealing workers use the others: runs of chunks whose
+  // buffer the SDK owns (BYOB reads of a Blob) are transferred to them, not copied, and the
+  // page only reads. Until a worker has answered, and for good if none can start (a
+  // Content-Security-Policy without blob: in worker-src, say), the page seals, as before.
+
+  /** AES-GCM parameters of chunk `index`. Also runs in the workers: no outside names but `job`. */
+  function chunkParams(job, index) {
+    var nonce = new Uint8Array(12);
+    nonce.set(job.noncePrefix, 0);
+    new DataView(nonce.buffer).setUint32(job.noncePrefix.length, index, false);
+    nonce[11] = index === job.last ? 1 : 0;
+    return { name: 'AES-GCM', iv: nonce, additionalData: job.aad, tagLength: 128 };
+  }
+
+  /** What a sealing worker runs; it is sent as source text, with chunkParams. */
+  function sealingWorkerMain() {
+    self.onmessage = function (e) {
+      var m = e.data;
+      if (m.ping) return self.postMessage({ ready: true });
+      var sealed = [];
+      for (var j = 0; j < m.count; j++) {
+        var at = j * m.job.chunkSize;
+        sealed.push(crypto.subtle.encrypt(chunkParams(m.job, m.first + j), m.job.key,
+          new Uint8Array(m.buf, at, Math.min(m.len, at + m.job.chunkSize) - at)));
+      }
+      Promise.all(sealed).then(function (out) {
+        self.postMessage({ id: m.id, sealed: out, buf: m.buf }, out.concat([m.buf]));
+      }, function (err) {
+        self.postMessage({ id: m.id, error: (err && err.name) + ': ' + (err && err.message), buf: m.buf }, [m.buf]);
+      });
+    };
+  }
+
+  /** Sealing workers started per page: the page reads, they seal. */
+  var SEALING_WORKERS = 2;
+  /** Runs queued at one worker: enough to keep it busy while its answers travel back. */
+  var WORKER_QUEUE = 2;
+  var workers = {
+    list: null,
+    failed: isNode() || typeof Worker !== 'function' || typeof URL === 'undefined',
+    /** Runs of chunks the workers sealed (the bench and tests read it). */
+    runs: 0,
+  };
+
+  /** The answered worker with the fewest runs queued, if it has room; starts them first. */
+  function idleSealingWorker() {
+    if (workers.failed) return null;
+    if (!workers.list) startSealingWorkers();
+    var best = null;
+    for (var k = 0; workers.list && k < workers.list.length; k++) {
+      var w = workers.list[k];
+      if (w.ready && w.pending.size < WORKER_QUEUE && (!best || w.pending.size < best.pending.size)) best = w;
+    }
+    return best;
+  }
+
+  function startSealingWorkers() {
+    var url;
+    workers.list = [];
+    try {
+      url = URL.createObjectURL(new Blob([chunkParams.toString() + '\n(' + sealingWorkerMain.toString() + ')()'], {
+        type: 'text/javascript',
+      }));
+      for (var k = 0; k < SEALING_WORKERS; k++) workers.list.push(sealingWorker(new Worker(url)));
+    } catch (_) {
+      workers.failed = true;
+      workers.list.forEach(function (w) {
+        w.fail('could not start');
+      });
+      workers.list = null;
+    }
+  }
+
+  /** One worker's handle. Nothing goes to it before it answers: a worker that never loads would swallow the plaintext. */
+  function sealingWorker(w) {
+    var nextId = 0;
+    var handle = {
+      ready: false,
+      pending: new Map(),
+      seal: function (job, first, count, plaintext, lender) {
+        var id = nextId++;
+        var len = plaintext.byteLength;
+        workers.runs++;
+        return new Promise(function (resolve, reject) {
+          handle.pending.set(id, { resolve: resolve, reject: reject, lender: lender, len: len });
+          w.postMessage({ id: id, job: job, first: first, count: count, buf: plaintext.buffer, len: len }, [plaintext.buffer]);
+        });
+      },
+      fail: function (why) {
+        // Never loaded (CSP) or broke: the page seals from now on; what it held fails.
+        workers.failed = true;
+        handle.ready = false;
+        handle.pending.forEach(function (p) {
+          p.reject(new ZiBError('a sealing worker failed: ' + why, { kind: 'config' }));
+        });
+        handle.pending.clear();
+        w.terminate();
+      },
+    };
+    w.onmessage = function (e) {
+      var m = e.data;
+      if (m.ready) {
+        handle.ready = true;
+        return;
+      }
+      var p = handle.pending.get(m.id);
+      if (!p) return;
+      handle.pending.delete(m.id);
+      p.lender.release(new Uint8Array(m.buf, 0, p.len));
+      if (m.error) p.reject(new ZiBError('encryption failed: ' + m.error, { kind: 'config' }));
+      else p.resolve(m.sealed);
+    };
+    w.onerror = function (e) {
+      if (e && e.preventDefault) e.preventDefault();
+      handle.fail((e && e.message) || 'unknown error');
+    };
+    w.postMessage({ ping: true });
+    return handle;
   }
 
   /**
    * The body of one part as a sequence of byte arrays: the header (first part only), then
-   * every sealed chunk in order. Keeps up to a window of chunks being read and sealed at
-   * once, so file reads and WebCrypto overlap. `onSealed(plaintextBytes)` follows sealing.
+   * every sealed chunk in order. Reads runs of chunks (up to READ_RUN_BYTES at once) and
+   * keeps a window of them being read and sealed, so file reads and WebCrypto overlap.
+   * `onSealed(plaintextBytes)` follows sealing.
    */
   function sealedPieces(source, plan, part, seal, onSealed) {
     var S = plan.chunkSize;
-    var windowChunks = Math.max(2, Math.min(MAX_CHUNKS_IN_FLIGHT, Math.floor(SEAL_WINDOW_BYTES / S)));
+    var runChunks = Math.max(1, Math.min(MAX_CHUNKS_IN_FLIGHT, Math.floor(READ_RUN_BYTES / S)));
+    var windowRuns = Math.max(2, Math.ceil(Math.min(MAX_CHUNKS_IN_FLIGHT, Math.floor(SEAL_WINDOW_BYTES / S)) / runChunks));
     var end = part.firstChunk + part.chunkCount;
     var nextChunk = part.firstChunk;
     var header = part.withHeader ? plan.header : null;
-    var inflight = [];
+    var inflight = []; // promises of runs of sealed chunks, in order
+    var ready = []; // sealed chunks of the run being handed out
     var reader = null;
     var cancelled = false;
 
-    function startChunk(i) {
-      var want = Math.min(plan.fileSize, (i + 1) * S) - i * S;
+    function startRun(first, count) {
+      var want = Math.min(plan.fileSize, (first + count) * S) - first * S;
       var p = reader.read(want).then(function (bytes) {
         if (bytes.length !== want) {
           throw new ZiBError('the file ended ' + (want - bytes.length) + ' bytes early while it was read (changed on disk?)', {
             kind: 'config',
           });
         }
-        return seal(i, bytes);
+        return seal(first, count, bytes, reader.lends && reader.lends(bytes) ? reader : null);
       }).then(function (sealed) {
         if (onSealed) onSealed(want);
-        return new Uint8Array(sealed);
+        return sealed;
       });
       p.catch(function () {}); // started ahead: a failure surfaces when it is awaited
       return p;
@@ -512,8 +844,12 @@
 
     function fill() {
       if (cancelled) return;
-      if (!reader && nextChunk < end) reader = source.open(nextChunk * S, Math.min(plan.fileSize, end * S));
-      while (inflight.length < windowChunks && nextChunk < end) inflight.push(startChunk(nextChunk++));
+      if (!reader && nextChunk < end) reader = source.open(nextChunk * S, Math.min(plan.fileSize, end * S), runChunks * S);
+      while (inflight.length < windowRuns && nextChunk < end) {
+        var count = Math.min(runChunks, end - nextChunk);
+        inflight.push(startRun(nextChunk, count));
+        nextChunk += count;
+      }
     }
 
     return {
@@ -522,6 +858,7 @@
         cancelled = true;
         if (reader) reader.cancel();
         inflight = [];
+        ready = [];
       },
       /** Resolves to the next piece, or null once the part is complete. */
       next: function () {
@@ -530,11 +867,13 @@
           header = null;
           return Promise.resolve(h);
         }
+        if (ready.length) return Promise.resolve(new Uint8Array(ready.shift()));
         fill();
         if (inflight.length === 0) return Promise.resolve(null);
-        return inflight.shift().then(function (piece) {
+        return inflight.shift().then(function (run) {
           fill();
-          return piece;
+          ready = run.slice(1);
+          return new Uint8Array(run[0]);
         });
       },
     };
@@ -626,7 +965,10 @@
           return step();
         });
       }
-      return step();
+      return step().catch(function (err) {
+        pieces.cancel();
+        throw err;
+      });
     });
   }
 
@@ -1143,5 +1485,7 @@
   ZiBStorage.ciphertextLength = ciphertextLen;
   ZiBStorage.ZiBError = ZiBError;
   ZiBStorage.version = SDK_VERSION;
+  /** Not API: how BYOB reads and sealing workers fared in this page (for the SDK's tests and bench). */
+  ZiBStorage._internals = { byob: byobState, workers: workers };
   return ZiBStorage;
 });
