@@ -309,7 +309,8 @@
   // A default reader hands every piece of a Blob's stream over in a freshly allocated
   // ArrayBuffer (up to 2 MiB in Chromium): allocating and page-faulting that memory cost more
   // than the AES-GCM itself. A BYOB reader fills buffers we hand back, so the memory is
-  // reused and reading a Blob costs a fraction of sealing it (docs/sdk.md, "Performance").
+  // reused and reading a Blob costs a fraction of sealing it (docs/sdk.md, "Reading and
+  // sealing in browsers").
   //
   // Chromium 156 has a BYOB bug: a read can stay pending forever (never resolve, never
   // fail). It showed (a) when several BYOB streams over one Blob were read at once, and
@@ -319,7 +320,7 @@
   // watchdog: a read that makes no progress for byobState.stallMs is abandoned, and the rest
   // of the Blob is read with a default reader, as is every Blob after it in this page.
 
-  /** Chunks smaller than this would mean one BYOB read per small chunk: default reader. */
+  /** Reads smaller than this (runs of tiny chunks, at most 64 a run) use a default reader. */
   var BYOB_MIN_READ = 64 * 1024;
   var byobState = {
     /** A BYOB read that makes no progress for this long is abandoned. */
@@ -399,7 +400,7 @@
       return new ArrayBuffer(n);
     }
 
-    /** reader.read(view), or {stalled: true} if it makes no progress in BYOB_STALL_MS. */
+    /** reader.read(view), or {stalled: true} if it makes no progress in byobState.stallMs. */
     function readOrStall(view) {
       var timer;
       var stall = new Promise(function (resolve) {
@@ -723,7 +724,7 @@
   /** Sealing workers started per page: the page reads, they seal. */
   var SEALING_WORKERS = 2;
   /** Runs queued at one worker: enough to keep it busy while its answers travel back. */
-  var WORKER_QUEUE = 2;
+  var WORKER_QUEUE = 3;
   var workers = {
     list: null,
     failed: isNode() || typeof Worker !== 'function' || typeof URL === 'undefined',

@@ -283,7 +283,8 @@ test('a 65 MiB multipart upload in the page completes although part 2 fails once
     const t0 = performance.now();
     const result = await window.uploadFile(blob, 'generated.bin');
     const record = window.zibUploads.at(-1);
-    return { hash, result, events: record.events, ms: performance.now() - t0 };
+    const { byob, workers } = window.ZiBStorage._internals;
+    return { hash, result, events: record.events, ms: performance.now() - t0, stalls: byob.stalls, workerRuns: workers.runs };
   }, 65 * MiB + 777);
   try {
     assertStages(outcome.events, 'generated.bin');
@@ -293,7 +294,8 @@ test('a 65 MiB multipart upload in the page completes although part 2 fails once
     const got = await cdnGet(outcome.result.cdn_url);
     assert.equal(got.bytes.length, 65 * MiB + 777);
     assert.equal(sha256(got.bytes), outcome.hash);
-    console.log(`multipart browser upload with one retried part: ${((65 * MiB) / MiB / (outcome.ms / 1000)).toFixed(1)} MiB/s`);
+    console.log(`multipart browser upload with one retried part: ${((65 * MiB) / MiB / (outcome.ms / 1000)).toFixed(1)} MiB/s ` +
+      `(runs sealed by workers: ${outcome.workerRuns}, BYOB reads abandoned: ${outcome.stalls})`);
   } finally {
     proxy.server.close();
     await page.close();
