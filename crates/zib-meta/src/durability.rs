@@ -8,6 +8,8 @@ use zib_proto::node_rpc::NodeAction;
 use zib_proto::{BlobId, FileId, NodeId};
 
 use crate::convert::{file_from_row, file_select, parse, shard_from_row};
+use crate::files::file_event_in_tx;
+use crate::webhook_payloads::FILE_FAILED;
 use crate::{FilePhase, FileRow, MetaError, Result, ShardRow, Store};
 
 /// Columns read by [`shard_from_row`], from `shards s`.
@@ -346,6 +348,8 @@ impl Store {
             .bind(f.file_id.to_string())
             .execute(&mut *tx)
             .await?;
+            // The tenant hears of it like of any other upload that ended without a file.
+            file_event_in_tx(&mut tx, FILE_FAILED, &f.file_id.to_string(), now).await?;
             queue_delete(&mut tx, &f.originator, vec![f.upload_blob_id], now).await?;
         }
         tx.commit().await?;

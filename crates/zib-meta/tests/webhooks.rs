@@ -385,3 +385,69 @@ async fn two_dispatchers_on_one_store_never_lease_the_same_delivery() {
     assert_eq!(all.len(), 40);
     assert_eq!(distinct.len(), 40);
 }
+
+#[tokio::test]
+async fn an_upload_that_expires_unfinished_emits_file_failed_with_the_reason() {
+    let (_dir, store) = open().await;
+    let t = tenant(&store, "AK3").await;
+    let abandoned = new_file(&store, &t, "never-finished", 10).await;
+    let finished = new_file(&store, &t, "finished", 10).await;
+    store
+        .complete_distribution(
+            finished.file_id,
+            &shards(finished.file_id),
+            30,
+            "superseded",
+        )
+        .await
+        .unwrap();
+    let events_of = |file: FileId| {
+        let store = &store;
+        let tenant = t.id.clone();
+        async move {
+            store
+                .list_webhook_events(&tenant, Some(&file.to_string()), 10)
+                .await
+                .unwrap()
+        }
+    };
+
+    // Not expired yet (within the grace period): nothing happens.
+    let grace = 1_000;
+    let still_open = abandoned.expires_at + grace - 1;
+    assert!(store
+        .expire_abandoned_uploads(still_open, grace)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(events_of(abandoned.file_id).await.is_empty());
+
+    let expired = store
+        .expire_abandoned_uploads(abandoned.expires_at + grace + 1, grace)
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    let events = events_of(abandoned.file_id).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "file.failed");
+    assert_eq!(events[0].payload["phase"], "failed");
+    assert_eq!(events[0].payload["object_key"], "never-finished");
+    assert!(
+        events[0].payload["cancelled_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("expired")),
+        "{}",
+        events[0].payload
+    );
+    // The completed upload is not touched, and expiry runs once.
+    assert!(events_of(finished.file_id)
+        .await
+        .iter()
+        .all(|e| e.event_type != "file.failed"));
+    assert!(store
+        .expire_abandoned_uploads(abandoned.expires_at + grace + 2, grace)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(events_of(abandoned.file_id).await.len(), 1);
+}
