@@ -40,6 +40,7 @@ pub struct ServerFileConfig {
     pub webhook_timeout_secs: u64,
     pub webhook_poll_interval_ms: u64,
     pub webhook_secret_overlap_secs: u64,
+    pub webhook_retention_days: u64,
     pub allow_private_webhook_targets: bool,
 }
 
@@ -74,6 +75,7 @@ impl Default for ServerFileConfig {
             webhook_timeout_secs: 10,
             webhook_poll_interval_ms: 1000,
             webhook_secret_overlap_secs: 24 * 3600,
+            webhook_retention_days: 30,
             allow_private_webhook_targets: false,
         }
     }

@@ -106,6 +106,12 @@ pub fn server_config(file: &ServerFileConfig, bound: std::net::SocketAddr) -> Re
     c.webhook_timeout = Duration::from_secs(file.webhook_timeout_secs.max(1));
     c.webhook_poll_interval = Duration::from_millis(file.webhook_poll_interval_ms.max(10));
     c.webhook_secret_overlap = Duration::from_secs(file.webhook_secret_overlap_secs);
+    anyhow::ensure!(
+        file.webhook_retention_days >= 1,
+        "webhook_retention_days must be at least 1"
+    );
+    c.webhook_retention =
+        Duration::from_secs(file.webhook_retention_days.saturating_mul(24 * 3600));
     c.allow_private_webhook_targets = file.allow_private_webhook_targets;
     Ok(c)
 }

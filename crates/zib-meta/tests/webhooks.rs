@@ -451,3 +451,79 @@ async fn an_upload_that_expires_unfinished_emits_file_failed_with_the_reason() {
         .is_empty());
     assert_eq!(events_of(abandoned.file_id).await.len(), 1);
 }
+
+#[tokio::test]
+async fn webhook_history_past_retention_is_pruned_unless_a_delivery_is_pending() {
+    let (_dir, store) = open().await;
+    let t = tenant(&store, "AK4").await;
+    store
+        .set_tenant_webhook_url(&t.id, Some("https://example.com/tenant"), "whsec_t", 1)
+        .await
+        .unwrap();
+    // Three files become ready at t=20, 30 and 1_000: one event and delivery each.
+    let delivered = new_file(&store, &t, "delivered", 10).await;
+    let pending = new_file(&store, &t, "pending", 10).await;
+    let recent = new_file(&store, &t, "recent", 10).await;
+    for (f, at) in [(&delivered, 20), (&pending, 30), (&recent, 1_000)] {
+        store
+            .complete_distribution(f.file_id, &shards(f.file_id), at, "superseded")
+            .await
+            .unwrap();
+    }
+    // The first is delivered (an attempt is logged); the others are not yet.
+    let claimed = store.claim_webhook_deliveries(40, 1000, 1).await.unwrap();
+    assert_eq!(
+        claimed[0].event.file_id.as_deref(),
+        Some(&*delivered.file_id.to_string())
+    );
+    store
+        .finish_webhook_attempt(&claimed[0], &ok_record(), AttemptOutcome::Succeeded, 41)
+        .await
+        .unwrap();
+    let event_of = |f: &FileRow| {
+        let (store, tenant, id) = (&store, t.id.clone(), f.file_id.to_string());
+        async move {
+            store
+                .list_webhook_events(&tenant, Some(&id), 10)
+                .await
+                .unwrap()
+        }
+    };
+    let delivered_event = event_of(&delivered).await[0].id.clone();
+
+    // Retention reaching past t=30: the delivered event goes with its delivery and
+    // attempt; the one still pending and the recent one stay.
+    assert_eq!(store.prune_webhook_history(500, 100).await.unwrap(), 1);
+    assert!(event_of(&delivered).await.is_empty());
+    assert!(store
+        .list_event_attempts(&t.id, &delivered_event)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_event_deliveries(&t.id, &delivered_event)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(event_of(&pending).await.len(), 1);
+    assert_eq!(event_of(&recent).await.len(), 1);
+    assert_eq!(store.pending_webhook_deliveries().await.unwrap(), 2);
+
+    // Once the pending one has failed for good it is history too; batches bound each pass.
+    let claimed = store
+        .claim_webhook_deliveries(1_000, 1000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    for c in &claimed {
+        store
+            .finish_webhook_attempt(c, &ok_record(), AttemptOutcome::Failed, 1_001)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.prune_webhook_history(2_000, 1).await.unwrap(), 1);
+    assert_eq!(store.prune_webhook_history(2_000, 1).await.unwrap(), 1);
+    assert_eq!(store.prune_webhook_history(2_000, 1).await.unwrap(), 0);
+    assert!(event_of(&pending).await.is_empty());
+    assert!(event_of(&recent).await.is_empty());
+}

@@ -63,6 +63,9 @@ pub struct ServerConfig {
     pub webhook_retry_schedule: Vec<Duration>,
     /// How long one webhook request (connect, send, response) may take.
     pub webhook_timeout: Duration,
+    /// Webhook events (with their deliveries and attempts) are deleted this long after
+    /// they were emitted, once none of their deliveries is still pending.
+    pub webhook_retention: Duration,
     /// Pause between dispatcher polls when no delivery is due.
     pub webhook_poll_interval: Duration,
     /// After a tenant's secret is rotated, the previous one keeps signing (a second
@@ -123,6 +126,7 @@ impl ServerConfig {
             collect_interval: Duration::from_secs(60),
             webhook_retry_schedule: DEFAULT_WEBHOOK_RETRY_SCHEDULE.to_vec(),
             webhook_timeout: Duration::from_secs(10),
+            webhook_retention: Duration::from_secs(30 * 24 * 3600),
             webhook_poll_interval: Duration::from_secs(1),
             webhook_secret_overlap: Duration::from_secs(24 * 3600),
             allow_private_webhook_targets: false,

@@ -1,6 +1,7 @@
-//! Garbage: registrations that expired without completing, and blobs on nodes that
-//! no metadata points to (left by crashes or abandoned uploads). Nothing referenced
-//! is ever collected, and nothing younger than `garbage_grace`.
+//! Garbage: registrations that expired without completing, blobs on nodes that no
+//! metadata points to (left by crashes or abandoned uploads), and webhook history past
+//! its retention. Nothing referenced is ever collected, and nothing younger than
+//! `garbage_grace`.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,32 @@ pub struct Collector {
     last_orphan_sweep: Option<Instant>,
 }
 
+/// Webhook events deleted per transaction: short write locks, however large the backlog.
+const WEBHOOK_PRUNE_BATCH: u32 = 500;
+
+impl Collector {
+    /// Deletes the webhook history older than the retention, a batch at a time.
+    async fn prune_webhook_history(&self, state: &AppState, now: i64) -> Result<(), String> {
+        let before = now.saturating_sub(state.config.webhook_retention.as_millis() as i64);
+        let mut pruned = 0;
+        loop {
+            let n = state
+                .store
+                .prune_webhook_history(before, WEBHOOK_PRUNE_BATCH)
+                .await
+                .map_err(|e| e.to_string())?;
+            pruned += n;
+            if n < u64::from(WEBHOOK_PRUNE_BATCH) {
+                break;
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(pruned, "webhook events past their retention deleted");
+        }
+        Ok(())
+    }
+}
+
 impl Worker for Collector {
     fn name(&self) -> &'static str {
         "collector"
@@ -48,6 +75,7 @@ impl Worker for Collector {
             let blobs = [(f.originator.clone(), f.upload_blob_id)];
             let _ = crate::node_rpc::delete_blobs_now(state, &blobs, Duration::from_secs(3)).await;
         }
+        self.prune_webhook_history(state, now).await?;
 
         // Orphan sweeps list every blob of every node: keep them rarer.
         if self
