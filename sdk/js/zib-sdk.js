@@ -672,7 +672,14 @@
     };
     return function seal(first, count, plaintext, lender) {
       var worker = lender ? idleSealingWorker() : null;
-      if (worker) return worker.seal(job, first, count, plaintext, lender);
+      if (worker) {
+        try {
+          return worker.seal(job, first, count, plaintext, lender);
+        } catch (_) {
+          // Could not be posted (nothing was transferred): seal here, and from now on.
+          workers.failed = true;
+        }
+      }
       var sealed = [];
       for (var j = 0; j < count; j++) {
         var at = j * job.chunkSize;
@@ -693,7 +700,7 @@
   // page only reads. Until a worker has answered, and for good if none can start (a
   // Content-Security-Policy without blob: in worker-src, say), the page seals, as before.
 
-  /** AES-GCM parameters of chunk `index`. Also runs in the workers: no outside names but `job`. */
+  /** AES-GCM parameters of chunk `index`. Also runs in the workers: it uses nothing from outside. */
   function chunkParams(job, index) {
     var nonce = new Uint8Array(12);
     nonce.set(job.noncePrefix, 0);
@@ -702,8 +709,11 @@
     return { name: 'AES-GCM', iv: nonce, additionalData: job.aad, tagLength: 128 };
   }
 
-  /** What a sealing worker runs; it is sent as source text, with chunkParams. */
-  function sealingWorkerMain() {
+  /**
+   * What a sealing worker runs. It is sent as source text and called with chunkParams'
+   * source as its argument, so it keeps working if a bundler renames either function.
+   */
+  function sealingWorkerMain(chunkParams) {
     self.onmessage = function (e) {
       var m = e.data;
       if (m.ping) return self.postMessage({ ready: true });
@@ -748,7 +758,7 @@
     var url;
     workers.list = [];
     try {
-      url = URL.createObjectURL(new Blob([chunkParams.toString() + '\n(' + sealingWorkerMain.toString() + ')()'], {
+      url = URL.createObjectURL(new Blob(['(' + sealingWorkerMain.toString() + ')(' + chunkParams.toString() + ')'], {
         type: 'text/javascript',
       }));
       for (var k = 0; k < SEALING_WORKERS; k++) workers.list.push(sealingWorker(new Worker(url)));
@@ -767,13 +777,14 @@
     var handle = {
       ready: false,
       pending: new Map(),
+      /** Throws, having transferred nothing, if the run cannot be posted. */
       seal: function (job, first, count, plaintext, lender) {
         var id = nextId++;
         var len = plaintext.byteLength;
+        w.postMessage({ id: id, job: job, first: first, count: count, buf: plaintext.buffer, len: len }, [plaintext.buffer]);
         workers.runs++;
         return new Promise(function (resolve, reject) {
           handle.pending.set(id, { resolve: resolve, reject: reject, lender: lender, len: len });
-          w.postMessage({ id: id, job: job, first: first, count: count, buf: plaintext.buffer, len: len }, [plaintext.buffer]);
         });
       },
       fail: function (why) {
