@@ -368,7 +368,7 @@
     var delivered = 0; // bytes handed out by read()
     var ended = false;
     var free = []; // released ArrayBuffers, read into again
-    var own = typeof WeakSet === 'function' ? new WeakSet() : null; // buffers read() handed out whole
+    var own = new WeakSet(); // buffers read() handed out whole
     var tail = takeByobLane().then(function (handOn) {
       handOnLane = handOn;
       if (ended) return finish();
@@ -418,7 +418,7 @@
     }
 
     function handOut(buffer, len) {
-      if (own) own.add(buffer);
+      own.add(buffer);
       return new Uint8Array(buffer, 0, len);
     }
 
@@ -475,7 +475,7 @@
       },
       /** Whether `bytes` (from read) has a buffer of its own, which may be transferred. */
       lends: function (bytes) {
-        return !!own && own.has(bytes.buffer) && bytes.byteOffset === 0;
+        return own.has(bytes.buffer) && bytes.byteOffset === 0;
       },
       /** The caller no longer needs `bytes` (WebCrypto copies its input when called). */
       release: function (bytes) {
@@ -680,15 +680,10 @@
           workers.failed = true;
         }
       }
-      var sealed = [];
-      for (var j = 0; j < count; j++) {
-        var at = j * job.chunkSize;
-        sealed.push(s.encrypt(chunkParams(job, first + j), cryptoKey,
-          plaintext.subarray(at, Math.min(plaintext.byteLength, at + job.chunkSize))));
-      }
+      var sealing = sealRun(s, job, first, count, plaintext);
       // WebCrypto copied the plaintext when called: its buffer can be read into again.
       if (lender) lender.release(plaintext);
-      return Promise.all(sealed);
+      return sealing;
     };
   }
 
@@ -700,30 +695,35 @@
   // page only reads. Until a worker has answered, and for good if none can start (a
   // Content-Security-Policy without blob: in worker-src, say), the page seals, as before.
 
-  /** AES-GCM parameters of chunk `index`. Also runs in the workers: it uses nothing from outside. */
-  function chunkParams(job, index) {
-    var nonce = new Uint8Array(12);
-    nonce.set(job.noncePrefix, 0);
-    new DataView(nonce.buffer).setUint32(job.noncePrefix.length, index, false);
-    nonce[11] = index === job.last ? 1 : 0;
-    return { name: 'AES-GCM', iv: nonce, additionalData: job.aad, tagLength: 128 };
+  /**
+   * Seals chunks `first..first+count` laid back to back in `plaintext`: one encrypt call
+   * per chunk, each with its own nonce. The page and the workers both run it (the workers
+   * get its source text), so it uses nothing from outside.
+   */
+  function sealRun(subtle, job, first, count, plaintext) {
+    var sealed = [];
+    for (var j = 0; j < count; j++) {
+      var index = first + j;
+      var nonce = new Uint8Array(12);
+      nonce.set(job.noncePrefix, 0);
+      new DataView(nonce.buffer).setUint32(job.noncePrefix.length, index, false);
+      nonce[11] = index === job.last ? 1 : 0;
+      var at = j * job.chunkSize;
+      sealed.push(subtle.encrypt({ name: 'AES-GCM', iv: nonce, additionalData: job.aad, tagLength: 128 }, job.key,
+        plaintext.subarray(at, Math.min(plaintext.byteLength, at + job.chunkSize))));
+    }
+    return Promise.all(sealed);
   }
 
   /**
-   * What a sealing worker runs. It is sent as source text and called with chunkParams'
+   * What a sealing worker runs. It is sent as source text and called with sealRun's
    * source as its argument, so it keeps working if a bundler renames either function.
    */
-  function sealingWorkerMain(chunkParams) {
+  function sealingWorkerMain(sealRun) {
     self.onmessage = function (e) {
       var m = e.data;
       if (m.ping) return self.postMessage({ ready: true });
-      var sealed = [];
-      for (var j = 0; j < m.count; j++) {
-        var at = j * m.job.chunkSize;
-        sealed.push(crypto.subtle.encrypt(chunkParams(m.job, m.first + j), m.job.key,
-          new Uint8Array(m.buf, at, Math.min(m.len, at + m.job.chunkSize) - at)));
-      }
-      Promise.all(sealed).then(function (out) {
+      sealRun(crypto.subtle, m.job, m.first, m.count, new Uint8Array(m.buf, 0, m.len)).then(function (out) {
         self.postMessage({ id: m.id, sealed: out, buf: m.buf }, out.concat([m.buf]));
       }, function (err) {
         self.postMessage({ id: m.id, error: (err && err.name) + ': ' + (err && err.message), buf: m.buf }, [m.buf]);
@@ -744,10 +744,10 @@
 
   /** The answered worker with the fewest runs queued, if it has room; starts them first. */
   function idleSealingWorker() {
+    if (!workers.failed && !workers.list) startSealingWorkers();
     if (workers.failed) return null;
-    if (!workers.list) startSealingWorkers();
     var best = null;
-    for (var k = 0; workers.list && k < workers.list.length; k++) {
+    for (var k = 0; k < workers.list.length; k++) {
       var w = workers.list[k];
       if (w.ready && w.pending.size < WORKER_QUEUE && (!best || w.pending.size < best.pending.size)) best = w;
     }
@@ -758,7 +758,7 @@
     var url;
     workers.list = [];
     try {
-      url = URL.createObjectURL(new Blob(['(' + sealingWorkerMain.toString() + ')(' + chunkParams.toString() + ')'], {
+      url = URL.createObjectURL(new Blob(['(' + sealingWorkerMain.toString() + ')(' + sealRun.toString() + ')'], {
         type: 'text/javascript',
       }));
       for (var k = 0; k < SEALING_WORKERS; k++) workers.list.push(sealingWorker(new Worker(url)));
