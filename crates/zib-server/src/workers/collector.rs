@@ -25,14 +25,26 @@ struct InventoryBlob {
 #[derive(Default)]
 pub struct Collector {
     last_orphan_sweep: Option<Instant>,
+    last_webhook_prune: Option<Instant>,
 }
 
 /// Webhook events deleted per transaction: short write locks, however large the backlog.
 const WEBHOOK_PRUNE_BATCH: u32 = 500;
+/// Retention is counted in days, and finding old events scans the event table: hourly
+/// is often enough.
+const WEBHOOK_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Collector {
-    /// Deletes the webhook history older than the retention, a batch at a time.
-    async fn prune_webhook_history(&self, state: &AppState, now: i64) -> Result<(), String> {
+    /// Deletes the webhook history older than the retention, a batch at a time, at most
+    /// once per WEBHOOK_PRUNE_EVERY.
+    async fn prune_webhook_history(&mut self, state: &AppState, now: i64) -> Result<(), String> {
+        if self
+            .last_webhook_prune
+            .is_some_and(|t| t.elapsed() < WEBHOOK_PRUNE_EVERY)
+        {
+            return Ok(());
+        }
+        self.last_webhook_prune = Some(Instant::now());
         let before = now.saturating_sub(state.config.webhook_retention.as_millis() as i64);
         let mut pruned = 0;
         loop {
