@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use zib_meta::{
     AttemptOutcome, AttemptRecord, DeliveryStatus, DeliveryTarget, FilePhase, FileRow, NewEndpoint,
-    ShardRow, Store, Tenant,
+    ShardRow, Store, Tenant, WebhookEvent,
 };
 use zib_proto::{BlobId, FileId, NodeId};
 
@@ -69,6 +69,14 @@ fn shards(file_id: FileId) -> Vec<ShardRow> {
             blake3: vec![i as u8; 32],
         })
         .collect()
+}
+
+/// The tenant's events about one file, newest first.
+async fn file_events(store: &Store, tenant: &Tenant, file: FileId) -> Vec<WebhookEvent> {
+    store
+        .list_webhook_events(&tenant.id, Some(&file.to_string()), 10)
+        .await
+        .unwrap()
 }
 
 fn ok_record() -> AttemptRecord {
@@ -401,17 +409,6 @@ async fn an_upload_that_expires_unfinished_emits_file_failed_with_the_reason() {
         )
         .await
         .unwrap();
-    let events_of = |file: FileId| {
-        let store = &store;
-        let tenant = t.id.clone();
-        async move {
-            store
-                .list_webhook_events(&tenant, Some(&file.to_string()), 10)
-                .await
-                .unwrap()
-        }
-    };
-
     // Not expired yet (within the grace period): nothing happens.
     let grace = 1_000;
     let still_open = abandoned.expires_at + grace - 1;
@@ -420,14 +417,14 @@ async fn an_upload_that_expires_unfinished_emits_file_failed_with_the_reason() {
         .await
         .unwrap()
         .is_empty());
-    assert!(events_of(abandoned.file_id).await.is_empty());
+    assert!(file_events(&store, &t, abandoned.file_id).await.is_empty());
 
     let expired = store
         .expire_abandoned_uploads(abandoned.expires_at + grace + 1, grace)
         .await
         .unwrap();
     assert_eq!(expired.len(), 1);
-    let events = events_of(abandoned.file_id).await;
+    let events = file_events(&store, &t, abandoned.file_id).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event_type, "file.failed");
     assert_eq!(events[0].payload["phase"], "failed");
@@ -440,7 +437,7 @@ async fn an_upload_that_expires_unfinished_emits_file_failed_with_the_reason() {
         events[0].payload
     );
     // The completed upload is not touched, and expiry runs once.
-    assert!(events_of(finished.file_id)
+    assert!(file_events(&store, &t, finished.file_id)
         .await
         .iter()
         .all(|e| e.event_type != "file.failed"));
@@ -449,7 +446,7 @@ async fn an_upload_that_expires_unfinished_emits_file_failed_with_the_reason() {
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(events_of(abandoned.file_id).await.len(), 1);
+    assert_eq!(file_events(&store, &t, abandoned.file_id).await.len(), 1);
 }
 
 #[tokio::test]
@@ -480,21 +477,14 @@ async fn webhook_history_past_retention_is_pruned_unless_a_delivery_is_pending()
         .finish_webhook_attempt(&claimed[0], &ok_record(), AttemptOutcome::Succeeded, 41)
         .await
         .unwrap();
-    let event_of = |f: &FileRow| {
-        let (store, tenant, id) = (&store, t.id.clone(), f.file_id.to_string());
-        async move {
-            store
-                .list_webhook_events(&tenant, Some(&id), 10)
-                .await
-                .unwrap()
-        }
-    };
-    let delivered_event = event_of(&delivered).await[0].id.clone();
+    let delivered_event = file_events(&store, &t, delivered.file_id).await[0]
+        .id
+        .clone();
 
     // Retention reaching past t=30: the delivered event goes with its delivery and
     // attempt; the one still pending and the recent one stay.
     assert_eq!(store.prune_webhook_history(500, 100).await.unwrap(), 1);
-    assert!(event_of(&delivered).await.is_empty());
+    assert!(file_events(&store, &t, delivered.file_id).await.is_empty());
     assert!(store
         .list_event_attempts(&t.id, &delivered_event)
         .await
@@ -505,8 +495,8 @@ async fn webhook_history_past_retention_is_pruned_unless_a_delivery_is_pending()
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(event_of(&pending).await.len(), 1);
-    assert_eq!(event_of(&recent).await.len(), 1);
+    assert_eq!(file_events(&store, &t, pending.file_id).await.len(), 1);
+    assert_eq!(file_events(&store, &t, recent.file_id).await.len(), 1);
     assert_eq!(store.pending_webhook_deliveries().await.unwrap(), 2);
 
     // Once the pending one has failed for good it is history too; batches bound each pass.
@@ -524,6 +514,6 @@ async fn webhook_history_past_retention_is_pruned_unless_a_delivery_is_pending()
     assert_eq!(store.prune_webhook_history(2_000, 1).await.unwrap(), 1);
     assert_eq!(store.prune_webhook_history(2_000, 1).await.unwrap(), 1);
     assert_eq!(store.prune_webhook_history(2_000, 1).await.unwrap(), 0);
-    assert!(event_of(&pending).await.is_empty());
-    assert!(event_of(&recent).await.is_empty());
+    assert!(file_events(&store, &t, pending.file_id).await.is_empty());
+    assert!(file_events(&store, &t, recent.file_id).await.is_empty());
 }
