@@ -68,105 +68,95 @@ after(async () => {
   if (profileDir) rmSync(profileDir, { recursive: true, force: true });
 });
 
-async function open(path) {
+/** Runs `fn` in a fresh tab of `path` and resolves to what it returns; the tab is closed. */
+async function inPage(path, fn) {
   const tab = await context.newPage();
   tab.on('pageerror', (e) => console.log(`page error: ${e.message}`));
-  await tab.goto(origin + path);
-  return tab;
+  try {
+    await tab.goto(origin + path);
+    return await tab.evaluate(fn);
+  } finally {
+    await tab.close();
+  }
 }
 
 test('a Blob sealed with BYOB reads and sealing workers gives the in-memory envelope', { timeout: 120_000 }, async () => {
-  const tab = await open('/');
-  try {
-    const out = await tab.evaluate(async () => {
-      const { blob, bytes } = await randomBlob(9 * 1024 * 1024 + 12345);
-      await sealBoth(blob, bytes); // starts the workers: runs go to them once they answer
-      for (let i = 0; i < 100 && !ZiBStorage._internals.workers.list.every((w) => w.ready); i++) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      const runsBefore = ZiBStorage._internals.workers.runs;
-      const sealed = await sealBoth(blob, bytes);
-      return { ...sealed, workerRuns: ZiBStorage._internals.workers.runs - runsBefore,
-        stalls: ZiBStorage._internals.byob.stalls };
-    });
-    assert.equal(out.fromBlob, out.inMemory);
-    assert.ok(out.workerRuns > 0, 'the sealing workers sealed nothing');
-    assert.equal(out.stalls, 0);
-  } finally {
-    await tab.close();
-  }
+  const out = await inPage('/', async () => {
+    const { blob, bytes } = await randomBlob(9 * 1024 * 1024 + 12345);
+    await sealBoth(blob, bytes); // starts the workers: runs go to them once they answer
+    for (let i = 0; i < 100 && !ZiBStorage._internals.workers.list.every((w) => w.ready); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const runsBefore = ZiBStorage._internals.workers.runs;
+    const sealed = await sealBoth(blob, bytes);
+    return { ...sealed, workerRuns: ZiBStorage._internals.workers.runs - runsBefore,
+      stalls: ZiBStorage._internals.byob.stalls };
+  });
+  assert.equal(out.fromBlob, out.inMemory);
+  assert.ok(out.workerRuns > 0, 'the sealing workers sealed nothing');
+  assert.equal(out.stalls, 0);
 });
 
 test('a BYOB read that stalls is abandoned and the rest of the Blob is read again', { timeout: 120_000 }, async () => {
-  const tab = await open('/');
-  try {
-    const out = await tab.evaluate(async () => {
-      const { blob, bytes } = await randomBlob(5 * 1024 * 1024 + 777);
-      ZiBStorage._internals.byob.stallMs = 300;
-      // Chromium's bug, reproduced: the stream of the part's slice answers BYOB reads for
-      // 1.5 MiB, then leaves the next one pending for ever. Slices of it are plain Blobs.
-      const stallAfter = 1.5 * 1024 * 1024;
-      const stalling = (real) => ({
-        size: real.size,
-        type: real.type,
-        slice: (a, b) => real.slice(a, b),
-        arrayBuffer: () => real.arrayBuffer(),
-        stream() {
-          const reader = real.stream().getReader();
-          let sent = 0;
-          let left = new Uint8Array(0);
-          return new ReadableStream({
-            type: 'bytes',
-            async pull(c) {
-              if (sent >= stallAfter) return new Promise(() => {});
-              if (left.length === 0) {
-                const r = await reader.read();
-                if (r.done) {
-                  c.close();
-                  if (c.byobRequest) c.byobRequest.respond(0);
-                  return;
-                }
-                left = r.value;
+  const out = await inPage('/', async () => {
+    const { blob, bytes } = await randomBlob(5 * 1024 * 1024 + 777);
+    ZiBStorage._internals.byob.stallMs = 300;
+    // Chromium's bug, reproduced: the stream of the part's slice answers BYOB reads for
+    // 1.5 MiB, then leaves the next one pending for ever. Slices of it are plain Blobs.
+    const stallAfter = 1.5 * 1024 * 1024;
+    const stalling = (real) => ({
+      size: real.size,
+      type: real.type,
+      slice: (a, b) => real.slice(a, b),
+      arrayBuffer: () => real.arrayBuffer(),
+      stream() {
+        const reader = real.stream().getReader();
+        let sent = 0;
+        let left = new Uint8Array(0);
+        return new ReadableStream({
+          type: 'bytes',
+          async pull(c) {
+            if (sent >= stallAfter) return new Promise(() => {});
+            if (left.length === 0) {
+              const r = await reader.read();
+              if (r.done) {
+                c.close();
+                if (c.byobRequest) c.byobRequest.respond(0);
+                return;
               }
-              const piece = left.slice(0, 65536); // small pieces: the stall comes mid-Blob
-              left = left.subarray(piece.length);
-              sent += piece.length; // before enqueue, which transfers (detaches) the piece
-              c.enqueue(piece);
-            },
-            cancel: () => reader.cancel(),
-          });
-        },
-      });
-      const source = { size: blob.size, type: '', slice: (a, b) => stalling(blob.slice(a, b)), arrayBuffer: () => blob.arrayBuffer(),
-        stream: () => blob.stream() };
-      const sealed = await sealBoth(source, bytes);
-      const byob = ZiBStorage._internals.byob;
-      return { ...sealed, stalls: byob.stalls, stalled: byob.stalled };
+              left = r.value;
+            }
+            const piece = left.slice(0, 65536); // small pieces: the stall comes mid-Blob
+            left = left.subarray(piece.length);
+            sent += piece.length; // before enqueue, which transfers (detaches) the piece
+            c.enqueue(piece);
+          },
+          cancel: () => reader.cancel(),
+        });
+      },
     });
-    assert.equal(out.fromBlob, out.inMemory);
-    assert.equal(out.stalls, 1);
-    assert.equal(out.stalled, true, 'BYOB reads were not given up in this page after the stall');
-  } finally {
-    await tab.close();
-  }
+    const source = { size: blob.size, type: '', slice: (a, b) => stalling(blob.slice(a, b)), arrayBuffer: () => blob.arrayBuffer(),
+      stream: () => blob.stream() };
+    const sealed = await sealBoth(source, bytes);
+    const byob = ZiBStorage._internals.byob;
+    return { ...sealed, stalls: byob.stalls, stalled: byob.stalled };
+  });
+  assert.equal(out.fromBlob, out.inMemory);
+  assert.equal(out.stalls, 1);
+  assert.equal(out.stalled, true, 'BYOB reads were not given up in this page after the stall');
 });
 
 test('a page whose CSP forbids workers seals in the page', { timeout: 120_000 }, async () => {
-  const tab = await open('/no-workers');
-  try {
-    const out = await tab.evaluate(async () => {
-      const { blob, bytes } = await randomBlob(3 * 1024 * 1024 + 5);
-      const first = await sealBoth(blob, bytes);
-      await new Promise((r) => setTimeout(r, 300)); // a worker blocked later fails by then
-      const second = await sealBoth(blob, bytes);
-      const w = ZiBStorage._internals.workers;
-      return { first, second, runs: w.runs, failed: w.failed };
-    });
-    assert.equal(out.first.fromBlob, out.first.inMemory);
-    assert.equal(out.second.fromBlob, out.second.inMemory);
-    assert.equal(out.failed, true, 'the SDK did not notice its workers cannot run');
-    assert.equal(out.runs, 0);
-  } finally {
-    await tab.close();
-  }
+  const out = await inPage('/no-workers', async () => {
+    const { blob, bytes } = await randomBlob(3 * 1024 * 1024 + 5);
+    const first = await sealBoth(blob, bytes);
+    await new Promise((r) => setTimeout(r, 300)); // a worker blocked later fails by then
+    const second = await sealBoth(blob, bytes);
+    const w = ZiBStorage._internals.workers;
+    return { first, second, runs: w.runs, failed: w.failed };
+  });
+  assert.equal(out.first.fromBlob, out.first.inMemory);
+  assert.equal(out.second.fromBlob, out.second.inMemory);
+  assert.equal(out.failed, true, 'the SDK did not notice its workers cannot run');
+  assert.equal(out.runs, 0);
 });
