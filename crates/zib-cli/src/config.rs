@@ -42,6 +42,8 @@ pub struct ServerFileConfig {
     pub webhook_secret_overlap_secs: u64,
     pub webhook_retention_days: u64,
     pub allow_private_webhook_targets: bool,
+    /// S3 multipart uploads left this long without a new part are removed.
+    pub s3_multipart_expiry_days: u64,
 }
 
 impl Default for ServerFileConfig {
@@ -77,6 +79,7 @@ impl Default for ServerFileConfig {
             webhook_secret_overlap_secs: 24 * 3600,
             webhook_retention_days: 30,
             allow_private_webhook_targets: false,
+            s3_multipart_expiry_days: 7,
         }
     }
 }

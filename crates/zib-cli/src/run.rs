@@ -113,6 +113,12 @@ pub fn server_config(file: &ServerFileConfig, bound: std::net::SocketAddr) -> Re
     c.webhook_retention =
         Duration::from_secs(file.webhook_retention_days.saturating_mul(24 * 3600));
     c.allow_private_webhook_targets = file.allow_private_webhook_targets;
+    anyhow::ensure!(
+        file.s3_multipart_expiry_days >= 1,
+        "s3_multipart_expiry_days must be at least 1"
+    );
+    c.s3_multipart_expiry =
+        Duration::from_secs(file.s3_multipart_expiry_days.saturating_mul(24 * 3600));
     Ok(c)
 }
 

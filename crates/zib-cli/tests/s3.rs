@@ -175,6 +175,159 @@ fn boto3_and_the_aws_cli_round_trip_through_the_s3_surface() {
     assert_eq!(seen["delete_statuses"], serde_json::json!([204, 204]));
     assert_eq!(seen["after_delete"]["status"], 404);
 
+    // Multipart through boto3's upload_file (three parts, sent concurrently).
+    assert_eq!(seen["mp_get_same"], true, "multipart object read back");
+    assert_eq!(seen["mp_head"]["length"], seen["mp_len"]);
+    assert_eq!(seen["mp_head"]["content_type"], "video/mp4");
+    assert_eq!(
+        seen["mp_head"]["etag"], seen["mp_md5"],
+        "a multipart object's ETag is its plaintext MD5, as a single PUT's"
+    );
+    let pending: Vec<(i64, String)> = seen["pending_parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["number"].as_i64().unwrap(),
+                p["etag"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let md5s = seen["pending_part_md5s"].as_array().unwrap();
+    assert_eq!(
+        pending,
+        [
+            (1, md5s[0].as_str().unwrap().to_string()),
+            (2, md5s[1].as_str().unwrap().to_string())
+        ],
+        "ListParts: a part sent twice keeps the second"
+    );
+    assert_eq!(seen["pending_part_etags"], seen["pending_part_md5s"]);
+    let error = |code: &str, status: u16| serde_json::json!({"code": code, "status": status});
+    assert_eq!(seen["out_of_order"], error("InvalidPartOrder", 400));
+    assert_eq!(seen["wrong_etag"], error("InvalidPart", 400));
+    assert_eq!(seen["missing_part"], error("InvalidPart", 400));
+    assert_eq!(seen["other_key"], error("NoSuchUpload", 404));
+    assert_eq!(seen["bad_upload_id"], error("NoSuchUpload", 404));
+    assert_eq!(seen["pending_not_listed"], true);
+    assert_eq!(seen["abort_status"], 204);
+    assert_eq!(seen["after_abort"], error("NoSuchUpload", 404));
+    assert_eq!(seen["complete_after_abort"], error("NoSuchUpload", 404));
+    let mp_url = format!(
+        "{}/{}",
+        cluster.creds.cdn_url,
+        seen["mp_head"]["file_id"].as_str().unwrap()
+    );
+    assert!(
+        contains(&get(&http, &mp_url, None).1, marker.as_bytes()),
+        "multipart object via the CDN"
+    );
+
+    // Parts wait on the server's disk sealed: the pending upload is all that is left
+    // (completed and aborted ones are removed), and none of it is plaintext.
+    let upload_id = seen["pending_upload_id"].as_str().unwrap();
+    let spool = cluster.data_dir().join("s3-multipart");
+    let uploads: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(uploads, [upload_id]);
+    let spooled = files_under(&spool.join(upload_id));
+    assert_eq!(
+        spooled.len(),
+        3,
+        "the upload record and two parts: {spooled:?}"
+    );
+    assert!(
+        !spooled
+            .iter()
+            .any(|f| contains(&std::fs::read(f).unwrap(), marker.as_bytes())),
+        "the multipart spool holds plaintext"
+    );
+
+    // Another tenant can neither add to, list, abort nor complete the upload.
+    let out = Command::new(common::zib_bin())
+        .args(["tenant", "create", "mallory", "--data-dir"])
+        .arg(cluster.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let other: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mallory = format!(
+        "Bearer {}:{}",
+        other["access_key"].as_str().unwrap(),
+        other["secret_key"].as_str().unwrap()
+    );
+    let pending_url = format!("{s3}/s3test/mp/pending");
+    let complete_xml = |etags: &[&str]| {
+        let parts: String = etags
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                format!(
+                    "<Part><PartNumber>{}</PartNumber><ETag>\"{e}\"</ETag></Part>",
+                    i + 1
+                )
+            })
+            .collect();
+        format!("<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>")
+    };
+    let etags: Vec<&str> = md5s.iter().map(|m| m.as_str().unwrap()).collect();
+    let attempts = [
+        http.put(format!("{pending_url}?partNumber=1&uploadId={upload_id}"))
+            .body("mallory"),
+        http.get(format!("{pending_url}?uploadId={upload_id}")),
+        http.delete(format!("{pending_url}?uploadId={upload_id}")),
+        http.post(format!("{pending_url}?uploadId={upload_id}"))
+            .body(complete_xml(&etags)),
+    ];
+    for attempt in attempts {
+        let r = attempt.header("Authorization", &mallory).send().unwrap();
+        assert_eq!(r.status(), 404);
+        assert!(r.text().unwrap().contains("<Code>NoSuchUpload</Code>"));
+    }
+    let listed = http
+        .get(format!("{pending_url}?uploadId={upload_id}"))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    assert!(listed
+        .text()
+        .unwrap()
+        .contains("<PartNumber>2</PartNumber>"));
+
+    // The owner completes it with the contract's Bearer header; the spool goes.
+    let completed = http
+        .post(format!("{pending_url}?uploadId={upload_id}"))
+        .header("Authorization", cluster.bearer())
+        .body(complete_xml(&etags))
+        .send()
+        .unwrap();
+    assert_eq!(completed.status(), 200);
+    let followed = http
+        .get(&pending_url)
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap();
+    let mut expected = format!("{marker} pending part one ")
+        .repeat(400)
+        .into_bytes();
+    expected.extend_from_slice(format!("second {marker}").as_bytes());
+    assert!(
+        followed.bytes().unwrap().to_vec() == expected,
+        "completed pending upload"
+    );
+    assert!(
+        !spool.join(upload_id).exists(),
+        "a completed upload's spool is removed"
+    );
+
     // What the gateway stored is an ordinary ZiB file: the CDN and `zib get` return
     // the same bytes, and no node disk holds the plaintext.
     let small = format!("hello from boto3 {marker}\n").into_bytes();
@@ -226,7 +379,8 @@ fn boto3_and_the_aws_cli_round_trip_through_the_s3_surface() {
     // The AWS CLI: ls, cp up and down, s3api listing with a delimiter, rm.
     let buckets = aws(&cluster, &["s3", "ls"]);
     assert!(buckets.contains("s3test"), "{buckets}");
-    let cli_data = pattern(MIB + 777, 7);
+    // Past the CLI's 8 MiB multipart_threshold: CreateMultipartUpload, parts, Complete.
+    let cli_data = pattern(9 * MIB + 777, 7);
     let cli_src = write_file(work.path(), "cli.bin", &cli_data);
     aws(
         &cluster,

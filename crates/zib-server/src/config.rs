@@ -16,6 +16,11 @@ pub type LocalNodes = HashMap<NodeId, LocalBlobPath>;
 pub struct ServerConfig {
     /// SQLite database file of the metadata store.
     pub database_path: PathBuf,
+    /// Where parts of S3 multipart uploads wait, sealed, for CompleteMultipartUpload.
+    pub s3_spool_dir: PathBuf,
+    /// An S3 multipart upload neither completed nor aborted is removed this long after
+    /// its last part arrived.
+    pub s3_multipart_expiry: Duration,
     /// Base URL of the tenant API as clients reach it (used in logs and listings).
     pub public_url: String,
     /// Base URL of the CDN; `cdn_url` of a file is `{cdn_base_url}/objects/{file_id}`.
@@ -98,8 +103,14 @@ impl ServerConfig {
         capability_signer: CapabilitySigner,
         cluster_token: String,
     ) -> Self {
+        let s3_spool_dir = database_path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("s3-multipart");
         Self {
             database_path,
+            s3_spool_dir,
+            s3_multipart_expiry: Duration::from_secs(7 * 24 * 3600),
             cdn_base_url: public_url.clone(),
             public_url,
             master_key,

@@ -1,5 +1,6 @@
 """Drives ZiB's S3 surface with boto3, as an integrator would, and prints one JSON
-document of what it saw for crates/zib-cli/tests/s3.rs to check.
+document of what it saw for crates/zib-cli/tests/s3.rs to check. It leaves one
+multipart upload pending (its id is in the output) for the test to inspect.
 
 Usage: s3_boto3.py ENDPOINT BUCKET MARKER BIG_FILE
 Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
@@ -12,6 +13,7 @@ import sys
 import urllib.request
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -118,5 +120,61 @@ d2 = s3.delete_object(Bucket=bucket, Key="page/e")
 out["delete_statuses"] = [d1["ResponseMetadata"]["HTTPStatusCode"],
                           d2["ResponseMetadata"]["HTTPStatusCode"]]
 out["after_delete"] = error_of(lambda: s3.head_object(Bucket=bucket, Key="page/e"))
+
+# Multipart: boto3's upload_file splits at 8 MiB, sends parts concurrently, completes.
+MiB = 1024 * 1024
+mp_data = (marker.encode() + os.urandom(4066)) * 5000  # about 19.5 MiB: parts 8, 8, 3.5
+mp_path = big_path + ".multipart"
+with open(mp_path, "wb") as f:
+    f.write(mp_data)
+transfer = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=3)
+s3.upload_file(mp_path, bucket, "mp/object.bin", Config=transfer, ExtraArgs={"ContentType": "video/mp4"})
+out["mp_get_same"] = s3.get_object(Bucket=bucket, Key="mp/object.bin")["Body"].read() == mp_data
+head = s3.head_object(Bucket=bucket, Key="mp/object.bin")
+out["mp_head"] = {"length": head["ContentLength"], "content_type": head["ContentType"],
+                  "etag": head["ETag"].strip('"'),
+                  "file_id": head["ResponseMetadata"]["HTTPHeaders"].get("x-zib-file-id")}
+out["mp_md5"] = hashlib.md5(mp_data).hexdigest()
+out["mp_len"] = len(mp_data)
+
+# An upload left pending: a part sent twice keeps the second, bad completes are refused
+# and change nothing.
+uid = s3.create_multipart_upload(Bucket=bucket, Key="mp/pending", ContentType="text/plain")["UploadId"]
+first = (marker + " pending part one ").encode() * 400
+p1 = s3.upload_part(Bucket=bucket, Key="mp/pending", UploadId=uid, PartNumber=1, Body=first)
+s3.upload_part(Bucket=bucket, Key="mp/pending", UploadId=uid, PartNumber=2, Body=b"replaced")
+second = ("second " + marker).encode()
+p2 = s3.upload_part(Bucket=bucket, Key="mp/pending", UploadId=uid, PartNumber=2, Body=second)
+parts = s3.list_parts(Bucket=bucket, Key="mp/pending", UploadId=uid)["Parts"]
+out["pending_parts"] = [{"number": p["PartNumber"], "size": p["Size"], "etag": p["ETag"].strip('"')}
+                        for p in parts]
+out["pending_part_md5s"] = [hashlib.md5(first).hexdigest(), hashlib.md5(second).hexdigest()]
+out["pending_part_etags"] = [p1["ETag"].strip('"'), p2["ETag"].strip('"')]
+
+
+def complete(upload_id, parts, key="mp/pending"):
+    return lambda: s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]})
+
+
+out["out_of_order"] = error_of(complete(uid, [(2, p2["ETag"]), (1, p1["ETag"])]))
+out["wrong_etag"] = error_of(complete(uid, [(1, p1["ETag"]), (2, p1["ETag"])]))
+out["missing_part"] = error_of(complete(uid, [(1, p1["ETag"]), (3, p2["ETag"])]))
+out["other_key"] = error_of(lambda: s3.upload_part(Bucket=bucket, Key="mp/other", UploadId=uid,
+                                                   PartNumber=1, Body=b"x"))
+out["bad_upload_id"] = error_of(lambda: s3.list_parts(Bucket=bucket, Key="mp/pending",
+                                                      UploadId="../../../etc"))
+out["pending_not_listed"] = "mp/pending" not in [
+    o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="mp/").get("Contents", [])]
+out["pending_upload_id"] = uid
+
+# Aborted: the parts are gone and the id is unknown from then on.
+aid = s3.create_multipart_upload(Bucket=bucket, Key="mp/aborted")["UploadId"]
+ap = s3.upload_part(Bucket=bucket, Key="mp/aborted", UploadId=aid, PartNumber=1, Body=b"abc")
+out["abort_status"] = s3.abort_multipart_upload(
+    Bucket=bucket, Key="mp/aborted", UploadId=aid)["ResponseMetadata"]["HTTPStatusCode"]
+out["after_abort"] = error_of(lambda: s3.list_parts(Bucket=bucket, Key="mp/aborted", UploadId=aid))
+out["complete_after_abort"] = error_of(complete(aid, [(1, ap["ETag"])], key="mp/aborted"))
 
 print(json.dumps(out))

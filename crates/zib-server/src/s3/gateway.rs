@@ -17,6 +17,7 @@ use s3s::dto::StreamingBlob;
 use s3s::{s3_error, S3Error, S3Result};
 use tokio::sync::Mutex;
 use zib_crypto::envelope::Sealer;
+use zib_crypto::{DataKey, Header};
 use zib_proto::api::{Registration, UploadType};
 
 use crate::api::upload::{self, Registered};
@@ -71,20 +72,13 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
     .await
     .map_err(api_to_s3)?;
     let file_id = registration.file_id;
-    let layout = header.layout();
-    let sealing = Arc::new(Mutex::new(Sealing {
-        body: req.body,
-        pending: BytesMut::new(),
-        sealer: Sealer::new(&dek, header),
-        chunk_size: u64::from(header.chunk_size),
-        file_size: req.size,
-        total_chunks: layout.chunk_count(req.size),
-        next_chunk: 0,
-        md5: Md5::new(),
-        expected_md5: req.expected_md5,
-        digest: None,
-        failure: None,
-    }));
+    let sealing = Arc::new(Mutex::new(Sealing::new(
+        req.body,
+        &dek,
+        header,
+        req.size,
+        req.expected_md5,
+    )));
 
     match send_envelope(state, &registration, &sealing).await {
         Ok(()) => {
@@ -164,7 +158,9 @@ fn body_error(e: Box<dyn std::error::Error + Send + Sync>) -> S3Error {
     }
 }
 
-struct Sealing {
+/// Seals a request body of known size chunk by chunk, hashing the plaintext (MD5, the
+/// S3 ETag) as it goes.
+pub(super) struct Sealing {
     body: StreamingBlob,
     pending: BytesMut,
     sealer: Sealer,
@@ -180,7 +176,39 @@ struct Sealing {
 }
 
 impl Sealing {
-    async fn next_sealed(&mut self) -> S3Result<Bytes> {
+    pub(super) fn new(
+        body: StreamingBlob,
+        key: &DataKey,
+        header: Header,
+        size: u64,
+        expected_md5: Option<[u8; 16]>,
+    ) -> Self {
+        Sealing {
+            body,
+            pending: BytesMut::new(),
+            sealer: Sealer::new(key, header),
+            chunk_size: u64::from(header.chunk_size),
+            file_size: size,
+            total_chunks: header.layout().chunk_count(size),
+            next_chunk: 0,
+            md5: Md5::new(),
+            expected_md5,
+            digest: None,
+            failure: None,
+        }
+    }
+
+    pub(super) fn total_chunks(&self) -> u64 {
+        self.total_chunks
+    }
+
+    /// The plaintext's MD5, once the final chunk is sealed.
+    pub(super) fn digest(&self) -> Option<[u8; 16]> {
+        self.digest
+    }
+
+    /// The next chunk, sealed; the final one only once the body has ended cleanly.
+    pub(super) async fn next_sealed(&mut self) -> S3Result<Bytes> {
         let index = self.next_chunk;
         let is_final = index + 1 == self.total_chunks;
         let want = if is_final {

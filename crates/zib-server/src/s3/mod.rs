@@ -14,6 +14,7 @@
 mod errors;
 mod gateway;
 mod listing;
+pub mod multipart;
 mod ops;
 pub mod secret;
 

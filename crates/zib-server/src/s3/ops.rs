@@ -15,6 +15,7 @@ use crate::state::AppState;
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
+use super::multipart::{self, ListedPart, PartUpload};
 use super::TenantCtx;
 
 /// How long a synchronous shard delete may take before the node is left to its
@@ -392,16 +393,7 @@ impl S3 for ZibS3 {
             .and_then(|n| u64::try_from(n).ok())
             .ok_or_else(|| s3_error!(MissingContentLength, "PUT needs a Content-Length"))?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
-        let expected_md5 = match input.content_md5.as_deref() {
-            None => None,
-            Some(b64) => Some(
-                STANDARD
-                    .decode(b64)
-                    .ok()
-                    .and_then(|v| <[u8; 16]>::try_from(v).ok())
-                    .ok_or_else(|| s3_error!(InvalidDigest))?,
-            ),
-        };
+        let expected_md5 = content_md5(input.content_md5.as_deref())?;
         let body = input
             .body
             .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
@@ -421,6 +413,164 @@ impl S3 for ZibS3 {
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(md5_hex)),
             size: Some(size as i64),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let tenant_id = tenant(&req)?.id.clone();
+        let input = req.input;
+        validate_bucket(&input.bucket).map_err(api_to_s3)?;
+        validate_key(&input.key).map_err(api_to_s3)?;
+        let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
+        let upload_id = multipart::create(
+            &self.state,
+            &tenant_id,
+            &input.bucket,
+            &input.key,
+            content_type,
+        )
+        .await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let tenant_id = tenant(&req)?.id.clone();
+        let input = req.input;
+        let size = input
+            .content_length
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| s3_error!(MissingContentLength, "UploadPart needs a Content-Length"))?;
+        let expected_md5 = content_md5(input.content_md5.as_deref())?;
+        let md5_hex = multipart::upload_part(
+            &self.state,
+            PartUpload {
+                tenant_id,
+                bucket: input.bucket,
+                key: input.key,
+                upload_id: input.upload_id,
+                part_number: input.part_number,
+                size,
+                expected_md5,
+                body: input
+                    .body
+                    .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty())),
+            },
+        )
+        .await?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(md5_hex)),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let tenant_id = tenant(&req)?.id.clone();
+        let input = req.input;
+        let mut listed = Vec::new();
+        for part in input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default()
+        {
+            let (Some(number), Some(etag)) = (part.part_number, part.e_tag) else {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "every listed part needs a PartNumber and an ETag"
+                ));
+            };
+            listed.push(ListedPart {
+                number,
+                etag: etag.into_value(),
+            });
+        }
+        let md5_hex = multipart::complete(
+            &self.state,
+            &tenant_id,
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            listed,
+        )
+        .await?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            e_tag: Some(ETag::Strong(md5_hex)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let tenant = tenant(&req)?;
+        let input = &req.input;
+        multipart::abort(
+            &self.state,
+            &tenant.id,
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+        )
+        .await?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    /// Every part at once: an upload has at most 10000.
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let tenant = tenant(&req)?;
+        let input = &req.input;
+        let after = input.part_number_marker.unwrap_or(0);
+        let max = input.max_parts.unwrap_or(1000).clamp(1, 1000);
+        let stored = multipart::list_parts(
+            &self.state,
+            &tenant.id,
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+        )
+        .await?;
+        let rest: Vec<_> = stored.into_iter().filter(|p| p.number > after).collect();
+        let truncated = rest.len() > max as usize;
+        let page: Vec<Part> = rest
+            .into_iter()
+            .take(max as usize)
+            .map(|p| Part {
+                part_number: Some(p.number),
+                size: Some(p.size as i64),
+                e_tag: Some(ETag::Strong(p.md5)),
+                last_modified: Some(timestamp(p.modified_ms)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            upload_id: Some(input.upload_id.clone()),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: page.last().and_then(|p| p.part_number),
+            max_parts: Some(max),
+            is_truncated: Some(truncated),
+            parts: Some(page),
             ..Default::default()
         }))
     }
@@ -455,6 +605,19 @@ impl S3 for ZibS3 {
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
+}
+
+/// `Content-MD5` (base64 of 16 bytes), checked against the body before it is stored.
+fn content_md5(header: Option<&str>) -> S3Result<Option<[u8; 16]>> {
+    header
+        .map(|b64| {
+            STANDARD
+                .decode(b64)
+                .ok()
+                .and_then(|v| <[u8; 16]>::try_from(v).ok())
+                .ok_or_else(|| s3_error!(InvalidDigest))
+        })
+        .transpose()
 }
 
 fn redirect(location: &str) -> S3Error {

@@ -1,6 +1,6 @@
 //! Garbage: registrations that expired without completing, blobs on nodes that no
-//! metadata points to (left by crashes or abandoned uploads), and webhook history past
-//! its retention. Nothing referenced is ever collected, and nothing younger than
+//! metadata points to (left by crashes or abandoned uploads), webhook history past
+//! its retention, and S3 multipart uploads left neither completed nor aborted. Nothing referenced is ever collected, and nothing younger than
 //! `garbage_grace`.
 
 use std::time::{Duration, Instant};
@@ -88,6 +88,15 @@ impl Worker for Collector {
             let _ = crate::node_rpc::delete_blobs_now(state, &blobs, Duration::from_secs(3)).await;
         }
         self.prune_webhook_history(state, now).await?;
+        let spool = &state.config.s3_spool_dir;
+        match crate::s3::multipart::collect_abandoned(spool, state.config.s3_multipart_expiry).await
+        {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "abandoned s3 multipart uploads removed"),
+            Err(e) => {
+                tracing::warn!(dir = %spool.display(), error = %e, "sweeping s3 multipart spools")
+            }
+        }
 
         // Orphan sweeps list every blob of every node: keep them rarer.
         if self

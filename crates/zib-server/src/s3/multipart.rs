@@ -1,0 +1,531 @@
+//! S3 multipart uploads (CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+//! AbortMultipartUpload, ListParts).
+//!
+//! A ZiB file is one envelope whose size is fixed when it is registered, while S3
+//! parts arrive in any order, may be sent again, and add up to a size known only at
+//! Complete. So parts wait on the server's disk, in `s3_spool_dir/{upload_id}/`,
+//! each sealed (envelope v1) under a data key of the upload's own that the master
+//! key wraps: the spool never holds plaintext or a key in clear. Complete reads the
+//! listed parts in order, opens them chunk by chunk and feeds the plaintext to the
+//! same gateway PUT a single request uses, so the object is an ordinary ZiB file
+//! (same registration, same sealing, same 409 rules) and memory stays at a few
+//! chunks whatever the size. The spool is removed once the object is stored, on
+//! Abort, or by the collector after `s3_multipart_expiry` without a new part.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use rand::RngCore;
+use s3s::dto::StreamingBlob;
+use s3s::{s3_error, S3Result};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use zib_crypto::envelope::{Opener, HEADER_LEN};
+use zib_crypto::{DataKey, Header};
+
+use crate::state::AppState;
+
+use super::errors::internal;
+use super::gateway::{self, PutRequest, Sealing};
+
+/// S3's limits: part numbers 1..=10000, at most 5 GiB a part.
+pub const MAX_PART_NUMBER: i32 = 10_000;
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+const UPLOAD_FILE: &str = "upload.json";
+/// A part file starts with its plaintext size (u64 BE) and MD5, then the envelope.
+const PART_PREFIX_LEN: u64 = 8 + 16;
+/// Decrypted chunks buffered between the spool reader and the gateway's sealing.
+const OPENED_CHUNKS_AHEAD: usize = 4;
+
+#[derive(Serialize, Deserialize)]
+struct UploadRecord {
+    tenant_id: String,
+    bucket: String,
+    key: String,
+    content_type: String,
+    created_ms: i64,
+    /// The spool's data key, wrapped by the master key (hex).
+    wrapped_key: String,
+}
+
+/// One stored part, as ListParts and Complete see it.
+pub struct StoredPart {
+    pub number: i32,
+    pub size: u64,
+    /// Hex MD5 of the part's plaintext: its ETag.
+    pub md5: String,
+    pub modified_ms: i64,
+}
+
+/// An upload the request may act on: its spool and its data key.
+struct OpenUpload {
+    dir: PathBuf,
+    record: UploadRecord,
+    key: DataKey,
+}
+
+fn wrap_context(upload_id: &str, tenant_id: &str) -> Vec<u8> {
+    format!("zib-s3-multipart:{upload_id}:{tenant_id}").into_bytes()
+}
+
+/// Upload ids are 32 lowercase hex digits; anything else never names a directory.
+fn is_upload_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn part_path(dir: &Path, number: i32) -> PathBuf {
+    dir.join(format!("part-{number:05}"))
+}
+
+fn no_such_upload(upload_id: &str) -> s3s::S3Error {
+    s3_error!(
+        NoSuchUpload,
+        "multipart upload {upload_id} does not exist (completed, aborted, expired or never created)"
+    )
+}
+
+async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{:08x}", rand::random::<u32>()));
+    tokio::fs::write(&tmp, bytes).await?;
+    tokio::fs::rename(&tmp, path).await
+}
+
+pub async fn create(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: &str,
+    key: &str,
+    content_type: String,
+) -> S3Result<String> {
+    let mut id = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut id);
+    let upload_id = hex::encode(id);
+    let data_key = DataKey::generate();
+    let record = UploadRecord {
+        tenant_id: tenant_id.to_string(),
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        content_type,
+        created_ms: crate::state::now_ms(),
+        wrapped_key: hex::encode(
+            state
+                .config
+                .master_key
+                .wrap(&data_key, &wrap_context(&upload_id, tenant_id)),
+        ),
+    };
+    let dir = state.config.s3_spool_dir.join(&upload_id);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| internal(format!("creating {}: {e}", dir.display())))?;
+    let json = serde_json::to_vec(&record).map_err(internal)?;
+    write_atomically(&dir.join(UPLOAD_FILE), &json)
+        .await
+        .map_err(|e| {
+            internal(format!(
+                "writing the upload record in {}: {e}",
+                dir.display()
+            ))
+        })?;
+    tracing::info!(%upload_id, "s3 multipart upload created");
+    Ok(upload_id)
+}
+
+/// The upload, if it exists and belongs to this tenant, bucket and key; otherwise
+/// NoSuchUpload, so another tenant learns nothing of it.
+async fn open(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> S3Result<OpenUpload> {
+    if !is_upload_id(upload_id) {
+        return Err(no_such_upload(upload_id));
+    }
+    let dir = state.config.s3_spool_dir.join(upload_id);
+    let bytes = match tokio::fs::read(dir.join(UPLOAD_FILE)).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(no_such_upload(upload_id))
+        }
+        Err(e) => return Err(internal(format!("reading {}: {e}", dir.display()))),
+    };
+    let record: UploadRecord = serde_json::from_slice(&bytes)
+        .map_err(|e| internal(format!("upload record {}: {e}", dir.display())))?;
+    if record.tenant_id != tenant_id || record.bucket != bucket || record.key != key {
+        return Err(no_such_upload(upload_id));
+    }
+    let wrapped = hex::decode(&record.wrapped_key).map_err(internal)?;
+    let key = state
+        .config
+        .master_key
+        .unwrap(&wrapped, &wrap_context(upload_id, tenant_id))
+        .map_err(|_| internal("the upload's data key does not unwrap"))?;
+    Ok(OpenUpload { dir, record, key })
+}
+
+pub struct PartUpload {
+    pub tenant_id: String,
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    pub part_number: i32,
+    pub size: u64,
+    pub expected_md5: Option<[u8; 16]>,
+    pub body: StreamingBlob,
+}
+
+/// Seals the part into the spool; returns its hex MD5 (the part's ETag). A part
+/// sent again replaces the earlier one only once it has arrived whole.
+pub async fn upload_part(state: &AppState, part: PartUpload) -> S3Result<String> {
+    if !(1..=MAX_PART_NUMBER).contains(&part.part_number) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"
+        ));
+    }
+    if part.size > MAX_PART_SIZE {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "a part is at most {MAX_PART_SIZE} bytes"
+        ));
+    }
+    let upload = open(
+        state,
+        &part.tenant_id,
+        &part.bucket,
+        &part.key,
+        &part.upload_id,
+    )
+    .await?;
+    let path = part_path(&upload.dir, part.part_number);
+    let tmp = path.with_extension(format!("tmp-{:08x}", rand::random::<u32>()));
+    let written = write_part(&tmp, &upload.key, part).await;
+    match written {
+        Ok(md5) => {
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(|e| internal(format!("storing {}: {e}", path.display())))?;
+            Ok(md5)
+        }
+        Err(err) => {
+            if let Err(e) = tokio::fs::remove_file(&tmp).await {
+                tracing::warn!(path = %tmp.display(), error = %e, "could not remove a failed part");
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn write_part(tmp: &Path, key: &DataKey, part: PartUpload) -> S3Result<String> {
+    let io = |e: std::io::Error| internal(format!("writing {}: {e}", tmp.display()));
+    let header = Header::new_random(zib_crypto::envelope::DEFAULT_CHUNK_SIZE);
+    let mut sealing = Sealing::new(part.body, key, header, part.size, part.expected_md5);
+    let file = tokio::fs::File::create(tmp).await.map_err(io)?;
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    out.write_all(&[0u8; PART_PREFIX_LEN as usize])
+        .await
+        .map_err(io)?;
+    out.write_all(&header.encode()).await.map_err(io)?;
+    for _ in 0..sealing.total_chunks() {
+        let sealed = sealing.next_sealed().await?;
+        out.write_all(&sealed).await.map_err(io)?;
+    }
+    let digest = sealing
+        .digest()
+        .ok_or_else(|| internal("the part was sealed without its digest"))?;
+    let mut prefix = Vec::with_capacity(PART_PREFIX_LEN as usize);
+    prefix.extend_from_slice(&part.size.to_be_bytes());
+    prefix.extend_from_slice(&digest);
+    out.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
+    out.write_all(&prefix).await.map_err(io)?;
+    out.flush().await.map_err(io)?;
+    out.into_inner().sync_all().await.map_err(io)?;
+    Ok(hex::encode(digest))
+}
+
+async fn read_part_prefix(path: &Path) -> std::io::Result<(u64, [u8; 16], SystemTime)> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let modified = file.metadata().await?.modified()?;
+    let mut prefix = [0u8; PART_PREFIX_LEN as usize];
+    file.read_exact(&mut prefix).await?;
+    let mut size = [0u8; 8];
+    size.copy_from_slice(&prefix[..8]);
+    let mut md5 = [0u8; 16];
+    md5.copy_from_slice(&prefix[8..]);
+    Ok((u64::from_be_bytes(size), md5, modified))
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The stored parts, by part number.
+async fn stored_parts(dir: &Path) -> S3Result<Vec<StoredPart>> {
+    let io = |e: std::io::Error| internal(format!("listing {}: {e}", dir.display()));
+    let mut entries = tokio::fs::read_dir(dir).await.map_err(io)?;
+    let mut parts = Vec::new();
+    while let Some(entry) = entries.next_entry().await.map_err(io)? {
+        let name = entry.file_name();
+        let Some(number) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("part-"))
+            .filter(|n| n.len() == 5)
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let (size, md5, modified) = read_part_prefix(&entry.path()).await.map_err(io)?;
+        parts.push(StoredPart {
+            number,
+            size,
+            md5: hex::encode(md5),
+            modified_ms: millis(modified),
+        });
+    }
+    parts.sort_by_key(|p| p.number);
+    Ok(parts)
+}
+
+pub async fn list_parts(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> S3Result<Vec<StoredPart>> {
+    let upload = open(state, tenant_id, bucket, key, upload_id).await?;
+    stored_parts(&upload.dir).await
+}
+
+pub async fn abort(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> S3Result<()> {
+    let upload = open(state, tenant_id, bucket, key, upload_id).await?;
+    remove_spool(&upload.dir).await;
+    tracing::info!(%upload_id, "s3 multipart upload aborted");
+    Ok(())
+}
+
+async fn remove_spool(dir: &Path) {
+    if let Err(e) = tokio::fs::remove_dir_all(dir).await {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove a multipart spool");
+    }
+}
+
+/// A part Complete names: its number and the ETag the client got for it.
+pub struct ListedPart {
+    pub number: i32,
+    pub etag: String,
+}
+
+/// Stores the parts, in the order listed, as one object; returns its ETag (the hex
+/// MD5 of the whole plaintext, as for a single PUT).
+pub async fn complete(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    listed: Vec<ListedPart>,
+) -> S3Result<String> {
+    let upload = open(state, tenant_id, bucket, key, upload_id).await?;
+    if listed.is_empty() {
+        return Err(s3_error!(
+            MalformedXML,
+            "CompleteMultipartUpload must list at least one part"
+        ));
+    }
+    if listed.windows(2).any(|w| w[0].number >= w[1].number) {
+        return Err(s3_error!(
+            InvalidPartOrder,
+            "the list of parts was not in ascending order"
+        ));
+    }
+    let stored = stored_parts(&upload.dir).await?;
+    let mut chosen = Vec::with_capacity(listed.len());
+    for part in &listed {
+        let found = stored.iter().find(|s| s.number == part.number);
+        let etag = part.etag.trim_matches('"').to_ascii_lowercase();
+        match found {
+            Some(s) if s.md5 == etag => chosen.push((part_path(&upload.dir, s.number), s.size)),
+            Some(_) => {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "part {} has another ETag than the one listed",
+                    part.number
+                ))
+            }
+            None => {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "part {} was not uploaded",
+                    part.number
+                ))
+            }
+        }
+    }
+    let size = chosen.iter().map(|(_, size)| size).sum();
+    let body = opened_parts(chosen, upload.key);
+    let etag = gateway::put_object(
+        state,
+        PutRequest {
+            tenant_id: tenant_id.to_string(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            size,
+            content_type: upload.record.content_type.clone(),
+            expected_md5: None,
+            body,
+        },
+    )
+    .await?;
+    remove_spool(&upload.dir).await;
+    tracing::info!(%upload_id, parts = listed.len(), size, "s3 multipart upload completed");
+    Ok(etag)
+}
+
+/// The plaintext of the parts, in order, opened chunk by chunk by a task of its own.
+fn opened_parts(parts: Vec<(PathBuf, u64)>, key: DataKey) -> StreamingBlob {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(OPENED_CHUNKS_AHEAD);
+    tokio::spawn(async move {
+        for (path, size) in parts {
+            if let Err(e) = open_part(&path, size, &key, &tx).await {
+                let _ = tx
+                    .send(Err(std::io::Error::other(format!(
+                        "spooled part {}: {e}",
+                        path.display()
+                    ))))
+                    .await;
+                return;
+            }
+        }
+    });
+    StreamingBlob::wrap(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+}
+
+/// Sends the part's plaintext chunk by chunk; stops quietly if nobody listens.
+async fn open_part(
+    path: &Path,
+    size: u64,
+    key: &DataKey,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) -> std::io::Result<()> {
+    let file = tokio::fs::File::open(path).await?;
+    let mut file = tokio::io::BufReader::with_capacity(1 << 20, file);
+    let mut skip = [0u8; PART_PREFIX_LEN as usize];
+    file.read_exact(&mut skip).await?;
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact(&mut header).await?;
+    let header = Header::decode(&header).map_err(std::io::Error::other)?;
+    let layout = header.layout();
+    let opener = Opener::new(key, header);
+    let chunks = layout.chunk_count(size);
+    for index in 0..chunks {
+        let mut sealed = vec![0u8; layout.sealed_chunk_len(index, size) as usize];
+        file.read_exact(&mut sealed).await?;
+        let plain = opener
+            .open_chunk(index, index + 1 == chunks, &mut sealed)
+            .map_err(std::io::Error::other)?;
+        let plain = Bytes::copy_from_slice(plain);
+        if tx.send(Ok(plain)).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Removes spools whose newest file is older than `max_age`: uploads neither
+/// completed nor aborted. Returns how many it removed.
+pub async fn collect_abandoned(spool_dir: &Path, max_age: Duration) -> std::io::Result<usize> {
+    let mut entries = match tokio::fs::read_dir(spool_dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let now = SystemTime::now();
+    let mut removed = 0;
+    while let Some(entry) = entries.next_entry().await? {
+        let dir = entry.path();
+        if !entry.file_name().to_str().is_some_and(is_upload_id) {
+            continue;
+        }
+        let mut newest = entry.metadata().await?.modified()?;
+        let mut files = tokio::fs::read_dir(&dir).await?;
+        while let Some(file) = files.next_entry().await? {
+            if let Ok(modified) = file.metadata().await.and_then(|m| m.modified()) {
+                newest = newest.max(modified);
+            }
+        }
+        if now.duration_since(newest).unwrap_or_default() > max_age {
+            tokio::fs::remove_dir_all(&dir).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn age(path: &Path, by: Duration) {
+        let when = SystemTime::now() - by;
+        let file = std::fs::File::options()
+            .read(true)
+            .open(path)
+            .expect("open to set its time");
+        file.set_modified(when).expect("set modified");
+    }
+
+    #[tokio::test]
+    async fn only_spools_idle_past_the_expiry_are_collected() {
+        let root = tempfile::tempdir().unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let old = root.path().join("0".repeat(32));
+        let busy = root.path().join("1".repeat(32));
+        let stranger = root.path().join("not-an-upload");
+        for dir in [&old, &busy, &stranger] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join(UPLOAD_FILE), b"{}").unwrap();
+            age(&dir.join(UPLOAD_FILE), 10 * day);
+            age(dir, 10 * day);
+        }
+        // A part arrived recently: the upload is still in use.
+        std::fs::write(busy.join("part-00001"), b"sealed").unwrap();
+
+        assert_eq!(collect_abandoned(root.path(), 7 * day).await.unwrap(), 1);
+        assert!(!old.exists());
+        assert!(busy.exists());
+        assert!(stranger.exists(), "only upload ids are ever removed");
+        assert_eq!(
+            collect_abandoned(&root.path().join("missing"), day)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn upload_ids_cannot_name_other_paths() {
+        assert!(is_upload_id(&"a".repeat(32)));
+        for bad in [
+            "../../etc/passwd",
+            "",
+            &"A".repeat(32),
+            &"a".repeat(33),
+            "..",
+            "0000000000000000000000000000000/",
+        ] {
+            assert!(!is_upload_id(bad), "{bad}");
+        }
+    }
+}
