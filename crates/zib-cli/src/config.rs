@@ -44,6 +44,7 @@ pub struct ServerFileConfig {
     pub allow_private_webhook_targets: bool,
     /// S3 multipart uploads left this long without a new part are removed.
     pub s3_multipart_expiry_days: u64,
+    pub s3_complete_wait_ms: u64,
 }
 
 impl Default for ServerFileConfig {
@@ -80,6 +81,7 @@ impl Default for ServerFileConfig {
             webhook_retention_days: 30,
             allow_private_webhook_targets: false,
             s3_multipart_expiry_days: 7,
+            s3_complete_wait_ms: 10_000,
         }
     }
 }

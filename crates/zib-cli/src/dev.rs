@@ -142,7 +142,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     let api_url = format!("http://{addr}");
     let (data_shards, parity_shards) = dev_erasure(args.nodes);
-    // Webhook timings honour `ZIB_WEBHOOK_*` (tests shorten the retry schedule).
+    // Webhook and S3 timings honour `ZIB_WEBHOOK_*` and `ZIB_S3_*` (tests shorten them).
     let env = crate::config::load::<ServerFileConfig>(None)?;
     let file = ServerFileConfig {
         listen: args.listen.clone(),
@@ -168,6 +168,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
         webhook_timeout_secs: env.webhook_timeout_secs,
         webhook_poll_interval_ms: env.webhook_poll_interval_ms,
         webhook_secret_overlap_secs: env.webhook_secret_overlap_secs,
+        s3_multipart_expiry_days: env.s3_multipart_expiry_days,
+        s3_complete_wait_ms: env.s3_complete_wait_ms,
         ..ServerFileConfig::default()
     };
     let nodes_dir = dir.join("nodes");

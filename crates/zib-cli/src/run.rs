@@ -119,6 +119,7 @@ pub fn server_config(file: &ServerFileConfig, bound: std::net::SocketAddr) -> Re
     );
     c.s3_multipart_expiry =
         Duration::from_secs(file.s3_multipart_expiry_days.saturating_mul(24 * 3600));
+    c.s3_complete_wait = Duration::from_millis(file.s3_complete_wait_ms);
     Ok(c)
 }
 

@@ -211,6 +211,16 @@ fn boto3_and_the_aws_cli_round_trip_through_the_s3_surface() {
     assert_eq!(seen["other_key"], error("NoSuchUpload", 404));
     assert_eq!(seen["bad_upload_id"], error("NoSuchUpload", 404));
     assert_eq!(seen["pending_not_listed"], true);
+    assert_eq!(
+        seen["complete_over_other_size"],
+        error("KeyAlreadyExists", 409)
+    );
+    assert_eq!(
+        seen["complete_over_same_size"],
+        error("KeyAlreadyExists", 409)
+    );
+    assert_eq!(seen["complete_over_same_bytes"], Value::Null, "idempotent");
+    assert_eq!(seen["hello_kept"], true);
     assert_eq!(seen["abort_status"], 204);
     assert_eq!(seen["after_abort"], error("NoSuchUpload", 404));
     assert_eq!(seen["complete_after_abort"], error("NoSuchUpload", 404));
@@ -433,4 +443,87 @@ fn boto3_and_the_aws_cli_round_trip_through_the_s3_surface() {
     aws(&cluster, &["s3", "rm", "s3://s3test/cli/data.bin"]);
     let after = aws(&cluster, &["s3", "ls", "s3://s3test/", "--recursive"]);
     assert!(!after.contains("cli/data.bin"), "{after}");
+}
+
+/// A CompleteMultipartUpload that outlasts `s3_complete_wait` (0 here) is answered at
+/// once and kept alive until its result: boto3 reads that answer as a success, and the
+/// object is whole.
+#[test]
+fn a_completion_past_the_wait_is_kept_alive_and_succeeds() {
+    install_clients();
+    let cluster = Cluster::start_with_env(3, &[("ZIB_S3_COMPLETE_WAIT_MS", "0")]);
+    let script = r#"
+import hashlib, json, sys
+import boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                                retries={"max_attempts": 1}))
+parts = [bytes([n]) * (5 * 1024 * 1024 + n) for n in (1, 2)]
+uid = s3.create_multipart_upload(Bucket="kept", Key="alive.bin")["UploadId"]
+etags = [s3.upload_part(Bucket="kept", Key="alive.bin", UploadId=uid, PartNumber=n + 1,
+                        Body=p)["ETag"] for n, p in enumerate(parts)]
+done = s3.complete_multipart_upload(
+    Bucket="kept", Key="alive.bin", UploadId=uid,
+    MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
+body = s3.get_object(Bucket="kept", Key="alive.bin")["Body"].read()
+print(json.dumps({"etag": done["ETag"].strip('"'), "md5": hashlib.md5(b"".join(parts)).hexdigest(),
+                  "same": body == b"".join(parts)}))
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", script, &endpoint(&cluster)]);
+    aws_env(&cluster, &mut cmd);
+    let out = cmd.output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "boto3 multipart with a kept-alive completion failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON from python3");
+    assert_eq!(seen["etag"], seen["md5"]);
+    assert_eq!(seen["same"], true);
+
+    // On the wire: 200 at once, then the result after the keep-alive whitespace.
+    let http = cluster.http();
+    let url = format!("{}/kept/raw.bin", endpoint(&cluster));
+    let bearer = cluster.bearer();
+    let created = http
+        .post(format!("{url}?uploads"))
+        .header("Authorization", &bearer)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let upload_id = created
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|rest| rest.split("</UploadId>").next())
+        .expect("an UploadId")
+        .to_string();
+    let part = http
+        .put(format!("{url}?partNumber=1&uploadId={upload_id}"))
+        .header("Authorization", &bearer)
+        .body("kept alive")
+        .send()
+        .unwrap();
+    let etag = part.headers()["etag"].to_str().unwrap().to_string();
+    let completed = http
+        .post(format!("{url}?uploadId={upload_id}"))
+        .header("Authorization", &bearer)
+        .body(format!(
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(completed.status(), 200);
+    assert_eq!(
+        completed.headers()["transfer-encoding"],
+        "chunked",
+        "the kept-alive answer"
+    );
+    let text = completed.text().unwrap();
+    assert!(
+        text.contains("<CompleteMultipartUploadResult") && text.contains(&etag),
+        "{text}"
+    );
 }

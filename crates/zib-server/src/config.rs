@@ -21,6 +21,9 @@ pub struct ServerConfig {
     /// An S3 multipart upload neither completed nor aborted is removed this long after
     /// its last part arrived.
     pub s3_multipart_expiry: Duration,
+    /// CompleteMultipartUpload answers plainly if the object is stored within this;
+    /// past it, the answer starts and is kept alive until the result follows.
+    pub s3_complete_wait: Duration,
     /// Base URL of the tenant API as clients reach it (used in logs and listings).
     pub public_url: String,
     /// Base URL of the CDN; `cdn_url` of a file is `{cdn_base_url}/objects/{file_id}`.
@@ -111,6 +114,7 @@ impl ServerConfig {
             database_path,
             s3_spool_dir,
             s3_multipart_expiry: Duration::from_secs(7 * 24 * 3600),
+            s3_complete_wait: Duration::from_secs(10),
             cdn_base_url: public_url.clone(),
             public_url,
             master_key,

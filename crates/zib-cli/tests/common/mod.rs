@@ -27,6 +27,8 @@ pub struct Cluster {
     child: Option<Child>,
     pub creds: Credentials,
     pub nodes: usize,
+    /// Extra environment of `zib dev` (`ZIB_*` settings).
+    env: Vec<(String, String)>,
 }
 
 pub fn zib_bin() -> &'static str {
@@ -35,13 +37,22 @@ pub fn zib_bin() -> &'static str {
 
 impl Cluster {
     pub fn start(nodes: usize) -> Cluster {
+        Cluster::start_with_env(nodes, &[])
+    }
+
+    pub fn start_with_env(nodes: usize, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (child, creds) = spawn_dev(dir.path(), nodes, None);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, creds) = spawn_dev(dir.path(), nodes, None, &env);
         Cluster {
             dir,
             child: Some(child),
             creds,
             nodes,
+            env,
         }
     }
 
@@ -53,7 +64,7 @@ impl Cluster {
     pub fn restart(&mut self) {
         self.stop();
         let previous = self.creds.api_url.clone();
-        let (child, creds) = spawn_dev(self.dir.path(), self.nodes, Some(&previous));
+        let (child, creds) = spawn_dev(self.dir.path(), self.nodes, Some(&previous), &self.env);
         self.child = Some(child);
         self.creds = creds;
     }
@@ -162,7 +173,12 @@ impl Drop for Cluster {
 
 /// Starts `zib dev` and waits for it to write credentials for its new address
 /// (a restart keeps the file, with the same keys, and rewrites the URL).
-fn spawn_dev(dir: &Path, nodes: usize, previous_url: Option<&str>) -> (Child, Credentials) {
+fn spawn_dev(
+    dir: &Path,
+    nodes: usize,
+    previous_url: Option<&str>,
+    env: &[(String, String)],
+) -> (Child, Credentials) {
     let creds_path = dir.join("credentials.json");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -180,6 +196,7 @@ fn spawn_dev(dir: &Path, nodes: usize, previous_url: Option<&str>) -> (Child, Cr
             &nodes.to_string(),
         ])
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

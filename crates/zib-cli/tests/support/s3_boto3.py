@@ -169,6 +169,23 @@ out["pending_not_listed"] = "mp/pending" not in [
     o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="mp/").get("Contents", [])]
 out["pending_upload_id"] = uid
 
+# Completing onto a key that holds other bytes is the contract's 409, as a PUT: refused
+# at once when the sizes differ, in the completion's answer when the bytes must be
+# compared. Either way the key keeps its object and the upload can still be aborted.
+def complete_over_hello(body):
+    cid = s3.create_multipart_upload(Bucket=bucket, Key="docs/hello.txt")["UploadId"]
+    cp = s3.upload_part(Bucket=bucket, Key="docs/hello.txt", UploadId=cid, PartNumber=1, Body=body)
+    seen = error_of(complete(cid, [(1, cp["ETag"])], key="docs/hello.txt"))
+    # Gone already when the completion succeeded.
+    error_of(lambda: s3.abort_multipart_upload(Bucket=bucket, Key="docs/hello.txt", UploadId=cid))
+    return seen
+
+
+out["complete_over_other_size"] = complete_over_hello(small + b"longer")
+out["complete_over_same_size"] = complete_over_hello(b"X" * len(small))
+out["complete_over_same_bytes"] = complete_over_hello(small)
+out["hello_kept"] = s3.get_object(Bucket=bucket, Key="docs/hello.txt")["Body"].read() == small
+
 # Aborted: the parts are gone and the id is unknown from then on.
 aid = s3.create_multipart_upload(Bucket=bucket, Key="mp/aborted")["UploadId"]
 ap = s3.upload_part(Bucket=bucket, Key="mp/aborted", UploadId=aid, PartNumber=1, Body=b"abc")

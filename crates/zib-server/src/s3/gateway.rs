@@ -109,12 +109,7 @@ async fn same_content_or_conflict(
     current: zib_meta::FileRow,
     mut req: PutRequest,
 ) -> S3Result<String> {
-    let taken = || {
-        conflict(format!(
-            "{}/{} already exists with different content; delete it first or use another key",
-            req.bucket, req.key
-        ))
-    };
+    let taken = || key_taken(&req.bucket, &req.key);
     if current.size != req.size {
         return Err(taken());
     }
@@ -149,6 +144,13 @@ async fn same_content_or_conflict(
     } else {
         Err(taken())
     }
+}
+
+/// The contract's 409: direct S3-path uploads never supersede a readable object.
+pub(super) fn key_taken(bucket: &str, key: &str) -> S3Error {
+    conflict(format!(
+        "{bucket}/{key} already exists with different content; delete it first or use another key"
+    ))
 }
 
 fn body_error(e: Box<dyn std::error::Error + Send + Sync>) -> S3Error {

@@ -327,16 +327,25 @@ pub struct ListedPart {
     pub etag: String,
 }
 
-/// Stores the parts, in the order listed, as one object; returns its ETag (the hex
-/// MD5 of the whole plaintext, as for a single PUT).
-pub async fn complete(
+/// A CompleteMultipartUpload whose list checked out: what is left is the long part,
+/// re-sealing the spooled parts into the object.
+pub struct ReadyToComplete {
+    upload_id: String,
+    upload: OpenUpload,
+    parts: Vec<(PathBuf, u64)>,
+    size: u64,
+}
+
+/// Checks the list (ascending, every part stored with the ETag listed) and that the
+/// key can take an object of that size, so these errors keep their own status.
+pub async fn prepare_complete(
     state: &AppState,
     tenant_id: &str,
     bucket: &str,
     key: &str,
     upload_id: &str,
     listed: Vec<ListedPart>,
-) -> S3Result<String> {
+) -> S3Result<ReadyToComplete> {
     let upload = open(state, tenant_id, bucket, key, upload_id).await?;
     if listed.is_empty() {
         return Err(s3_error!(
@@ -351,12 +360,12 @@ pub async fn complete(
         ));
     }
     let stored = stored_parts(&upload.dir).await?;
-    let mut chosen = Vec::with_capacity(listed.len());
+    let mut parts = Vec::with_capacity(listed.len());
     for part in &listed {
         let found = stored.iter().find(|s| s.number == part.number);
         let etag = part.etag.trim_matches('"').to_ascii_lowercase();
         match found {
-            Some(s) if s.md5 == etag => chosen.push((part_path(&upload.dir, s.number), s.size)),
+            Some(s) if s.md5 == etag => parts.push((part_path(&upload.dir, s.number), s.size)),
             Some(_) => {
                 return Err(s3_error!(
                     InvalidPart,
@@ -373,24 +382,59 @@ pub async fn complete(
             }
         }
     }
-    let size = chosen.iter().map(|(_, size)| size).sum();
-    let body = opened_parts(chosen, upload.key);
-    let etag = gateway::put_object(
-        state,
-        PutRequest {
-            tenant_id: tenant_id.to_string(),
-            bucket: bucket.to_string(),
-            key: key.to_string(),
+    let size = parts.iter().map(|(_, size)| size).sum();
+    if size > state.config.max_file_size {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "{size} bytes exceeds the maximum object size of {} bytes",
+            state.config.max_file_size
+        ));
+    }
+    let existing = state
+        .store
+        .object(tenant_id, bucket, key)
+        .await
+        .map_err(internal)?
+        .filter(|f| f.phase.is_readable());
+    if existing.is_some_and(|f| f.size != size) {
+        return Err(gateway::key_taken(bucket, key));
+    }
+    Ok(ReadyToComplete {
+        upload_id: upload_id.to_string(),
+        upload,
+        parts,
+        size,
+    })
+}
+
+impl ReadyToComplete {
+    /// Stores the parts, in the order listed, as one object, and removes the spool;
+    /// returns the object's ETag (the hex MD5 of its plaintext, as for a single PUT).
+    pub async fn store(self, state: &AppState) -> S3Result<String> {
+        let ReadyToComplete {
+            upload_id,
+            upload,
+            parts,
             size,
-            content_type: upload.record.content_type.clone(),
-            expected_md5: None,
-            body,
-        },
-    )
-    .await?;
-    remove_spool(&upload.dir).await;
-    tracing::info!(%upload_id, parts = listed.len(), size, "s3 multipart upload completed");
-    Ok(etag)
+        } = self;
+        let count = parts.len();
+        let etag = gateway::put_object(
+            state,
+            PutRequest {
+                tenant_id: upload.record.tenant_id,
+                bucket: upload.record.bucket,
+                key: upload.record.key,
+                size,
+                content_type: upload.record.content_type,
+                expected_md5: None,
+                body: opened_parts(parts, upload.key),
+            },
+        )
+        .await?;
+        remove_spool(&upload.dir).await;
+        tracing::info!(%upload_id, parts = count, size, "s3 multipart upload completed");
+        Ok(etag)
+    }
 }
 
 /// The plaintext of the parts, in order, opened chunk by chunk by a task of its own.

@@ -498,7 +498,7 @@ impl S3 for ZibS3 {
                 etag: etag.into_value(),
             });
         }
-        let md5_hex = multipart::complete(
+        let ready = multipart::prepare_complete(
             &self.state,
             &tenant_id,
             &input.bucket,
@@ -507,10 +507,33 @@ impl S3 for ZibS3 {
             listed,
         )
         .await?;
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
-            bucket: Some(input.bucket),
-            key: Some(input.key),
+        // Storing re-seals the whole object, so it takes longer the larger the object.
+        // It runs on its own task (a client that gives up does not leave it half done);
+        // when it outlasts `s3_complete_wait`, s3s answers 200 and keeps the connection
+        // alive with whitespace until the result follows, as S3 does, so clients'
+        // read timeouts do not fire. (s3s 0.14.1 writes an error found that late after
+        // a second XML declaration, which clients do not parse as S3's code: errors
+        // found within the wait keep their own status and document.)
+        let state = self.state.clone();
+        let mut stored = tokio::spawn(async move { ready.store(&state).await });
+        let (bucket, key) = (input.bucket, input.key);
+        let joined = |j: Result<S3Result<String>, tokio::task::JoinError>| {
+            j.map_err(|e| internal(format!("completing the upload: {e}")))?
+        };
+        let output = |md5_hex: String, bucket: String, key: String| CompleteMultipartUploadOutput {
+            bucket: Some(bucket),
+            key: Some(key),
             e_tag: Some(ETag::Strong(md5_hex)),
+            ..Default::default()
+        };
+        if let Ok(done) =
+            tokio::time::timeout(self.state.config.s3_complete_wait, &mut stored).await
+        {
+            return Ok(S3Response::new(output(joined(done)?, bucket, key)));
+        }
+        let result = async move { Ok(output(joined(stored.await)?, bucket, key)) };
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            future: Some(Box::pin(result)),
             ..Default::default()
         }))
     }
