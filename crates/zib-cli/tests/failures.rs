@@ -261,27 +261,7 @@ fn tenants_are_isolated_and_credentials_are_checked() {
     let path = write_file(work.path(), "mine", &data);
     let (file_id, cdn_url) = cluster.upload(&path, "alice-bucket", "mine.bin");
 
-    let out = std::process::Command::new(zib_bin())
-        .args([
-            "tenant",
-            "create",
-            "mallory",
-            "--data-dir",
-            cluster.data_dir().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let other: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mallory = format!(
-        "Bearer {}:{}",
-        other["access_key"].as_str().unwrap(),
-        other["secret_key"].as_str().unwrap()
-    );
+    let mallory = cluster.create_tenant("mallory");
     let api = &cluster.creds.api_url;
 
     let r = http

@@ -257,22 +257,7 @@ fn boto3_and_the_aws_cli_round_trip_through_the_s3_surface() {
     );
 
     // Another tenant can neither add to, list, abort nor complete the upload.
-    let out = Command::new(common::zib_bin())
-        .args(["tenant", "create", "mallory", "--data-dir"])
-        .arg(cluster.data_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let other: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mallory = format!(
-        "Bearer {}:{}",
-        other["access_key"].as_str().unwrap(),
-        other["secret_key"].as_str().unwrap()
-    );
+    let mallory = cluster.create_tenant("mallory");
     let pending_url = format!("{s3}/s3test/mp/pending");
     let complete_xml = |etags: &[&str]| {
         let parts: String = etags

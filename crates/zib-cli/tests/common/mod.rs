@@ -160,6 +160,27 @@ impl Cluster {
     pub fn bearer(&self) -> String {
         format!("Bearer {}:{}", self.creds.access_key, self.creds.secret_key)
     }
+
+    /// Creates another tenant with `zib tenant create`; returns its Bearer header.
+    pub fn create_tenant(&self, name: &str) -> String {
+        let out = Command::new(zib_bin())
+            .args(["tenant", "create", name, "--data-dir"])
+            .arg(self.data_dir())
+            .output()
+            .expect("run zib tenant create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tenant: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("JSON from zib tenant create");
+        format!(
+            "Bearer {}:{}",
+            tenant["access_key"].as_str().expect("access_key"),
+            tenant["secret_key"].as_str().expect("secret_key")
+        )
+    }
 }
 
 impl Drop for Cluster {

@@ -388,10 +388,7 @@ impl S3 for ZibS3 {
         validate_bucket(&input.bucket).map_err(api_to_s3)?;
         validate_key(&input.key).map_err(api_to_s3)?;
         // Buckets come into being on first upload, as with `/v1/api/upload/initiate`.
-        let size = input
-            .content_length
-            .and_then(|n| u64::try_from(n).ok())
-            .ok_or_else(|| s3_error!(MissingContentLength, "PUT needs a Content-Length"))?;
+        let size = content_length(input.content_length, "PutObject")?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
         let expected_md5 = content_md5(input.content_md5.as_deref())?;
         let body = input
@@ -448,10 +445,7 @@ impl S3 for ZibS3 {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let tenant_id = tenant(&req)?.id.clone();
         let input = req.input;
-        let size = input
-            .content_length
-            .and_then(|n| u64::try_from(n).ok())
-            .ok_or_else(|| s3_error!(MissingContentLength, "UploadPart needs a Content-Length"))?;
+        let size = content_length(input.content_length, "UploadPart")?;
         let expected_md5 = content_md5(input.content_md5.as_deref())?;
         let md5_hex = multipart::upload_part(
             &self.state,
@@ -628,6 +622,13 @@ impl S3 for ZibS3 {
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
+}
+
+/// The body's size: the envelope's is fixed before the first byte is sealed.
+fn content_length(header: Option<i64>, operation: &str) -> S3Result<u64> {
+    header
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| s3_error!(MissingContentLength, "{operation} needs a Content-Length"))
 }
 
 /// `Content-MD5` (base64 of 16 bytes), checked against the body before it is stored.
