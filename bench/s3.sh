@@ -76,7 +76,8 @@ print(f"S3 multipart, {len(parts)} parts of {part_mib} MiB, whole {mib / (t2 - t
 print(f"  parts phase {t1 - t0:6.1f} s ({mib / (t1 - t0):.0f} MB/s), CompleteMultipartUpload {t2 - t1:6.1f} s ({mib / (t2 - t1):.0f} MB/s)")
 PY
 
-kill -INT "$dev_pid"; wait "$dev_pid" || true
+pkill -INT -P "$dev_pid" zib || true
+wait "$dev_pid" || true
 rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/dev.log")
 echo "zib dev peak RSS: $((rss / 1024)) MiB"
 rm -rf "$work"

@@ -221,6 +221,19 @@ fn boto3_and_the_aws_cli_round_trip_through_the_s3_surface() {
     );
     assert_eq!(seen["complete_over_same_bytes"], Value::Null, "idempotent");
     assert_eq!(seen["hello_kept"], true);
+    let (pending_id, second_id) = (
+        seen["in_progress_ids"][0].as_str().unwrap(),
+        seen["in_progress_ids"][1].as_str().unwrap(),
+    );
+    assert_eq!(
+        seen["in_progress_pages"],
+        serde_json::json!([
+            {"uploads": [["mp/pending", pending_id]], "truncated": true},
+            {"uploads": [["mp/second", second_id]], "truncated": false},
+        ]),
+        "ListMultipartUploads, one a page"
+    );
+    assert_eq!(seen["in_progress_rolled_up"], serde_json::json!(["mp/"]));
     assert_eq!(seen["abort_status"], 204);
     assert_eq!(seen["after_abort"], error("NoSuchUpload", 404));
     assert_eq!(seen["complete_after_abort"], error("NoSuchUpload", 404));

@@ -186,6 +186,22 @@ out["complete_over_same_size"] = complete_over_hello(b"X" * len(small))
 out["complete_over_same_bytes"] = complete_over_hello(small)
 out["hello_kept"] = s3.get_object(Bucket=bucket, Key="docs/hello.txt")["Body"].read() == small
 
+# Uploads in progress: listed by key, a page at a time, or rolled up by a delimiter.
+sid = s3.create_multipart_upload(Bucket=bucket, Key="mp/second")["UploadId"]
+listed, args = [], {"Bucket": bucket, "Prefix": "mp/", "MaxUploads": 1}
+for _ in range(5):
+    r = s3.list_multipart_uploads(**args)
+    listed.append({"uploads": [[u["Key"], u["UploadId"]] for u in r.get("Uploads", [])],
+                   "truncated": r["IsTruncated"]})
+    if not r["IsTruncated"]:
+        break
+    args.update(KeyMarker=r["NextKeyMarker"], UploadIdMarker=r["NextUploadIdMarker"])
+out["in_progress_pages"] = listed
+out["in_progress_ids"] = [uid, sid]
+r = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/")
+out["in_progress_rolled_up"] = [p["Prefix"] for p in r.get("CommonPrefixes", [])]
+s3.abort_multipart_upload(Bucket=bucket, Key="mp/second", UploadId=sid)
+
 # Aborted: the parts are gone and the id is unknown from then on.
 aid = s3.create_multipart_upload(Bucket=bucket, Key="mp/aborted")["UploadId"]
 ap = s3.upload_part(Bucket=bucket, Key="mp/aborted", UploadId=aid, PartNumber=1, Body=b"abc")

@@ -202,14 +202,16 @@ pub async fn upload_part(state: &AppState, part: PartUpload) -> S3Result<String>
     .await?;
     let path = part_path(&upload.dir, part.part_number);
     let tmp = path.with_extension(format!("tmp-{:08x}", rand::random::<u32>()));
+    let part_upload_id = part.upload_id.clone();
     let written = write_part(&tmp, &upload.key, part).await;
     match written {
-        Ok(md5) => {
-            tokio::fs::rename(&tmp, &path)
-                .await
-                .map_err(|e| internal(format!("storing {}: {e}", path.display())))?;
-            Ok(md5)
-        }
+        Ok(md5) => match tokio::fs::rename(&tmp, &path).await {
+            Ok(()) => Ok(md5),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(no_such_upload(&part_upload_id))
+            }
+            Err(e) => Err(internal(format!("storing {}: {e}", path.display()))),
+        },
         Err(err) => {
             if let Err(e) = tokio::fs::remove_file(&tmp).await {
                 tracing::warn!(path = %tmp.display(), error = %e, "could not remove a failed part");
@@ -223,7 +225,14 @@ async fn write_part(tmp: &Path, key: &DataKey, part: PartUpload) -> S3Result<Str
     let io = |e: std::io::Error| internal(format!("writing {}: {e}", tmp.display()));
     let header = Header::new_random(zib_crypto::envelope::DEFAULT_CHUNK_SIZE);
     let mut sealing = Sealing::new(part.body, key, header, part.size, part.expected_md5);
-    let file = tokio::fs::File::create(tmp).await.map_err(io)?;
+    let file = match tokio::fs::File::create(tmp).await {
+        Ok(file) => file,
+        // Aborted (or completed) while this part was on its way.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(no_such_upload(&part.upload_id))
+        }
+        Err(e) => return Err(io(e)),
+    };
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
     out.write_all(&[0u8; PART_PREFIX_LEN as usize])
         .await
@@ -300,6 +309,61 @@ pub async fn list_parts(
 ) -> S3Result<Vec<StoredPart>> {
     let upload = open(state, tenant_id, bucket, key, upload_id).await?;
     stored_parts(&upload.dir).await
+}
+
+/// An upload in progress, as ListMultipartUploads shows it.
+pub struct PendingUpload {
+    pub key: String,
+    pub upload_id: String,
+    pub created_ms: i64,
+}
+
+/// The tenant's uploads in progress in `bucket` with keys under `prefix`, ordered by
+/// key, then upload id. It reads every spool's record: uploads in progress are few,
+/// and the collector removes idle ones.
+pub async fn pending_uploads(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: &str,
+    prefix: &str,
+) -> S3Result<Vec<PendingUpload>> {
+    let root = &state.config.s3_spool_dir;
+    let io = |e: std::io::Error| internal(format!("listing {}: {e}", root.display()));
+    let mut entries = match tokio::fs::read_dir(root).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut uploads = Vec::new();
+    while let Some(entry) = entries.next_entry().await.map_err(io)? {
+        let Some(upload_id) = entry
+            .file_name()
+            .to_str()
+            .filter(|n| is_upload_id(n))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        // Gone meanwhile (completed, aborted) or half written: not in progress.
+        let Ok(bytes) = tokio::fs::read(entry.path().join(UPLOAD_FILE)).await else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_slice::<UploadRecord>(&bytes) else {
+            continue;
+        };
+        if record.tenant_id == tenant_id
+            && record.bucket == bucket
+            && record.key.starts_with(prefix)
+        {
+            uploads.push(PendingUpload {
+                key: record.key,
+                upload_id,
+                created_ms: record.created_ms,
+            });
+        }
+    }
+    uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+    Ok(uploads)
 }
 
 pub async fn abort(

@@ -549,6 +549,92 @@ impl S3 for ZibS3 {
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
+    /// Uploads in progress, by key then upload id (S3 orders a key's uploads by
+    /// initiation), with `prefix`, `delimiter`, `key-marker`, `upload-id-marker` and
+    /// `max-uploads`. A bucket with no upload lists empty, even one that does not exist.
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let tenant = tenant(&req)?;
+        let input = &req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.as_deref().filter(|d| !d.is_empty());
+        let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
+        let all =
+            multipart::pending_uploads(&self.state, &tenant.id, &input.bucket, &prefix).await?;
+        let key_marker = input.key_marker.as_deref();
+        let id_marker = input.upload_id_marker.as_deref();
+        let mut uploads = Vec::new();
+        let mut common_prefixes: Vec<CommonPrefix> = Vec::new();
+        let mut last: Option<(String, Option<String>)> = None;
+        let mut truncated = false;
+        for u in all {
+            let past_marker = match (key_marker, id_marker) {
+                (Some(k), Some(id)) => (u.key.as_str(), u.upload_id.as_str()) > (k, id),
+                (Some(k), None) => u.key.as_str() > k,
+                _ => true,
+            };
+            if !past_marker {
+                continue;
+            }
+            let rolled_up = delimiter.and_then(|d| {
+                u.key[prefix.len()..]
+                    .find(d)
+                    .map(|at| u.key[..prefix.len() + at + d.len()].to_string())
+            });
+            if let Some(common) = &rolled_up {
+                if common_prefixes.last().and_then(|p| p.prefix.as_deref()) == Some(common.as_str())
+                {
+                    continue;
+                }
+                if key_marker.is_some_and(|k| k.starts_with(common.as_str())) {
+                    continue;
+                }
+            }
+            if uploads.len() + common_prefixes.len() == max {
+                truncated = true;
+                break;
+            }
+            match rolled_up {
+                Some(common) => {
+                    last = Some((common.clone(), None));
+                    common_prefixes.push(CommonPrefix {
+                        prefix: Some(common),
+                    });
+                }
+                None => {
+                    last = Some((u.key.clone(), Some(u.upload_id.clone())));
+                    uploads.push(MultipartUpload {
+                        key: Some(u.key),
+                        upload_id: Some(u.upload_id),
+                        initiated: Some(timestamp(u.created_ms)),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let (next_key, next_id) = match (truncated, last) {
+            (true, Some((key, id))) => (Some(key), id),
+            _ => (None, None),
+        };
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket.clone()),
+            prefix: Some(prefix),
+            delimiter: input.delimiter.clone(),
+            key_marker: input.key_marker.clone(),
+            upload_id_marker: input.upload_id_marker.clone(),
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            uploads: Some(uploads),
+            common_prefixes: Some(common_prefixes),
+            encoding_type: input.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
     /// Every part at once: an upload has at most 10000.
     async fn list_parts(
         &self,
