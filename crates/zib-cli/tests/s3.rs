@@ -465,8 +465,20 @@ done = s3.complete_multipart_upload(
     Bucket="kept", Key="alive.bin", UploadId=uid,
     MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
 body = s3.get_object(Bucket="kept", Key="alive.bin")["Body"].read()
+# Found only while storing (same size, other bytes: 64 MiB take a while to compare):
+# the error comes after the keep-alive whitespace, and boto3 still reads S3's code.
+taken = 64 * 1024 * 1024
+s3.put_object(Bucket="kept", Key="taken.bin", Body=b"A" * taken)
+tid = s3.create_multipart_upload(Bucket="kept", Key="taken.bin")["UploadId"]
+tp = s3.upload_part(Bucket="kept", Key="taken.bin", UploadId=tid, PartNumber=1, Body=b"B" * taken)
+try:
+    s3.complete_multipart_upload(Bucket="kept", Key="taken.bin", UploadId=tid,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": tp["ETag"]}]})
+    late = None
+except s3.exceptions.ClientError as e:
+    late = e.response["Error"]["Code"]
 print(json.dumps({"etag": done["ETag"].strip('"'), "md5": hashlib.md5(b"".join(parts)).hexdigest(),
-                  "same": body == b"".join(parts)}))
+                  "same": body == b"".join(parts), "late_error": late}))
 "#;
     let mut cmd = Command::new("python3");
     cmd.args(["-c", script, &endpoint(&cluster)]);
@@ -480,6 +492,7 @@ print(json.dumps({"etag": done["ETag"].strip('"'), "md5": hashlib.md5(b"".join(p
     let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON from python3");
     assert_eq!(seen["etag"], seen["md5"]);
     assert_eq!(seen["same"], true);
+    assert_eq!(seen["late_error"], "KeyAlreadyExists");
 
     // On the wire: 200 at once, then the result after the keep-alive whitespace.
     let http = cluster.http();

@@ -281,6 +281,11 @@ impl S3Route for Forward {
         };
         let header_signed =
             req.credentials.is_some() && req.headers.contains_key(header::AUTHORIZATION);
+        let completes_upload = req.method == Method::POST
+            && req
+                .uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p.starts_with("uploadId=")));
         let uri = inner_uri(&req.uri)?;
         let mut inner = http::Request::builder()
             .method(req.method)
@@ -296,10 +301,70 @@ impl S3Route for Forward {
             tracing::error!(error = ?e, "inner s3 service failed");
             s3_error!(InternalError, "internal error")
         })?;
-        let (parts, body) = resp.into_parts();
+        let (parts, mut body) = resp.into_parts();
+        let kept_alive = parts
+            .headers
+            .get(header::TRANSFER_ENCODING)
+            .is_some_and(|v| v == "chunked");
+        if completes_upload && kept_alive {
+            body = without_second_declaration(body);
+        }
         let mut out = S3Response::new(body);
         out.status = Some(parts.status);
         out.headers = parts.headers;
         Ok(out)
+    }
+}
+
+/// A kept-alive CompleteMultipartUpload answer starts with the XML declaration, then
+/// whitespace, then the result. s3s 0.14.1 writes an error result with a declaration
+/// of its own, which XML parsers refuse (botocore then reports code "500" instead of
+/// S3's); the declaration of any later piece is dropped.
+fn without_second_declaration(body: s3s::Body) -> s3s::Body {
+    use futures::StreamExt;
+    let mut first = true;
+    let pieces = body.map(move |piece| -> std::io::Result<bytes::Bytes> {
+        let piece = piece.map_err(std::io::Error::other)?;
+        if std::mem::take(&mut first) {
+            return Ok(piece);
+        }
+        Ok(strip_declaration(piece))
+    });
+    s3s::Body::from(s3s::dto::StreamingBlob::wrap(pieces))
+}
+
+fn strip_declaration(piece: bytes::Bytes) -> bytes::Bytes {
+    if piece.starts_with(b"<?xml") {
+        if let Some(end) = piece.windows(2).position(|w| w == b"?>") {
+            return piece.slice(end + 2..);
+        }
+    }
+    piece
+}
+
+#[cfg(test)]
+mod declaration_tests {
+    use super::strip_declaration;
+    use bytes::Bytes;
+
+    #[test]
+    fn only_a_leading_declaration_is_dropped() {
+        let error = Bytes::from_static(
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>X</Code></Error>",
+        );
+        assert_eq!(
+            strip_declaration(error),
+            Bytes::from_static(b"<Error><Code>X</Code></Error>")
+        );
+        for kept in [
+            &b" "[..],
+            b"<CompleteMultipartUploadResult/>",
+            b"<?xml unterminated",
+        ] {
+            assert_eq!(
+                strip_declaration(Bytes::copy_from_slice(kept)),
+                Bytes::copy_from_slice(kept)
+            );
+        }
     }
 }

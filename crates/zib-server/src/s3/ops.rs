@@ -505,9 +505,8 @@ impl S3 for ZibS3 {
         // It runs on its own task (a client that gives up does not leave it half done);
         // when it outlasts `s3_complete_wait`, s3s answers 200 and keeps the connection
         // alive with whitespace until the result follows, as S3 does, so clients'
-        // read timeouts do not fire. (s3s 0.14.1 writes an error found that late after
-        // a second XML declaration, which clients do not parse as S3's code: errors
-        // found within the wait keep their own status and document.)
+        // read timeouts do not fire; an error found that late is the document after
+        // the whitespace (see `without_second_declaration`).
         let state = self.state.clone();
         let mut stored = tokio::spawn(async move { ready.store(&state).await });
         let (bucket, key) = (input.bucket, input.key);
