@@ -48,6 +48,14 @@ pub fn after_all_starting_with(prefix: &str) -> Option<String> {
     None
 }
 
+/// The common prefix `key` rolls up into: through the first `delimiter` after
+/// `prefix`, if there is one. `key` starts with `prefix`.
+pub fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: Option<&str>) -> Option<&'k str> {
+    let d = delimiter.filter(|d| !d.is_empty())?;
+    let pos = key.get(prefix.len()..)?.find(d)?;
+    Some(&key[..prefix.len() + pos + d.len()])
+}
+
 /// Where a V1 `marker` resumes: past the whole common prefix when it names one.
 pub fn from_marker(marker: &str, prefix: &str, delimiter: Option<&str>) -> Option<ListFrom> {
     let names_prefix = delimiter.is_some_and(|d| {
@@ -92,7 +100,6 @@ pub async fn list_page(
     from: ListFrom,
     max_keys: u32,
 ) -> zib_meta::Result<Page> {
-    let delimiter = delimiter.filter(|d| !d.is_empty());
     let mut entries = Vec::new();
     let mut from = Some(from);
     'pages: while let Some(cursor) = from.clone() {
@@ -113,14 +120,12 @@ pub async fn list_page(
             .await?;
         let exhausted = (rows.len() as u32) < batch;
         for row in rows {
-            if let Some(d) = delimiter {
-                if let Some(pos) = row.key[prefix.len()..].find(d) {
-                    let common = row.key[..prefix.len() + pos + d.len()].to_string();
-                    from = after_all_starting_with(&common).map(ListFrom::AtOrAfter);
-                    entries.push(Entry::CommonPrefix(common));
-                    // Keys inside the common prefix are skipped by seeking past it.
-                    continue 'pages;
-                }
+            if let Some(common) = common_prefix(&row.key, prefix, delimiter) {
+                let common = common.to_string();
+                from = after_all_starting_with(&common).map(ListFrom::AtOrAfter);
+                entries.push(Entry::CommonPrefix(common));
+                // Keys inside the common prefix are skipped by seeking past it.
+                continue 'pages;
             }
             from = Some(ListFrom::After(row.key.clone()));
             entries.push(Entry::Object(row));

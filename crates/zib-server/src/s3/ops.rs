@@ -577,11 +577,7 @@ impl S3 for ZibS3 {
             if !past_marker {
                 continue;
             }
-            let rolled_up = delimiter.and_then(|d| {
-                u.key[prefix.len()..]
-                    .find(d)
-                    .map(|at| u.key[..prefix.len() + at + d.len()].to_string())
-            });
+            let rolled_up = listing::common_prefix(&u.key, &prefix, delimiter).map(str::to_string);
             if let Some(common) = &rolled_up {
                 if common_prefixes.last().and_then(|p| p.prefix.as_deref()) == Some(common.as_str())
                 {
