@@ -25,44 +25,58 @@ struct InventoryBlob {
 #[derive(Default)]
 pub struct Collector {
     last_orphan_sweep: Option<Instant>,
-    last_webhook_prune: Option<Instant>,
+    last_retention_sweep: Option<Instant>,
 }
 
 /// Webhook events deleted per transaction: short write locks, however large the backlog.
 const WEBHOOK_PRUNE_BATCH: u32 = 500;
-/// Retention is counted in days, and finding old events scans the event table: hourly
-/// is often enough.
-const WEBHOOK_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Retentions are counted in days, and each sweep scans (the event table, every
+/// multipart spool): hourly is often enough.
+const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 impl Collector {
-    /// Deletes the webhook history older than the retention, a batch at a time, at most
-    /// once per WEBHOOK_PRUNE_EVERY.
-    async fn prune_webhook_history(&mut self, state: &AppState, now: i64) -> Result<(), String> {
+    /// At most once per RETENTION_SWEEP_EVERY: webhook history past its retention, and
+    /// S3 multipart uploads idle past theirs.
+    async fn retention_sweep(&mut self, state: &AppState, now: i64) -> Result<(), String> {
         if self
-            .last_webhook_prune
-            .is_some_and(|t| t.elapsed() < WEBHOOK_PRUNE_EVERY)
+            .last_retention_sweep
+            .is_some_and(|t| t.elapsed() < RETENTION_SWEEP_EVERY)
         {
             return Ok(());
         }
-        self.last_webhook_prune = Some(Instant::now());
-        let before = now.saturating_sub(state.config.webhook_retention.as_millis() as i64);
-        let mut pruned = 0;
-        loop {
-            let n = state
-                .store
-                .prune_webhook_history(before, WEBHOOK_PRUNE_BATCH)
-                .await
-                .map_err(|e| e.to_string())?;
-            pruned += n;
-            if n < u64::from(WEBHOOK_PRUNE_BATCH) {
-                break;
+        self.last_retention_sweep = Some(Instant::now());
+        let spool = &state.config.s3_spool_dir;
+        match crate::s3::multipart::collect_abandoned(spool, state.config.s3_multipart_expiry).await
+        {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "abandoned s3 multipart uploads removed"),
+            Err(e) => {
+                tracing::warn!(dir = %spool.display(), error = %e, "sweeping s3 multipart spools")
             }
         }
-        if pruned > 0 {
-            tracing::info!(pruned, "webhook events past their retention deleted");
-        }
-        Ok(())
+        prune_webhook_history(state, now).await
     }
+}
+
+/// Deletes the webhook history older than the retention, a batch at a time.
+async fn prune_webhook_history(state: &AppState, now: i64) -> Result<(), String> {
+    let before = now.saturating_sub(state.config.webhook_retention.as_millis() as i64);
+    let mut pruned = 0;
+    loop {
+        let n = state
+            .store
+            .prune_webhook_history(before, WEBHOOK_PRUNE_BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        pruned += n;
+        if n < u64::from(WEBHOOK_PRUNE_BATCH) {
+            break;
+        }
+    }
+    if pruned > 0 {
+        tracing::info!(pruned, "webhook events past their retention deleted");
+    }
+    Ok(())
 }
 
 impl Worker for Collector {
@@ -87,16 +101,7 @@ impl Worker for Collector {
             let blobs = [(f.originator.clone(), f.upload_blob_id)];
             let _ = crate::node_rpc::delete_blobs_now(state, &blobs, Duration::from_secs(3)).await;
         }
-        self.prune_webhook_history(state, now).await?;
-        let spool = &state.config.s3_spool_dir;
-        match crate::s3::multipart::collect_abandoned(spool, state.config.s3_multipart_expiry).await
-        {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "abandoned s3 multipart uploads removed"),
-            Err(e) => {
-                tracing::warn!(dir = %spool.display(), error = %e, "sweeping s3 multipart spools")
-            }
-        }
+        self.retention_sweep(state, now).await?;
 
         // Orphan sweeps list every blob of every node: keep them rarer.
         if self
