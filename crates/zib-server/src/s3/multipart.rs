@@ -267,12 +267,6 @@ async fn read_part_prefix(path: &Path) -> std::io::Result<(u64, [u8; 16], System
     Ok((u64::from_be_bytes(size), md5, modified))
 }
 
-fn millis(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The stored parts, by part number.
 async fn stored_parts(dir: &Path) -> S3Result<Vec<StoredPart>> {
     let io = |e: std::io::Error| internal(format!("listing {}: {e}", dir.display()));
@@ -293,7 +287,7 @@ async fn stored_parts(dir: &Path) -> S3Result<Vec<StoredPart>> {
             number,
             size,
             md5: hex::encode(md5),
-            modified_ms: millis(modified),
+            modified_ms: crate::state::unix_ms(modified),
         });
     }
     parts.sort_by_key(|p| p.number);
