@@ -24,41 +24,45 @@ const { chromium } = require('playwright-core');
 const MiB = 1024 * 1024;
 const here = fileURLToPath(new URL('.', import.meta.url));
 
-/** Resident memory of every process of our Chromium (found by its profile directory). */
-function chromiumRss(profileDir) {
-  let total = 0;
-  let renderer = 0;
+/**
+ * Calls `read(pid, cmdline)` for every process of our Chromium (found by its profile
+ * directory), skipping any that ends meanwhile.
+ */
+function eachChromiumProcess(profileDir, read) {
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (!cmd.includes(profileDir)) continue;
-      const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
-      total += rss;
-      if (cmd.includes('--type=renderer')) renderer += rss;
+      if (cmd.includes(profileDir)) read(pid, cmd);
     } catch {
       /* the process ended */
     }
   }
+}
+
+/** Resident memory of our Chromium, and of its renderers. */
+function chromiumRss(profileDir) {
+  let total = 0;
+  let renderer = 0;
+  eachChromiumProcess(profileDir, (pid, cmd) => {
+    const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+    total += rss;
+    if (cmd.includes('--type=renderer')) renderer += rss;
+  });
   return { total, renderer };
 }
 
-/** CPU seconds (user, kernel) and minor page faults of every process of our Chromium, so
- * far. Sealing on two cores is CPU-bound: the CPU a method costs says what it can reach. */
+/** CPU seconds (user, kernel) and minor page faults of our Chromium so far. Sealing on
+ * two cores is CPU-bound: the CPU a method costs says what it can reach. */
 const clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 function chromiumCpu(profileDir) {
   const total = { user: 0, kernel: 0, faults: 0 };
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(profileDir)) continue;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total.faults += Number(f[7]);
-      total.user += Number(f[11]) / clockTicks;
-      total.kernel += Number(f[12]) / clockTicks;
-    } catch {
-      /* the process ended */
-    }
-  }
+  eachChromiumProcess(profileDir, (pid) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    total.faults += Number(f[7]);
+    total.user += Number(f[11]) / clockTicks;
+    total.kernel += Number(f[12]) / clockTicks;
+  });
   return total;
 }
 
