@@ -144,3 +144,37 @@ pub enum CapabilityOp {
     /// A shard pushed by a peer.
     Shard,
 }
+
+/// `POST /v1/shards/{blob_id}/challenge`. A fresh random nonce per challenge keys the
+/// hash, so only a node that still holds the bytes of the range can answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeRequest {
+    /// 32 bytes as 64 hex characters.
+    pub nonce: String,
+    /// First byte of the range.
+    pub offset: u64,
+    /// Bytes in the range; `offset + len` must not pass the end of the blob.
+    pub len: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeResponse {
+    /// Hex of `blake3::keyed_hash(nonce, bytes[offset..offset + len])`.
+    pub blake3: String,
+}
+
+/// `GET /v1/blobs`: every blob stored on the node (uploads still being received
+/// are not stored yet and are never listed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobInventory {
+    pub blobs: Vec<InventoryEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEntry {
+    pub blob_id: BlobId,
+    pub size: u64,
+    /// When the blob's bytes were last written (Unix milliseconds): lets an orphan
+    /// collector spare blobs younger than its grace period.
+    pub modified_at_ms: i64,
+}

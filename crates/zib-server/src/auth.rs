@@ -51,7 +51,7 @@ pub async fn create_tenant_with_s3(
     name: &str,
 ) -> Result<(Tenant, String), zib_meta::MetaError> {
     let (tenant, secret) = create_tenant(store, name).await?;
-    if let Some(sealed) = crate::s3::secret::seal_secret(master_key, &tenant.id, &secret) {
+    if let Some(sealed) = crate::domain::s3_secret::seal_secret(master_key, &tenant.id, &secret) {
         store.set_tenant_s3_secret(&tenant.id, &sealed).await?;
     }
     Ok((tenant, secret))

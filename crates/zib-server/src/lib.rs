@@ -3,12 +3,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod cdn;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod node_rpc;
 pub mod openapi;
-pub mod placement;
 pub mod request_id;
 pub mod s3;
 pub mod sdk;
@@ -123,10 +124,12 @@ pub async fn start(
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(32)
         .build()?;
+    let nodes = domain::node_client::NodeClient::new(http.clone(), &config.cluster_token);
     let state = AppState(Arc::new(Inner {
         config,
         store,
         http,
+        nodes,
     }));
     let addr = listener.local_addr()?;
     let (stop_workers, workers_rx) = watch::channel(false);

@@ -13,8 +13,11 @@ pub struct AppState(pub Arc<Inner>);
 pub struct Inner {
     pub config: ServerConfig,
     pub store: Store,
-    /// For node RPC and shard reads.
+    /// For calls that are not to nodes (the S3 gateway's uploads through capability
+    /// URLs); node calls go through `nodes`.
     pub http: reqwest::Client,
+    /// Every call the server makes to a storage node.
+    pub nodes: crate::domain::node_client::NodeClient,
 }
 
 impl std::ops::Deref for AppState {
@@ -50,10 +53,5 @@ impl Inner {
             self.config.cdn_base_url.trim_end_matches('/'),
             file_id
         )
-    }
-
-    /// Whether a node's last heartbeat is recent enough to count it online.
-    pub fn is_online(&self, last_heartbeat_ms: i64, now: i64) -> bool {
-        now - last_heartbeat_ms <= self.config.node_offline_after.as_millis() as i64
     }
 }

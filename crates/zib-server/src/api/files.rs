@@ -1,7 +1,5 @@
 //! Files, objects and buckets of the authenticated tenant.
 
-use std::time::Duration;
-
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -11,8 +9,9 @@ use zib_proto::api::{BucketInfo, BucketList, FileInfo, ObjectInfo, ObjectList};
 use zib_proto::FileId;
 
 use crate::auth::AuthTenant;
+use crate::domain::deletion::{self, Deleted};
 use crate::error::{ApiError, ApiResult};
-use crate::state::{now_ms, rfc3339, AppState};
+use crate::state::{rfc3339, AppState};
 
 /// A path id that is not a UUID is simply not found: ids leak nothing either way.
 fn parse_file_id(raw: &str) -> Option<FileId> {
@@ -47,10 +46,6 @@ pub async fn file_info(
     Ok(Json(to_file_info(&state, &f)))
 }
 
-/// How long a synchronous shard delete may take before the node is left to its
-/// next heartbeat.
-const SYNC_DELETE_TIMEOUT: Duration = Duration::from_secs(3);
-
 pub async fn delete_file(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
@@ -81,13 +76,14 @@ pub async fn delete_object(
 }
 
 async fn delete_and_report(state: &AppState, tenant_id: &str, id: FileId) -> ApiResult<Value> {
-    let Some(deleted) = state.store.delete_file(tenant_id, id, now_ms()).await? else {
+    let Some(Deleted {
+        deleted,
+        node_cleanup,
+    }) = deletion::delete_file(state, tenant_id, id).await?
+    else {
         return Ok(json!({"success": true, "already_deleted": true, "file_id": id}));
     };
     let was_current = deleted.file.phase.is_readable();
-    let node_cleanup =
-        crate::node_rpc::delete_blobs_now(state, &deleted.blobs, SYNC_DELETE_TIMEOUT).await?;
-    tracing::info!(file_id = %id, "file deleted");
     Ok(json!({
         "success": true,
         "file_id": id,
@@ -155,13 +151,4 @@ pub async fn list_objects(
         })
         .collect();
     Ok(Json(ObjectList { bucket, objects }))
-}
-
-/// Blobs whose holder confirmed the delete (`ok`), did not answer in time
-/// (`failed`: retried on its next heartbeat), or is offline (`queued_for_offline`).
-#[derive(Debug, Default, serde::Serialize)]
-pub struct NodeCleanup {
-    pub ok: u64,
-    pub failed: u64,
-    pub queued_for_offline: u64,
 }

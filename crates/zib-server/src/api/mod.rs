@@ -24,13 +24,3 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/api/pipeline/{file_id}", get(pipeline::pipeline_status))
 }
-
-/// Parses a JSON body into `T`, turning every failure into a 400 that says what is wrong.
-pub fn parse_json<T: serde::de::DeserializeOwned>(
-    body: &[u8],
-) -> Result<T, crate::error::ApiError> {
-    if body.is_empty() {
-        return Err(crate::error::ApiError::BadJson("body is empty".into()));
-    }
-    serde_json::from_slice(body).map_err(|e| crate::error::ApiError::BadJson(e.to_string()))
-}

@@ -20,7 +20,7 @@ use zib_crypto::envelope::Sealer;
 use zib_crypto::{DataKey, Header};
 use zib_proto::api::{Registration, UploadType};
 
-use crate::api::upload::{self, Registered};
+use crate::domain::registration::{self, Registered};
 use crate::state::AppState;
 
 use super::errors::{api_to_s3, conflict, internal};
@@ -60,7 +60,7 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
         registration,
         dek,
         header,
-    } = upload::register(
+    } = registration::register(
         state,
         &req.tenant_id,
         req.bucket.clone(),

@@ -14,9 +14,8 @@
 mod errors;
 mod gateway;
 mod listing;
-pub mod multipart;
+mod multipart;
 mod ops;
-pub mod secret;
 
 use std::convert::Infallible;
 
@@ -34,6 +33,7 @@ use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
 use zib_meta::Tenant;
 
 use crate::auth::AuthTenant;
+use crate::domain::s3_secret as secret;
 use crate::state::AppState;
 use errors::{api_to_s3, internal};
 

@@ -13,7 +13,7 @@
 //! Abort, or by the collector after `s3_multipart_expiry` without a new part.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use rand::RngCore;
@@ -24,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use zib_crypto::envelope::{Opener, HEADER_LEN};
 use zib_crypto::{DataKey, Header};
 
+use crate::domain::multipart_spool::{is_upload_id, UPLOAD_FILE};
 use crate::state::AppState;
 
 use super::errors::internal;
@@ -32,7 +33,6 @@ use super::gateway::{self, PutRequest, Sealing};
 /// S3's limits: part numbers 1..=10000, at most 5 GiB a part.
 pub const MAX_PART_NUMBER: i32 = 10_000;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-const UPLOAD_FILE: &str = "upload.json";
 /// A part file starts with its plaintext size (u64 BE) and MD5, then the envelope.
 const PART_PREFIX_LEN: u64 = 8 + 16;
 /// Decrypted chunks buffered between the spool reader and the gateway's sealing.
@@ -67,11 +67,6 @@ struct OpenUpload {
 
 fn wrap_context(upload_id: &str, tenant_id: &str) -> Vec<u8> {
     format!("zib-s3-multipart:{upload_id}:{tenant_id}").into_bytes()
-}
-
-/// Upload ids are 32 lowercase hex digits; anything else never names a directory.
-fn is_upload_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn part_path(dir: &Path, number: i32) -> PathBuf {
@@ -543,91 +538,4 @@ async fn open_part(
         }
     }
     Ok(())
-}
-
-/// Removes spools whose newest file is older than `max_age`: uploads neither
-/// completed nor aborted. Returns how many it removed.
-pub async fn collect_abandoned(spool_dir: &Path, max_age: Duration) -> std::io::Result<usize> {
-    let mut entries = match tokio::fs::read_dir(spool_dir).await {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let now = SystemTime::now();
-    let mut removed = 0;
-    while let Some(entry) = entries.next_entry().await? {
-        let dir = entry.path();
-        if !entry.file_name().to_str().is_some_and(is_upload_id) {
-            continue;
-        }
-        let mut newest = entry.metadata().await?.modified()?;
-        let mut files = tokio::fs::read_dir(&dir).await?;
-        while let Some(file) = files.next_entry().await? {
-            if let Ok(modified) = file.metadata().await.and_then(|m| m.modified()) {
-                newest = newest.max(modified);
-            }
-        }
-        if now.duration_since(newest).unwrap_or_default() > max_age {
-            tokio::fs::remove_dir_all(&dir).await?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn age(path: &Path, by: Duration) {
-        let when = SystemTime::now() - by;
-        let file = std::fs::File::options()
-            .read(true)
-            .open(path)
-            .expect("open to set its time");
-        file.set_modified(when).expect("set modified");
-    }
-
-    #[tokio::test]
-    async fn only_spools_idle_past_the_expiry_are_collected() {
-        let root = tempfile::tempdir().unwrap();
-        let day = Duration::from_secs(24 * 3600);
-        let old = root.path().join("0".repeat(32));
-        let busy = root.path().join("1".repeat(32));
-        let stranger = root.path().join("not-an-upload");
-        for dir in [&old, &busy, &stranger] {
-            std::fs::create_dir(dir).unwrap();
-            std::fs::write(dir.join(UPLOAD_FILE), b"{}").unwrap();
-            age(&dir.join(UPLOAD_FILE), 10 * day);
-            age(dir, 10 * day);
-        }
-        // A part arrived recently: the upload is still in use.
-        std::fs::write(busy.join("part-00001"), b"sealed").unwrap();
-
-        assert_eq!(collect_abandoned(root.path(), 7 * day).await.unwrap(), 1);
-        assert!(!old.exists());
-        assert!(busy.exists());
-        assert!(stranger.exists(), "only upload ids are ever removed");
-        assert_eq!(
-            collect_abandoned(&root.path().join("missing"), day)
-                .await
-                .unwrap(),
-            0
-        );
-    }
-
-    #[test]
-    fn upload_ids_cannot_name_other_paths() {
-        assert!(is_upload_id(&"a".repeat(32)));
-        for bad in [
-            "../../etc/passwd",
-            "",
-            &"A".repeat(32),
-            &"a".repeat(33),
-            "..",
-            "0000000000000000000000000000000/",
-        ] {
-            assert!(!is_upload_id(bad), "{bad}");
-        }
-    }
 }

@@ -1,7 +1,4 @@
 //! The S3 operations ZiB answers, for the tenant the outer layer authenticated.
-
-use std::time::Duration;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -9,7 +6,10 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use zib_meta::{FileRow, ListFrom, S3ObjectEntry};
 
-use crate::api::upload::{validate_bucket, validate_content_type, validate_key};
+use crate::domain::deletion;
+use crate::domain::read::plaintext_stream;
+use crate::domain::read::range::{self, RangeRequest};
+use crate::domain::registration::{validate_bucket, validate_content_type, validate_key};
 use crate::state::AppState;
 
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
@@ -17,10 +17,6 @@ use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
 use super::multipart::{self, ListedPart, PartUpload};
 use super::TenantCtx;
-
-/// How long a synchronous shard delete may take before the node is left to its
-/// next heartbeat (as `DELETE /v1/api/...`).
-const SYNC_DELETE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct ZibS3 {
     pub state: AppState,
@@ -330,43 +326,40 @@ impl S3 for ZibS3 {
             return Err(redirect(&self.state.cdn_url(file.file_id)));
         }
         // AWS SDKs and the AWS CLI turn any 307 on GetObject into an error instead of
-        // following it, so header-signed requests get the CDN's answer in-process.
+        // following it, so header-signed requests get the same stream the CDN serves.
         let md5 = self
             .state
             .store
             .plaintext_md5(file.file_id)
             .await
             .map_err(internal)?;
-        let mut cdn_req = http::Request::builder()
-            .method(http::Method::GET)
-            .uri(format!("/objects/{}", file.file_id));
-        if let Some(range) = req.headers.get(http::header::RANGE) {
-            cdn_req = cdn_req.header(http::header::RANGE, range);
-        }
-        let cdn_req = cdn_req.body(axum::body::Body::empty()).map_err(internal)?;
-        let cdn = crate::cdn::router().with_state(self.state.clone());
-        let resp = tower::ServiceExt::oneshot(cdn, cdn_req)
-            .await
-            .map_err(internal)?;
-        let status = resp.status();
-        let header = |name: http::header::HeaderName| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
+        let requested = range::parse(
+            req.headers
+                .get(http::header::RANGE)
+                .and_then(|v| v.to_str().ok()),
+            file.size,
+        );
+        let (window, content_range) = match requested {
+            RangeRequest::Full => (0..file.size, None),
+            RangeRequest::Partial(r) => {
+                let content_range = format!("bytes {}-{}/{}", r.start, r.end - 1, file.size);
+                (r, Some(content_range))
+            }
+            RangeRequest::Unsatisfiable => return Err(s3_error!(InvalidRange)),
         };
-        if status == StatusCode::RANGE_NOT_SATISFIABLE {
-            return Err(s3_error!(InvalidRange));
-        }
-        if !status.is_success() {
-            return Err(s3_error!(
-                ServiceUnavailable,
-                "the object is temporarily unreadable ({status})"
-            ));
-        }
-        let content_length = header(http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
-        let content_range = header(http::header::CONTENT_RANGE);
-        let body = StreamingBlob::from(s3s::Body::http_body_unsync(resp.into_body()));
+        let content_length = Some((window.end - window.start) as i64);
+        let plaintext = plaintext_stream(&self.state, &file, window)
+            .await
+            .map_err(|e| {
+                s3_error!(
+                    ServiceUnavailable,
+                    "the object is temporarily unreadable ({})",
+                    e.status()
+                )
+            })?;
+        let body = StreamingBlob::from(s3s::Body::http_body_unsync(axum::body::Body::from_stream(
+            plaintext,
+        )));
         Ok(S3Response::new(GetObjectOutput {
             body: Some(body),
             content_length,
@@ -688,18 +681,9 @@ impl S3 for ZibS3 {
             .await
             .map_err(internal)?;
         if let Some(file) = current {
-            let deleted = self
-                .state
-                .store
-                .delete_file(&tenant.id, file.file_id, crate::state::now_ms())
+            deletion::delete_file(&self.state, &tenant.id, file.file_id)
                 .await
-                .map_err(internal)?;
-            if let Some(deleted) = deleted {
-                crate::node_rpc::delete_blobs_now(&self.state, &deleted.blobs, SYNC_DELETE_TIMEOUT)
-                    .await
-                    .map_err(api_to_s3)?;
-                tracing::info!(file_id = %file.file_id, "file deleted through s3");
-            }
+                .map_err(api_to_s3)?;
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }

@@ -13,50 +13,16 @@ use zib_meta::{
     EndpointPatch, NewEndpoint, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent,
 };
 
-use super::ssrf;
-use crate::api::parse_json;
 use crate::auth::AuthTenant;
+use crate::body::parse_json;
+use crate::domain::webhook_targets::{check_secret, check_target};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now_ms, AppState};
 
 /// Longest listing a single call returns.
 const MAX_LIMIT: u32 = 500;
 const DEFAULT_LIMIT: u32 = 100;
-/// Bounds on a secret a tenant brings: long enough to resist guessing, short
-/// enough to sit in a header computation without surprise.
-const MIN_SECRET_LEN: usize = 16;
-const MAX_SECRET_LEN: usize = 256;
 const MAX_DESCRIPTION_LEN: usize = 1024;
-const MAX_URL_LEN: usize = 2048;
-
-/// Checks a target URL against the SSRF guard; a refusal is a 400 on `field`.
-pub async fn check_target(state: &AppState, field: &'static str, url: &str) -> ApiResult<String> {
-    if url.len() > MAX_URL_LEN {
-        return Err(ApiError::invalid(
-            field,
-            format!("must be at most {MAX_URL_LEN} bytes"),
-        ));
-    }
-    ssrf::check_url(url, state.config.allow_private_webhook_targets)
-        .await
-        .map(|u| u.to_string())
-        .map_err(|reason| ApiError::invalid(field, reason))
-}
-
-pub fn check_secret(field: &'static str, secret: &str) -> ApiResult<()> {
-    if !(MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&secret.len())
-        || secret.chars().any(char::is_control)
-    {
-        return Err(ApiError::invalid(
-            field,
-            format!(
-                "must be {MIN_SECRET_LEN} to {MAX_SECRET_LEN} printable characters \
-                 (or omit it and let ZiB generate a whsec_ secret)"
-            ),
-        ));
-    }
-    Ok(())
-}
 
 /// The path's customer must be the caller's tenant; `me` names it without knowing
 /// the id.

@@ -14,7 +14,7 @@ use zib_crypto::webhook::{standard_signature, zib_signature};
 use zib_meta::webhook_payloads::{FILE_READY, FILE_REPLICATED};
 use zib_meta::{AttemptOutcome, AttemptRecord, ClaimedDelivery, WebhookEvent, SNIPPET_MAX_BYTES};
 
-use super::ssrf;
+use crate::domain::ssrf;
 use crate::state::{now_ms, AppState};
 use crate::workers::{Tick, Worker};
 

@@ -3,18 +3,15 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use zib_proto::node_rpc::ChallengeRequest;
 
 use super::verifier::Challenge;
-use super::{node_directory, Tick, Worker};
+use super::{Tick, Worker};
+use crate::domain::directory::NodeDirectory;
+use crate::domain::node_client::NodeCallError;
 use crate::state::{now_ms, AppState};
 
 const BATCH: u32 = 32;
-
-#[derive(Deserialize)]
-struct ChallengeAnswer {
-    blake3: String,
-}
 
 pub struct Auditor;
 
@@ -36,10 +33,12 @@ impl Worker for Auditor {
             .shards_for_audit(BATCH, due_before)
             .await
             .map_err(|e| e.to_string())?;
-        let nodes = node_directory(state).await?;
+        let nodes = NodeDirectory::load(state)
+            .await
+            .map_err(|e| e.to_string())?;
         for target in &targets {
             let shard = &target.shard;
-            let Some((url, true, _)) = nodes.get(&shard.node_id) else {
+            let Some(node) = nodes.online_node(&shard.node_id) else {
                 continue;
             };
             let mut challenges: Vec<Challenge> = target
@@ -56,29 +55,27 @@ impl Worker for Auditor {
                     .map_err(|e| e.to_string())?;
                 continue;
             };
-            let resp = state
-                .http
-                .post(format!("{url}/v1/shards/{}/challenge", shard.blob_id))
-                .bearer_auth(&state.config.cluster_token)
-                .timeout(state.config.shard_fetch_timeout)
-                .json(&serde_json::json!({
-                    "nonce": challenge.nonce, "offset": challenge.offset, "len": challenge.len,
-                }))
-                .send()
+            let question = ChallengeRequest {
+                nonce: challenge.nonce.clone(),
+                offset: challenge.offset,
+                len: challenge.len,
+            };
+            let answer = state
+                .nodes
+                .challenge(
+                    &node.public_url,
+                    shard.blob_id,
+                    &question,
+                    state.config.shard_fetch_timeout,
+                )
                 .await;
-            let passed = match resp {
-                Ok(r) if r.status().is_success() => r
-                    .json::<ChallengeAnswer>()
-                    .await
-                    .is_ok_and(|a| a.blake3.eq_ignore_ascii_case(&challenge.answer)),
-                Ok(r)
-                    if r.status() == reqwest::StatusCode::NOT_FOUND
-                        || r.status().is_client_error() =>
-                {
-                    false
-                }
+            let passed = match answer {
+                Ok(a) => a.blake3.eq_ignore_ascii_case(&challenge.answer),
+                // A garbled answer is no proof of holding the bytes.
+                Err(NodeCallError::Body(_)) => false,
+                Err(e) if e.is_refusal() => false,
                 // Unreachable or failing: not evidence of loss; heartbeats decide that.
-                _ => continue,
+                Err(_) => continue,
             };
             if passed {
                 let rest = serde_json::to_string(&challenges).map_err(|e| e.to_string())?;

@@ -5,22 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use zib_proto::BlobId;
-
-use super::{node_directory, Tick, Worker};
+use super::{Tick, Worker};
+use crate::domain::deletion::delete_blobs_now;
+use crate::domain::directory::NodeDirectory;
+use crate::domain::multipart_spool::collect_abandoned;
+use crate::domain::node_client::NodeCallError;
 use crate::state::{now_ms, AppState};
 
-#[derive(Deserialize)]
-struct Inventory {
-    blobs: Vec<InventoryBlob>,
-}
-
-#[derive(Deserialize)]
-struct InventoryBlob {
-    blob_id: BlobId,
-    modified_at_ms: i64,
-}
+/// How long a node may take to list every blob it stores.
+const INVENTORY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub struct Collector {
@@ -46,8 +39,7 @@ impl Collector {
         }
         self.last_retention_sweep = Some(Instant::now());
         let spool = &state.config.s3_spool_dir;
-        match crate::s3::multipart::collect_abandoned(spool, state.config.s3_multipart_expiry).await
-        {
+        match collect_abandoned(spool, state.config.s3_multipart_expiry).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "abandoned s3 multipart uploads removed"),
             Err(e) => {
@@ -99,7 +91,7 @@ impl Worker for Collector {
         for f in &expired {
             tracing::info!(file_id = %f.file_id, "abandoned upload expired");
             let blobs = [(f.originator.clone(), f.upload_blob_id)];
-            let _ = crate::node_rpc::delete_blobs_now(state, &blobs, Duration::from_secs(3)).await;
+            let _ = delete_blobs_now(state, &blobs, Duration::from_secs(3)).await;
         }
         self.retention_sweep(state, now).await?;
 
@@ -111,20 +103,19 @@ impl Worker for Collector {
             return Ok(Tick::Idle);
         }
         self.last_orphan_sweep = Some(Instant::now());
-        for (node_id, (url, online, _)) in node_directory(state).await? {
-            if !online {
-                continue;
-            }
-            let inventory: Inventory = match state
-                .http
-                .get(format!("{url}/v1/blobs"))
-                .bearer_auth(&state.config.cluster_token)
-                .timeout(Duration::from_secs(30))
-                .send()
+        let nodes = NodeDirectory::load(state)
+            .await
+            .map_err(|e| e.to_string())?;
+        for node in nodes.online() {
+            let node_id = node.node_id;
+            let inventory = match state
+                .nodes
+                .inventory(&node.public_url, INVENTORY_TIMEOUT)
                 .await
             {
-                Ok(r) if r.status().is_success() => r.json().await.map_err(|e| e.to_string())?,
-                _ => continue,
+                Ok(inventory) => inventory,
+                Err(NodeCallError::Body(e)) => return Err(e.to_string()),
+                Err(_) => continue,
             };
             let referenced = state
                 .store
@@ -139,7 +130,7 @@ impl Worker for Collector {
                 .collect();
             if !orphans.is_empty() {
                 tracing::info!(node = %node_id, count = orphans.len(), "collecting orphan blobs");
-                crate::node_rpc::delete_blobs_now(state, &orphans, Duration::from_secs(5))
+                delete_blobs_now(state, &orphans, Duration::from_secs(5))
                     .await
                     .map_err(|e| e.to_string())?;
             }

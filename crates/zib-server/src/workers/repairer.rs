@@ -3,7 +3,7 @@
 //! segment, onto nodes that hold no other shard of it. Idempotent: all state is in
 //! the store, so a restart simply picks up what is still marked.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -11,7 +11,10 @@ use zib_erasure::{Codec, Layout};
 use zib_meta::ShardRow;
 use zib_proto::{BlobId, FileId, NodeId};
 
-use super::{fetch_blob, node_directory, Tick, Worker};
+use super::{Tick, Worker};
+use crate::domain::directory::NodeDirectory;
+use crate::domain::placement;
+use crate::domain::registration::shard_capability;
 use crate::state::{now_ms, AppState};
 
 /// Shards looked at per tick.
@@ -35,12 +38,14 @@ impl Worker for Repairer {
 
     async fn tick(&mut self, state: &AppState) -> Result<Tick, String> {
         let now = now_ms();
-        let nodes = node_directory(state).await?;
+        let nodes = NodeDirectory::load(state)
+            .await
+            .map_err(|e| e.to_string())?;
         let repair_after = state.config.repair_after.as_millis() as i64;
         let lost: Vec<NodeId> = nodes
-            .iter()
-            .filter(|(_, (_, _, last))| now - last > repair_after)
-            .map(|(id, _)| id.clone())
+            .all()
+            .filter(|n| now - n.last_heartbeat_at > repair_after)
+            .map(|n| n.node_id.clone())
             .collect();
         let broken = state
             .store
@@ -79,7 +84,7 @@ impl Worker for Repairer {
 
 async fn repair_segment(
     state: &AppState,
-    nodes: &HashMap<NodeId, (String, bool, i64)>,
+    nodes: &NodeDirectory,
     lost: &[NodeId],
     file_id: FileId,
     segment: u32,
@@ -108,10 +113,19 @@ async fn repair_segment(
     // Gather intact survivors, checked against their recorded BLAKE3.
     let mut slots: Vec<Option<Vec<u8>>> = vec![None; params.total_shards()];
     for row in rows.iter().filter(|r| !broken.contains(&r.blob_id)) {
-        let Some((url, true, _)) = nodes.get(&row.node_id) else {
+        let Some(node) = nodes.online_node(&row.node_id) else {
             continue;
         };
-        if let Ok(Some(bytes)) = fetch_blob(state, url, row.blob_id).await {
+        let fetched = state
+            .nodes
+            .fetch_blob(
+                &node.public_url,
+                row.blob_id,
+                state.config.shard_fetch_timeout,
+            )
+            .await;
+        if let Ok(Some(bytes)) = fetched {
+            let bytes = Vec::from(bytes);
             if bytes.len() as u64 == shard_len
                 && blake3::hash(&bytes).as_bytes().as_slice() == row.blake3.as_slice()
             {
@@ -137,19 +151,12 @@ async fn repair_segment(
         .filter(|r| !broken.contains(&r.blob_id))
         .map(|r| r.node_id.clone())
         .collect();
-    let candidates: Vec<_> = state
-        .store
-        .list_nodes()
-        .await
-        .map_err(|e| e.to_string())?
+    let candidates: Vec<_> = nodes
+        .online()
         .into_iter()
-        .filter(|n| {
-            nodes.get(&n.node_id).is_some_and(|(_, online, _)| *online)
-                && !lost.contains(&n.node_id)
-                && n.free_bytes >= shard_len
-        })
+        .filter(|n| !lost.contains(&n.node_id) && n.free_bytes >= shard_len)
         .collect();
-    let ordered = crate::placement::zone_interleaved(&candidates);
+    let ordered = placement::zone_interleaved(&candidates);
 
     let mut done = 0;
     for target in targets {
@@ -171,26 +178,18 @@ async fn repair_segment(
         };
         let blob_id = BlobId::new_random();
         let expires_at = (now_ms() / 1000) as u64 + REBUILT_SHARD_TOKEN_SECS;
-        let token =
-            crate::node_rpc::shard_capability(state, &node.node_id, blob_id, shard_len, expires_at);
-        let resp = state
-            .http
-            .put(format!(
-                "{}/v1/shards/{blob_id}?token={token}",
-                node.public_url
-            ))
-            .body(bytes.clone())
-            .timeout(state.config.shard_fetch_timeout * 3)
-            .send()
+        let token = shard_capability(state, &node.node_id, blob_id, shard_len, expires_at);
+        state
+            .nodes
+            .put_shard(
+                &node.public_url,
+                blob_id,
+                &token,
+                bytes.clone(),
+                state.config.shard_fetch_timeout * 3,
+            )
             .await
-            .map_err(|e| format!("pushing to {}: {e}", node.node_id))?;
-        if !resp.status().is_success() {
-            return Err(format!(
-                "{} refused the rebuilt shard: HTTP {}",
-                node.node_id,
-                resp.status()
-            ));
-        }
+            .map_err(|e| format!("pushing the rebuilt shard to {}: {e}", node.node_id))?;
         if state
             .store
             .replace_shard(target, &node.node_id, blob_id, now_ms())

@@ -8,7 +8,9 @@ use futures::StreamExt;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{fetch_blob, node_directory, Tick, Worker};
+use super::{Tick, Worker};
+use crate::domain::deletion::delete_blobs_now;
+use crate::domain::directory::NodeDirectory;
 use crate::state::{now_ms, AppState};
 
 /// Shards verified per tick, and concurrently.
@@ -68,16 +70,22 @@ impl Worker for Verifier {
             .shards_to_verify(BATCH)
             .await
             .map_err(|e| e.to_string())?;
-        let nodes = node_directory(state).await?;
+        let nodes = NodeDirectory::load(state)
+            .await
+            .map_err(|e| e.to_string())?;
         let checked = futures::stream::iter(shards.clone())
             .map(|shard| {
-                let node = nodes.get(&shard.node_id).filter(|(_, online, _)| *online).cloned();
+                let url = nodes.online_node(&shard.node_id).map(|n| n.public_url.clone());
                 let state = state.clone();
                 async move {
                     let state = &state;
                     // An offline holder is the repairer's business.
-                    let (url, _, _) = node?;
-                    let outcome = match fetch_blob(state, &url, shard.blob_id).await {
+                    let url = url?;
+                    let fetched = state
+                        .nodes
+                        .fetch_blob(&url, shard.blob_id, state.config.shard_fetch_timeout)
+                        .await;
+                    let outcome = match fetched {
                         Ok(Some(bytes))
                             if bytes.len() as u64 == shard.size
                                 && blake3::hash(&bytes).as_bytes().as_slice() == shard.blake3.as_slice() =>
@@ -119,9 +127,7 @@ impl Worker for Verifier {
         for file in &safe {
             tracing::info!(file_id = %file.file_id, "file is safe; originator may drop its full copy");
             let blobs = [(file.originator.clone(), file.upload_blob_id)];
-            if let Err(e) =
-                crate::node_rpc::delete_blobs_now(state, &blobs, Duration::from_secs(3)).await
-            {
+            if let Err(e) = delete_blobs_now(state, &blobs, Duration::from_secs(3)).await {
                 tracing::debug!(error = %e, "originator copy left to its heartbeat");
             }
         }

@@ -14,6 +14,7 @@ use zib_erasure::{Codec, Layout};
 use zib_proto::{BlobId, NodeId};
 
 use crate::config::LocalNodes;
+use crate::domain::node_client::NodeClient;
 
 /// Where one shard lives, and whether its holder is believed online.
 #[derive(Clone, Debug)]
@@ -38,10 +39,9 @@ pub struct SegmentSource {
     pub codec: Codec,
     /// `[segment][index]`, `None` where no shard row exists.
     pub shards: Vec<Vec<Option<ShardLocation>>>,
-    pub http: reqwest::Client,
+    pub nodes: NodeClient,
     /// Corrupt shards found while reading are queued for repair here.
     pub store: zib_meta::Store,
-    pub cluster_token: String,
     pub timeout: Duration,
     /// Nodes in this process, read from disk instead of over HTTP.
     pub local_nodes: Arc<LocalNodes>,
@@ -275,8 +275,7 @@ impl SegmentSource {
         })
     }
 
-    /// Streams one shard's body into `buf`, refusing a body of any other length
-    /// (the check also keeps `buf` from reallocating out of its region).
+    /// Streams one shard's body into `buf`, refusing a body of any other length.
     async fn fetch_one(
         &self,
         node_url: &str,
@@ -284,33 +283,10 @@ impl SegmentSource {
         buf: &mut BytesMut,
         expected_len: usize,
     ) -> Result<(), String> {
-        let fetch = async {
-            let mut response = self
-                .http
-                .get(format!("{node_url}/v1/shards/{blob}"))
-                .bearer_auth(&self.cluster_token)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("HTTP {}", response.status()));
-            }
-            let mut got = 0usize;
-            while let Some(frame) = response.chunk().await.map_err(|e| e.to_string())? {
-                got += frame.len();
-                if got > expected_len {
-                    return Err(format!("shard is longer than its {expected_len} bytes"));
-                }
-                buf.extend_from_slice(&frame);
-            }
-            if got != expected_len {
-                return Err(format!("shard has {got} of its {expected_len} bytes"));
-            }
-            Ok(())
-        };
-        tokio::time::timeout(self.timeout, fetch)
+        self.nodes
+            .read_blob_into(node_url, blob, buf, expected_len, self.timeout)
             .await
-            .map_err(|_| format!("no complete shard within {:?}", self.timeout))?
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -367,9 +343,8 @@ mod tests {
                 layout: Layout::new(params, DATA_LEN as u64),
                 codec,
                 shards: vec![row],
-                http: reqwest::Client::new(),
+                nodes: NodeClient::new(reqwest::Client::new(), "unused"),
                 store,
-                cluster_token: "unused".into(),
                 timeout: Duration::from_secs(5),
                 local_nodes: Arc::new(local_nodes),
             };

@@ -1,0 +1,121 @@
+//! Where files and blobs are deleted: a tenant's delete (API or S3), the eviction of a
+//! superseded or cancelled upload, and dropping blobs from their holders. Holders
+//! that do not confirm keep a queued command and get it on their next heartbeat.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use zib_meta::DeletedFile;
+use zib_proto::node_rpc::NodeAction;
+use zib_proto::{BlobId, FileId, NodeId};
+
+use super::directory::NodeDirectory;
+use crate::error::ApiResult;
+use crate::state::{now_ms, Inner};
+
+/// Files that were superseded by a re-upload give this reason.
+pub const SUPERSEDE_REASON: &str = "superseded by re-upload to same bucket+object_key";
+
+/// How long a synchronous shard delete may take before the node is left to its
+/// next heartbeat.
+const SYNC_DELETE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long an eviction waits for a node before leaving it to the heartbeat.
+const EVICT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Blobs whose holder confirmed the delete (`ok`), did not answer in time
+/// (`failed`: retried on its next heartbeat), or is offline (`queued_for_offline`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct NodeCleanup {
+    pub ok: u64,
+    pub failed: u64,
+    pub queued_for_offline: u64,
+}
+
+/// A deleted file: its rows, and what its holders said.
+pub struct Deleted {
+    pub deleted: DeletedFile,
+    pub node_cleanup: NodeCleanup,
+}
+
+/// Deletes a tenant's file and asks its holders to drop its blobs now. `None` when
+/// the tenant has no such file (already deleted, or another tenant's).
+pub async fn delete_file(
+    state: &Inner,
+    tenant_id: &str,
+    file_id: FileId,
+) -> ApiResult<Option<Deleted>> {
+    let Some(deleted) = state
+        .store
+        .delete_file(tenant_id, file_id, now_ms())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let node_cleanup = delete_blobs_now(state, &deleted.blobs, SYNC_DELETE_TIMEOUT).await?;
+    tracing::info!(%file_id, "file deleted");
+    Ok(Some(Deleted {
+        deleted,
+        node_cleanup,
+    }))
+}
+
+/// Queues the deletion of a cancelled or superseded file's blobs and tries them at
+/// once; holders that are offline get them on their next heartbeat.
+pub async fn evict(state: &Inner, file_id: FileId) {
+    match state.store.evict_file(file_id, now_ms()).await {
+        Ok(blobs) => {
+            if let Err(e) = delete_blobs_now(state, &blobs, EVICT_TIMEOUT).await {
+                tracing::warn!(%file_id, error = %e, "eviction left to heartbeats");
+            }
+        }
+        Err(e) => tracing::error!(%file_id, error = %e, "evicting a cancelled file failed"),
+    }
+}
+
+/// Asks every holder to drop its blobs now, counting blobs by outcome. Holders that
+/// do not confirm keep the queued command and get it on their next heartbeat.
+pub async fn delete_blobs_now(
+    state: &Inner,
+    blobs: &[(NodeId, BlobId)],
+    timeout: Duration,
+) -> ApiResult<NodeCleanup> {
+    let mut by_node: HashMap<NodeId, Vec<BlobId>> = HashMap::new();
+    for (node, blob) in blobs {
+        by_node.entry(node.clone()).or_default().push(*blob);
+    }
+    let directory = NodeDirectory::load(state).await?;
+    let mut cleanup = NodeCleanup::default();
+    for (node_id, blob_ids) in by_node {
+        let Some(node) = directory.online_node(&node_id) else {
+            cleanup.queued_for_offline += blob_ids.len() as u64;
+            continue;
+        };
+        let deletes = blob_ids
+            .iter()
+            .map(|b| state.nodes.delete_blob(&node.public_url, *b, timeout));
+        let results = futures::future::join_all(deletes).await;
+        let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+        cleanup.ok += ok;
+        cleanup.failed += blob_ids.len() as u64 - ok;
+        if ok == blob_ids.len() as u64 {
+            // Everything confirmed: the queued command has nothing left to do.
+            let done: Vec<i64> = state
+                .store
+                .pending_commands(&node_id)
+                .await?
+                .into_iter()
+                .filter(|c| {
+                    serde_json::from_value::<NodeAction>(c.action.clone()).is_ok_and(
+                        |NodeAction::DeleteBlobs { blob_ids: ids }| {
+                            ids.iter().all(|id| blob_ids.contains(id))
+                        },
+                    )
+                })
+                .map(|c| c.id)
+                .collect();
+            state.store.ack_commands(&node_id, &done, now_ms()).await?;
+        }
+    }
+    Ok(cleanup)
+}

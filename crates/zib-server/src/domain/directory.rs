@@ -1,0 +1,56 @@
+//! The node directory: every registered node, and the one rule for calling a node
+//! online (a heartbeat within `node_offline_after`).
+
+use std::collections::HashMap;
+
+use zib_meta::{MetaError, NodeRow};
+use zib_proto::NodeId;
+
+use crate::state::{now_ms, Inner};
+
+/// A snapshot of the nodes table, taken once per request or worker tick.
+pub struct NodeDirectory {
+    nodes: HashMap<NodeId, NodeRow>,
+    now_ms: i64,
+    offline_after_ms: i64,
+}
+
+impl NodeDirectory {
+    pub async fn load(state: &Inner) -> Result<Self, MetaError> {
+        let nodes = state.store.list_nodes().await?;
+        Ok(Self {
+            nodes: nodes.into_iter().map(|n| (n.node_id.clone(), n)).collect(),
+            now_ms: now_ms(),
+            offline_after_ms: state.config.node_offline_after.as_millis() as i64,
+        })
+    }
+
+    /// Whether a node's last heartbeat is recent enough to count it online.
+    pub fn is_online(&self, node: &NodeRow) -> bool {
+        self.now_ms - node.last_heartbeat_at <= self.offline_after_ms
+    }
+
+    /// Every online node, in no particular order.
+    pub fn online(&self) -> Vec<NodeRow> {
+        self.nodes
+            .values()
+            .filter(|n| self.is_online(n))
+            .cloned()
+            .collect()
+    }
+
+    /// A registered node, online or not.
+    pub fn get(&self, id: &NodeId) -> Option<&NodeRow> {
+        self.nodes.get(id)
+    }
+
+    /// A node that is registered and online.
+    pub fn online_node(&self, id: &NodeId) -> Option<&NodeRow> {
+        self.nodes.get(id).filter(|n| self.is_online(n))
+    }
+
+    /// Every registered node, online or not.
+    pub fn all(&self) -> impl Iterator<Item = &NodeRow> {
+        self.nodes.values()
+    }
+}

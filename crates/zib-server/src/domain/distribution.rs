@@ -1,0 +1,193 @@
+//! Distribution: the plan the originator follows to place an upload's shards, and
+//! the record of a finished distribution that makes the file current for its key.
+
+use zib_erasure::Layout;
+use zib_meta::{Distribution, FilePhase, ShardRow};
+use zib_proto::node_rpc::{
+    DistributedRequest, DistributionPlan, SegmentPlan, ShardTarget, UploadReceivedRequest,
+};
+use zib_proto::{BlobId, NodeId};
+
+use super::deletion::{evict, SUPERSEDE_REASON};
+use super::directory::NodeDirectory;
+use super::placement;
+use super::registration::shard_capability;
+use crate::error::{ApiError, ApiResult, InternalError};
+use crate::state::{now_ms, AppState, Inner};
+
+/// The file uploaded under blob `raw`, if `node` is the originator it was assigned to.
+async fn originator_upload(
+    state: &Inner,
+    raw: &str,
+    node: &NodeId,
+) -> ApiResult<(BlobId, zib_meta::FileRow)> {
+    let not_found = || ApiError::NotFound(format!("upload {raw} not found"));
+    let blob_id: BlobId = raw.parse().map_err(|_| not_found())?;
+    let file = state
+        .store
+        .file_by_upload_blob(blob_id)
+        .await?
+        .ok_or_else(not_found)?;
+    if &file.originator != node {
+        return Err(ApiError::Forbidden(format!(
+            "upload {blob_id} was assigned to another node"
+        )));
+    }
+    Ok((blob_id, file))
+}
+
+/// The originator holds a whole envelope: the placement of every shard.
+pub async fn plan(
+    state: &AppState,
+    raw_blob_id: &str,
+    req: &UploadReceivedRequest,
+) -> ApiResult<DistributionPlan> {
+    let (blob_id, file) = originator_upload(state, raw_blob_id, &req.node_id).await?;
+    if req.size != file.ciphertext_size {
+        return Err(ApiError::invalid(
+            "size",
+            format!(
+                "expected {} bytes, node holds {}",
+                file.ciphertext_size, req.size
+            ),
+        ));
+    }
+    match file.phase {
+        FilePhase::Pending => {
+            state.store.mark_uploading(file.file_id).await?;
+        }
+        FilePhase::Uploading => {}
+        other => {
+            return Err(ApiError::Conflict(format!(
+                "upload {blob_id} is {} and cannot be distributed again",
+                other.as_str()
+            )))
+        }
+    }
+
+    let now = now_ms();
+    let erasure = file.erasure();
+    let layout = Layout::new(erasure, file.ciphertext_size);
+    let candidates = NodeDirectory::load(state).await?.online();
+    if candidates.is_empty() {
+        return Err(ApiError::Unavailable("no storage nodes available".into()));
+    }
+    if candidates.len() < erasure.total_shards() {
+        tracing::warn!(
+            online = candidates.len(),
+            width = erasure.total_shards(),
+            "fewer online nodes than shards per segment: some nodes hold several shards of a segment"
+        );
+    }
+    let ordered = placement::zone_interleaved(&candidates);
+    let expires_at = (now as u64 / 1000) + state.config.upload_expiry.as_secs();
+    let segments = (0..layout.segment_count())
+        .map(|segment| {
+            let shard_len = layout.shard_len(segment);
+            let targets = placement::segment_holders(&ordered, segment, erasure.total_shards())
+                .into_iter()
+                .enumerate()
+                .map(|(index, node)| {
+                    let blob_id = BlobId::new_random();
+                    let token =
+                        shard_capability(state, &node.node_id, blob_id, shard_len, expires_at);
+                    ShardTarget {
+                        index: index as u8,
+                        node_id: node.node_id.clone(),
+                        node_url: node.public_url.clone(),
+                        blob_id,
+                        token,
+                    }
+                })
+                .collect();
+            SegmentPlan { segment, targets }
+        })
+        .collect();
+    Ok(DistributionPlan { erasure, segments })
+}
+
+/// Every shard is stored: record them, make the file current for its key, and evict
+/// what it supersedes (or itself, when a newer upload already won the key).
+pub async fn record(
+    state: &AppState,
+    raw_blob_id: &str,
+    req: &DistributedRequest,
+) -> ApiResult<()> {
+    let (_, file) = originator_upload(state, raw_blob_id, &req.node_id).await?;
+    let erasure = file.erasure();
+    let layout = Layout::new(erasure, file.ciphertext_size);
+    let width = erasure.total_shards();
+    let expected = layout.segment_count() as usize * width;
+    let mut seen = vec![false; expected];
+    let mut rows = Vec::with_capacity(req.shards.len());
+    for s in &req.shards {
+        let slot = (s.segment as usize)
+            .checked_mul(width)
+            .and_then(|v| v.checked_add(s.index as usize))
+            .filter(|&i| {
+                s.segment < layout.segment_count() && (s.index as usize) < width && i < expected
+            })
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "shards",
+                    format!("shard {}/{} is outside the file", s.segment, s.index),
+                )
+            })?;
+        if std::mem::replace(&mut seen[slot], true) {
+            return Err(ApiError::invalid(
+                "shards",
+                format!("shard {}/{} reported twice", s.segment, s.index),
+            ));
+        }
+        if s.size != layout.shard_len(s.segment) {
+            return Err(ApiError::invalid(
+                "shards",
+                format!("shard {}/{} has the wrong size", s.segment, s.index),
+            ));
+        }
+        let blake3 = hex::decode(&s.blake3)
+            .ok()
+            .filter(|h| h.len() == 32)
+            .ok_or_else(|| ApiError::invalid("shards", "blake3 must be 64 hex characters"))?;
+        rows.push(ShardRow {
+            file_id: file.file_id,
+            segment: s.segment,
+            index: s.index,
+            node_id: s.node_id.clone(),
+            blob_id: s.blob_id,
+            size: s.size,
+            blake3,
+        });
+    }
+    if seen.iter().any(|s| !s) {
+        return Err(ApiError::invalid(
+            "shards",
+            "not every shard of every segment was reported",
+        ));
+    }
+    let outcome = state
+        .store
+        .complete_distribution(file.file_id, &rows, now_ms(), SUPERSEDE_REASON)
+        .await
+        .map_err(|e| match e {
+            zib_meta::MetaError::Conflict(what) => ApiError::Conflict(what.to_string()),
+            other => ApiError::Internal(InternalError::Meta(other)),
+        })?;
+    match outcome {
+        Distribution::Current { superseded } => {
+            tracing::info!(file_id = %file.file_id, shards = rows.len(), "file distributed");
+            if let Some(prior) = superseded {
+                tracing::info!(file_id = %prior, by = %file.file_id, "file superseded; evicting its bytes");
+                evict(state, prior).await;
+            }
+        }
+        Distribution::Stale { current } => {
+            tracing::info!(file_id = %file.file_id, %current, "late upload of a superseded registration refused");
+            evict(state, file.file_id).await;
+            return Err(ApiError::Conflict(
+                "this upload was superseded by a newer upload to the same bucket and key".into(),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! The domain layer: what ZiB does, whichever surface asked. The surfaces (`api`,
+//! `s3`, `cdn`, `node_rpc`, `webhooks`) and the `workers` call down into these
+//! modules and never into each other.
+//!
+//! - `directory`: which nodes exist and which are online (one answer for everyone).
+//! - `node_client`: the only code that builds node URLs or attaches node credentials.
+//! - `placement`: which node takes an upload, which nodes hold a segment's shards.
+//! - `registration`: validating and registering an upload, its capabilities and parts.
+//! - `distribution`: the originator's shard plan and the record of a finished upload.
+//! - `deletion`: deleting a file, evicting a superseded one, dropping blobs on nodes.
+//! - `multipart_spool`: where S3 multipart parts wait, and collecting abandoned ones.
+//! - `s3_secret`: tenants' S3 secrets, sealed under the master key.
+//! - `read`: reading a file's plaintext back from its shards.
+//! - `webhook_targets`, `ssrf`: checking the webhook URLs and secrets tenants hand us.
+
+pub mod deletion;
+pub mod directory;
+pub mod distribution;
+pub mod multipart_spool;
+pub mod node_client;
+pub mod placement;
+pub mod read;
+pub mod registration;
+pub mod s3_secret;
+pub mod ssrf;
+pub mod webhook_targets;

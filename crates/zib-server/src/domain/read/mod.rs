@@ -1,0 +1,555 @@
+//! Reading a file back: its shards fetched from their holders (reading around lost
+//! or corrupt ones, and queueing their repair), joined, and decrypted as a stream.
+//! The CDN serves it over HTTP; the S3 gateway's GetObject serves the same stream.
+
+pub mod range;
+mod segments;
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::{stream, Stream, StreamExt};
+use tokio_util::task::AbortOnDropHandle;
+use zib_crypto::envelope::{Header, Layout as EnvelopeLayout, Opener};
+use zib_erasure::{Codec, Layout};
+use zib_meta::FileRow;
+
+use super::directory::NodeDirectory;
+use crate::error::{ApiError, ApiResult, InternalError};
+use crate::state::AppState;
+use segments::{Check, SegmentError, SegmentSource, ShardLocation};
+
+/// Segments fetched ahead of the one being decrypted.
+const SEGMENTS_IN_FLIGHT: usize = 4;
+
+impl From<SegmentError> for ApiError {
+    fn from(e: SegmentError) -> Self {
+        ApiError::Unavailable(format!("file is temporarily unreadable: {e}"))
+    }
+}
+
+/// Streams plaintext bytes `window` of `file`. The first segment is read before
+/// this returns, so a file that cannot be read at all answers a clean error; a
+/// later failure aborts the body (the client sees a short read, never wrong bytes).
+pub async fn plaintext_stream(
+    state: &AppState,
+    file: &FileRow,
+    window: std::ops::Range<u64>,
+) -> ApiResult<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static> {
+    let dek = state
+        .config
+        .master_key
+        .unwrap(&file.wrapped_dek, file.file_id.0.as_bytes())
+        .map_err(InternalError::from)?;
+    let nonce_prefix: [u8; 7] = file.nonce_prefix.as_slice().try_into().map_err(|_| {
+        InternalError::Other(format!(
+            "file {} has a malformed nonce prefix",
+            file.file_id
+        ))
+    })?;
+    let header = Header {
+        chunk_size: file.chunk_size,
+        nonce_prefix,
+    };
+    let envelope = header.layout();
+    let opener = Opener::new(&dek, header);
+
+    let chunks = envelope
+        .chunks_covering(window.clone(), file.size)
+        .map_err(|e| InternalError::Other(e.to_string()))?;
+    let cipher_start = envelope.chunk_offset(chunks.start);
+    let cipher_end = envelope.chunk_offset(chunks.end - 1)
+        + envelope.sealed_chunk_len(chunks.end - 1, file.size);
+
+    let source = Arc::new(segment_source(state, file).await?);
+    let erasure = source.layout;
+    let seg_size = erasure.params.segment_size();
+    let first_seg = (cipher_start / seg_size) as u32;
+    let last_seg = ((cipher_end - 1) / seg_size) as u32;
+    if let Some(e) = source.unavailable_segment(first_seg..last_seg + 1) {
+        return Err(e.into());
+    }
+    let windows: Vec<(u32, std::ops::Range<u64>)> = (first_seg..=last_seg)
+        .map(|s| {
+            let r = erasure.segment_range(s);
+            (s, r.start.max(cipher_start)..r.end.min(cipher_end))
+        })
+        .collect();
+
+    let decrypt = Arc::new(PieceDecryptor {
+        opener,
+        envelope,
+        file_size: file.size,
+        chunks,
+        window,
+    });
+    let joiner = PieceJoiner {
+        decrypt: decrypt.clone(),
+        source: source.clone(),
+        carry: BytesMut::new(),
+        carry_parts: Vec::new(),
+        carry_chunk: None,
+        done: false,
+    };
+    let mut windows = windows.into_iter();
+    let Some((s0, w0)) = windows.next() else {
+        return Err(InternalError::Other("empty read plan".into()).into());
+    };
+    let first = read_piece(&source, &decrypt, s0, w0).await?;
+    // Each later segment is fetched and decrypted by a task of its own, so reads and
+    // AES run on every core and ahead of the socket, not only when the client asks
+    // for more.
+    let rest = stream::iter(windows)
+        .map(move |(s, w)| {
+            let source = source.clone();
+            let decrypt = decrypt.clone();
+            AbortOnDropHandle::new(tokio::spawn(async move {
+                read_piece(&source, &decrypt, s, w).await
+            }))
+        })
+        .buffered(SEGMENTS_IN_FLIGHT)
+        .map(|joined| match joined {
+            Ok(piece) => piece.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("a segment read failed: {e}")),
+        });
+    let pieces = stream::once(async move { Ok(first) }).chain(rest);
+
+    let plaintext = stream::unfold(
+        (Box::pin(pieces), joiner),
+        |(mut pieces, mut joiner)| async move {
+            if joiner.done {
+                return None;
+            }
+            let out = match pieces.next().await? {
+                Ok(piece) => joiner.join(piece).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "CDN read aborted mid-stream");
+                    joiner.done = true;
+                    vec![Err(std::io::Error::other(e))]
+                }
+            };
+            Some((stream::iter(out), (pieces, joiner)))
+        },
+    );
+    Ok(plaintext.flatten())
+}
+
+/// Reads and decrypts one segment's window; if a chunk inside it fails
+/// authentication, reads it again with every shard BLAKE3-checked (which reads
+/// around a corrupt shard and queues its repair) and decrypts that.
+async fn read_piece(
+    source: &SegmentSource,
+    decrypt: &PieceDecryptor,
+    segment: u32,
+    window: std::ops::Range<u64>,
+) -> Result<DecryptedPiece, SegmentError> {
+    let (offset, bytes) = source.read(segment, window.clone(), Check::Lazily).await?;
+    let piece = decrypt.decrypt(segment, window.clone(), offset, bytes, false);
+    if !piece.failed() {
+        return Ok(piece);
+    }
+    tracing::warn!(
+        segment,
+        "a chunk failed authentication; reading the segment again with every shard checked"
+    );
+    let (offset, bytes) = source.read(segment, window.clone(), Check::Eagerly).await?;
+    Ok(decrypt.decrypt(segment, window, offset, bytes, true))
+}
+
+/// Where some ciphertext bytes came from, to read them again checked.
+#[derive(Clone)]
+struct Origin {
+    segment: u32,
+    window: std::ops::Range<u64>,
+    bytes: std::ops::Range<u64>,
+}
+
+/// What decrypting one piece of ciphertext (cut at arbitrary offsets) gives.
+struct DecryptedPiece {
+    /// Ciphertext before the first chunk that starts in the piece: the end of a
+    /// chunk begun in earlier pieces.
+    head: BytesMut,
+    head_origin: Origin,
+    /// Plaintext of the chunks wholly inside the piece, clipped to the window; an
+    /// `Err` ends the read.
+    plain: Vec<Result<Bytes, std::io::Error>>,
+    /// The chunk that continues in the next piece: its index and first bytes.
+    tail: (u64, BytesMut),
+    tail_origin: Origin,
+}
+
+impl DecryptedPiece {
+    fn failed(&self) -> bool {
+        self.plain.iter().any(Result::is_err)
+    }
+}
+
+/// Decrypts the chunks wholly inside a piece, in place.
+struct PieceDecryptor {
+    opener: Opener,
+    envelope: EnvelopeLayout,
+    file_size: u64,
+    /// The chunks the window needs.
+    chunks: std::ops::Range<u64>,
+    window: std::ops::Range<u64>,
+}
+
+impl PieceDecryptor {
+    /// `last_try`: whether a failing chunk is final (logged as an error) or will be
+    /// read again checked.
+    fn decrypt(
+        &self,
+        segment: u32,
+        window: std::ops::Range<u64>,
+        offset: u64,
+        mut bytes: BytesMut,
+        last_try: bool,
+    ) -> DecryptedPiece {
+        let end = offset + bytes.len() as u64;
+        let mut index = self
+            .envelope
+            .first_chunk_at_or_after(offset)
+            .max(self.chunks.start);
+        let head_len = self.envelope.chunk_offset(index).saturating_sub(offset);
+        let head = bytes.split_to(head_len.min(bytes.len() as u64) as usize);
+        let mut plain = Vec::new();
+        while index < self.chunks.end {
+            let sealed_len = self.envelope.sealed_chunk_len(index, self.file_size) as usize;
+            if bytes.len() < sealed_len {
+                break;
+            }
+            let chunk = bytes.split_to(sealed_len);
+            let opened = self.open(index, chunk, &mut plain, last_try);
+            index += 1;
+            if !opened {
+                break;
+            }
+        }
+        let origin = |bytes| Origin {
+            segment,
+            window: window.clone(),
+            bytes,
+        };
+        DecryptedPiece {
+            head_origin: origin(offset..offset + head.len() as u64),
+            head,
+            plain,
+            tail_origin: origin(end - bytes.len() as u64..end),
+            tail: (index, bytes),
+        }
+    }
+
+    /// Opens chunk `index` in place and emits its part of the window; false if it
+    /// failed authentication (logged only when `last_try`: a first failure is
+    /// read again checked).
+    fn open(
+        &self,
+        index: u64,
+        mut sealed: BytesMut,
+        out: &mut Vec<Result<Bytes, std::io::Error>>,
+        last_try: bool,
+    ) -> bool {
+        let is_final = self.envelope.is_final(index, self.file_size);
+        let plain_len = match self.opener.open_chunk(index, is_final, &mut sealed) {
+            Ok(p) => p.len(),
+            Err(e) => {
+                if last_try {
+                    tracing::error!(chunk = index, error = %e, "chunk failed authentication");
+                }
+                out.push(Err(std::io::Error::other(e.to_string())));
+                return false;
+            }
+        };
+        sealed.truncate(plain_len);
+        let chunk_start = index * self.envelope.chunk_size as u64;
+        let from = self.window.start.max(chunk_start) - chunk_start;
+        let to = self.window.end.min(chunk_start + plain_len as u64) - chunk_start;
+        if from < to {
+            out.push(Ok(sealed.freeze().slice(from as usize..to as usize)));
+        }
+        true
+    }
+}
+
+/// Reads a segment's ciphertext again with every shard checked.
+trait CheckedReader {
+    fn read_checked(
+        &self,
+        segment: u32,
+        window: std::ops::Range<u64>,
+    ) -> impl std::future::Future<Output = Result<(u64, BytesMut), SegmentError>> + Send;
+}
+
+impl CheckedReader for SegmentSource {
+    fn read_checked(
+        &self,
+        segment: u32,
+        window: std::ops::Range<u64>,
+    ) -> impl std::future::Future<Output = Result<(u64, BytesMut), SegmentError>> + Send {
+        self.read(segment, window, Check::Eagerly)
+    }
+}
+
+/// Puts decrypted pieces back in order: joins each chunk split between pieces
+/// (the only bytes copied) and stops at the first error.
+struct PieceJoiner<R> {
+    decrypt: Arc<PieceDecryptor>,
+    source: Arc<R>,
+    /// Sealed bytes so far of chunk `carry_chunk`, which spans pieces, and where
+    /// they came from.
+    carry: BytesMut,
+    carry_parts: Vec<Origin>,
+    carry_chunk: Option<u64>,
+    done: bool,
+}
+
+impl<R: CheckedReader> PieceJoiner<R> {
+    async fn join(&mut self, piece: DecryptedPiece) -> Vec<Result<Bytes, std::io::Error>> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
+        let failed = piece.failed();
+        let (next, tail) = piece.tail;
+        // (No carry and no head: the carried chunk starts exactly at this piece.)
+        let carried = self
+            .carry_chunk
+            .filter(|_| !(self.carry.is_empty() && piece.head.is_empty()));
+        if let Some(index) = carried {
+            self.carry.extend_from_slice(&piece.head);
+            self.carry_parts.push(piece.head_origin);
+            let sealed_len = self
+                .decrypt
+                .envelope
+                .sealed_chunk_len(index, self.decrypt.file_size);
+            if (self.carry.len() as u64) < sealed_len {
+                // A chunk longer than this piece (tiny shards): the whole piece was its
+                // head, and more of it comes next.
+                return out;
+            }
+            let chunk = std::mem::take(&mut self.carry);
+            let mut opened = Vec::new();
+            if self.decrypt.open(index, chunk, &mut opened, false) {
+                out.extend(opened);
+            } else {
+                // Which segment holds the bad bytes is unknown: read them all checked.
+                tracing::warn!(
+                    chunk = index,
+                    "a chunk failed authentication; reading it again with every shard checked"
+                );
+                let chunk = match self.read_carry_checked().await {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        self.done = true;
+                        out.push(Err(std::io::Error::other(e.to_string())));
+                        return out;
+                    }
+                };
+                if !self.decrypt.open(index, chunk, &mut out, true) {
+                    self.done = true;
+                    return out;
+                }
+            }
+        }
+        out.extend(piece.plain);
+        if failed || next >= self.decrypt.chunks.end {
+            self.done = true;
+            return out;
+        }
+        self.carry_chunk = Some(next);
+        self.carry = tail;
+        self.carry_parts = vec![piece.tail_origin];
+        out
+    }
+
+    /// The carried chunk's bytes, read again with every shard BLAKE3-checked.
+    async fn read_carry_checked(&self) -> Result<BytesMut, SegmentError> {
+        let mut chunk = BytesMut::new();
+        for part in &self.carry_parts {
+            let (offset, mut bytes) = self
+                .source
+                .read_checked(part.segment, part.window.clone())
+                .await?;
+            let from = (part.bytes.start - offset) as usize;
+            let to = (part.bytes.end - offset) as usize;
+            bytes.truncate(to);
+            chunk.extend_from_slice(&bytes[from..]);
+        }
+        Ok(chunk)
+    }
+}
+
+async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSource> {
+    let params = file.erasure();
+    let layout = Layout::new(params, file.ciphertext_size);
+    let codec = Codec::new(params).map_err(|e| InternalError::Other(e.to_string()))?;
+    let directory = NodeDirectory::load(state).await?;
+    let width = params.total_shards();
+    let mut shards = vec![vec![None; width]; layout.segment_count() as usize];
+    for row in state.store.shards_for_file(file.file_id).await? {
+        let (Some(slot_row), Ok(hash)) = (
+            shards.get_mut(row.segment as usize),
+            <[u8; 32]>::try_from(row.blake3.as_slice()),
+        ) else {
+            continue;
+        };
+        let node = directory.get(&row.node_id);
+        if let Some(slot) = slot_row.get_mut(row.index as usize) {
+            *slot = Some(ShardLocation {
+                node_url: node.map(|n| n.public_url.clone()),
+                online: node.is_some_and(|n| directory.is_online(n)),
+                node_id: row.node_id,
+                blob_id: row.blob_id,
+                blake3: hash,
+            });
+        }
+    }
+    Ok(SegmentSource {
+        layout,
+        codec,
+        shards,
+        nodes: state.nodes.clone(),
+        store: state.store.clone(),
+        timeout: state.config.shard_fetch_timeout,
+        local_nodes: state.config.local_nodes.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zib_crypto::envelope::encrypt;
+    use zib_crypto::DataKey;
+
+    /// Serves "checked" re-reads from a copy of the envelope (what parity would give).
+    struct Pristine(Vec<u8>);
+
+    impl CheckedReader for Pristine {
+        async fn read_checked(
+            &self,
+            _segment: u32,
+            window: std::ops::Range<u64>,
+        ) -> Result<(u64, BytesMut), SegmentError> {
+            let bytes = &self.0[window.start as usize..window.end as usize];
+            Ok((window.start, BytesMut::from(bytes)))
+        }
+    }
+
+    /// Reads `window` of `plaintext`'s envelope cut into pieces of `piece_len` bytes
+    /// as the CDN reads segments (the first piece may start before the first needed
+    /// chunk), with `served` standing for what nodes hand out (maybe tampered) and a
+    /// pristine copy for checked re-reads.
+    async fn read_window(
+        served: &[u8],
+        pristine: &[u8],
+        plaintext_len: u64,
+        piece_len: usize,
+        window: std::ops::Range<u64>,
+    ) -> Vec<Result<Bytes, std::io::Error>> {
+        let header = test_header();
+        let envelope = header.layout();
+        let chunks = envelope
+            .chunks_covering(window.clone(), plaintext_len)
+            .unwrap();
+        let cipher_start = envelope.chunk_offset(chunks.start);
+        let decrypt = Arc::new(PieceDecryptor {
+            opener: Opener::new(&test_key(), header),
+            envelope,
+            file_size: plaintext_len,
+            chunks,
+            window,
+        });
+        let reader = Arc::new(Pristine(pristine.to_vec()));
+        let mut joiner = PieceJoiner {
+            decrypt: decrypt.clone(),
+            source: reader.clone(),
+            carry: BytesMut::new(),
+            carry_parts: Vec::new(),
+            carry_chunk: None,
+            done: false,
+        };
+        let first = (cipher_start as usize / piece_len) * piece_len;
+        let mut out = Vec::new();
+        for (n, at) in (first..served.len()).step_by(piece_len).enumerate() {
+            let range = at as u64..(at + piece_len).min(served.len()) as u64;
+            let bytes = BytesMut::from(&served[range.start as usize..range.end as usize]);
+            let mut piece = decrypt.decrypt(n as u32, range.clone(), at as u64, bytes, false);
+            if piece.failed() {
+                let (offset, bytes) = reader.read_checked(n as u32, range.clone()).await.unwrap();
+                piece = decrypt.decrypt(n as u32, range, offset, bytes, true);
+            }
+            out.extend(joiner.join(piece).await);
+            if joiner.done {
+                break;
+            }
+        }
+        out
+    }
+
+    fn test_key() -> DataKey {
+        DataKey::from_bytes([7; 32])
+    }
+
+    fn test_header() -> Header {
+        Header {
+            chunk_size: 64,
+            nonce_prefix: [1; 7],
+        }
+    }
+
+    fn concat(results: Vec<Result<Bytes, std::io::Error>>) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        for bytes in results {
+            out.extend_from_slice(&bytes.map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn pieces_of_any_size_decrypt_to_the_window() {
+        let plaintext: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
+        let sealed = encrypt(&test_key(), test_header(), &plaintext);
+        for piece_len in [1, 17, 63, 64, 80, 81, 200, 1100] {
+            for window in [0..1000, 0..1, 999..1000, 63..65, 64..128, 100..901] {
+                let got = read_window(&sealed, &sealed, 1000, piece_len, window.clone()).await;
+                assert_eq!(
+                    concat(got).unwrap(),
+                    &plaintext[window.start as usize..window.end as usize],
+                    "piece {piece_len}, window {window:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tampered_byte_anywhere_is_read_again_checked() {
+        let plaintext: Vec<u8> = (0..700u32).map(|i| (i * 13 + 1) as u8).collect();
+        let sealed = encrypt(&test_key(), test_header(), &plaintext);
+        for piece_len in [50, 80, 100, 333] {
+            for flip in (0..sealed.len()).step_by(7) {
+                let mut served = sealed.clone();
+                served[flip] ^= 0x20;
+                let got = read_window(&served, &sealed, 700, piece_len, 0..700).await;
+                assert_eq!(
+                    concat(got).unwrap(),
+                    plaintext,
+                    "piece {piece_len}, flipped byte {flip}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunk_bad_even_when_checked_ends_the_read_with_an_error() {
+        let plaintext = vec![5u8; 300];
+        let mut sealed = encrypt(&test_key(), test_header(), &plaintext);
+        sealed[200] ^= 1;
+        for piece_len in [60, 100, 1000] {
+            let results = read_window(&sealed, &sealed, 300, piece_len, 0..300).await;
+            let served: usize = results.iter().flatten().map(Bytes::len).sum();
+            assert!(results.last().is_some_and(Result::is_err));
+            assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+            assert!(served < 200, "nothing past the tampered chunk is served");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Webhook targets a tenant hands us (an endpoint, the customer default, or one
+//! upload's `pipeline.webhook_url`): checked against the SSRF guard before they are
+//! stored, so a refused URL stores nothing.
+
+use zib_proto::FileId;
+
+use super::ssrf;
+use crate::error::{ApiError, ApiResult};
+use crate::state::{now_ms, AppState};
+
+/// Bounds on a secret a tenant brings: long enough to resist guessing, short
+/// enough to sit in a header computation without surprise.
+const MIN_SECRET_LEN: usize = 16;
+const MAX_SECRET_LEN: usize = 256;
+const MAX_URL_LEN: usize = 2048;
+
+/// Checks a target URL against the SSRF guard; a refusal is a 400 on `field`.
+pub async fn check_target(state: &AppState, field: &'static str, url: &str) -> ApiResult<String> {
+    if url.len() > MAX_URL_LEN {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {MAX_URL_LEN} bytes"),
+        ));
+    }
+    ssrf::check_url(url, state.config.allow_private_webhook_targets)
+        .await
+        .map(|u| u.to_string())
+        .map_err(|reason| ApiError::invalid(field, reason))
+}
+
+pub fn check_secret(field: &'static str, secret: &str) -> ApiResult<()> {
+    if !(MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&secret.len())
+        || secret.chars().any(char::is_control)
+    {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "must be {MIN_SECRET_LEN} to {MAX_SECRET_LEN} printable characters \
+                 (or omit it and let ZiB generate a whsec_ secret)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An upload's own webhook target, from `pipeline.webhook_url` / `webhook_secret`.
+pub struct RequestTarget {
+    url: String,
+    secret: Option<String>,
+}
+
+/// Reads and checks the per-request target of an initiate's `pipeline` (before the
+/// file is registered, so a refused URL registers nothing).
+pub async fn request_target(
+    state: &AppState,
+    pipeline: &Option<serde_json::Value>,
+) -> ApiResult<Option<RequestTarget>> {
+    let Some(serde_json::Value::Object(p)) = pipeline else {
+        return Ok(None);
+    };
+    let text = |field: &'static str| -> ApiResult<Option<String>> {
+        match p.get(field.trim_start_matches("pipeline.")) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ApiError::invalid(field, "must be a string")),
+        }
+    };
+    let url = text("pipeline.webhook_url")?;
+    let secret = text("pipeline.webhook_secret")?;
+    let Some(url) = url else {
+        if secret.is_some() {
+            return Err(ApiError::invalid(
+                "pipeline.webhook_secret",
+                "is only meaningful with pipeline.webhook_url",
+            ));
+        }
+        return Ok(None);
+    };
+    let url = check_target(state, "pipeline.webhook_url", &url).await?;
+    if let Some(s) = &secret {
+        check_secret("pipeline.webhook_secret", s)?;
+    }
+    Ok(Some(RequestTarget { url, secret }))
+}
+
+/// Stores the target with the file: its events go there instead of the tenant
+/// default.
+pub async fn store_request_target(
+    state: &AppState,
+    file_id: FileId,
+    target: Option<RequestTarget>,
+) -> ApiResult<()> {
+    if let Some(t) = target {
+        state
+            .store
+            .set_file_webhook(file_id, &t.url, t.secret.as_deref(), now_ms())
+            .await?;
+    }
+    Ok(())
+}
