@@ -45,10 +45,6 @@ const ROUTE_SOURCES: &[(&str, &str)] = &[
         "webhooks/dispatcher.rs",
         include_str!("../../zib-server/src/webhooks/dispatcher.rs"),
     ),
-    (
-        "webhooks/ssrf.rs",
-        include_str!("../../zib-server/src/webhooks/ssrf.rs"),
-    ),
 ];
 
 const HTTP_METHODS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "options"];
