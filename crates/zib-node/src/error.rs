@@ -1,5 +1,5 @@
-//! Errors: [`NodeError`] for starting a node, [`ApiError`] for what a request answers.
-//! Every HTTP error is one `ApiError`, so no handler picks a status or a body by hand.
+//! Errors: [`NodeError`] for starting a node, [`NodeApiError`] for what a request answers.
+//! Every HTTP error is one `NodeApiError`, so no handler picks a status or a body by hand.
 
 use std::borrow::Cow;
 
@@ -29,7 +29,7 @@ pub enum NodeError {
 
 /// An HTTP error answer: a status, a stable machine code and a sentence for people.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct NodeApiError {
     pub status: StatusCode,
     /// Ours are static; a code passed on from the server is owned.
     pub code: Cow<'static, str>,
@@ -38,7 +38,7 @@ pub struct ApiError {
     content_range: Option<String>,
 }
 
-impl ApiError {
+impl NodeApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -99,13 +99,13 @@ impl ApiError {
     }
 }
 
-impl std::fmt::Display for ApiError {
+impl std::fmt::Display for NodeApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({})", self.message, self.code)
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for NodeApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: self.message,

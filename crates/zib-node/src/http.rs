@@ -11,7 +11,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::error::ApiError;
+use crate::error::NodeApiError;
 use crate::state::NodeState;
 use crate::{audit, intake, shards};
 
@@ -38,7 +38,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/shards/{blob_id}/challenge", post(audit::challenge))
         .route("/v1/blobs", get(audit::inventory))
         .merge(uploads)
-        .fallback(|| async { ApiError::not_found("no such endpoint on this node") })
+        .fallback(|| async { NodeApiError::not_found("no such endpoint on this node") })
         // Bodies are streamed to disk and bounded by each token's size, not here.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(log_request))

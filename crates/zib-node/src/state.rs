@@ -9,7 +9,7 @@ use zib_crypto::{CapabilityVerifier, TokenError};
 use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
 use zib_proto::{BlobId, NodeId};
 
-use crate::error::{ApiError, NodeError};
+use crate::error::{NodeApiError, NodeError};
 use crate::rpc::ServerClient;
 use crate::store::BlobStore;
 use crate::NodeConfig;
@@ -89,9 +89,9 @@ impl NodeState {
         token: Option<&str>,
         op: CapabilityOp,
         blob: BlobId,
-    ) -> Result<CapabilityClaims, ApiError> {
+    ) -> Result<CapabilityClaims, NodeApiError> {
         let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
-            ApiError::unauthorized(
+            NodeApiError::unauthorized(
                 "this endpoint needs a capability token in the `token` query parameter",
             )
         })?;
@@ -101,7 +101,7 @@ impl NodeState {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| {
-                ApiError::new(
+                NodeApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "node_not_registered",
                     "this node has not registered with the server yet; retry shortly",
@@ -111,12 +111,12 @@ impl NodeState {
             .verify(token, crate::unix_now())
             .map_err(|e| match e {
                 TokenError::Expired => {
-                    ApiError::forbidden("token_expired", "capability token expired")
+                    NodeApiError::forbidden("token_expired", "capability token expired")
                 }
-                other => ApiError::forbidden("invalid_token", other.to_string()),
+                other => NodeApiError::forbidden("invalid_token", other.to_string()),
             })?;
         if claims.op != op {
-            return Err(ApiError::forbidden(
+            return Err(NodeApiError::forbidden(
                 "wrong_operation",
                 format!(
                     "token authorises the {} operation, not {}",
@@ -126,7 +126,7 @@ impl NodeState {
             ));
         }
         if claims.node_id != self.node_id {
-            return Err(ApiError::forbidden(
+            return Err(NodeApiError::forbidden(
                 "wrong_node",
                 format!(
                     "token was issued for node {}, not this node ({})",
@@ -135,7 +135,7 @@ impl NodeState {
             ));
         }
         if claims.blob_id != blob {
-            return Err(ApiError::forbidden(
+            return Err(NodeApiError::forbidden(
                 "wrong_blob",
                 format!(
                     "token was issued for blob {}, not blob {blob}",
