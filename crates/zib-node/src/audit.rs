@@ -9,10 +9,11 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::HeaderMap;
 use axum::Json;
+use zib_proto::error_codes as codes;
+use zib_proto::node_rpc::{BlobInventory, ChallengeRequest, ChallengeResponse, InventoryEntry};
 
 use crate::error::NodeApiError;
 use crate::intake::parse_blob;
-use crate::rpc_types::{BlobInventory, ChallengeRequest, ChallengeResponse, InventoryEntry};
 use crate::shards::require_cluster_token;
 use crate::state::NodeState;
 
@@ -31,7 +32,7 @@ pub async fn challenge(
     let blob = parse_blob(&blob)?;
     let request: ChallengeRequest = serde_json::from_slice(&body).map_err(|e| {
         NodeApiError::bad_request(
-            "invalid_request",
+            codes::INVALID_REQUEST,
             format!("the challenge must be {{\"nonce\", \"offset\", \"len\"}} as JSON: {e}"),
         )
     })?;
@@ -85,7 +86,7 @@ pub async fn inventory(
 fn parse_nonce(raw: &str) -> Result<[u8; 32], NodeApiError> {
     let invalid = || {
         NodeApiError::bad_request(
-            "invalid_nonce",
+            codes::INVALID_NONCE,
             "the nonce must be 32 bytes written as 64 hex characters",
         )
     };

@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use zib_proto::api::ErrorBody;
+use zib_proto::error_codes as codes;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -71,11 +72,11 @@ impl NodeApiError {
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, message)
     }
 
     /// A disk or other local failure: the client did nothing wrong.
@@ -83,7 +84,7 @@ impl NodeApiError {
         tracing::error!(%err, "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            codes::INTERNAL,
             format!("{context}: {err}"),
         )
     }
@@ -91,7 +92,7 @@ impl NodeApiError {
     pub fn range_not_satisfiable(message: impl Into<String>, blob_len: u64) -> Self {
         let mut e = Self::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
-            "range_not_satisfiable",
+            codes::RANGE_NOT_SATISFIABLE,
             message,
         );
         e.content_range = Some(format!("bytes */{blob_len}"));

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use zib_proto::api::UploadReceipt;
+use zib_proto::error_codes as codes;
 use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
 use zib_proto::BlobId;
 
@@ -39,7 +40,10 @@ fn token_of(query: &TokenParam) -> Option<&str> {
 
 pub fn parse_blob(raw: &str) -> Result<BlobId, NodeApiError> {
     raw.parse().map_err(|_| {
-        NodeApiError::bad_request("invalid_blob_id", format!("blob id {raw:?} is not a UUID"))
+        NodeApiError::bad_request(
+            codes::INVALID_BLOB_ID,
+            format!("blob id {raw:?} is not a UUID"),
+        )
     })
 }
 
@@ -81,14 +85,14 @@ pub async fn put_part(
     let blob = parse_blob(&blob)?;
     let part: u32 = part.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
         NodeApiError::bad_request(
-            "invalid_part_number",
+            codes::INVALID_PART_NUMBER,
             format!("part number {part:?} is not a whole number of at least 1"),
         )
     })?;
     let claims = state.verify_token(token_of(&query), CapabilityOp::Part, blob)?;
     if claims.part != Some(part) {
         return Err(NodeApiError::forbidden(
-            "wrong_part",
+            codes::WRONG_PART,
             match claims.part {
                 Some(p) => format!("token was issued for part {p}, not part {part}"),
                 None => "part token names no part number".to_string(),
@@ -96,7 +100,10 @@ pub async fn put_part(
         ));
     }
     let offset = claims.offset.ok_or_else(|| {
-        NodeApiError::forbidden("invalid_token", "part token names no ciphertext offset")
+        NodeApiError::forbidden(
+            codes::INVALID_TOKEN,
+            "part token names no ciphertext offset",
+        )
     })?;
     let _guard = state
         .begin(format!("{blob}/part/{part}"))
@@ -104,7 +111,7 @@ pub async fn put_part(
     let marker = state.store.part_marker(blob, part);
     if tokio::fs::try_exists(&marker).await.unwrap_or(false) {
         return Err(NodeApiError::conflict(
-            "part_already_uploaded",
+            codes::PART_ALREADY_UPLOADED,
             format!("part {part} has already been uploaded"),
         ));
     }
@@ -161,7 +168,7 @@ pub async fn complete(
     let blob = parse_blob(&blob)?;
     let claims = state.verify_token(token_of(&query), CapabilityOp::Complete, blob)?;
     let parts = claims.parts.ok_or_else(|| {
-        NodeApiError::forbidden("invalid_token", "complete token names no part count")
+        NodeApiError::forbidden(codes::INVALID_TOKEN, "complete token names no part count")
     })?;
     let _guard = state
         .begin(blob.to_string())
@@ -179,7 +186,7 @@ pub async fn complete(
             .len();
         if stored != claims.size {
             return Err(NodeApiError::bad_request(
-                "size_mismatch",
+                codes::SIZE_MISMATCH,
                 format!(
                     "the stored upload is {stored} bytes, but this token is for {} bytes",
                     claims.size
@@ -205,7 +212,7 @@ pub async fn complete(
     if !missing.is_empty() {
         let noun = if missing.len() == 1 { "part" } else { "parts" };
         return Err(NodeApiError::bad_request(
-            "missing_parts",
+            codes::MISSING_PARTS,
             format!("{noun} {} of {parts} not uploaded yet", missing.join(", ")),
         ));
     }
@@ -216,7 +223,7 @@ pub async fn complete(
         .unwrap_or(0);
     if on_disk != claims.size || total != claims.size {
         return Err(NodeApiError::bad_request(
-            "size_mismatch",
+            codes::SIZE_MISMATCH,
             format!(
                 "the {parts} parts hold {total} bytes ({on_disk} on disk), but the upload is {} bytes",
                 claims.size
@@ -278,7 +285,7 @@ async fn receive_whole(
     refuse_spent_token(state, claims).await?;
     if state.store.exists(blob).await {
         return Err(NodeApiError::conflict(
-            "blob_exists",
+            codes::BLOB_EXISTS,
             format!("blob {blob} is already stored on this node"),
         ));
     }
@@ -320,14 +327,14 @@ async fn distribute_and_answer(
                     Some(body) => {
                         NodeApiError::relayed(status, body.code.clone(), body.error.clone())
                     }
-                    None => NodeApiError::new(status, "upload_refused", refusal.to_string()),
+                    None => NodeApiError::new(status, codes::UPLOAD_REFUSED, refusal.to_string()),
                 });
             }
             tracing::error!(%blob, error = %e, "distribution failed; the upload stays stored here and will be retried");
             state.retry_distribution_soon();
             Err(NodeApiError::new(
                 StatusCode::BAD_GATEWAY,
-                "distribution_failed",
+                codes::DISTRIBUTION_FAILED,
                 format!(
                     "the upload is stored on this node, but distributing it failed: {e}; \
                      this node keeps retrying on its own"
@@ -378,7 +385,7 @@ async fn receive(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             NodeApiError::bad_request(
-                "body_interrupted",
+                codes::BODY_INTERRUPTED,
                 format!("the upload body was interrupted after {received} bytes: {e}"),
             )
         })?;
@@ -386,7 +393,7 @@ async fn receive(
         if received + len > expected {
             return Err(NodeApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                codes::BODY_TOO_LARGE,
                 format!("the body is larger than the {expected} bytes this token allows"),
             ));
         }
@@ -396,7 +403,7 @@ async fn receive(
     }
     if received != expected {
         return Err(NodeApiError::bad_request(
-            "body_too_short",
+            codes::BODY_TOO_SHORT,
             format!(
                 "the body ended after {received} bytes, but this token is for {expected} bytes"
             ),
@@ -413,7 +420,7 @@ fn check_room(state: &NodeState, size: u64) -> Result<(), NodeApiError> {
     if size > free {
         return Err(NodeApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
-            "insufficient_storage",
+            codes::INSUFFICIENT_STORAGE,
             format!("this node has {free} bytes free, not enough for {size} bytes"),
         ));
     }
@@ -429,11 +436,14 @@ fn check_content_length(headers: &HeaderMap, expected: u64) -> Result<(), NodeAp
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .ok_or_else(|| {
-            NodeApiError::bad_request("invalid_content_length", "Content-Length is not a number")
+            NodeApiError::bad_request(
+                codes::INVALID_CONTENT_LENGTH,
+                "Content-Length is not a number",
+            )
         })?;
     if declared != expected {
         return Err(NodeApiError::bad_request(
-            "size_mismatch",
+            codes::SIZE_MISMATCH,
             format!("Content-Length is {declared} bytes, but this token is for {expected} bytes"),
         ));
     }
@@ -446,7 +456,7 @@ async fn refuse_spent_token(
 ) -> Result<(), NodeApiError> {
     if state.store.token_used(&claims.jti).await {
         return Err(NodeApiError::conflict(
-            "token_used",
+            codes::TOKEN_USED,
             "upload token already used",
         ));
     }
@@ -462,11 +472,11 @@ async fn spend_token(state: &NodeState, claims: &CapabilityClaims) -> Result<(),
 }
 
 fn already_completed() -> NodeApiError {
-    NodeApiError::conflict("upload_already_completed", "upload already completed")
+    NodeApiError::conflict(codes::UPLOAD_ALREADY_COMPLETED, "upload already completed")
 }
 
 fn busy(message: &str) -> NodeApiError {
-    NodeApiError::conflict("in_progress", message)
+    NodeApiError::conflict(codes::IN_PROGRESS, message)
 }
 
 fn set_etag(response: &mut Response, hash: &blake3::Hash) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use zib_crypto::{CapabilityVerifier, TokenError};
+use zib_proto::error_codes as codes;
 use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
 use zib_proto::{BlobId, NodeId};
 
@@ -103,7 +104,7 @@ impl NodeState {
             .ok_or_else(|| {
                 NodeApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "node_not_registered",
+                    codes::NODE_NOT_REGISTERED,
                     "this node has not registered with the server yet; retry shortly",
                 )
             })?;
@@ -111,13 +112,13 @@ impl NodeState {
             .verify(token, crate::unix_now())
             .map_err(|e| match e {
                 TokenError::Expired => {
-                    NodeApiError::forbidden("token_expired", "capability token expired")
+                    NodeApiError::forbidden(codes::TOKEN_EXPIRED, "capability token expired")
                 }
-                other => NodeApiError::forbidden("invalid_token", other.to_string()),
+                other => NodeApiError::forbidden(codes::INVALID_TOKEN, other.to_string()),
             })?;
         if claims.op != op {
             return Err(NodeApiError::forbidden(
-                "wrong_operation",
+                codes::WRONG_OPERATION,
                 format!(
                     "token authorises the {} operation, not {}",
                     op_name(claims.op),
@@ -127,7 +128,7 @@ impl NodeState {
         }
         if claims.node_id != self.node_id {
             return Err(NodeApiError::forbidden(
-                "wrong_node",
+                codes::WRONG_NODE,
                 format!(
                     "token was issued for node {}, not this node ({})",
                     claims.node_id, self.node_id
@@ -136,7 +137,7 @@ impl NodeState {
         }
         if claims.blob_id != blob {
             return Err(NodeApiError::forbidden(
-                "wrong_blob",
+                codes::WRONG_BLOB,
                 format!(
                     "token was issued for blob {}, not blob {blob}",
                     claims.blob_id

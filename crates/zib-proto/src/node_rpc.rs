@@ -1,6 +1,9 @@
 //! Server ↔ node RPC (HTTP + JSON). Nodes call the server under `/v1/node/...` with
 //! the cluster token as Bearer; the server's commands for a node ride on heartbeat
-//! responses so an offline node catches up when it returns.
+//! responses so an offline node catches up when it returns. The server's durability
+//! workers call the nodes' `/v1/shards/{blob_id}/challenge` and `/v1/blobs` with the
+//! same token ([`ChallengeRequest`], [`BlobInventory`]). Both sides use these types;
+//! neither keeps a copy.
 
 use serde::{Deserialize, Serialize};
 
@@ -143,4 +146,40 @@ pub enum CapabilityOp {
     Complete,
     /// A shard pushed by a peer.
     Shard,
+}
+
+/// `POST /v1/shards/{blob_id}/challenge` (server → node). A fresh random nonce per
+/// challenge keys the hash, so only a node that still holds the bytes of the range
+/// can answer. The expected answer is `zib_crypto::challenge::challenge_answer`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeRequest {
+    /// 32 bytes as 64 hex characters.
+    pub nonce: String,
+    /// First byte of the range.
+    pub offset: u64,
+    /// Bytes in the range; `offset + len` must not pass the end of the blob.
+    pub len: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeResponse {
+    /// Hex of `blake3::keyed_hash(nonce, bytes[offset..offset + len])`.
+    pub blake3: String,
+}
+
+/// `GET /v1/blobs` (server → node): every blob stored on the node (uploads still
+/// being received are not stored yet and are never listed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobInventory {
+    pub blobs: Vec<InventoryEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEntry {
+    pub blob_id: BlobId,
+    pub size: u64,
+    /// When the blob's bytes were last written (Unix milliseconds): lets an orphan
+    /// collector spare blobs younger than its grace period, such as shards whose
+    /// distribution the server has not recorded yet.
+    pub modified_at_ms: i64,
 }

@@ -3,18 +3,13 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use zib_proto::node_rpc::{ChallengeRequest, ChallengeResponse};
 
 use super::verifier::Challenge;
 use super::{node_directory, Tick, Worker};
 use crate::state::{now_ms, AppState};
 
 const BATCH: u32 = 32;
-
-#[derive(Deserialize)]
-struct ChallengeAnswer {
-    blake3: String,
-}
 
 pub struct Auditor;
 
@@ -61,14 +56,16 @@ impl Worker for Auditor {
                 .post(format!("{url}/v1/shards/{}/challenge", shard.blob_id))
                 .bearer_auth(&state.config.cluster_token)
                 .timeout(state.config.shard_fetch_timeout)
-                .json(&serde_json::json!({
-                    "nonce": challenge.nonce, "offset": challenge.offset, "len": challenge.len,
-                }))
+                .json(&ChallengeRequest {
+                    nonce: challenge.nonce.clone(),
+                    offset: challenge.offset,
+                    len: challenge.len,
+                })
                 .send()
                 .await;
             let passed = match resp {
                 Ok(r) if r.status().is_success() => r
-                    .json::<ChallengeAnswer>()
+                    .json::<ChallengeResponse>()
                     .await
                     .is_ok_and(|a| a.blake3.eq_ignore_ascii_case(&challenge.answer)),
                 Ok(r)

@@ -5,22 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use zib_proto::BlobId;
+use zib_proto::node_rpc::BlobInventory;
 
 use super::{node_directory, Tick, Worker};
 use crate::state::{now_ms, AppState};
-
-#[derive(Deserialize)]
-struct Inventory {
-    blobs: Vec<InventoryBlob>,
-}
-
-#[derive(Deserialize)]
-struct InventoryBlob {
-    blob_id: BlobId,
-    modified_at_ms: i64,
-}
 
 #[derive(Default)]
 pub struct Collector {
@@ -115,7 +103,7 @@ impl Worker for Collector {
             if !online {
                 continue;
             }
-            let inventory: Inventory = match state
+            let inventory: BlobInventory = match state
                 .http
                 .get(format!("{url}/v1/blobs"))
                 .bearer_auth(&state.config.cluster_token)
