@@ -11,6 +11,7 @@ pub mod error_codes;
 pub mod ids;
 pub mod node_rpc;
 pub mod params;
+pub mod pipeline;
 
 pub use ids::{BlobId, FileId, NodeId};
 pub use params::{EnvelopeParams, ErasureParams};
