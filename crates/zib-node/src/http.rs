@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use tower_http::cors::{Any, CorsLayer};
+use zib_proto::node_rpc::NodeHealth;
 
 use crate::error::NodeApiError;
 use crate::state::NodeState;
@@ -46,13 +47,13 @@ pub fn router(state: Arc<NodeState>) -> Router {
 }
 
 async fn health(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
-    Json(serde_json::json!({
-        "status": "ok",
-        "node_id": state.node_id,
-        "registered": state.is_registered(),
-        "used_bytes": state.store.used_bytes(),
-        "free_bytes": state.free_bytes(),
-    }))
+    Json(NodeHealth {
+        status: "ok".to_string(),
+        node_id: state.node_id.clone(),
+        registered: state.is_registered(),
+        used_bytes: state.store.used_bytes(),
+        free_bytes: state.free_bytes(),
+    })
 }
 
 /// One line per request. The query string is left out on purpose: tokens live there.

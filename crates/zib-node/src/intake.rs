@@ -15,9 +15,9 @@ use axum::Json;
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
-use zib_proto::api::UploadReceipt;
+use zib_proto::api::{PartStored, UploadReceipt};
 use zib_proto::error_codes as codes;
-use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
+use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp, ShardStored};
 use zib_proto::BlobId;
 
 use crate::distribute;
@@ -149,11 +149,11 @@ pub async fn put_part(
         .map_err(|e| NodeApiError::internal("could not record the stored part", e))?;
     spend_token(&state, &claims).await?;
 
-    let mut response = Json(serde_json::json!({
-        "part_number": part,
-        "size": claims.size,
-        "status": "stored",
-    }))
+    let mut response = Json(PartStored {
+        part_number: part,
+        size: claims.size,
+        status: "stored".to_string(),
+    })
     .into_response();
     set_etag(&mut response, &hash);
     Ok(response)
@@ -262,11 +262,11 @@ pub async fn put_shard(
         .commit(&partial, blob, claims.size)
         .await
         .map_err(|e| NodeApiError::internal("could not move the shard into the blob store", e))?;
-    let mut response = Json(serde_json::json!({
-        "blob_id": blob,
-        "size": claims.size,
-        "blake3": hash.to_hex().as_str(),
-    }))
+    let mut response = Json(ShardStored {
+        blob_id: blob,
+        size: claims.size,
+        blake3: hash.to_hex().to_string(),
+    })
     .into_response();
     set_etag(&mut response, &hash);
     Ok(response)

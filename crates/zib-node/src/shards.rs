@@ -12,6 +12,7 @@ use axum::Json;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
+use zib_proto::node_rpc::{DeleteStatus, ShardDeleted};
 
 use crate::error::NodeApiError;
 use crate::intake::parse_blob;
@@ -123,10 +124,14 @@ pub async fn delete_shard(
         .delete(blob)
         .await
         .map_err(|e| NodeApiError::internal("could not delete the blob", e))?;
-    Ok(Json(serde_json::json!({
-        "blob_id": blob,
-        "status": if deleted { "deleted" } else { "already_deleted" },
-    }))
+    Ok(Json(ShardDeleted {
+        blob_id: blob,
+        status: if deleted {
+            DeleteStatus::Deleted
+        } else {
+            DeleteStatus::AlreadyDeleted
+        },
+    })
     .into_response())
 }
 

@@ -183,3 +183,39 @@ pub struct InventoryEntry {
     /// distribution the server has not recorded yet.
     pub modified_at_ms: i64,
 }
+
+/// `PUT /v1/shards/{blob_id}` answer (a shard pushed by a peer or the repairer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardStored {
+    pub blob_id: BlobId,
+    pub size: u64,
+    /// BLAKE3 of the stored bytes, hex (also the `ETag`).
+    pub blake3: String,
+}
+
+/// `DELETE /v1/shards/{blob_id}` answer: deleting is idempotent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardDeleted {
+    pub blob_id: BlobId,
+    pub status: DeleteStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteStatus {
+    Deleted,
+    /// The blob was not stored (never, or deleted before).
+    AlreadyDeleted,
+}
+
+/// A node's `GET /healthz`, read by operators and the test harness.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// Always `"ok"` when the node answers.
+    pub status: String,
+    pub node_id: NodeId,
+    /// Whether the node has registered with its server since it started.
+    pub registered: bool,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+}
