@@ -4,6 +4,7 @@
 use std::fmt;
 
 use zib_proto::api::ErrorBody;
+use zib_proto::error_codes as codes;
 
 /// Which HTTP party answered (or failed to answer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,7 +168,7 @@ pub(crate) async fn error_from_response(origin: Origin, resp: reqwest::Response)
             } else {
                 raw.to_string()
             };
-            ("unknown".to_string(), message)
+            (codes::UNKNOWN.to_string(), message)
         }
     };
     ClientError::Api {
@@ -200,7 +201,7 @@ fn is_expired_answer(status: u16, code: &str, message: &str) -> bool {
 }
 
 fn is_used_answer(status: u16, code: &str) -> bool {
-    status == 409 && matches!(code, "token_used" | "upload_already_completed")
+    status == 409 && (code == codes::TOKEN_USED || code == codes::UPLOAD_ALREADY_COMPLETED)
 }
 
 /// The URL without its query (where upload tokens travel).

@@ -24,9 +24,9 @@ const RETRY_BASE_DELAY: Duration = Duration::from_millis(500);
 /// holds the whole upload back.
 const RETRY_MAX_DELAY: Duration = Duration::from_secs(8);
 /// The node's answer when a retried part had in fact been stored the first time.
-const PART_ALREADY_UPLOADED: &str = "part_already_uploaded";
+const PART_ALREADY_UPLOADED: &str = zib_proto::error_codes::PART_ALREADY_UPLOADED;
 /// The node's answer while another request is still writing the same part.
-const PART_IN_PROGRESS: &str = "in_progress";
+const PART_IN_PROGRESS: &str = zib_proto::error_codes::IN_PROGRESS;
 
 pub async fn upload_with_registration(
     http: &reqwest::Client,

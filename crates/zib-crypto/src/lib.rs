@@ -3,6 +3,7 @@
 //! tokens that let a node accept exactly one upload.
 
 pub mod capability;
+pub mod challenge;
 pub mod envelope;
 pub mod keywrap;
 pub mod webhook;

@@ -9,10 +9,11 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::HeaderMap;
 use axum::Json;
+use zib_proto::error_codes as codes;
+use zib_proto::node_rpc::{BlobInventory, ChallengeRequest, ChallengeResponse, InventoryEntry};
 
-use crate::error::ApiError;
+use crate::error::NodeApiError;
 use crate::intake::parse_blob;
-use crate::rpc_types::{BlobInventory, ChallengeRequest, ChallengeResponse, InventoryEntry};
 use crate::shards::require_cluster_token;
 use crate::state::NodeState;
 
@@ -26,12 +27,12 @@ pub async fn challenge(
     UrlPath(blob): UrlPath<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<ChallengeResponse>, ApiError> {
+) -> Result<Json<ChallengeResponse>, NodeApiError> {
     require_cluster_token(&state, &headers)?;
     let blob = parse_blob(&blob)?;
     let request: ChallengeRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_request",
+        NodeApiError::bad_request(
+            codes::INVALID_REQUEST,
             format!("the challenge must be {{\"nonce\", \"offset\", \"len\"}} as JSON: {e}"),
         )
     })?;
@@ -40,19 +41,22 @@ pub async fn challenge(
     let (offset, len) = (request.offset, request.len);
     let answer = tokio::task::spawn_blocking(move || hash_range(&path, &nonce, offset, len))
         .await
-        .map_err(|e| ApiError::internal("the hashing task failed", e))?;
+        .map_err(|e| NodeApiError::internal("the hashing task failed", e))?;
     match answer {
         Ok(hash) => Ok(Json(ChallengeResponse {
             blake3: hash.to_hex().to_string(),
         })),
-        Err(RangeError::Missing) => Err(ApiError::not_found(format!(
+        Err(RangeError::Missing) => Err(NodeApiError::not_found(format!(
             "blob {blob} is not stored on this node"
         ))),
-        Err(RangeError::Outside { blob_len }) => Err(ApiError::range_not_satisfiable(
+        Err(RangeError::Outside { blob_len }) => Err(NodeApiError::range_not_satisfiable(
             format!("bytes {offset}..{offset}+{len} lie outside the blob's {blob_len} bytes"),
             blob_len,
         )),
-        Err(RangeError::Io(e)) => Err(ApiError::internal("could not read the challenged range", e)),
+        Err(RangeError::Io(e)) => Err(NodeApiError::internal(
+            "could not read the challenged range",
+            e,
+        )),
     }
 }
 
@@ -60,13 +64,13 @@ pub async fn challenge(
 pub async fn inventory(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
-) -> Result<Json<BlobInventory>, ApiError> {
+) -> Result<Json<BlobInventory>, NodeApiError> {
     require_cluster_token(&state, &headers)?;
     let stored = state
         .store
         .inventory()
         .await
-        .map_err(|e| ApiError::internal("could not list the stored blobs", e))?;
+        .map_err(|e| NodeApiError::internal("could not list the stored blobs", e))?;
     Ok(Json(BlobInventory {
         blobs: stored
             .into_iter()
@@ -79,10 +83,10 @@ pub async fn inventory(
     }))
 }
 
-fn parse_nonce(raw: &str) -> Result<[u8; 32], ApiError> {
+fn parse_nonce(raw: &str) -> Result<[u8; 32], NodeApiError> {
     let invalid = || {
-        ApiError::bad_request(
-            "invalid_nonce",
+        NodeApiError::bad_request(
+            codes::INVALID_NONCE,
             "the nonce must be 32 bytes written as 64 hex characters",
         )
     };

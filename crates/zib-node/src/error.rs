@@ -1,5 +1,5 @@
-//! Errors: [`NodeError`] for starting a node, [`ApiError`] for what a request answers.
-//! Every HTTP error is one `ApiError`, so no handler picks a status or a body by hand.
+//! Errors: [`NodeError`] for starting a node, [`NodeApiError`] for what a request answers.
+//! Every HTTP error is one `NodeApiError`, so no handler picks a status or a body by hand.
 
 use std::borrow::Cow;
 
@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use zib_proto::api::ErrorBody;
+use zib_proto::error_codes as codes;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +30,7 @@ pub enum NodeError {
 
 /// An HTTP error answer: a status, a stable machine code and a sentence for people.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct NodeApiError {
     pub status: StatusCode,
     /// Ours are static; a code passed on from the server is owned.
     pub code: Cow<'static, str>,
@@ -38,7 +39,7 @@ pub struct ApiError {
     content_range: Option<String>,
 }
 
-impl ApiError {
+impl NodeApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -71,11 +72,11 @@ impl ApiError {
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, message)
     }
 
     /// A disk or other local failure: the client did nothing wrong.
@@ -83,7 +84,7 @@ impl ApiError {
         tracing::error!(%err, "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            codes::INTERNAL,
             format!("{context}: {err}"),
         )
     }
@@ -91,7 +92,7 @@ impl ApiError {
     pub fn range_not_satisfiable(message: impl Into<String>, blob_len: u64) -> Self {
         let mut e = Self::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
-            "range_not_satisfiable",
+            codes::RANGE_NOT_SATISFIABLE,
             message,
         );
         e.content_range = Some(format!("bytes */{blob_len}"));
@@ -99,13 +100,13 @@ impl ApiError {
     }
 }
 
-impl std::fmt::Display for ApiError {
+impl std::fmt::Display for NodeApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({})", self.message, self.code)
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for NodeApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: self.message,

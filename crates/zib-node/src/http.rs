@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use tower_http::cors::{Any, CorsLayer};
+use zib_proto::node_rpc::NodeHealth;
 
-use crate::error::ApiError;
+use crate::error::NodeApiError;
 use crate::state::NodeState;
 use crate::{audit, intake, shards};
 
@@ -38,7 +39,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/shards/{blob_id}/challenge", post(audit::challenge))
         .route("/v1/blobs", get(audit::inventory))
         .merge(uploads)
-        .fallback(|| async { ApiError::not_found("no such endpoint on this node") })
+        .fallback(|| async { NodeApiError::not_found("no such endpoint on this node") })
         // Bodies are streamed to disk and bounded by each token's size, not here.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(log_request))
@@ -46,13 +47,13 @@ pub fn router(state: Arc<NodeState>) -> Router {
 }
 
 async fn health(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
-    Json(serde_json::json!({
-        "status": "ok",
-        "node_id": state.node_id,
-        "registered": state.is_registered(),
-        "used_bytes": state.store.used_bytes(),
-        "free_bytes": state.free_bytes(),
-    }))
+    Json(NodeHealth {
+        status: "ok".to_string(),
+        node_id: state.node_id.clone(),
+        registered: state.is_registered(),
+        used_bytes: state.store.used_bytes(),
+        free_bytes: state.free_bytes(),
+    })
 }
 
 /// One line per request. The query string is left out on purpose: tokens live there.

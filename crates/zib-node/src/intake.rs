@@ -15,12 +15,13 @@ use axum::Json;
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
-use zib_proto::api::UploadReceipt;
-use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
+use zib_proto::api::{PartStored, UploadReceipt};
+use zib_proto::error_codes as codes;
+use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp, ShardStored};
 use zib_proto::BlobId;
 
 use crate::distribute;
-use crate::error::ApiError;
+use crate::error::NodeApiError;
 use crate::state::NodeState;
 
 /// Large enough that disk writes are few, small enough to stay out of the way.
@@ -37,9 +38,12 @@ fn token_of(query: &TokenParam) -> Option<&str> {
     query.as_ref().ok().and_then(|q| q.0.token.as_deref())
 }
 
-pub fn parse_blob(raw: &str) -> Result<BlobId, ApiError> {
+pub fn parse_blob(raw: &str) -> Result<BlobId, NodeApiError> {
     raw.parse().map_err(|_| {
-        ApiError::bad_request("invalid_blob_id", format!("blob id {raw:?} is not a UUID"))
+        NodeApiError::bad_request(
+            codes::INVALID_BLOB_ID,
+            format!("blob id {raw:?} is not a UUID"),
+        )
     })
 }
 
@@ -50,7 +54,7 @@ pub async fn put_upload(
     query: TokenParam,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Response, NodeApiError> {
     let blob = parse_blob(&blob)?;
     let claims = state.verify_token(token_of(&query), CapabilityOp::Upload, blob)?;
     let _guard = state
@@ -62,7 +66,7 @@ pub async fn put_upload(
         .store
         .commit(&partial, blob, claims.size)
         .await
-        .map_err(|e| ApiError::internal("could not move the upload into the blob store", e))?;
+        .map_err(|e| NodeApiError::internal("could not move the upload into the blob store", e))?;
     tracing::info!(%blob, size = claims.size, "upload stored");
     let mut response = distribute_and_answer(&state, blob, claims.size).await?;
     set_etag(&mut response, &hash);
@@ -77,18 +81,18 @@ pub async fn put_part(
     query: TokenParam,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Response, NodeApiError> {
     let blob = parse_blob(&blob)?;
     let part: u32 = part.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_part_number",
+        NodeApiError::bad_request(
+            codes::INVALID_PART_NUMBER,
             format!("part number {part:?} is not a whole number of at least 1"),
         )
     })?;
     let claims = state.verify_token(token_of(&query), CapabilityOp::Part, blob)?;
     if claims.part != Some(part) {
-        return Err(ApiError::forbidden(
-            "wrong_part",
+        return Err(NodeApiError::forbidden(
+            codes::WRONG_PART,
             match claims.part {
                 Some(p) => format!("token was issued for part {p}, not part {part}"),
                 None => "part token names no part number".to_string(),
@@ -96,15 +100,18 @@ pub async fn put_part(
         ));
     }
     let offset = claims.offset.ok_or_else(|| {
-        ApiError::forbidden("invalid_token", "part token names no ciphertext offset")
+        NodeApiError::forbidden(
+            codes::INVALID_TOKEN,
+            "part token names no ciphertext offset",
+        )
     })?;
     let _guard = state
         .begin(format!("{blob}/part/{part}"))
         .ok_or_else(|| busy(&format!("part {part} is being uploaded by another request")))?;
     let marker = state.store.part_marker(blob, part);
     if tokio::fs::try_exists(&marker).await.unwrap_or(false) {
-        return Err(ApiError::conflict(
-            "part_already_uploaded",
+        return Err(NodeApiError::conflict(
+            codes::PART_ALREADY_UPLOADED,
             format!("part {part} has already been uploaded"),
         ));
     }
@@ -118,7 +125,7 @@ pub async fn put_part(
     let parts_dir = state.store.parts_dir(blob);
     tokio::fs::create_dir_all(&parts_dir)
         .await
-        .map_err(|e| ApiError::internal("could not prepare the multipart upload", e))?;
+        .map_err(|e| NodeApiError::internal("could not prepare the multipart upload", e))?;
     // Other parts share the partial file, so a failed part leaves it in place: its
     // range is simply rewritten by the retry.
     let hash = receive(
@@ -134,19 +141,19 @@ pub async fn put_part(
         .store
         .sync_incoming()
         .await
-        .map_err(|e| ApiError::internal("could not record the stored part", e))?;
+        .map_err(|e| NodeApiError::internal("could not record the stored part", e))?;
     state
         .store
         .mark_part(blob, part, claims.size)
         .await
-        .map_err(|e| ApiError::internal("could not record the stored part", e))?;
+        .map_err(|e| NodeApiError::internal("could not record the stored part", e))?;
     spend_token(&state, &claims).await?;
 
-    let mut response = Json(serde_json::json!({
-        "part_number": part,
-        "size": claims.size,
-        "status": "stored",
-    }))
+    let mut response = Json(PartStored {
+        part_number: part,
+        size: claims.size,
+        status: "stored".to_string(),
+    })
     .into_response();
     set_etag(&mut response, &hash);
     Ok(response)
@@ -157,11 +164,11 @@ pub async fn complete(
     State(state): State<Arc<NodeState>>,
     UrlPath(blob): UrlPath<String>,
     query: TokenParam,
-) -> Result<Response, ApiError> {
+) -> Result<Response, NodeApiError> {
     let blob = parse_blob(&blob)?;
     let claims = state.verify_token(token_of(&query), CapabilityOp::Complete, blob)?;
     let parts = claims.parts.ok_or_else(|| {
-        ApiError::forbidden("invalid_token", "complete token names no part count")
+        NodeApiError::forbidden(codes::INVALID_TOKEN, "complete token names no part count")
     })?;
     let _guard = state
         .begin(blob.to_string())
@@ -175,11 +182,11 @@ pub async fn complete(
         // were safe. Distribution can simply be tried again.
         let stored = tokio::fs::metadata(state.store.blob_path(blob))
             .await
-            .map_err(|e| ApiError::internal("could not read the stored upload", e))?
+            .map_err(|e| NodeApiError::internal("could not read the stored upload", e))?
             .len();
         if stored != claims.size {
-            return Err(ApiError::bad_request(
-                "size_mismatch",
+            return Err(NodeApiError::bad_request(
+                codes::SIZE_MISMATCH,
                 format!(
                     "the stored upload is {stored} bytes, but this token is for {} bytes",
                     claims.size
@@ -204,8 +211,8 @@ pub async fn complete(
     }
     if !missing.is_empty() {
         let noun = if missing.len() == 1 { "part" } else { "parts" };
-        return Err(ApiError::bad_request(
-            "missing_parts",
+        return Err(NodeApiError::bad_request(
+            codes::MISSING_PARTS,
             format!("{noun} {} of {parts} not uploaded yet", missing.join(", ")),
         ));
     }
@@ -215,8 +222,8 @@ pub async fn complete(
         .map(|m| m.len())
         .unwrap_or(0);
     if on_disk != claims.size || total != claims.size {
-        return Err(ApiError::bad_request(
-            "size_mismatch",
+        return Err(NodeApiError::bad_request(
+            codes::SIZE_MISMATCH,
             format!(
                 "the {parts} parts hold {total} bytes ({on_disk} on disk), but the upload is {} bytes",
                 claims.size
@@ -230,7 +237,7 @@ pub async fn complete(
         .store
         .commit(&partial, blob, claims.size)
         .await
-        .map_err(|e| ApiError::internal("could not move the upload into the blob store", e))?;
+        .map_err(|e| NodeApiError::internal("could not move the upload into the blob store", e))?;
     let _ = tokio::fs::remove_dir_all(state.store.parts_dir(blob)).await;
     tracing::info!(%blob, size = claims.size, parts, "multipart upload stored");
     distribute_and_answer(&state, blob, claims.size).await
@@ -243,7 +250,7 @@ pub async fn put_shard(
     query: TokenParam,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Response, NodeApiError> {
     let blob = parse_blob(&blob)?;
     let claims = state.verify_token(token_of(&query), CapabilityOp::Shard, blob)?;
     let _guard = state
@@ -254,12 +261,12 @@ pub async fn put_shard(
         .store
         .commit(&partial, blob, claims.size)
         .await
-        .map_err(|e| ApiError::internal("could not move the shard into the blob store", e))?;
-    let mut response = Json(serde_json::json!({
-        "blob_id": blob,
-        "size": claims.size,
-        "blake3": hash.to_hex().as_str(),
-    }))
+        .map_err(|e| NodeApiError::internal("could not move the shard into the blob store", e))?;
+    let mut response = Json(ShardStored {
+        blob_id: blob,
+        size: claims.size,
+        blake3: hash.to_hex().to_string(),
+    })
     .into_response();
     set_etag(&mut response, &hash);
     Ok(response)
@@ -274,11 +281,11 @@ async fn receive_whole(
     claims: &CapabilityClaims,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(std::path::PathBuf, blake3::Hash), ApiError> {
+) -> Result<(std::path::PathBuf, blake3::Hash), NodeApiError> {
     refuse_spent_token(state, claims).await?;
     if state.store.exists(blob).await {
-        return Err(ApiError::conflict(
-            "blob_exists",
+        return Err(NodeApiError::conflict(
+            codes::BLOB_EXISTS,
             format!("blob {blob} is already stored on this node"),
         ));
     }
@@ -299,7 +306,7 @@ async fn distribute_and_answer(
     state: &Arc<NodeState>,
     blob: BlobId,
     size: u64,
-) -> Result<Response, ApiError> {
+) -> Result<Response, NodeApiError> {
     match distribute::distribute(state, blob, size).await {
         Ok(shards) => {
             tracing::info!(%blob, shards, "upload distributed");
@@ -317,15 +324,17 @@ async fn distribute_and_answer(
                 tracing::info!(%blob, error = %refusal, "the server refused this upload");
                 let status = refusal.status().unwrap_or(StatusCode::CONFLICT);
                 return Err(match refusal.server_body() {
-                    Some(body) => ApiError::relayed(status, body.code.clone(), body.error.clone()),
-                    None => ApiError::new(status, "upload_refused", refusal.to_string()),
+                    Some(body) => {
+                        NodeApiError::relayed(status, body.code.clone(), body.error.clone())
+                    }
+                    None => NodeApiError::new(status, codes::UPLOAD_REFUSED, refusal.to_string()),
                 });
             }
             tracing::error!(%blob, error = %e, "distribution failed; the upload stays stored here and will be retried");
             state.retry_distribution_soon();
-            Err(ApiError::new(
+            Err(NodeApiError::new(
                 StatusCode::BAD_GATEWAY,
-                "distribution_failed",
+                codes::DISTRIBUTION_FAILED,
                 format!(
                     "the upload is stored on this node, but distributing it failed: {e}; \
                      this node keeps retrying on its own"
@@ -337,12 +346,12 @@ async fn distribute_and_answer(
 
 /// Durable before the upload enters the blob store, so a crash from here on leaves
 /// an upload that the resume task distributes.
-async fn mark_pending(state: &NodeState, blob: BlobId, size: u64) -> Result<(), ApiError> {
+async fn mark_pending(state: &NodeState, blob: BlobId, size: u64) -> Result<(), NodeApiError> {
     state
         .store
         .mark_pending(blob, size)
         .await
-        .map_err(|e| ApiError::internal("could not record the upload for distribution", e))
+        .map_err(|e| NodeApiError::internal("could not record the upload for distribution", e))
 }
 
 /// Streams `body` into `path` (at `offset` for a part, else replacing the file),
@@ -352,8 +361,9 @@ async fn receive(
     offset: Option<u64>,
     body: Body,
     expected: u64,
-) -> Result<blake3::Hash, ApiError> {
-    let io_error = |e: std::io::Error| ApiError::internal("could not write the upload to disk", e);
+) -> Result<blake3::Hash, NodeApiError> {
+    let io_error =
+        |e: std::io::Error| NodeApiError::internal("could not write the upload to disk", e);
     let file = match offset {
         None => tokio::fs::File::create(path).await.map_err(io_error)?,
         Some(offset) => {
@@ -374,16 +384,16 @@ async fn receive(
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(
-                "body_interrupted",
+            NodeApiError::bad_request(
+                codes::BODY_INTERRUPTED,
                 format!("the upload body was interrupted after {received} bytes: {e}"),
             )
         })?;
         let len = chunk.len() as u64;
         if received + len > expected {
-            return Err(ApiError::new(
+            return Err(NodeApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                codes::BODY_TOO_LARGE,
                 format!("the body is larger than the {expected} bytes this token allows"),
             ));
         }
@@ -392,8 +402,8 @@ async fn receive(
         received += len;
     }
     if received != expected {
-        return Err(ApiError::bad_request(
-            "body_too_short",
+        return Err(NodeApiError::bad_request(
+            codes::BODY_TOO_SHORT,
             format!(
                 "the body ended after {received} bytes, but this token is for {expected} bytes"
             ),
@@ -405,19 +415,19 @@ async fn receive(
 }
 
 /// The server places uploads on nodes with room, but its view may be a heartbeat old.
-fn check_room(state: &NodeState, size: u64) -> Result<(), ApiError> {
+fn check_room(state: &NodeState, size: u64) -> Result<(), NodeApiError> {
     let free = state.free_bytes();
     if size > free {
-        return Err(ApiError::new(
+        return Err(NodeApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
-            "insufficient_storage",
+            codes::INSUFFICIENT_STORAGE,
             format!("this node has {free} bytes free, not enough for {size} bytes"),
         ));
     }
     Ok(())
 }
 
-fn check_content_length(headers: &HeaderMap, expected: u64) -> Result<(), ApiError> {
+fn check_content_length(headers: &HeaderMap, expected: u64) -> Result<(), NodeApiError> {
     let Some(value) = headers.get(header::CONTENT_LENGTH) else {
         return Ok(());
     };
@@ -426,41 +436,47 @@ fn check_content_length(headers: &HeaderMap, expected: u64) -> Result<(), ApiErr
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .ok_or_else(|| {
-            ApiError::bad_request("invalid_content_length", "Content-Length is not a number")
+            NodeApiError::bad_request(
+                codes::INVALID_CONTENT_LENGTH,
+                "Content-Length is not a number",
+            )
         })?;
     if declared != expected {
-        return Err(ApiError::bad_request(
-            "size_mismatch",
+        return Err(NodeApiError::bad_request(
+            codes::SIZE_MISMATCH,
             format!("Content-Length is {declared} bytes, but this token is for {expected} bytes"),
         ));
     }
     Ok(())
 }
 
-async fn refuse_spent_token(state: &NodeState, claims: &CapabilityClaims) -> Result<(), ApiError> {
+async fn refuse_spent_token(
+    state: &NodeState,
+    claims: &CapabilityClaims,
+) -> Result<(), NodeApiError> {
     if state.store.token_used(&claims.jti).await {
-        return Err(ApiError::conflict(
-            "token_used",
+        return Err(NodeApiError::conflict(
+            codes::TOKEN_USED,
             "upload token already used",
         ));
     }
     Ok(())
 }
 
-async fn spend_token(state: &NodeState, claims: &CapabilityClaims) -> Result<(), ApiError> {
+async fn spend_token(state: &NodeState, claims: &CapabilityClaims) -> Result<(), NodeApiError> {
     state
         .store
         .mark_token_used(&claims.jti, claims.expires_at)
         .await
-        .map_err(|e| ApiError::internal("could not record the spent token", e))
+        .map_err(|e| NodeApiError::internal("could not record the spent token", e))
 }
 
-fn already_completed() -> ApiError {
-    ApiError::conflict("upload_already_completed", "upload already completed")
+fn already_completed() -> NodeApiError {
+    NodeApiError::conflict(codes::UPLOAD_ALREADY_COMPLETED, "upload already completed")
 }
 
-fn busy(message: &str) -> ApiError {
-    ApiError::conflict("in_progress", message)
+fn busy(message: &str) -> NodeApiError {
+    NodeApiError::conflict(codes::IN_PROGRESS, message)
 }
 
 fn set_etag(response: &mut Response, hash: &blake3::Hash) {

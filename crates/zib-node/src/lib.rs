@@ -13,7 +13,6 @@ mod http;
 mod intake;
 mod resume;
 mod rpc;
-pub mod rpc_types;
 mod shards;
 mod state;
 mod store;

@@ -12,8 +12,9 @@ use axum::Json;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
+use zib_proto::node_rpc::{DeleteStatus, ShardDeleted};
 
-use crate::error::ApiError;
+use crate::error::NodeApiError;
 use crate::intake::parse_blob;
 use crate::state::NodeState;
 
@@ -28,32 +29,35 @@ pub async fn get_shard(
     State(state): State<Arc<NodeState>>,
     UrlPath(blob): UrlPath<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, NodeApiError> {
     require_cluster_token(&state, &headers)?;
     let blob = parse_blob(&blob)?;
     let path = state.store.blob_path(blob);
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(format!(
+            return Err(NodeApiError::not_found(format!(
                 "blob {blob} is not stored on this node"
             )))
         }
-        Err(e) => return Err(ApiError::internal("could not open the blob", e)),
+        Err(e) => return Err(NodeApiError::internal("could not open the blob", e)),
     };
     let len = file
         .metadata()
         .await
-        .map_err(|e| ApiError::internal("could not read the blob's size", e))?
+        .map_err(|e| NodeApiError::internal("could not read the blob's size", e))?
         .len();
 
     let range = match headers.get(header::RANGE) {
         None => None,
         Some(value) => {
             let value = value.to_str().map_err(|_| {
-                ApiError::range_not_satisfiable("the Range header is not text", len)
+                NodeApiError::range_not_satisfiable("the Range header is not text", len)
             })?;
-            Some(parse_range(value, len).map_err(|msg| ApiError::range_not_satisfiable(msg, len))?)
+            Some(
+                parse_range(value, len)
+                    .map_err(|msg| NodeApiError::range_not_satisfiable(msg, len))?,
+            )
         }
     };
 
@@ -78,14 +82,14 @@ pub async fn get_shard(
             Ok(buf)
         })
         .await
-        .map_err(|e| ApiError::internal("the blob read was interrupted", e))?
-        .map_err(|e| ApiError::internal("could not read the blob", e))?;
+        .map_err(|e| NodeApiError::internal("the blob read was interrupted", e))?
+        .map_err(|e| NodeApiError::internal("could not read the blob", e))?;
         Body::from(bytes)
     } else {
         if start > 0 {
             file.seek(SeekFrom::Start(start))
                 .await
-                .map_err(|e| ApiError::internal("could not seek in the blob", e))?;
+                .map_err(|e| NodeApiError::internal("could not seek in the blob", e))?;
         }
         Body::from_stream(ReaderStream::with_capacity(file.take(count), READ_CHUNK))
     };
@@ -112,31 +116,35 @@ pub async fn delete_shard(
     State(state): State<Arc<NodeState>>,
     UrlPath(blob): UrlPath<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, NodeApiError> {
     require_cluster_token(&state, &headers)?;
     let blob = parse_blob(&blob)?;
     let deleted = state
         .store
         .delete(blob)
         .await
-        .map_err(|e| ApiError::internal("could not delete the blob", e))?;
-    Ok(Json(serde_json::json!({
-        "blob_id": blob,
-        "status": if deleted { "deleted" } else { "already_deleted" },
-    }))
+        .map_err(|e| NodeApiError::internal("could not delete the blob", e))?;
+    Ok(Json(ShardDeleted {
+        blob_id: blob,
+        status: if deleted {
+            DeleteStatus::Deleted
+        } else {
+            DeleteStatus::AlreadyDeleted
+        },
+    })
     .into_response())
 }
 
 pub(crate) fn require_cluster_token(
     state: &NodeState,
     headers: &HeaderMap,
-) -> Result<(), ApiError> {
+) -> Result<(), NodeApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| {
-            ApiError::unauthorized("this endpoint needs the cluster token as a Bearer token")
+            NodeApiError::unauthorized("this endpoint needs the cluster token as a Bearer token")
         })?;
     let matches: bool = presented
         .trim()
@@ -144,7 +152,7 @@ pub(crate) fn require_cluster_token(
         .ct_eq(state.cluster_token.as_bytes())
         .into();
     if !matches {
-        return Err(ApiError::unauthorized("the cluster token is not valid"));
+        return Err(NodeApiError::unauthorized("the cluster token is not valid"));
     }
     Ok(())
 }

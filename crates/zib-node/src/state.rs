@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use zib_crypto::{CapabilityVerifier, TokenError};
+use zib_proto::error_codes as codes;
 use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
 use zib_proto::{BlobId, NodeId};
 
-use crate::error::{ApiError, NodeError};
+use crate::error::{NodeApiError, NodeError};
 use crate::rpc::ServerClient;
 use crate::store::BlobStore;
 use crate::NodeConfig;
@@ -89,9 +90,9 @@ impl NodeState {
         token: Option<&str>,
         op: CapabilityOp,
         blob: BlobId,
-    ) -> Result<CapabilityClaims, ApiError> {
+    ) -> Result<CapabilityClaims, NodeApiError> {
         let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
-            ApiError::unauthorized(
+            NodeApiError::unauthorized(
                 "this endpoint needs a capability token in the `token` query parameter",
             )
         })?;
@@ -101,9 +102,9 @@ impl NodeState {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| {
-                ApiError::new(
+                NodeApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "node_not_registered",
+                    codes::NODE_NOT_REGISTERED,
                     "this node has not registered with the server yet; retry shortly",
                 )
             })?;
@@ -111,13 +112,13 @@ impl NodeState {
             .verify(token, crate::unix_now())
             .map_err(|e| match e {
                 TokenError::Expired => {
-                    ApiError::forbidden("token_expired", "capability token expired")
+                    NodeApiError::forbidden(codes::TOKEN_EXPIRED, "capability token expired")
                 }
-                other => ApiError::forbidden("invalid_token", other.to_string()),
+                other => NodeApiError::forbidden(codes::INVALID_TOKEN, other.to_string()),
             })?;
         if claims.op != op {
-            return Err(ApiError::forbidden(
-                "wrong_operation",
+            return Err(NodeApiError::forbidden(
+                codes::WRONG_OPERATION,
                 format!(
                     "token authorises the {} operation, not {}",
                     op_name(claims.op),
@@ -126,8 +127,8 @@ impl NodeState {
             ));
         }
         if claims.node_id != self.node_id {
-            return Err(ApiError::forbidden(
-                "wrong_node",
+            return Err(NodeApiError::forbidden(
+                codes::WRONG_NODE,
                 format!(
                     "token was issued for node {}, not this node ({})",
                     claims.node_id, self.node_id
@@ -135,8 +136,8 @@ impl NodeState {
             ));
         }
         if claims.blob_id != blob {
-            return Err(ApiError::forbidden(
-                "wrong_blob",
+            return Err(NodeApiError::forbidden(
+                codes::WRONG_BLOB,
                 format!(
                     "token was issued for blob {}, not blob {blob}",
                     claims.blob_id

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::*;
-use zib_node::rpc_types::{challenge_answer, BlobInventory, ChallengeRequest, ChallengeResponse};
+use zib_crypto::challenge::challenge_answer;
 use zib_proto::node_rpc::CapabilityOp;
+use zib_proto::node_rpc::{BlobInventory, ChallengeRequest, ChallengeResponse};
 use zib_proto::BlobId;
 
 const SUPERSEDED: &str = "this upload was superseded by a newer upload to the same bucket and key";

@@ -94,6 +94,16 @@ pub struct UploadReceipt {
     pub status: String,
 }
 
+/// What a node answers once one multipart part is stored (`PUT` of a part URL).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartStored {
+    /// 1-based.
+    pub part_number: u32,
+    pub size: u64,
+    /// Always `"stored"`.
+    pub status: String,
+}
+
 /// What the SDK and `zib upload` resolve with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadResult {

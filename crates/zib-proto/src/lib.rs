@@ -1,13 +1,17 @@
 //! Wire types shared by the server, the nodes and the clients.
 //!
 //! Everything here is plain data: no I/O, no crypto. The tenant API types live in
-//! [`api`], the server↔node RPC in [`node_rpc`], identifiers in [`ids`] and the
-//! envelope/erasure parameters every party must agree on in [`params`].
+//! [`api`], the server↔node RPC in [`node_rpc`], identifiers in [`ids`], the
+//! envelope/erasure parameters every party must agree on in [`params`], the machine
+//! codes of error answers in [`error_codes`] and the typed upload pipeline
+//! declaration in [`pipeline`].
 
 pub mod api;
+pub mod error_codes;
 pub mod ids;
 pub mod node_rpc;
 pub mod params;
+pub mod pipeline;
 
 pub use ids::{BlobId, FileId, NodeId};
 pub use params::{EnvelopeParams, ErasureParams};

@@ -1,6 +1,9 @@
 //! Server ↔ node RPC (HTTP + JSON). Nodes call the server under `/v1/node/...` with
 //! the cluster token as Bearer; the server's commands for a node ride on heartbeat
-//! responses so an offline node catches up when it returns.
+//! responses so an offline node catches up when it returns. The server's durability
+//! workers call the nodes' `/v1/shards/{blob_id}/challenge` and `/v1/blobs` with the
+//! same token ([`ChallengeRequest`], [`BlobInventory`]). Both sides use these types;
+//! neither keeps a copy.
 
 use serde::{Deserialize, Serialize};
 
@@ -145,8 +148,9 @@ pub enum CapabilityOp {
     Shard,
 }
 
-/// `POST /v1/shards/{blob_id}/challenge`. A fresh random nonce per challenge keys the
-/// hash, so only a node that still holds the bytes of the range can answer.
+/// `POST /v1/shards/{blob_id}/challenge` (server → node). A fresh random nonce per
+/// challenge keys the hash, so only a node that still holds the bytes of the range
+/// can answer. The expected answer is `zib_crypto::challenge::challenge_answer`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChallengeRequest {
     /// 32 bytes as 64 hex characters.
@@ -163,8 +167,8 @@ pub struct ChallengeResponse {
     pub blake3: String,
 }
 
-/// `GET /v1/blobs`: every blob stored on the node (uploads still being received
-/// are not stored yet and are never listed).
+/// `GET /v1/blobs` (server → node): every blob stored on the node (uploads still
+/// being received are not stored yet and are never listed).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobInventory {
     pub blobs: Vec<InventoryEntry>,
@@ -175,6 +179,43 @@ pub struct InventoryEntry {
     pub blob_id: BlobId,
     pub size: u64,
     /// When the blob's bytes were last written (Unix milliseconds): lets an orphan
-    /// collector spare blobs younger than its grace period.
+    /// collector spare blobs younger than its grace period, such as shards whose
+    /// distribution the server has not recorded yet.
     pub modified_at_ms: i64,
+}
+
+/// `PUT /v1/shards/{blob_id}` answer (a shard pushed by a peer or the repairer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardStored {
+    pub blob_id: BlobId,
+    pub size: u64,
+    /// BLAKE3 of the stored bytes, hex (also the `ETag`).
+    pub blake3: String,
+}
+
+/// `DELETE /v1/shards/{blob_id}` answer: deleting is idempotent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardDeleted {
+    pub blob_id: BlobId,
+    pub status: DeleteStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteStatus {
+    Deleted,
+    /// The blob was not stored (never, or deleted before).
+    AlreadyDeleted,
+}
+
+/// A node's `GET /healthz`, read by operators and the test harness.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// Always `"ok"` when the node answers.
+    pub status: String,
+    pub node_id: NodeId,
+    /// Whether the node has registered with its server since it started.
+    pub registered: bool,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
 }

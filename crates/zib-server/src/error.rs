@@ -8,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use zib_proto::api::ErrorBody;
+use zib_proto::error_codes as codes;
 
 use crate::request_id;
 
@@ -79,16 +80,16 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::InvalidField { .. } => "invalid_field",
-            ApiError::BadJson(_) => "invalid_json",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Upstream(_) => "upstream_failed",
-            ApiError::Internal(_) => "internal",
+            ApiError::InvalidField { .. } => codes::INVALID_FIELD,
+            ApiError::BadJson(_) => codes::INVALID_JSON,
+            ApiError::Unauthorized(_) => codes::UNAUTHORIZED,
+            ApiError::Forbidden(_) => codes::FORBIDDEN,
+            ApiError::NotFound(_) => codes::NOT_FOUND,
+            ApiError::Conflict(_) => codes::CONFLICT,
+            ApiError::RangeNotSatisfiable { .. } => codes::RANGE_NOT_SATISFIABLE,
+            ApiError::Unavailable(_) => codes::UNAVAILABLE,
+            ApiError::Upstream(_) => codes::UPSTREAM_FAILED,
+            ApiError::Internal(_) => codes::INTERNAL,
         }
     }
 }
@@ -151,12 +152,12 @@ pub async fn json_rejections(request: Request, next: Next) -> Response {
         text
     };
     let code = match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        s if s.is_server_error() => "internal",
-        _ => "invalid_request",
+        StatusCode::NOT_FOUND => codes::NOT_FOUND,
+        StatusCode::METHOD_NOT_ALLOWED => codes::METHOD_NOT_ALLOWED,
+        StatusCode::PAYLOAD_TOO_LARGE => codes::PAYLOAD_TOO_LARGE,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => codes::UNSUPPORTED_MEDIA_TYPE,
+        s if s.is_server_error() => codes::INTERNAL,
+        _ => codes::INVALID_REQUEST,
     };
     let body = ErrorBody {
         error,

@@ -23,7 +23,8 @@ const CHALLENGES_PER_SHARD: usize = 8;
 const CHALLENGE_MAX_LEN: u64 = 64 * 1024;
 
 /// One audit question and its expected answer: BLAKE3 keyed by `nonce` over
-/// `len` bytes at `offset`.
+/// `len` bytes at `offset`. A stored record (the shard row's `challenges` column),
+/// not a wire shape: what goes to the node is `zib_proto::node_rpc::ChallengeRequest`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Challenge {
     pub nonce: String,
@@ -41,13 +42,12 @@ pub fn make_challenges(bytes: &[u8]) -> Vec<Challenge> {
             let nonce: [u8; 32] = rng.gen();
             let offset = rng.gen_range(0..size);
             let len = rng.gen_range(1..=CHALLENGE_MAX_LEN.min(size - offset));
-            let answer =
-                blake3::keyed_hash(&nonce, &bytes[offset as usize..(offset + len) as usize]);
+            let range = &bytes[offset as usize..(offset + len) as usize];
             Challenge {
                 nonce: hex::encode(nonce),
                 offset,
                 len,
-                answer: answer.to_hex().to_string(),
+                answer: zib_crypto::challenge::challenge_answer(&nonce, range),
             }
         })
         .collect()
