@@ -4,7 +4,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::{json_text, prefixed_id};
-use crate::engine::DbRow;
+use crate::engine::{DbConn, DbRow};
 use crate::{MetaError, Result, Store};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +82,23 @@ pub(super) fn endpoint_from_row(row: &DbRow) -> Result<WebhookEndpoint> {
     })
 }
 
+/// The tenant's endpoint `id` (`None` for a missing id and another tenant's alike),
+/// read on `conn`: a pooled connection, or the caller's transaction.
+pub(super) async fn find_endpoint(
+    conn: &mut DbConn,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Option<WebhookEndpoint>> {
+    sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(endpoint_from_row)
+        .transpose()
+}
+
 impl Store {
     pub async fn create_webhook_endpoint(
         &self,
@@ -135,14 +152,8 @@ impl Store {
         tenant_id: &str,
         id: &str,
     ) -> Result<Option<WebhookEndpoint>> {
-        sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2")
-            .bind(id)
-            .bind(tenant_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(endpoint_from_row)
-            .transpose()
+        let mut conn = self.pool.acquire().await?;
+        find_endpoint(&mut conn, tenant_id, id).await
     }
 
     pub async fn update_webhook_endpoint(
@@ -153,16 +164,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<WebhookEndpoint>> {
         let mut tx = self.begin_write().await?;
-        let Some(mut ep) =
-            sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2")
-                .bind(id)
-                .bind(tenant_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .as_ref()
-                .map(endpoint_from_row)
-                .transpose()?
-        else {
+        let Some(mut ep) = find_endpoint(&mut tx, tenant_id, id).await? else {
             return Ok(None);
         };
         if let Some(url) = patch.url {

@@ -7,7 +7,7 @@ use zib_proto::events::{file_event, webhook_test, EventFile, WEBHOOK_TEST};
 use zib_proto::FileId;
 
 use super::deliveries::insert_delivery;
-use super::endpoints::endpoint_from_row;
+use super::endpoints::{endpoint_from_row, find_endpoint};
 use super::{json_text, prefixed_id, DeliveryTarget};
 use crate::engine::{DbConn, DbRow};
 use crate::{MetaError, Result, Store};
@@ -138,6 +138,23 @@ async fn insert_event(conn: &mut DbConn, new: NewWebhookEvent, now: i64) -> Resu
     Ok(event)
 }
 
+/// The tenant's event `id`, read on `conn`: a pooled connection, or the caller's
+/// transaction.
+async fn find_event(conn: &mut DbConn, tenant_id: &str, id: &str) -> Result<Option<WebhookEvent>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM webhook_events e WHERE e.id = $1 AND e.tenant_id = $2"
+    ))
+    .bind(id)
+    .bind(tenant_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(event_from_row)
+    .transpose()
+}
+
 /// Puts an event in the outbox with its deliveries, inside the caller's transaction.
 pub(crate) async fn enqueue_event(
     conn: &mut DbConn,
@@ -203,16 +220,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<WebhookEvent>> {
         let mut tx = self.begin_write().await?;
-        let Some(ep) =
-            sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2")
-                .bind(endpoint_id)
-                .bind(tenant_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .as_ref()
-                .map(endpoint_from_row)
-                .transpose()?
-        else {
+        let Some(ep) = find_endpoint(&mut tx, tenant_id, endpoint_id).await? else {
             return Ok(None);
         };
         let event = insert_event(
@@ -241,18 +249,8 @@ impl Store {
     }
 
     pub async fn webhook_event(&self, tenant_id: &str, id: &str) -> Result<Option<WebhookEvent>> {
-        sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM webhook_events e WHERE e.id = $1 AND e.tenant_id = $2"
-        ))
-        .bind(id)
-        .bind(tenant_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(event_from_row)
-        .transpose()
+        let mut conn = self.pool.acquire().await?;
+        find_event(&mut conn, tenant_id, id).await
     }
 
     /// Newest first; `file_id` narrows to one file's events.
@@ -289,19 +287,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<usize>> {
         let mut tx = self.begin_write().await?;
-        let Some(event) = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM webhook_events e WHERE e.id = $1 AND e.tenant_id = $2"
-        ))
-        .bind(event_id)
-        .bind(tenant_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .as_ref()
-        .map(event_from_row)
-        .transpose()?
-        else {
+        let Some(event) = find_event(&mut tx, tenant_id, event_id).await? else {
             return Ok(None);
         };
         let reset = sqlx::query(
