@@ -5,10 +5,10 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use zib_proto::{BlobId, FileId, NodeId};
 
+use crate::engine::DbRow;
 use crate::{FilePhase, FileRow, MetaError, NodeRow, Result, ShardRow};
 
 /// An unsigned value about to be stored in a signed 64-bit column.
@@ -38,11 +38,11 @@ where
     })
 }
 
-fn int<T: TryFrom<i64>>(row: &SqliteRow, column: &'static str) -> Result<T> {
+fn int<T: TryFrom<i64>>(row: &DbRow, column: &'static str) -> Result<T> {
     from_db(row.try_get::<i64, _>(column)?, column)
 }
 
-fn text(row: &SqliteRow, column: &'static str) -> Result<String> {
+fn text(row: &DbRow, column: &'static str) -> Result<String> {
     Ok(row.try_get::<String, _>(column)?)
 }
 
@@ -70,7 +70,7 @@ macro_rules! file_select {
 }
 pub(crate) use file_select;
 
-pub(crate) fn file_from_row(row: &SqliteRow) -> Result<FileRow> {
+pub(crate) fn file_from_row(row: &DbRow) -> Result<FileRow> {
     let phase_text = text(row, "phase")?;
     let phase = FilePhase::parse(&phase_text).ok_or_else(|| MetaError::Corrupt {
         what: "phase",
@@ -102,7 +102,7 @@ pub(crate) fn file_from_row(row: &SqliteRow) -> Result<FileRow> {
     })
 }
 
-pub(crate) fn shard_from_row(row: &SqliteRow) -> Result<ShardRow> {
+pub(crate) fn shard_from_row(row: &DbRow) -> Result<ShardRow> {
     Ok(ShardRow {
         file_id: parse::<FileId>(&text(row, "file_id")?, "shards.file_id")?,
         segment: int(row, "segment")?,
@@ -114,7 +114,7 @@ pub(crate) fn shard_from_row(row: &SqliteRow) -> Result<ShardRow> {
     })
 }
 
-pub(crate) fn node_from_row(row: &SqliteRow) -> Result<NodeRow> {
+pub(crate) fn node_from_row(row: &DbRow) -> Result<NodeRow> {
     let capabilities_json = text(row, "capabilities")?;
     let capabilities =
         serde_json::from_str(&capabilities_json).map_err(|e| MetaError::Corrupt {

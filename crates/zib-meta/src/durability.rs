@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, HashSet};
 
 use sqlx::Row;
+use zib_proto::events::{FILE_FAILED, FILE_REPLICATED};
 use zib_proto::node_rpc::NodeAction;
 use zib_proto::{BlobId, FileId, NodeId};
 
 use crate::convert::{file_from_row, file_select, parse, shard_from_row};
+use crate::engine::DbConn;
 use crate::files::file_event_in_tx;
-use crate::webhook_payloads::FILE_FAILED;
 use crate::{FilePhase, FileRow, MetaError, Result, ShardRow, Store};
 
 /// Columns read by [`shard_from_row`], from `shards s`.
@@ -37,7 +38,7 @@ pub struct SafeFile {
 
 /// Serialises a delete command and queues it inside `tx`.
 async fn queue_delete(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut DbConn,
     node: &NodeId,
     blob_ids: Vec<BlobId>,
     now: i64,
@@ -52,13 +53,14 @@ async fn queue_delete(
         .bind(node.as_str())
         .bind(action)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
-async fn queue_deletes(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+/// Queues one delete command per holder for `blobs`, inside `tx`.
+pub(crate) async fn queue_deletes(
+    tx: &mut DbConn,
     blobs: &[(NodeId, BlobId)],
     now: i64,
 ) -> Result<()> {
@@ -128,7 +130,7 @@ impl Store {
     /// repair, held by at least `min_peers` distinct nodes other than the originator,
     /// to `safe`; and queues the drop of the originator's full copy — only now.
     pub async fn promote_safe_files(&self, min_peers: u32, now: i64) -> Result<Vec<SafeFile>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
             "SELECT f.file_id, f.originator, f.upload_blob_id FROM files f \
              WHERE f.phase = 'distributed' \
@@ -159,13 +161,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             queue_delete(&mut tx, &file.originator, vec![file.upload_blob_id], now).await?;
-            crate::files::file_event_in_tx(
-                &mut tx,
-                crate::webhook_payloads::FILE_REPLICATED,
-                &file.file_id.to_string(),
-                now,
-            )
-            .await?;
+            file_event_in_tx(&mut tx, FILE_REPLICATED, &file.file_id.to_string(), now).await?;
             safe.push(file);
         }
         tx.commit().await?;
@@ -270,7 +266,7 @@ impl Store {
         new_blob: BlobId,
         now: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE shards SET node_id = $1, blob_id = $2, verified_at = NULL, needs_repair = 0, \
                  challenges = NULL, last_audit_at = NULL, created_at = $3 \
@@ -294,7 +290,7 @@ impl Store {
     /// Drops a cancelled file's shard rows and queues the deletion of every blob it
     /// had (shards and the originator's upload), keeping the file row for audit.
     pub async fn evict_file(&self, file_id: FileId, now: i64) -> Result<Vec<(NodeId, BlobId)>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let file = sqlx::query(concat!(file_select!(), " WHERE f.file_id = $1"))
             .bind(file_id.to_string())
             .fetch_optional(&mut *tx)
@@ -328,7 +324,7 @@ impl Store {
     /// Registrations that expired more than `grace_ms` ago without completing:
     /// marked `failed`, their upload blob's deletion queued on the originator.
     pub async fn expire_abandoned_uploads(&self, now: i64, grace_ms: i64) -> Result<Vec<FileRow>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let files = sqlx::query(concat!(
             file_select!(),
             " WHERE f.phase IN ('pending', 'uploading') AND f.expires_at < $1"

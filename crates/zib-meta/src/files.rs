@@ -1,15 +1,14 @@
 //! Files, their shards and the object pointers that make one file current per key.
 
-use std::collections::BTreeMap;
-
 use sqlx::Row;
-use zib_proto::node_rpc::NodeAction;
+use zib_proto::events::{FILE_DELETED, FILE_FAILED, FILE_READY};
 use zib_proto::{BlobId, FileId, NodeId};
 
 use crate::convert::{
     conflict_on_unique, file_from_row, file_select, parse, shard_from_row, to_db,
 };
-use crate::webhook_payloads::{FILE_DELETED, FILE_FAILED, FILE_READY};
+use crate::durability::queue_deletes;
+use crate::engine::DbConn;
 use crate::webhooks::enqueue_file_event;
 use crate::{
     DeletedFile, Distribution, FilePhase, FileRow, MetaError, ObjectRow, Result, ShardRow, Store,
@@ -372,27 +371,7 @@ impl Store {
             .await?;
         enqueue_file_event(&mut tx, FILE_DELETED, &file, now).await?;
 
-        let mut by_holder: BTreeMap<&NodeId, Vec<BlobId>> = BTreeMap::new();
-        for (node, blob) in &blobs {
-            by_holder.entry(node).or_default().push(*blob);
-        }
-        for (node, blob_ids) in by_holder {
-            let action =
-                serde_json::to_string(&NodeAction::DeleteBlobs { blob_ids }).map_err(|e| {
-                    MetaError::Corrupt {
-                        what: "node_commands.action",
-                        detail: e.to_string(),
-                    }
-                })?;
-            sqlx::query(
-                "INSERT INTO node_commands (node_id, action, created_at) VALUES ($1, $2, $3)",
-            )
-            .bind(node.as_str())
-            .bind(action)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        queue_deletes(&mut tx, &blobs, now).await?;
 
         tx.commit().await?;
         Ok(Some(DeletedFile {
@@ -405,7 +384,7 @@ impl Store {
 
 /// Reads the file as it now is inside `tx` and queues its event there.
 pub(crate) async fn file_event_in_tx(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut DbConn,
     event_type: &str,
     file_id: &str,
     now: i64,

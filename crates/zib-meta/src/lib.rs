@@ -1,22 +1,20 @@
 //! The metadata store. Every SQL statement of ZiB lives in this crate; callers see
 //! typed functions on [`Store`] only, so a PostgreSQL engine can follow without
-//! touching them. Times are unix milliseconds (`i64`).
+//! touching them. What is particular to the database engine (driver types, pool
+//! settings, write locking, migrations) lives in `engine`; see
+//! docs/metadata-store.md. Times are unix milliseconds (`i64`).
 
 use std::path::Path;
-use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
 use zib_proto::{BlobId, FileId, NodeId};
 
 mod convert;
 mod durability;
+mod engine;
 mod files;
 mod nodes;
 mod s3;
 mod tenants;
-pub mod webhook_payloads;
 mod webhooks;
 
 pub use webhooks::{
@@ -217,41 +215,21 @@ pub enum Distribution {
 /// A connection pool to the metadata store.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: engine::DbPool,
 }
-
-/// SQLite allows one writer at a time; a few connections serve concurrent readers
-/// while writers queue on the busy timeout.
-const MAX_CONNECTIONS: u32 = 4;
-/// Long enough to ride out another connection's write transaction, short enough
-/// that a stuck writer surfaces as an error rather than a hung request.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl Store {
     /// Opens (creating if needed) a SQLite store in WAL mode and runs migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        tracing::debug!(path = %path.display(), "metadata store open");
-        Ok(Store { pool })
+        Ok(Store {
+            pool: engine::open(path).await?,
+        })
     }
 
     /// Starts a transaction that holds the write lock from its first statement, so a
     /// read-then-write transaction cannot fail on a snapshot another writer moved.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    async fn begin_write(&self) -> Result<engine::DbTx> {
+        engine::begin_write(&self.pool).await
     }
 }
 

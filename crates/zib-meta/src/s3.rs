@@ -30,6 +30,26 @@ pub enum ListFrom {
     AtOrAfter(String),
 }
 
+/// A listing page's query; `$cmp` compares keys with the start bound (`$4`).
+macro_rules! list_page_sql {
+    ($cmp:literal) => {
+        concat!(
+            "SELECT o.object_key, f.file_id, f.size, f.content_type, f.created_at, \
+                    f.distributed_at, f.plaintext_md5 \
+             FROM objects o \
+             JOIN buckets b ON b.id = o.bucket_id \
+             JOIN files f ON f.file_id = o.file_id \
+             WHERE b.tenant_id = $1 AND b.name = $2 \
+               AND o.object_key >= $3 AND substr(o.object_key, 1, length($3)) = $3 \
+               AND o.object_key ",
+            $cmp,
+            " $4 \
+               AND f.phase IN ('distributed', 'safe') \
+             ORDER BY o.object_key LIMIT $5"
+        )
+    };
+}
+
 impl Store {
     /// Stores the tenant's sealed S3 secret (replacing any previous one).
     pub async fn set_tenant_s3_secret(&self, tenant_id: &str, sealed: &[u8]) -> Result<()> {
@@ -107,27 +127,9 @@ impl Store {
         };
         // The seek starts at the larger of the prefix and the bound.
         let sql = if inclusive {
-            "SELECT o.object_key, f.file_id, f.size, f.content_type, f.created_at, \
-                    f.distributed_at, f.plaintext_md5 \
-             FROM objects o \
-             JOIN buckets b ON b.id = o.bucket_id \
-             JOIN files f ON f.file_id = o.file_id \
-             WHERE b.tenant_id = $1 AND b.name = $2 \
-               AND o.object_key >= $3 AND substr(o.object_key, 1, length($3)) = $3 \
-               AND o.object_key >= $4 \
-               AND f.phase IN ('distributed', 'safe') \
-             ORDER BY o.object_key LIMIT $5"
+            list_page_sql!(">=")
         } else {
-            "SELECT o.object_key, f.file_id, f.size, f.content_type, f.created_at, \
-                    f.distributed_at, f.plaintext_md5 \
-             FROM objects o \
-             JOIN buckets b ON b.id = o.bucket_id \
-             JOIN files f ON f.file_id = o.file_id \
-             WHERE b.tenant_id = $1 AND b.name = $2 \
-               AND o.object_key >= $3 AND substr(o.object_key, 1, length($3)) = $3 \
-               AND o.object_key > $4 \
-               AND f.phase IN ('distributed', 'safe') \
-             ORDER BY o.object_key LIMIT $5"
+            list_page_sql!(">")
         };
         let rows = sqlx::query(sql)
             .bind(tenant_id)

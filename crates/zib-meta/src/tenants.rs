@@ -2,10 +2,10 @@
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::convert::{conflict_on_unique, from_db};
+use crate::engine::DbRow;
 use crate::{now_millis, Bucket, BucketStats, Result, Store, Tenant};
 
 /// `ten_` + 20 alphanumerics: about 119 random bits, and a pasted id says what it is.
@@ -18,7 +18,7 @@ fn new_tenant_id() -> String {
     format!("ten_{tail}")
 }
 
-fn tenant_from_row(row: &SqliteRow) -> Result<Tenant> {
+fn tenant_from_row(row: &DbRow) -> Result<Tenant> {
     Ok(Tenant {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -28,7 +28,7 @@ fn tenant_from_row(row: &SqliteRow) -> Result<Tenant> {
     })
 }
 
-fn bucket_from_row(row: &SqliteRow) -> Result<Bucket> {
+fn bucket_from_row(row: &DbRow) -> Result<Bucket> {
     Ok(Bucket {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,

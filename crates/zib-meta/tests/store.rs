@@ -419,6 +419,40 @@ async fn list_objects_matches_prefixes_exactly() {
         .is_empty());
 }
 
+#[tokio::test]
+async fn s3_pages_start_after_or_at_their_bound_within_the_prefix() {
+    use zib_meta::ListFrom;
+    let (_dir, store) = open().await;
+    let acme = tenant(&store, "AK1").await;
+    for key in ["a/1", "a/2", "a/3", "b/1"] {
+        let f = new_file(&store, &acme, "media", key, 1).await;
+        distribute(&store, &f, 2_000).await;
+    }
+    let page = |from: ListFrom, limit: u32| {
+        let store = store.clone();
+        let tenant_id = acme.id.clone();
+        async move {
+            store
+                .list_s3_objects_page(&tenant_id, "media", "a/", &from, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.key)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        page(ListFrom::AtOrAfter(String::new()), 10).await,
+        ["a/1", "a/2", "a/3"]
+    );
+    assert_eq!(
+        page(ListFrom::After("a/1".into()), 10).await,
+        ["a/2", "a/3"]
+    );
+    assert_eq!(page(ListFrom::AtOrAfter("a/2".into()), 1).await, ["a/2"]);
+    assert!(page(ListFrom::After("a/3".into()), 10).await.is_empty());
+}
+
 fn node_row(id: &str, now: i64) -> NodeRow {
     NodeRow {
         node_id: node(id),

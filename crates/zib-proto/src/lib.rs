@@ -3,11 +3,12 @@
 //! Everything here is plain data: no I/O, no crypto. The tenant API types live in
 //! [`api`], the server↔node RPC in [`node_rpc`], identifiers in [`ids`], the
 //! envelope/erasure parameters every party must agree on in [`params`], the machine
-//! codes of error answers in [`error_codes`] and the typed upload pipeline
-//! declaration in [`pipeline`].
+//! codes of error answers in [`error_codes`], the typed upload pipeline
+//! declaration in [`pipeline`] and webhook event names and payloads in [`events`].
 
 pub mod api;
 pub mod error_codes;
+pub mod events;
 pub mod ids;
 pub mod node_rpc;
 pub mod params;

@@ -8,10 +8,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use zib_meta::webhook_payloads::{iso_millis, EVENT_TYPES};
 use zib_meta::{
     EndpointPatch, NewEndpoint, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent,
 };
+use zib_proto::events::{iso_millis, EVENT_TYPES};
 
 use crate::auth::AuthTenant;
 use crate::body::parse_json;

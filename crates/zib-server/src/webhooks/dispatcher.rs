@@ -11,8 +11,8 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use serde_json::Value;
 use zib_crypto::webhook::{standard_signature, zib_signature};
-use zib_meta::webhook_payloads::{FILE_READY, FILE_REPLICATED};
 use zib_meta::{AttemptOutcome, AttemptRecord, ClaimedDelivery, WebhookEvent, SNIPPET_MAX_BYTES};
+use zib_proto::events::{FILE_READY, FILE_REPLICATED};
 
 use crate::domain::ssrf;
 use crate::state::{now_ms, AppState};

@@ -1,15 +1,15 @@
-//! The JSON bodies of webhook events, in the contract's per-event shapes: every body
-//! has a top-level `event` and `timestamp` (ISO 8601 UTC, milliseconds). File events
-//! are emitted by this crate inside the transaction of their state change; the
-//! encoding, transcription and vision shapes are here, typed, for the stages that
-//! will emit them through [`crate::Store::emit_webhook_event`].
+//! Webhook events on the wire: every event type name, and the JSON body of each in
+//! the contract's per-event shape. Every body has a top-level `event` and
+//! `timestamp` (ISO 8601 UTC, milliseconds). The metadata store emits the file
+//! events inside the transaction of their state change; the encoding, transcription
+//! and vision shapes are here, typed, for the stages that will emit them.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::FileRow;
+use crate::FileId;
 
 pub const FILE_READY: &str = "file.ready";
 pub const FILE_REPLICATED: &str = "file.replicated";
@@ -54,30 +54,46 @@ pub fn iso_millis(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The file a `file.*` event reports, as its body shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventFile<'a> {
+    pub file_id: FileId,
+    /// The tenant id.
+    pub customer_id: &'a str,
+    pub bucket: &'a str,
+    pub object_key: &'a str,
+    /// Plaintext bytes.
+    pub size_bytes: u64,
+    pub content_type: &'a str,
+    /// The file's lifecycle phase (`distributed`, `safe`, `failed`, ...).
+    pub phase: &'a str,
+    pub cancelled_reason: Option<&'a str>,
+}
+
 /// `file.ready`, `file.replicated`, `file.failed`, `file.deleted`: one shape, so one
 /// handler routes them by `event`. The contract names the key `object_key` on
 /// file.ready and `key` on file.deleted; both are always present. `cdn_url` is
 /// added by the dispatcher, which knows the CDN's base URL.
-pub fn file_event(event: &str, file: &FileRow, at_ms: i64) -> Value {
+pub fn file_event(event: &str, file: &EventFile<'_>, at_ms: i64) -> Value {
     let phase = if event == FILE_DELETED {
         "deleted"
     } else {
-        file.phase.as_str()
+        file.phase
     };
     let mut body = json!({
         "event": event,
         "file_id": file.file_id.to_string(),
-        "customer_id": file.tenant_id,
+        "customer_id": file.customer_id,
         "bucket": file.bucket,
         "object_key": file.object_key,
         "key": file.object_key,
-        "size_bytes": file.size,
+        "size_bytes": file.size_bytes,
         "content_type": file.content_type,
         "phase": phase,
         "timestamp": iso_millis(at_ms),
     });
-    if let (Some(reason), Value::Object(map)) = (&file.cancelled_reason, &mut body) {
-        map.insert("cancelled_reason".into(), Value::String(reason.clone()));
+    if let (Some(reason), Value::Object(map)) = (file.cancelled_reason, &mut body) {
+        map.insert("cancelled_reason".into(), Value::String(reason.to_string()));
     }
     body
 }
@@ -237,6 +253,40 @@ mod tests {
     fn timestamps_are_iso_utc_with_milliseconds() {
         assert_eq!(iso_millis(AT), "2026-04-08T17:30:00.000Z");
         assert_eq!(iso_millis(AT + 7), "2026-04-08T17:30:00.007Z");
+    }
+
+    #[test]
+    fn file_events_share_one_shape_and_deleted_says_so() {
+        let file_id = FileId::new_random();
+        let file = EventFile {
+            file_id,
+            customer_id: "ten_x",
+            bucket: "media",
+            object_key: "a/b.mp4",
+            size_bytes: 42,
+            content_type: "video/mp4",
+            phase: "cancelled",
+            cancelled_reason: Some("superseded"),
+        };
+        let failed = file_event(FILE_FAILED, &file, AT);
+        assert_eq!(failed["event"], "file.failed");
+        assert_eq!(failed["phase"], "cancelled");
+        assert_eq!(failed["key"], "a/b.mp4");
+        assert_eq!(failed["object_key"], "a/b.mp4");
+        assert_eq!(failed["size_bytes"], 42);
+        assert_eq!(failed["cancelled_reason"], "superseded");
+        assert_eq!(failed["file_id"], file_id.to_string());
+        let deleted = file_event(
+            FILE_DELETED,
+            &EventFile {
+                cancelled_reason: None,
+                ..file
+            },
+            AT,
+        );
+        assert_eq!(deleted["phase"], "deleted");
+        assert!(deleted.get("cancelled_reason").is_none());
+        assert_eq!(deleted["timestamp"], "2026-04-08T17:30:00.000Z");
     }
 
     #[test]

@@ -1,0 +1,322 @@
+//! The event outbox: an event is stored with one delivery per target it has when it
+//! happens, inside the transaction of the change it reports.
+
+use serde_json::Value;
+use sqlx::Row;
+use zib_proto::events::{file_event, webhook_test, EventFile, WEBHOOK_TEST};
+use zib_proto::FileId;
+
+use super::deliveries::insert_delivery;
+use super::endpoints::{endpoint_from_row, find_endpoint};
+use super::{json_text, prefixed_id, DeliveryTarget};
+use crate::engine::{DbConn, DbRow};
+use crate::{MetaError, Result, Store};
+
+/// An event to put in the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewWebhookEvent {
+    pub tenant_id: String,
+    pub event_type: String,
+    pub file_id: Option<FileId>,
+    pub job_id: Option<String>,
+    /// The body, with `event` and `timestamp` (see [`zib_proto::events`]).
+    pub payload: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookEvent {
+    /// `evt_` + 32 hex (a UUIDv7, so ids sort by time).
+    pub id: String,
+    pub tenant_id: String,
+    pub event_type: String,
+    pub file_id: Option<String>,
+    pub job_id: Option<String>,
+    pub payload: Value,
+    pub created_at: i64,
+}
+
+/// Columns of `webhook_events e`, for [`event_from_row`].
+macro_rules! event_columns {
+    () => {
+        "e.id AS event_id, e.tenant_id AS event_tenant_id, e.event_type, e.file_id, \
+         e.job_id, e.payload, e.created_at AS event_created_at"
+    };
+}
+pub(super) use event_columns;
+
+pub(super) fn event_from_row(row: &DbRow) -> Result<WebhookEvent> {
+    let payload: String = row.try_get("payload")?;
+    Ok(WebhookEvent {
+        id: row.try_get("event_id")?,
+        tenant_id: row.try_get("event_tenant_id")?,
+        event_type: row.try_get("event_type")?,
+        file_id: row.try_get("file_id")?,
+        job_id: row.try_get("job_id")?,
+        payload: serde_json::from_str(&payload).map_err(|e| MetaError::Corrupt {
+            what: "webhook_events.payload",
+            detail: e.to_string(),
+        })?,
+        created_at: row.try_get("event_created_at")?,
+    })
+}
+
+/// One delivery per current target of the event: the upload's own URL if it gave
+/// one, else the tenant default; plus every enabled endpoint subscribed to it.
+async fn fan_out(conn: &mut DbConn, event: &WebhookEvent, now: i64) -> Result<usize> {
+    let mut count = 0;
+    let request_url: Option<String> = match &event.file_id {
+        Some(file_id) => {
+            sqlx::query_scalar("SELECT url FROM file_webhooks WHERE file_id = $1")
+                .bind(file_id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        None => None,
+    };
+    if let Some(url) = request_url {
+        insert_delivery(conn, event, DeliveryTarget::Request, None, &url, now).await?;
+        count += 1;
+    } else {
+        let tenant_url: Option<String> =
+            sqlx::query_scalar("SELECT url FROM tenant_webhooks WHERE tenant_id = $1")
+                .bind(&event.tenant_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .flatten();
+        if let Some(url) = tenant_url {
+            insert_delivery(conn, event, DeliveryTarget::Tenant, None, &url, now).await?;
+            count += 1;
+        }
+    }
+    let endpoints = sqlx::query(
+        "SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = 1 ORDER BY id",
+    )
+    .bind(&event.tenant_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(endpoint_from_row)
+    .collect::<Result<Vec<_>>>()?;
+    for ep in endpoints.iter().filter(|ep| ep.wants(&event.event_type)) {
+        insert_delivery(
+            conn,
+            event,
+            DeliveryTarget::Endpoint,
+            Some(&ep.id),
+            &ep.url,
+            now,
+        )
+        .await?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+async fn insert_event(conn: &mut DbConn, new: NewWebhookEvent, now: i64) -> Result<WebhookEvent> {
+    let event = WebhookEvent {
+        id: prefixed_id("evt_"),
+        tenant_id: new.tenant_id,
+        event_type: new.event_type,
+        file_id: new.file_id.map(|f| f.to_string()),
+        job_id: new.job_id,
+        payload: new.payload,
+        created_at: now,
+    };
+    sqlx::query(
+        "INSERT INTO webhook_events (id, tenant_id, event_type, file_id, job_id, payload, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&event.id)
+    .bind(&event.tenant_id)
+    .bind(&event.event_type)
+    .bind(&event.file_id)
+    .bind(&event.job_id)
+    .bind(json_text(&event.payload, "webhook_events.payload")?)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(event)
+}
+
+/// The tenant's event `id`, read on `conn`: a pooled connection, or the caller's
+/// transaction.
+async fn find_event(conn: &mut DbConn, tenant_id: &str, id: &str) -> Result<Option<WebhookEvent>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM webhook_events e WHERE e.id = $1 AND e.tenant_id = $2"
+    ))
+    .bind(id)
+    .bind(tenant_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(event_from_row)
+    .transpose()
+}
+
+/// Puts an event in the outbox with its deliveries, inside the caller's transaction.
+pub(crate) async fn enqueue_event(
+    conn: &mut DbConn,
+    new: NewWebhookEvent,
+    now: i64,
+) -> Result<String> {
+    let event = insert_event(conn, new, now).await?;
+    fan_out(conn, &event, now).await?;
+    Ok(event.id)
+}
+
+/// A file event with the contract's shape, inside the caller's transaction.
+pub(crate) async fn enqueue_file_event(
+    conn: &mut DbConn,
+    event_type: &str,
+    file: &crate::FileRow,
+    now: i64,
+) -> Result<String> {
+    let payload = file_event(
+        event_type,
+        &EventFile {
+            file_id: file.file_id,
+            customer_id: &file.tenant_id,
+            bucket: &file.bucket,
+            object_key: &file.object_key,
+            size_bytes: file.size,
+            content_type: &file.content_type,
+            phase: file.phase.as_str(),
+            cancelled_reason: file.cancelled_reason.as_deref(),
+        },
+        now,
+    );
+    enqueue_event(
+        conn,
+        NewWebhookEvent {
+            tenant_id: file.tenant_id.clone(),
+            event_type: event_type.to_string(),
+            file_id: Some(file.file_id),
+            job_id: None,
+            payload,
+        },
+        now,
+    )
+    .await
+}
+
+impl Store {
+    /// Puts an event in the outbox, for events not tied to a state change of this
+    /// crate (encoding and AI stages, when they exist).
+    pub async fn emit_webhook_event(&self, new: NewWebhookEvent, now: i64) -> Result<String> {
+        let mut tx = self.begin_write().await?;
+        let id = enqueue_event(&mut tx, new, now).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// A `webhook.test` event delivered to this endpoint only, whatever it
+    /// subscribes to. `None` if the endpoint is not the tenant's.
+    pub async fn send_test_webhook(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        now: i64,
+    ) -> Result<Option<WebhookEvent>> {
+        let mut tx = self.begin_write().await?;
+        let Some(ep) = find_endpoint(&mut tx, tenant_id, endpoint_id).await? else {
+            return Ok(None);
+        };
+        let event = insert_event(
+            &mut tx,
+            NewWebhookEvent {
+                tenant_id: tenant_id.to_string(),
+                event_type: WEBHOOK_TEST.to_string(),
+                file_id: None,
+                job_id: None,
+                payload: webhook_test(&ep.id, now),
+            },
+            now,
+        )
+        .await?;
+        insert_delivery(
+            &mut tx,
+            &event,
+            DeliveryTarget::Endpoint,
+            Some(&ep.id),
+            &ep.url,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(event))
+    }
+
+    pub async fn webhook_event(&self, tenant_id: &str, id: &str) -> Result<Option<WebhookEvent>> {
+        let mut conn = self.pool.acquire().await?;
+        find_event(&mut conn, tenant_id, id).await
+    }
+
+    /// Newest first; `file_id` narrows to one file's events.
+    pub async fn list_webhook_events(
+        &self,
+        tenant_id: &str,
+        file_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WebhookEvent>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM webhook_events e WHERE e.tenant_id = $1 \
+               AND ($2 IS NULL OR e.file_id = $2) \
+             ORDER BY e.created_at DESC, e.id DESC LIMIT $3"
+        ))
+        .bind(tenant_id)
+        .bind(file_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+
+    /// Sends the event again, now: every delivery of it goes back to pending with
+    /// a fresh retry schedule. An event that had no target when it happened is
+    /// fanned out to the current targets. `None` if the event is not the tenant's.
+    pub async fn redeliver_webhook_event(
+        &self,
+        tenant_id: &str,
+        event_id: &str,
+        now: i64,
+    ) -> Result<Option<usize>> {
+        let mut tx = self.begin_write().await?;
+        let Some(event) = find_event(&mut tx, tenant_id, event_id).await? else {
+            return Ok(None);
+        };
+        let reset = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', round_attempts = 0, \
+                 next_attempt_at = $1, lease_until = NULL, lease_token = NULL, updated_at = $1 \
+             WHERE event_id = $2 \
+               AND (target <> 'endpoint' \
+                    OR endpoint_id IN (SELECT id FROM webhook_endpoints))",
+        )
+        .bind(now)
+        .bind(&event.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let count = if reset == 0 {
+            let existing: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE event_id = $1")
+                    .bind(&event.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if existing == 0 {
+                fan_out(&mut tx, &event, now).await?
+            } else {
+                0
+            }
+        } else {
+            usize::try_from(reset).unwrap_or(usize::MAX)
+        };
+        tx.commit().await?;
+        Ok(Some(count))
+    }
+}
