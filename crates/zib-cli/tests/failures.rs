@@ -446,3 +446,88 @@ fn restarting_zib_dev_on_the_same_directory_keeps_every_file() {
         String::from_utf8_lossy(&ls.stderr)
     );
 }
+
+/// The reference's pipeline declaration is read whole: a stage no online node runs
+/// is a 503 naming it (the dev cluster's nodes advertise none yet), a bad tier or an
+/// unknown field is a 400 naming the field.
+#[test]
+fn pipeline_declarations_are_routed_or_refused_by_name() {
+    let cluster = Cluster::start(6);
+    let http = cluster.http();
+    let initiate = |extra: serde_json::Value| {
+        let mut body = serde_json::json!({"bucket": "pipes", "key": "v.mp4", "file_size": 10});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let resp = http
+            .post(format!("{}/v1/api/upload/initiate", cluster.creds.api_url))
+            .header("Authorization", cluster.bearer())
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let v: serde_json::Value = resp.json().unwrap();
+        (status, v["error"].as_str().unwrap_or_default().to_string())
+    };
+
+    let refused = [
+        (
+            serde_json::json!({"pipeline": {"encode": true}}),
+            503,
+            "\"encode\"",
+        ),
+        (
+            serde_json::json!({"pipeline": {"transcription": "recommended"}}),
+            503,
+            "\"transcription:recommended\"",
+        ),
+        (
+            serde_json::json!({"capabilities": ["vision:hq"]}),
+            503,
+            "\"vision:hq\"",
+        ),
+        (
+            serde_json::json!({"pipeline": {"aspect_variants": ["9:16"]}}),
+            503,
+            "\"encode\"",
+        ),
+        (
+            serde_json::json!({"pipeline": {"transcription": "ultra"}}),
+            400,
+            "pipeline.transcription",
+        ),
+        (
+            serde_json::json!({"pipeline": {"aspect_variants": ["4:3"]}}),
+            400,
+            "pipeline.aspect_variants",
+        ),
+        (
+            serde_json::json!({"pipeline": {"thumbnails": {"sprite": {"width": 4}}}}),
+            400,
+            "pipeline.thumbnails",
+        ),
+        (
+            serde_json::json!({"pipeline": {"stages": []}}),
+            400,
+            "pipeline",
+        ),
+    ];
+    for (extra, want_status, names) in refused {
+        let (status, error) = initiate(extra.clone());
+        assert_eq!(status, want_status, "{extra}: {error}");
+        assert!(
+            error.contains(names),
+            "{extra}: {error:?} should name {names}"
+        );
+    }
+
+    // Declarations that need no stage runner are accepted as before.
+    for extra in [
+        serde_json::json!({}),
+        serde_json::json!({"pipeline": null}),
+        serde_json::json!({"pipeline": {"encode": false, "thumbnails": false}}),
+    ] {
+        let (status, error) = initiate(extra.clone());
+        assert_eq!(status, 200, "{extra}: {error}");
+    }
+}

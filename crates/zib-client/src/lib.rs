@@ -213,6 +213,7 @@ impl Client {
             file_size: Some(file_size.into()),
             content_type: content_type.map(str::to_string),
             pipeline: None,
+            capabilities: None,
         };
         let url = self.endpoint(&["v1", "api", "upload", "initiate"])?;
         self.call(self.http.post(url).json(&body)).await

@@ -27,8 +27,13 @@ pub struct InitiateRequest {
     pub file_size: Option<serde_json::Value>,
     #[serde(default)]
     pub content_type: Option<String>,
+    /// Read into a typed `crate::pipeline::Pipeline`, which names the field of any error.
     #[serde(default)]
     pub pipeline: Option<serde_json::Value>,
+    /// The legacy form of `pipeline`: capability strings such as `"encode"` or
+    /// `"transcription:recommended"`.
+    #[serde(default)]
+    pub capabilities: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use zib_proto::api::{InitiateRequest, Registration};
+use zib_proto::pipeline::Pipeline;
 
 use crate::auth::AuthTenant;
 use crate::body::parse_json;
@@ -30,37 +31,6 @@ fn validate_file_size(v: Option<serde_json::Value>, max: u64) -> Result<u64, Api
     Ok(n)
 }
 
-/// Node capabilities a declared pipeline needs. Stages that this server does not run
-/// yet are refused by name rather than silently accepted.
-fn required_capabilities(pipeline: &Option<serde_json::Value>) -> Result<Vec<String>, ApiError> {
-    match pipeline {
-        None | Some(serde_json::Value::Null) => Ok(vec![]),
-        Some(serde_json::Value::Object(stages)) => {
-            for (name, value) in stages {
-                match name.as_str() {
-                    "webhook_url" | "webhook_secret" => {}
-                    "encoding" | "transcription" | "vision" if value.is_null() => {}
-                    "encoding" | "transcription" | "vision" => {
-                        return Err(ApiError::Unavailable(format!(
-                            "no storage nodes available that can run pipeline stage {name:?}"
-                        )))
-                    }
-                    other => {
-                        return Err(ApiError::invalid(
-                            "pipeline",
-                            format!(
-                            "unknown stage {other:?} (expected encoding, transcription, vision)"
-                        ),
-                        ))
-                    }
-                }
-            }
-            Ok(vec![])
-        }
-        Some(_) => Err(ApiError::invalid("pipeline", "must be an object")),
-    }
-}
-
 pub async fn initiate(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
@@ -77,8 +47,10 @@ pub async fn initiate(
     validate_key(&key)?;
     let file_size = validate_file_size(req.file_size, state.config.max_file_size)?;
     let content_type = validate_content_type(req.content_type)?;
-    let required = required_capabilities(&req.pipeline)?;
-    let webhook = webhook_targets::request_target(&state, &req.pipeline).await?;
+    let pipeline = Pipeline::from_json(req.pipeline.as_ref())
+        .and_then(|p| p.with_legacy_capabilities(req.capabilities.as_ref()))
+        .map_err(|e| ApiError::invalid(e.field, e.reason))?;
+    let webhook = webhook_targets::request_target(&state, &pipeline).await?;
 
     let registered = register(
         &state,
@@ -87,7 +59,7 @@ pub async fn initiate(
         key,
         file_size,
         content_type,
-        &required,
+        &pipeline.required_capabilities(),
     )
     .await?;
     webhook_targets::store_request_target(&state, registered.registration.file_id, webhook).await?;

@@ -102,7 +102,7 @@ pub async fn register(
     let eligible = placement::eligible_originators(&nodes, ciphertext_size, required);
     let node = eligible
         .choose(&mut rand::thread_rng())
-        .ok_or_else(|| ApiError::Unavailable("no storage nodes available".into()))?;
+        .ok_or_else(|| no_originator(&nodes, required))?;
 
     let bucket_row = state.store.ensure_bucket(tenant_id, &bucket).await?;
     let file_id = FileId::new_random();
@@ -226,6 +226,20 @@ pub async fn register(
         dek,
         header,
     })
+}
+
+/// Why no node can take an upload: a declared stage nobody online runs is named, as
+/// the 503 the API reference promises for it.
+fn no_originator(online: &[zib_meta::NodeRow], required: &[String]) -> ApiError {
+    match required
+        .iter()
+        .find(|c| !online.iter().any(|n| n.capabilities.contains(c)))
+    {
+        Some(missing) => ApiError::Unavailable(format!(
+            "no storage nodes available that can run pipeline stage {missing:?}"
+        )),
+        None => ApiError::Unavailable("no storage nodes available".into()),
+    }
 }
 
 fn sign(signer: &CapabilitySigner, claims: CapabilityClaims) -> String {

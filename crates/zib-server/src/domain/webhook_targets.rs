@@ -2,6 +2,7 @@
 //! upload's `pipeline.webhook_url`): checked against the SSRF guard before they are
 //! stored, so a refused URL stores nothing.
 
+use zib_proto::pipeline::Pipeline;
 use zib_proto::FileId;
 
 use super::ssrf;
@@ -49,35 +50,17 @@ pub struct RequestTarget {
     secret: Option<String>,
 }
 
-/// Reads and checks the per-request target of an initiate's `pipeline` (before the
-/// file is registered, so a refused URL registers nothing).
+/// Checks the per-request target of an initiate's `pipeline` (before the file is
+/// registered, so a refused URL registers nothing).
 pub async fn request_target(
     state: &AppState,
-    pipeline: &Option<serde_json::Value>,
+    pipeline: &Pipeline,
 ) -> ApiResult<Option<RequestTarget>> {
-    let Some(serde_json::Value::Object(p)) = pipeline else {
+    let Some(url) = &pipeline.webhook_url else {
         return Ok(None);
     };
-    let text = |field: &'static str| -> ApiResult<Option<String>> {
-        match p.get(field.trim_start_matches("pipeline.")) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(ApiError::invalid(field, "must be a string")),
-        }
-    };
-    let url = text("pipeline.webhook_url")?;
-    let secret = text("pipeline.webhook_secret")?;
-    let Some(url) = url else {
-        if secret.is_some() {
-            return Err(ApiError::invalid(
-                "pipeline.webhook_secret",
-                "is only meaningful with pipeline.webhook_url",
-            ));
-        }
-        return Ok(None);
-    };
-    let url = check_target(state, "pipeline.webhook_url", &url).await?;
+    let url = check_target(state, "pipeline.webhook_url", url).await?;
+    let secret = pipeline.webhook_secret.clone();
     if let Some(s) = &secret {
         check_secret("pipeline.webhook_secret", s)?;
     }
