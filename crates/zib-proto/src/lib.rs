@@ -5,6 +5,7 @@
 //! envelope/erasure parameters every party must agree on in [`params`].
 
 pub mod api;
+pub mod duration_serde;
 pub mod ids;
 pub mod node_rpc;
 pub mod params;
