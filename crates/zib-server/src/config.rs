@@ -290,12 +290,7 @@ impl ServerConfig {
                 "cluster_token is required, at least 16 characters (ZIB_CLUSTER_TOKEN)".into(),
             ));
         }
-        let erasure = ErasureParams {
-            data_shards: settings.data_shards,
-            parity_shards: settings.parity_shards,
-            shard_size: settings.shard_size,
-        };
-        zib_erasure::Codec::new(erasure)
+        zib_erasure::Codec::new(erasure_of(&settings))
             .map_err(|e| ConfigError(format!("invalid erasure parameters: {e}")))?;
         let max_chunk = zib_crypto::envelope::MAX_CHUNK_SIZE;
         if !(1..=max_chunk).contains(&settings.chunk_size) {
@@ -344,7 +339,6 @@ impl ServerConfig {
             cdn_base_url,
             master_key,
             capability_signer,
-            erasure,
         ))
     }
 
@@ -361,18 +355,12 @@ impl ServerConfig {
             cluster_token,
             ..ServerSettings::default()
         };
-        let erasure = ErasureParams {
-            data_shards: settings.data_shards,
-            parity_shards: settings.parity_shards,
-            shard_size: settings.shard_size,
-        };
         Self::derived(
             settings,
             public_url.clone(),
             public_url,
             master_key,
             capability_signer,
-            erasure,
         )
     }
 
@@ -382,13 +370,13 @@ impl ServerConfig {
         cdn_base_url: String,
         master_key: MasterKey,
         capability_signer: CapabilitySigner,
-        erasure: ErasureParams,
     ) -> Self {
         let s3_spool_dir = settings
             .database_path
             .parent()
             .unwrap_or(Path::new("."))
             .join("s3-multipart");
+        let erasure = erasure_of(&settings);
         Self {
             settings,
             s3_spool_dir,
@@ -399,6 +387,15 @@ impl ServerConfig {
             erasure,
             local_nodes: Arc::default(),
         }
+    }
+}
+
+/// The code the three erasure keys describe.
+fn erasure_of(settings: &ServerSettings) -> ErasureParams {
+    ErasureParams {
+        data_shards: settings.data_shards,
+        parity_shards: settings.parity_shards,
+        shard_size: settings.shard_size,
     }
 }
 
