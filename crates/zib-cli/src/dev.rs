@@ -8,12 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use zib_crypto::{CapabilitySigner, MasterKey};
+use zib_crypto::MasterKey;
 use zib_node::NodeConfig;
 use zib_proto::NodeId;
+use zib_server::config::ServerSettings;
+use zib_server::ServerConfig;
 
-use crate::config::ServerFileConfig;
-use crate::run::{random_token, server_config};
+use crate::dev_dir::{database_path, load_or_create_secrets, write_private};
 
 #[derive(clap::Args)]
 pub struct DevArgs {
@@ -32,64 +33,12 @@ pub struct DevArgs {
     shards_over_http: bool,
 }
 
-/// Generated once per data directory.
-#[derive(Serialize, Deserialize)]
-struct DevSecrets {
-    master_key: String,
-    capability_key: String,
-    cluster_token: String,
-}
-
 #[derive(Serialize, Deserialize)]
 struct Credentials {
     access_key: String,
     secret_key: String,
     api_url: String,
     cdn_url: String,
-}
-
-/// The master key of an existing dev directory (for `zib tenant create --data-dir`).
-pub fn stored_master_key(dir: &Path) -> Result<MasterKey> {
-    let path = dir.join("secrets.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let secrets: DevSecrets =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    MasterKey::from_hex(&secrets.master_key).context("secrets.json: master_key")
-}
-
-pub fn database_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("meta.db")
-}
-
-fn write_private(path: &Path, contents: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-fn load_or_create_secrets(dir: &Path) -> Result<DevSecrets> {
-    let path = dir.join("secrets.json");
-    if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        return serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()));
-    }
-    let secrets = DevSecrets {
-        master_key: MasterKey::generate().to_hex(),
-        capability_key: CapabilitySigner::generate().seed_hex(),
-        cluster_token: random_token(),
-    };
-    write_private(&path, &serde_json::to_string_pretty(&secrets)?)?;
-    Ok(secrets)
 }
 
 /// Node ids already under `nodes/`, then fresh ones up to `count`.
@@ -143,38 +92,38 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let api_url = format!("http://{addr}");
     let (data_shards, parity_shards) = dev_erasure(args.nodes);
     // Webhook and S3 timings honour `ZIB_WEBHOOK_*` and `ZIB_S3_*` (tests shorten them).
-    let env = crate::config::load::<ServerFileConfig>(None)?;
-    let file = ServerFileConfig {
+    let env = crate::config::load::<ServerSettings>(None)?;
+    let settings = ServerSettings {
         listen: args.listen.clone(),
-        public_url: Some(api_url.clone()),
+        public_url_setting: Some(api_url.clone()),
         cdn_url: Some(api_url.clone()),
-        database: database_path(dir),
-        master_key: Some(secrets.master_key.clone()),
+        database_path: database_path(dir),
+        master_key_hex: Some(secrets.master_key.clone()),
         capability_key: Some(secrets.capability_key.clone()),
-        cluster_token: Some(secrets.cluster_token.clone()),
+        cluster_token: secrets.cluster_token.clone(),
         data_shards,
         parity_shards,
-        heartbeat_interval_secs: 1,
-        node_offline_after_secs: 6,
-        verify_interval_secs: 1,
-        repair_after_secs: 30,
-        collect_interval_secs: 10,
-        garbage_grace_secs: 600,
+        heartbeat_interval: Duration::from_secs(1),
+        node_offline_after: Duration::from_secs(6),
+        verify_interval: Duration::from_secs(1),
+        repair_after: Duration::from_secs(30),
+        collect_interval: Duration::from_secs(10),
+        garbage_grace: Duration::from_secs(600),
         // Tiny dev clusters cannot have three peers besides the originator.
         safe_min_peers: 3.min(args.nodes.saturating_sub(1) as u32),
         // Receivers in development run on this machine.
         allow_private_webhook_targets: true,
         webhook_retry_schedule: env.webhook_retry_schedule,
-        webhook_timeout_secs: env.webhook_timeout_secs,
-        webhook_poll_interval_ms: env.webhook_poll_interval_ms,
-        webhook_secret_overlap_secs: env.webhook_secret_overlap_secs,
-        s3_multipart_expiry_days: env.s3_multipart_expiry_days,
-        s3_complete_wait_ms: env.s3_complete_wait_ms,
-        ..ServerFileConfig::default()
+        webhook_timeout: env.webhook_timeout,
+        webhook_poll_interval: env.webhook_poll_interval,
+        webhook_secret_overlap: env.webhook_secret_overlap,
+        s3_multipart_expiry: env.s3_multipart_expiry,
+        s3_complete_wait: env.s3_complete_wait,
+        ..ServerSettings::default()
     };
     let nodes_dir = dir.join("nodes");
     let node_ids = node_ids(&nodes_dir, args.nodes)?;
-    let mut config = server_config(&file, addr)?;
+    let mut config = ServerConfig::new(settings, addr)?;
     if !args.shards_over_http {
         config.local_nodes = Arc::new(
             node_ids
@@ -208,6 +157,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
                 capacity_bytes: 50 * 1024 * 1024 * 1024,
                 zone: None,
                 heartbeat_interval: Duration::from_secs(1),
+                ..NodeConfig::default()
             },
             listener,
         )

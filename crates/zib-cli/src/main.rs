@@ -4,6 +4,8 @@
 mod client_verbs;
 mod config;
 mod dev;
+mod dev_dir;
+mod keys;
 mod run;
 mod webhook_verbs;
 
@@ -139,7 +141,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Node { config } => run::node(config.as_deref()).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Keygen => {
-            run::keygen();
+            keys::keygen();
             Ok(())
         }
         Command::Tenant {

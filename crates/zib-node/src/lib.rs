@@ -6,6 +6,7 @@
 //! The `zib` binary and the integration tests start it with [`start`].
 
 mod audit;
+mod config;
 mod control;
 mod distribute;
 mod error;
@@ -18,7 +19,7 @@ mod state;
 mod store;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zib_proto::NodeId;
 
+pub use config::NodeConfig;
 pub use error::NodeError;
 pub use rpc::RpcError;
 pub use store::blob_path;
@@ -38,21 +40,6 @@ use crate::store::BlobStore;
 const FIRST_REGISTRATION_WAIT: Duration = Duration::from_secs(3);
 /// `stop` lets in-flight requests finish, but not forever.
 const GRACEFUL_STOP_LIMIT: Duration = Duration::from_secs(30);
-
-pub struct NodeConfig {
-    /// `None`: read from `{data_dir}/node.json`, or generate one and persist it there.
-    pub node_id: Option<NodeId>,
-    pub data_dir: PathBuf,
-    /// `None`: `http://{bound local addr}`.
-    pub public_url: Option<String>,
-    /// e.g. `http://127.0.0.1:7070`.
-    pub server_url: String,
-    /// Bearer for `/v1/node/*` on the server and for shard reads/deletes on nodes.
-    pub cluster_token: String,
-    pub capacity_bytes: u64,
-    pub zone: Option<String>,
-    pub heartbeat_interval: Duration,
-}
 
 /// A started node. Dropping it leaves the node running; call [`RunningNode::stop`].
 pub struct RunningNode {

@@ -7,6 +7,7 @@
 //! declaration in [`pipeline`] and webhook event names and payloads in [`events`].
 
 pub mod api;
+pub mod duration_serde;
 pub mod error_codes;
 pub mod events;
 pub mod ids;

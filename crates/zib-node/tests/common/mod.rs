@@ -259,6 +259,7 @@ pub async fn start_node(server_url: &str, dir: &TempDir) -> RunningNode {
             capacity_bytes: 1 << 30,
             zone: None,
             heartbeat_interval: Duration::from_millis(100),
+            ..NodeConfig::default()
         },
         listener,
     )
