@@ -30,6 +30,8 @@ pub struct ServerFileConfig {
     pub heartbeat_interval_secs: u64,
     pub shard_fetch_timeout_secs: u64,
     pub repair_after_secs: u64,
+    /// Rest after a busy repair tick, as a multiple of the tick's time.
+    pub repair_pace: f64,
     pub verify_interval_secs: u64,
     pub audit_interval_secs: u64,
     pub safe_min_peers: u32,
@@ -69,6 +71,7 @@ impl Default for ServerFileConfig {
             heartbeat_interval_secs: 5,
             shard_fetch_timeout_secs: 10,
             repair_after_secs: 300,
+            repair_pace: zib_server::config::DEFAULT_REPAIR_PACE,
             verify_interval_secs: 2,
             audit_interval_secs: 3600,
             safe_min_peers: 3,

@@ -97,6 +97,7 @@ pub fn server_config(file: &ServerFileConfig, bound: std::net::SocketAddr) -> Re
     c.heartbeat_interval = Duration::from_secs(file.heartbeat_interval_secs);
     c.shard_fetch_timeout = Duration::from_secs(file.shard_fetch_timeout_secs);
     c.repair_after = Duration::from_secs(file.repair_after_secs);
+    c.repair_pace = file.repair_pace;
     c.verify_interval = Duration::from_secs(file.verify_interval_secs.max(1));
     c.audit_interval = Duration::from_secs(file.audit_interval_secs.max(1));
     c.safe_min_peers = file.safe_min_peers;

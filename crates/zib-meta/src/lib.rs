@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 use zib_proto::{BlobId, FileId, NodeId};
 
 mod convert;
+mod counts;
 mod durability;
 mod files;
 mod nodes;
@@ -257,8 +258,5 @@ impl Store {
 
 /// Wall-clock unix milliseconds, for the few calls whose signature carries no `now`.
 fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    zib_util::time::now_ms()
 }

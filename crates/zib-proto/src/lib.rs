@@ -8,6 +8,7 @@ pub mod api;
 pub mod ids;
 pub mod node_rpc;
 pub mod params;
+pub mod workers;
 
 pub use ids::{BlobId, FileId, NodeId};
 pub use params::{EnvelopeParams, ErasureParams};

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub shard_fetch_timeout: Duration,
     /// A node silent this long is lost: its shards are rebuilt on other nodes.
     pub repair_after: Duration,
+    /// After a busy repair tick that took T, the repairer rests T × this, so a large
+    /// repair backlog leaves room for foreground traffic (0: only a 20 ms pause).
+    pub repair_pace: f64,
     /// Pause between verification sweeps of newly stored shards.
     pub verify_interval: Duration,
     /// Pause between audit sweeps; each shard is challenged about once per this.
@@ -86,6 +89,9 @@ pub struct ServerConfig {
     /// their disks instead of over loopback HTTP (they still serve everyone else).
     pub local_nodes: Arc<LocalNodes>,
 }
+
+/// Repair takes at most about half the time while a backlog lasts.
+pub const DEFAULT_REPAIR_PACE: f64 = 1.0;
 
 /// The default retry delays: exponential-ish, about 1 h 13 min before giving up,
 /// long enough to ride out a receiver's deploy or a short outage.
@@ -134,6 +140,7 @@ impl ServerConfig {
             heartbeat_interval: Duration::from_secs(5),
             shard_fetch_timeout: Duration::from_secs(10),
             repair_after: Duration::from_secs(300),
+            repair_pace: DEFAULT_REPAIR_PACE,
             verify_interval: Duration::from_secs(2),
             audit_interval: Duration::from_secs(3600),
             safe_min_peers: 3,

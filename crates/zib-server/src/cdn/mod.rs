@@ -509,6 +509,7 @@ async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSo
         shards,
         http: state.http.clone(),
         store: state.store.clone(),
+        repairer: state.workers.handle("repairer"),
         cluster_token: state.config.cluster_token.clone(),
         timeout: state.config.shard_fetch_timeout,
         local_nodes: state.config.local_nodes.clone(),

@@ -41,6 +41,8 @@ pub struct SegmentSource {
     pub http: reqwest::Client,
     /// Corrupt shards found while reading are queued for repair here.
     pub store: zib_meta::Store,
+    /// Woken when a corrupt shard is queued, so it is repaired now.
+    pub repairer: zib_util::worker::WorkerHandle,
     pub cluster_token: String,
     pub timeout: Duration,
     /// Nodes in this process, read from disk instead of over HTTP.
@@ -229,6 +231,7 @@ impl SegmentSource {
                 if let Err(e) = self.store.mark_needs_repair(loc.blob_id).await {
                     tracing::error!(error = %e, "could not queue a corrupt shard for repair");
                 }
+                self.repairer.wake();
                 None
             }
             Err(e) => {
@@ -369,6 +372,7 @@ mod tests {
                 shards: vec![row],
                 http: reqwest::Client::new(),
                 store,
+                repairer: Default::default(),
                 cluster_token: "unused".into(),
                 timeout: Duration::from_secs(5),
                 local_nodes: Arc::new(local_nodes),
