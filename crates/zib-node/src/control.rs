@@ -60,6 +60,8 @@ pub struct Heartbeat {
     state: Arc<NodeState>,
     interval: Duration,
     registered: bool,
+    /// Set until the first tick: a node `start` registered beats one interval later.
+    wait_first: bool,
     /// Commands carried out but not yet acknowledged to the server.
     done: Vec<i64>,
 }
@@ -71,6 +73,7 @@ impl Heartbeat {
             state,
             interval,
             registered,
+            wait_first: registered,
             done: Vec::new(),
         }
     }
@@ -141,6 +144,10 @@ impl Worker for Heartbeat {
     }
 
     async fn tick(&mut self, me: &WorkerHandle) -> Result<Tick, String> {
+        if std::mem::take(&mut self.wait_first) {
+            me.set_status("registered");
+            return Ok(Tick::Idle);
+        }
         if self.registered {
             return self.beat(me).await;
         }
