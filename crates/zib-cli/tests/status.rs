@@ -135,6 +135,10 @@ fn metrics_count_requests_bytes_nodes_and_files() {
     let (status, body) = get(&http, &cdn_url, None);
     assert_eq!(status, 200);
     assert_eq!(body, data);
+    // Counting the bytes keeps the length announced.
+    let head = http.get(&cdn_url).send().unwrap();
+    assert_eq!(head.headers()["content-length"], size.to_string().as_str());
+    drop(head);
 
     let samples = scrape(&cluster);
     let initiated = value(&samples, "zib_http_requests_total", &initiate).unwrap_or(0.0);

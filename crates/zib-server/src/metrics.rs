@@ -6,16 +6,20 @@
 //! Served without authentication, as Prometheus scrapers expect: it carries counts
 //! only, never ids, keys or tenant names (docs/operations.md, "Status").
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -106,15 +110,8 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let upload =
         matches!(method, Method::PUT | Method::POST) && route.starts_with(crate::s3::PREFIX);
     let request = if upload {
-        let bytes_in = m.cdn_bytes_in.clone();
-        request.map(|body| {
-            axum::body::Body::new(body.map_frame(move |frame| {
-                if let Some(data) = frame.data_ref() {
-                    bytes_in.inc_by(data.len() as u64);
-                }
-                frame
-            }))
-        })
+        let counter = m.cdn_bytes_in.clone();
+        request.map(|inner| Body::new(Counted { inner, counter }))
     } else {
         request
     };
@@ -134,15 +131,42 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     if !cdn {
         return response;
     }
-    let bytes_out = m.cdn_bytes_out.clone();
-    response.map(|body| {
-        axum::body::Body::new(body.map_frame(move |frame| {
+    let counter = m.cdn_bytes_out.clone();
+    response.map(|inner| Body::new(Counted { inner, counter }))
+}
+
+/// A body that counts its data bytes as they pass, and keeps the inner body's size
+/// hint (so a known length still goes out as `Content-Length`).
+struct Counted {
+    inner: Body,
+    counter: Counter,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                bytes_out.inc_by(data.len() as u64);
+                this.counter.inc_by(data.len() as u64);
             }
-            frame
-        }))
-    })
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
