@@ -41,10 +41,6 @@ const ROUTE_SOURCES: &[(&str, &str)] = &[
         "webhooks/api.rs",
         include_str!("../../zib-server/src/webhooks/api.rs"),
     ),
-    (
-        "webhooks/dispatcher.rs",
-        include_str!("../../zib-server/src/webhooks/dispatcher.rs"),
-    ),
 ];
 
 const HTTP_METHODS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "options"];

@@ -9,6 +9,7 @@ use std::path::Path;
 use zib_proto::{BlobId, FileId, NodeId};
 
 mod convert;
+mod counts;
 mod durability;
 mod engine;
 mod files;
@@ -235,8 +236,5 @@ impl Store {
 
 /// Wall-clock unix milliseconds, for the few calls whose signature carries no `now`.
 fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    zib_util::time::now_ms()
 }

@@ -38,7 +38,7 @@ pub struct NodeConfig {
     /// How often the node reports and collects commands.
     #[serde(
         rename = "heartbeat_interval_secs",
-        with = "zib_proto::duration_serde::secs"
+        with = "zib_util::duration_serde::secs"
     )]
     pub heartbeat_interval: Duration,
 }

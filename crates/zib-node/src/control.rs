@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use tokio_util::sync::CancellationToken;
 use zib_crypto::CapabilityVerifier;
 use zib_proto::node_rpc::{HeartbeatRequest, NodeAction, NodeCommand, RegisterRequest};
+use zib_util::worker::{Backoff, Tick, Worker, WorkerHandle};
 
 use crate::rpc::RpcError;
 use crate::state::NodeState;
@@ -54,64 +54,114 @@ pub async fn register(state: &NodeState) -> Result<(), RegisterError> {
     Ok(())
 }
 
-pub async fn run(
+/// Registers (until it succeeds), then heartbeats every `interval`, carrying out
+/// the commands the answers bring.
+pub struct Heartbeat {
     state: Arc<NodeState>,
     interval: Duration,
-    mut registered: bool,
-    cancel: CancellationToken,
-) {
-    let mut backoff = REGISTER_BACKOFF_START;
-    // Commands carried out but not yet acknowledged to the server.
-    let mut done: Vec<i64> = Vec::new();
-    loop {
-        if !registered {
-            let attempt = tokio::select! {
-                _ = cancel.cancelled() => return,
-                attempt = register(&state) => attempt,
-            };
-            match attempt {
-                Ok(()) => {
-                    registered = true;
-                    backoff = REGISTER_BACKOFF_START;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "registration failed");
-                    if sleep_or_cancel(backoff, &cancel).await {
-                        return;
-                    }
-                    backoff = (backoff * 2).min(REGISTER_BACKOFF_MAX);
-                    continue;
-                }
-            }
+    registered: bool,
+    /// Set until the first tick: a node `start` registered beats one interval later.
+    wait_first: bool,
+    /// Commands carried out but not yet acknowledged to the server.
+    done: Vec<i64>,
+}
+
+impl Heartbeat {
+    /// `registered`: whether `start` already registered the node.
+    pub fn new(state: Arc<NodeState>, interval: Duration, registered: bool) -> Self {
+        Heartbeat {
+            state,
+            interval,
+            registered,
+            wait_first: registered,
+            done: Vec::new(),
         }
-        if sleep_or_cancel(interval, &cancel).await {
-            return;
-        }
+    }
+
+    async fn beat(&mut self, me: &WorkerHandle) -> Result<Tick, String> {
+        let state = &self.state;
         let request = HeartbeatRequest {
             node_id: state.node_id.clone(),
             free_bytes: state.free_bytes(),
             used_bytes: state.store.used_bytes(),
-            acked_commands: done.clone(),
+            acked_commands: self.done.clone(),
         };
-        let answer = tokio::select! {
-            _ = cancel.cancelled() => return,
-            answer = state.server.heartbeat(&request) => answer,
-        };
-        match answer {
+        match state.server.heartbeat(&request).await {
             Ok(response) => {
-                done.retain(|id| !request.acked_commands.contains(id));
+                self.done.retain(|id| !request.acked_commands.contains(id));
                 for command in response.commands {
-                    if execute(&state, &command).await && !done.contains(&command.id) {
-                        done.push(command.id);
+                    if execute(state, &command).await && !self.done.contains(&command.id) {
+                        self.done.push(command.id);
                     }
                 }
+                me.set_status(format!(
+                    "heartbeating; {} command(s) awaiting acknowledgement",
+                    self.done.len()
+                ));
+                Ok(Tick::Idle)
             }
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
                 // The server forgot us (fresh metadata store): introduce ourselves again.
                 tracing::warn!(error = %e, "server does not know this node; registering again");
-                registered = false;
+                self.registered = false;
+                me.set_status("registering again: the server forgot this node");
+                Ok(Tick::Busy)
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(e) => Err(format!("heartbeat failed: {e}")),
+        }
+    }
+}
+
+impl Worker for Heartbeat {
+    fn name(&self) -> &str {
+        "heartbeat"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Registration retries soon, then slower; a failed heartbeat simply waits for
+    /// the next beat.
+    fn backoff(&self) -> Backoff {
+        if self.registered {
+            Backoff {
+                first: self.interval,
+                max: self.interval,
+            }
+        } else {
+            Backoff {
+                first: REGISTER_BACKOFF_START,
+                max: REGISTER_BACKOFF_MAX,
+            }
+        }
+    }
+
+    /// Shutdown need not wait for a slow server: an unacknowledged command comes
+    /// again with the next answer.
+    fn interruptible(&self) -> bool {
+        true
+    }
+
+    async fn tick(&mut self, me: &WorkerHandle) -> Result<Tick, String> {
+        if std::mem::take(&mut self.wait_first) {
+            me.set_status("registered");
+            return Ok(Tick::Idle);
+        }
+        if self.registered {
+            return self.beat(me).await;
+        }
+        match register(&self.state).await {
+            Ok(()) => {
+                self.registered = true;
+                me.set_status("registered");
+                // The first beat follows after one interval, as every later one.
+                Ok(Tick::Idle)
+            }
+            Err(e) => {
+                me.set_status("not registered");
+                Err(format!("registration failed: {e}"))
+            }
         }
     }
 }
@@ -134,13 +184,5 @@ async fn execute(state: &NodeState, command: &NodeCommand) -> bool {
             );
             all_done
         }
-    }
-}
-
-/// `true` when cancelled.
-async fn sleep_or_cancel(duration: Duration, cancel: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(duration) => false,
     }
 }

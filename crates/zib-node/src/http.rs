@@ -38,6 +38,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         )
         .route("/v1/shards/{blob_id}/challenge", post(audit::challenge))
         .route("/v1/blobs", get(audit::inventory))
+        .route("/v1/workers", get(crate::workers::list))
         .merge(uploads)
         .fallback(|| async { NodeApiError::not_found("no such endpoint on this node") })
         // Bodies are streamed to disk and bounded by each token's size, not here.

@@ -17,15 +17,17 @@ mod rpc;
 mod shards;
 mod state;
 mod store;
+mod workers;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zib_proto::NodeId;
+use zib_util::worker::{Registry, Runner};
 
 pub use config::NodeConfig;
 pub use error::NodeError;
@@ -47,17 +49,16 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     cancel: CancellationToken,
     http_task: JoinHandle<()>,
-    control_task: JoinHandle<()>,
-    resume_task: JoinHandle<()>,
+    /// Heartbeat and resume.
+    workers: Runner,
 }
 
 impl RunningNode {
     /// Graceful: stop accepting, let in-flight requests finish, stop heartbeats.
     pub async fn stop(self) {
         self.cancel.cancel();
-        let _ = self.control_task.await;
         // A distribution cut short here resumes at the next start: its marker stays.
-        let _ = self.resume_task.await;
+        self.workers.stop().await;
         let http_abort = self.http_task.abort_handle();
         if tokio::time::timeout(GRACEFUL_STOP_LIMIT, self.http_task)
             .await
@@ -71,8 +72,7 @@ impl RunningNode {
     /// Like a crash: every task ends at once.
     pub fn abort(self) {
         self.cancel.cancel();
-        self.control_task.abort();
-        self.resume_task.abort();
+        self.workers.abort();
         self.http_task.abort();
     }
 }
@@ -113,7 +113,8 @@ pub async fn start(
     let state = Arc::new(NodeState::new(node_id.clone(), public_url, store, &config)?);
 
     let cancel = CancellationToken::new();
-    let router = http::router(state.clone());
+    let registry = Registry::new();
+    let router = http::router(state.clone()).layer(axum::Extension(registry.clone()));
     let shutdown = cancel.clone().cancelled_owned();
     let http_task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router)
@@ -147,13 +148,12 @@ pub async fn start(
             }
         };
 
-    let control_task = tokio::spawn(control::run(
-        state.clone(),
-        config.heartbeat_interval,
-        registered,
-        cancel.clone(),
-    ));
-    let resume_task = tokio::spawn(resume::run(state.clone(), cancel.clone()));
+    let mut workers = Runner::new(registry);
+    workers.spawn(
+        control::Heartbeat::new(state.clone(), config.heartbeat_interval, registered),
+        0.0,
+    );
+    workers.spawn(resume::Resume::new(state.clone()), 0.0);
     tracing::info!(node_id = %node_id, %addr, public_url = %state.public_url, "node started");
 
     Ok(RunningNode {
@@ -161,8 +161,7 @@ pub async fn start(
         addr,
         cancel,
         http_task,
-        control_task,
-        resume_task,
+        workers,
     })
 }
 
@@ -210,10 +209,7 @@ async fn load_or_create_node_id(data_dir: &Path) -> Result<NodeId, NodeError> {
 }
 
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    zib_util::time::now_secs()
 }
 
 #[cfg(test)]

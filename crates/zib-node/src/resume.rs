@@ -6,11 +6,13 @@
 //! upload entered the blob store, removed once the server acknowledged the shards or
 //! refused the upload for good (see [`crate::distribute::distribute`]).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
 use zib_proto::BlobId;
+use zib_util::worker::{Tick, Worker, WorkerHandle};
 
 use crate::distribute;
 use crate::state::NodeState;
@@ -25,42 +27,83 @@ const RESUME_SOON: Duration = Duration::from_secs(2);
 /// How often to look whether the node has registered (it must, to be handed a plan).
 const REGISTRATION_POLL: Duration = Duration::from_millis(250);
 
-pub async fn run(state: Arc<NodeState>, cancel: CancellationToken) {
-    loop {
-        while !state.is_registered() {
-            if sleep_or_cancel(REGISTRATION_POLL, &cancel).await {
-                return;
-            }
+/// Resumes pending distributions: every [`RESUME_INTERVAL`], and [`RESUME_SOON`]
+/// after a client saw one fail (`NodeState::resume_wakeup`).
+pub struct Resume {
+    state: Arc<NodeState>,
+    /// When the last pass ended: a tick sooner than the interval after it was woken.
+    last_pass: Option<Instant>,
+}
+
+impl Resume {
+    pub fn new(state: Arc<NodeState>) -> Self {
+        Resume {
+            state,
+            last_pass: None,
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = resume_pending(&state) => {}
+    }
+}
+
+impl Worker for Resume {
+    fn name(&self) -> &str {
+        "resume"
+    }
+
+    /// Until registered (it must be, to be handed a plan), only look whether it is.
+    fn interval(&self) -> Duration {
+        if self.state.is_registered() {
+            RESUME_INTERVAL
+        } else {
+            REGISTRATION_POLL
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(RESUME_INTERVAL) => {}
-            _ = state.resume_wakeup.notified() => {
-                if sleep_or_cancel(RESUME_SOON, &cancel).await {
-                    return;
-                }
-            }
+    }
+
+    fn woken(&self) -> impl Future<Output = ()> + Send {
+        self.state.resume_wakeup.notified()
+    }
+
+    /// A distribution cut short by shutdown resumes at the next start: its marker
+    /// stays.
+    fn interruptible(&self) -> bool {
+        true
+    }
+
+    async fn tick(&mut self, me: &WorkerHandle) -> Result<Tick, String> {
+        if !self.state.is_registered() {
+            me.set_status("waiting for the node to register");
+            return Ok(Tick::Idle);
         }
+        let woken = self
+            .last_pass
+            .is_some_and(|at| at.elapsed() < RESUME_INTERVAL);
+        if woken {
+            me.set_status("a distribution failed; resuming shortly");
+            tokio::time::sleep(RESUME_SOON).await;
+        }
+        me.set_status("resuming pending uploads");
+        let resumed = resume_pending(&self.state).await;
+        self.last_pass = Some(Instant::now());
+        me.set_status(format!("last pass looked at {resumed} pending upload(s)"));
+        Ok(Tick::Idle)
     }
 }
 
 /// One pass over every pending upload, one at a time so a backlog after a long
 /// outage does not swamp the peers.
-async fn resume_pending(state: &Arc<NodeState>) {
+/// How many uploads were pending.
+async fn resume_pending(state: &Arc<NodeState>) -> usize {
     let pending = match state.store.pending().await {
         Ok(pending) => pending,
         Err(e) => {
             tracing::warn!(error = %e, "could not list uploads pending distribution");
-            return;
+            return 0;
         }
     };
+    let n = pending.len();
     for blob in pending {
         resume_one(state, blob).await;
     }
+    n
 }
 
 async fn resume_one(state: &Arc<NodeState>, blob: BlobId) {
@@ -111,13 +154,5 @@ async fn resume_one(state: &Arc<NodeState>, blob: BlobId) {
                 "resumed distribution failed"
             ),
         },
-    }
-}
-
-/// `true` when cancelled.
-async fn sleep_or_cancel(duration: Duration, cancel: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(duration) => false,
     }
 }

@@ -282,12 +282,7 @@ fn list_blobs(blobs: &Path) -> io::Result<Vec<StoredBlob>> {
             if !meta.is_file() {
                 continue;
             }
-            let modified_at_ms = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                .unwrap_or(0);
+            let modified_at_ms = meta.modified().map(zib_util::time::unix_ms).unwrap_or(0);
             out.push(StoredBlob {
                 blob,
                 size: meta.len(),

@@ -7,13 +7,13 @@
 //! declaration in [`pipeline`] and webhook event names and payloads in [`events`].
 
 pub mod api;
-pub mod duration_serde;
 pub mod error_codes;
 pub mod events;
 pub mod ids;
 pub mod node_rpc;
 pub mod params;
 pub mod pipeline;
+pub mod workers;
 
 pub use ids::{BlobId, FileId, NodeId};
 pub use params::{EnvelopeParams, ErasureParams};

@@ -66,58 +66,55 @@ pub struct ServerSettings {
     /// A larger `file_size` at initiate is refused.
     pub max_file_size: u64,
     /// How long a registration (and its tokens) stays valid.
-    #[serde(
-        rename = "upload_expiry_secs",
-        with = "zib_proto::duration_serde::secs"
-    )]
+    #[serde(rename = "upload_expiry_secs", with = "zib_util::duration_serde::secs")]
     pub upload_expiry: Duration,
     /// A node silent for longer is offline: no new uploads, not read from.
     #[serde(
         rename = "node_offline_after_secs",
-        with = "zib_proto::duration_serde::secs"
+        with = "zib_util::duration_serde::secs"
     )]
     pub node_offline_after: Duration,
     /// Interval nodes are told to heartbeat at.
     #[serde(
         rename = "heartbeat_interval_secs",
-        with = "zib_proto::duration_serde::secs"
+        with = "zib_util::duration_serde::secs"
     )]
     pub heartbeat_interval: Duration,
     /// How long the CDN waits for one shard before reading around it.
     #[serde(
         rename = "shard_fetch_timeout_secs",
-        with = "zib_proto::duration_serde::secs"
+        with = "zib_util::duration_serde::secs"
     )]
     pub shard_fetch_timeout: Duration,
     /// A node silent this long is lost: its shards are rebuilt on other nodes.
-    #[serde(rename = "repair_after_secs", with = "zib_proto::duration_serde::secs")]
+    #[serde(rename = "repair_after_secs", with = "zib_util::duration_serde::secs")]
     pub repair_after: Duration,
+    /// After a busy repair tick that took T, the repairer rests T × this, so a large
+    /// repair backlog leaves room for foreground traffic (0: only a 20 ms pause).
+    pub repair_pace: f64,
     /// Pause between verification sweeps of newly stored shards (at least 1 s).
     #[serde(
         rename = "verify_interval_secs",
-        with = "zib_proto::duration_serde::secs"
+        with = "zib_util::duration_serde::secs"
     )]
     pub verify_interval: Duration,
     /// Pause between audit sweeps; each shard is challenged about once per this
     /// (at least 1 s).
     #[serde(
         rename = "audit_interval_secs",
-        with = "zib_proto::duration_serde::secs"
+        with = "zib_util::duration_serde::secs"
     )]
     pub audit_interval: Duration,
     /// Distinct non-originator nodes that must hold a file's shards before `safe`.
     pub safe_min_peers: u32,
     /// Blobs no metadata points to are collected once older than this, and expired
     /// registrations are failed this long after their expiry.
-    #[serde(
-        rename = "garbage_grace_secs",
-        with = "zib_proto::duration_serde::secs"
-    )]
+    #[serde(rename = "garbage_grace_secs", with = "zib_util::duration_serde::secs")]
     pub garbage_grace: Duration,
     /// Pause between garbage sweeps (expired uploads, orphan blobs; at least 1 s).
     #[serde(
         rename = "collect_interval_secs",
-        with = "zib_proto::duration_serde::secs"
+        with = "zib_util::duration_serde::secs"
     )]
     pub collect_interval: Duration,
     /// Delays before each retry of a webhook delivery; a delivery is attempted
@@ -129,27 +126,27 @@ pub struct ServerSettings {
     /// How long one webhook request (connect, send, response) may take (at least 1 s).
     #[serde(
         rename = "webhook_timeout_secs",
-        with = "zib_proto::duration_serde::secs"
+        with = "zib_util::duration_serde::secs"
     )]
     pub webhook_timeout: Duration,
     /// Pause between dispatcher polls when no delivery is due (at least 10 ms).
     #[serde(
         rename = "webhook_poll_interval_ms",
-        with = "zib_proto::duration_serde::millis"
+        with = "zib_util::duration_serde::millis"
     )]
     pub webhook_poll_interval: Duration,
     /// After a tenant's secret is rotated, the previous one keeps signing (a second
     /// signature) this long, so receivers can switch without dropping events.
     #[serde(
         rename = "webhook_secret_overlap_secs",
-        with = "zib_proto::duration_serde::secs"
+        with = "zib_util::duration_serde::secs"
     )]
     pub webhook_secret_overlap: Duration,
     /// Webhook events (with their deliveries and attempts) are deleted this long after
     /// they were emitted, once none of their deliveries is still pending (at least a day).
     #[serde(
         rename = "webhook_retention_days",
-        with = "zib_proto::duration_serde::days"
+        with = "zib_util::duration_serde::days"
     )]
     pub webhook_retention: Duration,
     /// Allow webhook targets on loopback, private and link-local addresses. Off in
@@ -159,17 +156,20 @@ pub struct ServerSettings {
     /// its last part arrived (at least a day).
     #[serde(
         rename = "s3_multipart_expiry_days",
-        with = "zib_proto::duration_serde::days"
+        with = "zib_util::duration_serde::days"
     )]
     pub s3_multipart_expiry: Duration,
     /// CompleteMultipartUpload answers plainly if the object is stored within this;
     /// past it, the answer starts and is kept alive until the result follows.
     #[serde(
         rename = "s3_complete_wait_ms",
-        with = "zib_proto::duration_serde::millis"
+        with = "zib_util::duration_serde::millis"
     )]
     pub s3_complete_wait: Duration,
 }
+
+/// Repair takes at most about half the time while a backlog lasts.
+pub const DEFAULT_REPAIR_PACE: f64 = 1.0;
 
 /// The default retry delays: exponential-ish, about 1 h 13 min before giving up,
 /// long enough to ride out a receiver's deploy or a short outage.
@@ -203,6 +203,7 @@ impl Default for ServerSettings {
             heartbeat_interval: Duration::from_secs(5),
             shard_fetch_timeout: Duration::from_secs(10),
             repair_after: Duration::from_secs(300),
+            repair_pace: DEFAULT_REPAIR_PACE,
             verify_interval: Duration::from_secs(2),
             audit_interval: Duration::from_secs(3600),
             safe_min_peers: 3,

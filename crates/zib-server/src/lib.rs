@@ -1,6 +1,7 @@
 //! The ZiB server: tenant API, CDN and node RPC over one metadata store. It keeps
 //! no state of its own, so several can run behind a load balancer.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod body;
@@ -8,6 +9,7 @@ pub mod cdn;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod node_rpc;
 pub mod openapi;
 pub mod request_id;
@@ -24,10 +26,11 @@ use axum::http::{header, Method};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::cors::{Any, CorsLayer};
 use zib_meta::Store;
+use zib_util::worker::{Registry, Runner};
 
 pub use config::{LocalBlobPath, LocalNodes, ServerConfig};
 pub use error::ApiError;
@@ -51,27 +54,22 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
-    stop_workers: watch::Sender<bool>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Runner,
 }
 
 impl RunningServer {
     /// Stops accepting, lets in-flight requests finish.
     pub async fn stop(self) {
-        let _ = self.stop_workers.send(true);
+        self.workers.signal_stop();
         let _ = self.shutdown.send(());
         let _ = self.task.await;
-        for w in self.workers {
-            let _ = w.await;
-        }
+        self.workers.stop().await;
     }
 
     /// Stops at once, like a crash.
     pub fn abort(self) {
         self.task.abort();
-        for w in self.workers {
-            w.abort();
-        }
+        self.workers.abort();
     }
 
     /// Resolves when the server task ends.
@@ -100,6 +98,8 @@ pub fn router(state: AppState) -> Router {
         .merge(s3::router(state.clone()))
         .merge(webhooks::router())
         .merge(openapi::router())
+        .merge(admin::router())
+        .merge(metrics::router())
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -107,6 +107,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::from_fn(error::json_rejections))
         .layer(axum::middleware::from_fn(request_id::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -130,10 +134,12 @@ pub async fn start(
         store,
         http,
         nodes,
+        workers: Registry::new(),
+        metrics: metrics::Metrics::default(),
     }));
     let addr = listener.local_addr()?;
-    let (stop_workers, workers_rx) = watch::channel(false);
-    let workers = workers::spawn_all(&state, &workers_rx);
+    let mut workers = Runner::new(state.workers.clone());
+    workers::spawn_all(&state, &mut workers);
     let app = router(state);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -151,7 +157,6 @@ pub async fn start(
         addr,
         shutdown: tx,
         task,
-        stop_workers,
         workers,
     })
 }

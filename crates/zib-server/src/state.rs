@@ -1,7 +1,6 @@
 //! Shared state handed to every handler.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use zib_meta::Store;
 
@@ -18,6 +17,10 @@ pub struct Inner {
     pub http: reqwest::Client,
     /// Every call the server makes to a storage node.
     pub nodes: crate::domain::node_client::NodeClient,
+    /// Every background worker by name: wake one when work appears, read statuses.
+    pub workers: zib_util::worker::Registry,
+    /// Request, CDN-byte and scrape-time counters served at `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -27,24 +30,8 @@ impl std::ops::Deref for AppState {
     }
 }
 
-pub fn now_ms() -> i64 {
-    unix_ms(SystemTime::now())
-}
-
-/// Unix milliseconds of `t` (0 before 1970).
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// RFC 3339 UTC for a unix-millisecond time.
-pub fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+/// Kept here so `crate::state::{now_ms, unix_ms, rfc3339}` stays the server's path.
+pub use zib_util::time::{now_ms, rfc3339, unix_ms};
 
 impl Inner {
     pub fn cdn_url(&self, file_id: zib_proto::FileId) -> String {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use reqwest::StatusCode;
 use zib_proto::node_rpc::{BlobInventory, ChallengeRequest, ChallengeResponse};
+use zib_proto::workers::WorkerList;
 use zib_proto::BlobId;
 
 /// Why a call to a node did not give an answer.
@@ -181,6 +182,20 @@ impl NodeClient {
         timeout: Duration,
     ) -> Result<BlobInventory, NodeCallError> {
         let request = self.get(format!("{node_url}/v1/blobs")).timeout(timeout);
+        Self::send(request)
+            .await?
+            .json()
+            .await
+            .map_err(NodeCallError::Body)
+    }
+
+    /// The node's background workers and their status.
+    pub async fn workers(
+        &self,
+        node_url: &str,
+        timeout: Duration,
+    ) -> Result<WorkerList, NodeCallError> {
+        let request = self.get(format!("{node_url}/v1/workers")).timeout(timeout);
         Self::send(request)
             .await?
             .json()

@@ -30,9 +30,7 @@ fn tenant<T>(req: &S3Request<T>) -> S3Result<&zib_meta::Tenant> {
 }
 
 fn timestamp(ms: i64) -> Timestamp {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    Timestamp::from(t)
+    Timestamp::from(zib_util::time::datetime(ms))
 }
 
 /// The MD5 of the plaintext for gateway uploads; other files (encrypted by the SDK,

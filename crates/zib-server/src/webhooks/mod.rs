@@ -1,14 +1,12 @@
-//! Webhooks (DESIGN.md §9): the tenant API to configure them, the dispatcher that
-//! delivers the outbox. Both go through the SSRF guard in `domain::ssrf`. Events themselves are
-//! written by the metadata store in the transaction of the change they report.
+//! Webhooks (DESIGN.md §9): the tenant API to configure them and read their history.
+//! Delivery is `workers::webhook_dispatcher`; both go through the SSRF guard in
+//! `domain::ssrf`. Events themselves are written by the metadata store in the
+//! transaction of the change they report.
 
 pub mod api;
-pub mod dispatcher;
 
 use axum::routing::{get, post};
 use axum::Router;
-
-pub use dispatcher::Dispatcher;
 
 use crate::state::AppState;
 

@@ -5,11 +5,11 @@ mod auditor;
 mod collector;
 mod repairer;
 mod verifier;
+mod webhook_dispatcher;
 
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use zib_util::worker::{Runner, WorkerHandle};
 
 use crate::state::AppState;
 
@@ -17,15 +17,13 @@ pub use auditor::Auditor;
 pub use collector::Collector;
 pub use repairer::Repairer;
 pub use verifier::Verifier;
+pub use webhook_dispatcher::Dispatcher;
+/// What a tick found (the shared runner's).
+pub use zib_util::worker::Tick;
 
-/// What a tick found.
-pub enum Tick {
-    /// Did work and more may be waiting: tick again soon.
-    Busy,
-    /// Nothing to do: wait for the interval.
-    Idle,
-}
-
+/// A server worker: the shared runner's [`zib_util::worker::Worker`] with the
+/// state every tick needs handed in. Pacing, backoff (1 s doubling to 60 s), wake-ups
+/// and shutdown are the runner's.
 pub trait Worker: Send + 'static {
     fn name(&self) -> &'static str;
     fn interval(&self, state: &AppState) -> Duration;
@@ -35,59 +33,50 @@ pub trait Worker: Send + 'static {
     ) -> impl std::future::Future<Output = Result<Tick, String>> + Send;
 }
 
-/// A failing worker retries after this, doubling up to [`MAX_BACKOFF`]: a broken
-/// store or network should not be hammered.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Pause between busy ticks, so a large backlog never starves foreground requests.
-const BUSY_PAUSE: Duration = Duration::from_millis(20);
-
-pub fn spawn<W: Worker>(
-    mut worker: W,
+/// A server worker bound to the state it runs against.
+struct Bound<W> {
+    worker: W,
     state: AppState,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let pause = match worker.tick(&state).await {
-                Ok(Tick::Busy) => {
-                    backoff = FIRST_BACKOFF;
-                    BUSY_PAUSE
-                }
-                Ok(Tick::Idle) => {
-                    backoff = FIRST_BACKOFF;
-                    worker.interval(&state)
-                }
-                Err(e) => {
-                    tracing::warn!(worker = worker.name(), error = %e, retry_in = ?backoff, "worker tick failed");
-                    let b = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    b
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = stop.changed() => return,
-            }
-            if *stop.borrow() {
-                return;
-            }
-        }
-    })
+}
+
+impl<W: Worker> zib_util::worker::Worker for Bound<W> {
+    fn name(&self) -> &str {
+        self.worker.name()
+    }
+
+    fn interval(&self) -> Duration {
+        self.worker.interval(&self.state)
+    }
+
+    fn tick(
+        &mut self,
+        _me: &WorkerHandle,
+    ) -> impl std::future::Future<Output = Result<Tick, String>> + Send {
+        self.worker.tick(&self.state)
+    }
+}
+
+/// Starts `worker` on `runner` at `pace` (0 for all but repair-type work).
+pub fn spawn<W: Worker>(
+    runner: &mut Runner,
+    worker: W,
+    state: &AppState,
+    pace: f64,
+) -> WorkerHandle {
+    let state = state.clone();
+    runner.spawn(Bound { worker, state }, pace)
 }
 
 /// Starts every background worker: durability, then webhook delivery.
-pub fn spawn_all(state: &AppState, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    let mut handles = vec![
-        spawn(Verifier, state.clone(), stop.clone()),
-        spawn(Auditor, state.clone(), stop.clone()),
-        spawn(Repairer, state.clone(), stop.clone()),
-        spawn(Collector::default(), state.clone(), stop.clone()),
-    ];
-    match crate::webhooks::Dispatcher::new(state) {
-        Ok(d) => handles.push(spawn(d, state.clone(), stop.clone())),
+pub fn spawn_all(state: &AppState, runner: &mut Runner) {
+    spawn(runner, Verifier, state, 0.0);
+    spawn(runner, Auditor, state, 0.0);
+    spawn(runner, Repairer, state, state.config.repair_pace);
+    spawn(runner, Collector::default(), state, 0.0);
+    match Dispatcher::new(state) {
+        Ok(d) => {
+            spawn(runner, d, state, 0.0);
+        }
         Err(e) => tracing::error!(error = %e, "webhook dispatcher not started"),
     }
-    handles
 }

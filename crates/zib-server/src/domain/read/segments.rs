@@ -42,6 +42,8 @@ pub struct SegmentSource {
     pub nodes: NodeClient,
     /// Corrupt shards found while reading are queued for repair here.
     pub store: zib_meta::Store,
+    /// Woken when a corrupt shard is queued, so it is repaired now.
+    pub repairer: zib_util::worker::WorkerHandle,
     pub timeout: Duration,
     /// Nodes in this process, read from disk instead of over HTTP.
     pub local_nodes: Arc<LocalNodes>,
@@ -229,6 +231,7 @@ impl SegmentSource {
                 if let Err(e) = self.store.mark_needs_repair(loc.blob_id).await {
                     tracing::error!(error = %e, "could not queue a corrupt shard for repair");
                 }
+                self.repairer.wake();
                 None
             }
             Err(e) => {
@@ -345,6 +348,7 @@ mod tests {
                 shards: vec![row],
                 nodes: NodeClient::new(reqwest::Client::new(), "unused"),
                 store,
+                repairer: Default::default(),
                 timeout: Duration::from_secs(5),
                 local_nodes: Arc::new(local_nodes),
             };

@@ -14,9 +14,9 @@ use zib_crypto::webhook::{standard_signature, zib_signature};
 use zib_meta::{AttemptOutcome, AttemptRecord, ClaimedDelivery, WebhookEvent, SNIPPET_MAX_BYTES};
 use zib_proto::events::{FILE_READY, FILE_REPLICATED};
 
+use super::{Tick, Worker};
 use crate::domain::ssrf;
 use crate::state::{now_ms, AppState};
-use crate::workers::{Tick, Worker};
 
 /// Deliveries leased per tick; they are sent concurrently.
 const BATCH: u32 = 32;

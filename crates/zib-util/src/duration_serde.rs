@@ -1,6 +1,6 @@
 //! Serde adapters that write a [`Duration`] as a whole number of one unit, for keys
 //! named after their unit (`upload_expiry_secs = 3600`, `s3_complete_wait_ms = 500`).
-//! Use as `#[serde(rename = "x_secs", with = "zib_proto::duration_serde::secs")]`.
+//! Use as `#[serde(rename = "x_secs", with = "zib_util::duration_serde::secs")]`.
 //! Writing truncates to whole units.
 
 use std::time::Duration;
