@@ -24,3 +24,7 @@ pub mod registration;
 pub mod s3_secret;
 pub mod ssrf;
 pub mod webhook_targets;
+
+/// The worker that rebuilds shards queued for repair: whoever queues one wakes it by
+/// this name, so a corrupt shard is rebuilt now, not at the next interval.
+pub const REPAIRER_WORKER: &str = "repairer";

@@ -9,6 +9,7 @@ use super::verifier::Challenge;
 use super::{Tick, Worker};
 use crate::domain::directory::NodeDirectory;
 use crate::domain::node_client::NodeCallError;
+use crate::domain::REPAIRER_WORKER;
 use crate::state::{now_ms, AppState};
 
 const BATCH: u32 = 32;
@@ -91,6 +92,7 @@ impl Worker for Auditor {
                     .mark_needs_repair(shard.blob_id)
                     .await
                     .map_err(|e| e.to_string())?;
+                state.workers.wake(REPAIRER_WORKER);
             }
         }
         Ok(if targets.len() as u32 == BATCH {

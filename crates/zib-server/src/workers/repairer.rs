@@ -15,6 +15,7 @@ use super::{Tick, Worker};
 use crate::domain::directory::NodeDirectory;
 use crate::domain::placement;
 use crate::domain::registration::shard_capability;
+use crate::domain::REPAIRER_WORKER;
 use crate::state::{now_ms, AppState};
 
 /// Shards looked at per tick.
@@ -29,7 +30,7 @@ pub struct Repairer;
 
 impl Worker for Repairer {
     fn name(&self) -> &'static str {
-        "repairer"
+        REPAIRER_WORKER
     }
 
     fn interval(&self, state: &AppState) -> Duration {

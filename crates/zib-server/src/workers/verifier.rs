@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{Tick, Worker};
 use crate::domain::deletion::delete_blobs_now;
 use crate::domain::directory::NodeDirectory;
+use crate::domain::REPAIRER_WORKER;
 use crate::state::{now_ms, AppState};
 
 /// Shards verified per tick, and concurrently.
@@ -110,6 +111,9 @@ impl Worker for Verifier {
                         .await
                     {
                         tracing::error!(error = %e, "recording a verification failed");
+                    } else if !ok {
+                        // A missing or corrupt shard is queued: rebuild it now.
+                        state.workers.wake(REPAIRER_WORKER);
                     }
                     Some(())
                 }

@@ -410,7 +410,7 @@ async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSo
         shards,
         nodes: state.nodes.clone(),
         store: state.store.clone(),
-        repairer: state.workers.handle("repairer"),
+        repairer: state.workers.handle(super::REPAIRER_WORKER),
         timeout: state.config.shard_fetch_timeout,
         local_nodes: state.config.local_nodes.clone(),
     })
