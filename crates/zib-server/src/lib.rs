@@ -79,6 +79,7 @@ impl RunningServer {
 }
 
 pub fn router(state: AppState) -> Router {
+    let counters = metrics::Metrics::default();
     // Browsers read the CDN and call nothing else cross-origin without a backend.
     let cdn_cors = CorsLayer::new()
         .allow_origin(Any)
@@ -108,9 +109,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(error::json_rejections))
         .layer(axum::middleware::from_fn(request_id::layer))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            counters.clone(),
             metrics::track,
         ))
+        .layer(axum::Extension(counters))
         .with_state(state)
 }
 
@@ -135,7 +137,6 @@ pub async fn start(
         http,
         nodes,
         workers: Registry::new(),
-        metrics: metrics::Metrics::default(),
     }));
     let addr = listener.local_addr()?;
     let mut workers = Runner::new(state.workers.clone());

@@ -17,7 +17,7 @@ use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -67,7 +67,9 @@ struct DeliveryLabels {
 
 type DurationFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
-/// Counters kept while serving. Cloning shares them.
+/// Counters kept while serving, handed to the middleware as its state and to the
+/// scrape as an extension (not kept in `AppState`, which everything depends on).
+/// Cloning shares them.
 #[derive(Clone)]
 pub struct Metrics(Arc<Counters>);
 
@@ -100,14 +102,14 @@ pub fn router() -> Router<AppState> {
 
 /// Middleware: counts and times every request by matched route, and counts the
 /// body bytes the CDN sends and S3 uploads bring in as they stream.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| UNMATCHED.to_string());
     let method = request.method().clone();
-    let m = state.metrics.0.clone();
+    let m = metrics.0.clone();
     let upload =
         matches!(method, Method::PUT | Method::POST) && route.starts_with(crate::s3::PREFIX);
     let request = if upload {
@@ -170,9 +172,12 @@ impl http_body::Body for Counted {
     }
 }
 
-async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn scrape(
+    State(state): State<AppState>,
+    Extension(metrics): Extension<Metrics>,
+) -> Result<Response, ApiError> {
     let mut registry = Registry::default();
-    let m = &state.metrics.0;
+    let m = &metrics.0;
     registry.register(
         "zib_http_requests",
         "HTTP requests answered, by matched route, method and status",

@@ -19,8 +19,6 @@ pub struct Inner {
     pub nodes: crate::domain::node_client::NodeClient,
     /// Every background worker by name: wake one when work appears, read statuses.
     pub workers: zib_util::worker::Registry,
-    /// Request, CDN-byte and scrape-time counters served at `/metrics`.
-    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::ops::Deref for AppState {
