@@ -262,6 +262,10 @@ fn admin_workers_lists_server_and_node_workers_for_the_operator_only() {
         assert!(["idle", "busy", "backoff"].contains(&state), "{w}");
         assert!(w["last_run_at"].is_string(), "{w}");
         assert!(w["errors"].is_u64() && w["pace"].is_number(), "{w}");
+        assert!(
+            !w["status"].as_str().unwrap_or_default().is_empty(),
+            "every server worker says what its last tick did: {w}"
+        );
     }
     let repairer = listing["server"]
         .as_array()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use zib_proto::node_rpc::ChallengeRequest;
 
 use super::verifier::Challenge;
-use super::{Tick, Worker};
+use super::{Tick, Worker, WorkerHandle};
 use crate::domain::directory::NodeDirectory;
 use crate::domain::node_client::NodeCallError;
 use crate::domain::REPAIRER_WORKER;
@@ -26,7 +26,7 @@ impl Worker for Auditor {
         (state.config.audit_interval / 10).max(Duration::from_secs(1))
     }
 
-    async fn tick(&mut self, state: &AppState) -> Result<Tick, String> {
+    async fn tick(&mut self, state: &AppState, me: &WorkerHandle) -> Result<Tick, String> {
         let now = now_ms();
         let due_before = now - state.config.audit_interval.as_millis() as i64;
         let targets = state
@@ -95,6 +95,7 @@ impl Worker for Auditor {
                 state.workers.wake(REPAIRER_WORKER);
             }
         }
+        me.set_status(format!("last sweep: {} shards due", targets.len()));
         Ok(if targets.len() as u32 == BATCH {
             Tick::Busy
         } else {

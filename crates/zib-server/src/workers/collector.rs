@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Tick, Worker};
+use super::{Tick, Worker, WorkerHandle};
 use crate::domain::deletion::delete_blobs_now;
 use crate::domain::directory::NodeDirectory;
 use crate::domain::multipart_spool::collect_abandoned;
@@ -80,7 +80,7 @@ impl Worker for Collector {
         state.config.collect_interval
     }
 
-    async fn tick(&mut self, state: &AppState) -> Result<Tick, String> {
+    async fn tick(&mut self, state: &AppState, me: &WorkerHandle) -> Result<Tick, String> {
         let now = now_ms();
         let grace = state.config.garbage_grace.as_millis() as i64;
         let expired = state
@@ -94,6 +94,10 @@ impl Worker for Collector {
             let _ = delete_blobs_now(state, &blobs, Duration::from_secs(3)).await;
         }
         self.retention_sweep(state, now).await?;
+        me.set_status(format!(
+            "last tick: {} abandoned uploads expired",
+            expired.len()
+        ));
 
         // Orphan sweeps list every blob of every node: keep them rarer.
         if self

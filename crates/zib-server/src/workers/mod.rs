@@ -27,9 +27,11 @@ pub use zib_util::worker::Tick;
 pub trait Worker: Send + 'static {
     fn name(&self) -> &'static str;
     fn interval(&self, state: &AppState) -> Duration;
+    /// One unit of work; `me` sets the status line `/v1/admin/workers` shows.
     fn tick(
         &mut self,
         state: &AppState,
+        me: &WorkerHandle,
     ) -> impl std::future::Future<Output = Result<Tick, String>> + Send;
 }
 
@@ -50,9 +52,9 @@ impl<W: Worker> zib_util::worker::Worker for Bound<W> {
 
     fn tick(
         &mut self,
-        _me: &WorkerHandle,
+        me: &WorkerHandle,
     ) -> impl std::future::Future<Output = Result<Tick, String>> + Send {
-        self.worker.tick(&self.state)
+        self.worker.tick(&self.state, me)
     }
 }
 

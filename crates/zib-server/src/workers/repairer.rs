@@ -11,7 +11,7 @@ use zib_erasure::{Codec, Layout};
 use zib_meta::ShardRow;
 use zib_proto::{BlobId, FileId, NodeId};
 
-use super::{Tick, Worker};
+use super::{Tick, Worker, WorkerHandle};
 use crate::domain::directory::NodeDirectory;
 use crate::domain::placement;
 use crate::domain::registration::shard_capability;
@@ -37,7 +37,7 @@ impl Worker for Repairer {
         (state.config.repair_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
     }
 
-    async fn tick(&mut self, state: &AppState) -> Result<Tick, String> {
+    async fn tick(&mut self, state: &AppState, me: &WorkerHandle) -> Result<Tick, String> {
         let now = now_ms();
         let nodes = NodeDirectory::load(state)
             .await
@@ -54,8 +54,10 @@ impl Worker for Repairer {
             .await
             .map_err(|e| e.to_string())?;
         if broken.is_empty() {
+            me.set_status(format!("nothing queued; {} nodes lost", lost.len()));
             return Ok(Tick::Idle);
         }
+        let queued = broken.len();
         let mut by_segment: BTreeMap<(FileId, u32), Vec<ShardRow>> = BTreeMap::new();
         for s in broken {
             by_segment
@@ -79,6 +81,9 @@ impl Worker for Repairer {
             .buffer_unordered(SEGMENTS_IN_PARALLEL)
             .fold(0, |a, b| async move { a + b })
             .await;
+        me.set_status(format!(
+            "last tick: {repaired} of {queued} queued shards rebuilt"
+        ));
         Ok(if repaired > 0 { Tick::Busy } else { Tick::Idle })
     }
 }

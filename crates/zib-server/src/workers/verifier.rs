@@ -8,7 +8,7 @@ use futures::StreamExt;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Tick, Worker};
+use super::{Tick, Worker, WorkerHandle};
 use crate::domain::deletion::delete_blobs_now;
 use crate::domain::directory::NodeDirectory;
 use crate::domain::REPAIRER_WORKER;
@@ -65,7 +65,7 @@ impl Worker for Verifier {
         state.config.verify_interval
     }
 
-    async fn tick(&mut self, state: &AppState) -> Result<Tick, String> {
+    async fn tick(&mut self, state: &AppState, me: &WorkerHandle) -> Result<Tick, String> {
         let shards = state
             .store
             .shards_to_verify(BATCH)
@@ -135,6 +135,11 @@ impl Worker for Verifier {
                 tracing::debug!(error = %e, "originator copy left to its heartbeat");
             }
         }
+        me.set_status(format!(
+            "last sweep: {checked} of {} new shards verified, {} files became safe",
+            shards.len(),
+            safe.len()
+        ));
         Ok(if checked > 0 && shards.len() as u32 == BATCH {
             Tick::Busy
         } else {

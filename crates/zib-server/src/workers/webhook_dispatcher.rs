@@ -14,7 +14,7 @@ use zib_crypto::webhook::{standard_signature, zib_signature};
 use zib_meta::{AttemptOutcome, AttemptRecord, ClaimedDelivery, WebhookEvent, SNIPPET_MAX_BYTES};
 use zib_proto::events::{FILE_READY, FILE_REPLICATED};
 
-use super::{Tick, Worker};
+use super::{Tick, Worker, WorkerHandle};
 use crate::domain::ssrf;
 use crate::state::{now_ms, AppState};
 
@@ -55,7 +55,7 @@ impl Worker for Dispatcher {
         state.config.webhook_poll_interval
     }
 
-    async fn tick(&mut self, state: &AppState) -> Result<Tick, String> {
+    async fn tick(&mut self, state: &AppState, me: &WorkerHandle) -> Result<Tick, String> {
         let lease = state.config.webhook_timeout + LEASE_MARGIN;
         let claimed = state
             .store
@@ -63,8 +63,10 @@ impl Worker for Dispatcher {
             .await
             .map_err(|e| e.to_string())?;
         if claimed.is_empty() {
+            me.set_status("nothing due");
             return Ok(Tick::Idle);
         }
+        me.set_status(format!("last tick: {} deliveries attempted", claimed.len()));
         let sends = claimed.iter().map(|c| deliver(state, &self.http, c));
         let results = futures::future::join_all(sends).await;
         for r in results {
