@@ -162,6 +162,26 @@ fn list_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v[key].as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
+/// Prints the answer's `key` list: as the server sent it with `--json`, else as a
+/// table with one column a `(header, field)` pair, each cell the field as text.
+fn print_list(v: &Value, json: bool, key: &str, columns: &[(&str, &str)]) {
+    if json {
+        println!("{v}");
+        return;
+    }
+    let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+    let rows = list_of(v, key)
+        .iter()
+        .map(|item| {
+            columns
+                .iter()
+                .map(|(_, field)| text(&item[*field]))
+                .collect()
+        })
+        .collect();
+    print_rows(&headers, rows);
+}
+
 pub async fn run(args: WebhooksArgs) -> Result<()> {
     let api = Api::from_env()?;
     let endpoints = ["v1", "api", "webhooks", "endpoints"];
@@ -228,25 +248,17 @@ pub async fn run(args: WebhooksArgs) -> Result<()> {
                     None,
                 )
                 .await?;
-            if json {
-                println!("{v}");
-                return Ok(());
-            }
-            let rows = list_of(&v, "deliveries")
-                .iter()
-                .map(|d| {
-                    vec![
-                        text(&d["event_id"]),
-                        text(&d["event"]),
-                        text(&d["status"]),
-                        text(&d["attempts"]),
-                        text(&d["last_error"]),
-                    ]
-                })
-                .collect();
-            print_rows(
-                &["EVENT_ID", "EVENT", "STATUS", "ATTEMPTS", "LAST_ERROR"],
-                rows,
+            print_list(
+                &v,
+                json,
+                "deliveries",
+                &[
+                    ("EVENT_ID", "event_id"),
+                    ("EVENT", "event"),
+                    ("STATUS", "status"),
+                    ("ATTEMPTS", "attempts"),
+                    ("LAST_ERROR", "last_error"),
+                ],
             );
         }
         WebhooksCommand::Events { file_id, json } => {
@@ -255,22 +267,17 @@ pub async fn run(args: WebhooksArgs) -> Result<()> {
             let v = api
                 .call_with_query(Method::GET, &["v1", "api", "webhooks", "events"], &query)
                 .await?;
-            if json {
-                println!("{v}");
-                return Ok(());
-            }
-            let rows = list_of(&v, "events")
-                .iter()
-                .map(|e| {
-                    vec![
-                        text(&e["id"]),
-                        text(&e["event"]),
-                        text(&e["created_at"]),
-                        text(&e["file_id"]),
-                    ]
-                })
-                .collect();
-            print_rows(&["EVENT_ID", "EVENT", "CREATED_AT", "FILE_ID"], rows);
+            print_list(
+                &v,
+                json,
+                "events",
+                &[
+                    ("EVENT_ID", "id"),
+                    ("EVENT", "event"),
+                    ("CREATED_AT", "created_at"),
+                    ("FILE_ID", "file_id"),
+                ],
+            );
         }
         WebhooksCommand::Attempts { event_id, json } => {
             let v = api
@@ -280,26 +287,18 @@ pub async fn run(args: WebhooksArgs) -> Result<()> {
                     None,
                 )
                 .await?;
-            if json {
-                println!("{v}");
-                return Ok(());
-            }
-            let rows = list_of(&v, "attempts")
-                .iter()
-                .map(|a| {
-                    vec![
-                        text(&a["attempt"]),
-                        text(&a["attempted_at"]),
-                        text(&a["status_code"]),
-                        text(&a["latency_ms"]),
-                        text(&a["error"]),
-                        text(&a["url"]),
-                    ]
-                })
-                .collect();
-            print_rows(
-                &["ATTEMPT", "AT", "STATUS", "LATENCY_MS", "ERROR", "URL"],
-                rows,
+            print_list(
+                &v,
+                json,
+                "attempts",
+                &[
+                    ("ATTEMPT", "attempt"),
+                    ("AT", "attempted_at"),
+                    ("STATUS", "status_code"),
+                    ("LATENCY_MS", "latency_ms"),
+                    ("ERROR", "error"),
+                    ("URL", "url"),
+                ],
             );
         }
         WebhooksCommand::Redeliver { event_id } => {

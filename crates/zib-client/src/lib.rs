@@ -228,15 +228,7 @@ impl Client {
         content_type: Option<&str>,
         opts: &UploadOptions,
     ) -> Result<UploadResult, ClientError> {
-        let metadata = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| ClientError::io(format!("reading {}", path.display()), e))?;
-        if !metadata.is_file() {
-            return Err(ClientError::Config(format!(
-                "{} is not a regular file",
-                path.display()
-            )));
-        }
+        let metadata = upload::regular_file_metadata(path).await?;
         let registration = self
             .initiate(bucket, key, metadata.len(), content_type)
             .await?;

@@ -28,14 +28,9 @@ const PART_ALREADY_UPLOADED: &str = zib_proto::error_codes::PART_ALREADY_UPLOADE
 /// The node's answer while another request is still writing the same part.
 const PART_IN_PROGRESS: &str = zib_proto::error_codes::IN_PROGRESS;
 
-pub async fn upload_with_registration(
-    http: &reqwest::Client,
-    reg: &Registration,
-    path: &Path,
-    opts: &UploadOptions,
-) -> Result<UploadResult, ClientError> {
-    check_not_expired(reg, OffsetDateTime::now_utc())?;
-    let plan = Arc::new(EnvelopePlan::from_registration(reg)?);
+/// Metadata of `path`, refused unless it is a regular file: both the one-shot upload and
+/// the upload against a registration must size the same file the same way.
+pub(crate) async fn regular_file_metadata(path: &Path) -> Result<std::fs::Metadata, ClientError> {
     let metadata = tokio::fs::metadata(path)
         .await
         .map_err(|e| ClientError::io(format!("reading {}", path.display()), e))?;
@@ -45,6 +40,18 @@ pub async fn upload_with_registration(
             path.display()
         )));
     }
+    Ok(metadata)
+}
+
+pub async fn upload_with_registration(
+    http: &reqwest::Client,
+    reg: &Registration,
+    path: &Path,
+    opts: &UploadOptions,
+) -> Result<UploadResult, ClientError> {
+    check_not_expired(reg, OffsetDateTime::now_utc())?;
+    let plan = Arc::new(EnvelopePlan::from_registration(reg)?);
+    let metadata = regular_file_metadata(path).await?;
     if metadata.len() != reg.file_size {
         return Err(ClientError::Registration(format!(
             "{} is {} bytes but the registration is for {} bytes",

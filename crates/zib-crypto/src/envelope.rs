@@ -275,25 +275,37 @@ fn nonce_index(index: u64) -> Result<u32, EnvelopeError> {
     })
 }
 
-/// Seals chunks of one envelope. Cheap to clone per worker.
+/// What sealing and opening one envelope's chunks both need: the AEAD key and the
+/// header, whose encoded bytes are every chunk's associated data (built in one
+/// place, so the two sides cannot disagree on them).
 #[derive(Clone)]
-pub struct Sealer {
+struct ChunkKey {
     key: LessSafeKey,
     header: Header,
     aad: [u8; HEADER_LEN as usize],
 }
 
-impl Sealer {
-    pub fn new(key: &DataKey, header: Header) -> Self {
+impl ChunkKey {
+    fn new(key: &DataKey, header: Header) -> Self {
         Self {
             key: key.aead_key(),
             header,
             aad: header.encode(),
         }
     }
+}
+
+/// Seals chunks of one envelope. Cheap to clone per worker.
+#[derive(Clone)]
+pub struct Sealer(ChunkKey);
+
+impl Sealer {
+    pub fn new(key: &DataKey, header: Header) -> Self {
+        Self(ChunkKey::new(key, header))
+    }
 
     pub fn header(&self) -> Header {
-        self.header
+        self.0.header
     }
 
     /// Encrypts `chunk` (at most `chunk_size` bytes) in place and appends the tag.
@@ -327,13 +339,14 @@ impl Sealer {
         is_final: bool,
         chunk: &mut [u8],
     ) -> Result<Tag, EnvelopeError> {
-        self.header.validate()?;
+        self.0.header.validate()?;
         let counter = nonce_index(index)?;
-        check_chunk_len(self.header.chunk_size, index, is_final, chunk.len())?;
-        self.key
+        check_chunk_len(self.0.header.chunk_size, index, is_final, chunk.len())?;
+        self.0
+            .key
             .seal_in_place_separate_tag(
-                self.header.nonce(counter, is_final),
-                Aad::from(&self.aad),
+                self.0.header.nonce(counter, is_final),
+                Aad::from(&self.0.aad),
                 chunk,
             )
             // Unreachable: ring only refuses inputs over GCM's ~64 GiB, chunks are <= 16 MiB.
@@ -364,23 +377,15 @@ fn check_chunk_len(
 
 /// Opens chunks of one envelope.
 #[derive(Clone)]
-pub struct Opener {
-    key: LessSafeKey,
-    header: Header,
-    aad: [u8; HEADER_LEN as usize],
-}
+pub struct Opener(ChunkKey);
 
 impl Opener {
     pub fn new(key: &DataKey, header: Header) -> Self {
-        Self {
-            key: key.aead_key(),
-            header,
-            aad: header.encode(),
-        }
+        Self(ChunkKey::new(key, header))
     }
 
     pub fn header(&self) -> Header {
-        self.header
+        self.0.header
     }
 
     /// Decrypts sealed chunk bytes in place; returns the plaintext slice.
@@ -399,13 +404,14 @@ impl Opener {
             .len()
             .checked_sub(TAG_LEN as usize)
             .ok_or(auth_failed.clone())?;
-        if check_chunk_len(self.header.chunk_size, index, is_final, plain_len).is_err() {
+        if check_chunk_len(self.0.header.chunk_size, index, is_final, plain_len).is_err() {
             return Err(auth_failed);
         }
-        self.key
+        self.0
+            .key
             .open_in_place(
-                self.header.nonce(counter, is_final),
-                Aad::from(&self.aad),
+                self.0.header.nonce(counter, is_final),
+                Aad::from(&self.0.aad),
                 sealed,
             )
             .map_err(|_| auth_failed)
@@ -423,10 +429,11 @@ impl Opener {
         let auth_failed = EnvelopeError::Authentication { index };
         let counter = nonce_index(index)?;
         let tag = Tag::try_from(tag).map_err(|_| auth_failed.clone())?;
-        self.key
+        self.0
+            .key
             .open_in_place_separate_tag(
-                self.header.nonce(counter, is_final),
-                Aad::from(&self.aad),
+                self.0.header.nonce(counter, is_final),
+                Aad::from(&self.0.aad),
                 tag,
                 buf,
                 0..,
@@ -444,8 +451,8 @@ impl Opener {
         plaintext_len: u64,
         covering_sealed: &[u8],
     ) -> Result<Vec<u8>, EnvelopeError> {
-        self.header.validate()?;
-        let layout = self.header.layout();
+        self.0.header.validate()?;
+        let layout = self.0.header.layout();
         let chunks = layout.chunks_covering(range.clone(), plaintext_len)?;
         if layout.chunk_count(plaintext_len) > MAX_CHUNKS {
             return Err(EnvelopeError::BadRange {

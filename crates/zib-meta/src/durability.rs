@@ -9,7 +9,7 @@ use zib_proto::node_rpc::NodeAction;
 use zib_proto::{BlobId, FileId, NodeId};
 
 use crate::convert::{file_from_row, file_select, parse, shard_from_row};
-use crate::engine::DbConn;
+use crate::engine::{DbConn, FetchRows};
 use crate::files::file_event_in_tx;
 use crate::{FilePhase, FileRow, MetaError, Result, ShardRow, Store};
 
@@ -86,11 +86,8 @@ impl Store {
              ORDER BY s.created_at LIMIT $1"
         ))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(shard_from_row)
-        .collect()
+        .fetch_rows(&self.pool, shard_from_row)
+        .await
     }
 
     /// Records a verification of the shard stored as `blob_id`: verified with fresh
@@ -249,11 +246,7 @@ impl Store {
         for n in lost_nodes {
             q = q.bind(n.as_str());
         }
-        q.fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(shard_from_row)
-            .collect()
+        q.fetch_rows(&self.pool, shard_from_row).await
     }
 
     /// Points a shard at its rebuilt copy, if it still is `old_blob` (a concurrent
@@ -330,11 +323,8 @@ impl Store {
             " WHERE f.phase IN ('pending', 'uploading') AND f.expires_at < $1"
         ))
         .bind(now - grace_ms)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(file_from_row)
-        .collect::<Result<Vec<_>>>()?;
+        .fetch_rows(&mut *tx, file_from_row)
+        .await?;
         for f in &files {
             sqlx::query(
                 "UPDATE files SET phase = 'failed', \

@@ -8,7 +8,7 @@ use crate::convert::{
     conflict_on_unique, file_from_row, file_select, parse, shard_from_row, to_db,
 };
 use crate::durability::queue_deletes;
-use crate::engine::DbConn;
+use crate::engine::{DbConn, FetchRows};
 use crate::webhooks::enqueue_file_event;
 use crate::{
     DeletedFile, Distribution, FilePhase, FileRow, MetaError, ObjectRow, Result, ShardRow, Store,
@@ -59,11 +59,8 @@ impl Store {
     pub async fn file(&self, file_id: FileId) -> Result<Option<FileRow>> {
         sqlx::query(concat!(file_select!(), " WHERE f.file_id = $1"))
             .bind(file_id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(file_from_row)
-            .transpose()
+            .fetch_row(&self.pool, file_from_row)
+            .await
     }
 
     /// The tenant's file, or `None` for a missing id and another tenant's id alike.
@@ -78,21 +75,15 @@ impl Store {
         ))
         .bind(file_id.to_string())
         .bind(tenant_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(file_from_row)
-        .transpose()
+        .fetch_row(&self.pool, file_from_row)
+        .await
     }
 
     pub async fn file_by_upload_blob(&self, blob_id: BlobId) -> Result<Option<FileRow>> {
         sqlx::query(concat!(file_select!(), " WHERE f.upload_blob_id = $1"))
             .bind(blob_id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(file_from_row)
-            .transpose()
+            .fetch_row(&self.pool, file_from_row)
+            .await
     }
 
     /// Moves `pending` → `uploading`; false if the file was in another phase.
@@ -244,11 +235,8 @@ impl Store {
              FROM shards WHERE file_id = $1 ORDER BY segment, shard_index",
         )
         .bind(file_id.to_string())
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(shard_from_row)
-        .collect()
+        .fetch_rows(&self.pool, shard_from_row)
+        .await
     }
 
     /// Current objects of a bucket whose key starts with `prefix`, by key.
@@ -305,11 +293,8 @@ impl Store {
         .bind(tenant_id)
         .bind(bucket)
         .bind(key)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(file_from_row)
-        .transpose()
+        .fetch_row(&self.pool, file_from_row)
+        .await
     }
 
     /// Deletes the tenant's file, its shard rows and its object pointer (if current)
@@ -341,11 +326,8 @@ impl Store {
              FROM shards WHERE file_id = $1 ORDER BY segment, shard_index",
         )
         .bind(&file_text)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(shard_from_row)
-        .collect::<Result<Vec<_>>>()?;
+        .fetch_rows(&mut *tx, shard_from_row)
+        .await?;
         let mut blobs: Vec<(NodeId, BlobId)> = shards
             .into_iter()
             .map(|shard| (shard.node_id, shard.blob_id))
@@ -391,11 +373,8 @@ pub(crate) async fn file_event_in_tx(
 ) -> Result<()> {
     let file = sqlx::query(concat!(file_select!(), " WHERE f.file_id = $1"))
         .bind(file_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .as_ref()
-        .map(file_from_row)
-        .transpose()?;
+        .fetch_row(&mut *tx, file_from_row)
+        .await?;
     if let Some(file) = file {
         enqueue_file_event(tx, event_type, &file, now).await?;
     }

@@ -4,6 +4,7 @@ use sqlx::Row;
 use zib_proto::NodeId;
 
 use crate::convert::{node_from_row, parse, to_db};
+use crate::engine::FetchRows;
 use crate::{CommandRow, MetaError, NodeRow, Result, Store};
 
 impl Store {
@@ -71,11 +72,8 @@ impl Store {
              FROM nodes WHERE node_id = $1",
         )
         .bind(node_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(node_from_row)
-        .transpose()
+        .fetch_row(&self.pool, node_from_row)
+        .await
     }
 
     /// Every node ever registered, by id; the caller judges liveness from
@@ -86,11 +84,8 @@ impl Store {
                  capabilities, last_heartbeat_at, registered_at \
              FROM nodes ORDER BY node_id",
         )
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(node_from_row)
-        .collect()
+        .fetch_rows(&self.pool, node_from_row)
+        .await
     }
 
     /// Queues a command for the node's next heartbeat and returns its id. The node

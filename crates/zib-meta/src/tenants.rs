@@ -5,7 +5,7 @@ use rand::Rng;
 use sqlx::Row;
 
 use crate::convert::{conflict_on_unique, from_db};
-use crate::engine::DbRow;
+use crate::engine::{DbRow, FetchRows};
 use crate::{now_millis, Bucket, BucketStats, Result, Store, Tenant};
 
 /// `ten_` + 20 alphanumerics: about 119 random bits, and a pasted id says what it is.
@@ -73,11 +73,8 @@ impl Store {
              WHERE access_key = $1",
         )
         .bind(access_key)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(tenant_from_row)
-        .transpose()
+        .fetch_row(&self.pool, tenant_from_row)
+        .await
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
@@ -85,11 +82,8 @@ impl Store {
             "SELECT id, name, access_key, secret_hash, created_at FROM tenants \
              ORDER BY created_at, id",
         )
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(tenant_from_row)
-        .collect()
+        .fetch_rows(&self.pool, tenant_from_row)
+        .await
     }
 
     /// Returns the tenant's bucket, creating it on first use.
@@ -117,11 +111,8 @@ impl Store {
         )
         .bind(tenant_id)
         .bind(name)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(bucket_from_row)
-        .transpose()
+        .fetch_row(&self.pool, bucket_from_row)
+        .await
     }
 
     /// Every bucket of the tenant by name, empty ones with zeros. Counts and bytes

@@ -13,8 +13,7 @@ use zib_proto::error_codes as codes;
 use zib_proto::node_rpc::{BlobInventory, ChallengeRequest, ChallengeResponse, InventoryEntry};
 
 use crate::error::NodeApiError;
-use crate::intake::parse_blob;
-use crate::shards::require_cluster_token;
+use crate::shards::{cluster_blob, require_cluster_token};
 use crate::state::NodeState;
 
 /// Read size while hashing a challenged range: memory stays flat whatever the range.
@@ -28,8 +27,7 @@ pub async fn challenge(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ChallengeResponse>, NodeApiError> {
-    require_cluster_token(&state, &headers)?;
-    let blob = parse_blob(&blob)?;
+    let blob = cluster_blob(&state, &headers, &blob)?;
     let request: ChallengeRequest = serde_json::from_slice(&body).map_err(|e| {
         NodeApiError::bad_request(
             codes::INVALID_REQUEST,

@@ -22,7 +22,7 @@ use zib_proto::BlobId;
 
 use crate::distribute;
 use crate::error::NodeApiError;
-use crate::state::NodeState;
+use crate::state::{InFlight, NodeState};
 
 /// Large enough that disk writes are few, small enough to stay out of the way.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -55,18 +55,16 @@ pub async fn put_upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, NodeApiError> {
-    let blob = parse_blob(&blob)?;
-    let claims = state.verify_token(token_of(&query), CapabilityOp::Upload, blob)?;
-    let _guard = state
-        .begin(blob.to_string())
-        .ok_or_else(|| busy("another upload to this blob is in progress"))?;
+    let (blob, claims, _guard) = claim(
+        &state,
+        &blob,
+        &query,
+        CapabilityOp::Upload,
+        "another upload to this blob is in progress",
+    )?;
     let (partial, hash) = receive_whole(&state, blob, &claims, &headers, body).await?;
     mark_pending(&state, blob, claims.size).await?;
-    state
-        .store
-        .commit(&partial, blob, claims.size)
-        .await
-        .map_err(|e| NodeApiError::internal("could not move the upload into the blob store", e))?;
+    commit_partial(&state, &partial, blob, claims.size, "upload").await?;
     tracing::info!(%blob, size = claims.size, "upload stored");
     let mut response = distribute_and_answer(&state, blob, claims.size).await?;
     set_etag(&mut response, &hash);
@@ -233,11 +231,7 @@ pub async fn complete(
 
     spend_token(&state, &claims).await?;
     mark_pending(&state, blob, claims.size).await?;
-    state
-        .store
-        .commit(&partial, blob, claims.size)
-        .await
-        .map_err(|e| NodeApiError::internal("could not move the upload into the blob store", e))?;
+    commit_partial(&state, &partial, blob, claims.size, "upload").await?;
     let _ = tokio::fs::remove_dir_all(state.store.parts_dir(blob)).await;
     tracing::info!(%blob, size = claims.size, parts, "multipart upload stored");
     distribute_and_answer(&state, blob, claims.size).await
@@ -251,17 +245,15 @@ pub async fn put_shard(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, NodeApiError> {
-    let blob = parse_blob(&blob)?;
-    let claims = state.verify_token(token_of(&query), CapabilityOp::Shard, blob)?;
-    let _guard = state
-        .begin(blob.to_string())
-        .ok_or_else(|| busy("another write to this blob is in progress"))?;
+    let (blob, claims, _guard) = claim(
+        &state,
+        &blob,
+        &query,
+        CapabilityOp::Shard,
+        "another write to this blob is in progress",
+    )?;
     let (partial, hash) = receive_whole(&state, blob, &claims, &headers, body).await?;
-    state
-        .store
-        .commit(&partial, blob, claims.size)
-        .await
-        .map_err(|e| NodeApiError::internal("could not move the shard into the blob store", e))?;
+    commit_partial(&state, &partial, blob, claims.size, "shard").await?;
     let mut response = Json(ShardStored {
         blob_id: blob,
         size: claims.size,
@@ -270,6 +262,38 @@ pub async fn put_shard(
     .into_response();
     set_etag(&mut response, &hash);
     Ok(response)
+}
+
+/// The start a single upload and a pushed shard share: the path's blob id, the
+/// token's claims for `op` on it, and the blob held against a concurrent write
+/// (`busy_message` when another request holds it) until the guard drops.
+fn claim<'a>(
+    state: &'a NodeState,
+    raw_blob: &str,
+    query: &TokenParam,
+    op: CapabilityOp,
+    busy_message: &str,
+) -> Result<(BlobId, CapabilityClaims, InFlight<'a>), NodeApiError> {
+    let blob = parse_blob(raw_blob)?;
+    let claims = state.verify_token(token_of(query), op, blob)?;
+    let guard = state
+        .begin(blob.to_string())
+        .ok_or_else(|| busy(busy_message))?;
+    Ok((blob, claims, guard))
+}
+
+/// Moves a fully received partial file into the blob store; `what` ("upload",
+/// "shard") names it in the error.
+async fn commit_partial(
+    state: &NodeState,
+    partial: &Path,
+    blob: BlobId,
+    size: u64,
+    what: &str,
+) -> Result<(), NodeApiError> {
+    state.store.commit(partial, blob, size).await.map_err(|e| {
+        NodeApiError::internal(&format!("could not move the {what} into the blob store"), e)
+    })
 }
 
 /// Takes a whole-blob body (a single upload or a pushed shard) into the blob's

@@ -111,6 +111,11 @@ impl ServerClient {
         body: &B,
     ) -> Result<R, RpcError> {
         let url = format!("{}{}", self.base, path);
+        // Sending and reading the answer fail the same way: the server was not heard.
+        let unreachable = |source| RpcError::Unreachable {
+            url: self.base.clone(),
+            source,
+        };
         let response = self
             .http
             .post(&url)
@@ -118,18 +123,9 @@ impl ServerClient {
             .json(body)
             .send()
             .await
-            .map_err(|source| RpcError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+            .map_err(unreachable)?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| RpcError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+        let bytes = response.bytes().await.map_err(unreachable)?;
         if !status.is_success() {
             let body = serde_json::from_slice::<ErrorBody>(&bytes)
                 .ok()

@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 use zib_proto::node_rpc::{DeleteStatus, ShardDeleted};
+use zib_proto::BlobId;
 
 use crate::error::NodeApiError;
 use crate::intake::parse_blob;
@@ -30,8 +31,7 @@ pub async fn get_shard(
     UrlPath(blob): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, NodeApiError> {
-    require_cluster_token(&state, &headers)?;
-    let blob = parse_blob(&blob)?;
+    let blob = cluster_blob(&state, &headers, &blob)?;
     let path = state.store.blob_path(blob);
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
@@ -117,8 +117,7 @@ pub async fn delete_shard(
     UrlPath(blob): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, NodeApiError> {
-    require_cluster_token(&state, &headers)?;
-    let blob = parse_blob(&blob)?;
+    let blob = cluster_blob(&state, &headers, &blob)?;
     let deleted = state
         .store
         .delete(blob)
@@ -133,6 +132,17 @@ pub async fn delete_shard(
         },
     })
     .into_response())
+}
+
+/// The blob a cluster-token route names in its path: the caller is checked first,
+/// so an unauthenticated request learns nothing from the id's parsing.
+pub(crate) fn cluster_blob(
+    state: &NodeState,
+    headers: &HeaderMap,
+    raw_blob: &str,
+) -> Result<BlobId, NodeApiError> {
+    require_cluster_token(state, headers)?;
+    parse_blob(raw_blob)
 }
 
 pub(crate) fn require_cluster_token(

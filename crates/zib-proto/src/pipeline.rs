@@ -646,65 +646,56 @@ fn thumbnails_json(s: &ThumbnailSettings) -> Value {
 }
 
 fn parse_aspect_variants(value: Option<&Value>) -> Result<Vec<AspectRatio>, PipelineError> {
-    const FIELD: &str = "pipeline.aspect_variants";
-    let items = match value {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(_) => {
-            return Err(PipelineError::new(
-                FIELD,
-                "must be a list of ratios such as [\"9:16\"]",
-            ))
-        }
-    };
-    let mut out = Vec::new();
-    for item in items {
-        let ratio = item
-            .as_str()
-            .and_then(|s| AspectRatio::ALL.into_iter().find(|a| a.as_str() == s))
-            .ok_or_else(|| {
-                PipelineError::new(
-                    FIELD,
-                    format!("unsupported ratio {item} (only \"9:16\" is accepted)"),
-                )
-            })?;
-        if !out.contains(&ratio) {
-            out.push(ratio);
-        }
-    }
-    Ok(out)
+    parse_name_list(
+        value,
+        "pipeline.aspect_variants",
+        "must be a list of ratios such as [\"9:16\"]",
+        |s| AspectRatio::ALL.into_iter().find(|a| a.as_str() == s),
+        |item| format!("unsupported ratio {item} (only \"9:16\" is accepted)"),
+    )
 }
 
 fn parse_capabilities(
     value: Option<&Value>,
     field: &'static str,
 ) -> Result<Vec<Capability>, PipelineError> {
+    parse_name_list(
+        value,
+        field,
+        "must be a list of stage names such as [\"encode\", \"transcription\"]",
+        |s| s.parse::<Capability>().ok(),
+        |item| {
+            format!(
+                "unknown capability {item} (expected encode, transcription, vision, \
+                 transcription:<tier> or vision:<tier>)"
+            )
+        },
+    )
+}
+
+/// A JSON list of names read into distinct values in first-seen order: absent or
+/// `null` is empty, anything but a list is refused with `not_a_list`, and an item
+/// that is not a string `parse` accepts with `bad_item(item)`.
+fn parse_name_list<T: PartialEq>(
+    value: Option<&Value>,
+    field: &'static str,
+    not_a_list: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    bad_item: impl Fn(&Value) -> String,
+) -> Result<Vec<T>, PipelineError> {
     let items = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) => items,
-        Some(_) => {
-            return Err(PipelineError::new(
-                field,
-                "must be a list of stage names such as [\"encode\", \"transcription\"]",
-            ))
-        }
+        Some(_) => return Err(PipelineError::new(field, not_a_list)),
     };
     let mut out = Vec::new();
     for item in items {
-        let capability = item
+        let parsed = item
             .as_str()
-            .and_then(|s| s.parse::<Capability>().ok())
-            .ok_or_else(|| {
-                PipelineError::new(
-                    field,
-                    format!(
-                        "unknown capability {item} (expected encode, transcription, vision, \
-                         transcription:<tier> or vision:<tier>)"
-                    ),
-                )
-            })?;
-        if !out.contains(&capability) {
-            out.push(capability);
+            .and_then(&parse)
+            .ok_or_else(|| PipelineError::new(field, bad_item(item)))?;
+        if !out.contains(&parsed) {
+            out.push(parsed);
         }
     }
     Ok(out)

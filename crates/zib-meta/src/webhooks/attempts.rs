@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::{ClaimedDelivery, DeliveryStatus};
 use crate::convert::from_db;
-use crate::engine::DbRow;
+use crate::engine::{DbRow, FetchRows};
 use crate::{Result, Store};
 
 /// How long a response snippet may be in the attempt log.
@@ -89,11 +89,8 @@ impl Store {
         )
         .bind(event_id)
         .bind(tenant_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(attempt_from_row)
-        .collect()
+        .fetch_rows(&self.pool, attempt_from_row)
+        .await
     }
 
     /// Logs an attempt and moves the delivery on, if this dispatcher still holds

@@ -8,7 +8,7 @@ use zib_proto::events::WEBHOOK_TEST;
 use super::events::{event_columns, event_from_row};
 use super::{corrupt, prefixed_id, TenantWebhook, WebhookEvent};
 use crate::convert::from_db;
-use crate::engine::{DbConn, DbRow};
+use crate::engine::{DbConn, DbRow, FetchRows};
 use crate::{Result, Store};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,11 +174,8 @@ impl Store {
         .bind(endpoint_id)
         .bind(tenant_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(delivery_from_row)
-        .collect()
+        .fetch_rows(&self.pool, delivery_from_row)
+        .await
     }
 
     pub async fn list_event_deliveries(
@@ -194,11 +191,8 @@ impl Store {
         ))
         .bind(event_id)
         .bind(tenant_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(delivery_from_row)
-        .collect()
+        .fetch_rows(&self.pool, delivery_from_row)
+        .await
     }
 
     /// Leases up to `limit` due deliveries until `now + lease_ms`. One statement

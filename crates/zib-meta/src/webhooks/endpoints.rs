@@ -4,7 +4,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::{json_text, prefixed_id};
-use crate::engine::{DbConn, DbRow};
+use crate::engine::{DbConn, DbRow, FetchRows};
 use crate::{MetaError, Result, Store};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,11 +92,8 @@ pub(super) async fn find_endpoint(
     sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2")
         .bind(id)
         .bind(tenant_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(endpoint_from_row)
-        .transpose()
+        .fetch_row(&mut *conn, endpoint_from_row)
+        .await
 }
 
 impl Store {
@@ -139,11 +136,8 @@ impl Store {
     pub async fn list_webhook_endpoints(&self, tenant_id: &str) -> Result<Vec<WebhookEndpoint>> {
         sqlx::query("SELECT * FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY created_at, id")
             .bind(tenant_id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(endpoint_from_row)
-            .collect()
+            .fetch_rows(&self.pool, endpoint_from_row)
+            .await
     }
 
     /// `None` for a missing id and another tenant's alike.

@@ -9,7 +9,7 @@ use zib_proto::FileId;
 use super::deliveries::insert_delivery;
 use super::endpoints::{endpoint_from_row, find_endpoint};
 use super::{json_text, prefixed_id, DeliveryTarget};
-use crate::engine::{DbConn, DbRow};
+use crate::engine::{DbConn, DbRow, FetchRows};
 use crate::{MetaError, Result, Store};
 
 /// An event to put in the outbox.
@@ -92,11 +92,8 @@ async fn fan_out(conn: &mut DbConn, event: &WebhookEvent, now: i64) -> Result<us
         "SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = 1 ORDER BY id",
     )
     .bind(&event.tenant_id)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(endpoint_from_row)
-    .collect::<Result<Vec<_>>>()?;
+    .fetch_rows(&mut *conn, endpoint_from_row)
+    .await?;
     for ep in endpoints.iter().filter(|ep| ep.wants(&event.event_type)) {
         insert_delivery(
             conn,
@@ -148,11 +145,8 @@ async fn find_event(conn: &mut DbConn, tenant_id: &str, id: &str) -> Result<Opti
     ))
     .bind(id)
     .bind(tenant_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .as_ref()
-    .map(event_from_row)
-    .transpose()
+    .fetch_row(&mut *conn, event_from_row)
+    .await
 }
 
 /// Puts an event in the outbox with its deliveries, inside the caller's transaction.
@@ -270,11 +264,8 @@ impl Store {
         .bind(tenant_id)
         .bind(file_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(event_from_row)
-        .collect()
+        .fetch_rows(&self.pool, event_from_row)
+        .await
     }
 
     /// Sends the event again, now: every delivery of it goes back to pending with

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use zib_proto::FileId;
 
-use crate::engine::DbRow;
+use crate::engine::{DbRow, FetchRows};
 use crate::{Result, Store};
 
 /// The tenant's default target.
@@ -56,11 +56,8 @@ impl Store {
     pub async fn tenant_webhook(&self, tenant_id: &str) -> Result<Option<TenantWebhook>> {
         sqlx::query("SELECT * FROM tenant_webhooks WHERE tenant_id = $1")
             .bind(tenant_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(tenant_webhook_from_row)
-            .transpose()
+            .fetch_row(&self.pool, tenant_webhook_from_row)
+            .await
     }
 
     /// Sets (or clears, with `None`) the tenant's default URL. The first call stores

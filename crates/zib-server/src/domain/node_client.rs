@@ -88,6 +88,17 @@ impl NodeClient {
         Ok(response)
     }
 
+    /// Sends, then reads the successful answer's JSON body.
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, NodeCallError> {
+        Self::send(request)
+            .await?
+            .json()
+            .await
+            .map_err(NodeCallError::Body)
+    }
+
     /// A whole blob; `None` when the node does not have it.
     pub async fn fetch_blob(
         &self,
@@ -168,11 +179,7 @@ impl NodeClient {
             .bearer_auth(&*self.cluster_token)
             .timeout(timeout)
             .json(challenge);
-        Self::send(request)
-            .await?
-            .json()
-            .await
-            .map_err(NodeCallError::Body)
+        Self::send_json(request).await
     }
 
     /// Every blob the node stores.
@@ -182,11 +189,7 @@ impl NodeClient {
         timeout: Duration,
     ) -> Result<BlobInventory, NodeCallError> {
         let request = self.get(format!("{node_url}/v1/blobs")).timeout(timeout);
-        Self::send(request)
-            .await?
-            .json()
-            .await
-            .map_err(NodeCallError::Body)
+        Self::send_json(request).await
     }
 
     /// The node's background workers and their status.

@@ -86,6 +86,18 @@ impl ZibS3 {
         }
     }
 
+    /// Answers a request that only asks whether the tenant's bucket exists (HEAD
+    /// bucket, bucket location): an empty output, or NoSuchBucket.
+    async fn bucket_probe<I, O: Default>(
+        &self,
+        req: &S3Request<I>,
+        bucket: &str,
+    ) -> S3Result<S3Response<O>> {
+        let tenant = tenant(req)?;
+        self.require_bucket(&tenant.id, bucket).await?;
+        Ok(S3Response::new(O::default()))
+    }
+
     async fn readable_object(&self, tenant_id: &str, bucket: &str, key: &str) -> S3Result<FileRow> {
         self.require_bucket(tenant_id, bucket).await?;
         self.state
@@ -188,18 +200,14 @@ impl S3 for ZibS3 {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        let tenant = tenant(&req)?;
-        self.require_bucket(&tenant.id, &req.input.bucket).await?;
-        Ok(S3Response::new(HeadBucketOutput::default()))
+        self.bucket_probe(&req, &req.input.bucket).await
     }
 
     async fn get_bucket_location(
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        let tenant = tenant(&req)?;
-        self.require_bucket(&tenant.id, &req.input.bucket).await?;
-        Ok(S3Response::new(GetBucketLocationOutput::default()))
+        self.bucket_probe(&req, &req.input.bucket).await
     }
 
     async fn list_objects(
