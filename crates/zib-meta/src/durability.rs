@@ -1,17 +1,17 @@
 //! Verification, audits, repair, supersede eviction and garbage collection: the
 //! queries behind the server's durability workers.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use sqlx::Row;
 use zib_proto::events::{FILE_FAILED, FILE_REPLICATED};
-use zib_proto::node_rpc::NodeAction;
 use zib_proto::{BlobId, FileId, NodeId};
 
 use crate::convert::{file_from_row, file_select, parse, shard_from_row};
-use crate::engine::{DbConn, FetchRows};
+use crate::engine::FetchRows;
 use crate::files::file_event_in_tx;
-use crate::{FilePhase, FileRow, MetaError, Result, ShardRow, Store};
+use crate::nodes::{queue_delete, queue_deletes};
+use crate::{FilePhase, FileRow, Result, ShardRow, Store};
 
 /// Columns read by [`shard_from_row`], from `shards s`.
 macro_rules! shard_columns {
@@ -34,44 +34,6 @@ pub struct SafeFile {
     pub file_id: FileId,
     pub originator: NodeId,
     pub upload_blob_id: BlobId,
-}
-
-/// Serialises a delete command and queues it inside `tx`.
-async fn queue_delete(
-    tx: &mut DbConn,
-    node: &NodeId,
-    blob_ids: Vec<BlobId>,
-    now: i64,
-) -> Result<()> {
-    let action = serde_json::to_string(&NodeAction::DeleteBlobs { blob_ids }).map_err(|e| {
-        MetaError::Corrupt {
-            what: "node_commands.action",
-            detail: e.to_string(),
-        }
-    })?;
-    sqlx::query("INSERT INTO node_commands (node_id, action, created_at) VALUES ($1, $2, $3)")
-        .bind(node.as_str())
-        .bind(action)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-/// Queues one delete command per holder for `blobs`, inside `tx`.
-pub(crate) async fn queue_deletes(
-    tx: &mut DbConn,
-    blobs: &[(NodeId, BlobId)],
-    now: i64,
-) -> Result<()> {
-    let mut by_holder: BTreeMap<&NodeId, Vec<BlobId>> = BTreeMap::new();
-    for (node, blob) in blobs {
-        by_holder.entry(node).or_default().push(*blob);
-    }
-    for (node, ids) in by_holder {
-        queue_delete(tx, node, ids, now).await?;
-    }
-    Ok(())
 }
 
 impl Store {

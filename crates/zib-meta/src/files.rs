@@ -7,8 +7,8 @@ use zib_proto::{BlobId, FileId, NodeId};
 use crate::convert::{
     conflict_on_unique, file_from_row, file_select, parse, shard_from_row, to_db,
 };
-use crate::durability::queue_deletes;
 use crate::engine::{DbConn, FetchRows};
+use crate::nodes::queue_deletes;
 use crate::webhooks::enqueue_file_event;
 use crate::{
     DeletedFile, Distribution, FilePhase, FileRow, MetaError, ObjectRow, Result, ShardRow, Store,

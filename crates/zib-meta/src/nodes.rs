@@ -1,11 +1,52 @@
 //! Storage nodes and the commands queued for their next heartbeat.
 
+use std::collections::BTreeMap;
+
 use sqlx::Row;
-use zib_proto::NodeId;
+use zib_proto::node_rpc::NodeAction;
+use zib_proto::{BlobId, NodeId};
 
 use crate::convert::{node_from_row, parse, to_db};
-use crate::engine::FetchRows;
+use crate::engine::{DbConn, FetchRows};
 use crate::{CommandRow, MetaError, NodeRow, Result, Store};
+
+/// Serialises a delete command and queues it inside `tx`.
+pub(crate) async fn queue_delete(
+    tx: &mut DbConn,
+    node: &NodeId,
+    blob_ids: Vec<BlobId>,
+    now: i64,
+) -> Result<()> {
+    let action = serde_json::to_string(&NodeAction::DeleteBlobs { blob_ids }).map_err(|e| {
+        MetaError::Corrupt {
+            what: "node_commands.action",
+            detail: e.to_string(),
+        }
+    })?;
+    sqlx::query("INSERT INTO node_commands (node_id, action, created_at) VALUES ($1, $2, $3)")
+        .bind(node.as_str())
+        .bind(action)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Queues one delete command per holder for `blobs`, inside `tx`.
+pub(crate) async fn queue_deletes(
+    tx: &mut DbConn,
+    blobs: &[(NodeId, BlobId)],
+    now: i64,
+) -> Result<()> {
+    let mut by_holder: BTreeMap<&NodeId, Vec<BlobId>> = BTreeMap::new();
+    for (node, blob) in blobs {
+        by_holder.entry(node).or_default().push(*blob);
+    }
+    for (node, ids) in by_holder {
+        queue_delete(tx, node, ids, now).await?;
+    }
+    Ok(())
+}
 
 impl Store {
     /// Inserts or refreshes a node (registration counts as a heartbeat).

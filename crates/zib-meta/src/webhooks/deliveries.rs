@@ -5,7 +5,7 @@
 use sqlx::Row;
 use zib_proto::events::WEBHOOK_TEST;
 
-use super::events::{event_columns, event_from_row};
+use super::event_rows::{event_columns, event_from_row};
 use super::{corrupt, prefixed_id, TenantWebhook, WebhookEvent};
 use crate::convert::from_db;
 use crate::engine::{DbConn, DbRow, FetchRows};

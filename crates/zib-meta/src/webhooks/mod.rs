@@ -17,6 +17,7 @@ use crate::{MetaError, Result};
 mod attempts;
 mod deliveries;
 mod endpoints;
+mod event_rows;
 mod events;
 mod retention;
 mod targets;
@@ -26,8 +27,9 @@ pub use deliveries::{
     ClaimedDelivery, DeliveryStatus, DeliveryTarget, ResolvedTarget, WebhookDelivery,
 };
 pub use endpoints::{EndpointPatch, NewEndpoint, WebhookEndpoint};
+pub use event_rows::WebhookEvent;
 pub(crate) use events::enqueue_file_event;
-pub use events::{NewWebhookEvent, WebhookEvent};
+pub use events::NewWebhookEvent;
 pub use targets::TenantWebhook;
 
 fn corrupt(what: &'static str, value: &str) -> MetaError {
