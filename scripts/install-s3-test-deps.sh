@@ -2,6 +2,9 @@
 # Installs the real S3 clients the S3 surface is tested with: boto3 and the AWS CLI,
 # from PyPI, only when missing.
 set -euo pipefail
+# Tests run in parallel and may call this at once: one pip at a time.
+exec 9>"${TMPDIR:-/tmp}/zib-test-deps.lock"
+flock 9
 
 missing=()
 python3 -c 'import boto3' 2>/dev/null || missing+=(boto3)
