@@ -58,13 +58,26 @@ pub fn router(state: AppState) -> Router<AppState> {
     let handler = tower::service_fn(move |req: Request| {
         let service = service.clone();
         async move {
-            let response = match service.call(req.map(s3s::Body::http_body_unsync)).await {
+            let carries_body = carries_body(req.headers());
+            let mut response = match service.call(req.map(s3s::Body::http_body_unsync)).await {
                 Ok(resp) => resp.map(AxumBody::new),
                 Err(e) => {
                     tracing::error!(error = ?e, "s3 service failed");
                     s3_error_response(s3_error!(InternalError, "internal error"))
                 }
             };
+            if carries_body
+                && (response.status().is_client_error() || response.status().is_server_error())
+            {
+                // A refusal may come before the body is read (a 409 for a key of
+                // another size, NoSuchUpload for a part). botocore sends the body
+                // anyway once its `Expect: 100-continue` wait runs out, and the
+                // connection must not read it as the next request (seen as a bare
+                // 400 or SignatureDoesNotMatch on the call after): close it.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
             Ok::<_, Infallible>(response)
         }
     });
@@ -73,6 +86,16 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route_service(&format!("{PREFIX}/"), handler.clone())
         .route_service(&format!("{PREFIX}/{{*rest}}"), handler)
         .layer(axum::middleware::from_fn_with_state(state, bearer))
+}
+
+/// Whether a request announces a body (a length above 0, or chunked).
+fn carries_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
 }
 
 fn outer_service(state: &AppState) -> S3Service {
