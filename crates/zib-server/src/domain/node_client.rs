@@ -71,11 +71,6 @@ impl NodeClient {
         }
     }
 
-    /// The HTTP client, for calls that are not to nodes (webhooks keep their own).
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
     fn get(&self, url: String) -> reqwest::RequestBuilder {
         self.http.get(url).bearer_auth(&*self.cluster_token)
     }
