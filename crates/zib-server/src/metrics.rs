@@ -225,6 +225,7 @@ async fn scrape(
     );
 
     let files = Family::<PhaseLabels, Gauge>::default();
+    let counted = state.store.count_files_by_phase().await?;
     for phase in [
         FilePhase::Pending,
         FilePhase::Uploading,
@@ -233,7 +234,10 @@ async fn scrape(
         FilePhase::Cancelled,
         FilePhase::Failed,
     ] {
-        let n = state.store.count_files_in_phases(&[phase]).await?;
+        let n = counted
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map_or(0, |(_, n)| *n);
         files
             .get_or_create(&PhaseLabels {
                 phase: phase.as_str().to_string(),
