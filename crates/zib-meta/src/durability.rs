@@ -86,8 +86,9 @@ impl Store {
     }
 
     /// Moves every `distributed` file whose shards are all verified, none awaiting
-    /// repair, held by at least `min_peers` distinct nodes other than the originator,
-    /// to `safe`; and queues the drop of the originator's full copy — only now.
+    /// repair, no two shards of a segment on one node, held by at least `min_peers`
+    /// distinct nodes other than the originator, to `safe`; and queues the drop of
+    /// the originator's full copy — only now.
     pub async fn promote_safe_files(&self, min_peers: u32, now: i64) -> Result<Vec<SafeFile>> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
@@ -95,6 +96,10 @@ impl Store {
              WHERE f.phase = 'distributed' \
                AND NOT EXISTS (SELECT 1 FROM shards s WHERE s.file_id = f.file_id \
                                AND (s.verified_at IS NULL OR s.needs_repair = 1)) \
+               AND NOT EXISTS (SELECT 1 FROM shards a JOIN shards b \
+                               ON b.file_id = a.file_id AND b.segment = a.segment \
+                                  AND b.node_id = a.node_id AND b.shard_index > a.shard_index \
+                               WHERE a.file_id = f.file_id) \
                AND (SELECT COUNT(DISTINCT s.node_id) FROM shards s \
                     WHERE s.file_id = f.file_id AND s.node_id <> f.originator) >= $1",
         )

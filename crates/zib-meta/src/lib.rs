@@ -14,6 +14,7 @@ mod durability;
 mod engine;
 mod files;
 mod nodes;
+mod redundancy;
 mod s3;
 mod tenants;
 mod webhooks;
@@ -202,6 +203,7 @@ pub struct DeletedFile {
 }
 
 pub use durability::{AuditTarget, SafeFile};
+pub use redundancy::Redundancy;
 pub use s3::{ListFrom, S3ObjectEntry};
 
 /// What completing a distribution did to the object key.
