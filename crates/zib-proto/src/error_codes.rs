@@ -70,6 +70,9 @@ pub const NODE_NOT_REGISTERED: &str = "node_not_registered";
 pub const UPLOAD_REFUSED: &str = "upload_refused";
 /// The node stored the upload but could not place its shards on peers.
 pub const DISTRIBUTION_FAILED: &str = "distribution_failed";
+/// Too few storage nodes are online to give every shard of a segment its own node:
+/// the originator keeps the upload and asks again later (node RPC only).
+pub const TOO_FEW_NODES: &str = "too_few_nodes";
 
 // --- clients ---
 

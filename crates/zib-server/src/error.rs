@@ -32,6 +32,9 @@ pub enum ApiError {
     // --- capacity ---
     #[error("{0}")]
     Unavailable(String),
+    /// Not enough nodes online for a placement without doubles (node RPC: retry).
+    #[error("{0}")]
+    TooFewNodes(String),
     // --- internal ---
     #[error("{0}")]
     Upstream(String),
@@ -72,7 +75,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::TooFewNodes(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::Conflict(_) => codes::CONFLICT,
             ApiError::RangeNotSatisfiable { .. } => codes::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => codes::UNAVAILABLE,
+            ApiError::TooFewNodes(_) => codes::TOO_FEW_NODES,
             ApiError::Upstream(_) => codes::UPSTREAM_FAILED,
             ApiError::Internal(_) => codes::INTERNAL,
         }

@@ -69,22 +69,22 @@ pub async fn plan(
     let erasure = file.erasure();
     let layout = Layout::new(erasure, file.ciphertext_size);
     let candidates = NodeDirectory::load(state).await?.online();
-    if candidates.is_empty() {
-        return Err(ApiError::Unavailable("no storage nodes available".into()));
-    }
-    if candidates.len() < erasure.total_shards() {
-        tracing::warn!(
-            online = candidates.len(),
-            width = erasure.total_shards(),
-            "fewer online nodes than shards per segment: some nodes hold several shards of a segment"
-        );
-    }
     let ordered = placement::zone_interleaved(&candidates);
+    // Never two shards of a segment on one node: with too few nodes online the
+    // originator keeps the upload (the file stays `uploading`) and asks again.
+    let too_few = |e: placement::TooFewNodes| {
+        tracing::warn!(online = e.online, width = e.width, file_id = %file.file_id, "distribution deferred: too few nodes online");
+        ApiError::TooFewNodes(format!(
+            "{e}; the upload is kept and placed once enough are back"
+        ))
+    };
+    placement::segment_holders(&ordered, 0, erasure.total_shards()).map_err(too_few)?;
     let expires_at = (now as u64 / 1000) + state.config.upload_expiry.as_secs();
     let segments = (0..layout.segment_count())
         .map(|segment| {
             let shard_len = layout.shard_len(segment);
             let targets = placement::segment_holders(&ordered, segment, erasure.total_shards())
+                .map_err(too_few)?
                 .into_iter()
                 .enumerate()
                 .map(|(index, node)| {
@@ -100,9 +100,9 @@ pub async fn plan(
                     }
                 })
                 .collect();
-            SegmentPlan { segment, targets }
+            Ok(SegmentPlan { segment, targets })
         })
-        .collect();
+        .collect::<ApiResult<_>>()?;
     Ok(DistributionPlan { erasure, segments })
 }
 

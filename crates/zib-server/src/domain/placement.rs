@@ -47,16 +47,71 @@ pub fn zone_interleaved(nodes: &[NodeRow]) -> Vec<NodeRow> {
     out
 }
 
-/// The holders of segment `segment`'s `width` shards: distinct nodes while there are
-/// enough, rotated per segment so every node takes a fair share.
-pub fn segment_holders(ordered: &[NodeRow], segment: u32, width: usize) -> Vec<&NodeRow> {
-    if ordered.is_empty() {
-        return Vec::new();
+/// Too few distinct nodes to give every shard of a segment its own node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{online} storage nodes online, {width} needed: every shard of a segment goes to its own node"
+)]
+pub struct TooFewNodes {
+    pub online: usize,
+    pub width: usize,
+}
+
+/// Groups nodes without a zone each as their own zone.
+fn zone_key(n: &NodeRow) -> (bool, &str) {
+    match &n.zone {
+        Some(z) => (true, z.as_str()),
+        None => (false, n.node_id.as_str()),
     }
-    let start = (segment as usize * width) % ordered.len();
-    (0..width)
+}
+
+/// The first of `candidates` not already `taken`, from the zone `taken` uses least:
+/// a new zone while there is one, else spread as evenly as the zones allow.
+fn pick<'a>(candidates: &[&'a NodeRow], taken: &[&NodeRow]) -> Option<&'a NodeRow> {
+    let used = |n: &NodeRow| taken.iter().filter(|t| zone_key(t) == zone_key(n)).count();
+    candidates
+        .iter()
+        .filter(|c| taken.iter().all(|t| t.node_id != c.node_id))
+        .min_by_key(|c| used(c))
+        .copied()
+}
+
+/// The holders of segment `segment`'s `width` shards: `width` distinct nodes, in
+/// as many zones as there are (up to `width`), rotated per segment so every node
+/// takes a fair share. Never two shards of a segment on one node: with fewer
+/// than `width` candidates, none.
+pub fn segment_holders(
+    ordered: &[NodeRow],
+    segment: u32,
+    width: usize,
+) -> Result<Vec<&NodeRow>, TooFewNodes> {
+    if ordered.len() < width {
+        return Err(TooFewNodes {
+            online: ordered.len(),
+            width,
+        });
+    }
+    let start = (segment as usize * width) % ordered.len().max(1);
+    let rotated: Vec<&NodeRow> = (0..ordered.len())
         .map(|i| &ordered[(start + i) % ordered.len()])
-        .collect()
+        .collect();
+    let mut holders: Vec<&NodeRow> = Vec::with_capacity(width);
+    while holders.len() < width {
+        match pick(&rotated, &holders) {
+            Some(n) => holders.push(n),
+            None => break,
+        }
+    }
+    Ok(holders)
+}
+
+/// Where a rebuilt (or moved) shard goes: a candidate that holds nothing of its
+/// segment (`holders`: the nodes of the segment's other shards), in the zone they
+/// use least. `None` when every candidate already holds a shard of it: the shard
+/// waits for a free node rather than doubling up.
+pub fn repair_target<'a>(candidates: &'a [NodeRow], holders: &[&NodeRow]) -> Option<&'a NodeRow> {
+    let candidates: Vec<&NodeRow> = candidates.iter().collect();
+    pick(&candidates, holders)
 }
 
 #[cfg(test)]
@@ -78,11 +133,85 @@ mod tests {
         }
     }
 
+    fn distinct(holders: &[&NodeRow]) -> usize {
+        let mut ids: Vec<_> = holders.iter().map(|n| n.node_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    }
+
+    fn zones(holders: &[&NodeRow]) -> usize {
+        let mut z: Vec<_> = holders.iter().map(|n| n.zone.clone()).collect();
+        z.sort();
+        z.dedup();
+        z.len()
+    }
+
+    #[test]
+    fn too_few_nodes_is_refused_not_doubled() {
+        let nodes: Vec<_> = (0..5).map(|_| node(None)).collect();
+        assert_eq!(
+            segment_holders(&nodes, 0, 6).err(),
+            Some(TooFewNodes {
+                online: 5,
+                width: 6
+            })
+        );
+        assert!(segment_holders(&[], 0, 1).is_err());
+        let six: Vec<_> = (0..6).map(|_| node(None)).collect();
+        for s in 0..10 {
+            assert_eq!(distinct(&segment_holders(&six, s, 6).unwrap()), 6);
+        }
+    }
+
+    #[test]
+    fn every_zone_is_used_before_any_is_used_twice() {
+        // Unbalanced zones: a plain rotation of the interleaved order would put two
+        // shards in zone "a" while "c" has a free node.
+        let nodes = vec![
+            node(Some("a")),
+            node(Some("a")),
+            node(Some("a")),
+            node(Some("a")),
+            node(Some("b")),
+            node(Some("b")),
+            node(Some("c")),
+        ];
+        for _ in 0..20 {
+            let ordered = zone_interleaved(&nodes);
+            for s in 0..20 {
+                let h = segment_holders(&ordered, s, 3).unwrap();
+                assert_eq!(distinct(&h), 3);
+                assert_eq!(zones(&h), 3, "segment {s}: three zones for three shards");
+                let h = segment_holders(&ordered, s, 6).unwrap();
+                assert_eq!(distinct(&h), 6);
+                assert_eq!(zones(&h), 3);
+            }
+        }
+    }
+
+    #[test]
+    fn a_repair_goes_to_a_free_node_in_a_new_zone_or_waits() {
+        let nodes = vec![
+            node(Some("a")),
+            node(Some("a")),
+            node(Some("b")),
+            node(Some("c")),
+        ];
+        // Holders in a and b: the free node in c is preferred over the free one in a.
+        let holders = [&nodes[0], &nodes[2]];
+        let t = repair_target(&nodes, &holders).unwrap();
+        assert_eq!(t.zone.as_deref(), Some("c"));
+        // Every node holds a shard of the segment: nothing, not a double.
+        let all: Vec<&NodeRow> = nodes.iter().collect();
+        assert!(repair_target(&nodes, &all).is_none());
+    }
+
     #[test]
     fn holders_are_distinct_when_enough_nodes() {
         let nodes: Vec<_> = (0..7).map(|_| node(None)).collect();
         for s in 0..20 {
-            let h = segment_holders(&nodes, s, 6);
+            let h = segment_holders(&nodes, s, 6).unwrap();
             let mut ids: Vec<_> = h.iter().map(|n| n.node_id.clone()).collect();
             ids.sort();
             ids.dedup();

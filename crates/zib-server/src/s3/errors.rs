@@ -33,7 +33,7 @@ pub fn api_to_s3(e: ApiError) -> S3Error {
         ApiError::RangeNotSatisfiable { .. } => {
             S3Error::with_message(S3ErrorCode::InvalidRange, message)
         }
-        ApiError::Unavailable(_) | ApiError::Upstream(_) => {
+        ApiError::Unavailable(_) | ApiError::TooFewNodes(_) | ApiError::Upstream(_) => {
             S3Error::with_message(S3ErrorCode::ServiceUnavailable, message)
         }
         ApiError::Internal(inner) => {

@@ -73,7 +73,7 @@ pub fn spawn<W: Worker>(
 pub fn spawn_all(state: &AppState, runner: &mut Runner) {
     spawn(runner, Verifier, state, 0.0);
     spawn(runner, Auditor, state, 0.0);
-    spawn(runner, Repairer, state, state.config.repair_pace);
+    spawn(runner, Repairer::default(), state, state.config.repair_pace);
     spawn(runner, Collector::default(), state, 0.0);
     match Dispatcher::new(state) {
         Ok(d) => {

@@ -5,10 +5,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
+use std::time::Instant;
 
 use futures::StreamExt;
 use zib_erasure::{Codec, Layout};
-use zib_meta::ShardRow;
+use zib_meta::{NodeRow, ShardRow};
 use zib_proto::{BlobId, FileId, NodeId};
 
 use super::{Tick, Worker, WorkerHandle};
@@ -26,7 +27,46 @@ const SEGMENTS_IN_PARALLEL: usize = 4;
 /// Lifetime of the capability for one rebuilt shard's push: it is used at once.
 const REBUILT_SHARD_TOKEN_SECS: u64 = 600;
 
-pub struct Repairer;
+/// How often the repairer looks for segments with two shards on one node (placed
+/// before placement refused to double up): a scan of every shard row.
+const DOUBLED_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Default)]
+pub struct Repairer {
+    last_doubled_scan: Option<Instant>,
+}
+
+impl Repairer {
+    /// Queues the extra shard of every doubled placement, so it is rebuilt on a node
+    /// free of its segment (once there is one) and its old copy dropped.
+    async fn queue_doubled(&mut self, state: &AppState) -> Result<(), String> {
+        if self
+            .last_doubled_scan
+            .is_some_and(|t| t.elapsed() < DOUBLED_SCAN_EVERY)
+        {
+            return Ok(());
+        }
+        self.last_doubled_scan = Some(Instant::now());
+        let doubled = state
+            .store
+            .doubled_shards(BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        for s in &doubled {
+            tracing::warn!(file_id = %s.file_id, segment = s.segment, index = s.index, node = %s.node_id, "two shards of a segment on one node; moving one");
+            state
+                .store
+                .mark_needs_repair(s.blob_id)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if doubled.len() as u32 == BATCH {
+            // More to find: look again next tick.
+            self.last_doubled_scan = None;
+        }
+        Ok(())
+    }
+}
 
 impl Worker for Repairer {
     fn name(&self) -> &'static str {
@@ -38,6 +78,7 @@ impl Worker for Repairer {
     }
 
     async fn tick(&mut self, state: &AppState, me: &WorkerHandle) -> Result<Tick, String> {
+        self.queue_doubled(state).await?;
         let now = now_ms();
         let nodes = NodeDirectory::load(state)
             .await
@@ -150,12 +191,13 @@ async fn repair_segment(
         .reconstruct(segment, &mut slots)
         .map_err(|e| e.to_string())?;
 
-    // New holders: online, not lost, holding nothing else of this segment, spread
-    // across zones first.
-    let mut busy: HashSet<NodeId> = rows
+    // New holders: online, not lost, holding no intact shard of this segment (so a
+    // doubled shard moves away), in the zone the segment uses least; a node other
+    // than the one that lost the shard when there is one (its disk may be failing).
+    let mut holders: Vec<NodeRow> = rows
         .iter()
         .filter(|r| !broken.contains(&r.blob_id))
-        .map(|r| r.node_id.clone())
+        .map(|r| holder_row(nodes, &r.node_id))
         .collect();
     let candidates: Vec<_> = nodes
         .online()
@@ -175,12 +217,20 @@ async fn repair_segment(
                 target.index
             ));
         }
-        let Some(node) = ordered
+        let taken: Vec<&NodeRow> = holders.iter().collect();
+        let elsewhere: Vec<NodeRow> = ordered
             .iter()
-            .find(|n| !busy.contains(&n.node_id))
-            .or_else(|| ordered.iter().find(|n| n.node_id != target.node_id))
+            .filter(|n| n.node_id != target.node_id)
+            .cloned()
+            .collect();
+        let Some(node) = placement::repair_target(&elsewhere, &taken)
+            .or_else(|| placement::repair_target(&ordered, &taken))
         else {
-            return Err("no node can take the rebuilt shard".into());
+            // Never a second shard of this segment on one node: wait for a free one.
+            return Err(format!(
+                "no online node free of this segment's shards for shard {}; deferred until one is",
+                target.index
+            ));
         };
         let blob_id = BlobId::new_random();
         let expires_at = (now_ms() / 1000) as u64 + REBUILT_SHARD_TOKEN_SECS;
@@ -203,9 +253,25 @@ async fn repair_segment(
             .map_err(|e| e.to_string())?
         {
             tracing::info!(%file_id, segment, index = target.index, from = %target.node_id, to = %node.node_id, "shard rebuilt");
-            busy.insert(node.node_id.clone());
+            holders.push(node.clone());
             done += 1;
         }
     }
     Ok(done)
+}
+
+/// A holder's directory row (for its zone); a node the directory no longer lists
+/// still occupies its place, as a zone of its own.
+fn holder_row(nodes: &NodeDirectory, id: &NodeId) -> NodeRow {
+    nodes.get(id).cloned().unwrap_or_else(|| NodeRow {
+        node_id: id.clone(),
+        public_url: String::new(),
+        capacity_bytes: 0,
+        free_bytes: 0,
+        used_bytes: 0,
+        zone: None,
+        capabilities: vec![],
+        last_heartbeat_at: 0,
+        registered_at: 0,
+    })
 }
