@@ -106,6 +106,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
         heartbeat_interval: Duration::from_secs(1),
         node_offline_after: Duration::from_secs(6),
         verify_interval: Duration::from_secs(1),
+        // Every shard, data and parity, challenged about once a minute: rot and
+        // lost shards show up in minutes, not hours.
+        audit_interval: Duration::from_secs(60),
         repair_after: Duration::from_secs(30),
         collect_interval: Duration::from_secs(10),
         garbage_grace: Duration::from_secs(600),

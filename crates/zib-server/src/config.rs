@@ -105,6 +105,18 @@ pub struct ServerSettings {
         with = "zib_util::duration_serde::secs"
     )]
     pub audit_interval: Duration,
+    /// Most shards (data and parity alike) the auditor challenges per second, at
+    /// least 1: bounds the audit traffic nodes see; a full round over N shards takes
+    /// at least N / this seconds, whatever `audit_interval` says.
+    pub audit_pace: u32,
+    /// Longest pause between inventory sweeps, which list every node's blobs to
+    /// collect orphans and to find shards a live node lost (at least 1 s; sweeps
+    /// also run every `garbage_grace` / 4 when that is sooner).
+    #[serde(
+        rename = "inventory_interval_secs",
+        with = "zib_util::duration_serde::secs"
+    )]
+    pub inventory_interval: Duration,
     /// Distinct non-originator nodes that must hold a file's shards before `safe`.
     pub safe_min_peers: u32,
     /// Blobs no metadata points to are collected once older than this, and expired
@@ -206,6 +218,8 @@ impl Default for ServerSettings {
             repair_pace: DEFAULT_REPAIR_PACE,
             verify_interval: Duration::from_secs(2),
             audit_interval: Duration::from_secs(3600),
+            audit_pace: 20,
+            inventory_interval: Duration::from_secs(900),
             safe_min_peers: 3,
             garbage_grace: Duration::from_secs(3600),
             collect_interval: Duration::from_secs(60),
@@ -320,12 +334,14 @@ impl ServerConfig {
         for pause in [
             &mut s.verify_interval,
             &mut s.audit_interval,
+            &mut s.inventory_interval,
             &mut s.collect_interval,
             &mut s.webhook_timeout,
         ] {
             *pause = (*pause).max(Duration::from_secs(1));
         }
         s.webhook_poll_interval = s.webhook_poll_interval.max(Duration::from_millis(10));
+        s.audit_pace = s.audit_pace.max(1);
         let public_url = settings
             .public_url_setting
             .clone()

@@ -1,15 +1,22 @@
 //! Garbage: registrations that expired without completing, blobs on nodes that no
 //! metadata points to (left by crashes or abandoned uploads), webhook history past
 //! its retention, and S3 multipart uploads left neither completed nor aborted. Nothing referenced is ever collected, and nothing younger than
-//! `garbage_grace`.
+//! `garbage_grace`. The same inventory of each node shows the opposite too: shards
+//! metadata places there that the node no longer has (or has short), queued for
+//! repair at once.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use zib_proto::node_rpc::InventoryEntry;
+use zib_proto::{BlobId, NodeId};
 
 use super::{Tick, Worker, WorkerHandle};
 use crate::domain::deletion::delete_blobs_now;
 use crate::domain::directory::NodeDirectory;
 use crate::domain::multipart_spool::collect_abandoned;
 use crate::domain::node_client::NodeCallError;
+use crate::domain::REPAIRER_WORKER;
 use crate::state::{now_ms, AppState};
 
 /// How long a node may take to list every blob it stores.
@@ -99,11 +106,9 @@ impl Worker for Collector {
             expired.len()
         ));
 
-        // Orphan sweeps list every blob of every node: keep them rarer.
-        if self
-            .last_orphan_sweep
-            .is_some_and(|t| t.elapsed() < state.config.garbage_grace / 4)
-        {
+        // Inventory sweeps list every blob of every node: keep them rarer.
+        let every = (state.config.garbage_grace / 4).min(state.config.inventory_interval);
+        if self.last_orphan_sweep.is_some_and(|t| t.elapsed() < every) {
             return Ok(Tick::Idle);
         }
         self.last_orphan_sweep = Some(Instant::now());
@@ -112,6 +117,7 @@ impl Worker for Collector {
             .map_err(|e| e.to_string())?;
         for node in nodes.online() {
             let node_id = node.node_id;
+            let listed_at = now_ms();
             let inventory = match state
                 .nodes
                 .inventory(&node.public_url, INVENTORY_TIMEOUT)
@@ -126,6 +132,7 @@ impl Worker for Collector {
                 .referenced_blobs(&node_id)
                 .await
                 .map_err(|e| e.to_string())?;
+            queue_missing(state, &node_id, &inventory.blobs, listed_at).await?;
             let orphans: Vec<_> = inventory
                 .blobs
                 .into_iter()
@@ -141,4 +148,40 @@ impl Worker for Collector {
         }
         Ok(Tick::Idle)
     }
+}
+
+/// Shards metadata places on `node` (recorded before its inventory was taken) that
+/// the inventory lacks or lists with the wrong size: lost on a live node, so queued
+/// for repair now, and the repairer woken.
+async fn queue_missing(
+    state: &AppState,
+    node: &NodeId,
+    listed: &[InventoryEntry],
+    listed_at: i64,
+) -> Result<(), String> {
+    let sizes: HashMap<BlobId, u64> = listed.iter().map(|b| (b.blob_id, b.size)).collect();
+    let held = state
+        .store
+        .shards_held_by(node, listed_at)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut queued = 0;
+    for shard in held {
+        let problem = match sizes.get(&shard.blob_id) {
+            None => "missing",
+            Some(&size) if size != shard.size => "the wrong size",
+            Some(_) => continue,
+        };
+        tracing::warn!(%node, blob = %shard.blob_id, file_id = %shard.file_id, segment = shard.segment, index = shard.index, "shard {problem} on its live holder; queued for repair");
+        state
+            .store
+            .mark_needs_repair(shard.blob_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        queued += 1;
+    }
+    if queued > 0 {
+        state.workers.wake(REPAIRER_WORKER);
+    }
+    Ok(())
 }

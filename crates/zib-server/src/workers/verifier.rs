@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +21,6 @@ const CONCURRENCY: usize = 8;
 /// Challenges prepared per verified shard; when they run out the shard is read whole
 /// again and gets new ones.
 const CHALLENGES_PER_SHARD: usize = 8;
-/// Bytes a challenge covers at most: enough that answering needs the data.
-const CHALLENGE_MAX_LEN: u64 = 64 * 1024;
 
 /// One audit question and its expected answer: BLAKE3 keyed by `nonce` over
 /// `len` bytes at `offset`. A stored record (the shard row's `challenges` column),
@@ -34,21 +33,27 @@ pub struct Challenge {
     pub answer: String,
 }
 
+/// Challenges over ranges that together cover every byte of the shard, in random
+/// order: a single flipped bit anywhere fails one of them, so a shard's rot is
+/// found within one round of its challenges, not by chance.
 pub fn make_challenges(bytes: &[u8]) -> Vec<Challenge> {
     let mut rng = rand::thread_rng();
     let size = bytes.len() as u64;
-    (0..CHALLENGES_PER_SHARD)
-        .filter(|_| size > 0)
-        .map(|_| {
+    let n = (CHALLENGES_PER_SHARD as u64).min(size);
+    let mut ranges: Vec<(u64, u64)> = (0..n).map(|i| (i * size / n, (i + 1) * size / n)).collect();
+    ranges.shuffle(&mut rng);
+    ranges
+        .into_iter()
+        .map(|(start, end)| {
             let nonce: [u8; 32] = rng.gen();
-            let offset = rng.gen_range(0..size);
-            let len = rng.gen_range(1..=CHALLENGE_MAX_LEN.min(size - offset));
-            let range = &bytes[offset as usize..(offset + len) as usize];
             Challenge {
                 nonce: hex::encode(nonce),
-                offset,
-                len,
-                answer: zib_crypto::challenge::challenge_answer(&nonce, range),
+                offset: start,
+                len: end - start,
+                answer: zib_crypto::challenge::challenge_answer(
+                    &nonce,
+                    &bytes[start as usize..end as usize],
+                ),
             }
         })
         .collect()
@@ -145,5 +150,33 @@ impl Worker for Verifier {
         } else {
             Tick::Idle
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_cover_every_byte_once() {
+        for size in [0usize, 1, 5, 8, 1000, 262_147] {
+            let bytes: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
+            let challenges = make_challenges(&bytes);
+            assert_eq!(challenges.len(), CHALLENGES_PER_SHARD.min(size));
+            let mut covered = vec![0u8; size];
+            for c in &challenges {
+                assert!(c.len > 0);
+                for b in &mut covered[c.offset as usize..(c.offset + c.len) as usize] {
+                    *b += 1;
+                }
+                let nonce: [u8; 32] = hex::decode(&c.nonce).unwrap().try_into().unwrap();
+                let range = &bytes[c.offset as usize..(c.offset + c.len) as usize];
+                assert_eq!(
+                    zib_crypto::challenge::challenge_answer(&nonce, range),
+                    c.answer
+                );
+            }
+            assert!(covered.iter().all(|&n| n == 1), "size {size}");
+        }
     }
 }

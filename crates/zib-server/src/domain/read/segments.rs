@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::future::join_all;
+use reqwest::StatusCode;
 use zib_erasure::{Codec, Layout};
 use zib_proto::{BlobId, NodeId};
 
 use crate::config::LocalNodes;
-use crate::domain::node_client::NodeClient;
+use crate::domain::node_client::{NodeCallError, NodeClient};
 
 /// Where one shard lives, and whether its holder is believed online.
 #[derive(Clone, Debug)]
@@ -47,6 +48,24 @@ pub struct SegmentSource {
     pub timeout: Duration,
     /// Nodes in this process, read from disk instead of over HTTP.
     pub local_nodes: Arc<LocalNodes>,
+}
+
+/// Why one shard did not arrive, as far as it tells about the bytes.
+#[derive(Debug)]
+enum FetchError {
+    /// Its online holder answered without it, or with the wrong length: gone or
+    /// truncated, to be rebuilt.
+    Lost(String),
+    /// Slow, unreachable or failing: says nothing about the stored bytes.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Lost(e) | FetchError::Unavailable(e) => f.write_str(e),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,13 +247,22 @@ impl SegmentSource {
                     node = %loc.node_id, blob = %loc.blob_id, segment, index,
                     "shard failed its BLAKE3 check; reading around it and queueing its repair"
                 );
-                if let Err(e) = self.store.mark_needs_repair(loc.blob_id).await {
-                    tracing::error!(error = %e, "could not queue a corrupt shard for repair");
-                }
-                self.repairer.wake();
+                self.queue_repair(loc);
                 None
             }
-            Err(e) => {
+            Err(FetchError::Lost(e)) => {
+                // The holder is up and answered, but without the shard's bytes: the
+                // shard is gone or short, and one more loss could cost the segment.
+                tracing::warn!(
+                    node = %loc.node_id, blob = %loc.blob_id, segment, index, error = %e,
+                    "shard missing or short on a live node; reading around it and queueing its repair"
+                );
+                self.queue_repair(loc);
+                None
+            }
+            Err(FetchError::Unavailable(e)) => {
+                // Slow or unreachable: not evidence about the bytes (heartbeats
+                // decide whether the node is lost).
                 tracing::warn!(
                     node = %loc.node_id, blob = %loc.blob_id, segment, index, error = %e,
                     "shard unavailable; reading around it"
@@ -244,6 +272,19 @@ impl SegmentSource {
         }
     }
 
+    /// Marks a shard lost or corrupt and wakes the repairer, so it is rebuilt now
+    /// rather than at the next audit.
+    fn queue_repair(&self, loc: &ShardLocation) {
+        let (store, repairer, blob) = (self.store.clone(), self.repairer.clone(), loc.blob_id);
+        // Off the read path: the reader does not wait for the write lock.
+        tokio::spawn(async move {
+            match store.mark_needs_repair(blob).await {
+                Ok(()) => repairer.wake(),
+                Err(e) => tracing::error!(error = %e, "could not queue a lost shard for repair"),
+            }
+        });
+    }
+
     /// Reads one shard of an in-process node from its disk into `buf`: the bytes the
     /// node would serve, without the loopback hop (one copy from the page cache).
     async fn read_local(
@@ -251,7 +292,7 @@ impl SegmentSource {
         path: PathBuf,
         buf: &mut BytesMut,
         expected_len: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), FetchError> {
         let mut region = std::mem::take(buf);
         let read = tokio::task::spawn_blocking(move || {
             let result = (|| {
@@ -269,12 +310,20 @@ impl SegmentSource {
         });
         let (region, result) = tokio::time::timeout(self.timeout, read)
             .await
-            .map_err(|_| format!("no complete shard within {:?}", self.timeout))?
-            .map_err(|e| format!("the shard read was interrupted: {e}"))?;
+            .map_err(|_| {
+                FetchError::Unavailable(format!("no complete shard within {:?}", self.timeout))
+            })?
+            .map_err(|e| FetchError::Unavailable(format!("the shard read was interrupted: {e}")))?;
         *buf = region;
         result.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => "the node's disk no longer has the shard".to_string(),
-            _ => e.to_string(),
+            std::io::ErrorKind::NotFound => {
+                FetchError::Lost("the node's disk no longer has the shard".to_string())
+            }
+            // A wrong length (checked above) or a file that ends early.
+            std::io::ErrorKind::Other | std::io::ErrorKind::UnexpectedEof => {
+                FetchError::Lost(e.to_string())
+            }
+            _ => FetchError::Unavailable(e.to_string()),
         })
     }
 
@@ -285,11 +334,19 @@ impl SegmentSource {
         blob: BlobId,
         buf: &mut BytesMut,
         expected_len: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), FetchError> {
         self.nodes
             .read_blob_into(node_url, blob, buf, expected_len, self.timeout)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                // The node answered: no such blob (4xx), or a body of the wrong length.
+                NodeCallError::Length(_) => FetchError::Lost(e.to_string()),
+                // Not any 4xx: a refused credential says nothing about the bytes.
+                NodeCallError::Status(StatusCode::NOT_FOUND | StatusCode::GONE) => {
+                    FetchError::Lost(e.to_string())
+                }
+                e => FetchError::Unavailable(e.to_string()),
+            })
     }
 }
 
