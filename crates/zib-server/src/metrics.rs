@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus/OpenMetrics text. Request and CDN-byte counters are
-//! kept as requests pass; worker runs, nodes online, files by phase and webhook
+//! kept as requests pass; worker runs, nodes online, files by phase, files below
+//! full redundancy and webhook
 //! deliveries are read at scrape time (from the worker registry and the store), so
 //! every server behind a load balancer reports the same store-wide gauges.
 //!
@@ -30,7 +31,7 @@ use zib_meta::{DeliveryStatus, FilePhase};
 
 use crate::domain::directory::NodeDirectory;
 use crate::error::{ApiError, InternalError};
-use crate::state::AppState;
+use crate::state::{now_ms, AppState};
 
 /// The route label of requests that matched no route (the raw path is never a
 /// label: it would carry file ids and grow without bound).
@@ -213,6 +214,19 @@ async fn scrape(
         "zib_worker_runs",
         "Background worker ticks of this server, by worker and result",
         runs,
+    );
+
+    let online_since = now_ms() - state.config.node_offline_after.as_millis() as i64;
+    let below = state
+        .store
+        .count_files_below_full_redundancy(online_since)
+        .await?;
+    let below_full = Gauge::<i64>::default();
+    below_full.set(i64::try_from(below).unwrap_or(i64::MAX));
+    registry.register(
+        "zib_files_below_full_redundancy",
+        "Distributed or safe files with a segment short of its k+m distinct live holders (a shard lost, corrupt, on an offline node or doubled up): what repair is working on",
+        below_full,
     );
 
     let online = NodeDirectory::load(&state).await?.online().len();

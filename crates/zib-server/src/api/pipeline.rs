@@ -1,5 +1,6 @@
 //! `GET /v1/api/pipeline/{file_id}`: the rolled-up status of every declared stage.
-//! Only the upload stage exists so far; undeclared stages are `null`.
+//! Only the upload stage exists so far; undeclared stages are `null`. The upload
+//! stage reports the file's redundancy as it is now (its weakest segment).
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -9,7 +10,10 @@ use zib_proto::FileId;
 
 use crate::auth::AuthTenant;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{rfc3339, AppState};
+use crate::state::{now_ms, rfc3339, AppState};
+
+/// The upload phase shown for a `safe` file below full redundancy (docs/architecture.md).
+pub const DEGRADED: &str = "degraded";
 
 pub async fn pipeline_status(
     State(state): State<AppState>,
@@ -24,6 +28,16 @@ pub async fn pipeline_status(
         .await?
         .ok_or_else(not_found)?;
     let safe_at = state.store.replication_safe_at(id).await?;
+    let online_since = now_ms() - state.config.node_offline_after.as_millis() as i64;
+    let redundancy = match file.phase {
+        FilePhase::Distributed | FilePhase::Safe => {
+            state.store.file_redundancy(id, online_since).await?
+        }
+        _ => None,
+    };
+    // A safe file that lost a shard (or a holder) says so until it is repaired: it
+    // reads fine, but one more loss than usual could cost it.
+    let degraded = file.phase == FilePhase::Safe && redundancy.is_some_and(|r| !r.is_full());
     let (status, upload_status) = match file.phase {
         FilePhase::Pending => ("queued", "pending"),
         FilePhase::Uploading => ("uploading", "uploading"),
@@ -32,8 +46,13 @@ pub async fn pipeline_status(
     };
     let mut upload = json!({
         "status": upload_status,
-        "phase": file.phase.as_str(),
+        "phase": if degraded { DEGRADED } else { file.phase.as_str() },
         "replication_safe_at": safe_at.map(rfc3339),
+        "redundancy": redundancy.map(|r| json!({
+            "live_shards": r.live_shards,
+            "target": r.target,
+            "weakest_segment": r.weakest_segment,
+        })),
     });
     if matches!(file.phase, FilePhase::Cancelled | FilePhase::Failed) {
         upload["cancelled_reason"] = json!(file.cancelled_reason);
