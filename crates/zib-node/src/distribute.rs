@@ -14,8 +14,10 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
 use zib_erasure::{Codec, Layout};
+use zib_proto::error_codes as codes;
 use zib_proto::node_rpc::{
-    DistributedRequest, SegmentPlan, ShardTarget, StoredShard, UploadReceivedRequest,
+    DistributedRequest, DistributionPlan, SegmentPlan, ShardTarget, StoredShard,
+    UploadReceivedRequest,
 };
 use zib_proto::BlobId;
 
@@ -29,6 +31,13 @@ const SEGMENTS_IN_FLIGHT: usize = 3;
 const PUSH_ATTEMPTS: u32 = 3;
 /// Short: a peer that stays down for longer is for the server to re-place around.
 const PUSH_RETRY_DELAY: Duration = Duration::from_millis(200);
+/// While the server has too few nodes online to give every shard of a segment its
+/// own node, the plan is asked for again after pauses doubling from the first to
+/// the longest, for this long in all (the uploading client waits meanwhile); then
+/// the upload is left to the resume worker, which keeps asking.
+const PLAN_RETRY_FIRST: Duration = Duration::from_millis(500);
+const PLAN_RETRY_LONGEST: Duration = Duration::from_secs(8);
+const PLAN_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DistributeError {
@@ -57,6 +66,13 @@ pub enum DistributeError {
 }
 
 impl DistributeError {
+    /// The server cannot place the shards yet (too few nodes online): worth asking
+    /// again later, and pointless for other uploads in the meantime.
+    pub fn too_few_nodes(&self) -> bool {
+        matches!(self, DistributeError::Plan(rpc)
+            if rpc.server_body().is_some_and(|b| b.code == codes::TOO_FEW_NODES))
+    }
+
     /// The server's answer when it refused this upload for good: it is unknown
     /// (expired and failed), already distributed, superseded or cancelled, or belongs
     /// to another node. Trying again can never succeed.
@@ -107,17 +123,7 @@ async fn distribute_once(
     upload: BlobId,
     size: u64,
 ) -> Result<usize, DistributeError> {
-    let plan = state
-        .server
-        .upload_received(
-            upload,
-            &UploadReceivedRequest {
-                node_id: state.node_id.clone(),
-                size,
-            },
-        )
-        .await
-        .map_err(DistributeError::Plan)?;
+    let plan = request_plan(state, upload, size).await?;
     // Codec first: it refuses parameters that Layout's arithmetic could not survive.
     let codec =
         Arc::new(Codec::new(plan.erasure).map_err(|e| DistributeError::BadPlan(e.to_string()))?);
@@ -158,6 +164,38 @@ async fn distribute_once(
         tracing::warn!(%upload, error = %e, "could not record that the upload is distributed");
     }
     Ok(count)
+}
+
+/// The server's plan, asked for again with backoff while it has too few nodes
+/// online for one (up to [`PLAN_WAIT`]).
+async fn request_plan(
+    state: &NodeState,
+    upload: BlobId,
+    size: u64,
+) -> Result<DistributionPlan, DistributeError> {
+    let started = tokio::time::Instant::now();
+    let mut pause = PLAN_RETRY_FIRST;
+    loop {
+        let answer = state
+            .server
+            .upload_received(
+                upload,
+                &UploadReceivedRequest {
+                    node_id: state.node_id.clone(),
+                    size,
+                },
+            )
+            .await
+            .map_err(DistributeError::Plan);
+        match answer {
+            Err(e) if e.too_few_nodes() && started.elapsed() + pause <= PLAN_WAIT => {
+                tracing::info!(%upload, retry_in_ms = pause.as_millis() as u64, "too few nodes online to place the shards; waiting");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(PLAN_RETRY_LONGEST);
+            }
+            other => return other,
+        }
+    }
 }
 
 fn check_plan(layout: &Layout, segments: &[SegmentPlan]) -> Result<(), DistributeError> {

@@ -2,6 +2,10 @@
 //! mid-way, the server or a peer was down) are distributed again without any help
 //! from the client: once the node is registered, then periodically.
 //!
+//! While the server has too few nodes online to place shards on distinct nodes, a
+//! pass stops at the first upload told so (each distribution already waits a while
+//! with backoff); the next pass asks again.
+//!
 //! An upload is pending while its `pending/{blob}` marker exists: written before the
 //! upload entered the blob store, removed once the server acknowledged the shards or
 //! refused the upload for good (see [`crate::distribute::distribute`]).
@@ -101,18 +105,28 @@ async fn resume_pending(state: &Arc<NodeState>) -> usize {
     };
     let n = pending.len();
     for blob in pending {
-        resume_one(state, blob).await;
+        if resume_one(state, blob).await == Resumed::TooFewNodes {
+            // No other upload can be placed either: all wait for the next pass.
+            break;
+        }
     }
     n
 }
 
-async fn resume_one(state: &Arc<NodeState>, blob: BlobId) {
+#[derive(PartialEq, Eq)]
+enum Resumed {
+    Done,
+    /// The server has too few nodes online to place shards without doubling up.
+    TooFewNodes,
+}
+
+async fn resume_one(state: &Arc<NodeState>, blob: BlobId) -> Resumed {
     // A client completing this upload right now does the work itself.
     let Some(_guard) = state.begin(blob.to_string()) else {
-        return;
+        return Resumed::Done;
     };
     if !state.store.is_pending(blob).await {
-        return;
+        return Resumed::Done;
     }
     let clear = || async {
         if let Err(e) = state.store.clear_pending(blob).await {
@@ -123,7 +137,7 @@ async fn resume_one(state: &Arc<NodeState>, blob: BlobId) {
         // The node stopped between recording the server's acknowledgement and
         // removing the marker.
         clear().await;
-        return;
+        return Resumed::Done;
     }
     let size = match tokio::fs::metadata(state.store.blob_path(blob)).await {
         Ok(meta) => meta.len(),
@@ -131,16 +145,20 @@ async fn resume_one(state: &Arc<NodeState>, blob: BlobId) {
             // The node stopped before the upload entered the store (the client was
             // never told it succeeded), or the server had it deleted.
             clear().await;
-            return;
+            return Resumed::Done;
         }
         Err(e) => {
             tracing::warn!(%blob, error = %e, "cannot read a pending upload; will retry");
-            return;
+            return Resumed::Done;
         }
     };
     tracing::info!(%blob, size, "resuming the distribution of a stored upload");
     match distribute::distribute(state, blob, size).await {
         Ok(shards) => tracing::info!(%blob, shards, "upload distributed on resume"),
+        Err(e) if e.too_few_nodes() => {
+            tracing::info!(%blob, retry_in_secs = RESUME_INTERVAL.as_secs(), "too few nodes online to place the shards; the upload waits here");
+            return Resumed::TooFewNodes;
+        }
         Err(e) => match e.final_refusal() {
             Some(refusal) => tracing::info!(
                 %blob,
@@ -155,4 +173,5 @@ async fn resume_one(state: &Arc<NodeState>, blob: BlobId) {
             ),
         },
     }
+    Resumed::Done
 }
