@@ -27,22 +27,20 @@ const SEGMENTS_IN_PARALLEL: usize = 4;
 /// Lifetime of the capability for one rebuilt shard's push: it is used at once.
 const REBUILT_SHARD_TOKEN_SECS: u64 = 600;
 
-/// How often the repairer looks for segments with two shards on one node (placed
-/// before placement refused to double up): a scan of every shard row.
-const DOUBLED_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
 #[derive(Default)]
 pub struct Repairer {
     last_doubled_scan: Option<Instant>,
 }
 
 impl Repairer {
-    /// Queues the extra shard of every doubled placement, so it is rebuilt on a node
-    /// free of its segment (once there is one) and its old copy dropped.
+    /// Queues the extra shard of every doubled placement (placed before placement
+    /// refused to double up), so it is rebuilt on a node free of its segment, once
+    /// there is one, and its old copy dropped. A scan of every shard row: as often
+    /// as the inventory sweeps.
     async fn queue_doubled(&mut self, state: &AppState) -> Result<(), String> {
         if self
             .last_doubled_scan
-            .is_some_and(|t| t.elapsed() < DOUBLED_SCAN_EVERY)
+            .is_some_and(|t| t.elapsed() < state.config.inventory_interval)
         {
             return Ok(());
         }
