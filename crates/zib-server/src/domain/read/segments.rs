@@ -452,6 +452,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_short_local_shard_is_lost_and_rebuilt_from_parity() {
+        let segment = LocalSegment::new().await;
+        let path = segment.shard_path(0);
+        let shard = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &shard[..shard.len() - 1]).unwrap();
+        let mut buf = BytesMut::with_capacity(shard.len());
+        let err = segment
+            .source
+            .read_local(path, &mut buf, shard.len())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Lost(_)), "{err}");
+        assert_eq!(segment.read(Check::Lazily).await, segment.data);
+    }
+
+    #[tokio::test]
     async fn a_missing_local_shard_is_rebuilt_from_parity() {
         let segment = LocalSegment::new().await;
         std::fs::remove_file(segment.shard_path(1)).unwrap();
