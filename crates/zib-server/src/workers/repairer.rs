@@ -104,26 +104,53 @@ impl Worker for Repairer {
                 .or_default()
                 .push(s);
         }
-        let repaired: usize = futures::stream::iter(by_segment)
+        let (repaired, waiting): (usize, usize) = futures::stream::iter(by_segment)
             .map(|((file_id, segment), targets)| {
                 let (nodes, lost) = (&nodes, &lost);
                 async move {
                     match repair_segment(state, nodes, lost, file_id, segment, &targets).await {
-                        Ok(n) => n,
-                        Err(e) => {
+                        Ok(n) => (n, 0),
+                        Err(Deferred::NoFreeNode) => (0, 1),
+                        Err(Deferred::Failed(e)) => {
                             tracing::warn!(%file_id, segment, error = %e, "segment repair deferred");
-                            0
+                            (0, 0)
                         }
                     }
                 }
             })
             .buffer_unordered(SEGMENTS_IN_PARALLEL)
-            .fold(0, |a, b| async move { a + b })
+            .fold((0, 0), |a, b| async move { (a.0 + b.0, a.1 + b.1) })
             .await;
+        if waiting > 0 {
+            tracing::debug!(
+                segments = waiting,
+                "repairs wait for a node free of their segment"
+            );
+        }
         me.set_status(format!(
-            "last tick: {repaired} of {queued} queued shards rebuilt"
+            "last tick: {repaired} of {queued} queued shards rebuilt; {waiting} segments wait for a node free of their shards"
         ));
         Ok(if repaired > 0 { Tick::Busy } else { Tick::Idle })
+    }
+}
+
+/// Why a segment was not repaired this tick.
+enum Deferred {
+    /// Every online node already holds a shard of the segment: it waits for one
+    /// that does not (a node returning or joining) rather than doubling up.
+    NoFreeNode,
+    Failed(String),
+}
+
+impl From<String> for Deferred {
+    fn from(e: String) -> Self {
+        Deferred::Failed(e)
+    }
+}
+
+impl From<&str> for Deferred {
+    fn from(e: &str) -> Self {
+        Deferred::Failed(e.to_string())
     }
 }
 
@@ -134,7 +161,7 @@ async fn repair_segment(
     file_id: FileId,
     segment: u32,
     targets: &[ShardRow],
-) -> Result<usize, String> {
+) -> Result<usize, Deferred> {
     let file = state
         .store
         .file(file_id)
@@ -154,6 +181,29 @@ async fn repair_segment(
         .filter(|s| s.segment == segment)
         .collect();
     let broken: HashSet<BlobId> = targets.iter().map(|s| s.blob_id).collect();
+
+    // New holders: online, not lost, holding no intact shard of this segment (so a
+    // doubled shard moves away), in the zone the segment uses least; a node other
+    // than the one that lost the shard when there is one (its disk may be failing).
+    let mut holders: Vec<NodeRow> = rows
+        .iter()
+        .filter(|r| !broken.contains(&r.blob_id))
+        .map(|r| holder_row(nodes, &r.node_id))
+        .collect();
+    let candidates: Vec<_> = nodes
+        .online()
+        .into_iter()
+        .filter(|n| !lost.contains(&n.node_id) && n.free_bytes >= shard_len)
+        .collect();
+    let ordered = placement::zone_interleaved(&candidates);
+    {
+        let taken: Vec<&NodeRow> = holders.iter().collect();
+        if placement::repair_target(&ordered, &taken).is_none() {
+            // Checked before any shard is fetched: a segment that cannot move yet
+            // costs nothing per tick.
+            return Err(Deferred::NoFreeNode);
+        }
+    }
 
     // Gather intact survivors, checked against their recorded BLAKE3.
     let mut slots: Vec<Option<Vec<u8>>> = vec![None; params.total_shards()];
@@ -189,31 +239,16 @@ async fn repair_segment(
         .reconstruct(segment, &mut slots)
         .map_err(|e| e.to_string())?;
 
-    // New holders: online, not lost, holding no intact shard of this segment (so a
-    // doubled shard moves away), in the zone the segment uses least; a node other
-    // than the one that lost the shard when there is one (its disk may be failing).
-    let mut holders: Vec<NodeRow> = rows
-        .iter()
-        .filter(|r| !broken.contains(&r.blob_id))
-        .map(|r| holder_row(nodes, &r.node_id))
-        .collect();
-    let candidates: Vec<_> = nodes
-        .online()
-        .into_iter()
-        .filter(|n| !lost.contains(&n.node_id) && n.free_bytes >= shard_len)
-        .collect();
-    let ordered = placement::zone_interleaved(&candidates);
-
     let mut done = 0;
     for target in targets {
         let Some(bytes) = slots.get(target.index as usize).and_then(|s| s.as_ref()) else {
             continue;
         };
         if blake3::hash(bytes).as_bytes().as_slice() != target.blake3.as_slice() {
-            return Err(format!(
+            return Err(Deferred::Failed(format!(
                 "rebuilt shard {} does not match its recorded hash",
                 target.index
-            ));
+            )));
         }
         let taken: Vec<&NodeRow> = holders.iter().collect();
         let elsewhere: Vec<NodeRow> = ordered
@@ -225,10 +260,7 @@ async fn repair_segment(
             .or_else(|| placement::repair_target(&ordered, &taken))
         else {
             // Never a second shard of this segment on one node: wait for a free one.
-            return Err(format!(
-                "no online node free of this segment's shards for shard {}; deferred until one is",
-                target.index
-            ));
+            return Err(Deferred::NoFreeNode);
         };
         let blob_id = BlobId::new_random();
         let expires_at = (now_ms() / 1000) as u64 + REBUILT_SHARD_TOKEN_SECS;
@@ -243,7 +275,12 @@ async fn repair_segment(
                 state.config.shard_fetch_timeout * 3,
             )
             .await
-            .map_err(|e| format!("pushing the rebuilt shard to {}: {e}", node.node_id))?;
+            .map_err(|e| {
+                Deferred::Failed(format!(
+                    "pushing the rebuilt shard to {}: {e}",
+                    node.node_id
+                ))
+            })?;
         if state
             .store
             .replace_shard(target, &node.node_id, blob_id, now_ms())
