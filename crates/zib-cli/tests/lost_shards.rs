@@ -383,3 +383,29 @@ fn a_doubled_placement_of_older_data_is_moved_to_a_free_node() {
     assert_eq!(status, 200);
     assert!(body == data);
 }
+
+#[test]
+fn a_one_node_dev_cluster_still_takes_uploads_but_never_calls_them_safe() {
+    // 1+1 on one node can never be placed without doubles: it is, and said so.
+    let cluster = Cluster::start(1);
+    let work = tempfile::tempdir().unwrap();
+    let data = pattern(300_000, 36);
+    let path = write_file(work.path(), "tiny.bin", &data);
+    let (id, cdn) = cluster.upload(&path, "lost", "tiny.bin");
+    let http = cluster.http();
+    let (status, body) = get(&http, &cdn, None);
+    assert_eq!(status, 200);
+    assert!(body == data);
+    std::thread::sleep(Duration::from_secs(3)); // several verifier sweeps
+    let p: serde_json::Value = http
+        .get(format!("{}/v1/api/pipeline/{id}", cluster.creds.api_url))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let upload = &p["stages"]["upload"];
+    assert_eq!(upload["phase"], "distributed", "{p}");
+    assert_eq!(upload["redundancy"]["live_shards"], 1, "{p}");
+    assert_eq!(upload["redundancy"]["target"], 2, "{p}");
+}

@@ -68,23 +68,43 @@ pub async fn plan(
     let now = now_ms();
     let erasure = file.erasure();
     let layout = Layout::new(erasure, file.ciphertext_size);
-    let candidates = NodeDirectory::load(state).await?.online();
+    let directory = NodeDirectory::load(state).await?;
+    let candidates = directory.online();
     let ordered = placement::zone_interleaved(&candidates);
-    // Never two shards of a segment on one node: with too few nodes online the
-    // originator keeps the upload (the file stays `uploading`) and asks again.
+    let width = erasure.total_shards();
+    // A cluster with fewer nodes *registered* than shards per segment (a one-node
+    // `zib dev`) could never place without doubles; it doubles up as before, and
+    // its files are honestly below full redundancy, never `safe`.
+    let undersized = !candidates.is_empty() && directory.all().count() < width;
+    if undersized {
+        tracing::warn!(
+            registered = directory.all().count(),
+            width,
+            "fewer registered nodes than shards per segment: nodes hold several shards of a segment, and files never become safe"
+        );
+    }
+    // Otherwise never two shards of a segment on one node: with too few nodes
+    // online the originator keeps the upload (the file stays `uploading`) and asks
+    // again.
     let too_few = |e: placement::TooFewNodes| {
         tracing::warn!(online = e.online, width = e.width, file_id = %file.file_id, "distribution deferred: too few nodes online");
         ApiError::TooFewNodes(format!(
             "{e}; the upload is kept and placed once enough are back"
         ))
     };
-    placement::segment_holders(&ordered, 0, erasure.total_shards()).map_err(too_few)?;
+    let holders = |segment: u32| {
+        if undersized {
+            Ok(placement::crowded_holders(&ordered, segment, width))
+        } else {
+            placement::segment_holders(&ordered, segment, width).map_err(too_few)
+        }
+    };
+    holders(0)?;
     let expires_at = (now as u64 / 1000) + state.config.upload_expiry.as_secs();
     let segments = (0..layout.segment_count())
         .map(|segment| {
             let shard_len = layout.shard_len(segment);
-            let targets = placement::segment_holders(&ordered, segment, erasure.total_shards())
-                .map_err(too_few)?
+            let targets = holders(segment)?
                 .into_iter()
                 .enumerate()
                 .map(|(index, node)| {

@@ -105,6 +105,19 @@ pub fn segment_holders(
     Ok(holders)
 }
 
+/// Holders for a cluster that has fewer nodes in all than `width`: each node in
+/// turn, as evenly as that allows (some take several shards of the segment). Only
+/// for clusters that could never do better, such as a one-node `zib dev`.
+pub fn crowded_holders(ordered: &[NodeRow], segment: u32, width: usize) -> Vec<&NodeRow> {
+    if ordered.is_empty() {
+        return Vec::new();
+    }
+    let start = (segment as usize * width) % ordered.len();
+    (0..width)
+        .map(|i| &ordered[(start + i) % ordered.len()])
+        .collect()
+}
+
 /// Where a rebuilt (or moved) shard goes: a candidate that holds nothing of its
 /// segment (`holders`: the nodes of the segment's other shards), in the zone they
 /// use least. `None` when every candidate already holds a shard of it: the shard
