@@ -33,7 +33,7 @@ pub async fn check_target(state: &AppState, field: &'static str, url: &str) -> A
     if !scheme_ok {
         return Err(ApiError::invalid(
             field,
-            format!("{url:?} must be an absolute URL starting http:// or https://"),
+            format!("{url:?} must start http:// or https://: only http and https webhook URLs are allowed"),
         ));
     }
     ssrf::check_url(url, state.config.allow_private_webhook_targets)
