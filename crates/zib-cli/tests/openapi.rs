@@ -48,16 +48,19 @@ const ROUTE_SOURCES: &[(&str, &str)] = &[
 
 const HTTP_METHODS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "options"];
 
-/// The fuzzer's wall-clock bound: the run takes ~45 s on 2 cores today.
-const FUZZ_DEADLINE: Duration = Duration::from_secs(150);
+/// The fuzzer's wall-clock bound. The run takes 25-50 s on the 2 shared cores of the
+/// build machine, but one of eight loops there took 130 s at 40 examples while other
+/// builds ran: the bound is a backstop against a hang, not the expected time.
+const FUZZ_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Fixed so every run draws the same cases; change it (or pass a few by hand) to
 /// explore further, and keep it fixed in the suite.
 const FUZZ_SEED: &str = "20261122";
 
-/// Cases per operation and phase: enough to reach every keyword of the document,
-/// few enough to stay well inside [`FUZZ_DEADLINE`].
-const FUZZ_EXAMPLES: &str = "40";
+/// Cases per operation in the fuzzing and stateful phases (the examples and coverage
+/// phases walk every keyword of the document regardless): seeds 1-5 at 100 examples
+/// found nothing more than this finds.
+const FUZZ_EXAMPLES: &str = "30";
 
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
