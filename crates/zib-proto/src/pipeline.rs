@@ -457,7 +457,9 @@ fn parse_bool(
     }
 }
 
-/// The webhook fields' rule since they were introduced: blank is absent.
+/// The webhook fields' rule since they were introduced: blank is absent. Blank is
+/// empty or ASCII whitespace only (`^[ \t\n\f\r]*$` in the OpenAPI document), so the
+/// document can state it exactly.
 fn parse_text(
     map: &Map<String, Value>,
     key: &str,
@@ -465,7 +467,7 @@ fn parse_text(
 ) -> Result<Option<String>, PipelineError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) if s.bytes().all(|b| b.is_ascii_whitespace()) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(PipelineError::new(field, "must be a string")),
     }
@@ -601,6 +603,9 @@ fn sub_object<'a>(
     }
 }
 
+/// `"N%"` (0 to 100) or `"Ns"`, N being digits with an optional fraction
+/// (`^[0-9]+(\.[0-9]+)?(s|%)$` in the OpenAPI document, plus the 100 % ceiling). Read
+/// from the text, not through `f64`, so no rounding lets `100.000…01%` in.
 fn parse_poster_at(at: &Value) -> Result<PosterAt, PipelineError> {
     let invalid = || {
         PipelineError::new(
@@ -608,20 +613,30 @@ fn parse_poster_at(at: &Value) -> Result<PosterAt, PipelineError> {
             "must be a percentage of the duration (\"10%\", 0 to 100) or seconds (\"5s\")",
         )
     };
-    let text = at.as_str().ok_or_else(invalid)?.trim();
-    let number = |s: &str| {
-        s.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|n| n.is_finite() && *n >= 0.0)
+    let text = at.as_str().ok_or_else(invalid)?;
+    let (number, percent) = match (text.strip_suffix('%'), text.strip_suffix('s')) {
+        (Some(n), _) => (n, true),
+        (None, Some(n)) => (n, false),
+        (None, None) => return Err(invalid()),
     };
-    if let Some(p) = text.strip_suffix('%') {
-        number(p)
-            .filter(|p| *p <= 100.0)
-            .map(PosterAt::Percent)
-            .ok_or_else(invalid)
-    } else if let Some(s) = text.strip_suffix('s') {
-        number(s).map(PosterAt::Seconds).ok_or_else(invalid)
+    let (whole, fraction) = match number.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (number, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || fraction.is_some_and(|f| !digits(f)) {
+        return Err(invalid());
+    }
+    let value: f64 = number.parse().map_err(|_| invalid())?;
+    if !percent {
+        // Digits too many for an f64 are still a (silly) number of seconds.
+        return Ok(PosterAt::Seconds(value.min(f64::MAX)));
+    }
+    let whole = whole.trim_start_matches('0');
+    let at_most_100 = whole.len() < 3
+        || (whole == "100" && fraction.is_none_or(|f| f.bytes().all(|b| b == b'0')));
+    if at_most_100 {
+        Ok(PosterAt::Percent(value.min(100.0)))
     } else {
         Err(invalid())
     }

@@ -356,3 +356,50 @@ fn json_round_trips_and_declared_hides_the_secret() {
     let err = serde_json::from_value::<Pipeline>(json!({"vision": "x"})).unwrap_err();
     assert!(err.to_string().starts_with("pipeline.vision: "), "{err}");
 }
+
+/// `poster.at` is read by the grammar the OpenAPI document states as a pattern
+/// (`^([0-9]+(\.[0-9]+)?s|0*[0-9]{1,2}(\.[0-9]+)?%|0*100(\.0+)?%)$`), so schemathesis
+/// finds no string one accepts and the other refuses.
+#[test]
+fn poster_at_follows_the_documented_pattern_exactly() {
+    let at =
+        |s: &str| match parse(json!({"thumbnails": {"poster": {"at": s}}})).map(|p| p.thumbnails) {
+            Ok(Thumbnails::On(t)) => t.poster_at,
+            _ => None,
+        };
+    assert_eq!(at("100%"), Some(PosterAt::Percent(100.0)));
+    assert_eq!(at("0100.000%"), Some(PosterAt::Percent(100.0)));
+    assert_eq!(at("99.999%"), Some(PosterAt::Percent(99.999)));
+    assert_eq!(at("0%"), Some(PosterAt::Percent(0.0)));
+    assert_eq!(at("2.5s"), Some(PosterAt::Seconds(2.5)));
+    assert!(
+        matches!(at(&format!("{}s", "9".repeat(400))), Some(PosterAt::Seconds(s)) if s.is_finite())
+    );
+    for refused in [
+        "100.0000000000000001%",
+        "101%",
+        " 5s",
+        "5s ",
+        "5s\n",
+        "+5s",
+        ".5s",
+        "5.s",
+        "1e2s",
+        "5",
+        "%",
+        "s",
+    ] {
+        assert_eq!(at(refused), None, "{refused:?} should be refused");
+    }
+}
+
+/// Blank is empty or ASCII whitespace (`^[ \t\n\f\r]*$` in the document); other
+/// whitespace is text, for the URL check to refuse.
+#[test]
+fn blank_webhook_fields_are_ascii_whitespace() {
+    let p = parse(json!({"webhook_url": " \t\n\u{c}\r"})).unwrap();
+    assert_eq!(p.webhook_url, None);
+    let p = parse(json!({"webhook_url": "\u{a0}", "webhook_secret": "\u{b}"})).unwrap();
+    assert_eq!(p.webhook_url.as_deref(), Some("\u{a0}"));
+    assert_eq!(p.webhook_secret.as_deref(), Some("\u{b}"));
+}

@@ -13,9 +13,14 @@ use crate::domain::deletion::{self, Deleted};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{rfc3339, AppState};
 
-/// A path id that is not a UUID is simply not found: ids leak nothing either way.
+/// A file id as the OpenAPI document declares it (`format: uuid`): the 36-character
+/// hyphenated form only, so the server accepts exactly what the document calls valid.
 fn parse_file_id(raw: &str) -> Option<FileId> {
-    raw.parse().ok()
+    let hyphens_ok = raw.len() == 36
+        && raw
+            .char_indices()
+            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
+    hyphens_ok.then(|| raw.parse().ok()).flatten()
 }
 
 fn to_file_info(state: &AppState, f: &FileRow) -> FileInfo {
@@ -36,6 +41,7 @@ pub async fn file_info(
     AuthTenant(tenant): AuthTenant,
     Path(raw_id): Path<String>,
 ) -> ApiResult<Json<FileInfo>> {
+    // Not a UUID is simply not found here: ids leak nothing either way.
     let not_found = || ApiError::NotFound(format!("file {raw_id} not found"));
     let id = parse_file_id(&raw_id).ok_or_else(not_found)?;
     let f = state
@@ -51,11 +57,17 @@ pub async fn delete_file(
     AuthTenant(tenant): AuthTenant,
     Path(raw_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let Some(id) = parse_file_id(&raw_id) else {
-        return Ok(Json(
-            json!({"success": true, "already_deleted": true, "file_id": raw_id}),
-        ));
-    };
+    // A delete of a malformed id is a typo, not an idempotent retry: saying
+    // "already deleted" would hide it. An id that parses but names nothing (or another
+    // tenant's file) stays the contract's 200 `already_deleted`.
+    let id = parse_file_id(&raw_id).ok_or_else(|| {
+        ApiError::invalid(
+            "file_id",
+            format!(
+                "{raw_id:?} is not a file id (a UUID such as 01846192-315c-4f0a-b766-12b18a26b209)"
+            ),
+        )
+    })?;
     delete_and_report(&state, &tenant.id, id).await.map(Json)
 }
 

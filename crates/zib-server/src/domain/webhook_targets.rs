@@ -15,12 +15,25 @@ const MIN_SECRET_LEN: usize = 16;
 const MAX_SECRET_LEN: usize = 256;
 const MAX_URL_LEN: usize = 2048;
 
-/// Checks a target URL against the SSRF guard; a refusal is a 400 on `field`.
+/// Checks a target URL: its form first, exactly as the OpenAPI document states it
+/// (at most 2048 characters, starting `http://` or `https://` in any case), then the
+/// SSRF guard (it must parse, have a host, and resolve to allowed addresses). Any
+/// refusal is a 400 on `field`.
 pub async fn check_target(state: &AppState, field: &'static str, url: &str) -> ApiResult<String> {
-    if url.len() > MAX_URL_LEN {
+    if url.chars().count() > MAX_URL_LEN {
         return Err(ApiError::invalid(
             field,
-            format!("must be at most {MAX_URL_LEN} bytes"),
+            format!("must be at most {MAX_URL_LEN} characters"),
+        ));
+    }
+    let scheme_ok = ["http://", "https://"].iter().any(|prefix| {
+        url.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    });
+    if !scheme_ok {
+        return Err(ApiError::invalid(
+            field,
+            format!("{url:?} must start http:// or https://: only http and https webhook URLs are allowed"),
         ));
     }
     ssrf::check_url(url, state.config.allow_private_webhook_targets)
@@ -29,8 +42,10 @@ pub async fn check_target(state: &AppState, field: &'static str, url: &str) -> A
         .map_err(|reason| ApiError::invalid(field, reason))
 }
 
+/// Counted in characters, as the document's `minLength`/`maxLength` are; control
+/// characters are refused (the document's `pattern`).
 pub fn check_secret(field: &'static str, secret: &str) -> ApiResult<()> {
-    if !(MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&secret.len())
+    if !(MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&secret.chars().count())
         || secret.chars().any(char::is_control)
     {
         return Err(ApiError::invalid(

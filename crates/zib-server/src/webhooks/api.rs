@@ -187,11 +187,12 @@ fn check_event_types(types: &Option<Vec<String>>) -> ApiResult<()> {
     Ok(())
 }
 
+/// Counted in characters, as the document's `maxLength` is.
 fn check_description(d: &str) -> ApiResult<()> {
-    if d.len() > MAX_DESCRIPTION_LEN {
+    if d.chars().count() > MAX_DESCRIPTION_LEN {
         return Err(ApiError::invalid(
             "description",
-            format!("must be at most {MAX_DESCRIPTION_LEN} bytes"),
+            format!("must be at most {MAX_DESCRIPTION_LEN} characters"),
         ));
     }
     Ok(())
@@ -376,8 +377,17 @@ pub struct ListQuery {
     file_id: Option<String>,
 }
 
-fn limit(q: &ListQuery) -> u32 {
-    q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+/// The listing size: 1 to 500 as documented; anything else is refused by name rather
+/// than clamped, so a caller asking for more learns the ceiling.
+fn limit(q: &ListQuery) -> ApiResult<u32> {
+    match q.limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid(
+            "limit",
+            format!("{n} is out of range: use 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})"),
+        )),
+    }
 }
 
 fn delivery_json(d: &WebhookDelivery) -> Value {
@@ -404,10 +414,11 @@ pub async fn endpoint_deliveries(
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    let limit = limit(&q)?;
     endpoint_or_404(&state, &tenant.id, &id).await?;
     let list = state
         .store
-        .list_endpoint_deliveries(&tenant.id, &id, limit(&q))
+        .list_endpoint_deliveries(&tenant.id, &id, limit)
         .await?;
     Ok(Json(json!({
         "endpoint_id": id,
@@ -433,9 +444,10 @@ pub async fn list_events(
     AuthTenant(tenant): AuthTenant,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    let limit = limit(&q)?;
     let list = state
         .store
-        .list_webhook_events(&tenant.id, q.file_id.as_deref(), limit(&q))
+        .list_webhook_events(&tenant.id, q.file_id.as_deref(), limit)
         .await?;
     Ok(Json(
         json!({"events": list.iter().map(event_json).collect::<Vec<_>>()}),
