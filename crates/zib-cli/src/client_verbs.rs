@@ -209,10 +209,14 @@ pub async fn run_upload(args: UploadArgs) -> Result<()> {
                     "outcome": "unknown",
                 })
             );
+            let cause = match &err {
+                zib_client::ClientError::OutcomeUnknown { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
             eprintln!(
                 "file {file_id}: outcome unknown — check `zib pipeline {file_id}` \
-                 (the bytes reached the node; {err:#}). Running the same command again \
-                 finishes or confirms it."
+                 (the bytes reached the node, then: {cause}). Running the same command \
+                 again finishes or confirms it."
             );
             Err(OutcomeUnknown { file_id }.into())
         }

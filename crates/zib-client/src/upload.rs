@@ -119,8 +119,7 @@ pub async fn upload_with_registration(
                     &plan,
                     part,
                     &tracker,
-                    None,
-                    Some(&fully_sent),
+                    Target::Whole(&fully_sent),
                 )
             })
             .await
@@ -163,7 +162,15 @@ pub async fn upload_with_registration(
                     async move {
                         let label = format!("part {number}");
                         with_retries(retries, Retry::Transient, || {
-                            put_sealed(http, url, &path, &plan, part, &tracker, Some(&label), None)
+                            put_sealed(
+                                http,
+                                url,
+                                &path,
+                                &plan,
+                                part,
+                                &tracker,
+                                Target::Part(&label),
+                            )
                         })
                         .await
                         .map(|_| ())
@@ -379,6 +386,15 @@ async fn read_receipt(resp: reqwest::Response) -> Option<UploadReceipt> {
     resp.json::<UploadReceipt>().await.ok()
 }
 
+/// What one PUT carries.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// The whole envelope; the flag is set when a failed attempt had sent every byte.
+    Whole(&'a AtomicBool),
+    /// A multipart part, named in errors (e.g. "part 3").
+    Part(&'a str),
+}
+
 /// One attempt at PUTting a part (or the whole envelope). Progress made by a failed
 /// attempt is taken back, so a retry does not count bytes twice.
 async fn put_sealed(
@@ -388,9 +404,12 @@ async fn put_sealed(
     plan: &Arc<EnvelopePlan>,
     part: PartPlan,
     tracker: &Arc<Tracker>,
-    label: Option<&str>,
-    fully_sent: Option<&AtomicBool>,
+    target: Target<'_>,
 ) -> Result<Option<UploadReceipt>, Failure> {
+    let (label, fully_sent) = match target {
+        Target::Whole(flag) => (None, Some(flag)),
+        Target::Part(label) => (Some(label), None),
+    };
     let attempt = Arc::new(AttemptCounters::default());
     let observer: ChunkObserver = {
         let attempt = attempt.clone();
@@ -582,6 +601,38 @@ mod tests {
         assert!(check_not_expired(&registration("2030-01-01T00:10:00Z"), now).is_ok());
         let err = check_not_expired(&registration("tomorrow"), now).unwrap_err();
         assert!(err.to_string().contains("expires_at"), "{err}");
+    }
+
+    #[test]
+    fn the_parts_listing_sits_beside_the_upload_url_with_its_token() {
+        let mut reg = registration("2030-01-01T00:00:00Z");
+        reg.upload_url = Some("http://n:1/v1/upload/b1?token=T1".into());
+        assert_eq!(
+            parts_url(&reg).unwrap(),
+            "http://n:1/v1/upload/b1/parts?token=T1"
+        );
+        reg.upload_type = UploadType::Multipart;
+        reg.complete_url = Some("http://n:1/v1/upload/b2/complete?token=T2".into());
+        assert_eq!(
+            parts_url(&reg).unwrap(),
+            "http://n:1/v1/upload/b2/parts?token=T2"
+        );
+    }
+
+    #[test]
+    fn only_a_clear_refusal_after_the_last_byte_is_a_failure() {
+        let api = |status: u16, code: &str| ClientError::Api {
+            origin: crate::Origin::Node,
+            status,
+            code: code.into(),
+            message: String::new(),
+        };
+        assert!(maybe_committed(&api(502, codes::DISTRIBUTION_FAILED)));
+        assert!(maybe_committed(&api(503, "x")));
+        assert!(maybe_committed(&api(409, codes::TOKEN_USED)));
+        assert!(!maybe_committed(&api(400, codes::MISSING_PARTS)));
+        assert!(!maybe_committed(&api(409, codes::UPLOAD_REFUSED)));
+        assert!(!maybe_committed(&ClientError::Config("x".into())));
     }
 
     #[tokio::test(start_paused = true)]
