@@ -178,7 +178,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "type": "single", "file_id": "5f0c2f34-8c1b-4d6e-9a57-0f6f2b1c3d4e",
             "bucket": "b", "key": "k", "file_size": 3, "content_type": "text/plain",
-            "node_id": "5f0c2f34-8c1b-4d6e-9a57-0f6f2b1c3d4f", "node_url": "http://n",
+            "node_id": "ZB-ABC123", "node_url": "http://n",
             "upload_url": "http://n/v1/upload/x?token=t", "encryption_key": "a2V5",
             "envelope": {"version": 1, "chunk_size": 1024, "nonce_prefix": "00"},
             "ciphertext_size": 40, "cdn_url": "http://c", "expires_at": "2030-01-01T00:00:00Z"
