@@ -183,8 +183,9 @@ pub async fn upload_with_registration(
                     .await
                 {
                     Ok(receipt) => receipt,
-                    // An earlier attempt (whose answer was lost) completed it.
-                    Err(e) if is_already_completed(&e) => None,
+                    // Resuming: an earlier run (whose answer was lost) completed it. A
+                    // plain replay of a used registration stays a refusal.
+                    Err(e) if opts.resume && is_already_completed(&e) => None,
                     Err(e) if maybe_committed(&e) => return Err(outcome_unknown(reg, e)),
                     Err(e) => return Err(e),
                 };
