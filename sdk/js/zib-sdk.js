@@ -1301,7 +1301,7 @@
               });
             }
           }
-          if (seen.committed && networkLoss) throw outcomeUnknown(reg, err);
+          if (seen.committed && (networkLoss || err.kind === 'already_used')) throw outcomeUnknown(reg, err);
           throw err;
         });
       }
@@ -1400,8 +1400,6 @@
         }
         var err = unreachable('node', url, e.message + (label ? ' (' + label + ')' : ''), e);
         if (!e.sent) return { ok: false, err: err, retry: true };
-        if (ctx.seen) ctx.seen.reached = true;
-        if (!isPart && e.sent >= part.ciphertextLen && ctx.seen) ctx.seen.committed = true;
         // The connection broke mid-body. A node refusing an upload answers before reading
         // it and closes, which fetch and XHR may report as a mere write error: ask again
         // with an empty body (which changes nothing on the node) to learn why.
@@ -1412,6 +1410,8 @@
               // The token is still unspent: the failure was the connection's, retry.
               return { ok: false, err: err, retry: true };
             }
+            // A single upload's token spent by this very body: the node has every byte.
+            if (!isPart && answer.status === 409 && why.code === 'token_used' && ctx.seen) ctx.seen.committed = true;
             return classify(answer);
           },
           function (e2) {
