@@ -1410,8 +1410,6 @@
               // The token is still unspent: the failure was the connection's, retry.
               return { ok: false, err: err, retry: true };
             }
-            // A single upload's token spent by this very body: the node has every byte.
-            if (!isPart && answer.status === 409 && why.code === 'token_used' && ctx.seen) ctx.seen.committed = true;
             return classify(answer);
           },
           function (e2) {

@@ -124,7 +124,9 @@ pub async fn upload_with_registration(
             })
             .await
             .map_err(|e| {
-                if fully_sent.load(Ordering::Relaxed) && maybe_committed(&e) {
+                // A spent token here is as likely a replayed registration: only a
+                // lost or 5xx answer to a body sent whole leaves the outcome open.
+                if fully_sent.load(Ordering::Relaxed) && maybe_committed(&e) && !is_token_used(&e) {
                     outcome_unknown(reg, e)
                 } else {
                     e
