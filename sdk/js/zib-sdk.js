@@ -50,6 +50,11 @@
   var RETRY_BASE_DELAY_MS = 500;
   var RETRY_MAX_DELAY_MS = 8000;
   var DEFAULT_RETRIES = 3;
+  /** After a network loss in the middle of an upload (the node had answered before), how
+   * long uploadDirect keeps asking the node what it holds and resuming before it gives up. */
+  var DEFAULT_RESUME_WITHIN_MS = 60000;
+  /** Between two resume attempts while the network is gone. */
+  var RESUME_POLL_MS = 1000;
   var DEFAULT_CONCURRENCY = 4;
   /** What `zib dev` listens on (the Rust client's default too). */
   var DEFAULT_API_URL = 'http://127.0.0.1:7070';
@@ -60,7 +65,11 @@
 
   /**
    * Every rejection of the SDK. `kind` says what failed, for code that branches on it:
-   * registration | expired | already_used | http | unreachable | aborted | config.
+   * registration | expired | already_used | http | unreachable | aborted | config |
+   * outcome_unknown. An `outcome_unknown` error (also `outcomeUnknown: true`) carries
+   * `fileId` and `cdnUrl`: the bytes reached the node but the end was not seen (the answer
+   * was lost, the server was down); the file may well complete, so never report it as
+   * failed: check `zib pipeline <fileId>` or GET /v1/api/pipeline/{fileId}.
    */
   class ZiBError extends Error {
     constructor(message, details) {
@@ -72,7 +81,20 @@
       if (d.code !== undefined) this.code = d.code;
       if (d.origin !== undefined) this.origin = d.origin;
       if (d.cause !== undefined) this.cause = d.cause;
+      if (this.kind === 'outcome_unknown') {
+        this.outcomeUnknown = true;
+        this.fileId = d.fileId;
+        this.cdnUrl = d.cdnUrl;
+      }
     }
+  }
+
+  function outcomeUnknown(reg, cause) {
+    return new ZiBError('file ' + reg.file_id + ': outcome unknown — check `zib pipeline ' + reg.file_id +
+      '` (the bytes reached the node, then: ' + ((cause && cause.message) || String(cause)) + ')', {
+      kind: 'outcome_unknown', fileId: reg.file_id, cdnUrl: reg.cdn_url, cause: cause,
+      status: cause && cause.status, code: cause && cause.code,
+    });
   }
 
   function invalidRegistration(msg) {
@@ -1120,12 +1142,49 @@
   /**
    * Encrypts `file` with envelope v1 and uploads it as `registration` says.
    * options: onProgress({stage, progress}), signal (AbortSignal), concurrency (parts in
-   * flight, default 4), retries (extra attempts per part, default 3).
-   * Resolves {file_id, cdn_url}.
+   * flight, default 4), retries (extra attempts per part, default 3), resume (ask the node
+   * which parts it already holds and send only the others: for a registration used
+   * before, e.g. by a page that was reloaded), resumeWithinMs (after a network loss in
+   * the middle of the upload, keep resuming for this long; default 60000, 0 disables).
+   * Resolves {file_id, cdn_url}. Rejects with a ZiBError; `kind: 'outcome_unknown'` when
+   * the bytes were committed but the end was not seen.
    */
   function uploadDirect(file, registration, options) {
     return Promise.resolve().then(function () {
       return uploadDirectInner(file, registration, options || {});
+    });
+  }
+
+  /** The URL listing what a node holds of an upload: beside the complete (or single
+   * upload) URL, with the same token. */
+  function partsUrl(reg) {
+    var target = reg.type === 'multipart' ? reg.complete_url : reg.upload_url;
+    if (typeof target !== 'string') throw invalidRegistration('no upload URL');
+    var q = target.indexOf('?');
+    var base = q < 0 ? target : target.slice(0, q);
+    var query = q < 0 ? '' : target.slice(q + 1);
+    base = base.replace(/\/complete$/, '');
+    return base + '/parts?' + query;
+  }
+
+  /**
+   * GET {node}/v1/upload/{blob}/parts: what the node already holds of this registration's
+   * upload, as {upload_id, state: receiving|stored|distributed, parts: [{part_number, size}]}.
+   * Needs only the registration; spends nothing.
+   */
+  function uploadedParts(registration, options) {
+    var signal = options && options.signal;
+    return Promise.resolve().then(function () {
+      var url = partsUrl(registration);
+      return fetch(url, { signal: signal }).then(function (resp) {
+        return resp.text().then(function (text) {
+          if (!resp.ok) throw errorFromAnswer('node', resp.status, text, 'listing held parts');
+          return JSON.parse(text);
+        });
+      }, function (e) {
+        if (signal && signal.aborted) throw aborted(signal);
+        throw unreachable('node', url, rootCause(e) + ' (listing held parts)', e);
+      });
     });
   }
 
@@ -1141,19 +1200,23 @@
         kind: 'registration',
       });
     }
+    if (reg.type !== 'single' && reg.type !== 'multipart') {
+      throw invalidRegistration('type ' + JSON.stringify(reg.type) + ' is neither single nor multipart');
+    }
+    if (reg.type === 'single' && typeof reg.upload_url !== 'string') throw invalidRegistration('single upload without upload_url');
+    if (reg.type === 'multipart' && typeof reg.complete_url !== 'string') {
+      throw invalidRegistration('multipart upload without complete_url');
+    }
+    var parts = reg.type === 'multipart' ? planParts(plan, reg) : null;
     var retries = opts.retries === undefined ? DEFAULT_RETRIES : Math.max(0, opts.retries | 0);
     var concurrency = Math.max(1, (opts.concurrency | 0) || DEFAULT_CONCURRENCY);
+    var resumeWithin = opts.resumeWithinMs === undefined ? DEFAULT_RESUME_WITHIN_MS : Math.max(0, opts.resumeWithinMs | 0);
     var useXhr = opts.transport ? opts.transport === 'xhr' : typeof XMLHttpRequest === 'function';
     var tracker = new Tracker(opts.onProgress, plan.fileSize, plan.ciphertextSize);
     var result = { file_id: reg.file_id, cdn_url: reg.cdn_url };
-    // One signal for every request of this upload: the caller's abort, or a part that
-    // failed for good, stops the parts still in flight.
-    var stop = new AbortController();
-    if (signal) {
-      signal.addEventListener('abort', function () {
-        stop.abort(signal.reason);
-      }, { once: true });
-    }
+    // Facts gathered across rounds: whether the node was ever reached (a network loss,
+    // not a wrong URL), and whether it may have committed the bytes.
+    var seen = { reached: false, committed: false };
 
     return importKey(plan.keyBytes).then(function (cryptoKey) {
       var seal = makeSealer(cryptoKey, plan);
@@ -1161,35 +1224,88 @@
       var onSealed = function (n) {
         tracker.sealed(n);
       };
-      var ctx = {
-        source: source, plan: plan, seal: seal, tracker: tracker, signal: stop.signal,
-        useXhr: useXhr, onSealed: onSealed, retries: retries,
-      };
-      if (reg.type === 'single') {
-        if (typeof reg.upload_url !== 'string') throw invalidRegistration('single upload without upload_url');
-        return putPart(ctx, reg.upload_url, wholePart(plan), 'single', null, false).then(function () {
-          tracker.done();
-          return result;
-        });
-      }
-      if (reg.type === 'multipart') {
-        if (typeof reg.complete_url !== 'string') throw invalidRegistration('multipart upload without complete_url');
-        var parts = planParts(plan, reg);
-        return runPool(parts, concurrency, stop.signal, function (p) {
-          return putPart(ctx, p.url, p.part, p.number, 'part ' + p.number, true);
-        }).then(null, function (err) {
-          stop.abort(err);
+
+      /** One pass: (when resuming) ask what the node holds, send the rest, complete. */
+      function round(resume) {
+        // One signal for every request of this round: the caller's abort, or a part that
+        // failed for good, stops the parts still in flight.
+        var stop = new AbortController();
+        if (signal) {
+          if (signal.aborted) return Promise.reject(aborted(signal));
+          signal.addEventListener('abort', function () {
+            stop.abort(signal.reason);
+          }, { once: true });
+        }
+        var ctx = {
+          source: source, plan: plan, seal: seal, tracker: tracker, signal: stop.signal,
+          useXhr: useXhr, onSealed: onSealed, retries: retries, seen: seen, resumed: resume,
+        };
+        var held = resume ? uploadedParts(reg, { signal: signal }).then(function (h) {
+          seen.reached = true;
+          return h;
+        }, function (err) {
+          // Spent with nothing left to list: completed before (the node may have dropped
+          // its full copy since), or completed and deleted.
+          if (err.status === 409 && err.code === 'token_used') throw outcomeUnknown(reg, err);
           throw err;
-        }).then(function () {
-          tracker.encryptingDone();
-          tracker.completing();
-          return completeUpload(ctx, reg.complete_url);
-        }).then(function () {
-          tracker.done();
-          return result;
+        }) : Promise.resolve(null);
+        return held.then(function (h) {
+          if (h && h.state === 'distributed') return;
+          if (reg.type === 'single') {
+            if (h && h.state === 'stored') {
+              seen.committed = true;
+              throw new ZiBError('the node holds the whole upload and is still distributing it', { kind: 'http', status: 503 });
+            }
+            return putPart(ctx, reg.upload_url, wholePart(plan), 'single', null, false);
+          }
+          var todo = parts;
+          if (h) {
+            todo = parts.filter(function (p) {
+              var have = h.state === 'stored' || (h.parts || []).some(function (x) {
+                return x.part_number === p.number;
+              });
+              if (have) ctx.tracker.uploaded(p.number, p.part.ciphertextLen);
+              return !have;
+            });
+          }
+          return runPool(todo, concurrency, stop.signal, function (p) {
+            return putPart(ctx, p.url, p.part, p.number, 'part ' + p.number, true).then(function () {
+              seen.reached = true;
+            });
+          }).then(null, function (err) {
+            stop.abort(err);
+            throw err;
+          }).then(function () {
+            tracker.encryptingDone();
+            tracker.completing();
+            return completeUpload(ctx, reg.complete_url);
+          });
         });
       }
-      throw invalidRegistration('type ' + JSON.stringify(reg.type) + ' is neither single nor multipart');
+
+      var deadline = null;
+      function go(resume) {
+        return round(resume).then(function () {
+          tracker.done();
+          return result;
+        }, function (err) {
+          if (err instanceof ZiBError && (err.kind === 'aborted' || err.kind === 'outcome_unknown')) throw err;
+          // In progress: the node is still draining an attempt whose connection was lost.
+          var networkLoss = err.kind === 'unreachable' ||
+            (err.kind === 'http' && (isTransientStatus(err.status) || err.code === 'in_progress'));
+          if (networkLoss && seen.reached && resumeWithin > 0) {
+            if (deadline === null) deadline = Date.now() + resumeWithin;
+            if (Date.now() < deadline) {
+              return sleep(RESUME_POLL_MS, signal).then(function () {
+                return go(true);
+              });
+            }
+          }
+          if (seen.committed && (networkLoss || err.kind === 'already_used')) throw outcomeUnknown(reg, err);
+          throw err;
+        });
+      }
+      return go(!!opts.resume);
     });
   }
 
@@ -1306,7 +1422,10 @@
 
     /** A node answer as {ok} or {ok: false, err, retry}. */
     function classify(answer) {
+      if (ctx.seen) ctx.seen.reached = true;
       if (answer.status >= 200 && answer.status < 300) return { ok: true };
+      // A single upload answered 5xx after its body: stored, distribution failed.
+      if (!isPart && answer.status >= 500 && ctx.seen) ctx.seen.committed = true;
       var err = errorFromAnswer('node', answer.status, answer.text, label);
       if (isPart && answer.status === 409 && err.code === PART_ALREADY_UPLOADED) return { ok: true };
       var transient = isTransientStatus(answer.status) || (answer.status === 409 && err.code === 'in_progress');
@@ -1338,7 +1457,9 @@
       : fetchRequest('PUT', url, new Uint8Array(0), 0, ctx.signal, null);
   }
 
-  /** POST complete_url; retried only when the node was not reached (its token is single-use). */
+  /** POST complete_url; a network failure is retried (a completion that did happen
+   * answers upload_already_completed, which is success). Any attempt that may have reached
+   * the node marks the bytes as possibly committed. */
   function completeUpload(ctx, url) {
     var attempt = 0;
     function loop() {
@@ -1348,10 +1469,19 @@
       return req.then(
         function (answer) {
           if (answer.status >= 200 && answer.status < 300) return;
-          throw errorFromAnswer('node', answer.status, answer.text, 'complete');
+          var err = errorFromAnswer('node', answer.status, answer.text, 'complete');
+          // Resuming (or retrying a completion whose answer was lost): done before. A plain
+          // replay of a used registration stays a refusal.
+          if (answer.status === 409 && err.code === 'upload_already_completed' && (ctx.resumed || attempt > 0)) return;
+          if (isTransientStatus(answer.status) || (answer.status === 409 && err.code === 'token_used')) {
+            ctx.seen.committed = true;
+          }
+          throw err;
         },
         function (e) {
           if (e instanceof ZiBError) throw e;
+          // A refused connection never reached the node; anything else may have.
+          if (!/ECONNREFUSED/.test(e.message)) ctx.seen.committed = true;
           var err = unreachable('node', url, e.message + ' (complete)', e);
           if (attempt >= ctx.retries) throw err;
           var delay = retryDelay(attempt);
@@ -1490,9 +1620,16 @@
     uploadDirect(file, registration, options) {
       return uploadDirect(file, registration, options);
     }
+
+    /** DELETE /v1/api/file/{fileId}: a file, or an upload still pending (abandoned:
+     * the node's bytes are freed at once). */
+    deleteFile(fileId) {
+      return this._call('DELETE', '/v1/api/file/' + encodeURIComponent(fileId), undefined, 'json');
+    }
   }
 
   ZiBStorage.uploadDirect = uploadDirect;
+  ZiBStorage.uploadedParts = uploadedParts;
   ZiBStorage.sealEnvelope = sealEnvelope;
   ZiBStorage.ciphertextLength = ciphertextLen;
   ZiBStorage.ZiBError = ZiBError;

@@ -13,6 +13,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use zib_client::{download, Client, ClientConfig, Progress, Stage, UploadOptions, DEFAULT_API_URL};
 use zib_proto::FileId;
 
+use crate::upload_state;
+
 #[derive(Args, Debug)]
 pub struct UploadArgs {
     /// Bucket to store the object in.
@@ -30,6 +32,22 @@ pub struct UploadArgs {
     /// Multipart parts in flight at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Start over with a new registration even if an interrupted upload of this
+    /// file to this bucket and key is saved (the saved one is deleted on the server).
+    #[arg(long)]
+    pub no_resume: bool,
+}
+
+/// `zib upload` exits with this when the bytes reached the node but the answer was
+/// lost: the file may well complete. Distinct from 1 (failed).
+pub const EXIT_OUTCOME_UNKNOWN: u8 = 3;
+
+/// The upload's bytes were committed but its end was not seen (see
+/// [`EXIT_OUTCOME_UNKNOWN`]); the message is already printed.
+#[derive(Debug, thiserror::Error)]
+#[error("file {file_id}: outcome unknown — check `zib pipeline {file_id}`")]
+pub struct OutcomeUnknown {
+    pub file_id: FileId,
 }
 
 #[derive(Args, Debug)]
@@ -59,7 +77,9 @@ pub struct LsArgs {
 }
 
 pub async fn run_upload(args: UploadArgs) -> Result<()> {
-    let client = Client::new(ClientConfig::from_env()?)?;
+    let config = ClientConfig::from_env()?;
+    let access_key = config.access_key.clone();
+    let client = Client::new(config)?;
     let key = match args.key {
         Some(key) => key,
         None => args
@@ -90,26 +110,148 @@ pub async fn run_upload(args: UploadArgs) -> Result<()> {
             Stage::Completing => bar.set_message("done"),
         })
     });
+    let ident = upload_state::Ident::new(
+        client.api_url().as_str(),
+        &access_key,
+        &args.bucket,
+        &key,
+        &args.file,
+    )?;
+    let slot = upload_state::state_dir().map(|dir| upload_state::Slot::new(&dir, &ident));
+    if slot.is_none() {
+        tracing::warn!("no cache directory (HOME unset): an interrupted upload cannot be resumed");
+    }
+    let found = match &slot {
+        Some(slot) => slot.load(&ident)?,
+        None => upload_state::Found::Nothing,
+    };
+    let saved = match found {
+        upload_state::Found::Resume(reg) if !args.no_resume && !registration_expired(&reg) => {
+            Some(*reg)
+        }
+        upload_state::Found::Resume(reg) => {
+            abandon(&client, Some(reg.file_id)).await;
+            None
+        }
+        upload_state::Found::Stale(file_id) => {
+            abandon(&client, file_id).await;
+            None
+        }
+        upload_state::Found::Nothing => None,
+    };
+    let resume = saved.is_some();
+    let registration = match saved {
+        Some(reg) => {
+            eprintln!(
+                "resuming the interrupted upload of {} (file {}, saved in {}): only the parts the node lacks are sent",
+                args.file.display(),
+                reg.file_id,
+                slot.as_ref().map_or_else(String::new, |s| s.path().display().to_string()),
+            );
+            reg
+        }
+        None => {
+            let size = ident.size;
+            let reg = client
+                .initiate(&args.bucket, &key, size, content_type.as_deref())
+                .await
+                .with_context(|| format!("uploading {}", args.file.display()))?;
+            if let Some(slot) = &slot {
+                slot.save(&ident, &reg)?;
+            }
+            reg
+        }
+    };
     let opts = UploadOptions {
         concurrency: args.concurrency.max(1),
         progress,
+        resume,
         ..UploadOptions::default()
     };
-    let result = client
-        .upload_path(
-            &args.file,
-            &args.bucket,
-            &key,
-            content_type.as_deref(),
-            &opts,
-        )
-        .await;
+    let result =
+        zib_client::upload_with_registration(client.http(), &registration, &args.file, &opts).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let result = result.with_context(|| format!("uploading {}", args.file.display()))?;
-    println!("{}", serde_json::to_string(&result)?);
-    Ok(())
+    let forget = || {
+        if let Some(slot) = &slot {
+            slot.remove();
+        }
+    };
+    match result {
+        Ok(result) => {
+            forget();
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+        Err(err) if err.outcome_unknown().is_some() => {
+            let file_id = registration.file_id;
+            // The API may already know how it ended (the lost answer was a success).
+            if let Ok(info) = client.file_info(file_id).await {
+                if matches!(info.phase.as_str(), "distributed" | "safe") {
+                    forget();
+                    println!(
+                        "{}",
+                        serde_json::to_string(&zib_proto::api::UploadResult {
+                            file_id,
+                            cdn_url: registration.cdn_url.clone(),
+                        })?
+                    );
+                    return Ok(());
+                }
+            }
+            // Kept: running the same command again settles it.
+            println!(
+                "{}",
+                serde_json::json!({
+                    "file_id": file_id,
+                    "cdn_url": registration.cdn_url,
+                    "outcome": "unknown",
+                })
+            );
+            let cause = match &err {
+                zib_client::ClientError::OutcomeUnknown { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
+            eprintln!(
+                "file {file_id}: outcome unknown — check `zib pipeline {file_id}` \
+                 (the bytes reached the node, then: {cause}). Running the same command \
+                 again finishes or confirms it."
+            );
+            Err(OutcomeUnknown { file_id }.into())
+        }
+        Err(err) if err.is_resumable() && slot.is_some() => {
+            Err(anyhow::Error::new(err).context(format!(
+                "uploading {} (file {}; run the same command again to resume it)",
+                args.file.display(),
+                registration.file_id
+            )))
+        }
+        Err(err) => {
+            forget();
+            Err(anyhow::Error::new(err).context(format!("uploading {}", args.file.display())))
+        }
+    }
+}
+
+fn registration_expired(reg: &zib_proto::api::Registration) -> bool {
+    use time::format_description::well_known::Rfc3339;
+    // A minute of margin: a resume needs time to send what is missing.
+    time::OffsetDateTime::parse(&reg.expires_at, &Rfc3339).map_or(true, |at| {
+        at - time::Duration::minutes(1) <= time::OffsetDateTime::now_utc()
+    })
+}
+
+/// A saved registration that will not be resumed: its pending file is deleted at once
+/// (freeing what the node holds of it) instead of waiting for its expiry.
+async fn abandon(client: &Client, file_id: Option<FileId>) {
+    let Some(file_id) = file_id else { return };
+    match client.delete_file(file_id).await {
+        Ok(_) => tracing::info!(%file_id, "abandoned the earlier, interrupted upload"),
+        Err(e) => {
+            tracing::warn!(%file_id, error = %e, "could not delete the earlier, interrupted upload; it expires on its own")
+        }
+    }
 }
 
 pub async fn run_get(args: GetArgs) -> Result<()> {

@@ -110,8 +110,29 @@ pub async fn run(args: DevArgs) -> Result<()> {
         // lost shards show up in minutes, not hours.
         audit_interval: Duration::from_secs(60),
         repair_after: Duration::from_secs(30),
-        collect_interval: Duration::from_secs(10),
-        garbage_grace: Duration::from_secs(600),
+        // Short enough to watch an abandoned upload expire and its bytes go within
+        // minutes (~6: expiry, then grace, then the next sweep); each can be set
+        // with its usual `ZIB_*` variable.
+        upload_expiry: env_or(
+            &env,
+            "UPLOAD_EXPIRY_SECS",
+            |s| s.upload_expiry,
+            DEV_UPLOAD_EXPIRY,
+        ),
+        collect_interval: env_or(
+            &env,
+            "COLLECT_INTERVAL_SECS",
+            |s| s.collect_interval,
+            DEV_COLLECT_INTERVAL,
+        ),
+        garbage_grace: env_or(
+            &env,
+            "GARBAGE_GRACE_SECS",
+            |s| s.garbage_grace,
+            DEV_GARBAGE_GRACE,
+        ),
+        part_size: env.part_size,
+        multipart_threshold: env.multipart_threshold,
         // Tiny dev clusters cannot have three peers besides the originator.
         safe_min_peers: 3.min(args.nodes.saturating_sub(1) as u32),
         // Receivers in development run on this machine.
@@ -140,16 +161,26 @@ pub async fn run(args: DevArgs) -> Result<()> {
                 .collect(),
         );
     }
+    // Every node's port first, and the addresses recorded before anything runs: on a
+    // restart the store still holds last run's random ports, and a node resuming an
+    // interrupted distribution (or the server) would otherwise call those until each
+    // peer re-registered.
+    let mut listeners = Vec::new();
+    for _ in &node_ids {
+        listeners.push(
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("binding a node port")?,
+        );
+    }
+    refresh_node_urls(dir, &node_ids, &listeners).await?;
     let server = zib_server::start(config, listener).await?;
 
     let mut nodes = Vec::new();
-    for node_id in node_ids {
+    for (node_id, listener) in node_ids.into_iter().zip(listeners) {
         let data_dir = nodes_dir.join(node_id.as_str());
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding a node port")?;
         let node = zib_node::start(
             NodeConfig {
                 node_id: Some(node_id),
@@ -192,6 +223,48 @@ pub async fn run(args: DevArgs) -> Result<()> {
         node.stop().await;
     }
     server.stop().await;
+    Ok(())
+}
+
+/// Dev defaults: see where they are used.
+const DEV_UPLOAD_EXPIRY: Duration = Duration::from_secs(300);
+const DEV_GARBAGE_GRACE: Duration = Duration::from_secs(60);
+const DEV_COLLECT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The dev default of a setting, unless `ZIB_{key}` is set.
+fn env_or(
+    env: &ServerSettings,
+    key: &str,
+    get: impl Fn(&ServerSettings) -> Duration,
+    dev_default: Duration,
+) -> Duration {
+    if std::env::var_os(format!("ZIB_{key}")).is_some() {
+        get(env)
+    } else {
+        dev_default
+    }
+}
+
+/// Points the known nodes' rows at this run's ports before the server or any node
+/// starts. Their last heartbeat is left as it was: a node is online again only once
+/// it heartbeats (or still, if the restart was quicker than `node_offline_after`).
+async fn refresh_node_urls(dir: &Path, ids: &[NodeId], listeners: &[TcpListener]) -> Result<()> {
+    let db = database_path(dir);
+    if !db.exists() {
+        return Ok(());
+    }
+    let store = zib_meta::Store::open_sqlite(&db).await?;
+    for (id, listener) in ids.iter().zip(listeners) {
+        let url = format!("http://{}", listener.local_addr()?);
+        if let Some(mut row) = store.node(id).await? {
+            if row.public_url != url {
+                tracing::info!(node_id = %id, old = %row.public_url, new = %url, "node address refreshed");
+                row.public_url = url;
+                store.upsert_node(&row).await?;
+            }
+        }
+    }
+    drop(store);
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod dev;
 mod dev_dir;
 mod keys;
 mod run;
+mod upload_state;
 mod webhook_verbs;
 
 use std::path::PathBuf;
@@ -51,6 +52,18 @@ enum Command {
         command: TenantCommand,
     },
     /// Encrypt and upload a file; prints {"file_id", "cdn_url"}.
+    ///
+    /// An interrupted upload resumes: the registration (it holds the file's key) is
+    /// kept in a 0600 file under $ZIB_UPLOAD_STATE_DIR, else $XDG_CACHE_HOME/zib/uploads,
+    /// else ~/.cache/zib/uploads, until the upload succeeds. Running the same command
+    /// again (same file, bucket and key, file unchanged) asks the node which parts it
+    /// already holds and sends only the others. --no-resume starts over and deletes
+    /// the interrupted upload on the server.
+    ///
+    /// Exit status: 0 uploaded; 1 failed; 3 outcome unknown: the bytes reached the
+    /// node but the final answer was lost (a crash, a network cut). Then stdout holds
+    /// {"file_id", "cdn_url", "outcome": "unknown"}; check `zib pipeline <file_id>`,
+    /// or run the same command again to finish or confirm it.
     Upload(client_verbs::UploadArgs),
     /// Download a file (or a byte range) through the CDN.
     Get(client_verbs::GetArgs),
@@ -103,6 +116,10 @@ async fn run_cli() -> std::process::ExitCode {
     run::init_logging(&cli.log_format);
     match dispatch(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<client_verbs::OutcomeUnknown>().is_some() => {
+            // Already explained on stderr, with the file id on stdout.
+            std::process::ExitCode::from(client_verbs::EXIT_OUTCOME_UNKNOWN)
+        }
         Err(e) => {
             // The cause chain on one line; no backtrace, whatever RUST_BACKTRACE says.
             eprintln!("error: {e:#}");

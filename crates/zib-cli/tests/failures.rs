@@ -122,6 +122,7 @@ fn node_disks_hold_no_plaintext_keys_object_keys_or_file_ids() {
             concurrency: 2,
             part_retries: 2,
             progress: None,
+            resume: false,
         };
         let http = reqwest::Client::new();
         rt.block_on(zib_client::upload_with_registration(
@@ -172,6 +173,7 @@ fn registrations_are_single_use_node_scoped_and_size_bound() {
         concurrency: 1,
         part_retries: 0,
         progress: None,
+        resume: false,
     };
 
     // Used once: fine. Used twice: refused, and the file is still the first upload.

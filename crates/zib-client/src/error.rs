@@ -63,6 +63,16 @@ pub enum ClientError {
     Registration(String),
     #[error(transparent)]
     Crypto(#[from] zib_crypto::EnvelopeError),
+    /// The upload failed after its bytes were committed on the node (the answer to
+    /// the last call was lost, the node or server failed while distributing): the
+    /// file may well become readable. Never report this as a plain failure.
+    #[error("file {file_id}: outcome unknown — check `zib pipeline {file_id}` (the bytes reached the node, then: {source})")]
+    OutcomeUnknown {
+        file_id: zib_proto::FileId,
+        cdn_url: String,
+        #[source]
+        source: Box<ClientError>,
+    },
 }
 
 impl ClientError {
@@ -132,6 +142,30 @@ impl ClientError {
                 source,
             },
             other => other,
+        }
+    }
+
+    /// The file whose upload may or may not have completed ([`ClientError::OutcomeUnknown`]).
+    pub fn outcome_unknown(&self) -> Option<zib_proto::FileId> {
+        match self {
+            Self::OutcomeUnknown { file_id, .. } => Some(*file_id),
+            _ => None,
+        }
+    }
+
+    /// Worth running the same upload again with the same registration: nothing
+    /// refused it for good (network loss, a node or server down, 5xx).
+    pub fn is_resumable(&self) -> bool {
+        match self {
+            Self::Api { status, code, .. } => {
+                *status >= 500
+                    || *status == 408
+                    || *status == 429
+                    || code == codes::IN_PROGRESS
+                    || code == codes::NODE_NOT_REGISTERED
+            }
+            Self::Unreachable { .. } | Self::Http(_) | Self::OutcomeUnknown { .. } => true,
+            _ => false,
         }
     }
 

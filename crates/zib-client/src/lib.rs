@@ -27,7 +27,7 @@ use zib_proto::FileId;
 
 pub use download::download;
 pub use error::{ClientError, Origin};
-pub use upload::upload_with_registration;
+pub use upload::{upload_parts_held, upload_with_registration};
 
 /// Where the API is when `ZIB_API_URL` is unset: what `zib dev` listens on.
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:7070";
@@ -103,6 +103,9 @@ pub struct UploadOptions {
     /// Extra attempts for a part that failed on the network or with a 5xx.
     pub part_retries: u32,
     pub progress: Option<ProgressFn>,
+    /// Ask the node which parts it already holds and send only the others (a
+    /// registration used before, by a process that crashed or lost the network).
+    pub resume: bool,
 }
 
 impl Default for UploadOptions {
@@ -111,6 +114,7 @@ impl Default for UploadOptions {
             concurrency: 4,
             part_retries: 3,
             progress: None,
+            resume: false,
         }
     }
 }
@@ -121,6 +125,7 @@ impl fmt::Debug for UploadOptions {
             .field("concurrency", &self.concurrency)
             .field("part_retries", &self.part_retries)
             .field("progress", &self.progress.is_some())
+            .field("resume", &self.resume)
             .finish()
     }
 }

@@ -11,7 +11,8 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::StatusCode;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use zib_proto::api::{Registration, UploadReceipt, UploadResult, UploadType};
+use zib_proto::api::{Registration, UploadParts, UploadReceipt, UploadResult, UploadType};
+use zib_proto::error_codes as codes;
 
 use crate::error::{error_from_response, Origin};
 use crate::plan::{EnvelopePlan, PartPlan};
@@ -67,6 +68,30 @@ pub async fn upload_with_registration(
         reg.ciphertext_size,
     ));
     let retries = opts.part_retries;
+    let result = UploadResult {
+        file_id: reg.file_id,
+        cdn_url: reg.cdn_url.clone(),
+    };
+
+    // What the node already holds of this registration (a resumed upload).
+    let held = if opts.resume {
+        match upload_parts_held(http, reg).await {
+            Ok(held) => Some(held),
+            // Spent with nothing left on the node: completed before (and the full
+            // copy dropped once safe), or completed and deleted.
+            Err(e) if is_token_used(&e) => return Err(outcome_unknown(reg, e)),
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
+    let held_state = held.as_ref().map(|h| h.state.as_str());
+    if held_state == Some("distributed") {
+        tracing::info!(file_id = %reg.file_id, "the node had already stored and distributed this upload");
+        tracker.chunk_sent(reg.file_size, reg.ciphertext_size);
+        tracker.report(Stage::Completing, 1, 1);
+        return Ok(result);
+    }
 
     match reg.upload_type {
         UploadType::Single => {
@@ -75,11 +100,38 @@ pub async fn upload_with_registration(
                     "invalid registration: single upload without upload_url".into(),
                 )
             })?;
+            if held_state == Some("stored") {
+                // The node has every byte and distributes on its own.
+                return Err(outcome_unknown(
+                    reg,
+                    ClientError::Registration(
+                        "the node holds the whole upload and is still distributing it".into(),
+                    ),
+                ));
+            }
             let part = plan.whole();
+            let fully_sent = AtomicBool::new(false);
             let receipt = with_retries(retries, Retry::ConnectOnly, || {
-                put_sealed(http, url, &path, &plan, part, &tracker, None)
+                put_sealed(
+                    http,
+                    url,
+                    &path,
+                    &plan,
+                    part,
+                    &tracker,
+                    Target::Whole(&fully_sent),
+                )
             })
-            .await?;
+            .await
+            .map_err(|e| {
+                // A spent token here is as likely a replayed registration: only a
+                // lost or 5xx answer to a body sent whole leaves the outcome open.
+                if fully_sent.load(Ordering::Relaxed) && maybe_committed(&e) && !is_token_used(&e) {
+                    outcome_unknown(reg, e)
+                } else {
+                    e
+                }
+            })?;
             log_receipt(&receipt);
         }
         UploadType::Multipart => {
@@ -88,7 +140,22 @@ pub async fn upload_with_registration(
                     "invalid registration: multipart upload without complete_url".into(),
                 )
             })?;
-            let parts = plan.parts(reg)?;
+            let mut parts = plan.parts(reg)?;
+            if let Some(held) = &held {
+                let stored = held.state == "stored";
+                parts.retain(|(number, _, part)| {
+                    let have = stored || held.parts.iter().any(|p| p.part_number == *number);
+                    if have {
+                        tracker.chunk_sent(part.plaintext_len, part.ciphertext_len);
+                    }
+                    !have
+                });
+                tracing::info!(
+                    file_id = %reg.file_id,
+                    missing = parts.len(),
+                    "resuming: sending only the parts the node does not hold"
+                );
+            }
             futures::stream::iter(parts.into_iter().map(Ok))
                 .try_for_each_concurrent(opts.concurrency.max(1), |(number, url, part)| {
                     let path = path.clone();
@@ -97,7 +164,15 @@ pub async fn upload_with_registration(
                     async move {
                         let label = format!("part {number}");
                         with_retries(retries, Retry::Transient, || {
-                            put_sealed(http, url, &path, &plan, part, &tracker, Some(&label))
+                            put_sealed(
+                                http,
+                                url,
+                                &path,
+                                &plan,
+                                part,
+                                &tracker,
+                                Target::Part(&label),
+                            )
                         })
                         .await
                         .map(|_| ())
@@ -106,15 +181,86 @@ pub async fn upload_with_registration(
                 .await?;
             tracker.completing_started();
             let receipt =
-                with_retries(retries, Retry::ConnectOnly, || complete(http, complete_url)).await?;
+                match with_retries(retries, Retry::ConnectOnly, || complete(http, complete_url))
+                    .await
+                {
+                    Ok(receipt) => receipt,
+                    // Resuming: an earlier run (whose answer was lost) completed it. A
+                    // plain replay of a used registration stays a refusal.
+                    Err(e) if opts.resume && is_already_completed(&e) => None,
+                    Err(e) if maybe_committed(&e) => return Err(outcome_unknown(reg, e)),
+                    Err(e) => return Err(e),
+                };
             log_receipt(&receipt);
         }
     }
     tracker.report(Stage::Completing, 1, 1);
-    Ok(UploadResult {
+    Ok(result)
+}
+
+/// `GET {node}/v1/upload/{blob}/parts`: what the node already holds of this
+/// registration's upload, authorised by its complete token (or a single upload's
+/// token) and spending nothing.
+pub async fn upload_parts_held(
+    http: &reqwest::Client,
+    reg: &Registration,
+) -> Result<UploadParts, ClientError> {
+    let url = parts_url(reg)?;
+    let resp =
+        http.get(&url).send().await.map_err(|e| {
+            ClientError::transport(Origin::Node, &url, e).about("listing held parts")
+        })?;
+    if !resp.status().is_success() {
+        return Err(error_from_response(Origin::Node, resp)
+            .await
+            .about("listing held parts"));
+    }
+    resp.json::<UploadParts>()
+        .await
+        .map_err(|e| ClientError::transport(Origin::Node, &url, e))
+}
+
+/// The parts-listing URL beside the registration's complete (or single upload) URL,
+/// with the same token.
+fn parts_url(reg: &Registration) -> Result<String, ClientError> {
+    let target = match reg.upload_type {
+        UploadType::Multipart => reg.complete_url.as_deref(),
+        UploadType::Single => reg.upload_url.as_deref(),
+    }
+    .ok_or_else(|| ClientError::Registration("invalid registration: no upload URL".into()))?;
+    let (base, query) = target.split_once('?').unwrap_or((target, ""));
+    let base = base.strip_suffix("/complete").unwrap_or(base);
+    Ok(format!("{base}/parts?{query}"))
+}
+
+fn outcome_unknown(reg: &Registration, source: ClientError) -> ClientError {
+    ClientError::OutcomeUnknown {
         file_id: reg.file_id,
         cdn_url: reg.cdn_url.clone(),
-    })
+        source: Box::new(source),
+    }
+}
+
+fn is_token_used(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api { status: 409, code, .. } if code == codes::TOKEN_USED)
+}
+
+fn is_already_completed(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api { status: 409, code, .. } if code == codes::UPLOAD_ALREADY_COMPLETED)
+}
+
+/// After the last byte went out (or with the complete call): could the node have
+/// committed the upload although this call failed? A clear refusal says no; so does
+/// a connection that never opened. A spent token, a lost or 5xx answer say maybe.
+fn maybe_committed(e: &ClientError) -> bool {
+    match e {
+        ClientError::Api { status, code, .. } => {
+            *status >= 500 || *status == 408 || (*status == 409 && code == codes::TOKEN_USED)
+        }
+        ClientError::Unreachable { source, .. } => !source.is_connect(),
+        ClientError::Http(_) => true,
+        _ => false,
+    }
 }
 
 fn check_not_expired(reg: &Registration, now: OffsetDateTime) -> Result<(), ClientError> {
@@ -243,6 +389,15 @@ async fn read_receipt(resp: reqwest::Response) -> Option<UploadReceipt> {
     resp.json::<UploadReceipt>().await.ok()
 }
 
+/// What one PUT carries.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// The whole envelope; the flag is set when a failed attempt had sent every byte.
+    Whole(&'a AtomicBool),
+    /// A multipart part, named in errors (e.g. "part 3").
+    Part(&'a str),
+}
+
 /// One attempt at PUTting a part (or the whole envelope). Progress made by a failed
 /// attempt is taken back, so a retry does not count bytes twice.
 async fn put_sealed(
@@ -252,8 +407,12 @@ async fn put_sealed(
     plan: &Arc<EnvelopePlan>,
     part: PartPlan,
     tracker: &Arc<Tracker>,
-    label: Option<&str>,
+    target: Target<'_>,
 ) -> Result<Option<UploadReceipt>, Failure> {
+    let (label, fully_sent) = match target {
+        Target::Whole(flag) => (None, Some(flag)),
+        Target::Part(label) => (Some(label), None),
+    };
     let attempt = Arc::new(AttemptCounters::default());
     let observer: ChunkObserver = {
         let attempt = attempt.clone();
@@ -283,6 +442,11 @@ async fn put_sealed(
     };
     match result {
         Err(failure) => {
+            if let Some(flag) = fully_sent {
+                if attempt.sealed.load(Ordering::Relaxed) >= part.ciphertext_len {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            }
             tracker.take_back(
                 attempt.plain.load(Ordering::Relaxed),
                 attempt.sealed.load(Ordering::Relaxed),
@@ -440,6 +604,38 @@ mod tests {
         assert!(check_not_expired(&registration("2030-01-01T00:10:00Z"), now).is_ok());
         let err = check_not_expired(&registration("tomorrow"), now).unwrap_err();
         assert!(err.to_string().contains("expires_at"), "{err}");
+    }
+
+    #[test]
+    fn the_parts_listing_sits_beside_the_upload_url_with_its_token() {
+        let mut reg = registration("2030-01-01T00:00:00Z");
+        reg.upload_url = Some("http://n:1/v1/upload/b1?token=T1".into());
+        assert_eq!(
+            parts_url(&reg).unwrap(),
+            "http://n:1/v1/upload/b1/parts?token=T1"
+        );
+        reg.upload_type = UploadType::Multipart;
+        reg.complete_url = Some("http://n:1/v1/upload/b2/complete?token=T2".into());
+        assert_eq!(
+            parts_url(&reg).unwrap(),
+            "http://n:1/v1/upload/b2/parts?token=T2"
+        );
+    }
+
+    #[test]
+    fn only_a_clear_refusal_after_the_last_byte_is_a_failure() {
+        let api = |status: u16, code: &str| ClientError::Api {
+            origin: crate::Origin::Node,
+            status,
+            code: code.into(),
+            message: String::new(),
+        };
+        assert!(maybe_committed(&api(502, codes::DISTRIBUTION_FAILED)));
+        assert!(maybe_committed(&api(503, "x")));
+        assert!(maybe_committed(&api(409, codes::TOKEN_USED)));
+        assert!(!maybe_committed(&api(400, codes::MISSING_PARTS)));
+        assert!(!maybe_committed(&api(409, codes::UPLOAD_REFUSED)));
+        assert!(!maybe_committed(&ClientError::Config("x".into())));
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,6 +25,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .expose_headers([header::ETAG, header::CONTENT_LENGTH]);
     let uploads = Router::new()
         .route("/v1/upload/{blob_id}", put(intake::put_upload))
+        .route("/v1/upload/{blob_id}/parts", get(crate::parts::list_parts))
         .route("/v1/upload/{blob_id}/parts/{part}", put(intake::put_part))
         .route("/v1/upload/{blob_id}/complete", post(intake::complete))
         .layer(cors);

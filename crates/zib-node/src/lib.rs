@@ -12,6 +12,7 @@ mod distribute;
 mod error;
 mod http;
 mod intake;
+mod parts;
 mod resume;
 mod rpc;
 mod shards;

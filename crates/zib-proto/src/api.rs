@@ -109,6 +109,21 @@ pub struct PartStored {
     pub status: String,
 }
 
+/// `GET /v1/upload/{blob_id}/parts?token=T` (T: the upload's complete token, or a
+/// single upload's token): what the node already holds of an upload, so a client
+/// that crashed or lost its connection sends only what is missing. Read-only: the
+/// token is not spent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadParts {
+    pub upload_id: String,
+    /// `receiving`: parts may still be sent; `stored`: the whole envelope is in the
+    /// node's store (completion ran), `distributed`: and its shards are placed. Once
+    /// `stored`, the bytes are committed: only the complete call remains to retry.
+    pub state: String,
+    /// Multipart parts fully received, ascending (empty once `stored`).
+    pub parts: Vec<PartStored>,
+}
+
 /// What the SDK and `zib upload` resolve with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadResult {

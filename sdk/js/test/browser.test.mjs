@@ -301,3 +301,95 @@ test('a 65 MiB multipart upload in the page completes although part 2 fails once
     await page.close();
   }
 });
+
+/** A proxy in front of the nodes (`/to/{host:port}/...`) that records what each node answered. */
+async function recordingProxy() {
+  const seen = [];
+  const server = http.createServer((req, res) => {
+    const m = /^\/to\/([^/]+)(\/.*)$/.exec(req.url);
+    if (!m) {
+      res.writeHead(404);
+      return res.end();
+    }
+    const [, host, path] = m;
+    const up = http.request(`http://${host}${path}`, { method: req.method, headers: { ...req.headers, host } }, (upRes) => {
+      seen.push({ method: req.method, path: path.split('?')[0], status: upRes.statusCode });
+      res.writeHead(upRes.statusCode, upRes.headers);
+      upRes.pipe(res);
+    });
+    up.on('error', () => req.socket.destroy());
+    req.socket.on('close', () => up.destroy());
+    req.pipe(up);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { server, seen, base: `http://127.0.0.1:${server.address().port}` };
+}
+
+test('a page resumes an interrupted multipart upload with { resume: true }, sending only missing parts', { timeout: 240_000 }, async () => {
+  const page = await openLoggedIn('carol');
+  const proxy = await recordingProxy();
+  const { access_key, secret_key, api_url } = dev.credentials;
+  const size = 65 * MiB + 5;
+  const res = await fetch(`${api_url}/v1/api/upload/initiate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${access_key}:${secret_key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ bucket: 'browser-test', key: 'resumed.bin', file_size: size }),
+  });
+  const reg = await res.json();
+  assert.equal(reg.type, 'multipart', JSON.stringify(reg));
+  const via = (u) => {
+    const url = new URL(u);
+    return `${proxy.base}/to/${url.host}${url.pathname}${url.search}`;
+  };
+  const routed = {
+    ...reg,
+    complete_url: via(reg.complete_url),
+    parts: reg.parts.map((p) => ({ ...p, upload_url: via(p.upload_url) })),
+  };
+  try {
+    const outcome = await page.evaluate(async ({ reg, size }) => {
+      const pieces = [];
+      const piece = new Uint8Array(65536);
+      for (let at = 0; at < size; at += piece.length) {
+        crypto.getRandomValues(piece);
+        pieces.push(piece.slice(0, Math.min(piece.length, size - at)));
+      }
+      const blob = new Blob(pieces);
+      const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer()));
+      const hash = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+      // The first page: gone (aborted) once two parts are in.
+      const page = new AbortController();
+      const first = window.ZiBStorage.uploadDirect(blob, reg, {
+        concurrency: 1,
+        signal: page.signal,
+        onProgress: (p) => {
+          if (p.stage === 'uploading' && p.progress >= 45) page.abort(new Error('reload'));
+        },
+      }).then(() => 'finished', (e) => e.kind);
+      const firstOutcome = await first;
+      await new Promise((r) => setTimeout(r, 300));
+      const held = await window.ZiBStorage.uploadedParts(reg);
+      // The reloaded page, with the same registration.
+      const result = await window.ZiBStorage.uploadDirect(blob, reg, { resume: true });
+      return { hash, firstOutcome, held, result };
+    }, { reg: routed, size });
+    assert.equal(outcome.firstOutcome, 'aborted');
+    const heldNumbers = new Set(outcome.held.parts.map((p) => p.part_number));
+    assert.ok(heldNumbers.size >= 1 && heldNumbers.size < reg.parts.length, JSON.stringify(outcome.held));
+    const listed = proxy.seen.findLastIndex((r) => r.method === 'GET' && r.path.endsWith('/parts'));
+    assert.ok(listed >= 0, 'the resumed upload asked the node what it holds');
+    const resent = proxy.seen.slice(listed).filter((r) => r.method === 'PUT');
+    assert.equal(resent.length, reg.parts.length - heldNumbers.size, JSON.stringify(resent));
+    for (const r of resent) {
+      assert.equal(r.status, 200, JSON.stringify(r));
+      assert.ok(!heldNumbers.has(Number(r.path.split('/').pop())), `held part sent again: ${r.path}`);
+    }
+    assert.equal(outcome.result.file_id, reg.file_id);
+    const got = await cdnGet(reg.cdn_url);
+    assert.equal(got.bytes.length, size);
+    assert.equal(sha256(got.bytes), outcome.hash);
+  } finally {
+    proxy.server.close();
+    await page.close();
+  }
+});

@@ -182,6 +182,7 @@ async fn multipart_upload_retries_flaky_parts_and_accepts_already_uploaded_ones(
         concurrency: 2,
         part_retries: 2,
         progress: Some(Arc::new(move |p| sink.lock().unwrap().push(p))),
+        resume: false,
     };
     let result = upload_with_registration(&reqwest::Client::new(), &reg, file.path(), &opts)
         .await
