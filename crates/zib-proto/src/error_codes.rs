@@ -70,6 +70,9 @@ pub const NODE_NOT_REGISTERED: &str = "node_not_registered";
 pub const UPLOAD_REFUSED: &str = "upload_refused";
 /// The node stored the upload but could not place its shards on peers.
 pub const DISTRIBUTION_FAILED: &str = "distribution_failed";
+/// The upload does not start with the envelope header the server issued for it
+/// (not an envelope at all, another version, or another chunk size or nonce prefix).
+pub const INVALID_ENVELOPE: &str = "invalid_envelope";
 
 // --- clients ---
 
