@@ -27,6 +27,10 @@ pub const UNAVAILABLE: &str = "unavailable";
 pub const UPSTREAM_FAILED: &str = "upstream_failed";
 /// Our fault, not the caller's.
 pub const INTERNAL: &str = "internal";
+/// A file whose stored bytes are all there and match their hashes, but do not
+/// decrypt (garbage uploaded under a valid header, a client bug, a wrong key in the
+/// metadata): retrying will not help.
+pub const UNREADABLE: &str = "unreadable";
 
 // --- storage node answers (uploads, shards, audits) ---
 

@@ -35,6 +35,9 @@ pub enum ApiError {
     // --- internal ---
     #[error("{0}")]
     Upstream(String),
+    /// The file's stored bytes are whole but do not decrypt: retrying will not help.
+    #[error("{0}")]
+    Unreadable(String),
     #[error("internal error")]
     Internal(#[from] InternalError),
 }
@@ -73,7 +76,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Upstream(_) | ApiError::Unreadable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => codes::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => codes::UNAVAILABLE,
             ApiError::Upstream(_) => codes::UPSTREAM_FAILED,
+            ApiError::Unreadable(_) => codes::UNREADABLE,
             ApiError::Internal(_) => codes::INTERNAL,
         }
     }

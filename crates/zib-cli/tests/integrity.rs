@@ -1,0 +1,338 @@
+//! What a clumsy uploader can store and what a reader then sees, on real clusters:
+//! a body that is not the envelope the server issued is refused by the node before
+//! anything is kept, and a well-formed envelope sealed under another key is
+//! answered `502 unreadable` as JSON, never a dropped connection.
+
+mod common;
+#[path = "common/webhook_receiver.rs"]
+mod receiver;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::procs::ProcCluster;
+use common::*;
+use receiver::Receiver;
+use serde_json::{json, Value};
+use zib_crypto::envelope::{encrypt, Header};
+use zib_crypto::DataKey;
+use zib_proto::api::Registration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn initiate(api_url: &str, bearer: &str, bucket: &str, key: &str, size: u64) -> Registration {
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{api_url}/v1/api/upload/initiate"))
+        .header("Authorization", bearer)
+        .json(&json!({"bucket": bucket, "key": key, "file_size": size}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.json().unwrap()
+}
+
+/// `PUT url` with `body`; returns the status and the JSON answer.
+fn put(url: &str, body: Vec<u8>) -> (u16, Value) {
+    let resp = reqwest::blocking::Client::new()
+        .put(url)
+        .body(body)
+        .send()
+        .expect("the node answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+/// Files under `root` whose path names `blob`.
+fn kept(root: &Path, blob: &str) -> Vec<std::path::PathBuf> {
+    files_under(root)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(blob))
+        .collect()
+}
+
+/// The blob id of an upload URL (`{node}/v1/upload/{blob_id}[/...]?token=`).
+fn blob_of(url: &str) -> String {
+    let path = url.split('?').next().unwrap();
+    let rest = path.split("/v1/upload/").nth(1).unwrap();
+    rest.split('/').next().unwrap().to_string()
+}
+
+fn upload_phase(api_url: &str, bearer: &str, file_id: &str) -> String {
+    let v: Value = reqwest::blocking::Client::new()
+        .get(format!("{api_url}/v1/api/pipeline/{file_id}"))
+        .header("Authorization", bearer)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["stages"]["upload"]["phase"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn assert_envelope_refusal(status: u16, body: &Value, names: &str) {
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid_envelope", "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains(names), "the error names {names:?}: {error}");
+}
+
+/// Item 4 of issue 11: the node checks the header the server issued.
+#[test]
+fn a_body_that_is_not_the_issued_envelope_is_refused_and_nothing_is_kept() {
+    let cluster = ProcCluster::start(
+        6,
+        &[
+            ("ZIB_ALLOW_PRIVATE_WEBHOOK_TARGETS", "true"),
+            ("ZIB_WEBHOOK_POLL_INTERVAL_MS", "100"),
+            ("ZIB_MULTIPART_THRESHOLD", "1048576"),
+            ("ZIB_PART_SIZE", "262144"),
+        ],
+    );
+    let bearer = cluster.bearer();
+    let hook = Receiver::start();
+    let resp = reqwest::blocking::Client::new()
+        .patch(format!("{}/v1/api/customers/me/webhook", cluster.api_url))
+        .header("Authorization", &bearer)
+        .json(&json!({"webhook_url": hook.url("/zib")}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let work = tempfile::tempdir().unwrap();
+
+    // A single upload: random bytes of exactly the registered length.
+    let data = pattern(300_000, 1);
+    let single = initiate(&cluster.api_url, &bearer, "intake", "single", 300_000);
+    let url = single.upload_url.clone().expect("a single upload");
+    let blob = blob_of(&url);
+    let (status, body) = put(&url, pattern(single.ciphertext_size, 2));
+    assert_envelope_refusal(status, &body, "magic");
+
+    // A real envelope under the file's key, but with a nonce prefix or a chunk size
+    // of the client's own choosing.
+    let key = DataKey::from_base64(&single.encryption_key).unwrap();
+    let issued = Header::from_params(&single.envelope).unwrap();
+    let own_prefix = Header {
+        nonce_prefix: [0x5a; 7],
+        ..issued
+    };
+    let (status, body) = put(&url, encrypt(&key, own_prefix, &data));
+    assert_envelope_refusal(status, &body, "nonce prefix");
+    let mut other_chunks = encrypt(
+        &key,
+        Header {
+            chunk_size: 128 * 1024,
+            ..issued
+        },
+        &data,
+    );
+    other_chunks.resize(single.ciphertext_size as usize, 0);
+    let (status, body) = put(&url, other_chunks);
+    assert_envelope_refusal(status, &body, "chunk size");
+
+    // Multipart: part 1 carries the header, and is checked before it is written.
+    let multi = initiate(&cluster.api_url, &bearer, "intake", "multi", 1_200_000);
+    assert!(multi.parts.len() >= 2, "multipart at 1 MiB");
+    let part1 = &multi.parts[0];
+    assert_eq!(part1.ciphertext_offset, 0);
+    let multi_blob = blob_of(&part1.upload_url);
+    let (status, body) = put(&part1.upload_url, pattern(part1.ciphertext_size, 3));
+    assert_envelope_refusal(status, &body, "magic");
+    let multi_key = DataKey::from_base64(&multi.encryption_key).unwrap();
+    let multi_header = Header::from_params(&multi.envelope).unwrap();
+    let wrong = Header {
+        nonce_prefix: [0x11; 7],
+        ..multi_header
+    };
+    let sealed = encrypt(&multi_key, wrong, &pattern(1_200_000, 4));
+    let (status, body) = put(
+        &part1.upload_url,
+        sealed[..part1.ciphertext_size as usize].to_vec(),
+    );
+    assert_envelope_refusal(status, &body, "nonce prefix");
+
+    // A good upload alongside, so its file.ready proves the receiver hears events.
+    let control = initiate(&cluster.api_url, &bearer, "intake", "control", 5_000);
+    let path = write_file(work.path(), "control", &pattern(5_000, 5));
+    rt().block_on(zib_client::upload_with_registration(
+        cluster.client().http(),
+        &control,
+        &path,
+        &zib_client::UploadOptions::default(),
+    ))
+    .unwrap();
+    hook.wait_event("file.ready", &control.file_id.to_string(), WAIT);
+
+    // Nothing of the refused bodies is kept anywhere, and neither file moved on.
+    for node in &cluster.nodes {
+        assert_eq!(kept(&node.dir, &blob), Vec::<std::path::PathBuf>::new());
+        assert_eq!(
+            kept(&node.dir, &multi_blob),
+            Vec::<std::path::PathBuf>::new()
+        );
+    }
+    for reg in [&single, &multi] {
+        let id = reg.file_id.to_string();
+        assert_eq!(upload_phase(&cluster.api_url, &bearer, &id), "pending");
+        assert!(
+            !hook
+                .received()
+                .iter()
+                .any(|r| r.json()["file_id"] == id.as_str()),
+            "no event for a refused upload"
+        );
+    }
+
+    // The refusals spent nothing: the same registrations still take the right bytes.
+    for (reg, bytes) in [(&single, data), (&multi, pattern(1_200_000, 6))] {
+        let path = write_file(work.path(), &reg.key, &bytes);
+        rt().block_on(zib_client::upload_with_registration(
+            cluster.client().http(),
+            reg,
+            &path,
+            &zib_client::UploadOptions::default(),
+        ))
+        .unwrap();
+        let id = reg.file_id.to_string();
+        hook.wait_event("file.ready", &id, WAIT);
+        let (status, got) = get(&reqwest::blocking::Client::new(), &reg.cdn_url, None);
+        assert_eq!(status, 200);
+        assert!(got == bytes, "the file reads back");
+    }
+}
+
+/// Uploads `envelope` (sealed by the test) under `reg` and waits until the CDN
+/// serves the file (its phase is readable).
+fn upload_sealed(cluster: &Cluster, reg: &Registration, envelope: Vec<u8>) {
+    let (status, body) = put(reg.upload_url.as_deref().unwrap(), envelope);
+    assert_eq!(status, 200, "the node takes a well-formed envelope: {body}");
+    let deadline = Instant::now() + WAIT;
+    let id = reg.file_id.to_string();
+    while !matches!(
+        upload_phase(&cluster.creds.api_url, &cluster.bearer(), &id).as_str(),
+        "distributed" | "safe"
+    ) {
+        assert!(Instant::now() < deadline, "file {id} never became readable");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET` (optionally a range) with a real HTTP client: status and JSON error body.
+fn get_error(http: &reqwest::blocking::Client, url: &str, range: Option<&str>) -> (u16, Value) {
+    let mut req = http.get(url);
+    if let Some(r) = range {
+        req = req.header("Range", r);
+    }
+    let resp = req
+        .send()
+        .expect("an HTTP answer, not a dropped connection");
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    (status, resp.json().expect("a JSON error body"))
+}
+
+fn unreadable_reads(cluster: &Cluster) -> u64 {
+    let text = cluster
+        .http()
+        .get(format!("{}/metrics", cluster.creds.api_url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("zib_unreadable_reads_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no zib_unreadable_reads_total in /metrics:\n{text}"))
+}
+
+/// Item 3 of issue 11: every shard matches its hash, the first chunk does not
+/// decrypt.
+#[test]
+fn an_envelope_sealed_under_another_key_answers_502_unreadable_not_an_empty_reply() {
+    let cluster = Cluster::start(6);
+    let api = cluster.creds.api_url.clone();
+    let bearer = cluster.bearer();
+    let http = cluster.http();
+    let before = unreadable_reads(&cluster);
+
+    // Sealed with the issued header (so the node takes it) under a key of its own.
+    let size = 3 * CHUNK + 1000;
+    let data = pattern(size, 7);
+    let reg = initiate(&api, &bearer, "garbage", "other-key", size);
+    let header = Header::from_params(&reg.envelope).unwrap();
+    upload_sealed(&cluster, &reg, encrypt(&DataKey::generate(), header, &data));
+
+    for range in [
+        None,
+        Some("bytes=0-99"),
+        Some("bytes=600000-"),
+        Some("bytes=-10"),
+    ] {
+        let (status, body) = get_error(&http, &reg.cdn_url, range);
+        assert_eq!(status, 502, "range {range:?}: {body}");
+        assert_eq!(body["code"], "unreadable", "{body}");
+        assert!(body["request_id"].is_string(), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("does not decrypt"),
+            "{body}"
+        );
+    }
+    // HEAD reads no bytes: its headers are still right.
+    let head = http.head(&reg.cdn_url).send().unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(unreadable_reads(&cluster), before + 4);
+
+    // Only chunk 2 sealed under another key: reads before it are whole, a read that
+    // starts in it is refused, and a read through it stops short after a 200.
+    let reg = initiate(&api, &bearer, "garbage", "bad-middle", size);
+    let key = DataKey::from_base64(&reg.encryption_key).unwrap();
+    let header = Header::from_params(&reg.envelope).unwrap();
+    let mut envelope = encrypt(&key, header, &data);
+    let other = encrypt(&DataKey::generate(), header, &data);
+    let layout = header.layout();
+    let bad = layout.chunk_offset(2) as usize..layout.chunk_offset(3) as usize;
+    envelope[bad.clone()].copy_from_slice(&other[bad]);
+    upload_sealed(&cluster, &reg, envelope);
+
+    let (status, body) = get(&http, &reg.cdn_url, Some((10, 2 * CHUNK - 1)));
+    assert_eq!(status, 206);
+    assert!(body == data[10..2 * CHUNK as usize], "chunks 0-1 read back");
+    let (status, body) = get_error(&http, &reg.cdn_url, Some("bytes=524288-524300"));
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "unreadable");
+
+    let resp = http.get(&reg.cdn_url).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "the first chunk decrypts");
+    let mut got = Vec::new();
+    let mut resp = resp;
+    let ended = std::io::copy(&mut resp, &mut got);
+    assert!(ended.is_err(), "the body ends early, as an error");
+    assert!(
+        got.len() <= 2 * CHUNK as usize,
+        "nothing past chunk 1: {}",
+        got.len()
+    );
+    assert!(got == data[..got.len()], "what was sent is right");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while unreadable_reads(&cluster) < before + 6 {
+        assert!(Instant::now() < deadline, "the cut-short read is counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
