@@ -262,6 +262,63 @@ fn unreadable_reads(cluster: &Cluster) -> u64 {
         .unwrap_or_else(|| panic!("no zib_unreadable_reads_total in /metrics:\n{text}"))
 }
 
+/// boto3 reads of `bucket/key` (without retries): for `whole` and `range`, the S3
+/// error code and HTTP status; for `presigned` (a GET of a presigned URL, redirected
+/// to the CDN), the status and the JSON code.
+fn s3_reads(cluster: &Cluster, bucket: &str, key: &str) -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let installed = std::process::Command::new("bash")
+        .arg(root.join("scripts/install-s3-test-deps.sh"))
+        .status()
+        .expect("run install-s3-test-deps.sh");
+    assert!(installed.success(), "installing boto3 failed");
+    let script = r#"
+import json, sys, urllib.request, urllib.error
+import boto3
+from botocore.config import Config
+endpoint, bucket, key = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                                retries={"total_max_attempts": 1}))
+out = {}
+for name, extra in (("whole", {}), ("range", {"Range": "bytes=100-199"})):
+    try:
+        s3.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
+        out[name] = "read"
+    except s3.exceptions.ClientError as e:
+        out[name] = [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]]
+url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key})
+try:
+    urllib.request.urlopen(url).read()
+    out["presigned"] = "read"
+except urllib.error.HTTPError as e:
+    out["presigned"] = [e.code, json.loads(e.read())["code"]]
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &format!("{}/s3", cluster.creds.api_url),
+            bucket,
+            key,
+        ])
+        .env("AWS_ACCESS_KEY_ID", &cluster.creds.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &cluster.creds.secret_key)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "boto3 reads failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from python3")
+}
+
 /// Item 3 of issue 11: every shard matches its hash, the first chunk does not
 /// decrypt.
 #[test]
@@ -299,6 +356,14 @@ fn an_envelope_sealed_under_another_key_answers_502_unreadable_not_an_empty_repl
     assert_eq!(head.status().as_u16(), 200);
     assert_eq!(unreadable_reads(&cluster), before + 4);
 
+    // The same through S3: boto3's header-signed GetObject (whole and a range) gets
+    // S3's form of it, and a presigned GET is sent to the CDN's JSON answer.
+    let s3 = s3_reads(&cluster, "garbage", "other-key");
+    assert_eq!(s3["whole"], json!(["Unreadable", 502]), "{s3}");
+    assert_eq!(s3["range"], json!(["Unreadable", 502]), "{s3}");
+    assert_eq!(s3["presigned"], json!([502, "unreadable"]), "{s3}");
+    assert_eq!(unreadable_reads(&cluster), before + 7);
+
     // Only chunk 2 sealed under another key: reads before it are whole, a read that
     // starts in it is refused, and a read through it stops short after a 200.
     let reg = initiate(&api, &bearer, "garbage", "bad-middle", size);
@@ -331,7 +396,7 @@ fn an_envelope_sealed_under_another_key_answers_502_unreadable_not_an_empty_repl
     );
     assert!(got == data[..got.len()], "what was sent is right");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while unreadable_reads(&cluster) < before + 6 {
+    while unreadable_reads(&cluster) < before + 8 {
         assert!(Instant::now() < deadline, "the cut-short read is counted");
         std::thread::sleep(Duration::from_millis(50));
     }
