@@ -396,8 +396,44 @@ fn an_envelope_sealed_under_another_key_answers_502_unreadable_not_an_empty_repl
     );
     assert!(got == data[..got.len()], "what was sent is right");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while unreadable_reads(&cluster) < before + 8 {
+    // Counted as the body breaks off, which the client may see first.
+    while unreadable_reads(&cluster) < before + 9 {
         assert!(Instant::now() < deadline, "the cut-short read is counted");
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert_eq!(unreadable_reads(&cluster), before + 9);
+
+    // A file uploaded the normal way whose wrapped data key is then overwritten in
+    // the metadata store (as a bad restore or a hand edit would).
+    let work = tempfile::tempdir().unwrap();
+    let path = write_file(work.path(), "f", &pattern(10_000, 8));
+    let (file_id, url) = cluster.upload(&path, "garbage", "wrong-key");
+    let edit = format!(
+        "import sqlite3, sys\n\
+         db = sqlite3.connect(sys.argv[1])\n\
+         n = db.execute(\"UPDATE files SET wrapped_dek = randomblob(length(wrapped_dek)) \
+         WHERE file_id = ?\", ({file_id:?},)).rowcount\n\
+         db.commit()\n\
+         assert n == 1, n\n"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &edit])
+        .arg(cluster.data_dir().join("meta.db"))
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for range in [None, Some("bytes=5-9")] {
+        let (status, body) = get_error(&http, &url, range);
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(body["code"], "unreadable", "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("data key"),
+            "{body}"
+        );
+    }
+    assert_eq!(unreadable_reads(&cluster), before + 11);
 }
