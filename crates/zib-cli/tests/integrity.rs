@@ -437,3 +437,49 @@ fn an_envelope_sealed_under_another_key_answers_502_unreadable_not_an_empty_repl
     }
     assert_eq!(unreadable_reads(&cluster), before + 11);
 }
+
+/// A client that reads the answer only after sending the whole body (Python's
+/// urllib) still gets the 400 for a large non-envelope body, not a reset.
+#[test]
+fn a_refusal_reaches_a_client_that_sends_everything_first() {
+    let cluster = Cluster::start(3);
+    let size = 30 * MIB;
+    let reg = initiate(
+        &cluster.creds.api_url,
+        &cluster.bearer(),
+        "intake",
+        "big",
+        size,
+    );
+    let url = reg
+        .upload_url
+        .clone()
+        .expect("a single upload below 64 MiB");
+    let script = r#"
+import json, os, sys, urllib.request, urllib.error
+url, n = sys.argv[1], int(sys.argv[2])
+try:
+    urllib.request.urlopen(urllib.request.Request(url, data=os.urandom(n), method="PUT"))
+    print(json.dumps({"status": 200}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "body": json.loads(e.read())}))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &url, &reg.ciphertext_size.to_string()])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "urllib saw no answer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["status"], 400, "{seen}");
+    assert_eq!(seen["body"]["code"], "invalid_envelope", "{seen}");
+    for node in cluster.node_dirs() {
+        assert_eq!(
+            kept(&node, &blob_of(&url)),
+            Vec::<std::path::PathBuf>::new()
+        );
+    }
+}

@@ -28,6 +28,9 @@ use crate::state::{InFlight, NodeState};
 
 /// Large enough that disk writes are few, small enough to stay out of the way.
 const WRITE_BUFFER: usize = 1 << 20;
+/// How long a refused body is read (and dropped) so the client sees the refusal:
+/// a 64 MiB upload at 20 Mbit/s; a slower one gets a closed connection instead.
+const DISCARD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
@@ -429,16 +432,27 @@ impl Incoming {
             let want = HEADER_LEN as usize - first.len();
             first.extend_from_slice(&chunk[..chunk.len().min(want)]);
         }
-        Header::check_issued(&first, &issued).map_err(|e| {
-            NodeApiError::bad_request(
+        if let Err(e) = Header::check_issued(&first, &issued) {
+            incoming.discard_rest().await;
+            return Err(NodeApiError::bad_request(
                 codes::INVALID_ENVELOPE,
                 format!(
                     "the body does not start with the envelope header issued for this upload \
                      (docs/envelope.md): {e}"
                 ),
-            )
-        })?;
+            ));
+        }
         Ok(incoming)
+    }
+
+    /// Reads and drops the rest of a refused body (at most `expected` bytes, for at
+    /// most [`DISCARD_LIMIT`]): a client that reads the answer only once it has sent
+    /// everything (Python's urllib, many scripts) would otherwise see its write
+    /// reset by the closing connection instead of the refusal.
+    async fn discard_rest(&mut self) {
+        self.head.clear();
+        let drain = async { while let Ok(Some(_)) = self.next_chunk().await {} };
+        let _ = tokio::time::timeout(DISCARD_LIMIT, drain).await;
     }
 
     /// The next piece of the body, counted; refuses a body that breaks off or runs
