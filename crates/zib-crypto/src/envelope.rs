@@ -43,6 +43,13 @@ pub enum EnvelopeError {
     /// A caller asked to seal or open something no valid envelope contains.
     #[error("chunk {index} cannot be part of an envelope v1: {reason}")]
     BadChunk { index: u64, reason: &'static str },
+    /// A well-formed header that is not the one the server issued for this upload.
+    #[error("envelope header {field} is {got}, but this upload was issued {expected}")]
+    NotIssued {
+        field: &'static str,
+        got: String,
+        expected: String,
+    },
 }
 
 /// The envelope header: chunk size and the per-upload nonce prefix.
@@ -92,6 +99,31 @@ impl Header {
         };
         header.validate()?;
         Ok(header)
+    }
+
+    /// What a node checks of the first bytes an uploader sends: a header readers
+    /// accept ([`Header::decode`]) that is exactly `issued`, the header the server
+    /// chose at initiate. Catches a non-envelope body (random bytes, a plaintext
+    /// upload) and a client that sealed with its own prefix or chunk size, before
+    /// anything is stored. It cannot tell whether the chunks were sealed under the
+    /// file's key: only a reader holding the key can.
+    pub fn check_issued(bytes: &[u8], issued: &Header) -> Result<Self, EnvelopeError> {
+        let got = Self::decode(bytes)?;
+        if got.chunk_size != issued.chunk_size {
+            return Err(EnvelopeError::NotIssued {
+                field: "chunk size",
+                got: got.chunk_size.to_string(),
+                expected: issued.chunk_size.to_string(),
+            });
+        }
+        if got.nonce_prefix != issued.nonce_prefix {
+            return Err(EnvelopeError::NotIssued {
+                field: "nonce prefix",
+                got: hex::encode(got.nonce_prefix),
+                expected: hex::encode(issued.nonce_prefix),
+            });
+        }
+        Ok(got)
     }
 
     /// Whether a reader would accept this header; check chunk sizes that arrive from
@@ -635,6 +667,47 @@ mod tests {
         assert!(Header::decode(&header(0).encode()).is_err());
         assert!(Header::decode(&header(MAX_CHUNK_SIZE).encode()).is_ok());
         assert!(Header::decode(&header(MAX_CHUNK_SIZE + 1).encode()).is_err());
+    }
+
+    #[test]
+    fn check_issued_wants_the_issued_header_exactly() {
+        let issued = header(64);
+        let env = encrypt(&key(), issued, b"hello");
+        assert_eq!(Header::check_issued(&env, &issued), Ok(issued));
+        assert_eq!(Header::check_issued(&env[..16], &issued), Ok(issued));
+
+        let other_prefix = Header {
+            nonce_prefix: [9; 7],
+            ..issued
+        };
+        let err = Header::check_issued(&other_prefix.encode(), &issued).unwrap_err();
+        assert!(
+            matches!(&err, EnvelopeError::NotIssued { field: "nonce prefix", got, expected }
+                if got == "09090909090909" && expected == "01020304050607"),
+            "{err:?}"
+        );
+        assert!(matches!(
+            Header::check_issued(&header(65).encode(), &issued),
+            Err(EnvelopeError::NotIssued {
+                field: "chunk size",
+                ..
+            })
+        ));
+        // Random bytes and a plaintext are not envelopes at all.
+        assert!(matches!(
+            Header::check_issued(b"%PDF-1.7 and some more text", &issued),
+            Err(EnvelopeError::BadHeader(_))
+        ));
+        assert!(matches!(
+            Header::check_issued(&env[..10], &issued),
+            Err(EnvelopeError::BadHeader(_))
+        ));
+        let mut v2 = issued.encode();
+        v2[4] = 2;
+        assert_eq!(
+            Header::check_issued(&v2, &issued),
+            Err(EnvelopeError::BadHeader("unsupported version"))
+        );
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub const UNAVAILABLE: &str = "unavailable";
 pub const UPSTREAM_FAILED: &str = "upstream_failed";
 /// Our fault, not the caller's.
 pub const INTERNAL: &str = "internal";
+/// A file whose stored bytes are all there and match their hashes, but do not
+/// decrypt (garbage uploaded under a valid header, a client bug, a wrong key in the
+/// metadata): retrying will not help.
+pub const UNREADABLE: &str = "unreadable";
 
 // --- storage node answers (uploads, shards, audits) ---
 
@@ -73,6 +77,9 @@ pub const DISTRIBUTION_FAILED: &str = "distribution_failed";
 /// Too few storage nodes are online to give every shard of a segment its own node:
 /// the originator keeps the upload and asks again later (node RPC only).
 pub const TOO_FEW_NODES: &str = "too_few_nodes";
+/// The upload does not start with the envelope header the server issued for it
+/// (not an envelope at all, another version, or another chunk size or nonce prefix).
+pub const INVALID_ENVELOPE: &str = "invalid_envelope";
 
 // --- clients ---
 

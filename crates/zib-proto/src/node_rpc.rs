@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BlobId, ErasureParams, NodeId};
+use crate::{BlobId, EnvelopeParams, ErasureParams, NodeId};
 
 /// `POST /v1/node/register`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +129,13 @@ pub struct CapabilityClaims {
     /// Multipart `complete` only: how many parts make the envelope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<u32>,
+    /// The envelope header the server issued at initiate, on the tokens whose body
+    /// starts with it (a single upload, multipart part 1): the node refuses a body
+    /// whose first 16 bytes are not exactly this header before storing anything.
+    /// Absent on tokens of servers from before the check (they expire within the
+    /// upload expiry); a node then takes the body unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<EnvelopeParams>,
     /// Unix seconds.
     pub expires_at: u64,
     /// Unique token id, remembered by the node once used.

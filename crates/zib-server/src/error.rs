@@ -38,6 +38,9 @@ pub enum ApiError {
     // --- internal ---
     #[error("{0}")]
     Upstream(String),
+    /// The file's stored bytes are whole but do not decrypt: retrying will not help.
+    #[error("{0}")]
+    Unreadable(String),
     #[error("internal error")]
     Internal(#[from] InternalError),
 }
@@ -76,7 +79,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) | ApiError::TooFewNodes(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Upstream(_) | ApiError::Unreadable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -93,6 +96,7 @@ impl ApiError {
             ApiError::Unavailable(_) => codes::UNAVAILABLE,
             ApiError::TooFewNodes(_) => codes::TOO_FEW_NODES,
             ApiError::Upstream(_) => codes::UPSTREAM_FAILED,
+            ApiError::Unreadable(_) => codes::UNREADABLE,
             ApiError::Internal(_) => codes::INTERNAL,
         }
     }

@@ -195,6 +195,11 @@ async fn scrape(
         m.cdn_bytes_out.clone(),
     );
     registry.register(
+        "zib_unreadable_reads",
+        "Reads (CDN, S3 GetObject) refused or cut short: a chunk does not decrypt although every shard matches its hash",
+        crate::domain::read::UNREADABLE_READS.clone(),
+    );
+    registry.register(
         "zib_cdn_bytes_in",
         "Request body bytes received by uploads through the server (S3)",
         m.cdn_bytes_in.clone(),

@@ -224,6 +224,7 @@ pub fn claims(op: CapabilityOp, node: &NodeId, blob: BlobId, size: u64) -> Capab
         part: None,
         offset: None,
         parts: None,
+        envelope: None,
         expires_at: unix_now() + 600,
         jti: uuid::Uuid::new_v4().simple().to_string(),
     }

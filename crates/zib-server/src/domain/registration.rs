@@ -123,7 +123,10 @@ pub async fn register(
         UploadType::Single
     };
 
-    let issue = |op, size, part, offset, parts| {
+    // The tokens whose body starts at ciphertext offset 0 carry the header, so the
+    // node can refuse a body that is not this upload's envelope before storing it.
+    let issue = |op, size, part, offset: Option<u64>, parts| {
+        let starts_envelope = matches!(op, CapabilityOp::Upload) || offset == Some(0);
         sign(
             &state.config.capability_signer,
             CapabilityClaims {
@@ -134,6 +137,7 @@ pub async fn register(
                 part,
                 offset,
                 parts,
+                envelope: starts_envelope.then(|| header.to_params()),
                 expires_at: expires_unix,
                 jti: uuid::Uuid::new_v4().simple().to_string(),
             },
@@ -302,6 +306,7 @@ pub fn shard_capability(
         part: None,
         offset: None,
         parts: None,
+        envelope: None,
         expires_at,
         jti: uuid::Uuid::new_v4().simple().to_string(),
     })

@@ -36,6 +36,11 @@ pub fn api_to_s3(e: ApiError) -> S3Error {
         ApiError::Unavailable(_) | ApiError::TooFewNodes(_) | ApiError::Upstream(_) => {
             S3Error::with_message(S3ErrorCode::ServiceUnavailable, message)
         }
+        ApiError::Unreadable(_) => {
+            let mut err = S3Error::with_message(S3ErrorCode::Custom("Unreadable".into()), message);
+            err.set_status_code(http::StatusCode::BAD_GATEWAY);
+            err
+        }
         ApiError::Internal(inner) => {
             tracing::error!(error = %inner, "internal error");
             S3Error::with_message(S3ErrorCode::InternalError, "internal error")

@@ -10,6 +10,7 @@ use crate::domain::deletion;
 use crate::domain::read::plaintext_stream;
 use crate::domain::read::range::{self, RangeRequest};
 use crate::domain::registration::{validate_bucket, validate_content_type, validate_key};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
@@ -354,15 +355,18 @@ impl S3 for ZibS3 {
             RangeRequest::Unsatisfiable => return Err(s3_error!(InvalidRange)),
         };
         let content_length = Some((window.end - window.start) as i64);
-        let plaintext = plaintext_stream(&self.state, &file, window)
-            .await
-            .map_err(|e| {
-                s3_error!(
-                    ServiceUnavailable,
-                    "the object is temporarily unreadable ({})",
-                    e.status()
-                )
-            })?;
+        let plaintext =
+            plaintext_stream(&self.state, &file, window)
+                .await
+                .map_err(|e| match e {
+                    // Not temporary: the S3 form of the CDN's `502 unreadable`.
+                    ApiError::Unreadable(_) => api_to_s3(e),
+                    e => s3_error!(
+                        ServiceUnavailable,
+                        "the object is temporarily unreadable ({})",
+                        e.status()
+                    ),
+                })?;
         let body = StreamingBlob::from(s3s::Body::http_body_unsync(axum::body::Body::from_stream(
             plaintext,
         )));

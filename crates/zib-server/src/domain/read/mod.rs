@@ -28,9 +28,41 @@ impl From<SegmentError> for ApiError {
     }
 }
 
-/// Streams plaintext bytes `window` of `file`. The first segment is read before
-/// this returns, so a file that cannot be read at all answers a clean error; a
-/// later failure aborts the body (the client sees a short read, never wrong bytes).
+/// Reads stopped because the file's bytes do not decrypt although every shard
+/// matches its hash (and files whose data key does not unwrap): answered `502
+/// unreadable` when it is the first chunk, cut short after that. Process-wide, as
+/// a process runs one server; `/metrics` reports it as `zib_unreadable_reads`.
+pub static UNREADABLE_READS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Why a read stopped.
+#[derive(Debug, thiserror::Error)]
+enum ReadFailure {
+    /// A chunk failed authentication even read with every shard BLAKE3-checked:
+    /// the stored bytes are whole but are not this file's envelope under its key.
+    #[error("chunk {chunk} does not decrypt although every shard matches its hash: {reason}")]
+    Unreadable { chunk: u64, reason: String },
+    /// Too few shards could be had, or a read task failed.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ReadFailure {
+    /// Counted once per read, where the read ends.
+    fn into_io(self) -> std::io::Error {
+        if matches!(self, ReadFailure::Unreadable { .. }) {
+            UNREADABLE_READS.inc();
+        }
+        std::io::Error::other(self.to_string())
+    }
+}
+
+/// Streams plaintext bytes `window` of `file`. The first plaintext bytes (the
+/// first chunk of the window, decrypted) are had before this returns, so a file
+/// that cannot be read at all answers a clean error before any response head:
+/// `503 unavailable` for missing shards, `502 unreadable` for bytes that do not
+/// decrypt. A later failure aborts the body (the client sees a short read, never
+/// wrong bytes).
 pub async fn plaintext_stream(
     state: &AppState,
     file: &FileRow,
@@ -40,7 +72,14 @@ pub async fn plaintext_stream(
         .config
         .master_key
         .unwrap(&file.wrapped_dek, file.file_id.0.as_bytes())
-        .map_err(InternalError::from)?;
+        .map_err(|e| {
+            tracing::error!(file = %file.file_id, error = %e, "the file's data key does not unwrap");
+            UNREADABLE_READS.inc();
+            ApiError::Unreadable(format!(
+                "file {} is unreadable: its data key does not unwrap under this server's master key",
+                file.file_id
+            ))
+        })?;
     let nonce_prefix: [u8; 7] = file.nonce_prefix.as_slice().try_into().map_err(|_| {
         InternalError::Other(format!(
             "file {} has a malformed nonce prefix",
@@ -109,8 +148,10 @@ pub async fn plaintext_stream(
         })
         .buffered(SEGMENTS_IN_FLIGHT)
         .map(|joined| match joined {
-            Ok(piece) => piece.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("a segment read failed: {e}")),
+            Ok(piece) => piece.map_err(|e| ReadFailure::Unavailable(e.to_string())),
+            Err(e) => Err(ReadFailure::Unavailable(format!(
+                "a segment read failed: {e}"
+            ))),
         });
     let pieces = stream::once(async move { Ok(first) }).chain(rest);
 
@@ -123,15 +164,41 @@ pub async fn plaintext_stream(
             let out = match pieces.next().await? {
                 Ok(piece) => joiner.join(piece).await,
                 Err(e) => {
-                    tracing::error!(error = %e, "CDN read aborted mid-stream");
                     joiner.done = true;
-                    vec![Err(std::io::Error::other(e))]
+                    vec![Err(e)]
                 }
             };
             Some((stream::iter(out), (pieces, joiner)))
         },
     );
-    Ok(plaintext.flatten())
+    let mut plaintext = Box::pin(plaintext.flatten());
+    // Before the response head: once a 200 is sent, a failure can only cut the body
+    // short, which clients see as an empty reply or a truncated download.
+    let first = match plaintext.next().await {
+        Some(Ok(bytes)) => Some(bytes),
+        Some(Err(e)) => {
+            tracing::error!(file = %file.file_id, error = %e, "read refused before the first byte");
+            return Err(match e {
+                ReadFailure::Unreadable { .. } => {
+                    UNREADABLE_READS.inc();
+                    ApiError::Unreadable(format!("file {} is unreadable: {e}", file.file_id))
+                }
+                ReadFailure::Unavailable(reason) => {
+                    ApiError::Unavailable(format!("file is temporarily unreadable: {reason}"))
+                }
+            });
+        }
+        None => None,
+    };
+    let file_id = file.file_id;
+    Ok(stream::iter(first.map(Ok))
+        .chain(plaintext)
+        .map(move |item| {
+            item.map_err(|e| {
+                tracing::error!(file = %file_id, error = %e, "read aborted mid-stream");
+                e.into_io()
+            })
+        }))
 }
 
 /// Reads and decrypts one segment's window; if a chunk inside it fails
@@ -172,7 +239,7 @@ struct DecryptedPiece {
     head_origin: Origin,
     /// Plaintext of the chunks wholly inside the piece, clipped to the window; an
     /// `Err` ends the read.
-    plain: Vec<Result<Bytes, std::io::Error>>,
+    plain: Vec<Result<Bytes, ReadFailure>>,
     /// The chunk that continues in the next piece: its index and first bytes.
     tail: (u64, BytesMut),
     tail_origin: Origin,
@@ -246,7 +313,7 @@ impl PieceDecryptor {
         &self,
         index: u64,
         mut sealed: BytesMut,
-        out: &mut Vec<Result<Bytes, std::io::Error>>,
+        out: &mut Vec<Result<Bytes, ReadFailure>>,
         last_try: bool,
     ) -> bool {
         let is_final = self.envelope.is_final(index, self.file_size);
@@ -256,7 +323,10 @@ impl PieceDecryptor {
                 if last_try {
                     tracing::error!(chunk = index, error = %e, "chunk failed authentication");
                 }
-                out.push(Err(std::io::Error::other(e.to_string())));
+                out.push(Err(ReadFailure::Unreadable {
+                    chunk: index,
+                    reason: e.to_string(),
+                }));
                 return false;
             }
         };
@@ -304,7 +374,7 @@ struct PieceJoiner<R> {
 }
 
 impl<R: CheckedReader> PieceJoiner<R> {
-    async fn join(&mut self, piece: DecryptedPiece) -> Vec<Result<Bytes, std::io::Error>> {
+    async fn join(&mut self, piece: DecryptedPiece) -> Vec<Result<Bytes, ReadFailure>> {
         let mut out = Vec::new();
         if self.done {
             return out;
@@ -341,7 +411,7 @@ impl<R: CheckedReader> PieceJoiner<R> {
                     Ok(chunk) => chunk,
                     Err(e) => {
                         self.done = true;
-                        out.push(Err(std::io::Error::other(e.to_string())));
+                        out.push(Err(ReadFailure::Unavailable(e.to_string())));
                         return out;
                     }
                 };
@@ -446,7 +516,7 @@ mod tests {
         plaintext_len: u64,
         piece_len: usize,
         window: std::ops::Range<u64>,
-    ) -> Vec<Result<Bytes, std::io::Error>> {
+    ) -> Vec<Result<Bytes, ReadFailure>> {
         let header = test_header();
         let envelope = header.layout();
         let chunks = envelope
@@ -498,7 +568,7 @@ mod tests {
         }
     }
 
-    fn concat(results: Vec<Result<Bytes, std::io::Error>>) -> Result<Vec<u8>, String> {
+    fn concat(results: Vec<Result<Bytes, ReadFailure>>) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
         for bytes in results {
             out.extend_from_slice(&bytes.map_err(|e| e.to_string())?);
