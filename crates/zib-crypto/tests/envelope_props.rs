@@ -169,3 +169,29 @@ proptest! {
         let _ = layout.sealed_range(s..e, len);
     }
 }
+
+/// Regression (found with the `range` fuzz target's model of a CDN read): the whole
+/// of an empty file is the window 0..0, which `chunks_covering` refused, so a GET of
+/// an empty object (S3 accepts them) answered 500. It now covers the envelope's one
+/// empty chunk, which must still authenticate.
+#[test]
+fn an_empty_file_reads_as_its_one_empty_chunk() {
+    let (header, env) = seal(64, [3; 7], b"");
+    let layout = header.layout();
+    assert_eq!(layout.chunks_covering(0..0, 0), Ok(0..1));
+    let span = layout.sealed_range(0..1, 0);
+    assert_eq!(span, HEADER_LEN..env.len() as u64);
+    let opener = Opener::new(&key(1), header);
+    let sealed = &env[span.start as usize..span.end as usize];
+    assert_eq!(opener.open_range(0..0, 0, sealed), Ok(Vec::new()));
+    let mut tampered = sealed.to_vec();
+    tampered[3] ^= 1;
+    assert!(opener.open_range(0..0, 0, &tampered).is_err());
+    assert!(Opener::new(&key(2), header)
+        .open_range(0..0, 0, sealed)
+        .is_err());
+    // Any other empty window is still refused.
+    assert!(layout.chunks_covering(5..5, 10).is_err());
+    assert!(layout.chunks_covering(0..0, 10).is_err());
+    assert!(layout.chunks_covering(1..1, 0).is_err());
+}
