@@ -243,7 +243,9 @@ impl Layout {
             let at = self.chunk_offset(first);
             return at..at;
         }
-        let end = self.chunk_offset(last - 1) + self.sealed_chunk_len(last - 1, plaintext_len);
+        let end = self
+            .chunk_offset(last - 1)
+            .saturating_add(self.sealed_chunk_len(last - 1, plaintext_len));
         self.chunk_offset(first)..end
     }
 

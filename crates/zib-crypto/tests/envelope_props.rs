@@ -195,3 +195,17 @@ fn an_empty_file_reads_as_its_one_empty_chunk() {
     assert!(layout.chunks_covering(0..0, 10).is_err());
     assert!(layout.chunks_covering(1..1, 0).is_err());
 }
+
+/// Regression (found by the `range` fuzz target): `sealed_range` added without
+/// saturating, so a huge plaintext length with a small chunk size overflowed (a
+/// panic in debug builds, a wrapped range in release) although `Layout` promises
+/// that no hostile number makes it panic.
+#[test]
+fn sealed_range_of_a_huge_plaintext_saturates() {
+    let layout = Layout { chunk_size: 1 };
+    let len = 0x1580_0000_0b03_e87f_u64;
+    let chunks = layout.chunks_covering(0..len, len).unwrap();
+    let span = layout.sealed_range(chunks, len);
+    assert_eq!(span, HEADER_LEN..u64::MAX);
+    assert!(span.end <= layout.ciphertext_len(len));
+}
