@@ -24,11 +24,14 @@ work=$(realpath -m "${FUZZ_WORK_DIR:-${TMPDIR:-/tmp}/zib-fuzz}")
 flags=(--sanitizer none --debug-assertions --target-dir "$target_dir")
 
 cd fuzz
-# cargo fuzz has no --locked: refuse a stale fuzz/Cargo.lock before it is rewritten.
-cargo metadata --locked --format-version 1 >/dev/null
+# fuzz/Cargo.lock starts from the workspace's versions. It is not --locked (cargo
+# fuzz cannot pass it): a dependency added to a workspace crate is resolved here
+# too, keeping every version already locked, and reported so it gets committed.
 t0=$(date +%s)
 cargo fuzz build "${flags[@]}"
 echo "fuzz build: $(($(date +%s) - t0)) s"
+git diff --quiet -- Cargo.lock 2>/dev/null ||
+  echo "note: fuzz/Cargo.lock changed (a workspace crate gained a dependency): commit it"
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list)
