@@ -47,6 +47,12 @@ def make(name):
 
 lock = threading.Lock()
 readable = []  # (cdn_url, sha256)
+finished = {}  # group -> when its last client finished
+
+
+def done(group):
+    with lock:
+        finished[group] = max(finished.get(group, 0), time.time())
 
 
 def run_uploads(tag, count, lat, errs):
@@ -61,6 +67,7 @@ def run_uploads(tag, count, lat, errs):
             else:
                 errs.append(error_kind(err.splitlines()[-1]) if err else "failed")
         os.remove(path)
+    done("upload")
 
 
 def run_reads(count, lat, errs, r):
@@ -75,6 +82,7 @@ def run_reads(count, lat, errs, r):
                 lat.append(dt)
             else:
                 errs.append(f"GET {status}" if status != 200 else "wrong bytes")
+    done("read")
 
 
 def report(name, lat, errs, wall, nbytes):
@@ -118,11 +126,13 @@ try:
                                                          random.Random(seed + 2 + i)))
                 for i in range(a.readers)]
     t0 = time.time()
+    finished.clear()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.time() - t0
+    up_wall, rd_wall = finished["upload"] - t0, finished["read"] - t0
 finally:
     sampling = False
     cluster.stop()
@@ -131,10 +141,11 @@ print(f"seed {seed}; {a.uploaders} uploaders x {a.uploads_each} and {a.readers} 
       f"{a.reads_each}, files of {a.size_kib} KiB, server + 6 nodes as separate processes")
 report("baseline upload (1)", base_up, base_up_errs, base_up_wall, size)
 report("baseline CDN read (1)", base_rd, base_rd_errs, base_rd_wall, size)
-report(f"upload ({a.uploaders} at once)", up_lat, up_errs, wall, size)
-report(f"CDN read ({a.readers} at once)", rd_lat, rd_errs, wall, size)
+report(f"upload ({a.uploaders} at once)", up_lat, up_errs, up_wall, size)
+report(f"CDN read ({a.readers} at once)", rd_lat, rd_errs, rd_wall, size)
 print(f"loaded / baseline p50: upload {percentile(up_lat, 50) / percentile(base_up, 50):.1f}x, "
-      f"read {percentile(rd_lat, 50) / percentile(base_rd, 50):.1f}x  (wall {wall:.1f} s)")
+      f"read {percentile(rd_lat, 50) / percentile(base_rd, 50):.1f}x  (uploads took {up_wall:.1f} s, "
+      f"reads {rd_wall:.1f} s, side by side)")
 nodes = [v for k, v in cluster.peak.items() if k.startswith("node")]
 print(f"peak RSS: server {cluster.peak.get('server', float('nan')):.0f} MiB, nodes "
       f"max {max(nodes):.0f} MiB / mean {sum(nodes) / len(nodes):.0f} MiB")
