@@ -14,6 +14,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 
+# A short pass of every fuzzer from its committed seeds (docs/testing.md);
+# ZIB_FUZZ_SECS=0 skips it.
+if [ "${ZIB_FUZZ_SECS:-10}" != 0 ]; then
+  echo "== fuzz (${ZIB_FUZZ_SECS:-10} s per target)"
+  scripts/fuzz.sh "${ZIB_FUZZ_SECS:-10}"
+fi
+
 if [ -x sdk/js/run-tests.sh ]; then
   echo "== JS SDK tests"
   sdk/js/run-tests.sh

@@ -275,11 +275,15 @@ impl Layout {
             let at = self.chunk_offset(first);
             return at..at;
         }
-        let end = self.chunk_offset(last - 1) + self.sealed_chunk_len(last - 1, plaintext_len);
+        let end = self
+            .chunk_offset(last - 1)
+            .saturating_add(self.sealed_chunk_len(last - 1, plaintext_len));
         self.chunk_offset(first)..end
     }
 
     /// Chunks whose plaintext intersects `range` (non-empty, within `plaintext_len`).
+    /// The whole of an empty plaintext is its one empty chunk, so reading an empty
+    /// file still authenticates something (and is not refused as an empty range).
     pub fn chunks_covering(
         &self,
         range: Range<u64>,
@@ -287,6 +291,9 @@ impl Layout {
     ) -> Result<Range<u64>, EnvelopeError> {
         if self.chunk_size == 0 {
             return Err(EnvelopeError::BadHeader("chunk size is 0"));
+        }
+        if plaintext_len == 0 && range == (0..0) {
+            return Ok(0..1);
         }
         if range.start >= range.end || range.end > plaintext_len {
             return Err(EnvelopeError::BadRange {

@@ -169,3 +169,43 @@ proptest! {
         let _ = layout.sealed_range(s..e, len);
     }
 }
+
+/// Regression (found with the `range` fuzz target's model of a CDN read): the whole
+/// of an empty file is the window 0..0, which `chunks_covering` refused, so a GET of
+/// an empty object (S3 accepts them) answered 500. It now covers the envelope's one
+/// empty chunk, which must still authenticate.
+#[test]
+fn an_empty_file_reads_as_its_one_empty_chunk() {
+    let (header, env) = seal(64, [3; 7], b"");
+    let layout = header.layout();
+    assert_eq!(layout.chunks_covering(0..0, 0), Ok(0..1));
+    let span = layout.sealed_range(0..1, 0);
+    assert_eq!(span, HEADER_LEN..env.len() as u64);
+    let opener = Opener::new(&key(1), header);
+    let sealed = &env[span.start as usize..span.end as usize];
+    assert_eq!(opener.open_range(0..0, 0, sealed), Ok(Vec::new()));
+    let mut tampered = sealed.to_vec();
+    tampered[3] ^= 1;
+    assert!(opener.open_range(0..0, 0, &tampered).is_err());
+    assert!(Opener::new(&key(2), header)
+        .open_range(0..0, 0, sealed)
+        .is_err());
+    // Any other empty window is still refused.
+    assert!(layout.chunks_covering(5..5, 10).is_err());
+    assert!(layout.chunks_covering(0..0, 10).is_err());
+    assert!(layout.chunks_covering(1..1, 0).is_err());
+}
+
+/// Regression (found by the `range` fuzz target): `sealed_range` added without
+/// saturating, so a huge plaintext length with a small chunk size overflowed (a
+/// panic in debug builds, a wrapped range in release) although `Layout` promises
+/// that no hostile number makes it panic.
+#[test]
+fn sealed_range_of_a_huge_plaintext_saturates() {
+    let layout = Layout { chunk_size: 1 };
+    let len = 0x1580_0000_0b03_e87f_u64;
+    let chunks = layout.chunks_covering(0..len, len).unwrap();
+    let span = layout.sealed_range(chunks, len);
+    assert_eq!(span, HEADER_LEN..u64::MAX);
+    assert!(span.end <= layout.ciphertext_len(len));
+}

@@ -85,9 +85,20 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     })
 }
 
-/// Checks a target URL: http(s) only, and (unless `allow_private`) every address its
-/// host resolves to must be public. The error is a sentence for the tenant.
-pub async fn check_url(raw: &str, allow_private: bool) -> Result<Url, String> {
+/// A target URL of the right shape (http or https, a host), before any lookup.
+#[derive(Debug)]
+pub struct ParsedTarget {
+    pub url: Url,
+    /// The host as written in the URL (IPv6 in brackets).
+    pub host: String,
+    pub port: u16,
+    /// The address, when the host is an IP literal (no lookup needed).
+    pub literal: Option<IpAddr>,
+}
+
+/// The shape checks of [`check_url`], without resolving anything (what the fuzzer
+/// drives: it must never send a DNS query).
+pub fn parse_url(raw: &str) -> Result<ParsedTarget, String> {
     let url = Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a valid URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
@@ -96,14 +107,35 @@ pub async fn check_url(raw: &str, allow_private: bool) -> Result<Url, String> {
         ));
     }
     let host = match url.host_str() {
-        Some(h) if !h.is_empty() => h,
+        Some(h) if !h.is_empty() => h.to_string(),
         _ => return Err(format!("{raw:?} has no host")),
     };
     let port = url.port_or_known_default().unwrap_or(443);
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<IpAddr> = match literal.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((host, port))
+    let literal = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .ok();
+    Ok(ParsedTarget {
+        url,
+        host,
+        port,
+        literal,
+    })
+}
+
+/// Checks a target URL: http(s) only, and (unless `allow_private`) every address its
+/// host resolves to must be public. The error is a sentence for the tenant.
+pub async fn check_url(raw: &str, allow_private: bool) -> Result<Url, String> {
+    let ParsedTarget {
+        url,
+        host,
+        port,
+        literal,
+    } = parse_url(raw)?;
+    let addrs: Vec<IpAddr> = match literal {
+        Some(ip) => vec![ip],
+        None => tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|e| format!("the host {host:?} of {raw:?} does not resolve: {e}"))?
             .map(|a| a.ip())

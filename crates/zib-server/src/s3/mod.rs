@@ -13,7 +13,9 @@
 
 mod errors;
 mod gateway;
-mod listing;
+/// Public only for the fuzzer (fuzz/fuzz_targets/s3_request.rs).
+#[doc(hidden)]
+pub mod listing;
 mod multipart;
 mod ops;
 
@@ -229,7 +231,9 @@ fn is_signature_param(name: &str) -> bool {
 }
 
 /// The request URI as the inner service must see it: prefix and signature gone.
-fn inner_uri(uri: &Uri) -> S3Result<Uri> {
+/// Public only for the fuzzer.
+#[doc(hidden)]
+pub fn inner_uri(uri: &Uri) -> S3Result<Uri> {
     let path = uri.path();
     let rest = path
         .strip_prefix(PREFIX)
@@ -356,7 +360,9 @@ fn without_second_declaration(body: s3s::Body) -> s3s::Body {
     s3s::Body::from(s3s::dto::StreamingBlob::wrap(pieces))
 }
 
-fn strip_declaration(piece: bytes::Bytes) -> bytes::Bytes {
+/// Public only for the fuzzer.
+#[doc(hidden)]
+pub fn strip_declaration(piece: bytes::Bytes) -> bytes::Bytes {
     if piece.starts_with(b"<?xml") {
         if let Some(end) = piece.windows(2).position(|w| w == b"?>") {
             return piece.slice(end + 2..);
