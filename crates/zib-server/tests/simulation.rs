@@ -8,6 +8,8 @@
 //! - `ZIB_SIM_STEPS=<n>`: steps per seed (default 1200).
 //! - `ZIB_SIM_FAULTS=all|<Fault>,<Fault>...`: which faults (default: all but the
 //!   known holes).
+//! - `ZIB_SIM_LOG=<filter>`: the server's logs (e.g. `zib_server=debug`), with
+//!   simulated timestamps absent: use the step numbers the driver logs.
 //! - `ZIB_SIM_KEEP_GOING=1`: record violations and report them all at the end
 //!   instead of stopping at the first.
 
@@ -65,6 +67,12 @@ fn run(seed: u64, steps: u64, faults: &[Fault], keep_going: bool) -> Vec<sim::dr
 
 #[test]
 fn cluster_survives_seeded_faults() {
+    if let Ok(filter) = std::env::var("ZIB_SIM_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .without_time()
+            .try_init();
+    }
     let steps = env("ZIB_SIM_STEPS").unwrap_or(1200u64);
     let faults = faults();
     let keep_going = env::<u8>("ZIB_SIM_KEEP_GOING").is_some_and(|v| v != 0);

@@ -37,10 +37,13 @@ const MAX_LIVE_FILES: usize = 16;
 /// Every this many steps the faults stop, crashed nodes come back, and the
 /// cluster must heal (see `calm`).
 pub const CALM_EVERY: u64 = 400;
-const CALM_STEPS: u32 = 240;
+const CALM_STEPS: u32 = 120;
 const CALM_STEP_MS: i64 = 30_000;
 /// The simulated epoch (2027-01-15): far from 0 so no "before 1970" edge applies.
 const EPOCH_MS: i64 = 1_800_000_000_000;
+/// How long a damaged shard on a running node may stay unrepaired: two audit
+/// intervals (the sim's is 10 min), time enough for the audit and the repair.
+pub const REPAIR_BOUND_MS: i64 = 2 * 600_000;
 
 /// What the driver knows independently of the server: each file's shard hashes as
 /// it encoded them, every (holder, blob) it ever saw the file use, whether it is gone.
@@ -91,6 +94,12 @@ pub struct Sim {
     next_file: u64,
     next_node: u32,
     pub stats: Stats,
+    /// Shards the driver damaged on running nodes, with when: each must be rebuilt
+    /// (its row moved to a new blob) within `REPAIR_BOUND_MS`.
+    pub damaged: BTreeMap<BlobId, (i64, Fault)>,
+    /// Every live distributed file's shard rows by segment, as of the last check
+    /// (nothing changes them between a check and the next step's fault).
+    pub segments: Vec<Vec<ShardRow>>,
     pub violations: Vec<Violation>,
     /// Record violations and go on (to survey), instead of stopping at the first.
     pub keep_going: bool,
@@ -101,7 +110,10 @@ impl Sim {
     pub async fn new(seed: u64, faults: Vec<Fault>) -> Sim {
         clock::set_now_ms(Some(EPOCH_MS));
         zib_util::rng::seed(seed ^ 0x5eed_0f_c1u64);
-        let dir = tempfile::tempdir().expect("a temp dir for the simulation's store");
+        // Real SQLite, on tmpfs where there is one: the store's fsyncs cost nothing.
+        let dir = tempfile::tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .expect("a temp dir for the simulation's store");
         let signer = CapabilitySigner::generate();
         let verifier = signer.verifier();
         let mut config = ServerConfig::with_secrets(
@@ -165,6 +177,8 @@ impl Sim {
             next_file: 0,
             next_node: 0,
             stats: Stats::default(),
+            damaged: BTreeMap::new(),
+            segments: Vec::new(),
             violations: Vec::new(),
             keep_going: false,
             _dir: dir,
@@ -206,6 +220,7 @@ impl Sim {
     /// every invariant is checked.
     pub async fn step(&mut self) {
         self.step += 1;
+        tracing::debug!(step = self.step, now = now_ms(), "sim step");
         clock::advance_ms(self.rng.gen_range(1_000..=15_000));
         self.heartbeats().await;
         match self.rng.gen_range(0..100) {
@@ -236,8 +251,8 @@ impl Sim {
         }
     }
 
-    /// Faults stop, crashed nodes restart, liars turn honest, and time runs two
-    /// hours with every worker ticking: the cluster must be whole again.
+    /// Faults stop, crashed nodes restart, liars turn honest, and time runs an
+    /// hour with every worker ticking: the cluster must be whole again.
     pub async fn calm(&mut self) {
         self.stats.calms += 1;
         {
@@ -318,7 +333,9 @@ impl Sim {
                     acked.push(c.id);
                 }
             }
-            store.ack_commands(&id, &acked, now).await.expect("acked");
+            if !acked.is_empty() {
+                store.ack_commands(&id, &acked, now).await.expect("acked");
+            }
         }
     }
 
@@ -380,7 +397,7 @@ impl Sim {
             return;
         }
         let width = usize::from(K + M);
-        if self.running_nodes() < width && !self.enabled(Fault::UploadShortOfNodes) {
+        if self.running_nodes() < width && !self.enabled(Fault::ShortOfNodes) {
             self.stats.uploads_held_back += 1;
             return;
         }
@@ -524,13 +541,14 @@ impl Sim {
             .faults
             .iter()
             .copied()
-            .filter(|f| *f != Fault::UploadShortOfNodes)
+            .filter(|f| *f != Fault::ShortOfNodes)
             .collect();
         if kinds.is_empty() {
             return;
         }
         let kind = kinds[self.rng.gen_range(0..kinds.len())];
-        let segments = self.segments().await;
+        tracing::debug!(step = self.step, ?kind, "sim fault drawn");
+        let segments = std::mem::take(&mut self.segments);
         let applied = match kind {
             Fault::Join => {
                 if self.net.world().nodes.iter().filter(|n| !n.left).count() < MAX_NODES {
@@ -554,8 +572,14 @@ impl Sim {
                     return;
                 }
                 let id = candidates[self.rng.gen_range(0..candidates.len())].clone();
-                // A liar still holds and serves its bytes: no holder fails.
-                let fits = kind == Fault::Lie || {
+                let width = usize::from(K + M);
+                if kind != Fault::Lie
+                    && candidates.len() <= width
+                    && !self.enabled(Fault::ShortOfNodes)
+                {
+                    return;
+                }
+                let fits = {
                     let world = self.net.world();
                     segments.iter().all(|rows| {
                         !rows.iter().any(|r| r.node_id == id)
@@ -564,6 +588,7 @@ impl Sim {
                     })
                 };
                 if fits {
+                    tracing::info!(step = self.step, ?kind, node = %id, "sim node fault");
                     let mut world = self.net.world();
                     let node = world.node_mut(&id).expect("candidate exists");
                     match kind {
@@ -580,6 +605,7 @@ impl Sim {
             }
             _ => self.damage_shard(kind, &segments),
         };
+        self.segments = segments;
         if applied {
             *self.stats.faults.entry(format!("{kind:?}")).or_default() += 1;
         }
@@ -628,6 +654,8 @@ impl Sim {
         else {
             return false;
         };
+        self.damaged.insert(target.blob_id, (now_ms(), kind));
+        tracing::info!(step = self.step, ?kind, node = %target.node_id, blob = %target.blob_id, file = %target.file_id, segment = target.segment, index = target.index, "sim damages a shard");
         match kind {
             Fault::LoseData | Fault::LoseParity => {
                 if let Some(n) = world.node_mut(&target.node_id) {
@@ -641,28 +669,6 @@ impl Sim {
             _ => blob.bytes.iter_mut().for_each(|b| *b ^= 0x5a),
         }
         true
-    }
-
-    /// The current shard rows of every live, distributed file, one entry per segment.
-    pub async fn segments(&self) -> Vec<Vec<ShardRow>> {
-        let mut out = Vec::new();
-        for f in self.files.values().filter(|f| !f.gone) {
-            if !matches!(f.phase, FilePhase::Distributed | FilePhase::Safe) {
-                continue;
-            }
-            let rows = self
-                .state
-                .store
-                .shards_for_file(f.file_id)
-                .await
-                .expect("shards read");
-            let mut by_segment: BTreeMap<u32, Vec<ShardRow>> = BTreeMap::new();
-            for r in rows {
-                by_segment.entry(r.segment).or_default().push(r);
-            }
-            out.extend(by_segment.into_values());
-        }
-        out
     }
 
     pub fn rng_seed_summary(&self) -> String {

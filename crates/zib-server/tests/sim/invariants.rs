@@ -10,8 +10,10 @@
 //!   every segment intact on a distinct running holder.
 //! - `recorded_hash_mismatch`: the store's shard hashes are the ones the
 //!   originator computed.
+//! - `damage_repaired_promptly`: a shard lost, cut short or rotted on a running
+//!   node is rebuilt elsewhere within `REPAIR_BOUND_MS` (two audit intervals).
 //!
-//! After each calm period (faults stopped, nodes back, two hours of ticks):
+//! After each calm period (faults stopped, nodes back, an hour of ticks):
 //! - `repair_converges`: every shard of every live file is intact on a running node.
 //! - `distinct_holders`: no two shards of a segment on one holder.
 //! - `settles_safe`: every live file is `safe` (uploads that never finished expired).
@@ -25,7 +27,7 @@ use zib_meta::{FilePhase, ShardRow};
 use zib_proto::{BlobId, NodeId};
 
 use super::cluster::World;
-use super::driver::{Sim, K, M};
+use super::driver::{Sim, K, M, REPAIR_BOUND_MS};
 
 /// Whether `row`'s shard is on its holder's disk with the bytes it was recorded with.
 pub fn intact(world: &World, row: &ShardRow) -> bool {
@@ -41,12 +43,17 @@ fn running(world: &World, node: &NodeId) -> bool {
     world.node(node).is_some_and(|n| n.up && !n.left)
 }
 
-/// Distinct holders of a segment's `rows` that failed it (not running, or holding a
-/// damaged shard of it), counting `also` as failed too.
+fn lying(world: &World, node: &NodeId) -> bool {
+    world.node(node).is_some_and(|n| n.liar)
+}
+
+/// Distinct holders of a segment's `rows` that failed it (not running, lying in
+/// audits — the server rightly stops trusting them — or holding a damaged shard of
+/// it), counting `also` as failed too.
 pub fn failed_holders(world: &World, rows: &[ShardRow], also: Option<&NodeId>) -> usize {
     let mut failed: BTreeSet<&NodeId> = rows
         .iter()
-        .filter(|r| !running(world, &r.node_id) || !intact(world, r))
+        .filter(|r| !running(world, &r.node_id) || lying(world, &r.node_id) || !intact(world, r))
         .map(|r| &r.node_id)
         .collect();
     if let Some(n) = also {
@@ -98,6 +105,8 @@ impl Sim {
     /// The every-step invariants.
     pub async fn check_step(&mut self) {
         let mut found: Vec<(&'static str, String)> = Vec::new();
+        let mut current: HashSet<BlobId> = HashSet::new();
+        let mut segments: Vec<Vec<ShardRow>> = Vec::new();
         let ordinals: Vec<u64> = self
             .files
             .iter()
@@ -132,6 +141,7 @@ impl Sim {
                 .expect("shards read");
             let world = self.net.world();
             for r in &rows {
+                current.insert(r.blob_id);
                 file.blobs.insert((r.node_id.clone(), r.blob_id));
                 if file
                     .expected
@@ -145,6 +155,7 @@ impl Sim {
                 }
             }
             for (segment, rows) in by_segment(rows) {
+                segments.push(rows.clone());
                 let failed = failed_holders(&world, &rows, None);
                 let readable = rows
                     .iter()
@@ -173,6 +184,23 @@ impl Sim {
                     }
                 }
             }
+        }
+
+        self.segments = segments;
+        let now = zib_util::time::now_ms();
+        let mut overdue = Vec::new();
+        self.damaged.retain(|blob, (at, kind)| {
+            if !current.contains(blob) {
+                return false; // rebuilt elsewhere, or its file is gone
+            }
+            if now - *at > REPAIR_BOUND_MS {
+                overdue.push(format!("{kind:?} of blob {blob} {} s ago", (now - *at) / 1000));
+                return false;
+            }
+            true
+        });
+        for o in overdue {
+            found.push(("damage_repaired_promptly", format!("{o} is still referenced, unrepaired")));
         }
 
         let deletes = std::mem::take(&mut self.net.world().server_deletes);

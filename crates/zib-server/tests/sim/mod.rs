@@ -36,9 +36,10 @@ pub enum Fault {
     RotData,
     /// Every byte of a parity shard is changed.
     RotParity,
-    /// Uploads are distributed while fewer nodes are online than shards per
-    /// segment (otherwise the driver holds them back, as the fixed server will).
-    UploadShortOfNodes,
+    /// The cluster may run with fewer nodes than shards per segment (crashes and
+    /// departures are otherwise refused below that, and uploads held back), so
+    /// distributions and repairs happen short of distinct holders.
+    ShortOfNodes,
 }
 
 impl Fault {
@@ -53,7 +54,7 @@ impl Fault {
         Fault::TruncateParity,
         Fault::RotData,
         Fault::RotParity,
-        Fault::UploadShortOfNodes,
+        Fault::ShortOfNodes,
     ];
 
     /// The one place known holes are gated. These faults break invariants on
