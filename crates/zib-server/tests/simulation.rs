@@ -5,7 +5,7 @@
 //!
 //! - `ZIB_SIM_SEED=<n>`: run (replay) that seed only.
 //! - `ZIB_SIM_SEEDS=<n>`: run n fresh random seeds (the bench run), printed.
-//! - `ZIB_SIM_STEPS=<n>`: steps per seed (default 1200).
+//! - `ZIB_SIM_STEPS=<n>`: steps per seed (default 1000).
 //! - `ZIB_SIM_FAULTS=all|<Fault>,<Fault>...`: which faults (default: all but the
 //!   known holes).
 //! - `ZIB_SIM_LOG=<filter>`: the server's logs (e.g. `zib_server=debug`), with
@@ -29,7 +29,10 @@ fn faults() -> Vec<Fault> {
         Ok(v) if v.trim() == "all" => Fault::ALL.to_vec(),
         Ok(v) if !v.trim().is_empty() => v
             .split(',')
-            .map(|f| Fault::parse(f).unwrap_or_else(|| panic!("unknown fault {f:?}; known: {:?}", Fault::ALL)))
+            .map(|f| {
+                Fault::parse(f)
+                    .unwrap_or_else(|| panic!("unknown fault {f:?}; known: {:?}", Fault::ALL))
+            })
             .collect(),
         _ => Fault::ALL
             .iter()
@@ -73,7 +76,7 @@ fn cluster_survives_seeded_faults() {
             .without_time()
             .try_init();
     }
-    let steps = env("ZIB_SIM_STEPS").unwrap_or(1200u64);
+    let steps = env("ZIB_SIM_STEPS").unwrap_or(1000u64);
     let faults = faults();
     let keep_going = env::<u8>("ZIB_SIM_KEEP_GOING").is_some_and(|v| v != 0);
     let seeds: Vec<u64> = match (env::<u64>("ZIB_SIM_SEED"), env::<u64>("ZIB_SIM_SEEDS")) {
@@ -89,7 +92,10 @@ fn cluster_survives_seeded_faults() {
         for v in run(seed, steps, &faults, keep_going) {
             let n = counts.entry(v.invariant).or_default();
             if *n == 0 {
-                println!("  seed {seed} step {}: `{}` first: {}", v.step, v.invariant, v.detail);
+                println!(
+                    "  seed {seed} step {}: `{}` first: {}",
+                    v.step, v.invariant, v.detail
+                );
             }
             *n += 1;
             all.push((seed, v));

@@ -307,7 +307,9 @@ impl NodeClient {
     ) -> Result<(), NodeCallError> {
         #[cfg(feature = "sim")]
         if let Some(sim) = &self.sim {
-            return sim.put_shard(node_url, blob, capability, bytes, timeout).await;
+            return sim
+                .put_shard(node_url, blob, capability, bytes, timeout)
+                .await;
         }
         let request = self
             .http

@@ -36,6 +36,8 @@ pub struct SimNode {
     pub left: bool,
     /// Answers audit challenges with made-up hashes.
     pub liar: bool,
+    /// When the node last heartbeated (what the server judges it online by).
+    pub last_heartbeat_ms: i64,
     pub disk: BTreeMap<BlobId, Blob>,
 }
 
@@ -57,6 +59,7 @@ impl SimNode {
             up: true,
             left: false,
             liar: false,
+            last_heartbeat_ms: now_ms(),
             disk: BTreeMap::new(),
         }
     }
@@ -103,7 +106,11 @@ impl Net {
         &self,
         url: &str,
         timeout: Duration,
-        f: impl FnOnce(&mut SimNode, &mut Vec<(NodeId, BlobId)>, &CapabilityVerifier) -> Result<T, NodeCallError>,
+        f: impl FnOnce(
+            &mut SimNode,
+            &mut Vec<(NodeId, BlobId)>,
+            &CapabilityVerifier,
+        ) -> Result<T, NodeCallError>,
     ) -> Result<T, NodeCallError> {
         let mut world = self.world();
         let World {

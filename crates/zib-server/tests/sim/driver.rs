@@ -109,7 +109,7 @@ pub struct Sim {
 impl Sim {
     pub async fn new(seed: u64, faults: Vec<Fault>) -> Sim {
         clock::set_now_ms(Some(EPOCH_MS));
-        zib_util::rng::seed(seed ^ 0x5eed_0f_c1u64);
+        zib_util::rng::seed(seed ^ 0x5eed_0fc1_u64);
         // Real SQLite, on tmpfs where there is one: the store's fsyncs cost nothing.
         let dir = tempfile::tempdir_in("/dev/shm")
             .or_else(|_| tempfile::tempdir())
@@ -246,7 +246,7 @@ impl Sim {
             self.tick("collector").await;
         }
         self.check_step().await;
-        if self.step % CALM_EVERY == 0 {
+        if self.step.is_multiple_of(CALM_EVERY) {
             self.calm().await;
         }
     }
@@ -322,8 +322,10 @@ impl Sim {
                 let Some(node) = nodes.iter_mut().find(|n| n.id == id) else {
                     continue;
                 };
+                node.last_heartbeat_ms = now;
                 for c in commands {
-                    if let Ok(NodeAction::DeleteBlobs { blob_ids }) = serde_json::from_value(c.action)
+                    if let Ok(NodeAction::DeleteBlobs { blob_ids }) =
+                        serde_json::from_value(c.action)
                     {
                         for b in blob_ids {
                             node.disk.remove(&b);
@@ -483,7 +485,13 @@ impl Sim {
                 let size = bytes.len() as u64;
                 let pushed = self
                     .net
-                    .put_shard(&t.node_url, t.blob_id, &t.token, bytes, Duration::from_secs(10))
+                    .put_shard(
+                        &t.node_url,
+                        t.blob_id,
+                        &t.token,
+                        bytes,
+                        Duration::from_secs(10),
+                    )
                     .await;
                 if pushed.is_err() {
                     pushed_all = false;
@@ -620,15 +628,13 @@ impl Sim {
         let world = self.net.world();
         let candidates: Vec<&ShardRow> = segments
             .iter()
-            .filter(|rows| {
-                super::invariants::failed_holders(&world, rows, None) < usize::from(M)
-            })
+            .filter(|rows| super::invariants::failed_holders(&world, rows, None) < usize::from(M))
             .flatten()
             .filter(|r| (r.index >= K) == parity)
+            // An intact shard: damaging one twice could undo the first (rot is an XOR).
             .filter(|r| {
-                world
-                    .node(&r.node_id)
-                    .is_some_and(|n| n.up && !n.left && n.disk.contains_key(&r.blob_id))
+                world.node(&r.node_id).is_some_and(|n| n.up && !n.left)
+                    && super::invariants::intact(&world, r)
             })
             .collect();
         if candidates.is_empty() {
@@ -641,9 +647,7 @@ impl Sim {
             .iter()
             .find(|rows| rows.iter().any(|r| r.blob_id == target.blob_id))
             .expect("the target's segment");
-        if super::invariants::failed_holders(&world, rows, Some(&target.node_id))
-            > usize::from(M)
-        {
+        if super::invariants::failed_holders(&world, rows, Some(&target.node_id)) > usize::from(M) {
             return false;
         }
         drop(world);

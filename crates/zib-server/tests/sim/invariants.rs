@@ -7,7 +7,9 @@
 //! - `referenced_collected`: the server never deletes a blob its metadata still
 //!   references.
 //! - `safe_below_full_redundancy`: a file becomes `safe` only with every shard of
-//!   every segment intact on a distinct running holder.
+//!   every segment on a distinct holder the server can know is online (heartbeat
+//!   within `node_offline_after`). Damage after a shard's verification is not
+//!   counted here: only a re-read could see it (`damage_repaired_promptly` does).
 //! - `recorded_hash_mismatch`: the store's shard hashes are the ones the
 //!   originator computed.
 //! - `damage_repaired_promptly`: a shard lost, cut short or rotted on a running
@@ -72,8 +74,9 @@ fn by_segment(rows: Vec<ShardRow>) -> BTreeMap<u32, Vec<ShardRow>> {
     out
 }
 
-/// Why a segment is below full redundancy, if it is.
-fn short_of_full(world: &World, rows: &[ShardRow]) -> Option<String> {
+/// Why a segment is below full redundancy as far as the server can know (holders
+/// online by heartbeat), if it is.
+fn short_of_full(world: &World, rows: &[ShardRow], now: i64, offline_after: i64) -> Option<String> {
     let width = usize::from(K + M);
     if rows.len() != width {
         return Some(format!("{} shard rows of {width}", rows.len()));
@@ -84,19 +87,12 @@ fn short_of_full(world: &World, rows: &[ShardRow]) -> Option<String> {
     }
     let bad: Vec<String> = rows
         .iter()
-        .filter(|r| !running(world, &r.node_id) || !intact(world, r))
-        .map(|r| {
-            format!(
-                "shard {} on {} ({})",
-                r.index,
-                r.node_id,
-                if running(world, &r.node_id) {
-                    "missing or damaged"
-                } else {
-                    "holder down"
-                }
-            )
+        .filter(|r| {
+            world
+                .node(&r.node_id)
+                .is_none_or(|n| n.left || now - n.last_heartbeat_ms > offline_after)
         })
+        .map(|r| format!("shard {} on {} (holder offline)", r.index, r.node_id))
         .collect();
     (!bad.is_empty()).then(|| bad.join(", "))
 }
@@ -105,6 +101,8 @@ impl Sim {
     /// The every-step invariants.
     pub async fn check_step(&mut self) {
         let mut found: Vec<(&'static str, String)> = Vec::new();
+        let now = zib_util::time::now_ms();
+        let offline_after = self.state.config.node_offline_after.as_millis() as i64;
         let mut current: HashSet<BlobId> = HashSet::new();
         let mut segments: Vec<Vec<ShardRow>> = Vec::new();
         let ordinals: Vec<u64> = self
@@ -150,7 +148,10 @@ impl Sim {
                 {
                     found.push((
                         "recorded_hash_mismatch",
-                        format!("file {} ({}) shard {}/{}", file_id, file.key, r.segment, r.index),
+                        format!(
+                            "file {} ({}) shard {}/{}",
+                            file_id, file.key, r.segment, r.index
+                        ),
                     ));
                 }
             }
@@ -176,10 +177,13 @@ impl Sim {
                     ));
                 }
                 if phase == FilePhase::Safe && before != FilePhase::Safe {
-                    if let Some(why) = short_of_full(&world, &rows) {
+                    if let Some(why) = short_of_full(&world, &rows, now, offline_after) {
                         found.push((
                             "safe_below_full_redundancy",
-                            format!("file {file_id} ({}) became safe with segment {segment}: {why}", file.key),
+                            format!(
+                                "file {file_id} ({}) became safe with segment {segment}: {why}",
+                                file.key
+                            ),
                         ));
                     }
                 }
@@ -187,20 +191,25 @@ impl Sim {
         }
 
         self.segments = segments;
-        let now = zib_util::time::now_ms();
         let mut overdue = Vec::new();
         self.damaged.retain(|blob, (at, kind)| {
             if !current.contains(blob) {
                 return false; // rebuilt elsewhere, or its file is gone
             }
             if now - *at > REPAIR_BOUND_MS {
-                overdue.push(format!("{kind:?} of blob {blob} {} s ago", (now - *at) / 1000));
+                overdue.push(format!(
+                    "{kind:?} of blob {blob} {} s ago",
+                    (now - *at) / 1000
+                ));
                 return false;
             }
             true
         });
         for o in overdue {
-            found.push(("damage_repaired_promptly", format!("{o} is still referenced, unrepaired")));
+            found.push((
+                "damage_repaired_promptly",
+                format!("{o} is still referenced, unrepaired"),
+            ));
         }
 
         let deletes = std::mem::take(&mut self.net.world().server_deletes);
@@ -237,7 +246,11 @@ impl Sim {
             let world_blobs = |world: &World| -> Vec<String> {
                 file.blobs
                     .iter()
-                    .filter(|(n, b)| world.node(n).is_some_and(|n| !n.left && n.disk.contains_key(b)))
+                    .filter(|(n, b)| {
+                        world
+                            .node(n)
+                            .is_some_and(|n| !n.left && n.disk.contains_key(b))
+                    })
                     .map(|(n, b)| format!("{b} on {n}"))
                     .collect()
             };
@@ -248,7 +261,12 @@ impl Sim {
                 } else {
                     found.push((
                         "deletes_reach_holders",
-                        format!("file {} ({}) is gone but {}", file.file_id, file.key, left.join(", ")),
+                        format!(
+                            "file {} ({}) is gone but {}",
+                            file.file_id,
+                            file.key,
+                            left.join(", ")
+                        ),
                     ));
                 }
                 continue;
@@ -256,7 +274,12 @@ impl Sim {
             if file.phase != FilePhase::Safe {
                 found.push((
                     "settles_safe",
-                    format!("file {} ({}) is still {}", file.file_id, file.key, file.phase.as_str()),
+                    format!(
+                        "file {} ({}) is still {}",
+                        file.file_id,
+                        file.key,
+                        file.phase.as_str()
+                    ),
                 ));
             }
             if !matches!(file.phase, FilePhase::Distributed | FilePhase::Safe) {
@@ -314,7 +337,10 @@ impl Sim {
             .map(|n| {
                 (
                     n.id.clone(),
-                    n.disk.iter().map(|(b, blob)| (*b, blob.modified_ms)).collect(),
+                    n.disk
+                        .iter()
+                        .map(|(b, blob)| (*b, blob.modified_ms))
+                        .collect(),
                 )
             })
             .collect();
@@ -333,7 +359,11 @@ impl Sim {
             if !stale.is_empty() {
                 found.push((
                     "orphans_collected",
-                    format!("{node} still holds {} unreferenced blobs: {}", stale.len(), stale.join(", ")),
+                    format!(
+                        "{node} still holds {} unreferenced blobs: {}",
+                        stale.len(),
+                        stale.join(", ")
+                    ),
                 ));
             }
         }

@@ -57,11 +57,20 @@ impl Fault {
         Fault::ShortOfNodes,
     ];
 
-    /// The one place known holes are gated. These faults break invariants on
-    /// today's workers (see docs/architecture.md "Simulation" for which and with
-    /// which seeds); enabled once issue 11 items 1–2 land. Run them anyway with
-    /// `ZIB_SIM_FAULTS=all`.
-    pub const KNOWN_HOLES: &'static [Fault] = &[];
+    /// The one place known holes are gated: these faults break invariants on
+    /// today's workers; enabled once issue 11 items 1–2 land. Run them anyway with
+    /// `ZIB_SIM_FAULTS=all` (add `ZIB_SIM_KEEP_GOING=1` to list every violation).
+    /// - `ShortOfNodes` (item 2): uploads and repairs with fewer running nodes than
+    ///   shards per segment put several shards of a segment on one node
+    ///   (`distinct_holders`), a file is called safe that way
+    ///   (`safe_below_full_redundancy`), nothing moves them apart later
+    ///   (`settles_safe`, `repair_converges`), and m node failures then lose a
+    ///   segment (`durability`). Seeds 1, 2, 3 with `Crash,ShortOfNodes`.
+    /// - `Leave` (item 2, "safe requires a distinct verified holder"): a file whose
+    ///   last shard is verified after another holder left (offline, its shard not
+    ///   yet rebuilt) becomes safe anyway (`safe_below_full_redundancy`). Seeds 1, 2, 3
+    ///   with `Leave,Join`.
+    pub const KNOWN_HOLES: &'static [Fault] = &[Fault::Leave, Fault::ShortOfNodes];
 
     pub fn parse(name: &str) -> Option<Fault> {
         Fault::ALL
