@@ -68,8 +68,8 @@ impl Fault {
     ///   segment (`durability`). Seeds 1, 2, 3 with `Crash,ShortOfNodes`.
     /// - `Leave` (item 2, "safe requires a distinct verified holder"): a file whose
     ///   last shard is verified after another holder left (offline, its shard not
-    ///   yet rebuilt) becomes safe anyway (`safe_below_full_redundancy`). Seeds 1, 2, 3
-    ///   with `Leave,Join`.
+    ///   yet rebuilt) becomes safe anyway (`safe_below_full_redundancy`). Seeds 1, 2
+    ///   with `Leave,Join` (1000 steps).
     pub const KNOWN_HOLES: &'static [Fault] = &[Fault::Leave, Fault::ShortOfNodes];
 
     pub fn parse(name: &str) -> Option<Fault> {
