@@ -3,8 +3,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Unix milliseconds now.
+/// Unix milliseconds now (the simulated clock's time when one is set on this thread).
 pub fn now_ms() -> i64 {
+    #[cfg(feature = "sim")]
+    if let Some(ms) = sim::now_ms() {
+        return ms;
+    }
     unix_ms(SystemTime::now())
 }
 
@@ -17,10 +21,42 @@ pub fn unix_ms(t: SystemTime) -> i64 {
 
 /// Unix seconds now (0 before 1970).
 pub fn now_secs() -> u64 {
+    #[cfg(feature = "sim")]
+    if let Some(ms) = sim::now_ms() {
+        return u64::try_from(ms / 1000).unwrap_or(0);
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// A simulated clock for the deterministic cluster simulation: set on one thread
+/// (the simulation's current-thread runtime), it is what [`now_ms`] and [`now_secs`]
+/// read there. Compiled only with the `sim` feature, so production reads the wall
+/// clock with no check at all.
+#[cfg(feature = "sim")]
+pub mod sim {
+    use std::cell::Cell;
+
+    thread_local! {
+        static NOW_MS: Cell<Option<i64>> = const { Cell::new(None) };
+    }
+
+    /// The simulated time on this thread, if one is set.
+    pub fn now_ms() -> Option<i64> {
+        NOW_MS.with(Cell::get)
+    }
+
+    /// Sets this thread's clock to `ms`; `None` goes back to the wall clock.
+    pub fn set_now_ms(ms: Option<i64>) {
+        NOW_MS.with(|c| c.set(ms));
+    }
+
+    /// Moves this thread's simulated clock forward by `ms` (from 0 if none was set).
+    pub fn advance_ms(ms: i64) {
+        NOW_MS.with(|c| c.set(Some(c.get().unwrap_or(0) + ms)));
+    }
 }
 
 /// The UTC date-time of a unix-millisecond time (the epoch if out of range).

@@ -1,7 +1,7 @@
 //! The node directory: every registered node, and the one rule for calling a node
 //! online (a heartbeat within `node_offline_after`).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use zib_meta::{MetaError, NodeRow};
 use zib_proto::NodeId;
@@ -10,7 +10,8 @@ use crate::state::{now_ms, Inner};
 
 /// A snapshot of the nodes table, taken once per request or worker tick.
 pub struct NodeDirectory {
-    nodes: HashMap<NodeId, NodeRow>,
+    /// Ordered, so every listing comes out the same way (replayable simulation).
+    nodes: BTreeMap<NodeId, NodeRow>,
     now_ms: i64,
     offline_after_ms: i64,
 }

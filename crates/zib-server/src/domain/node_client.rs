@@ -1,6 +1,8 @@
 //! The one client for the server's calls to storage nodes. Only this module knows
 //! the nodes' URL paths and attaches the cluster credential, so a change to either
-//! is made here once.
+//! is made here once. That also makes it the network seam of the deterministic
+//! cluster simulation: with the `sim` feature a [`SimTransport`] can stand in for
+//! HTTP (see tests/simulation.rs and docs/architecture.md "Simulation").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,11 +58,57 @@ pub mod urls {
     }
 }
 
+/// The simulation's stand-in for the network and the nodes behind it: one call per
+/// [`NodeClient`] method, with the same meaning of each answer (`Ok(None)` for a
+/// blob the node does not have, [`NodeCallError::Timeout`] for a node that does not
+/// answer, [`NodeCallError::Status`] for a refusal).
+#[cfg(feature = "sim")]
+#[async_trait::async_trait]
+pub trait SimTransport: Send + Sync + 'static {
+    async fn fetch_blob(
+        &self,
+        node_url: &str,
+        blob: BlobId,
+        timeout: Duration,
+    ) -> Result<Option<Bytes>, NodeCallError>;
+    async fn delete_blob(
+        &self,
+        node_url: &str,
+        blob: BlobId,
+        timeout: Duration,
+    ) -> Result<(), NodeCallError>;
+    async fn challenge(
+        &self,
+        node_url: &str,
+        blob: BlobId,
+        challenge: &ChallengeRequest,
+        timeout: Duration,
+    ) -> Result<ChallengeResponse, NodeCallError>;
+    async fn inventory(
+        &self,
+        node_url: &str,
+        timeout: Duration,
+    ) -> Result<BlobInventory, NodeCallError>;
+    async fn workers(&self, node_url: &str, timeout: Duration)
+        -> Result<WorkerList, NodeCallError>;
+    async fn put_shard(
+        &self,
+        node_url: &str,
+        blob: BlobId,
+        capability: &str,
+        bytes: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), NodeCallError>;
+}
+
 /// Calls nodes with the cluster token. Cheap to clone.
 #[derive(Clone)]
 pub struct NodeClient {
     http: reqwest::Client,
     cluster_token: Arc<str>,
+    /// Set only by the simulation: every call goes here instead of over HTTP.
+    #[cfg(feature = "sim")]
+    sim: Option<Arc<dyn SimTransport>>,
 }
 
 impl NodeClient {
@@ -68,6 +116,18 @@ impl NodeClient {
         Self {
             http,
             cluster_token: Arc::from(cluster_token),
+            #[cfg(feature = "sim")]
+            sim: None,
+        }
+    }
+
+    /// A client whose every call goes to `transport` (the simulated cluster).
+    #[cfg(feature = "sim")]
+    pub fn simulated(transport: Arc<dyn SimTransport>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            cluster_token: Arc::from("simulated"),
+            sim: Some(transport),
         }
     }
 
@@ -101,6 +161,10 @@ impl NodeClient {
         blob: BlobId,
         timeout: Duration,
     ) -> Result<Option<Bytes>, NodeCallError> {
+        #[cfg(feature = "sim")]
+        if let Some(sim) = &self.sim {
+            return sim.fetch_blob(node_url, blob, timeout).await;
+        }
         let request = self
             .get(format!("{node_url}/v1/shards/{blob}"))
             .timeout(timeout);
@@ -121,6 +185,21 @@ impl NodeClient {
         expected_len: usize,
         timeout: Duration,
     ) -> Result<(), NodeCallError> {
+        #[cfg(feature = "sim")]
+        if let Some(sim) = &self.sim {
+            let bytes = sim
+                .fetch_blob(node_url, blob, timeout)
+                .await?
+                .ok_or(NodeCallError::Status(StatusCode::NOT_FOUND))?;
+            if bytes.len() != expected_len {
+                return Err(NodeCallError::Length(format!(
+                    "shard has {} of its {expected_len} bytes",
+                    bytes.len()
+                )));
+            }
+            buf.extend_from_slice(&bytes);
+            return Ok(());
+        }
         let fetch = async {
             let mut response = Self::send(self.get(format!("{node_url}/v1/shards/{blob}"))).await?;
             let mut got = 0usize;
@@ -152,6 +231,10 @@ impl NodeClient {
         blob: BlobId,
         timeout: Duration,
     ) -> Result<(), NodeCallError> {
+        #[cfg(feature = "sim")]
+        if let Some(sim) = &self.sim {
+            return sim.delete_blob(node_url, blob, timeout).await;
+        }
         let request = self
             .http
             .delete(format!("{node_url}/v1/shards/{blob}"))
@@ -168,6 +251,10 @@ impl NodeClient {
         challenge: &ChallengeRequest,
         timeout: Duration,
     ) -> Result<ChallengeResponse, NodeCallError> {
+        #[cfg(feature = "sim")]
+        if let Some(sim) = &self.sim {
+            return sim.challenge(node_url, blob, challenge, timeout).await;
+        }
         let request = self
             .http
             .post(format!("{node_url}/v1/shards/{blob}/challenge"))
@@ -183,6 +270,10 @@ impl NodeClient {
         node_url: &str,
         timeout: Duration,
     ) -> Result<BlobInventory, NodeCallError> {
+        #[cfg(feature = "sim")]
+        if let Some(sim) = &self.sim {
+            return sim.inventory(node_url, timeout).await;
+        }
         let request = self.get(format!("{node_url}/v1/blobs")).timeout(timeout);
         Self::send_json(request).await
     }
@@ -193,6 +284,10 @@ impl NodeClient {
         node_url: &str,
         timeout: Duration,
     ) -> Result<WorkerList, NodeCallError> {
+        #[cfg(feature = "sim")]
+        if let Some(sim) = &self.sim {
+            return sim.workers(node_url, timeout).await;
+        }
         let request = self.get(format!("{node_url}/v1/workers")).timeout(timeout);
         Self::send(request)
             .await?
@@ -210,6 +305,12 @@ impl NodeClient {
         bytes: Vec<u8>,
         timeout: Duration,
     ) -> Result<(), NodeCallError> {
+        #[cfg(feature = "sim")]
+        if let Some(sim) = &self.sim {
+            return sim
+                .put_shard(node_url, blob, capability, bytes, timeout)
+                .await;
+        }
         let request = self
             .http
             .put(urls::shard_put(node_url, blob, capability))

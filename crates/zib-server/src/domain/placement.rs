@@ -19,7 +19,8 @@ pub fn eligible_originators<'a>(
 /// Orders candidates so that consecutive picks alternate zones (nodes without a zone
 /// count as their own zone each), shuffled within a zone so load spreads.
 pub fn zone_interleaved(nodes: &[NodeRow]) -> Vec<NodeRow> {
-    let mut rng = rand::thread_rng();
+    // Seedable, so the cluster simulation replays a placement exactly.
+    let mut rng = zib_util::rng::rng();
     let mut by_zone: Vec<(Option<String>, Vec<NodeRow>)> = Vec::new();
     for n in nodes {
         match &n.zone {

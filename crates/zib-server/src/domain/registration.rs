@@ -107,7 +107,7 @@ pub async fn register(
     let nodes = NodeDirectory::load(state).await?.online();
     let eligible = placement::eligible_originators(&nodes, ciphertext_size, required);
     let node = eligible
-        .choose(&mut rand::thread_rng())
+        .choose(&mut zib_util::rng::rng())
         .ok_or_else(|| no_originator(&nodes, required))?;
 
     let bucket_row = state.store.ensure_bucket(tenant_id, &bucket).await?;
