@@ -87,9 +87,16 @@ impl Store {
 
     /// Moves every `distributed` file whose shards are all verified, none awaiting
     /// repair, no two shards of a segment on one node, held by at least `min_peers`
-    /// distinct nodes other than the originator, to `safe`; and queues the drop of
-    /// the originator's full copy — only now.
-    pub async fn promote_safe_files(&self, min_peers: u32, now: i64) -> Result<Vec<SafeFile>> {
+    /// distinct nodes other than the originator, every holder online (a heartbeat at
+    /// or after `online_since`: a shard verified before its holder went silent is no
+    /// proof it is there now), to `safe`; and queues the drop of the originator's full
+    /// copy — only now.
+    pub async fn promote_safe_files(
+        &self,
+        min_peers: u32,
+        online_since: i64,
+        now: i64,
+    ) -> Result<Vec<SafeFile>> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
             "SELECT f.file_id, f.originator, f.upload_blob_id FROM files f \
@@ -100,10 +107,14 @@ impl Store {
                                ON b.file_id = a.file_id AND b.segment = a.segment \
                                   AND b.node_id = a.node_id AND b.shard_index > a.shard_index \
                                WHERE a.file_id = f.file_id) \
+               AND NOT EXISTS (SELECT 1 FROM shards s LEFT JOIN nodes n ON n.node_id = s.node_id \
+                               WHERE s.file_id = f.file_id \
+                                 AND COALESCE(n.last_heartbeat_at, 0) < $2) \
                AND (SELECT COUNT(DISTINCT s.node_id) FROM shards s \
                     WHERE s.file_id = f.file_id AND s.node_id <> f.originator) >= $1",
         )
         .bind(i64::from(min_peers))
+        .bind(online_since)
         .fetch_all(&mut *tx)
         .await?;
         let mut safe = Vec::with_capacity(rows.len());

@@ -293,7 +293,11 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert!(store.promote_safe_files(1, 3_000).await.unwrap().is_empty());
+        assert!(store
+            .promote_safe_files(1, 0, 3_000)
+            .await
+            .unwrap()
+            .is_empty());
         // Once the extra shard moves to a free node, it is.
         assert!(store
             .replace_shard(&shards[2], &node("ZB-NODE03"), BlobId::new_random(), 4_000)
@@ -307,7 +311,20 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert_eq!(store.promote_safe_files(1, 5_000).await.unwrap().len(), 1);
+        // Nor while a holder is silent since before `online_since`.
+        assert!(store
+            .promote_safe_files(1, 10_001, 5_000)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .promote_safe_files(1, 10_000, 5_000)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[tokio::test]

@@ -676,8 +676,12 @@ async fn a_file_is_safe_only_once_every_shard_is_verified_on_enough_peers() {
             .await
             .unwrap();
     }
-    assert!(store.promote_safe_files(3, 3_000).await.unwrap().is_empty());
-    let safe = store.promote_safe_files(2, 3_000).await.unwrap();
+    assert!(store
+        .promote_safe_files(3, 0, 3_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let safe = store.promote_safe_files(2, 0, 3_000).await.unwrap();
     assert_eq!(safe.len(), 1);
     assert_eq!(
         store.replication_safe_at(file.file_id).await.unwrap(),

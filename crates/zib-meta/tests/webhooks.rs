@@ -212,7 +212,7 @@ async fn a_stale_upload_and_a_replicated_file_emit_their_events() {
             .await
             .unwrap();
     }
-    assert_eq!(store.promote_safe_files(3, 60).await.unwrap().len(), 1);
+    assert_eq!(store.promote_safe_files(3, 0, 60).await.unwrap().len(), 1);
     let events = store
         .list_webhook_events(&t.id, Some(&newer.file_id.to_string()), 10)
         .await

@@ -128,9 +128,14 @@ impl Worker for Verifier {
             .count()
             .await;
 
+        let now = now_ms();
         let safe = state
             .store
-            .promote_safe_files(state.config.safe_min_peers, now_ms())
+            .promote_safe_files(
+                state.config.safe_min_peers,
+                now - state.config.node_offline_after.as_millis() as i64,
+                now,
+            )
             .await
             .map_err(|e| e.to_string())?;
         for file in &safe {

@@ -169,7 +169,7 @@ impl Sim {
             faults,
             verifier: Verifier,
             auditor: Auditor,
-            repairer: Repairer,
+            repairer: Repairer::default(),
             collector: Collector::default(),
             me: WorkerHandle::default(),
             tenant,
