@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 use common::procs::ProcCluster;
 use common::*;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Runtime::new().unwrap()
-}
-
 fn upload(
     cluster: &ProcCluster,
     work: &std::path::Path,
@@ -28,29 +24,6 @@ fn upload(
         &zib_client::UploadOptions::default(),
     ))
     .unwrap()
-}
-
-fn pipeline(cluster: &ProcCluster, file_id: &str) -> serde_json::Value {
-    reqwest::blocking::Client::new()
-        .get(format!("{}/v1/api/pipeline/{file_id}", cluster.api_url))
-        .header("Authorization", cluster.bearer())
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn store(cluster: &ProcCluster) -> zib_meta::Store {
-    rt().block_on(zib_meta::Store::open_sqlite(&cluster.database()))
-        .unwrap()
 }
 
 #[test]

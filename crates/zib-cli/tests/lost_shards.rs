@@ -7,15 +7,11 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::procs::ProcCluster;
 use common::*;
 use zib_meta::ShardRow;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Runtime::new().unwrap()
-}
 
 fn upload(cluster: &ProcCluster, work: &std::path::Path, key: &str, data: &[u8]) -> String {
     let path = write_file(work, key, data);
@@ -29,16 +25,6 @@ fn upload(cluster: &ProcCluster, work: &std::path::Path, key: &str, data: &[u8])
     .unwrap()
     .file_id
     .to_string()
-}
-
-fn pipeline(cluster: &ProcCluster, file_id: &str) -> serde_json::Value {
-    reqwest::blocking::Client::new()
-        .get(format!("{}/v1/api/pipeline/{file_id}", cluster.api_url))
-        .header("Authorization", cluster.bearer())
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
 }
 
 fn phase(cluster: &ProcCluster, file_id: &str) -> String {
@@ -55,19 +41,6 @@ fn fully_safe(cluster: &ProcCluster, file_id: &str) -> bool {
     upload["phase"] == "safe"
         && upload["redundancy"]["live_shards"] == 6
         && upload["redundancy"]["target"] == 6
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn store(cluster: &ProcCluster) -> zib_meta::Store {
-    rt().block_on(zib_meta::Store::open_sqlite(&cluster.database()))
-        .unwrap()
 }
 
 fn shards(store: &zib_meta::Store, file_id: &str) -> Vec<ShardRow> {

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{pattern, write_file, Cluster};
+use common::{pattern, plain, write_file, Cluster};
 use serde_json::Value;
 
 /// Every source file of the two route-registering modules, by name. The test also
@@ -339,24 +339,6 @@ fn schemathesis_runs_every_check_without_a_failure() {
         Some(s) => panic!("schemathesis failed ({s}):\n{output}"),
         None => panic!("schemathesis did not finish within {FUZZ_DEADLINE:?}:\n{output}"),
     }
-}
-
-/// Strips the ANSI colours the dev server's log is written with.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The error body's request id, after checking it equals the header's.

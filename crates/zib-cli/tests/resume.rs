@@ -19,24 +19,6 @@ const PART_ENV: [(&str, &str); 2] = [
     ("ZIB_MULTIPART_THRESHOLD", "262144"),
 ];
 
-/// Strips the colour codes of the text log.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn read_logs(paths: &[PathBuf]) -> String {
     paths
         .iter()

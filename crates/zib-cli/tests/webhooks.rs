@@ -18,10 +18,6 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Runtime::new().unwrap()
-}
-
 /// A real `zib server` with private targets allowed (the receiver is on loopback)
 /// and a short retry schedule.
 fn cluster(extra: &[(&str, &str)]) -> ProcCluster {

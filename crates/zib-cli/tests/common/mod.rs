@@ -315,3 +315,52 @@ pub fn files_under(root: &Path) -> Vec<PathBuf> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A runtime for the async client and store calls of blocking tests.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+/// Polls `ok` every 200 ms until it holds, failing the test after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `GET /v1/api/pipeline/{file_id}` as the cluster's tenant.
+pub fn pipeline(cluster: &procs::ProcCluster, file_id: &str) -> serde_json::Value {
+    reqwest::blocking::Client::new()
+        .get(format!("{}/v1/api/pipeline/{file_id}", cluster.api_url))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// The cluster's metadata store, opened beside the running server.
+pub fn store(cluster: &procs::ProcCluster) -> zib_meta::Store {
+    rt().block_on(zib_meta::Store::open_sqlite(&cluster.database()))
+        .unwrap()
+}
+
+/// Strips the ANSI colours the text log is written with.
+pub fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
