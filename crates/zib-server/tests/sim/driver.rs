@@ -587,6 +587,14 @@ impl Sim {
                 {
                     return;
                 }
+                // Short of nodes is a passing state (crashed nodes come back); a
+                // cluster left with fewer nodes than shards per segment for good can
+                // never be whole again, and is the operator's to fix, not repair's.
+                if kind == Fault::Leave
+                    && self.net.world().nodes.iter().filter(|n| !n.left).count() <= width
+                {
+                    return;
+                }
                 let fits = {
                     let world = self.net.world();
                     segments.iter().all(|rows| {

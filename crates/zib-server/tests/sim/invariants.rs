@@ -90,7 +90,9 @@ fn short_of_full(world: &World, rows: &[ShardRow], now: i64, offline_after: i64)
         .filter(|r| {
             world
                 .node(&r.node_id)
-                .is_none_or(|n| n.left || now - n.last_heartbeat_ms > offline_after)
+                // What the server can know: a node that left or crashed since its
+                // last heartbeat still looks online until `node_offline_after`.
+                .is_none_or(|n| now - n.last_heartbeat_ms > offline_after)
         })
         .map(|r| format!("shard {} on {} (holder offline)", r.index, r.node_id))
         .collect();
@@ -309,7 +311,22 @@ impl Sim {
                 let broken: Vec<String> = rows
                     .iter()
                     .filter(|r| !running(&world, &r.node_id) || !intact(&world, r))
-                    .map(|r| format!("shard {} on {}", r.index, r.node_id))
+                    .map(|r| {
+                        let node = world.node(&r.node_id);
+                        let blob = node.and_then(|n| n.disk.get(&r.blob_id));
+                        format!(
+                            "shard {} on {} (up {:?}, left {:?}, running nodes {}, on disk {:?}, \
+                             {} of {} bytes)",
+                            r.index,
+                            r.node_id,
+                            node.map(|n| n.up),
+                            node.map(|n| n.left),
+                            world.nodes.iter().filter(|n| n.up && !n.left).count(),
+                            blob.is_some(),
+                            blob.map_or(0, |b| b.bytes.len()),
+                            r.size
+                        )
+                    })
                     .collect();
                 if !broken.is_empty() {
                     found.push((
