@@ -201,13 +201,7 @@ fn rotted_and_missing_parity_shards_are_found_by_audit_and_inventory() {
         Duration::from_secs(20),
         || fully_safe(&cluster, &id),
     );
-    let (status, body) = get(
-        &reqwest::blocking::Client::new(),
-        &format!("{}/objects/{id}", cluster.api_url),
-        None,
-    );
-    assert_eq!(status, 200);
-    assert!(body == data);
+    assert_reads_back(&cluster, &id, &data);
 }
 
 #[test]
@@ -255,13 +249,7 @@ fn with_a_node_down_distribution_waits_rather_than_doubling_up() {
     let placed = shards(&store, &id);
     assert_eq!(placed.len(), 12);
     assert!(doubled(&store, &id).is_empty(), "two shards on one node");
-    let (status, body) = get(
-        &reqwest::blocking::Client::new(),
-        &format!("{}/objects/{id}", cluster.api_url),
-        None,
-    );
-    assert_eq!(status, 200);
-    assert!(body == data);
+    assert_reads_back(&cluster, &id, &data);
 }
 
 #[test]
@@ -294,13 +282,7 @@ fn a_file_below_full_redundancy_says_so_until_it_is_back() {
     std::thread::sleep(Duration::from_secs(7));
     assert!(doubled(&store, &id).is_empty(), "repair doubled up");
     assert_eq!(phase(&cluster, &id), "degraded");
-    let (status, body) = get(
-        &reqwest::blocking::Client::new(),
-        &format!("{}/objects/{id}", cluster.api_url),
-        None,
-    );
-    assert_eq!(status, 200);
-    assert!(body == data);
+    assert_reads_back(&cluster, &id, &data);
 
     cluster.start_node(2);
     wait_for("safe again", Duration::from_secs(20), || {
@@ -348,13 +330,7 @@ fn a_doubled_placement_of_older_data_is_moved_to_a_free_node() {
     wait_for("safe at full redundancy", Duration::from_secs(20), || {
         fully_safe(&cluster, &id)
     });
-    let (status, body) = get(
-        &reqwest::blocking::Client::new(),
-        &format!("{}/objects/{id}", cluster.api_url),
-        None,
-    );
-    assert_eq!(status, 200);
-    assert!(body == data);
+    assert_reads_back(&cluster, &id, &data);
 }
 
 #[test]
@@ -381,4 +357,15 @@ fn a_one_node_dev_cluster_still_takes_uploads_but_never_calls_them_safe() {
     assert_eq!(upload["phase"], "distributed", "{p}");
     assert_eq!(upload["redundancy"]["live_shards"], 1, "{p}");
     assert_eq!(upload["redundancy"]["target"], 2, "{p}");
+}
+
+/// The CDN serves the file's bytes, exactly.
+fn assert_reads_back(cluster: &ProcCluster, file_id: &str, data: &[u8]) {
+    let (status, body) = get(
+        &reqwest::blocking::Client::new(),
+        &format!("{}/objects/{file_id}", cluster.api_url),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(body == data);
 }
