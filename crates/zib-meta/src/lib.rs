@@ -14,11 +14,13 @@ mod durability;
 mod engine;
 mod files;
 mod nodes;
+mod object_attrs;
 mod redundancy;
 mod s3;
 mod tenants;
 mod webhooks;
 
+pub use object_attrs::{Checksums, ObjectHeaders, Tags};
 pub use webhooks::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryStatus, DeliveryTarget, EndpointPatch,
     NewEndpoint, NewWebhookEvent, ResolvedTarget, TenantWebhook, WebhookAttempt, WebhookDelivery,

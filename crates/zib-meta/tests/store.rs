@@ -743,3 +743,32 @@ async fn abandoned_uploads_expire_and_release_their_blob() {
         .unwrap()
         .contains(&file.upload_blob_id));
 }
+
+#[tokio::test]
+async fn object_headers_tags_and_checksums_round_trip_per_file() {
+    let (_dir, store) = open().await;
+    let t = tenant(&store, "AKATTRS").await;
+    let a = new_file(&store, &t, "b", "a", 10).await;
+    let b = new_file(&store, &t, "b", "b", 10).await;
+    let mut headers = zib_meta::ObjectHeaders {
+        cache_control: Some("max-age=60".into()),
+        content_disposition: Some("attachment; filename=\"a.txt\"".into()),
+        ..Default::default()
+    };
+    headers.metadata.insert("colour".into(), "blue".into());
+    store.set_object_headers(a.file_id, &headers).await.unwrap();
+    let tags = vec![("k".to_string(), "v".to_string())];
+    store.set_object_tags(a.file_id, &tags).await.unwrap();
+    let sums = zib_meta::Checksums::from([("crc32".to_string(), "AAAAAA==".to_string())]);
+    store.set_object_checksums(a.file_id, &sums).await.unwrap();
+
+    assert_eq!(store.object_headers(a.file_id).await.unwrap(), headers);
+    assert_eq!(store.object_tags(a.file_id).await.unwrap(), tags);
+    assert_eq!(store.object_checksums(a.file_id).await.unwrap(), sums);
+    // Another file has none of them.
+    assert!(store.object_headers(b.file_id).await.unwrap().is_empty());
+    assert!(store.object_tags(b.file_id).await.unwrap().is_empty());
+    // Clearing stores nothing.
+    store.set_object_tags(a.file_id, &Vec::new()).await.unwrap();
+    assert!(store.object_tags(a.file_id).await.unwrap().is_empty());
+}
