@@ -366,7 +366,7 @@ fn initiate_validates_every_field_by_name() {
         (serde_json::json!({"key": "k", "file_size": 5}), "bucket"),
         (serde_json::json!({"bucket": "okay", "file_size": 5}), "key"),
         (
-            serde_json::json!({"bucket": "okay", "key": "k", "file_size": 0}),
+            serde_json::json!({"bucket": "okay", "key": "k", "file_size": 1.5}),
             "file_size",
         ),
         (

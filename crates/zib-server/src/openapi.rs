@@ -59,6 +59,6 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(&render(12_345)).unwrap();
         let file_size = &doc["components"]["schemas"]["InitiateRequest"]["properties"]["file_size"];
         assert_eq!(file_size["maximum"], 12_345);
-        assert_eq!(file_size["minimum"], 1);
+        assert_eq!(file_size["minimum"], 0);
     }
 }

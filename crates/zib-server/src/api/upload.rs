@@ -14,14 +14,17 @@ use crate::domain::webhook_targets;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
+/// `file_size: 0` is accepted although the contract lists it among its 400 examples:
+/// empty files are real (S3 clients upload them, `rclone copy` of a folder meets them),
+/// and an empty file is stored as any other (docs/architecture.md, "Empty files").
 fn validate_file_size(v: Option<serde_json::Value>, max: u64) -> Result<u64, ApiError> {
-    let v = v.ok_or_else(|| ApiError::invalid("file_size", "is required (bytes, > 0)"))?;
+    let v = v.ok_or_else(|| ApiError::invalid("file_size", "is required (bytes, >= 0)"))?;
     let n = v.as_u64().ok_or_else(|| {
-        ApiError::invalid("file_size", format!("must be a positive integer, got {v}"))
+        ApiError::invalid(
+            "file_size",
+            format!("must be a non-negative integer, got {v}"),
+        )
     })?;
-    if n == 0 {
-        return Err(ApiError::invalid("file_size", "must be greater than 0"));
-    }
     if n > max {
         return Err(ApiError::invalid(
             "file_size",
