@@ -28,7 +28,11 @@ pub fn parse(header: Option<&str>, len: u64) -> RangeRequest {
         // bytes=-N: the last N bytes.
         (true, false) => match end.parse::<u64>() {
             Ok(0) => RangeRequest::Unsatisfiable,
-            Ok(_) if len == 0 => RangeRequest::Unsatisfiable,
+            // RFC 9110 §14.1.1: on an empty representation a suffix range is the one
+            // satisfiable form. No `Content-Range` can name an empty part, so the
+            // answer is the whole (empty) body, a 200, as S3 answers (tail readers
+            // such as Parquet's ask this of every file, empty ones included).
+            Ok(_) if len == 0 => RangeRequest::Full,
             Ok(n) => RangeRequest::Partial(len.saturating_sub(n)..len),
             Err(_) => RangeRequest::Full,
         },
@@ -74,5 +78,18 @@ mod tests {
         assert_eq!(parse(Some("bytes=0-1,4-5"), 10), RangeRequest::Full);
         assert_eq!(parse(Some("items=0-1"), 10), RangeRequest::Full);
         assert_eq!(parse(Some("bytes=x-1"), 10), RangeRequest::Full);
+    }
+
+    /// S3's answers on an empty object: a range with a first byte is 416
+    /// `InvalidRange`, a suffix range the empty body (200).
+    #[test]
+    fn ranges_on_an_empty_body() {
+        assert_eq!(parse(None, 0), RangeRequest::Full);
+        assert_eq!(parse(Some("bytes=0-0"), 0), RangeRequest::Unsatisfiable);
+        assert_eq!(parse(Some("bytes=0-"), 0), RangeRequest::Unsatisfiable);
+        assert_eq!(parse(Some("bytes=3-9"), 0), RangeRequest::Unsatisfiable);
+        assert_eq!(parse(Some("bytes=-0"), 0), RangeRequest::Unsatisfiable);
+        assert_eq!(parse(Some("bytes=-1"), 0), RangeRequest::Full);
+        assert_eq!(parse(Some("bytes=-512"), 0), RangeRequest::Full);
     }
 }
