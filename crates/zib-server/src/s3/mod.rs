@@ -11,6 +11,7 @@
 //! stripped and credentials removed, to the inner one, which parses the S3 operation
 //! and calls [`ops::ZibS3`] for the tenant found.
 
+mod completion;
 mod errors;
 mod gateway;
 /// Public only for the fuzzer (fuzz/fuzz_targets/s3_request.rs).
