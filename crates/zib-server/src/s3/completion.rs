@@ -230,22 +230,14 @@ pub(super) async fn remember(
     (tenant_id, bucket, key): (&str, &str, &str),
     etag: &str,
 ) -> bool {
-    let current = match state.store.object(tenant_id, bucket, key).await {
-        Ok(current) => current,
-        Err(e) => {
-            tracing::warn!(%upload_id, error = %e, "could not read the completed object back");
+    let file = match super::copy::current_with_etag(state, tenant_id, bucket, key, etag).await {
+        Ok(Some(file)) => file,
+        Ok(None) => {
+            tracing::warn!(%upload_id, "the key was overwritten meanwhile; completion not recorded");
             return false;
         }
+        Err(_) => return false,
     };
-    let Some(file) = current.filter(|f| f.phase.is_readable()) else {
-        tracing::warn!(%upload_id, "the completed object is no longer current; not recorded");
-        return false;
-    };
-    let md5 = state.store.plaintext_md5(file.file_id).await.ok().flatten();
-    if md5.as_deref() != Some(etag) {
-        tracing::warn!(%upload_id, "the key was overwritten meanwhile; completion not recorded");
-        return false;
-    }
     let done = CompletedUpload {
         upload_id: upload_id.to_string(),
         tenant_id: tenant_id.to_string(),

@@ -12,6 +12,7 @@
 //! and calls [`ops::ZibS3`] for the tenant found.
 
 mod completion;
+mod copy;
 mod errors;
 mod gateway;
 /// Public only for the fuzzer (fuzz/fuzz_targets/s3_request.rs).

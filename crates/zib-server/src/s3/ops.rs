@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 use super::completion;
+use super::copy;
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
@@ -623,6 +624,26 @@ impl S3 for ZibS3 {
             parts: Some(page),
             ..Default::default()
         }))
+    }
+
+    /// Server-side: a new object sealed from the source's plaintext (s3/copy.rs).
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let tenant_id = tenant(&req)?.id.clone();
+        let output = copy::copy_object(&self.state, &tenant_id, req.input).await?;
+        Ok(S3Response::new(output))
+    }
+
+    /// A range of an object, sealed into the upload's spool as a part (s3/copy.rs).
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let tenant_id = tenant(&req)?.id.clone();
+        let output = copy::upload_part_copy(&self.state, &tenant_id, req.input).await?;
+        Ok(S3Response::new(output))
     }
 
     /// Idempotent like S3: a missing key is a 204 too.
