@@ -132,6 +132,7 @@ fn claim(upload_id: &str, owner: &Owner) -> S3Result<Claim> {
         if &running.owner != owner {
             return Err(multipart::no_such_upload(upload_id));
         }
+        tracing::info!(%upload_id, "a repeated Complete waits for the one storing");
         let mut done = running.done.clone();
         return Ok(Claim::Waiting(Box::pin(async move {
             let outcome = done
