@@ -14,6 +14,7 @@
 //! they are always the source's. A copy onto itself is allowed only with REPLACE (as
 //! S3: otherwise 400 `InvalidRequest`) and updates the current object in place.
 
+use futures::StreamExt;
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopyPartResult, CopySource, ETagCondition,
     MetadataDirective, StreamingBlob, TaggingDirective, Timestamp, TimestampFormat,
@@ -139,7 +140,13 @@ impl Conditions<'_> {
     }
 }
 
-/// The source's plaintext in `window`, as a request body for the sealing path.
+/// Plaintext chunks read ahead of the sealing.
+const READ_AHEAD: usize = 4;
+
+/// The source's plaintext in `window`, as a request body for the sealing path. A task
+/// of its own reads it (node reads are not `Sync`, as a body must be) and stops when
+/// the sealing stops listening; a read that fails midway fails the copy as
+/// `ServiceUnavailable`, not as a short client body.
 async fn plaintext(
     state: &AppState,
     source: &Source,
@@ -148,20 +155,39 @@ async fn plaintext(
     if window.is_empty() {
         return Ok(StreamingBlob::from(s3s::Body::empty()));
     }
+    let unreadable = |e: ApiError| match e {
+        // Not temporary: the S3 form of the CDN's `502 unreadable`.
+        ApiError::Unreadable(_) => api_to_s3(e),
+        e => s3_error!(
+            ServiceUnavailable,
+            "the copy source is temporarily unreadable ({}); retry",
+            e.status()
+        ),
+    };
     let stream = plaintext_stream(state, &source.file, window)
         .await
-        .map_err(|e| match e {
-            ApiError::Unreadable(_) => api_to_s3(e),
-            e => s3_error!(
-                ServiceUnavailable,
-                "the copy source is temporarily unreadable ({})",
-                e.status()
-            ),
-        })?;
-    // The node reads are not `Sync`; the body wrapper s3s offers for that is this one.
-    Ok(StreamingBlob::from(s3s::Body::http_body_unsync(
-        axum::body::Body::from_stream(stream),
-    )))
+        .map_err(unreadable)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, S3Error>>(READ_AHEAD);
+    let file_id = source.file.file_id;
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(piece) = stream.next().await {
+            let piece = piece.map_err(|e| {
+                tracing::warn!(file = %file_id, error = %e, "reading a copy source failed");
+                s3_error!(
+                    ServiceUnavailable,
+                    "reading the copy source failed midway; retry"
+                )
+            });
+            let failed = piece.is_err();
+            if tx.send(piece).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    Ok(StreamingBlob::wrap(futures::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+    })))
 }
 
 /// SSE-C and KMS would be promises ZiB does not keep: refused, never ignored.
