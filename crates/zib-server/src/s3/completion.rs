@@ -199,7 +199,10 @@ async fn start(
                     reservation.finish(Outcome::Stored(done.etag.clone()));
                     Ok(Completion::Done(done.etag))
                 }
-                None => Err(e),
+                None => {
+                    reservation.finish(Outcome::failed(&e));
+                    Err(e)
+                }
             };
         }
         Err(e) => {
