@@ -226,6 +226,14 @@ fn copies_are_new_objects_sealed_on_the_server_and_a_repeated_complete_answers_t
         );
     }
     assert_eq!(seen["conditional_copy_same"], true);
+    for (name, refused) in seen["refused"].as_object().unwrap() {
+        assert_eq!(
+            *refused,
+            serde_json::json!({"code": "NotImplemented", "status": 501}),
+            "{name}: never ignored"
+        );
+    }
+    assert_eq!(seen["refused_absent"]["status"], 404, "nothing stored");
     assert_eq!(seen["missing_key"]["code"], "NoSuchKey");
     assert_eq!(seen["missing_bucket"]["code"], "NoSuchBucket");
     assert_eq!(seen["other_version"]["code"], "NoSuchVersion");

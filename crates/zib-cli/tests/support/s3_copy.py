@@ -103,6 +103,16 @@ out["missing_bucket"] = error_of(lambda: s3.copy_object(
     Bucket=bucket, Key="dst/x", CopySource={"Bucket": "no-such-bucket-here", "Key": "a"}))
 out["other_version"] = error_of(lambda: s3.copy_object(
     Bucket=bucket, Key="dst/x", CopySource={**SRC, "VersionId": "3HL4kqtJlcpXroDTDmJ"}))
+out["refused"] = {
+    name: error_of(lambda args=args: s3.copy_object(Bucket=bucket, Key="dst/refused",
+                                                    CopySource=SRC, **args))
+    for name, args in {
+        "sse_c": {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32},
+        "kms": {"ServerSideEncryption": "aws:kms"},
+        "acl": {"ACL": "public-read"},
+    }.items()
+}
+out["refused_absent"] = error_of(lambda: s3.head_object(Bucket=bucket, Key="dst/refused"))
 # The destination obeys the PUT rule: a key holding other bytes is not overwritten.
 s3.put_object(Bucket=bucket, Key="dst/taken.txt", Body=b"other bytes")
 out["taken"] = error_of(lambda: s3.copy_object(Bucket=bucket, Key="dst/taken.txt",

@@ -190,8 +190,9 @@ async fn plaintext(
     })))
 }
 
-/// SSE-C and KMS would be promises ZiB does not keep: refused, never ignored.
-fn refuse_foreign_encryption(input: &CopyObjectInput) -> S3Result<()> {
+/// SSE-C, KMS, object lock, ACLs and website redirects would be promises ZiB does not
+/// keep: refused, never ignored.
+fn refuse_unkept_promises(input: &CopyObjectInput) -> S3Result<()> {
     let customer_key = input.sse_customer_algorithm.is_some()
         || input.sse_customer_key.is_some()
         || input.copy_source_sse_customer_algorithm.is_some()
@@ -209,6 +210,23 @@ fn refuse_foreign_encryption(input: &CopyObjectInput) -> S3Result<()> {
     }
     if input.object_lock_mode.is_some() || input.object_lock_legal_hold_status.is_some() {
         return Err(s3_error!(NotImplemented, "object lock is not supported"));
+    }
+    let acl = input.acl.as_ref().is_some_and(|a| a.as_str() != "private")
+        || input.grant_full_control.is_some()
+        || input.grant_read.is_some()
+        || input.grant_read_acp.is_some()
+        || input.grant_write_acp.is_some();
+    if acl {
+        return Err(s3_error!(
+            NotImplemented,
+            "objects are private to their tenant: ACLs other than the canned private are not supported"
+        ));
+    }
+    if input.website_redirect_location.is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "website redirects are not supported"
+        ));
     }
     Ok(())
 }
@@ -393,7 +411,7 @@ pub async fn copy_object(
     tenant_id: &str,
     input: CopyObjectInput,
 ) -> S3Result<CopyObjectOutput> {
-    refuse_foreign_encryption(&input)?;
+    refuse_unkept_promises(&input)?;
     validate_bucket(&input.bucket).map_err(api_to_s3)?;
     validate_key(&input.key).map_err(api_to_s3)?;
     let source = source(state, tenant_id, &input.copy_source).await?;
