@@ -362,3 +362,59 @@ fn tenant_id(cluster: &Cluster) -> String {
         .expect("the cluster's tenant")
         .id
 }
+
+/// With `s3_complete_wait` at 0 every first Complete is answered at once and kept
+/// alive until its result: a retry racing it, and one after it, answer the same.
+#[test]
+fn a_repeated_complete_answers_the_same_past_the_wait_too() {
+    let cluster = Cluster::start_with_env(3, &[("ZIB_S3_COMPLETE_WAIT_MS", "0")]);
+    let http = cluster.http();
+    let bearer = cluster.bearer();
+    let url = format!("{}/copytest/kept.bin", endpoint(&cluster));
+    let created = http
+        .post(format!("{url}?uploads"))
+        .header("Authorization", &bearer)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let upload_id = created
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|rest| rest.split("</UploadId>").next())
+        .expect("an UploadId")
+        .to_string();
+    let part = http
+        .put(format!("{url}?partNumber=1&uploadId={upload_id}"))
+        .header("Authorization", &bearer)
+        .body(pattern(48 * MIB, 3))
+        .send()
+        .unwrap();
+    assert_eq!(part.status(), 200);
+    let etag = part.headers()["etag"].to_str().unwrap().to_string();
+    let parts_xml = format!("<Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part>");
+
+    let racing = std::thread::scope(|s| {
+        let first =
+            s.spawn(|| complete_with_bearer(&cluster, &bearer, "kept.bin", &upload_id, &parts_xml));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let retry = complete_with_bearer(&cluster, &bearer, "kept.bin", &upload_id, &parts_xml);
+        [first.join().unwrap(), retry]
+    });
+    let after = complete_with_bearer(&cluster, &bearer, "kept.bin", &upload_id, &parts_xml);
+    let result = |(status, text): &(u16, String)| {
+        assert_eq!(*status, 200, "{text}");
+        let start = text.find("<CompleteMultipartUploadResult").expect(text);
+        text[start..].to_string()
+    };
+    let first = result(&racing[0]);
+    assert!(first.contains("<ETag>"), "{first}");
+    assert_eq!(result(&racing[1]), first);
+    assert_eq!(result(&after), first);
+    let log = common::plain(&std::fs::read_to_string(cluster.data_dir().join("dev.log")).unwrap());
+    let stored = log
+        .lines()
+        .filter(|l| l.contains("s3 multipart upload completed") && l.contains(&upload_id))
+        .count();
+    assert_eq!(stored, 1, "stored once");
+}
