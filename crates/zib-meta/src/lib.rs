@@ -17,10 +17,12 @@ mod nodes;
 mod object_attrs;
 mod redundancy;
 mod s3;
+mod s3_completed;
 mod tenants;
 mod webhooks;
 
 pub use object_attrs::{Checksums, ObjectHeaders, Tags};
+pub use s3_completed::CompletedUpload;
 pub use webhooks::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryStatus, DeliveryTarget, EndpointPatch,
     NewEndpoint, NewWebhookEvent, ResolvedTarget, TenantWebhook, WebhookAttempt, WebhookDelivery,

@@ -165,7 +165,8 @@ pub struct ServerSettings {
     /// production (SSRF); `zib dev` turns it on so local receivers work.
     pub allow_private_webhook_targets: bool,
     /// An S3 multipart upload neither completed nor aborted is removed this long after
-    /// its last part arrived (at least a day).
+    /// its last part arrived (at least a day); a completed one is remembered this long
+    /// for a repeated Complete.
     #[serde(
         rename = "s3_multipart_expiry_days",
         with = "zib_util::duration_serde::days"

@@ -11,6 +11,8 @@
 //! stripped and credentials removed, to the inner one, which parses the S3 operation
 //! and calls [`ops::ZibS3`] for the tenant found.
 
+mod completion;
+mod copy;
 mod errors;
 mod gateway;
 /// Public only for the fuzzer (fuzz/fuzz_targets/s3_request.rs).

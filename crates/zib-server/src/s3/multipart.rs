@@ -73,7 +73,7 @@ fn part_path(dir: &Path, number: i32) -> PathBuf {
     dir.join(format!("part-{number:05}"))
 }
 
-fn no_such_upload(upload_id: &str) -> s3s::S3Error {
+pub(super) fn no_such_upload(upload_id: &str) -> s3s::S3Error {
     s3_error!(
         NoSuchUpload,
         "multipart upload {upload_id} does not exist (completed, aborted, expired or never created)"
@@ -406,7 +406,15 @@ pub async fn prepare_complete(
             "CompleteMultipartUpload must list at least one part"
         ));
     }
-    if listed.windows(2).any(|w| w[0].number >= w[1].number) {
+    // S3 answers a part listed twice as it answers any list out of ascending order.
+    if let Some(w) = listed.windows(2).find(|w| w[0].number == w[1].number) {
+        return Err(s3_error!(
+            InvalidPartOrder,
+            "part number {} is listed more than once; list each part once, in ascending order",
+            w[0].number
+        ));
+    }
+    if listed.windows(2).any(|w| w[0].number > w[1].number) {
         return Err(s3_error!(
             InvalidPartOrder,
             "the list of parts was not in ascending order"
@@ -461,8 +469,9 @@ pub async fn prepare_complete(
 }
 
 impl ReadyToComplete {
-    /// Stores the parts, in the order listed, as one object, and removes the spool;
-    /// returns the object's ETag (the hex MD5 of its plaintext, as for a single PUT).
+    /// Stores the parts, in the order listed, as one object, records the completion
+    /// (for a retried Complete) and removes the spool; returns the object's ETag (the
+    /// hex MD5 of its plaintext, as for a single PUT).
     pub async fn store(self, state: &AppState) -> S3Result<String> {
         let ReadyToComplete {
             upload_id,
@@ -471,6 +480,11 @@ impl ReadyToComplete {
             size,
         } = self;
         let count = parts.len();
+        let owner = (
+            upload.record.tenant_id.clone(),
+            upload.record.bucket.clone(),
+            upload.record.key.clone(),
+        );
         let etag = gateway::put_object(
             state,
             PutRequest {
@@ -484,7 +498,13 @@ impl ReadyToComplete {
             },
         )
         .await?;
-        remove_spool(&upload.dir).await;
+        let (tenant_id, bucket, key) = &owner;
+        let owner = (tenant_id.as_str(), bucket.as_str(), key.as_str());
+        // Unrecorded, the spool stays: a retry then stores the same bytes again, which
+        // the gateway answers as the same object (and the collector removes it later).
+        if super::completion::remember(state, &upload_id, owner, &etag).await {
+            remove_spool(&upload.dir).await;
+        }
         tracing::info!(%upload_id, parts = count, size, "s3 multipart upload completed");
         Ok(etag)
     }

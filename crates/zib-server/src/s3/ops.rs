@@ -13,10 +13,12 @@ use crate::domain::registration::{validate_bucket, validate_content_type, valida
 use crate::error::ApiError;
 use crate::state::AppState;
 
+use super::completion;
+use super::copy;
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
-use super::multipart::{self, ListedPart, PartUpload};
+use super::multipart::{self, PartUpload};
 use super::TenantCtx;
 
 pub struct ZibS3 {
@@ -472,66 +474,14 @@ impl S3 for ZibS3 {
         }))
     }
 
+    /// A retry after a lost answer gets the same result (s3/completion.rs).
     async fn complete_multipart_upload(
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let tenant_id = tenant(&req)?.id.clone();
-        let input = req.input;
-        let mut listed = Vec::new();
-        for part in input
-            .multipart_upload
-            .and_then(|m| m.parts)
-            .unwrap_or_default()
-        {
-            let (Some(number), Some(etag)) = (part.part_number, part.e_tag) else {
-                return Err(s3_error!(
-                    MalformedXML,
-                    "every listed part needs a PartNumber and an ETag"
-                ));
-            };
-            listed.push(ListedPart {
-                number,
-                etag: etag.into_value(),
-            });
-        }
-        let ready = multipart::prepare_complete(
-            &self.state,
-            &tenant_id,
-            &input.bucket,
-            &input.key,
-            &input.upload_id,
-            listed,
-        )
-        .await?;
-        // Storing re-seals the whole object, so it takes longer the larger the object.
-        // It runs on its own task (a client that gives up does not leave it half done);
-        // when it outlasts `s3_complete_wait`, s3s answers 200 and keeps the connection
-        // alive with whitespace until the result follows, as S3 does, so clients'
-        // read timeouts do not fire; an error found that late is the document after
-        // the whitespace (see `without_second_declaration`).
-        let state = self.state.clone();
-        let mut stored = tokio::spawn(async move { ready.store(&state).await });
-        let (bucket, key) = (input.bucket, input.key);
-        let joined = |j: Result<S3Result<String>, tokio::task::JoinError>| {
-            j.map_err(|e| internal(format!("completing the upload: {e}")))?
-        };
-        let output = |md5_hex: String, bucket: String, key: String| CompleteMultipartUploadOutput {
-            bucket: Some(bucket),
-            key: Some(key),
-            e_tag: Some(ETag::Strong(md5_hex)),
-            ..Default::default()
-        };
-        if let Ok(done) =
-            tokio::time::timeout(self.state.config.s3_complete_wait, &mut stored).await
-        {
-            return Ok(S3Response::new(output(joined(done)?, bucket, key)));
-        }
-        let result = async move { Ok(output(joined(stored.await)?, bucket, key)) };
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
-            future: Some(Box::pin(result)),
-            ..Default::default()
-        }))
+        let output = completion::complete(&self.state, &tenant_id, req.input).await?;
+        Ok(S3Response::new(output))
     }
 
     async fn abort_multipart_upload(
@@ -674,6 +624,26 @@ impl S3 for ZibS3 {
             parts: Some(page),
             ..Default::default()
         }))
+    }
+
+    /// Server-side: a new object sealed from the source's plaintext (s3/copy.rs).
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let tenant_id = tenant(&req)?.id.clone();
+        let output = copy::copy_object(&self.state, &tenant_id, req.input).await?;
+        Ok(S3Response::new(output))
+    }
+
+    /// A range of an object, sealed into the upload's spool as a part (s3/copy.rs).
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let tenant_id = tenant(&req)?.id.clone();
+        let output = copy::upload_part_copy(&self.state, &tenant_id, req.input).await?;
+        Ok(S3Response::new(output))
     }
 
     /// Idempotent like S3: a missing key is a 204 too.

@@ -53,6 +53,13 @@ impl Collector {
                 tracing::warn!(dir = %spool.display(), error = %e, "sweeping s3 multipart spools")
             }
         }
+        // Completed uploads are remembered (for a retried Complete) as long as spools.
+        let before = now.saturating_sub(state.config.s3_multipart_expiry.as_millis() as i64);
+        match state.store.expire_completed_uploads(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "completed s3 multipart uploads forgotten"),
+            Err(e) => tracing::warn!(error = %e, "expiring completed s3 multipart uploads"),
+        }
         prune_webhook_history(state, now).await
     }
 }
