@@ -11,13 +11,17 @@
 //! stripped and credentials removed, to the inner one, which parses the S3 operation
 //! and calls [`ops::ZibS3`] for the tenant found.
 
+mod conditional;
 mod errors;
 mod gateway;
 /// Public only for the fuzzer (fuzz/fuzz_targets/s3_request.rs).
 #[doc(hidden)]
 pub mod listing;
 mod multipart;
+mod object_headers;
 mod ops;
+mod sse;
+mod tagging;
 
 use std::convert::Infallible;
 

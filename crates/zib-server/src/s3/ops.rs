@@ -13,10 +13,14 @@ use crate::domain::registration::{validate_bucket, validate_content_type, valida
 use crate::error::ApiError;
 use crate::state::AppState;
 
+use super::conditional::{self, WriteCondition};
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
 use super::multipart::{self, ListedPart, PartUpload};
+use super::object_headers::{Served, WriteAttrs};
+use super::sse::{self, EncryptionHeaders};
+use super::tagging;
 use super::TenantCtx;
 
 pub struct ZibS3 {
@@ -41,6 +45,11 @@ fn etag(md5: Option<&str>, file_id: zib_proto::FileId) -> ETag {
         md5.map(str::to_string)
             .unwrap_or_else(|| file_id.0.simple().to_string()),
     )
+}
+
+/// `Last-Modified`: when the object became readable.
+fn modified_ms(file: &FileRow) -> i64 {
+    file.distributed_at.unwrap_or(file.created_at)
 }
 
 fn object_dto(o: &S3ObjectEntry) -> Object {
@@ -295,6 +304,7 @@ impl S3 for ZibS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let tenant = tenant(&req)?;
+        req.input.refuse_unsupported_encryption()?;
         let file = self
             .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
             .await?;
@@ -304,16 +314,25 @@ impl S3 for ZibS3 {
             .plaintext_md5(file.file_id)
             .await
             .map_err(internal)?;
+        let (e_tag, modified) = (etag(md5.as_deref(), file.file_id), modified_ms(&file));
+        conditional::check_read(&req.headers, e_tag.value(), modified)?;
         let mut resp = S3Response::new(HeadObjectOutput {
             content_length: Some(file.size as i64),
-            content_type: Some(file.content_type.clone()),
-            e_tag: Some(etag(md5.as_deref(), file.file_id)),
-            last_modified: Some(timestamp(file.distributed_at.unwrap_or(file.created_at))),
+            e_tag: Some(e_tag),
+            last_modified: Some(timestamp(modified)),
             accept_ranges: Some("bytes".to_string()),
+            server_side_encryption: sse::reported(),
             ..Default::default()
         });
+        Served::load(&self.state, &file, &req.input)
+            .await?
+            .fill_head(&mut resp.output);
         if let Ok(v) = HeaderValue::from_str(&file.file_id.to_string()) {
             resp.headers.insert("x-zib-file-id", v);
+        }
+        if let Some(n) = tagging::count(&self.state, file.file_id).await? {
+            resp.headers
+                .insert("x-amz-tagging-count", HeaderValue::from(n));
         }
         Ok(resp)
     }
@@ -326,20 +345,23 @@ impl S3 for ZibS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let tenant = tenant(&req)?;
+        req.input.refuse_unsupported_encryption()?;
         let file = self
             .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
             .await?;
-        if req.extensions.get::<super::HeaderSigned>().is_none() {
-            return Err(redirect(&self.state.cdn_url(file.file_id)));
-        }
-        // AWS SDKs and the AWS CLI turn any 307 on GetObject into an error instead of
-        // following it, so header-signed requests get the same stream the CDN serves.
         let md5 = self
             .state
             .store
             .plaintext_md5(file.file_id)
             .await
             .map_err(internal)?;
+        let (e_tag, modified) = (etag(md5.as_deref(), file.file_id), modified_ms(&file));
+        conditional::check_read(&req.headers, e_tag.value(), modified)?;
+        if req.extensions.get::<super::HeaderSigned>().is_none() {
+            return Err(redirect(&self.state.cdn_url(file.file_id)));
+        }
+        // AWS SDKs and the AWS CLI turn any 307 on GetObject into an error instead of
+        // following it, so header-signed requests get the same stream the CDN serves.
         let requested = range::parse(
             req.headers
                 .get(http::header::RANGE)
@@ -370,16 +392,21 @@ impl S3 for ZibS3 {
         let body = StreamingBlob::from(s3s::Body::http_body_unsync(axum::body::Body::from_stream(
             plaintext,
         )));
-        Ok(S3Response::new(GetObjectOutput {
+        let mut output = GetObjectOutput {
             body: Some(body),
             content_length,
             content_range,
-            content_type: Some(file.content_type.clone()),
-            e_tag: Some(etag(md5.as_deref(), file.file_id)),
-            last_modified: Some(timestamp(file.distributed_at.unwrap_or(file.created_at))),
+            e_tag: Some(e_tag),
+            last_modified: Some(timestamp(modified)),
             accept_ranges: Some("bytes".to_string()),
+            server_side_encryption: sse::reported(),
+            tag_count: tagging::count(&self.state, file.file_id).await?,
             ..Default::default()
-        }))
+        };
+        Served::load(&self.state, &file, &req.input)
+            .await?
+            .fill_get(&mut output);
+        Ok(S3Response::new(output))
     }
 
     async fn put_object(
@@ -388,6 +415,10 @@ impl S3 for ZibS3 {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let tenant_id = tenant(&req)?.id.clone();
         let input = req.input;
+        input.refuse_unsupported_encryption()?;
+        let attrs = input.object_attrs()?;
+        let condition =
+            WriteCondition::from_headers(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         validate_bucket(&input.bucket).map_err(api_to_s3)?;
         validate_key(&input.key).map_err(api_to_s3)?;
         // Buckets come into being on first upload, as with `/v1/api/upload/initiate`.
@@ -407,12 +438,15 @@ impl S3 for ZibS3 {
                 content_type,
                 expected_md5,
                 body,
+                attrs,
+                condition,
             },
         )
         .await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(md5_hex)),
             size: Some(size as i64),
+            server_side_encryption: sse::reported(),
             ..Default::default()
         }))
     }
@@ -423,6 +457,8 @@ impl S3 for ZibS3 {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let tenant_id = tenant(&req)?.id.clone();
         let input = req.input;
+        input.refuse_unsupported_encryption()?;
+        let attrs = input.object_attrs()?;
         validate_bucket(&input.bucket).map_err(api_to_s3)?;
         validate_key(&input.key).map_err(api_to_s3)?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
@@ -432,12 +468,14 @@ impl S3 for ZibS3 {
             &input.bucket,
             &input.key,
             content_type,
+            attrs,
         )
         .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload_id),
+            server_side_encryption: sse::reported(),
             ..Default::default()
         }))
     }
@@ -448,6 +486,7 @@ impl S3 for ZibS3 {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let tenant_id = tenant(&req)?.id.clone();
         let input = req.input;
+        input.refuse_unsupported_encryption()?;
         let size = content_length(input.content_length, "UploadPart")?;
         let expected_md5 = content_md5(input.content_md5.as_deref())?;
         let md5_hex = multipart::upload_part(
@@ -478,6 +517,9 @@ impl S3 for ZibS3 {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let tenant_id = tenant(&req)?.id.clone();
         let input = req.input;
+        input.refuse_unsupported_encryption()?;
+        let condition =
+            WriteCondition::from_headers(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let mut listed = Vec::new();
         for part in input
             .multipart_upload
@@ -502,6 +544,7 @@ impl S3 for ZibS3 {
             &input.key,
             &input.upload_id,
             listed,
+            condition,
         )
         .await?;
         // Storing re-seals the whole object, so it takes longer the larger the object.
@@ -520,6 +563,7 @@ impl S3 for ZibS3 {
             bucket: Some(bucket),
             key: Some(key),
             e_tag: Some(ETag::Strong(md5_hex)),
+            server_side_encryption: sse::reported(),
             ..Default::default()
         };
         if let Ok(done) =
@@ -696,6 +740,44 @@ impl S3 for ZibS3 {
                 .map_err(api_to_s3)?;
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let tenant_id = tenant(&req)?.id.clone();
+        let input = req.input;
+        let file = self
+            .readable_object(&tenant_id, &input.bucket, &input.key)
+            .await?;
+        tagging::put(&self.state, file.file_id, input.tagging).await?;
+        Ok(S3Response::new(PutObjectTaggingOutput::default()))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let tenant = tenant(&req)?;
+        let (bucket, key) = (&req.input.bucket, &req.input.key);
+        let file = self.readable_object(&tenant.id, bucket, key).await?;
+        let tag_set = tagging::get(&self.state, file.file_id).await?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set,
+            version_id: None,
+        }))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let tenant = tenant(&req)?;
+        let (bucket, key) = (&req.input.bucket, &req.input.key);
+        let file = self.readable_object(&tenant.id, bucket, key).await?;
+        tagging::delete(&self.state, file.file_id).await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
     }
 }
 
