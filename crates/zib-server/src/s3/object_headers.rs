@@ -3,15 +3,16 @@
 //! S3 write asks to keep with the object. They are stored on the file row when it is
 //! registered (`zib_meta::object_attrs`) and returned by S3 GET/HEAD and the CDN.
 
+use http::{HeaderMap, HeaderValue};
 use s3s::dto::*;
-use s3s::{s3_error, S3Result};
+use s3s::{s3_error, S3Response, S3Result};
 use serde::{Deserialize, Serialize};
 use zib_meta::{FileRow, ObjectHeaders, Tags};
 
 use crate::state::AppState;
 
 use super::errors::internal;
-use super::tagging;
+use super::{conditional, sse, tagging};
 
 /// S3's limit on user metadata: the UTF-8 bytes of every name and value together.
 pub const MAX_METADATA_BYTES: usize = 2048;
@@ -129,9 +130,9 @@ macro_rules! response_overrides {
 response_overrides!(GetObjectInput, HeadObjectInput);
 
 /// The stored headers as s3s serializes them (RFC 2047 for non-ASCII metadata).
-pub struct Served {
-    pub cache_control: Option<String>,
-    pub content_disposition: Option<String>,
+struct Served {
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
     pub content_encoding: Option<String>,
     pub content_language: Option<String>,
     pub content_type: Option<String>,
@@ -157,7 +158,7 @@ impl Served {
 
     /// The stored headers of `file`, as GET/HEAD answer them, with the request's
     /// `response-*` query parameters in place of what is stored.
-    pub async fn load(
+    async fn load(
         state: &AppState,
         file: &FileRow,
         input: &impl ResponseOverrides,
@@ -188,7 +189,7 @@ impl Served {
         self
     }
 
-    pub fn fill_head(self, out: &mut HeadObjectOutput) {
+    fn fill_head(self, out: &mut HeadObjectOutput) {
         out.cache_control = self.cache_control;
         out.content_disposition = self.content_disposition;
         out.content_encoding = self.content_encoding;
@@ -198,7 +199,7 @@ impl Served {
         out.metadata = self.metadata;
     }
 
-    pub fn fill_get(self, out: &mut GetObjectOutput) {
+    fn fill_get(self, out: &mut GetObjectOutput) {
         out.cache_control = self.cache_control;
         out.content_disposition = self.content_disposition;
         out.content_encoding = self.content_encoding;
@@ -206,6 +207,76 @@ impl Served {
         out.content_type = self.content_type;
         out.expires = self.expires;
         out.metadata = self.metadata;
+    }
+}
+
+/// What HEAD and GET answer about an object besides its bytes, once the request's
+/// preconditions hold (otherwise the 304 / 412 is the error).
+pub struct Described {
+    e_tag: String,
+    modified_ms: i64,
+    served: Served,
+    tag_count: Option<i32>,
+}
+
+impl Described {
+    pub async fn load(
+        state: &AppState,
+        file: &FileRow,
+        headers: &HeaderMap,
+        input: &impl ResponseOverrides,
+    ) -> S3Result<Self> {
+        let md5 = state
+            .store
+            .plaintext_md5(file.file_id)
+            .await
+            .map_err(internal)?;
+        let e_tag = conditional::served_etag(md5.as_deref(), file);
+        let modified_ms = file.distributed_at.unwrap_or(file.created_at);
+        conditional::check_read(headers, &e_tag, modified_ms)?;
+        Ok(Described {
+            e_tag,
+            modified_ms,
+            served: Served::load(state, file, input).await?,
+            tag_count: tagging::count(state, file.file_id).await?,
+        })
+    }
+
+    fn last_modified(&self) -> Timestamp {
+        Timestamp::from(zib_util::time::datetime(self.modified_ms))
+    }
+
+    /// HEAD's answer, with the file id (`x-zib-file-id`) and `x-amz-tagging-count`.
+    pub fn head(self, file: &FileRow) -> S3Response<HeadObjectOutput> {
+        let mut output = HeadObjectOutput {
+            content_length: Some(file.size as i64),
+            e_tag: Some(ETag::Strong(self.e_tag.clone())),
+            last_modified: Some(self.last_modified()),
+            accept_ranges: Some("bytes".to_string()),
+            server_side_encryption: sse::reported(),
+            ..Default::default()
+        };
+        let tag_count = self.tag_count;
+        self.served.fill_head(&mut output);
+        let mut resp = S3Response::new(output);
+        if let Ok(v) = HeaderValue::from_str(&file.file_id.to_string()) {
+            resp.headers.insert("x-zib-file-id", v);
+        }
+        if let Some(n) = tag_count {
+            resp.headers
+                .insert("x-amz-tagging-count", HeaderValue::from(n));
+        }
+        resp
+    }
+
+    /// Fills GET's answer (the body, length and range are the caller's).
+    pub fn fill_get(self, out: &mut GetObjectOutput) {
+        out.e_tag = Some(ETag::Strong(self.e_tag.clone()));
+        out.last_modified = Some(self.last_modified());
+        out.accept_ranges = Some("bytes".to_string());
+        out.server_side_encryption = sse::reported();
+        out.tag_count = self.tag_count;
+        self.served.fill_get(out);
     }
 }
 

@@ -13,12 +13,12 @@ use crate::domain::registration::{validate_bucket, validate_content_type, valida
 use crate::error::ApiError;
 use crate::state::AppState;
 
-use super::conditional::{self, WriteCondition};
+use super::conditional::WriteCondition;
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
 use super::multipart::{self, ListedPart, PartUpload};
-use super::object_headers::{Served, WriteAttrs};
+use super::object_headers::{Described, WriteAttrs};
 use super::sse::{self, EncryptionHeaders};
 use super::tagging;
 use super::TenantCtx;
@@ -45,11 +45,6 @@ fn etag(md5: Option<&str>, file_id: zib_proto::FileId) -> ETag {
         md5.map(str::to_string)
             .unwrap_or_else(|| file_id.0.simple().to_string()),
     )
-}
-
-/// `Last-Modified`: when the object became readable.
-fn modified_ms(file: &FileRow) -> i64 {
-    file.distributed_at.unwrap_or(file.created_at)
 }
 
 fn object_dto(o: &S3ObjectEntry) -> Object {
@@ -308,33 +303,8 @@ impl S3 for ZibS3 {
         let file = self
             .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
             .await?;
-        let md5 = self
-            .state
-            .store
-            .plaintext_md5(file.file_id)
-            .await
-            .map_err(internal)?;
-        let (e_tag, modified) = (etag(md5.as_deref(), file.file_id), modified_ms(&file));
-        conditional::check_read(&req.headers, e_tag.value(), modified)?;
-        let mut resp = S3Response::new(HeadObjectOutput {
-            content_length: Some(file.size as i64),
-            e_tag: Some(e_tag),
-            last_modified: Some(timestamp(modified)),
-            accept_ranges: Some("bytes".to_string()),
-            server_side_encryption: sse::reported(),
-            ..Default::default()
-        });
-        Served::load(&self.state, &file, &req.input)
-            .await?
-            .fill_head(&mut resp.output);
-        if let Ok(v) = HeaderValue::from_str(&file.file_id.to_string()) {
-            resp.headers.insert("x-zib-file-id", v);
-        }
-        if let Some(n) = tagging::count(&self.state, file.file_id).await? {
-            resp.headers
-                .insert("x-amz-tagging-count", HeaderValue::from(n));
-        }
-        Ok(resp)
+        let described = Described::load(&self.state, &file, &req.headers, &req.input).await?;
+        Ok(described.head(&file))
     }
 
     /// Objects are read from the CDN: a 307 to `{cdn}/objects/{file_id}`, as S3 itself
@@ -349,14 +319,7 @@ impl S3 for ZibS3 {
         let file = self
             .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
             .await?;
-        let md5 = self
-            .state
-            .store
-            .plaintext_md5(file.file_id)
-            .await
-            .map_err(internal)?;
-        let (e_tag, modified) = (etag(md5.as_deref(), file.file_id), modified_ms(&file));
-        conditional::check_read(&req.headers, e_tag.value(), modified)?;
+        let described = Described::load(&self.state, &file, &req.headers, &req.input).await?;
         if req.extensions.get::<super::HeaderSigned>().is_none() {
             return Err(redirect(&self.state.cdn_url(file.file_id)));
         }
@@ -396,16 +359,9 @@ impl S3 for ZibS3 {
             body: Some(body),
             content_length,
             content_range,
-            e_tag: Some(e_tag),
-            last_modified: Some(timestamp(modified)),
-            accept_ranges: Some("bytes".to_string()),
-            server_side_encryption: sse::reported(),
-            tag_count: tagging::count(&self.state, file.file_id).await?,
             ..Default::default()
         };
-        Served::load(&self.state, &file, &req.input)
-            .await?
-            .fill_get(&mut output);
+        described.fill_get(&mut output);
         Ok(S3Response::new(output))
     }
 
