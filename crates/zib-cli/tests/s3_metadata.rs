@@ -143,6 +143,16 @@ fn metadata_conditions_encryption_and_tags_through_boto3_the_aws_cli_and_the_cdn
         assert_eq!(seen[read], conditional, "{read}");
     }
     assert_eq!(seen["not_modified_etag"], seen["doc_etag"]);
+    assert_eq!(
+        seen["cdn_s3_etag"],
+        json!({"if_none_match": 304, "if_match": 200}),
+        "the CDN also knows the object by S3's ETag"
+    );
+    assert_eq!(
+        seen["presigned_conditional"],
+        json!({"if_none_match_same": 304, "if_match_other": 412, "if_match_same": 200}),
+        "a presigned GET is checked with S3's ETag, then follows the redirect"
+    );
 
     // Conditional writes.
     assert_eq!(

@@ -206,6 +206,25 @@ def cdn_get(**kw):
 
 
 out["cdn_conditional"] = conditions(cdn_get, file_id)
+out["cdn_s3_etag"] = {"if_none_match": cdn_get(IfNoneMatch=f'"{doc_etag}"'),
+                      "if_match": cdn_get(IfMatch=f'"{doc_etag}"')}
+
+
+def presigned_status(headers):
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": doc})
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+# A presigned GET is checked against S3's ETag before its redirect to the CDN.
+out["presigned_conditional"] = {
+    "if_none_match_same": presigned_status({"If-None-Match": f'"{doc_etag}"'}),
+    "if_match_other": presigned_status({"If-Match": '"other"'}),
+    "if_match_same": presigned_status({"If-Match": f'"{doc_etag}"'}),
+}
 
 # --- conditional writes --------------------------------------------------------------
 out["put_if_none_match_existing"] = error_of(lambda: s3.put_object(

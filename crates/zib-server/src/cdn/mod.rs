@@ -45,7 +45,16 @@ async fn get_object(
     let mut response_headers = HeaderMap::new();
     object_headers::validators(&mut response_headers, &file, &etag, &stored);
     let modified = object_headers::modified_ms(&file);
-    match conditional::evaluate(&headers, &bare_etag, modified) {
+    // S3's ETag (the MD5) names the object too: a presigned S3 GET whose conditions
+    // held is redirected here with the same headers.
+    let md5 = match conditional::has_etag_condition(&headers) {
+        true => state.store.plaintext_md5(file_id).await?,
+        false => None,
+    };
+    let etags: Vec<&str> = std::iter::once(bare_etag.as_str())
+        .chain(md5.as_deref())
+        .collect();
+    match conditional::evaluate(&headers, &etags, modified) {
         Precondition::Proceed => {}
         Precondition::NotModified => {
             return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response())

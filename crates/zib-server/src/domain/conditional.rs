@@ -1,7 +1,8 @@
 //! Conditional reads (RFC 9110 §13): `If-Match`, `If-None-Match`, `If-Modified-Since`
 //! and `If-Unmodified-Since`, evaluated in the RFC's order, which is also S3's. One
 //! evaluation for every surface; each compares the ETag it serves itself (S3: the MD5
-//! or the file id; the CDN: the file id).
+//! or the file id; the CDN: the file id, and also S3's, since a presigned S3 GET that
+//! passed its conditions is redirected to the CDN with the same headers).
 
 use http::{header, HeaderMap};
 use time::format_description::FormatItem;
@@ -61,9 +62,15 @@ pub fn etag_list_matches(list: &str, etag: &str, weak: bool) -> bool {
     })
 }
 
-/// Evaluates the four preconditions of a GET or HEAD for an object whose served ETag
-/// is `etag` (unquoted) and that was last modified at `modified_ms`.
-pub fn evaluate(headers: &HeaderMap, etag: &str, modified_ms: i64) -> Precondition {
+/// Whether a request carries an entity-tag condition (worth looking up a second ETag).
+pub fn has_etag_condition(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::IF_MATCH) || headers.contains_key(header::IF_NONE_MATCH)
+}
+
+/// Evaluates the four preconditions of a GET or HEAD for an object whose ETags
+/// (unquoted; any of them names it) are `etags` and that was last modified at
+/// `modified_ms`.
+pub fn evaluate(headers: &HeaderMap, etags: &[&str], modified_ms: i64) -> Precondition {
     let text = |name: header::HeaderName| -> Option<String> {
         let values: Vec<&str> = headers
             .get_all(name)
@@ -76,7 +83,10 @@ pub fn evaluate(headers: &HeaderMap, etag: &str, modified_ms: i64) -> Preconditi
     let modified = modified_ms.div_euclid(1000);
     // 1. If-Match, else 2. If-Unmodified-Since.
     if let Some(list) = text(header::IF_MATCH) {
-        if !etag_list_matches(&list, etag, false) {
+        if !etags
+            .iter()
+            .any(|etag| etag_list_matches(&list, etag, false))
+        {
             return Precondition::Failed;
         }
     } else if let Some(since) = text(header::IF_UNMODIFIED_SINCE).and_then(|d| parse_http_date(&d))
@@ -87,7 +97,10 @@ pub fn evaluate(headers: &HeaderMap, etag: &str, modified_ms: i64) -> Preconditi
     }
     // 3. If-None-Match, else 4. If-Modified-Since.
     if let Some(list) = text(header::IF_NONE_MATCH) {
-        if etag_list_matches(&list, etag, true) {
+        if etags
+            .iter()
+            .any(|etag| etag_list_matches(&list, etag, true))
+        {
             return Precondition::NotModified;
         }
     } else if let Some(since) = text(header::IF_MODIFIED_SINCE).and_then(|d| parse_http_date(&d)) {
@@ -114,7 +127,7 @@ mod tests {
     }
 
     fn eval(pairs: &[(&'static str, &str)]) -> Precondition {
-        evaluate(&with(pairs), "abc", MODIFIED_MS + 400)
+        evaluate(&with(pairs), &["abc"], MODIFIED_MS + 400)
     }
 
     #[test]
@@ -150,6 +163,13 @@ mod tests {
         assert_eq!(eval(&[("if-modified-since", before)]), Proceed);
         assert_eq!(eval(&[("if-unmodified-since", at)]), Proceed);
         assert_eq!(eval(&[("if-unmodified-since", before)]), Failed);
+    }
+
+    #[test]
+    fn any_of_the_etags_names_the_object() {
+        let h = with(&[("if-match", "\"md5\"")]);
+        assert_eq!(evaluate(&h, &["id", "md5"], 0), Precondition::Proceed);
+        assert_eq!(evaluate(&h, &["id"], 0), Precondition::Failed);
     }
 
     #[test]

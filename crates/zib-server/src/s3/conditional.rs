@@ -94,7 +94,7 @@ pub fn served_etag(md5: Option<&str>, file: &FileRow) -> String {
 /// The preconditions of a GET or HEAD: `Ok` to serve; 304 `NotModified` (with the
 /// object's ETag and Last-Modified, as S3 sends them) or 412 `PreconditionFailed`.
 pub fn check_read(headers: &HeaderMap, etag: &str, last_modified_ms: i64) -> S3Result<()> {
-    match conditional::evaluate(headers, etag, last_modified_ms) {
+    match conditional::evaluate(headers, &[etag], last_modified_ms) {
         Precondition::Proceed => Ok(()),
         Precondition::Failed => Err(precondition_failed()),
         Precondition::NotModified => {
