@@ -18,6 +18,8 @@ pub const FORBIDDEN: &str = "forbidden";
 pub const NOT_FOUND: &str = "not_found";
 pub const CONFLICT: &str = "conflict";
 pub const RANGE_NOT_SATISFIABLE: &str = "range_not_satisfiable";
+/// A conditional request (`If-Match`, `If-Unmodified-Since`) whose condition does not hold.
+pub const PRECONDITION_FAILED: &str = "precondition_failed";
 pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
 pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
 pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";

@@ -84,12 +84,20 @@ pub fn router(state: AppState) -> Router {
     let cdn_cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::HEAD])
-        .allow_headers([header::RANGE, header::IF_NONE_MATCH])
+        .allow_headers([
+            header::RANGE,
+            header::IF_NONE_MATCH,
+            header::IF_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_UNMODIFIED_SINCE,
+        ])
         .expose_headers([
             header::CONTENT_LENGTH,
             header::CONTENT_RANGE,
             header::ETAG,
             header::ACCEPT_RANGES,
+            header::CONTENT_DISPOSITION,
+            header::CONTENT_ENCODING,
         ]);
     Router::new()
         .merge(api::router())

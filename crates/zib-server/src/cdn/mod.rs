@@ -1,19 +1,24 @@
-//! The CDN: `GET`/`HEAD /objects/{file_id}` with ranges and ETags. The bytes come from
+//! The CDN: `GET`/`HEAD /objects/{file_id}` with ranges, ETags, conditional requests
+//! and the headers stored with the object (`object_headers`). The bytes come from
 //! `domain::read`, which decrypts only the chunks covering the requested range and
 //! streams; memory is bounded by a couple of segments whatever the file size.
 
+mod object_headers;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use zib_proto::FileId;
 
+use crate::domain::conditional::{self, Precondition};
 use crate::domain::read::plaintext_stream;
 use crate::domain::read::range::{self, RangeRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use object_headers::set as set_header;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/objects/{file_id}", get(get_object).head(get_object))
@@ -34,15 +39,27 @@ async fn get_object(
         .filter(|f| f.phase.is_readable())
         .ok_or_else(not_found)?;
 
-    let etag = format!("\"{}\"", file.file_id);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
-        let mut r = StatusCode::NOT_MODIFIED.into_response();
-        set_header(r.headers_mut(), header::ETAG, &etag);
-        return Ok(r);
+    let stored = state.store.object_headers(file_id).await?;
+    let bare_etag = file.file_id.to_string();
+    let etag = format!("\"{bare_etag}\"");
+    let mut response_headers = HeaderMap::new();
+    object_headers::validators(&mut response_headers, &file, &etag, &stored);
+    let modified = object_headers::modified_ms(&file);
+    // S3's ETag (the MD5) names the object too: a presigned S3 GET whose conditions
+    // held is redirected here with the same headers.
+    let md5 = match conditional::has_etag_condition(&headers) {
+        true => state.store.plaintext_md5(file_id).await?,
+        false => None,
+    };
+    let etags: Vec<&str> = std::iter::once(bare_etag.as_str())
+        .chain(md5.as_deref())
+        .collect();
+    match conditional::evaluate(&headers, &etags, modified) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response())
+        }
+        Precondition::Failed => return Ok(object_headers::precondition_failed(&raw_id)),
     }
 
     let len = file.size;
@@ -56,7 +73,7 @@ async fn get_object(
         RangeRequest::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { len }),
     };
 
-    let mut response_headers = HeaderMap::new();
+    object_headers::representation(&mut response_headers, &stored);
     set_header(
         &mut response_headers,
         header::CONTENT_TYPE,
@@ -67,13 +84,7 @@ async fn get_object(
         header::CONTENT_LENGTH,
         &(window.end - window.start).to_string(),
     );
-    set_header(&mut response_headers, header::ETAG, &etag);
     set_header(&mut response_headers, header::ACCEPT_RANGES, "bytes");
-    set_header(
-        &mut response_headers,
-        header::CACHE_CONTROL,
-        "public, max-age=3600",
-    );
     if status == StatusCode::PARTIAL_CONTENT {
         set_header(
             &mut response_headers,
@@ -88,10 +99,4 @@ async fn get_object(
 
     let body = plaintext_stream(&state, &file, window).await?;
     Ok((status, response_headers, Body::from_stream(body)).into_response())
-}
-
-fn set_header(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
-    }
 }

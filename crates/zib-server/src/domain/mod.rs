@@ -11,8 +11,10 @@
 //! - `multipart_spool`: where S3 multipart parts wait, and collecting abandoned ones.
 //! - `s3_secret`: tenants' S3 secrets, sealed under the master key.
 //! - `read`: reading a file's plaintext back from its shards.
+//! - `conditional`: RFC 9110 preconditions of a read (S3 GET/HEAD and the CDN).
 //! - `webhook_targets`, `ssrf`: checking the webhook URLs and secrets tenants hand us.
 
+pub mod conditional;
 pub mod deletion;
 pub mod directory;
 pub mod distribution;

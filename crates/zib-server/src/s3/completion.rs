@@ -26,8 +26,10 @@ use zib_meta::CompletedUpload;
 
 use crate::state::AppState;
 
+use super::conditional::WriteCondition;
 use super::errors::internal;
 use super::multipart::{self, ListedPart};
+use super::sse::{self, EncryptionHeaders};
 
 /// Who may see an upload: its tenant, bucket and key.
 type Owner = (String, String, String);
@@ -178,6 +180,7 @@ async fn start(
     owner: Owner,
     upload_id: &str,
     listed: Vec<ListedPart>,
+    condition: WriteCondition,
 ) -> S3Result<Completion> {
     let reservation = match claim(upload_id, &owner)? {
         Claim::Waiting(result) => return Ok(Completion::Storing(result)),
@@ -185,7 +188,8 @@ async fn start(
     };
     let (tenant_id, bucket, key) = &owner;
     let prepared =
-        multipart::prepare_complete(state, tenant_id, bucket, key, upload_id, listed).await;
+        multipart::prepare_complete(state, tenant_id, bucket, key, upload_id, listed, condition)
+            .await;
     let ready = match prepared {
         Ok(ready) => ready,
         Err(e) if *e.code() == S3ErrorCode::NoSuchUpload => {
@@ -287,6 +291,9 @@ pub async fn complete(
     tenant_id: &str,
     input: CompleteMultipartUploadInput,
 ) -> S3Result<CompleteMultipartUploadOutput> {
+    input.refuse_unsupported_encryption()?;
+    let condition =
+        WriteCondition::from_headers(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     let mut listed = Vec::new();
     for part in input
         .multipart_upload
@@ -312,9 +319,10 @@ pub async fn complete(
         key: Some(key),
         e_tag: Some(ETag::Strong(etag)),
         location: Some(location),
+        server_side_encryption: sse::reported(),
         ..Default::default()
     };
-    let mut storing = match start(state, owner, &input.upload_id, listed).await? {
+    let mut storing = match start(state, owner, &input.upload_id, listed, condition).await? {
         Completion::Done(etag) => return Ok(output(etag)),
         Completion::Storing(storing) => storing,
     };

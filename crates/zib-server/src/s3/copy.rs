@@ -28,9 +28,11 @@ use crate::domain::registration::{validate_bucket, validate_content_type, valida
 use crate::error::ApiError;
 use crate::state::AppState;
 
+use super::conditional::WriteCondition;
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::multipart::{self, PartUpload};
+use super::object_headers::ObjectAttrs;
 
 /// A readable source object and what a copy compares and takes from it.
 struct Source {
@@ -458,6 +460,11 @@ pub async fn copy_object(
                 content_type: attrs.content_type.clone(),
                 expected_md5: md5_bytes(source.md5.as_deref()),
                 body,
+                attrs: ObjectAttrs {
+                    headers: attrs.headers.clone(),
+                    tags: attrs.tags.clone(),
+                },
+                condition: WriteCondition::default(),
             },
         )
         .await?;
@@ -482,7 +489,9 @@ pub async fn copy_object(
         tracing::info!(from = %source.file.file_id, to = %file.file_id, "s3 object copied");
         (etag, file)
     };
-    apply(state, &file, &attrs).await?;
+    if onto_itself {
+        apply(state, &file, &attrs).await?;
+    }
     let modified = file.distributed_at.unwrap_or(file.created_at);
     Ok(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {

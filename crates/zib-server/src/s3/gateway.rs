@@ -23,7 +23,9 @@ use zib_proto::api::{Registration, UploadType};
 use crate::domain::registration::{self, Registered};
 use crate::state::AppState;
 
+use super::conditional::{self, WriteCondition};
 use super::errors::{api_to_s3, conflict, internal};
+use super::object_headers::ObjectAttrs;
 
 pub struct PutRequest {
     pub tenant_id: String,
@@ -34,6 +36,10 @@ pub struct PutRequest {
     /// From `Content-MD5`, checked before the last chunk leaves.
     pub expected_md5: Option<[u8; 16]>,
     pub body: StreamingBlob,
+    /// Headers, metadata and tags stored with the file row once it is registered.
+    pub attrs: ObjectAttrs,
+    /// `If-None-Match: *` / `If-Match`, checked against the key's current object.
+    pub condition: WriteCondition,
 }
 
 /// Stores the object; returns the hex MD5 of its plaintext (the S3 ETag).
@@ -52,6 +58,7 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
         .await
         .map_err(internal)?
         .filter(|f| f.phase.is_readable());
+    conditional::check_write(state, &req.condition, existing.as_ref()).await?;
     if let Some(current) = existing {
         return same_content_or_conflict(state, current, req).await;
     }
@@ -80,7 +87,11 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
         req.expected_md5,
     )));
 
-    match send_envelope(state, &registration, &sealing).await {
+    let sent = match store_attrs(state, file_id, &req.attrs, false).await {
+        Ok(()) => send_envelope(state, &registration, &sealing).await,
+        Err(e) => Err(e),
+    };
+    match sent {
         Ok(()) => {
             let digest = sealing.lock().await.digest.unwrap_or_default();
             let md5_hex = hex::encode(digest);
@@ -140,10 +151,37 @@ async fn same_content_or_conflict(
         return Err(s3_error!(BadDigest));
     }
     if hex::encode(digest) == stored_md5 {
+        // The object is the one asked for; so are its headers and tags.
+        store_attrs(state, current.file_id, &req.attrs, true).await?;
         Ok(stored_md5)
     } else {
         Err(taken())
     }
+}
+
+/// Stores what the write asked besides the bytes; `replace` clears what a file
+/// already had (a new file's columns start empty).
+async fn store_attrs(
+    state: &AppState,
+    file_id: zib_proto::FileId,
+    attrs: &ObjectAttrs,
+    replace: bool,
+) -> S3Result<()> {
+    if replace || !attrs.headers.is_empty() {
+        state
+            .store
+            .set_object_headers(file_id, &attrs.headers)
+            .await
+            .map_err(internal)?;
+    }
+    if replace || !attrs.tags.is_empty() {
+        state
+            .store
+            .set_object_tags(file_id, &attrs.tags)
+            .await
+            .map_err(internal)?;
+    }
+    Ok(())
 }
 
 /// The contract's 409: direct S3-path uploads never supersede a readable object.

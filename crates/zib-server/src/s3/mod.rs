@@ -12,6 +12,7 @@
 //! and calls [`ops::ZibS3`] for the tenant found.
 
 mod completion;
+mod conditional;
 mod copy;
 mod errors;
 mod gateway;
@@ -19,7 +20,10 @@ mod gateway;
 #[doc(hidden)]
 pub mod listing;
 mod multipart;
+mod object_headers;
 mod ops;
+mod sse;
+mod tagging;
 
 use std::convert::Infallible;
 

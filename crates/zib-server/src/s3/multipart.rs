@@ -27,8 +27,10 @@ use zib_crypto::{DataKey, Header};
 use crate::domain::multipart_spool::{is_upload_id, UPLOAD_FILE};
 use crate::state::AppState;
 
+use super::conditional::{self, WriteCondition};
 use super::errors::internal;
 use super::gateway::{self, PutRequest, Sealing};
+use super::object_headers::ObjectAttrs;
 
 /// S3's limits: part numbers 1..=10000, at most 5 GiB a part.
 pub const MAX_PART_NUMBER: i32 = 10_000;
@@ -47,6 +49,9 @@ struct UploadRecord {
     created_ms: i64,
     /// The spool's data key, wrapped by the master key (hex).
     wrapped_key: String,
+    /// Headers, metadata and tags given at CreateMultipartUpload, stored at Complete.
+    #[serde(default)]
+    attrs: ObjectAttrs,
 }
 
 /// One stored part, as ListParts and Complete see it.
@@ -92,6 +97,7 @@ pub async fn create(
     bucket: &str,
     key: &str,
     content_type: String,
+    attrs: ObjectAttrs,
 ) -> S3Result<String> {
     let mut id = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut id);
@@ -109,6 +115,7 @@ pub async fn create(
                 .master_key
                 .wrap(&data_key, &wrap_context(&upload_id, tenant_id)),
         ),
+        attrs,
     };
     let dir = state.config.s3_spool_dir.join(&upload_id);
     tokio::fs::create_dir_all(&dir)
@@ -387,6 +394,7 @@ pub struct ReadyToComplete {
     upload: OpenUpload,
     parts: Vec<(PathBuf, u64)>,
     size: u64,
+    condition: WriteCondition,
 }
 
 /// Checks the list (ascending, every part stored with the ETag listed) and that the
@@ -398,6 +406,7 @@ pub async fn prepare_complete(
     key: &str,
     upload_id: &str,
     listed: Vec<ListedPart>,
+    condition: WriteCondition,
 ) -> S3Result<ReadyToComplete> {
     let upload = open(state, tenant_id, bucket, key, upload_id).await?;
     if listed.is_empty() {
@@ -457,6 +466,7 @@ pub async fn prepare_complete(
         .await
         .map_err(internal)?
         .filter(|f| f.phase.is_readable());
+    conditional::check_write(state, &condition, existing.as_ref()).await?;
     if existing.is_some_and(|f| f.size != size) {
         return Err(gateway::key_taken(bucket, key));
     }
@@ -465,6 +475,7 @@ pub async fn prepare_complete(
         upload,
         parts,
         size,
+        condition,
     })
 }
 
@@ -478,6 +489,7 @@ impl ReadyToComplete {
             upload,
             parts,
             size,
+            condition,
         } = self;
         let count = parts.len();
         let owner = (
@@ -495,6 +507,8 @@ impl ReadyToComplete {
                 content_type: upload.record.content_type,
                 expected_md5: None,
                 body: opened_parts(parts, upload.key),
+                attrs: upload.record.attrs,
+                condition,
             },
         )
         .await?;

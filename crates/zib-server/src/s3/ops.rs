@@ -14,11 +14,15 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 use super::completion;
+use super::conditional::WriteCondition;
 use super::copy;
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
 use super::multipart::{self, PartUpload};
+use super::object_headers::{Described, WriteAttrs};
+use super::sse::{self, EncryptionHeaders};
+use super::tagging;
 use super::TenantCtx;
 
 pub struct ZibS3 {
@@ -297,27 +301,12 @@ impl S3 for ZibS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let tenant = tenant(&req)?;
+        req.input.refuse_unsupported_encryption()?;
         let file = self
             .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
             .await?;
-        let md5 = self
-            .state
-            .store
-            .plaintext_md5(file.file_id)
-            .await
-            .map_err(internal)?;
-        let mut resp = S3Response::new(HeadObjectOutput {
-            content_length: Some(file.size as i64),
-            content_type: Some(file.content_type.clone()),
-            e_tag: Some(etag(md5.as_deref(), file.file_id)),
-            last_modified: Some(timestamp(file.distributed_at.unwrap_or(file.created_at))),
-            accept_ranges: Some("bytes".to_string()),
-            ..Default::default()
-        });
-        if let Ok(v) = HeaderValue::from_str(&file.file_id.to_string()) {
-            resp.headers.insert("x-zib-file-id", v);
-        }
-        Ok(resp)
+        let described = Described::load(&self.state, &file, &req.headers, &req.input).await?;
+        Ok(described.head(&file))
     }
 
     /// Objects are read from the CDN: a 307 to `{cdn}/objects/{file_id}`, as S3 itself
@@ -328,20 +317,16 @@ impl S3 for ZibS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let tenant = tenant(&req)?;
+        req.input.refuse_unsupported_encryption()?;
         let file = self
             .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
             .await?;
+        let described = Described::load(&self.state, &file, &req.headers, &req.input).await?;
         if req.extensions.get::<super::HeaderSigned>().is_none() {
             return Err(redirect(&self.state.cdn_url(file.file_id)));
         }
         // AWS SDKs and the AWS CLI turn any 307 on GetObject into an error instead of
         // following it, so header-signed requests get the same stream the CDN serves.
-        let md5 = self
-            .state
-            .store
-            .plaintext_md5(file.file_id)
-            .await
-            .map_err(internal)?;
         let requested = range::parse(
             req.headers
                 .get(http::header::RANGE)
@@ -372,16 +357,14 @@ impl S3 for ZibS3 {
         let body = StreamingBlob::from(s3s::Body::http_body_unsync(axum::body::Body::from_stream(
             plaintext,
         )));
-        Ok(S3Response::new(GetObjectOutput {
+        let mut output = GetObjectOutput {
             body: Some(body),
             content_length,
             content_range,
-            content_type: Some(file.content_type.clone()),
-            e_tag: Some(etag(md5.as_deref(), file.file_id)),
-            last_modified: Some(timestamp(file.distributed_at.unwrap_or(file.created_at))),
-            accept_ranges: Some("bytes".to_string()),
             ..Default::default()
-        }))
+        };
+        described.fill_get(&mut output);
+        Ok(S3Response::new(output))
     }
 
     async fn put_object(
@@ -390,6 +373,10 @@ impl S3 for ZibS3 {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let tenant_id = tenant(&req)?.id.clone();
         let input = req.input;
+        input.refuse_unsupported_encryption()?;
+        let attrs = input.object_attrs()?;
+        let condition =
+            WriteCondition::from_headers(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         validate_bucket(&input.bucket).map_err(api_to_s3)?;
         validate_key(&input.key).map_err(api_to_s3)?;
         // Buckets come into being on first upload, as with `/v1/api/upload/initiate`.
@@ -409,12 +396,15 @@ impl S3 for ZibS3 {
                 content_type,
                 expected_md5,
                 body,
+                attrs,
+                condition,
             },
         )
         .await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(md5_hex)),
             size: Some(size as i64),
+            server_side_encryption: sse::reported(),
             ..Default::default()
         }))
     }
@@ -425,6 +415,8 @@ impl S3 for ZibS3 {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let tenant_id = tenant(&req)?.id.clone();
         let input = req.input;
+        input.refuse_unsupported_encryption()?;
+        let attrs = input.object_attrs()?;
         validate_bucket(&input.bucket).map_err(api_to_s3)?;
         validate_key(&input.key).map_err(api_to_s3)?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
@@ -434,12 +426,14 @@ impl S3 for ZibS3 {
             &input.bucket,
             &input.key,
             content_type,
+            attrs,
         )
         .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload_id),
+            server_side_encryption: sse::reported(),
             ..Default::default()
         }))
     }
@@ -450,6 +444,7 @@ impl S3 for ZibS3 {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let tenant_id = tenant(&req)?.id.clone();
         let input = req.input;
+        input.refuse_unsupported_encryption()?;
         let size = content_length(input.content_length, "UploadPart")?;
         let expected_md5 = content_md5(input.content_md5.as_deref())?;
         let md5_hex = multipart::upload_part(
@@ -666,6 +661,44 @@ impl S3 for ZibS3 {
                 .map_err(api_to_s3)?;
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let tenant_id = tenant(&req)?.id.clone();
+        let input = req.input;
+        let file = self
+            .readable_object(&tenant_id, &input.bucket, &input.key)
+            .await?;
+        tagging::put(&self.state, file.file_id, input.tagging).await?;
+        Ok(S3Response::new(PutObjectTaggingOutput::default()))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let tenant = tenant(&req)?;
+        let (bucket, key) = (&req.input.bucket, &req.input.key);
+        let file = self.readable_object(&tenant.id, bucket, key).await?;
+        let tag_set = tagging::get(&self.state, file.file_id).await?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set,
+            version_id: None,
+        }))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let tenant = tenant(&req)?;
+        let (bucket, key) = (&req.input.bucket, &req.input.key);
+        let file = self.readable_object(&tenant.id, bucket, key).await?;
+        tagging::delete(&self.state, file.file_id).await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
     }
 }
 
