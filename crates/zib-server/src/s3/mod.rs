@@ -18,6 +18,7 @@ mod gateway;
 pub mod listing;
 mod multipart;
 mod ops;
+mod wire;
 
 use std::convert::Infallible;
 
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route_service(&format!("{PREFIX}/"), handler.clone())
         .route_service(&format!("{PREFIX}/{{*rest}}"), handler)
         .layer(axum::middleware::from_fn_with_state(state, bearer))
+        .layer(axum::middleware::from_fn(wire::layer))
 }
 
 /// Whether a request announces a body (a length above 0, or chunked).
