@@ -21,7 +21,8 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// S3's bucket naming rules (general purpose buckets): 3–63 of `a-z 0-9 . -`,
 /// starting and ending with a letter or digit, no `..`, `.-` or `-.`, not shaped like
 /// an IP address, none of the prefixes and suffixes S3 reserves. One rule for the
-/// tenant API and S3, so a bucket made on one is reachable on the other.
+/// tenant API and S3, so a bucket made on one is reachable on the other; the OpenAPI
+/// document (`InitiateRequest.bucket`) states it as patterns.
 pub fn validate_bucket(name: &str) -> Result<(), ApiError> {
     match bucket_name_problem(name) {
         None => Ok(()),
@@ -52,7 +53,9 @@ fn bucket_name_problem(name: &str) -> Option<&'static str> {
     if name.contains("..") || name.contains(".-") || name.contains("-.") {
         return Some("no '..', '.-' or '-.'");
     }
-    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+    // Shaped like an IPv4 address (the OpenAPI document states the same pattern).
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.len() == 4 && labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
         return Some("a bucket name is not an IP address");
     }
     if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
@@ -358,6 +361,7 @@ mod bucket_name_tests {
             "foo-.bar",
             "foo.-bar",
             "192.168.1.1",
+            "999.01.1.1",
             "xn--foo",
             "sthree-foo",
             "foo-s3alias",
