@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs the real S3 clients the S3 surface is tested with: boto3 and the AWS CLI,
-# from PyPI, only when missing.
+# Installs the real S3 clients the S3 surface is tested with, only when missing:
+# boto3 and the AWS CLI from PyPI, rclone from Debian (apt-get; CI runs as root).
 set -euo pipefail
-# Tests run in parallel and may call this at once: one pip at a time.
+# Tests run in parallel and may call this at once: one installer at a time.
 exec 9>"${TMPDIR:-/tmp}/zib-test-deps.lock"
 flock 9
 
@@ -17,3 +17,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 python3 -c 'import boto3' >/dev/null
 aws --version >/dev/null 2>&1
+
+if ! command -v rclone >/dev/null 2>&1; then
+  echo "installing rclone (apt-get)" >&2
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then sudo=(sudo -n); fi
+  export DEBIAN_FRONTEND=noninteractive
+  # A stale or half-fetched package index fails the first update now and then.
+  "${sudo[@]}" apt-get update -qq >/dev/null || "${sudo[@]}" apt-get update -qq >/dev/null
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends rclone >/dev/null
+fi
+rclone version >/dev/null

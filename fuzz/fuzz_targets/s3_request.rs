@@ -9,7 +9,8 @@
 //!
 //! Properties: no panic; bad input is a 4xx (or 501 for an operation the surface
 //! does not serve), never a 500; continuation tokens round-trip; a marker naming a
-//! common prefix resumes past every key under it.
+//! common prefix resumes past every key under it; `encoding-type=url` names are
+//! printable ASCII without `+` and decode back to the name.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -23,6 +24,30 @@ use zib_server::s3::listing;
 
 struct Stub;
 
+/// `%XX` to its byte, anything else as it is: the inverse `encoding-type=url` needs.
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 #[async_trait::async_trait]
 impl S3 for Stub {
     async fn list_objects(
@@ -31,6 +56,18 @@ impl S3 for Stub {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = &req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
+        for name in [
+            Some(&prefix),
+            input.marker.as_ref(),
+            input.delimiter.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let encoded = listing::url_encode(name);
+            assert!(encoded.bytes().all(|b| b.is_ascii_graphic() && b != b'+'));
+            assert_eq!(percent_decode(&encoded), name.as_bytes());
+        }
         let delimiter = input.delimiter.as_deref().filter(|d| !d.is_empty());
         if let Some(marker) = input.marker.as_deref().filter(|m| !m.is_empty()) {
             match listing::from_marker(marker, &prefix, delimiter) {

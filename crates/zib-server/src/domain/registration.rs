@@ -18,26 +18,52 @@ use crate::state::{now_ms, rfc3339, AppState, Inner};
 
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
-/// S3's bucket naming rules: 3–63 of `a-z 0-9 . -`, starting and ending alphanumeric.
+/// S3's bucket naming rules (general purpose buckets): 3–63 of `a-z 0-9 . -`,
+/// starting and ending with a letter or digit, no `..`, `.-` or `-.`, not shaped like
+/// an IP address, none of the prefixes and suffixes S3 reserves. One rule for the
+/// tenant API and S3, so a bucket made on one is reachable on the other; the OpenAPI
+/// document (`InitiateRequest.bucket`) states it as patterns.
 pub fn validate_bucket(name: &str) -> Result<(), ApiError> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    let ends_ok = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
-    if !(3..=63).contains(&name.len()) || !ok_chars || !ends_ok || name.contains("..") {
-        return Err(ApiError::invalid(
+    match bucket_name_problem(name) {
+        None => Ok(()),
+        Some(problem) => Err(ApiError::invalid(
             "bucket",
-            format!("invalid bucket name {name:?}: use 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit"),
-        ));
+            format!("invalid bucket name {name:?}: {problem}"),
+        )),
     }
-    Ok(())
+}
+
+/// What makes `name` an invalid bucket name, if anything.
+fn bucket_name_problem(name: &str) -> Option<&'static str> {
+    const RESERVED_PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+    const RESERVED_SUFFIXES: [&str; 4] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3"];
+    let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !(3..=63).contains(&name.len()) {
+        return Some("use 3 to 63 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return Some("use only a-z, 0-9, '.' and '-'");
+    }
+    if !alnum(name.bytes().next()) || !alnum(name.bytes().last()) {
+        return Some("start and end with a letter or digit");
+    }
+    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        return Some("no '..', '.-' or '-.'");
+    }
+    // Shaped like an IPv4 address (the OpenAPI document states the same pattern).
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.len() == 4 && labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+        return Some("a bucket name is not an IP address");
+    }
+    if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+        || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s))
+    {
+        return Some("the prefixes xn--, sthree-, amzn-s3-demo- and the suffixes -s3alias, --ol-s3, .mrap, --x-s3 are reserved");
+    }
+    None
 }
 
 /// 1 to 1024 characters (counted as the OpenAPI document's `maxLength` counts them),
@@ -310,4 +336,41 @@ pub fn shard_capability(
         expires_at,
         jti: uuid::Uuid::new_v4().simple().to_string(),
     })
+}
+
+#[cfg(test)]
+mod bucket_name_tests {
+    use super::validate_bucket;
+
+    #[test]
+    fn bucket_names_follow_s3s_rules() {
+        let long = "a".repeat(63);
+        for ok in ["abc", "my-bucket.2024", "1.2.3", "a-b-c", long.as_str()] {
+            assert!(validate_bucket(ok).is_ok(), "{ok}");
+        }
+        let too_long = "a".repeat(64);
+        for bad in [
+            "ab",
+            too_long.as_str(),
+            "Foo",
+            "foo_bar",
+            "-foo",
+            "foo-",
+            ".foo",
+            "foo..bar",
+            "foo-.bar",
+            "foo.-bar",
+            "192.168.1.1",
+            "999.01.1.1",
+            "xn--foo",
+            "sthree-foo",
+            "foo-s3alias",
+            "foo--ol-s3",
+            "foo.mrap",
+            "foo--x-s3",
+            "caf\u{e9}s",
+        ] {
+            assert!(validate_bucket(bad).is_err(), "{bad}");
+        }
+    }
 }

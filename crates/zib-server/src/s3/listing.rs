@@ -71,6 +71,22 @@ pub fn from_marker(marker: &str, prefix: &str, delimiter: Option<&str>) -> Optio
     }
 }
 
+/// A name as `encoding-type=url` carries it: every byte of its UTF-8 but the
+/// unreserved `A-Z a-z 0-9 - . _ ~` and `/` percent-encoded, so a space is `%20` and
+/// a `+` is `%2B`. Decoders that read `+` as a space (botocore, Go's
+/// `QueryUnescape`) and those that do not read it back alike.
+pub fn url_encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 pub fn encode_token(from: &ListFrom) -> String {
     let raw = match from {
         ListFrom::After(k) => format!("a{k}"),
@@ -155,6 +171,15 @@ mod tests {
             after_all_starting_with(&format!("a{}", char::MAX)).as_deref(),
             Some("b")
         );
+    }
+
+    #[test]
+    fn url_encoding_keeps_plus_and_space_apart() {
+        assert_eq!(
+            url_encode("a+b c%/\u{e9}?#=&"),
+            "a%2Bb%20c%25/%C3%A9%3F%23%3D%26"
+        );
+        assert_eq!(url_encode("plain-key_1.txt~"), "plain-key_1.txt~");
     }
 
     #[test]

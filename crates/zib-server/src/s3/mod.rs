@@ -24,6 +24,7 @@ mod object_headers;
 mod ops;
 mod sse;
 mod tagging;
+mod wire;
 
 use std::convert::Infallible;
 
@@ -94,6 +95,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route_service(&format!("{PREFIX}/"), handler.clone())
         .route_service(&format!("{PREFIX}/{{*rest}}"), handler)
         .layer(axum::middleware::from_fn_with_state(state, bearer))
+        .layer(axum::middleware::from_fn(wire::layer))
 }
 
 /// Whether a request announces a body (a length above 0, or chunked).

@@ -25,6 +25,8 @@ use super::sse::{self, EncryptionHeaders};
 use super::tagging;
 use super::TenantCtx;
 
+mod list;
+
 pub struct ZibS3 {
     pub state: AppState,
 }
@@ -162,28 +164,7 @@ impl S3 for ZibS3 {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let tenant = tenant(&req)?;
-        let buckets = self
-            .state
-            .store
-            .list_bucket_stats(&tenant.id)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .map(|b| Bucket {
-                name: Some(b.name),
-                creation_date: Some(timestamp(b.created_at)),
-                bucket_region: None,
-            })
-            .collect();
-        Ok(S3Response::new(ListBucketsOutput {
-            buckets: Some(buckets),
-            owner: Some(Owner {
-                id: Some(tenant.id.clone()),
-                display_name: Some(tenant.name.clone()),
-            }),
-            ..Default::default()
-        }))
+        self.list_buckets_page(req).await
     }
 
     async fn create_bucket(
@@ -221,79 +202,14 @@ impl S3 for ZibS3 {
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
-        let tenant = tenant(&req)?;
-        let input = &req.input;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let delimiter = input.delimiter.as_deref().filter(|d| !d.is_empty());
-        let from = match input.marker.as_deref().filter(|m| !m.is_empty()) {
-            Some(marker) => listing::from_marker(marker, &prefix, delimiter),
-            None => Some(ListFrom::AtOrAfter(String::new())),
-        };
-        let max = max_keys(input.max_keys)?;
-        let page = self
-            .page(&tenant.id, &input.bucket, &prefix, delimiter, from, max)
-            .await?;
-        let (contents, common_prefixes) = split(&page);
-        // S3 returns NextMarker only with a delimiter; clients use the last key otherwise.
-        let next_marker = (page.truncated && delimiter.is_some())
-            .then(|| page.last_name().map(str::to_string))
-            .flatten();
-        Ok(S3Response::new(ListObjectsOutput {
-            name: Some(input.bucket.clone()),
-            prefix: Some(prefix),
-            marker: Some(input.marker.clone().unwrap_or_default()),
-            max_keys: Some(max as i32),
-            delimiter: input.delimiter.clone(),
-            is_truncated: Some(page.truncated),
-            next_marker,
-            contents: Some(contents),
-            common_prefixes: Some(common_prefixes),
-            encoding_type: input.encoding_type.clone(),
-            ..Default::default()
-        }))
+        self.list_objects_v1(req).await
     }
 
     async fn list_objects_v2(
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        let tenant = tenant(&req)?;
-        let input = &req.input;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let delimiter = input.delimiter.as_deref().filter(|d| !d.is_empty());
-        let from = match (
-            input.continuation_token.as_deref(),
-            input.start_after.as_deref().filter(|s| !s.is_empty()),
-        ) {
-            (Some(token), _) => Some(listing::decode_token(token).ok_or_else(|| {
-                s3_error!(
-                    InvalidArgument,
-                    "The continuation token provided is incorrect"
-                )
-            })?),
-            (None, Some(after)) => Some(ListFrom::After(after.to_string())),
-            (None, None) => Some(ListFrom::AtOrAfter(String::new())),
-        };
-        let max = max_keys(input.max_keys)?;
-        let page = self
-            .page(&tenant.id, &input.bucket, &prefix, delimiter, from, max)
-            .await?;
-        let (contents, common_prefixes) = split(&page);
-        Ok(S3Response::new(ListObjectsV2Output {
-            name: Some(input.bucket.clone()),
-            prefix: Some(prefix),
-            max_keys: Some(max as i32),
-            key_count: Some(page.entries.len() as i32),
-            delimiter: input.delimiter.clone(),
-            is_truncated: Some(page.truncated),
-            continuation_token: input.continuation_token.clone(),
-            next_continuation_token: page.next.as_ref().map(listing::encode_token),
-            start_after: input.start_after.clone(),
-            contents: Some(contents),
-            common_prefixes: Some(common_prefixes),
-            encoding_type: input.encoding_type.clone(),
-            ..Default::default()
-        }))
+        self.list_objects_v2_page(req).await
     }
 
     async fn head_object(
@@ -496,86 +412,11 @@ impl S3 for ZibS3 {
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
-    /// Uploads in progress, by key then upload id (S3 orders a key's uploads by
-    /// initiation), with `prefix`, `delimiter`, `key-marker`, `upload-id-marker` and
-    /// `max-uploads`. A bucket with no upload lists empty, even one that does not exist.
     async fn list_multipart_uploads(
         &self,
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-        let tenant = tenant(&req)?;
-        let input = &req.input;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let delimiter = input.delimiter.as_deref().filter(|d| !d.is_empty());
-        let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
-        let all =
-            multipart::pending_uploads(&self.state, &tenant.id, &input.bucket, &prefix).await?;
-        let key_marker = input.key_marker.as_deref();
-        let id_marker = input.upload_id_marker.as_deref();
-        let mut uploads = Vec::new();
-        let mut common_prefixes: Vec<CommonPrefix> = Vec::new();
-        let mut last: Option<(String, Option<String>)> = None;
-        let mut truncated = false;
-        for u in all {
-            let past_marker = match (key_marker, id_marker) {
-                (Some(k), Some(id)) => (u.key.as_str(), u.upload_id.as_str()) > (k, id),
-                (Some(k), None) => u.key.as_str() > k,
-                _ => true,
-            };
-            if !past_marker {
-                continue;
-            }
-            let rolled_up = listing::common_prefix(&u.key, &prefix, delimiter).map(str::to_string);
-            if let Some(common) = &rolled_up {
-                if common_prefixes.last().and_then(|p| p.prefix.as_deref()) == Some(common.as_str())
-                {
-                    continue;
-                }
-                if key_marker.is_some_and(|k| k.starts_with(common.as_str())) {
-                    continue;
-                }
-            }
-            if uploads.len() + common_prefixes.len() == max {
-                truncated = true;
-                break;
-            }
-            match rolled_up {
-                Some(common) => {
-                    last = Some((common.clone(), None));
-                    common_prefixes.push(CommonPrefix {
-                        prefix: Some(common),
-                    });
-                }
-                None => {
-                    last = Some((u.key.clone(), Some(u.upload_id.clone())));
-                    uploads.push(MultipartUpload {
-                        key: Some(u.key),
-                        upload_id: Some(u.upload_id),
-                        initiated: Some(timestamp(u.created_ms)),
-                        ..Default::default()
-                    });
-                }
-            }
-        }
-        let (next_key, next_id) = match (truncated, last) {
-            (true, Some((key, id))) => (Some(key), id),
-            _ => (None, None),
-        };
-        Ok(S3Response::new(ListMultipartUploadsOutput {
-            bucket: Some(input.bucket.clone()),
-            prefix: Some(prefix),
-            delimiter: input.delimiter.clone(),
-            key_marker: input.key_marker.clone(),
-            upload_id_marker: input.upload_id_marker.clone(),
-            max_uploads: Some(max as i32),
-            is_truncated: Some(truncated),
-            next_key_marker: next_key,
-            next_upload_id_marker: next_id,
-            uploads: Some(uploads),
-            common_prefixes: Some(common_prefixes),
-            encoding_type: input.encoding_type.clone(),
-            ..Default::default()
-        }))
+        self.list_uploads(req).await
     }
 
     /// Every part at once: an upload has at most 10000.
