@@ -8,6 +8,7 @@ use std::path::Path;
 
 use zib_proto::{BlobId, FileId, NodeId};
 
+mod buckets;
 mod convert;
 mod counts;
 mod durability;
@@ -20,6 +21,7 @@ mod s3;
 mod tenants;
 mod webhooks;
 
+pub use buckets::{BucketDeletion, OverwriteMode};
 pub use object_attrs::{Checksums, ObjectHeaders, Tags};
 pub use webhooks::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryStatus, DeliveryTarget, EndpointPatch,

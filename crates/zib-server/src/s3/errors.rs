@@ -30,6 +30,7 @@ pub fn api_to_s3(e: ApiError) -> S3Error {
         ApiError::Forbidden(_) => S3Error::with_message(S3ErrorCode::AccessDenied, message),
         ApiError::NotFound(_) => S3Error::with_message(S3ErrorCode::NoSuchKey, message),
         ApiError::Conflict(_) => return conflict(message),
+        ApiError::BucketNotEmpty(_) => S3Error::with_message(S3ErrorCode::BucketNotEmpty, message),
         ApiError::RangeNotSatisfiable { .. } => {
             S3Error::with_message(S3ErrorCode::InvalidRange, message)
         }
