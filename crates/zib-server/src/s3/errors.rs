@@ -4,7 +4,7 @@ use s3s::{s3_error, S3Error, S3ErrorCode};
 
 use crate::error::ApiError;
 
-fn with_request_id(mut err: S3Error) -> S3Error {
+pub fn with_request_id(mut err: S3Error) -> S3Error {
     if let Some(id) = crate::request_id::current() {
         err.set_request_id(id);
     }

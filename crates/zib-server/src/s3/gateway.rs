@@ -18,6 +18,7 @@ use s3s::{s3_error, S3Error, S3Result};
 use tokio::sync::Mutex;
 use zib_crypto::envelope::Sealer;
 use zib_crypto::{DataKey, Header};
+use zib_meta::OverwriteMode;
 use zib_proto::api::{Registration, UploadType};
 
 use crate::domain::registration::{self, Registered};
@@ -46,12 +47,7 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
             state.config.max_file_size
         ));
     }
-    let existing = state
-        .store
-        .object(&req.tenant_id, &req.bucket, &req.key)
-        .await
-        .map_err(internal)?
-        .filter(|f| f.phase.is_readable());
+    let existing = guarded_object(state, &req.tenant_id, &req.bucket, &req.key).await?;
     if let Some(current) = existing {
         return same_content_or_conflict(state, current, req).await;
     }
@@ -102,6 +98,32 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
     }
 }
 
+/// The readable object a write onto this key must not replace: the current one,
+/// unless the bucket's overwrite mode is `supersede`, where the new file simply
+/// becomes current when stored and the old one is cancelled ("superseded…",
+/// `file.failed`) and evicted, exactly as an SDK re-upload (`domain::distribution`).
+pub(super) async fn guarded_object(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: &str,
+    key: &str,
+) -> S3Result<Option<zib_meta::FileRow>> {
+    let mode = state
+        .store
+        .bucket_overwrite_mode(tenant_id, bucket)
+        .await
+        .map_err(internal)?;
+    if mode == Some(OverwriteMode::Supersede) {
+        return Ok(None);
+    }
+    Ok(state
+        .store
+        .object(tenant_id, bucket, key)
+        .await
+        .map_err(internal)?
+        .filter(|f| f.phase.is_readable()))
+}
+
 /// The key exists: the same bytes are an idempotent success, anything else is the
 /// contract's 409 (direct S3-path uploads never supersede).
 async fn same_content_or_conflict(
@@ -146,7 +168,8 @@ async fn same_content_or_conflict(
     }
 }
 
-/// The contract's 409: direct S3-path uploads never supersede a readable object.
+/// The contract's 409: direct S3-path uploads never supersede a readable object
+/// (unless the bucket's overwrite mode says so, see [`guarded_object`]).
 pub(super) fn key_taken(bucket: &str, key: &str) -> S3Error {
     conflict(format!(
         "{bucket}/{key} already exists with different content; delete it first or use another key"

@@ -11,6 +11,7 @@
 //! stripped and credentials removed, to the inner one, which parses the S3 operation
 //! and calls [`ops::ZibS3`] for the tenant found.
 
+mod buckets;
 mod errors;
 mod gateway;
 /// Public only for the fuzzer (fuzz/fuzz_targets/s3_request.rs).
@@ -18,6 +19,8 @@ mod gateway;
 pub mod listing;
 mod multipart;
 mod ops;
+mod refused;
+mod versions;
 
 use std::convert::Infallible;
 
@@ -61,6 +64,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         let service = service.clone();
         async move {
             let carries_body = carries_body(req.headers());
+            if let Some(refusal) = refused::signature_v2(req.headers(), req.uri()) {
+                return Ok::<_, Infallible>(s3_error_response(refusal));
+            }
             let mut response = match service.call(req.map(s3s::Body::http_body_unsync)).await {
                 Ok(resp) => resp.map(AxumBody::new),
                 Err(e) => {

@@ -443,12 +443,7 @@ pub async fn prepare_complete(
             state.config.max_file_size
         ));
     }
-    let existing = state
-        .store
-        .object(tenant_id, bucket, key)
-        .await
-        .map_err(internal)?
-        .filter(|f| f.phase.is_readable());
+    let existing = gateway::guarded_object(state, tenant_id, bucket, key).await?;
     if existing.is_some_and(|f| f.size != size) {
         return Err(gateway::key_taken(bucket, key));
     }
