@@ -137,4 +137,44 @@ fn buckets_batches_versions_supersede_and_refusals_through_real_clients() {
     ))
     .unwrap();
     assert_eq!(left["KeyCount"], 8);
+
+    // `aws s3 sync` of a changed file: 409 in a default bucket, a replace once
+    // `zib bucket set-overwrite` made the bucket `supersede`.
+    let synced = work.path().join("synced");
+    std::fs::create_dir_all(&synced).unwrap();
+    write_file(&synced, "notes.txt", b"first draft");
+    let target = "s3://cli-sync/";
+    aws(&cluster, &["s3", "sync", synced.to_str().unwrap(), target]);
+    write_file(&synced, "notes.txt", b"second draft, longer");
+    let refused = aws_output(&cluster, &["s3", "sync", synced.to_str().unwrap(), target]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("KeyAlreadyExists"));
+    let set = cluster.cli(&["bucket", "set-overwrite", "cli-sync", "supersede"]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let info: Value = serde_json::from_slice(&set.stdout).expect("JSON from zib bucket");
+    assert_eq!(info["overwrite"], "supersede");
+    aws(&cluster, &["s3", "sync", synced.to_str().unwrap(), target]);
+    let got = work.path().join("got.txt");
+    aws(
+        &cluster,
+        &["s3", "cp", "s3://cli-sync/notes.txt", got.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read(&got).unwrap(), b"second draft, longer");
+
+    // `zib bucket rm`: refused while the bucket holds the object, then done.
+    let full = cluster.cli(&["bucket", "rm", "cli-sync"]);
+    assert!(!full.status.success());
+    assert!(String::from_utf8_lossy(&full.stderr).contains("not empty"));
+    aws(&cluster, &["s3", "rm", "s3://cli-sync/notes.txt"]);
+    let gone = cluster.cli(&["bucket", "rm", "cli-sync"]);
+    assert!(
+        gone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+    assert!(!bucket_names(&cluster).contains(&"cli-sync".to_string()));
 }

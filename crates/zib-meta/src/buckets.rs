@@ -182,7 +182,162 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        // A retried Complete of an upload into the old bucket must not answer for
+        // a new bucket of the same name.
+        sqlx::query("DELETE FROM s3_completed_uploads WHERE tenant_id = $1 AND bucket = $2")
+            .bind(tenant_id)
+            .bind(bucket)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(BucketDeletion::Deleted { leftover_blobs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use zib_proto::FileId;
+
+    use super::*;
+    use crate::{FilePhase, FileRow, ShardRow, Tenant};
+
+    async fn open() -> (tempfile::TempDir, Store, Tenant) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("meta.db"))
+            .await
+            .unwrap();
+        let tenant = store.create_tenant("t", "AK", "x").await.unwrap();
+        (dir, store, tenant)
+    }
+
+    /// A pending file of `key` in `bucket`, created at `at`.
+    async fn pending(store: &Store, tenant: &Tenant, bucket: &str, key: &str, at: i64) -> FileRow {
+        let b = store.ensure_bucket(&tenant.id, bucket).await.unwrap();
+        let file = FileRow {
+            file_id: FileId::new_random(),
+            tenant_id: tenant.id.clone(),
+            bucket_id: b.id,
+            bucket: b.name.clone(),
+            object_key: key.into(),
+            size: 100,
+            ciphertext_size: 116,
+            content_type: "x".into(),
+            phase: FilePhase::Pending,
+            cancelled_reason: None,
+            wrapped_dek: vec![1],
+            chunk_size: 65536,
+            nonce_prefix: vec![7; 7],
+            data_shards: 2,
+            parity_shards: 1,
+            shard_size: 1024,
+            originator: NodeId::from_str("ZB-ORIG01").unwrap(),
+            upload_blob_id: BlobId::new_random(),
+            part_count: 1,
+            expires_at: at + 9_000,
+            created_at: at,
+            distributed_at: None,
+        };
+        store.insert_file(&file).await.unwrap();
+        file
+    }
+
+    async fn distribute(store: &Store, file: &FileRow) {
+        let shards: Vec<ShardRow> = (0..3u8)
+            .map(|i| ShardRow {
+                file_id: file.file_id,
+                segment: 0,
+                index: i,
+                node_id: NodeId::from_str("ZB-NODE01").unwrap(),
+                blob_id: BlobId::new_random(),
+                size: 58,
+                blake3: vec![i; 32],
+            })
+            .collect();
+        store
+            .complete_distribution(file.file_id, &shards, 2_000, "superseded")
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_an_empty_bucket_is_deleted_and_its_leftovers_go_with_it() {
+        let (_dir, store, tenant) = open().await;
+        let other = store.create_tenant("o", "AK2", "y").await.unwrap();
+        assert_eq!(
+            store.delete_empty_bucket(&tenant.id, "none").await.unwrap(),
+            BucketDeletion::NotFound
+        );
+
+        let first = pending(&store, &tenant, "b", "k", 1_000).await;
+        assert!(matches!(
+            store.delete_empty_bucket(&tenant.id, "b").await.unwrap(),
+            BucketDeletion::NotEmpty(_)
+        ));
+        distribute(&store, &first).await;
+        // A re-upload supersedes the first file: it stays as a cancelled row.
+        let second = pending(&store, &tenant, "b", "k", 1_500).await;
+        distribute(&store, &second).await;
+        assert!(matches!(
+            store.delete_empty_bucket(&tenant.id, "b").await.unwrap(),
+            BucketDeletion::NotEmpty("the bucket holds objects")
+        ));
+        assert_eq!(
+            store.delete_empty_bucket(&other.id, "b").await.unwrap(),
+            BucketDeletion::NotFound
+        );
+
+        store
+            .delete_file(&tenant.id, second.file_id, 3_000)
+            .await
+            .unwrap();
+        let BucketDeletion::Deleted { leftover_blobs } =
+            store.delete_empty_bucket(&tenant.id, "b").await.unwrap()
+        else {
+            panic!("the emptied bucket was not deleted");
+        };
+        assert_eq!(leftover_blobs.len(), 3, "the superseded file's shards");
+        assert!(store.bucket(&tenant.id, "b").await.unwrap().is_none());
+        assert!(store
+            .file_for_tenant(&tenant.id, first.file_id)
+            .await
+            .unwrap()
+            .is_none());
+        // The name can be used again, as a new bucket.
+        store.ensure_bucket(&tenant.id, "b").await.unwrap();
+        assert_eq!(
+            store.bucket_overwrite_mode(&tenant.id, "b").await.unwrap(),
+            Some(OverwriteMode::Conflict)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_overwrite_mode_is_per_bucket_and_creates_the_bucket() {
+        let (_dir, store, tenant) = open().await;
+        assert_eq!(
+            store.bucket_overwrite_mode(&tenant.id, "s").await.unwrap(),
+            None
+        );
+        store
+            .set_bucket_overwrite_mode(&tenant.id, "s", OverwriteMode::Supersede)
+            .await
+            .unwrap();
+        store.ensure_bucket(&tenant.id, "c").await.unwrap();
+        assert_eq!(
+            store.bucket_overwrite_modes(&tenant.id).await.unwrap(),
+            vec![
+                ("c".to_string(), OverwriteMode::Conflict),
+                ("s".to_string(), OverwriteMode::Supersede)
+            ]
+        );
+        store
+            .set_bucket_overwrite_mode(&tenant.id, "s", OverwriteMode::Conflict)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.bucket_overwrite_mode(&tenant.id, "s").await.unwrap(),
+            Some(OverwriteMode::Conflict)
+        );
     }
 }

@@ -8,6 +8,8 @@ Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. OTHER_BEARER is
 second tenant's `Bearer ak:sk`. Prints a JSON summary; a failed check exits non-zero.
 """
 
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -164,6 +166,21 @@ expect_error(lambda: s3.delete_objects(Bucket="never-was", Delete={"Objects": [{
              "NoSuchBucket", 404, "batch in a missing bucket")
 expect_error(lambda: other.delete_objects(Bucket="batch", Delete={"Objects": [{"Key": "k4"}]}),
              "NoSuchBucket", 404, "batch in another tenant's bucket")
+assert keys("batch") == ["k4"]
+# S3 requires the list's Content-MD5 or checksum (boto3 and the CLI send one): a list
+# without, or damaged on the way, deletes nothing.
+s3.put_object(Bucket="batch", Key="guarded", Body=b"g")
+listing = b'<Delete><Object><Key>guarded</Key></Object></Delete>'
+md5_of = lambda b: base64.b64encode(hashlib.md5(b).digest()).decode()
+status, raw = http("POST", f"{endpoint}/batch?delete", bearer, listing)
+assert status == 400 and b"<Code>InvalidRequest</Code>" in raw, (status, raw)
+status, raw = http("POST", f"{endpoint}/batch?delete", bearer, listing,
+                   {"Content-MD5": md5_of(b"<Delete>something else</Delete>")})
+assert status == 400 and b"<Code>BadDigest</Code>" in raw, (status, raw)
+assert "guarded" in keys("batch")
+status, raw = http("POST", f"{endpoint}/batch?delete", bearer, listing,
+                   {"Content-MD5": md5_of(listing)})
+assert status == 200 and b"<Deleted><Key>guarded</Key>" in raw, (status, raw)
 assert keys("batch") == ["k4"]
 
 # --- versioning, answered for an unversioned bucket ------------------------------

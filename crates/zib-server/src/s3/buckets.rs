@@ -115,3 +115,65 @@ fn error_entry(object: ObjectIdentifier, e: &S3Error) -> Error {
         ),
     }
 }
+
+/// The largest DeleteObjects body read: 1000 keys of up to 1024 bytes each,
+/// XML-escaped, with their markup.
+const MAX_DELETE_BODY: usize = 8 * 1024 * 1024;
+
+/// `POST /{bucket}?delete`: a DeleteObjects request.
+pub fn is_delete_objects(method: &http::Method, uri: &http::Uri) -> bool {
+    method == http::Method::POST
+        && uri.query().is_some_and(|q| {
+            q.split('&')
+                .any(|p| p == "delete" || p.starts_with("delete="))
+        })
+}
+
+/// S3 requires a DeleteObjects body to carry its `Content-MD5` or an
+/// `x-amz-checksum-*` (the AWS CLI and rclone send the first, boto3 ≥ 1.36 CRC32),
+/// so that a list damaged on the way never deletes other keys. s3s does not check
+/// either, so it is checked here while the body is still bytes (it stays readable).
+pub async fn check_delete_body(headers: &http::HeaderMap, body: &mut s3s::Body) -> S3Result<()> {
+    use s3s::crypto::{Checksum, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
+    fn digest<C: Checksum>(bytes: &[u8]) -> String {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            C::checksum(bytes),
+        )
+    }
+    let bytes = body.store_all_limited(MAX_DELETE_BODY).await.map_err(|e| {
+        s3_error!(
+            MalformedXML,
+            "the DeleteObjects body could not be read whole ({e}); it lists at most 1000 keys"
+        )
+    })?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let checks: [(&str, fn(&[u8]) -> String); 6] = [
+        ("content-md5", digest::<Md5>),
+        ("x-amz-checksum-crc32", digest::<Crc32>),
+        ("x-amz-checksum-crc32c", digest::<Crc32c>),
+        ("x-amz-checksum-crc64nvme", digest::<Crc64Nvme>),
+        ("x-amz-checksum-sha1", digest::<Sha1>),
+        ("x-amz-checksum-sha256", digest::<Sha256>),
+    ];
+    let mut checked = false;
+    for (name, compute) in checks {
+        if let Some(sent) = header(name) {
+            if compute(&bytes) != sent.trim() {
+                return Err(s3_error!(
+                    BadDigest,
+                    "the {name} you specified did not match the DeleteObjects body"
+                ));
+            }
+            checked = true;
+        }
+    }
+    if checked {
+        Ok(())
+    } else {
+        Err(s3_error!(
+            InvalidRequest,
+            "Missing required header for this request: Content-MD5 (or an x-amz-checksum-*)"
+        ))
+    }
+}

@@ -320,10 +320,14 @@ impl S3Route for Forward {
                 .query()
                 .is_some_and(|q| q.split('&').any(|p| p.starts_with("uploadId=")));
         let uri = inner_uri(&req.uri)?;
+        let mut body = req.input;
+        if buckets::is_delete_objects(&req.method, &uri) {
+            buckets::check_delete_body(&req.headers, &mut body).await?;
+        }
         let mut inner = http::Request::builder()
             .method(req.method)
             .uri(uri)
-            .body(req.input)
+            .body(body)
             .map_err(internal)?;
         *inner.headers_mut() = inner_headers(req.headers);
         inner.extensions_mut().insert(TenantCtx(tenant));
