@@ -64,7 +64,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         let service = service.clone();
         async move {
             let carries_body = carries_body(req.headers());
-            if let Some(refusal) = refused::signature_v2(req.headers(), req.uri()) {
+            if let Some(refusal) = refused::before_auth(req.method(), req.headers(), req.uri()) {
                 return Ok::<_, Infallible>(s3_error_response(refusal));
             }
             let mut response = match service.call(req.map(s3s::Body::http_body_unsync)).await {

@@ -261,11 +261,31 @@ pub fn post_object() -> S3Error {
     )
 }
 
+/// What is refused from the request line and headers alone, before s3s checks any
+/// signature: AWS Signature V2, and browser POST uploads.
+pub fn before_auth(method: &http::Method, headers: &HeaderMap, uri: &Uri) -> Option<S3Error> {
+    signature_v2(headers, uri).or_else(|| browser_post(method, headers))
+}
+
+/// A browser form upload (`POST` with `multipart/form-data`, PostObject). Refused here
+/// because s3s would first check its POST policy against the path as it sees it.
+fn browser_post(method: &http::Method, headers: &HeaderMap) -> Option<S3Error> {
+    let form = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    (method == http::Method::POST && form).then(post_object)
+}
+
 /// AWS Signature V2, in the `Authorization` header (`AWS access:signature`) or as a
 /// presigned URL (`AWSAccessKeyId`, `Signature`, `Expires`): retired by AWS and not
 /// offered here. Checked before s3s looks at the request, so the answer says so
 /// instead of a signature mismatch.
-pub fn signature_v2(headers: &HeaderMap, uri: &Uri) -> Option<S3Error> {
+fn signature_v2(headers: &HeaderMap, uri: &Uri) -> Option<S3Error> {
     let header_v2 = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -309,5 +329,20 @@ mod tests {
             .parse()
             .unwrap();
         assert!(signature_v2(&HeaderMap::new(), &v4).is_none());
+    }
+
+    #[test]
+    fn only_form_posts_are_browser_uploads() {
+        let mut form = HeaderMap::new();
+        form.insert(
+            "content-type",
+            "multipart/form-data; boundary=x".parse().unwrap(),
+        );
+        assert!(browser_post(&http::Method::POST, &form).is_some());
+        assert!(browser_post(&http::Method::PUT, &form).is_none());
+        let mut xml = HeaderMap::new();
+        xml.insert("content-type", "application/xml".parse().unwrap());
+        assert!(browser_post(&http::Method::POST, &xml).is_none());
+        assert!(browser_post(&http::Method::POST, &HeaderMap::new()).is_none());
     }
 }
