@@ -148,7 +148,8 @@ pub async fn check_delete_body(headers: &http::HeaderMap, body: &mut s3s::Body) 
         )
     })?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let checks: [(&str, fn(&[u8]) -> String); 6] = [
+    type Digest = fn(&[u8]) -> String;
+    let checks: [(&str, Digest); 6] = [
         ("content-md5", digest::<Md5>),
         ("x-amz-checksum-crc32", digest::<Crc32>),
         ("x-amz-checksum-crc32c", digest::<Crc32c>),
