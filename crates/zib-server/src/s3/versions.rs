@@ -16,6 +16,21 @@ use crate::state::AppState;
 /// The only version id a key has.
 pub const NULL_VERSION: &str = "null";
 
+/// `encoding-type=url`: names percent-encoded (every byte but the unreserved ones and
+/// `/`), as S3 sends them and botocore decodes them (with `unquote_plus`, so a `+` left
+/// as is would come back as a space).
+fn url_encoded(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A request naming a version: `"null"` is the current object, anything else does
 /// not exist here.
 pub fn check_version_id(version_id: Option<&str>) -> S3Result<()> {
@@ -109,6 +124,17 @@ pub async fn list_object_versions(
             next: None,
         },
     };
+    let encode = input
+        .encoding_type
+        .as_ref()
+        .is_some_and(|e| e.as_str() == EncodingType::URL);
+    let name = |n: &str| {
+        if encode {
+            url_encoded(n)
+        } else {
+            n.to_string()
+        }
+    };
     let owner = Owner {
         id: Some(tenant.id.clone()),
         display_name: Some(tenant.name.clone()),
@@ -118,7 +144,7 @@ pub async fn list_object_versions(
     for entry in &page.entries {
         match entry {
             Entry::Object(o) => versions.push(ObjectVersion {
-                key: Some(o.key.clone()),
+                key: Some(name(&o.key)),
                 version_id: Some(NULL_VERSION.to_string()),
                 is_latest: Some(true),
                 size: Some(o.size as i64),
@@ -131,22 +157,22 @@ pub async fn list_object_versions(
                 ..Default::default()
             }),
             Entry::CommonPrefix(p) => common_prefixes.push(CommonPrefix {
-                prefix: Some(p.clone()),
+                prefix: Some(name(p)),
             }),
         }
     }
     let (next_key_marker, next_version_id_marker) = match page.entries.last() {
         Some(Entry::Object(o)) if page.truncated => {
-            (Some(o.key.clone()), Some(NULL_VERSION.to_string()))
+            (Some(name(&o.key)), Some(NULL_VERSION.to_string()))
         }
-        Some(Entry::CommonPrefix(p)) if page.truncated => (Some(p.clone()), None),
+        Some(Entry::CommonPrefix(p)) if page.truncated => (Some(name(p)), None),
         _ => (None, None),
     };
     Ok(ListObjectVersionsOutput {
         name: Some(input.bucket.clone()),
-        prefix: Some(prefix),
-        delimiter: input.delimiter.clone(),
-        key_marker: Some(input.key_marker.clone().unwrap_or_default()),
+        prefix: Some(name(&prefix)),
+        delimiter: delimiter.map(name),
+        key_marker: Some(name(input.key_marker.as_deref().unwrap_or_default())),
         version_id_marker: Some(input.version_id_marker.clone().unwrap_or_default()),
         max_keys: Some(max as i32),
         is_truncated: Some(page.truncated),
@@ -157,4 +183,15 @@ pub async fn list_object_versions(
         encoding_type: input.encoding_type.clone(),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_encoded;
+
+    #[test]
+    fn url_encoding_keeps_plus_and_space_apart() {
+        assert_eq!(url_encoded("a+b c/ü?#%"), "a%2Bb%20c/%C3%BC%3F%23%25");
+        assert_eq!(url_encoded("plain/key-1_~.txt"), "plain/key-1_~.txt");
+    }
 }
