@@ -6,10 +6,15 @@
 //! buckets with `aws s3 rb` and `aws s3 rb --force`.
 
 mod common;
+#[path = "common/webhook_receiver.rs"]
+mod receiver;
+
+use std::time::Duration;
 
 use common::s3_clients::{aws, aws_output, endpoint, install_clients, python};
 use common::{write_file, Cluster};
-use serde_json::Value;
+use receiver::Receiver;
+use serde_json::{json, Value};
 
 fn bucket_names(cluster: &Cluster) -> Vec<String> {
     let listed: Value = serde_json::from_str(&aws(cluster, &["s3api", "list-buckets"]))
@@ -39,6 +44,19 @@ fn buckets_batches_versions_supersede_and_refusals_through_real_clients() {
         .send()
         .unwrap();
     assert_eq!(first.status(), 200);
+    // The tenant's webhook, to see the superseded file's `file.failed`.
+    let hook = Receiver::start();
+    let set = cluster
+        .http()
+        .patch(format!(
+            "{}/v1/api/customers/me/webhook",
+            cluster.creds.api_url
+        ))
+        .header("Authorization", cluster.bearer())
+        .json(&json!({"webhook_url": hook.url("/s3")}))
+        .send()
+        .unwrap();
+    assert_eq!(set.status(), 200);
 
     let out = python(
         &cluster,
@@ -58,6 +76,19 @@ fn buckets_batches_versions_supersede_and_refusals_through_real_clients() {
     }
     let ids = &seen["supersede"];
     assert_ne!(ids["old"], ids["new"]);
+    // Superseded by an S3 PUT exactly as by an SDK re-upload: `file.failed`.
+    for replaced in [&ids["old"], &ids["new"]] {
+        let failed = hook.wait_event(
+            "file.failed",
+            replaced.as_str().unwrap(),
+            Duration::from_secs(60),
+        );
+        let reason = failed.json()["cancelled_reason"].clone();
+        assert!(
+            reason.as_str().is_some_and(|r| r.contains("superseded")),
+            "{reason}"
+        );
+    }
 
     // `aws s3 rb`: an empty bucket goes, a full one stays (BucketNotEmpty) until
     // `--force` empties it (DeleteObjects in batches) and removes it.
