@@ -1,6 +1,7 @@
 //! `zib`: one binary for the server, a storage node, the all-in-one dev cluster, and
 //! the client verbs.
 
+mod bucket_verbs;
 mod client_verbs;
 mod config;
 mod dev;
@@ -74,6 +75,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A bucket's overwrite mode (`set-overwrite`) and its deletion (`rm`).
+    Bucket(bucket_verbs::BucketArgs),
     /// Delete a file (by id, or by --bucket and --key) from every node.
     Rm(client_verbs::RmArgs),
     /// Show a file's phase and pipeline stages.
@@ -173,6 +176,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Get(args) => client_verbs::run_get(args).await,
         Command::Ls(args) => client_verbs::run_ls(args).await,
         Command::Buckets { json } => client_verbs::run_buckets(json).await,
+        Command::Bucket(args) => bucket_verbs::run(args).await,
         Command::Rm(args) => client_verbs::run_rm(args).await,
         Command::Pipeline(args) => client_verbs::run_pipeline(args).await,
         Command::Webhooks(args) => webhook_verbs::run(args).await,

@@ -25,6 +25,10 @@ const ROUTE_SOURCES: &[(&str, &str)] = &[
         include_str!("../../zib-server/src/api/mod.rs"),
     ),
     (
+        "api/buckets.rs",
+        include_str!("../../zib-server/src/api/buckets.rs"),
+    ),
+    (
         "api/files.rs",
         include_str!("../../zib-server/src/api/files.rs"),
     ),

@@ -21,7 +21,8 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use zib_proto::api::{
-    BucketList, FileInfo, InitiateRequest, ObjectList, Registration, UploadResult,
+    BucketDeleted, BucketInfo, BucketList, BucketSettings, FileInfo, InitiateRequest, ObjectList,
+    OverwriteMode, Registration, UploadResult,
 };
 use zib_proto::FileId;
 
@@ -271,6 +272,28 @@ impl Client {
     pub async fn list_buckets(&self) -> Result<BucketList, ClientError> {
         let url = self.endpoint(&["v1", "api", "me", "buckets"])?;
         self.call(self.http.get(url)).await
+    }
+
+    /// `PATCH /v1/api/me/buckets/{bucket}`: what an S3 PUT onto an existing key does
+    /// in this bucket (the bucket is created if missing).
+    pub async fn set_bucket_overwrite(
+        &self,
+        bucket: &str,
+        overwrite: OverwriteMode,
+    ) -> Result<BucketInfo, ClientError> {
+        let url = self.endpoint(&["v1", "api", "me", "buckets", bucket])?;
+        self.call(
+            self.http
+                .request(Method::PATCH, url)
+                .json(&BucketSettings { overwrite }),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/api/me/buckets/{bucket}`: only an empty bucket.
+    pub async fn delete_bucket(&self, bucket: &str) -> Result<BucketDeleted, ClientError> {
+        let url = self.endpoint(&["v1", "api", "me", "buckets", bucket])?;
+        self.call(self.http.request(Method::DELETE, url)).await
     }
 
     pub async fn list_objects(

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use zib_proto::{BlobId, FileId, NodeId};
 
+mod buckets;
 mod convert;
 mod counts;
 mod durability;
@@ -21,6 +22,7 @@ mod s3_completed;
 mod tenants;
 mod webhooks;
 
+pub use buckets::{BucketDeletion, OverwriteMode};
 pub use object_attrs::{Checksums, ObjectHeaders, Tags};
 pub use s3_completed::CompletedUpload;
 pub use webhooks::{

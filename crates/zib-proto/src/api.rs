@@ -151,6 +151,33 @@ pub struct BucketInfo {
     pub object_count: u64,
     pub total_bytes: u64,
     pub created_at: String,
+    /// What an S3 PUT onto a key holding an object does (docs/s3.md).
+    #[serde(default)]
+    pub overwrite: OverwriteMode,
+}
+
+/// A bucket's overwrite mode: `conflict` (the contract's 409 for different bytes) or
+/// `supersede` (the PUT replaces the object, as an SDK re-upload does).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverwriteMode {
+    #[default]
+    Conflict,
+    Supersede,
+}
+
+/// `PATCH /v1/api/me/buckets/{bucket}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSettings {
+    pub overwrite: OverwriteMode,
+}
+
+/// `DELETE /v1/api/me/buckets/{bucket}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketDeleted {
+    pub success: bool,
+    pub bucket: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

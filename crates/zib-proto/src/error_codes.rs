@@ -17,6 +17,8 @@ pub const UNAUTHORIZED: &str = "unauthorized";
 pub const FORBIDDEN: &str = "forbidden";
 pub const NOT_FOUND: &str = "not_found";
 pub const CONFLICT: &str = "conflict";
+/// `DELETE /v1/api/me/buckets/{bucket}` of a bucket holding objects or uploads.
+pub const BUCKET_NOT_EMPTY: &str = "bucket_not_empty";
 pub const RANGE_NOT_SATISFIABLE: &str = "range_not_satisfiable";
 /// A conditional request (`If-Match`, `If-Unmodified-Since`) whose condition does not hold.
 pub const PRECONDITION_FAILED: &str = "precondition_failed";

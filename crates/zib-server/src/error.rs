@@ -27,6 +27,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A bucket still holding objects or uploads cannot be deleted.
+    #[error("{0}")]
+    BucketNotEmpty(String),
     #[error("requested range not satisfiable")]
     RangeNotSatisfiable { len: u64 },
     // --- capacity ---
@@ -76,7 +79,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::BucketNotEmpty(_) => StatusCode::CONFLICT,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) | ApiError::TooFewNodes(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(_) | ApiError::Unreadable(_) => StatusCode::BAD_GATEWAY,
@@ -92,6 +95,7 @@ impl ApiError {
             ApiError::Forbidden(_) => codes::FORBIDDEN,
             ApiError::NotFound(_) => codes::NOT_FOUND,
             ApiError::Conflict(_) => codes::CONFLICT,
+            ApiError::BucketNotEmpty(_) => codes::BUCKET_NOT_EMPTY,
             ApiError::RangeNotSatisfiable { .. } => codes::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => codes::UNAVAILABLE,
             ApiError::TooFewNodes(_) => codes::TOO_FEW_NODES,

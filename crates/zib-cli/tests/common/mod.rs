@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 pub mod procs;
+pub mod s3_clients;
 
 pub const CHUNK: u64 = 256 * 1024;
 pub const MIB: u64 = 1024 * 1024;

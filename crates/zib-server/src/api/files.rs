@@ -117,12 +117,19 @@ pub async fn list_buckets(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
 ) -> ApiResult<Json<BucketList>> {
+    let modes: std::collections::HashMap<_, _> = state
+        .store
+        .bucket_overwrite_modes(&tenant.id)
+        .await?
+        .into_iter()
+        .collect();
     let buckets = state
         .store
         .list_bucket_stats(&tenant.id)
         .await?
         .into_iter()
         .map(|b| BucketInfo {
+            overwrite: super::buckets::to_wire(modes.get(&b.name).copied().unwrap_or_default()),
             name: b.name,
             object_count: b.object_count,
             total_bytes: b.total_bytes,

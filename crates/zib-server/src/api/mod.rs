@@ -1,5 +1,6 @@
 //! Tenant API under `/v1/api`, one module per resource.
 
+pub mod buckets;
 pub mod files;
 pub mod pipeline;
 pub mod upload;
@@ -17,6 +18,10 @@ pub fn router() -> Router<AppState> {
             get(files::file_info).delete(files::delete_file),
         )
         .route("/v1/api/me/buckets", get(files::list_buckets))
+        .route(
+            "/v1/api/me/buckets/{bucket}",
+            delete(buckets::delete_bucket).patch(buckets::update_bucket),
+        )
         .route("/v1/api/storage/{bucket}", get(files::list_objects))
         .route(
             "/v1/api/storage/{bucket}/{*key}",

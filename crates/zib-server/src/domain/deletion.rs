@@ -3,14 +3,16 @@
 //! that do not confirm keep a queued command and get it on their next heartbeat.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
-use zib_meta::DeletedFile;
+use zib_meta::{BucketDeletion, DeletedFile};
 use zib_proto::node_rpc::NodeAction;
 use zib_proto::{BlobId, FileId, NodeId};
 
 use super::directory::NodeDirectory;
-use crate::error::ApiResult;
+use super::multipart_spool::{is_upload_id, UPLOAD_FILE};
+use crate::error::{ApiError, ApiResult, InternalError};
 use crate::state::{now_ms, Inner};
 
 /// Files that were superseded by a re-upload give this reason.
@@ -118,4 +120,63 @@ pub async fn delete_blobs_now(
         }
     }
     Ok(cleanup)
+}
+
+/// Deletes the tenant's bucket when it is empty: no object, no registration still
+/// uploading, no S3 multipart upload in progress (S3's `BucketNotEmpty` rule, with
+/// uploads counted as content so their parts are never orphaned). Leftovers of
+/// cancelled or failed uploads go with it.
+pub async fn delete_bucket(state: &Inner, tenant_id: &str, bucket: &str) -> ApiResult<()> {
+    let not_empty =
+        |what: &str| ApiError::BucketNotEmpty(format!("bucket {bucket:?} is not empty: {what}"));
+    if multipart_upload_in(&state.config.s3_spool_dir, tenant_id, bucket).await? {
+        return Err(not_empty(
+            "a multipart upload is in progress (complete or abort it first)",
+        ));
+    }
+    match state.store.delete_empty_bucket(tenant_id, bucket).await? {
+        BucketDeletion::NotFound => Err(ApiError::NotFound(format!("bucket {bucket:?} not found"))),
+        BucketDeletion::NotEmpty(what) => Err(not_empty(what)),
+        BucketDeletion::Deleted { leftover_blobs } => {
+            delete_blobs_now(state, &leftover_blobs, EVICT_TIMEOUT).await?;
+            tracing::info!(%tenant_id, %bucket, "bucket deleted");
+            Ok(())
+        }
+    }
+}
+
+/// Whether the S3 multipart spool holds an upload of this tenant into `bucket`.
+async fn multipart_upload_in(spool: &Path, tenant_id: &str, bucket: &str) -> ApiResult<bool> {
+    /// The fields of the spool's upload record that say whose upload it is.
+    #[derive(serde::Deserialize)]
+    struct Owner {
+        tenant_id: String,
+        bucket: String,
+    }
+    let io = |e: std::io::Error| {
+        ApiError::Internal(InternalError::Other(format!(
+            "reading the multipart spool {}: {e}",
+            spool.display()
+        )))
+    };
+    let mut entries = match tokio::fs::read_dir(spool).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io(e)),
+    };
+    while let Some(entry) = entries.next_entry().await.map_err(io)? {
+        if !entry.file_name().to_str().is_some_and(is_upload_id) {
+            continue;
+        }
+        // Gone meanwhile (completed, aborted) or half written: not in progress.
+        let Ok(bytes) = tokio::fs::read(entry.path().join(UPLOAD_FILE)).await else {
+            continue;
+        };
+        if serde_json::from_slice::<Owner>(&bytes)
+            .is_ok_and(|o| o.tenant_id == tenant_id && o.bucket == bucket)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -4,7 +4,7 @@ use s3s::{s3_error, S3Error, S3ErrorCode};
 
 use crate::error::ApiError;
 
-fn with_request_id(mut err: S3Error) -> S3Error {
+pub fn with_request_id(mut err: S3Error) -> S3Error {
     if let Some(id) = crate::request_id::current() {
         err.set_request_id(id);
     }
@@ -30,6 +30,7 @@ pub fn api_to_s3(e: ApiError) -> S3Error {
         ApiError::Forbidden(_) => S3Error::with_message(S3ErrorCode::AccessDenied, message),
         ApiError::NotFound(_) => S3Error::with_message(S3ErrorCode::NoSuchKey, message),
         ApiError::Conflict(_) => return conflict(message),
+        ApiError::BucketNotEmpty(_) => S3Error::with_message(S3ErrorCode::BucketNotEmpty, message),
         ApiError::RangeNotSatisfiable { .. } => {
             S3Error::with_message(S3ErrorCode::InvalidRange, message)
         }

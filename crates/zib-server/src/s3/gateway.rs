@@ -18,6 +18,7 @@ use s3s::{s3_error, S3Error, S3Result};
 use tokio::sync::Mutex;
 use zib_crypto::envelope::Sealer;
 use zib_crypto::{DataKey, Header};
+use zib_meta::OverwriteMode;
 use zib_proto::api::{Registration, UploadType};
 
 use crate::domain::registration::{self, Registered};
@@ -52,13 +53,9 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
             state.config.max_file_size
         ));
     }
-    let existing = state
-        .store
-        .object(&req.tenant_id, &req.bucket, &req.key)
-        .await
-        .map_err(internal)?
-        .filter(|f| f.phase.is_readable());
-    conditional::check_write(state, &req.condition, existing.as_ref()).await?;
+    let current = current_object(state, &req.tenant_id, &req.bucket, &req.key).await?;
+    conditional::check_write(state, &req.condition, current.as_ref()).await?;
+    let existing = guarded(state, &req.tenant_id, &req.bucket, current).await?;
     if let Some(current) = existing {
         return same_content_or_conflict(state, current, req).await;
     }
@@ -111,6 +108,42 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
             Err(err)
         }
     }
+}
+
+/// The key's current, readable object (what write conditions are checked against).
+pub(super) async fn current_object(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: &str,
+    key: &str,
+) -> S3Result<Option<zib_meta::FileRow>> {
+    Ok(state
+        .store
+        .object(tenant_id, bucket, key)
+        .await
+        .map_err(internal)?
+        .filter(|f| f.phase.is_readable()))
+}
+
+/// Of the key's current object, the one a write must not replace: none when the
+/// bucket's overwrite mode is `supersede`, where the new file simply becomes current
+/// when stored and the old one is cancelled ("superseded…", `file.failed`) and
+/// evicted, exactly as an SDK re-upload (`domain::distribution`).
+pub(super) async fn guarded(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: &str,
+    current: Option<zib_meta::FileRow>,
+) -> S3Result<Option<zib_meta::FileRow>> {
+    let mode = state
+        .store
+        .bucket_overwrite_mode(tenant_id, bucket)
+        .await
+        .map_err(internal)?;
+    if mode == Some(OverwriteMode::Supersede) {
+        return Ok(None);
+    }
+    Ok(current)
 }
 
 /// The key exists: the same bytes are an idempotent success, anything else is the
@@ -184,7 +217,8 @@ async fn store_attrs(
     Ok(())
 }
 
-/// The contract's 409: direct S3-path uploads never supersede a readable object.
+/// The contract's 409: direct S3-path uploads never supersede a readable object
+/// (unless the bucket's overwrite mode says so, see [`guarded_object`]).
 pub(super) fn key_taken(bucket: &str, key: &str) -> S3Error {
     conflict(format!(
         "{bucket}/{key} already exists with different content; delete it first or use another key"

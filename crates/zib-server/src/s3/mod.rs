@@ -11,6 +11,7 @@
 //! stripped and credentials removed, to the inner one, which parses the S3 operation
 //! and calls [`ops::ZibS3`] for the tenant found.
 
+mod buckets;
 mod completion;
 mod conditional;
 mod copy;
@@ -22,8 +23,10 @@ pub mod listing;
 mod multipart;
 mod object_headers;
 mod ops;
+mod refused;
 mod sse;
 mod tagging;
+mod versions;
 mod wire;
 
 use std::convert::Infallible;
@@ -68,6 +71,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         let service = service.clone();
         async move {
             let carries_body = carries_body(req.headers());
+            if let Some(refusal) = refused::before_auth(req.method(), req.headers(), req.uri()) {
+                return Ok::<_, Infallible>(s3_error_response(refusal));
+            }
             let mut response = match service.call(req.map(s3s::Body::http_body_unsync)).await {
                 Ok(resp) => resp.map(AxumBody::new),
                 Err(e) => {
@@ -322,10 +328,14 @@ impl S3Route for Forward {
                 .query()
                 .is_some_and(|q| q.split('&').any(|p| p.starts_with("uploadId=")));
         let uri = inner_uri(&req.uri)?;
+        let mut body = req.input;
+        if buckets::is_delete_objects(&req.method, &uri) {
+            buckets::check_delete_body(&req.headers, &mut body).await?;
+        }
         let mut inner = http::Request::builder()
             .method(req.method)
             .uri(uri)
-            .body(req.input)
+            .body(body)
             .map_err(internal)?;
         *inner.headers_mut() = inner_headers(req.headers);
         inner.extensions_mut().insert(TenantCtx(tenant));

@@ -460,13 +460,9 @@ pub async fn prepare_complete(
             state.config.max_file_size
         ));
     }
-    let existing = state
-        .store
-        .object(tenant_id, bucket, key)
-        .await
-        .map_err(internal)?
-        .filter(|f| f.phase.is_readable());
-    conditional::check_write(state, &condition, existing.as_ref()).await?;
+    let current = gateway::current_object(state, tenant_id, bucket, key).await?;
+    conditional::check_write(state, &condition, current.as_ref()).await?;
+    let existing = gateway::guarded(state, tenant_id, bucket, current).await?;
     if existing.is_some_and(|f| f.size != size) {
         return Err(gateway::key_taken(bucket, key));
     }

@@ -6,7 +6,6 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use zib_meta::{FileRow, ListFrom, S3ObjectEntry};
 
-use crate::domain::deletion;
 use crate::domain::read::plaintext_stream;
 use crate::domain::read::range::{self, RangeRequest};
 use crate::domain::registration::{validate_bucket, validate_content_type, validate_key};
@@ -22,8 +21,7 @@ use super::listing::{self, Entry, Page};
 use super::multipart::{self, PartUpload};
 use super::object_headers::{Described, WriteAttrs};
 use super::sse::{self, EncryptionHeaders};
-use super::tagging;
-use super::TenantCtx;
+use super::{buckets, refused, tagging, versions, TenantCtx};
 
 mod list;
 
@@ -38,13 +36,13 @@ fn tenant<T>(req: &S3Request<T>) -> S3Result<&zib_meta::Tenant> {
         .ok_or_else(|| s3_error!(AccessDenied, "request is not authenticated"))
 }
 
-fn timestamp(ms: i64) -> Timestamp {
+pub(super) fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from(zib_util::time::datetime(ms))
 }
 
 /// The MD5 of the plaintext for gateway uploads; other files (encrypted by the SDK,
 /// whose plaintext the server never sees) get their file id, stable and unique.
-fn etag(md5: Option<&str>, file_id: zib_proto::FileId) -> ETag {
+pub(super) fn etag(md5: Option<&str>, file_id: zib_proto::FileId) -> ETag {
     ETag::Strong(
         md5.map(str::to_string)
             .unwrap_or_else(|| file_id.0.simple().to_string()),
@@ -174,6 +172,7 @@ impl S3 for ZibS3 {
         let tenant = tenant(&req)?;
         let bucket = &req.input.bucket;
         validate_bucket(bucket).map_err(api_to_s3)?;
+        refused::create_bucket(&req.input)?;
         self.state
             .store
             .ensure_bucket(&tenant.id, bucket)
@@ -218,6 +217,7 @@ impl S3 for ZibS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let tenant = tenant(&req)?;
         req.input.refuse_unsupported_encryption()?;
+        versions::check_version_id(req.input.version_id.as_deref())?;
         let file = self
             .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
             .await?;
@@ -234,6 +234,7 @@ impl S3 for ZibS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let tenant = tenant(&req)?;
         req.input.refuse_unsupported_encryption()?;
+        versions::check_version_id(req.input.version_id.as_deref())?;
         let file = self
             .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
             .await?;
@@ -295,6 +296,7 @@ impl S3 for ZibS3 {
             WriteCondition::from_headers(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         validate_bucket(&input.bucket).map_err(api_to_s3)?;
         validate_key(&input.key).map_err(api_to_s3)?;
+        refused::put_object(&input)?;
         // Buckets come into being on first upload, as with `/v1/api/upload/initiate`.
         let size = content_length(input.content_length, "PutObject")?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
@@ -335,6 +337,7 @@ impl S3 for ZibS3 {
         let attrs = input.object_attrs()?;
         validate_bucket(&input.bucket).map_err(api_to_s3)?;
         validate_key(&input.key).map_err(api_to_s3)?;
+        refused::create_multipart_upload(&input)?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
         let upload_id = multipart::create(
             &self.state,
@@ -490,17 +493,8 @@ impl S3 for ZibS3 {
         let tenant = tenant(&req)?;
         let (bucket, key) = (&req.input.bucket, &req.input.key);
         self.require_bucket(&tenant.id, bucket).await?;
-        let current = self
-            .state
-            .store
-            .object(&tenant.id, bucket, key)
-            .await
-            .map_err(internal)?;
-        if let Some(file) = current {
-            deletion::delete_file(&self.state, &tenant.id, file.file_id)
-                .await
-                .map_err(api_to_s3)?;
-        }
+        versions::check_version_id(req.input.version_id.as_deref())?;
+        buckets::delete_key(&self.state, &tenant.id, bucket, key).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
@@ -540,6 +534,88 @@ impl S3 for ZibS3 {
         let file = self.readable_object(&tenant.id, bucket, key).await?;
         tagging::delete(&self.state, file.file_id).await?;
         Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let tenant = tenant(&req)?.clone();
+        let output = buckets::delete_objects(&self.state, &tenant, req.input).await?;
+        Ok(S3Response::new(output))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        buckets::delete_bucket(&self.state, tenant(&req)?, &req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let tenant = tenant(&req)?;
+        let output =
+            versions::get_bucket_versioning(&self.state, tenant, &req.input.bucket).await?;
+        Ok(S3Response::new(output))
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        _req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        Err(refused::versioning_on())
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let tenant = tenant(&req)?;
+        let output = versions::list_object_versions(&self.state, tenant, &req.input).await?;
+        Ok(S3Response::new(output))
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        let acl = refused::get_bucket_acl(&self.state, tenant(&req)?, &req.input).await?;
+        Ok(S3Response::new(acl))
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        let acl = refused::get_object_acl(&self.state, tenant(&req)?, &req.input).await?;
+        Ok(S3Response::new(acl))
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        refused::put_bucket_acl(&self.state, tenant(&req)?, &req.input).await?;
+        Ok(S3Response::new(PutBucketAclOutput::default()))
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        refused::put_object_acl(&self.state, tenant(&req)?, &req.input).await?;
+        Ok(S3Response::new(PutObjectAclOutput::default()))
+    }
+
+    async fn post_object(
+        &self,
+        _req: S3Request<PostObjectInput>,
+    ) -> S3Result<S3Response<PostObjectOutput>> {
+        Err(refused::post_object())
     }
 }
 
