@@ -218,7 +218,7 @@ async fn store_attrs(
 }
 
 /// The contract's 409: direct S3-path uploads never supersede a readable object
-/// (unless the bucket's overwrite mode says so, see [`guarded_object`]).
+/// (unless the bucket's overwrite mode says so, see [`guarded`]).
 pub(super) fn key_taken(bucket: &str, key: &str) -> S3Error {
     conflict(format!(
         "{bucket}/{key} already exists with different content; delete it first or use another key"
