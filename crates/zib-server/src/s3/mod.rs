@@ -11,6 +11,7 @@
 //! stripped and credentials removed, to the inner one, which parses the S3 operation
 //! and calls [`ops::ZibS3`] for the tenant found.
 
+mod checksums;
 mod errors;
 mod gateway;
 /// Public only for the fuzzer (fuzz/fuzz_targets/s3_request.rs).
@@ -314,6 +315,17 @@ impl S3Route for Forward {
                 .query()
                 .is_some_and(|q| q.split('&').any(|p| p.starts_with("uploadId=")));
         let uri = inner_uri(&req.uri)?;
+        // The trailing checksum of an aws-chunked body: its name goes with the headers
+        // the outer service consumed, its value arrives at the end of the body.
+        let trailer = req
+            .headers
+            .get("x-amz-trailer")
+            .and_then(|v| v.to_str().ok())
+            .zip(req.trailing_headers)
+            .map(|(name, headers)| checksums::Trailer {
+                name: name.to_string(),
+                headers,
+            });
         let mut inner = http::Request::builder()
             .method(req.method)
             .uri(uri)
@@ -321,6 +333,9 @@ impl S3Route for Forward {
             .map_err(internal)?;
         *inner.headers_mut() = inner_headers(req.headers);
         inner.extensions_mut().insert(TenantCtx(tenant));
+        if let Some(trailer) = trailer {
+            inner.extensions_mut().insert(trailer);
+        }
         if header_signed {
             inner.extensions_mut().insert(HeaderSigned);
         }

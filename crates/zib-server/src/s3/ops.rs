@@ -13,6 +13,7 @@ use crate::domain::registration::{validate_bucket, validate_content_type, valida
 use crate::error::ApiError;
 use crate::state::AppState;
 
+use super::checksums::{self, Algo, Expected, Trailer, UploadChecksum};
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
@@ -304,14 +305,19 @@ impl S3 for ZibS3 {
             .plaintext_md5(file.file_id)
             .await
             .map_err(internal)?;
-        let mut resp = S3Response::new(HeadObjectOutput {
+        let mut output = HeadObjectOutput {
             content_length: Some(file.size as i64),
             content_type: Some(file.content_type.clone()),
             e_tag: Some(etag(md5.as_deref(), file.file_id)),
             last_modified: Some(timestamp(file.distributed_at.unwrap_or(file.created_at))),
             accept_ranges: Some("bytes".to_string()),
             ..Default::default()
-        });
+        };
+        let mode = req.input.checksum_mode.as_ref();
+        let sums = checksums::stored_if_asked(&self.state, file.file_id, mode).await?;
+        checksums::fill!(output, &sums);
+        output.checksum_type = checksums::checksum_type(&sums);
+        let mut resp = S3Response::new(output);
         if let Ok(v) = HeaderValue::from_str(&file.file_id.to_string()) {
             resp.headers.insert("x-zib-file-id", v);
         }
@@ -346,6 +352,11 @@ impl S3 for ZibS3 {
                 .and_then(|v| v.to_str().ok()),
             file.size,
         );
+        // S3 returns an object's checksums with the whole object only.
+        let mode = matches!(requested, RangeRequest::Full)
+            .then_some(req.input.checksum_mode.as_ref())
+            .flatten();
+        let sums = checksums::stored_if_asked(&self.state, file.file_id, mode).await?;
         let (window, content_range) = match requested {
             RangeRequest::Full => (0..file.size, None),
             RangeRequest::Partial(r) => {
@@ -370,7 +381,7 @@ impl S3 for ZibS3 {
         let body = StreamingBlob::from(s3s::Body::http_body_unsync(axum::body::Body::from_stream(
             plaintext,
         )));
-        Ok(S3Response::new(GetObjectOutput {
+        let mut output = GetObjectOutput {
             body: Some(body),
             content_length,
             content_range,
@@ -379,7 +390,10 @@ impl S3 for ZibS3 {
             last_modified: Some(timestamp(file.distributed_at.unwrap_or(file.created_at))),
             accept_ranges: Some("bytes".to_string()),
             ..Default::default()
-        }))
+        };
+        checksums::fill!(output, &sums);
+        output.checksum_type = checksums::checksum_type(&sums);
+        Ok(S3Response::new(output))
     }
 
     async fn put_object(
@@ -394,10 +408,17 @@ impl S3 for ZibS3 {
         let size = content_length(input.content_length, "PutObject")?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
         let expected_md5 = content_md5(input.content_md5.as_deref())?;
+        // Every object also gets the CRC64NVME of its bytes, as S3 computes by default.
+        let sums = Expected::from_request(
+            &checksums::sent!(input),
+            input.checksum_algorithm.as_ref(),
+            req.extensions.get::<Trailer>(),
+        )?
+        .with(Algo::Crc64Nvme);
         let body = input
             .body
             .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
-        let md5_hex = gateway::put_object(
+        let stored = gateway::put_object(
             &self.state,
             PutRequest {
                 tenant_id,
@@ -406,15 +427,19 @@ impl S3 for ZibS3 {
                 size,
                 content_type,
                 expected_md5,
+                checksums: sums,
                 body,
             },
         )
         .await?;
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(ETag::Strong(md5_hex)),
+        let mut output = PutObjectOutput {
+            e_tag: Some(ETag::Strong(stored.md5_hex)),
             size: Some(size as i64),
             ..Default::default()
-        }))
+        };
+        checksums::fill!(output, &stored.checksums);
+        output.checksum_type = checksums::checksum_type(&stored.checksums);
+        Ok(S3Response::new(output))
     }
 
     async fn create_multipart_upload(
@@ -426,18 +451,25 @@ impl S3 for ZibS3 {
         validate_bucket(&input.bucket).map_err(api_to_s3)?;
         validate_key(&input.key).map_err(api_to_s3)?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
+        let checksum = UploadChecksum::from_request(
+            input.checksum_algorithm.as_ref(),
+            input.checksum_type.as_ref(),
+        )?;
         let upload_id = multipart::create(
             &self.state,
             &tenant_id,
             &input.bucket,
             &input.key,
             content_type,
+            checksum,
         )
         .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload_id),
+            checksum_algorithm: checksum.map(UploadChecksum::algorithm),
+            checksum_type: checksum.map(UploadChecksum::kind),
             ..Default::default()
         }))
     }
@@ -450,7 +482,12 @@ impl S3 for ZibS3 {
         let input = req.input;
         let size = content_length(input.content_length, "UploadPart")?;
         let expected_md5 = content_md5(input.content_md5.as_deref())?;
-        let md5_hex = multipart::upload_part(
+        let sums = Expected::from_request(
+            &checksums::sent!(input),
+            input.checksum_algorithm.as_ref(),
+            req.extensions.get::<Trailer>(),
+        )?;
+        let stored = multipart::upload_part(
             &self.state,
             PartUpload {
                 tenant_id,
@@ -460,16 +497,19 @@ impl S3 for ZibS3 {
                 part_number: input.part_number,
                 size,
                 expected_md5,
+                checksums: sums,
                 body: input
                     .body
                     .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty())),
             },
         )
         .await?;
-        Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(ETag::Strong(md5_hex)),
+        let mut output = UploadPartOutput {
+            e_tag: Some(ETag::Strong(stored.md5_hex)),
             ..Default::default()
-        }))
+        };
+        checksums::fill!(output, &stored.checksums);
+        Ok(S3Response::new(output))
     }
 
     async fn complete_multipart_upload(
@@ -493,6 +533,7 @@ impl S3 for ZibS3 {
             listed.push(ListedPart {
                 number,
                 etag: etag.into_value(),
+                checksums: checksums::sent!(part),
             });
         }
         let ready = multipart::prepare_complete(
@@ -503,7 +544,8 @@ impl S3 for ZibS3 {
             &input.upload_id,
             listed,
         )
-        .await?;
+        .await?
+        .with_object_checksum(&checksums::sent!(input))?;
         // Storing re-seals the whole object, so it takes longer the larger the object.
         // It runs on its own task (a client that gives up does not leave it half done);
         // when it outlasts `s3_complete_wait`, s3s answers 200 and keeps the connection
@@ -513,14 +555,19 @@ impl S3 for ZibS3 {
         let state = self.state.clone();
         let mut stored = tokio::spawn(async move { ready.store(&state).await });
         let (bucket, key) = (input.bucket, input.key);
-        let joined = |j: Result<S3Result<String>, tokio::task::JoinError>| {
+        let joined = |j: Result<S3Result<gateway::Stored>, tokio::task::JoinError>| {
             j.map_err(|e| internal(format!("completing the upload: {e}")))?
         };
-        let output = |md5_hex: String, bucket: String, key: String| CompleteMultipartUploadOutput {
-            bucket: Some(bucket),
-            key: Some(key),
-            e_tag: Some(ETag::Strong(md5_hex)),
-            ..Default::default()
+        let output = |stored: gateway::Stored, bucket: String, key: String| {
+            let mut output = CompleteMultipartUploadOutput {
+                bucket: Some(bucket),
+                key: Some(key),
+                e_tag: Some(ETag::Strong(stored.md5_hex)),
+                checksum_type: checksums::checksum_type(&stored.checksums),
+                ..Default::default()
+            };
+            checksums::fill!(output, &stored.checksums);
+            output
         };
         if let Ok(done) =
             tokio::time::timeout(self.state.config.s3_complete_wait, &mut stored).await
@@ -655,12 +702,16 @@ impl S3 for ZibS3 {
         let page: Vec<Part> = rest
             .into_iter()
             .take(max as usize)
-            .map(|p| Part {
-                part_number: Some(p.number),
-                size: Some(p.size as i64),
-                e_tag: Some(ETag::Strong(p.md5)),
-                last_modified: Some(timestamp(p.modified_ms)),
-                ..Default::default()
+            .map(|p| {
+                let mut part = Part {
+                    part_number: Some(p.number),
+                    size: Some(p.size as i64),
+                    e_tag: Some(ETag::Strong(p.md5)),
+                    last_modified: Some(timestamp(p.modified_ms)),
+                    ..Default::default()
+                };
+                checksums::fill!(part, &p.checksums);
+                part
             })
             .collect();
         Ok(S3Response::new(ListPartsOutput {
