@@ -498,6 +498,41 @@ fn internal_missing(algo: Algo) -> S3Error {
     )
 }
 
+/// The headers of a request whose aws-chunked body the outer service de-chunked, as
+/// the inner request must see them: botocore sends trailing checksums with
+/// `Transfer-Encoding: chunked` and no Content-Length, so the decoded length becomes
+/// the Content-Length.
+pub fn dechunked(headers: &mut http::HeaderMap) {
+    if !headers.contains_key(http::header::CONTENT_LENGTH) {
+        if let Some(decoded) = headers.get("x-amz-decoded-content-length").cloned() {
+            headers.insert(http::header::CONTENT_LENGTH, decoded);
+            headers.remove(http::header::TRANSFER_ENCODING);
+        }
+    }
+    // `aws-chunked` is the framing the outer service removed, not the object's encoding.
+    if headers.contains_key("x-amz-decoded-content-length") {
+        let rest = headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+        match rest.map(|r| http::HeaderValue::from_str(&r)) {
+            Some(Ok(v)) if !v.is_empty() => {
+                headers.insert(http::header::CONTENT_ENCODING, v);
+            }
+            Some(_) => {
+                headers.remove(http::header::CONTENT_ENCODING);
+            }
+            None => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,6 +601,25 @@ mod tests {
             checksum_type(&sums).map(|t| t.as_str().to_string()),
             Some("COMPOSITE".to_string())
         );
+    }
+
+    #[test]
+    fn dechunked_bodies_carry_their_decoded_length_and_no_framing() {
+        let mut h = http::HeaderMap::new();
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("content-encoding", "gzip, aws-chunked".parse().unwrap());
+        h.insert("x-amz-decoded-content-length", "42".parse().unwrap());
+        dechunked(&mut h);
+        assert_eq!(h["content-length"], "42");
+        assert_eq!(h["content-encoding"], "gzip");
+        assert!(!h.contains_key("transfer-encoding"));
+        let mut only = http::HeaderMap::new();
+        only.insert("content-length", "7".parse().unwrap());
+        only.insert("content-encoding", "aws-chunked".parse().unwrap());
+        only.insert("x-amz-decoded-content-length", "5".parse().unwrap());
+        dechunked(&mut only);
+        assert_eq!(only["content-length"], "7", "s3s already rewrote it");
+        assert!(!only.contains_key("content-encoding"));
     }
 
     #[test]

@@ -259,15 +259,7 @@ pub fn inner_uri(uri: &Uri) -> S3Result<Uri> {
 
 /// Headers the outer service already consumed (signature, aws-chunked framing).
 fn inner_headers(mut headers: HeaderMap) -> HeaderMap {
-    // An aws-chunked body sent with `Transfer-Encoding: chunked` (botocore's trailing
-    // checksums) has no Content-Length; the outer service de-chunked it, so its
-    // decoded length is the length the inner request carries.
-    if !headers.contains_key(header::CONTENT_LENGTH) {
-        if let Some(decoded) = headers.get("x-amz-decoded-content-length").cloned() {
-            headers.insert(header::CONTENT_LENGTH, decoded);
-            headers.remove(header::TRANSFER_ENCODING);
-        }
-    }
+    checksums::dechunked(&mut headers);
     for name in [
         "authorization",
         "x-amz-content-sha256",
