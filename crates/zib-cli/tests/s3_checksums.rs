@@ -160,6 +160,8 @@ fn sdk_checksums_are_verified_stored_and_returned() {
     assert_eq!(composite["create_type"], "COMPOSITE");
     assert_eq!(composite["parts"], composite["want_parts"], "{composite}");
     assert_eq!(composite["listed"], composite["want_parts"], "{composite}");
+    assert_eq!(composite["listed_algorithm"], "SHA256");
+    assert_eq!(composite["listed_type"], "COMPOSITE");
     assert_eq!(composite["bad_part"]["code"], "BadDigest", "{composite}");
     assert_eq!(
         composite["wrong_listed"]["code"], "InvalidPart",

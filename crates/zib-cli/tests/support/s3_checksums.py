@@ -185,7 +185,8 @@ p2 = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid["UploadId"], PartNumber
 bad_part = error_of(lambda: s3.upload_part(
     Bucket=bucket, Key=key, UploadId=uid["UploadId"], PartNumber=3, Body=part2,
     ChecksumSHA256=b64("SHA256", part1)))
-listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=uid["UploadId"])["Parts"]
+listing = s3.list_parts(Bucket=bucket, Key=key, UploadId=uid["UploadId"])
+listed = listing["Parts"]
 parts = [{"PartNumber": 1, "ETag": p1["ETag"], "ChecksumSHA256": p1["ChecksumSHA256"]},
          {"PartNumber": 2, "ETag": p2["ETag"], "ChecksumSHA256": p2["ChecksumSHA256"]}]
 lying = [dict(parts[0]), parts[1]]
@@ -203,6 +204,8 @@ out["composite"] = {
     "want_parts": [b64("SHA256", part1), b64("SHA256", part2)],
     "bad_part": bad_part,
     "listed": [p.get("ChecksumSHA256") for p in listed],
+    "listed_algorithm": listing.get("ChecksumAlgorithm"),
+    "listed_type": listing.get("ChecksumType"),
     "wrong_listed": wrong_listed,
     "complete": done.get("ChecksumSHA256"),
     "complete_type": done.get("ChecksumType"),

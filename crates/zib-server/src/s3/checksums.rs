@@ -328,8 +328,26 @@ macro_rules! fill {
         $out.checksum_sha256 = c.checksum_sha256;
         $out.checksum_crc64nvme = c.checksum_crc64nvme;
     }};
+    // Outputs for a whole object also say whether it is COMPOSITE or FULL_OBJECT.
+    ($out:expr, $sums:expr, typed) => {{
+        $crate::s3::checksums::fill!($out, $sums);
+        $out.checksum_type = $crate::s3::checksums::checksum_type($sums);
+    }};
 }
 pub(crate) use fill;
+
+/// What a PutObject or UploadPart input must be checked against: its checksum
+/// headers, its `x-amz-sdk-checksum-algorithm`, its forwarded trailer.
+macro_rules! expected {
+    ($req:expr, $input:expr) => {
+        $crate::s3::checksums::Expected::from_request(
+            &$crate::s3::checksums::sent!($input),
+            $input.checksum_algorithm.as_ref(),
+            $req.extensions.get::<$crate::s3::checksums::Trailer>(),
+        )
+    };
+}
+pub(crate) use expected;
 
 /// The five `x-amz-checksum-*` values of an S3 input (or a listed part) as the DTO.
 macro_rules! sent {

@@ -348,9 +348,9 @@ pub async fn list_parts(
     bucket: &str,
     key: &str,
     upload_id: &str,
-) -> S3Result<Vec<StoredPart>> {
+) -> S3Result<(Vec<StoredPart>, Option<UploadChecksum>)> {
     let upload = open(state, tenant_id, bucket, key, upload_id).await?;
-    stored_parts(&upload.dir).await
+    Ok((stored_parts(&upload.dir).await?, upload.record.checksum()))
 }
 
 /// An upload in progress, as ListMultipartUploads shows it.

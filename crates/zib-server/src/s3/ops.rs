@@ -13,7 +13,7 @@ use crate::domain::registration::{validate_bucket, validate_content_type, valida
 use crate::error::ApiError;
 use crate::state::AppState;
 
-use super::checksums::{self, Algo, Expected, Trailer, UploadChecksum};
+use super::checksums::{self, Algo, UploadChecksum};
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
@@ -315,8 +315,7 @@ impl S3 for ZibS3 {
         };
         let mode = req.input.checksum_mode.as_ref();
         let sums = checksums::stored_if_asked(&self.state, file.file_id, mode).await?;
-        checksums::fill!(output, &sums);
-        output.checksum_type = checksums::checksum_type(&sums);
+        checksums::fill!(output, &sums, typed);
         let mut resp = S3Response::new(output);
         if let Ok(v) = HeaderValue::from_str(&file.file_id.to_string()) {
             resp.headers.insert("x-zib-file-id", v);
@@ -391,8 +390,7 @@ impl S3 for ZibS3 {
             accept_ranges: Some("bytes".to_string()),
             ..Default::default()
         };
-        checksums::fill!(output, &sums);
-        output.checksum_type = checksums::checksum_type(&sums);
+        checksums::fill!(output, &sums, typed);
         Ok(S3Response::new(output))
     }
 
@@ -409,12 +407,7 @@ impl S3 for ZibS3 {
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
         let expected_md5 = content_md5(input.content_md5.as_deref())?;
         // Every object also gets the CRC64NVME of its bytes, as S3 computes by default.
-        let sums = Expected::from_request(
-            &checksums::sent!(input),
-            input.checksum_algorithm.as_ref(),
-            req.extensions.get::<Trailer>(),
-        )?
-        .with(Algo::Crc64Nvme);
+        let sums = checksums::expected!(req, input)?.with(Algo::Crc64Nvme);
         let body = input
             .body
             .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
@@ -437,8 +430,7 @@ impl S3 for ZibS3 {
             size: Some(size as i64),
             ..Default::default()
         };
-        checksums::fill!(output, &stored.checksums);
-        output.checksum_type = checksums::checksum_type(&stored.checksums);
+        checksums::fill!(output, &stored.checksums, typed);
         Ok(S3Response::new(output))
     }
 
@@ -482,11 +474,7 @@ impl S3 for ZibS3 {
         let input = req.input;
         let size = content_length(input.content_length, "UploadPart")?;
         let expected_md5 = content_md5(input.content_md5.as_deref())?;
-        let sums = Expected::from_request(
-            &checksums::sent!(input),
-            input.checksum_algorithm.as_ref(),
-            req.extensions.get::<Trailer>(),
-        )?;
+        let sums = checksums::expected!(req, input)?;
         let stored = multipart::upload_part(
             &self.state,
             PartUpload {
@@ -563,10 +551,9 @@ impl S3 for ZibS3 {
                 bucket: Some(bucket),
                 key: Some(key),
                 e_tag: Some(ETag::Strong(stored.md5_hex)),
-                checksum_type: checksums::checksum_type(&stored.checksums),
                 ..Default::default()
             };
-            checksums::fill!(output, &stored.checksums);
+            checksums::fill!(output, &stored.checksums, typed);
             output
         };
         if let Ok(done) =
@@ -689,7 +676,7 @@ impl S3 for ZibS3 {
         let input = &req.input;
         let after = input.part_number_marker.unwrap_or(0);
         let max = input.max_parts.unwrap_or(1000).clamp(1, 1000);
-        let stored = multipart::list_parts(
+        let (stored, checksum) = multipart::list_parts(
             &self.state,
             &tenant.id,
             &input.bucket,
@@ -723,6 +710,8 @@ impl S3 for ZibS3 {
             max_parts: Some(max),
             is_truncated: Some(truncated),
             parts: Some(page),
+            checksum_algorithm: checksum.map(UploadChecksum::algorithm),
+            checksum_type: checksum.map(UploadChecksum::kind),
             ..Default::default()
         }))
     }
