@@ -137,8 +137,12 @@ fn sdk_checksums_are_verified_stored_and_returned() {
     let headers = seen["header_seen"].as_array().unwrap();
     assert!(!headers.is_empty() && headers.iter().all(|h| h["trailer"].is_null()));
     let trailers = seen["trailer_seen"].as_array().unwrap();
-    // boto3's default PUT, then one for each algorithm.
-    assert_eq!(trailers.len(), 6, "{trailers:?}");
+    // boto3's default PUT, one for each algorithm, then a part.
+    assert_eq!(trailers.len(), 7, "{trailers:?}");
+    assert_eq!(trailers[6]["trailer"], "x-amz-checksum-crc32c");
+    let part = &seen["trailer_part"];
+    assert_wanted(&seen, "trailer_part", &["part"]);
+    assert_eq!(part["complete"], part["want_complete"], "{part}");
     assert!(trailers
         .iter()
         .all(|h| h["content_sha256"] == "STREAMING-UNSIGNED-PAYLOAD-TRAILER"));

@@ -136,6 +136,20 @@ out["trailer_default"] = {
                            ChecksumMode="ENABLED").get("ChecksumCRC32"),
     "bytes_ok": s3.get_object(Bucket=bucket, Key="trailer/default")["Body"].read() == body,
 }
+# UploadPart takes the same path: a part with a trailing CRC32C.
+tuid = s3.create_multipart_upload(Bucket=bucket, Key="trailer/mp",
+                                  ChecksumAlgorithm="CRC32C")["UploadId"]
+tpart = trailing.upload_part(Bucket=bucket, Key="trailer/mp", UploadId=tuid, PartNumber=1,
+                             Body=body, ChecksumAlgorithm="CRC32C")
+tdone = s3.complete_multipart_upload(
+    Bucket=bucket, Key="trailer/mp", UploadId=tuid,
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": tpart["ETag"],
+                                "ChecksumCRC32C": tpart["ChecksumCRC32C"]}]})
+out["trailer_part"] = {
+    "want": b64("CRC32C", body), "part": tpart.get("ChecksumCRC32C"),
+    "complete": tdone.get("ChecksumCRC32C"),
+    "want_complete": base64.b64encode(raw("CRC32C", raw("CRC32C", body))).decode() + "-1",
+}
 out["trailer_seen"] = list(trailer_seen)
 
 # A trailer that lies: botocore's CRC32 made wrong for one request.

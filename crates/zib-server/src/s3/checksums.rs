@@ -286,7 +286,9 @@ impl Hashing {
             if sent.iter().any(|(a, v)| *a == algo && *v != raw) {
                 return Err(mismatch(algo));
             }
-            sums.insert(algo.key().to_string(), STANDARD.encode(raw));
+            // A composite checksum stays the object's checksum for its algorithm.
+            sums.entry(algo.key().to_string())
+                .or_insert_with(|| STANDARD.encode(raw));
         }
         Ok(sums)
     }
