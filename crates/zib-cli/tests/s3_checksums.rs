@@ -1,8 +1,8 @@
 //! The checksums current AWS SDKs send with every upload (`x-amz-checksum-*`, in a
 //! header or as the trailer of an aws-chunked body) against a real `zib dev`: boto3
-//! (tests/support/s3_checksums.py) for every algorithm, both ways, wrong values,
-//! multipart (COMPOSITE and FULL_OBJECT) and its managed transfer; the AWS CLI's `cp`
-//! with its defaults.
+//! (tests/support/s3_checksums.py) for every algorithm, both ways, wrong values, the
+//! signed trailer other SDKs send, multipart (COMPOSITE and FULL_OBJECT) and its
+//! managed transfer; the AWS CLI's `cp` with its defaults.
 
 mod common;
 
@@ -155,6 +155,21 @@ fn sdk_checksums_are_verified_stored_and_returned() {
     assert_eq!(seen["trailer_wrong"]["code"], "BadDigest", "{seen}");
     assert_eq!(seen["trailer_wrong_absent"], true);
     assert_eq!(seen["malformed"]["code"], "InvalidRequest", "{seen}");
+    // The signed trailer (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER): verified the same
+    // way, and a payload changed after signing is refused by its chunk signature.
+    let signed = &seen["signed_trailer"];
+    assert_eq!(signed["put"]["status"], 200, "{signed}");
+    assert_eq!(signed["put"]["checksum"], signed["want"], "{signed}");
+    assert_wanted(&seen, "signed_trailer", &["head"]);
+    assert_eq!(signed["bytes_ok"], true);
+    assert_eq!(signed["wrong"]["code"], "BadDigest", "{signed}");
+    assert_eq!(signed["wrong_absent"], true);
+    assert_eq!(
+        signed["tampered"]["code"], "SignatureDoesNotMatch",
+        "{signed}"
+    );
+    assert_eq!(signed["tampered"]["status"], 403);
+    assert_eq!(signed["tampered_absent"], true);
     // Nothing sent: S3's default CRC64NVME all the same.
     assert_eq!(seen["bare"]["crc64nvme"], seen["bare"]["want"]);
     assert!(seen["bare"]["crc32"].is_null());

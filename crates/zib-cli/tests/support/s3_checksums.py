@@ -168,6 +168,91 @@ botocore.httpchecksum._CHECKSUM_CLS["crc32"] = crc32_cls
 botocore.httpchecksum.urlparse = real_urlparse
 out["trailer_wrong_absent"] = absent("trailer/wrong")
 
+# 2b. The signed form other SDKs (Java, Go) send: STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER,
+#     every chunk and the trailer signed. botocore never sends it, so it is built here:
+#     botocore signs the headers (the seed signature), this code the chunks.
+def signed_trailer_put(key, data, algo, value, tamper=False):
+    import hmac
+    import urllib.error
+    import urllib.request
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    streaming = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+
+    class StreamingAuth(S3SigV4Auth):
+        def payload(self, request):
+            return streaming
+
+    creds = boto3.Session().get_credentials().get_frozen_credentials()
+    trailer = f"x-amz-checksum-{algo.lower()}"
+    chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)] + [b""]
+    sig_len = 64
+
+    def chunk_len(c):
+        return len(f"{len(c):x};chunk-signature=") + sig_len + 2 + len(c) + 2
+
+    trailer_block_len = (len(f"{trailer}:{value}\r\n") + len("x-amz-trailer-signature:")
+                         + sig_len + 2 + 2)
+    encoded_len = sum(chunk_len(c) for c in chunks[:-1]) + (
+        len("0;chunk-signature=") + sig_len + 2) + trailer_block_len
+    headers = {"Content-Encoding": "aws-chunked", "Content-Type": "application/octet-stream",
+               "Content-Length": str(encoded_len), "x-amz-decoded-content-length": str(len(data)),
+               "x-amz-trailer": trailer}
+    request = AWSRequest(method="PUT", url=f"{endpoint}/{bucket}/{key}", headers=headers)
+    StreamingAuth(creds, "s3", "us-east-1").add_auth(request)
+    prev = request.headers["Authorization"].split("Signature=")[1]
+    amz_date = request.headers["X-Amz-Date"]
+    scope = f"{amz_date[:8]}/us-east-1/s3/aws4_request"
+
+    def sign(msg):
+        key_ = ("AWS4" + creds.secret_key).encode()
+        for part in (amz_date[:8], "us-east-1", "s3", "aws4_request"):
+            key_ = hmac.new(key_, part.encode(), hashlib.sha256).digest()
+        return hmac.new(key_, msg.encode(), hashlib.sha256).hexdigest()
+
+    empty = hashlib.sha256(b"").hexdigest()
+    body = b""
+    for c in chunks:
+        prev = sign(f"AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{prev}\n{empty}\n"
+                    f"{hashlib.sha256(c).hexdigest()}")
+        body += f"{len(c):x};chunk-signature={prev}\r\n".encode() + c
+        if c:
+            body += b"\r\n"
+    canonical = f"{trailer}:{value}\n".encode()
+    trailer_sig = sign(f"AWS4-HMAC-SHA256-TRAILER\n{amz_date}\n{scope}\n{prev}\n"
+                       f"{hashlib.sha256(canonical).hexdigest()}")
+    body += f"{trailer}:{value}\r\nx-amz-trailer-signature:{trailer_sig}\r\n\r\n".encode()
+    assert len(body) == encoded_len, (len(body), encoded_len)
+    if tamper:
+        # One payload byte changed after signing: its chunk signature no longer holds.
+        at = body.index(b"\r\n") + 2
+        body = body[:at] + bytes([body[at] ^ 1]) + body[at + 1:]
+    sent = urllib.request.Request(request.url, data=body, method="PUT",
+                                  headers=dict(request.headers.items()))
+    try:
+        with urllib.request.urlopen(sent) as resp:
+            return {"status": resp.status, "checksum": resp.headers.get(trailer)}
+    except urllib.error.HTTPError as e:
+        text = e.read().decode(errors="replace")
+        code = text.split("<Code>")[1].split("</Code>")[0] if "<Code>" in text else text
+        return {"status": e.code, "code": code}
+
+
+out["signed_trailer"] = {
+    "want": b64("SHA256", body),
+    "put": signed_trailer_put("signed/ok", body, "SHA256", b64("SHA256", body)),
+    "head": s3.head_object(Bucket=bucket, Key="signed/ok", ChecksumMode="ENABLED")
+    .get("ChecksumSHA256") if not absent("signed/ok") else None,
+    "bytes_ok": not absent("signed/ok")
+    and s3.get_object(Bucket=bucket, Key="signed/ok")["Body"].read() == body,
+    "wrong": signed_trailer_put("signed/wrong", body, "SHA256", b64("SHA256", b"other")),
+    "wrong_absent": absent("signed/wrong"),
+    "tampered": signed_trailer_put("signed/tampered", body, "SHA256", b64("SHA256", body),
+                                   tamper=True),
+    "tampered_absent": absent("signed/tampered"),
+}
+
 # 3. A wrong checksum header: BadDigest, nothing stored.
 wrong = {}
 for algo in ALGOS:

@@ -181,6 +181,17 @@ pub(super) fn key_taken(bucket: &str, key: &str) -> S3Error {
 fn body_error(e: Box<dyn std::error::Error + Send + Sync>) -> S3Error {
     match e.downcast::<S3Error>() {
         Ok(s3) => *s3,
+        // s3s (pinned) checks aws-chunked chunk and trailer signatures as the body is read.
+        Err(other)
+            if other
+                .to_string()
+                .contains("AwsChunkedStreamError: SignatureMismatch") =>
+        {
+            s3_error!(
+                SignatureDoesNotMatch,
+                "a chunk or trailer signature of the aws-chunked body does not match"
+            )
+        }
         Err(other) => s3_error!(IncompleteBody, "reading the request body failed: {other}"),
     }
 }
