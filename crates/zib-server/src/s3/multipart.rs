@@ -34,7 +34,8 @@ use super::gateway::{self, PutRequest, Sealing, Stored};
 /// S3's limits: part numbers 1..=10000, at most 5 GiB a part.
 pub const MAX_PART_NUMBER: i32 = 10_000;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-/// A part file starts with its plaintext size (u64 BE) and MD5, then the envelope.
+/// A part file starts with its plaintext size (u64 BE) and MD5, then the envelope,
+/// then its checksums as JSON (absent when it has none).
 const PART_PREFIX_LEN: u64 = 8 + 16;
 /// Decrypted chunks buffered between the spool reader and the gateway's sealing.
 const OPENED_CHUNKS_AHEAD: usize = 4;
@@ -308,7 +309,8 @@ async fn read_part_prefix(
     if meta.len() > end {
         file.seek(std::io::SeekFrom::Start(end)).await?;
         let mut json = Vec::new();
-        file.read_to_end(&mut json).await?;
+        // Five base64 checksums; anything longer is not what this code wrote.
+        (&mut file).take(64 * 1024).read_to_end(&mut json).await?;
         sums = serde_json::from_slice(&json).map_err(std::io::Error::other)?;
     }
     Ok((size, md5, modified, sums))
