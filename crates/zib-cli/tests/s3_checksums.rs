@@ -198,6 +198,8 @@ fn sdk_checksums_are_verified_stored_and_returned() {
     assert_wanted(&seen, "full", &["complete", "head"]);
     assert_eq!(full["complete_type"], "FULL_OBJECT");
     assert_eq!(full["head_type"], "FULL_OBJECT");
+    assert_wanted(&seen, "full_crc32", &["complete"]);
+    assert_eq!(seen["full_crc32"]["complete_type"], "FULL_OBJECT");
 
     // boto3's managed transfer: CRC32 per part (composite), the object's CRC64NVME.
     let transfer = &seen["transfer"];

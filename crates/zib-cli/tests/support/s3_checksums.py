@@ -350,6 +350,22 @@ out["full"] = {
     "head_type": head.get("ChecksumType"),
 }
 
+# CRC32 may be FULL_OBJECT too, when the upload asks for it.
+key = "mp/full-crc32"
+uid = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32",
+                                 ChecksumType="FULL_OBJECT")["UploadId"]
+c1 = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=1, Body=part1,
+                    ChecksumAlgorithm="CRC32")
+c2 = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=2, Body=part2,
+                    ChecksumAlgorithm="CRC32")
+done = s3.complete_multipart_upload(
+    Bucket=bucket, Key=key, UploadId=uid, ChecksumCRC32=b64("CRC32", whole),
+    ChecksumType="FULL_OBJECT",
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": c1["ETag"]},
+                               {"PartNumber": 2, "ETag": c2["ETag"]}]})
+out["full_crc32"] = {"want": b64("CRC32", whole), "complete": done.get("ChecksumCRC32"),
+                     "complete_type": done.get("ChecksumType")}
+
 # 7. boto3's managed transfer with its defaults (multipart, CRC32 as boto3 chooses).
 big = os.urandom(11 * 1024 * 1024 + 5)
 path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"zib-checksums-{os.getpid()}.bin")
