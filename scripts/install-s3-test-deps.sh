@@ -7,7 +7,11 @@ exec 9>"${TMPDIR:-/tmp}/zib-test-deps.lock"
 flock 9
 
 missing=()
-python3 -c 'import boto3' 2>/dev/null || missing+=(boto3)
+# boto3 >= 1.36 sends a CRC32 checksum with every upload by default (trailing, in an
+# aws-chunked body): the path tests must cover. awscrt gives botocore CRC64NVME.
+python3 -c 'import boto3, botocore, sys; sys.exit(tuple(map(int, botocore.__version__.split(".")[:2])) < (1, 36))' 2>/dev/null \
+  || missing+=('boto3>=1.36')
+python3 -c 'import awscrt' 2>/dev/null || missing+=(awscrt)
 command -v aws >/dev/null 2>&1 || missing+=(awscli)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing ${missing[*]} (PyPI)" >&2

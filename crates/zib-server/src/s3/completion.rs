@@ -26,8 +26,10 @@ use zib_meta::CompletedUpload;
 
 use crate::state::AppState;
 
+use super::checksums;
 use super::conditional::WriteCondition;
 use super::errors::internal;
+use super::gateway::Stored;
 use super::multipart::{self, ListedPart};
 use super::sse::{self, EncryptionHeaders};
 
@@ -37,7 +39,7 @@ type Owner = (String, String, String);
 /// What a Complete ended with, shared with the retries that waited for it.
 #[derive(Clone)]
 enum Outcome {
-    Stored(String),
+    Stored(Stored),
     Failed {
         code: S3ErrorCode,
         message: String,
@@ -46,9 +48,9 @@ enum Outcome {
 }
 
 impl Outcome {
-    fn of(result: &S3Result<String>) -> Outcome {
+    fn of(result: &S3Result<Stored>) -> Outcome {
         match result {
-            Ok(etag) => Outcome::Stored(etag.clone()),
+            Ok(stored) => Outcome::Stored(stored.clone()),
             Err(e) => Outcome::failed(e),
         }
     }
@@ -61,9 +63,9 @@ impl Outcome {
         }
     }
 
-    fn into_result(self) -> S3Result<String> {
+    fn into_result(self) -> S3Result<Stored> {
         match self {
-            Outcome::Stored(etag) => Ok(etag),
+            Outcome::Stored(stored) => Ok(stored),
             Outcome::Failed {
                 code,
                 message,
@@ -125,7 +127,7 @@ impl Drop for Reservation {
 enum Claim {
     Mine(Reservation),
     /// Another Complete of the same upload is running: its result, when it comes.
-    Waiting(BoxFuture<'static, S3Result<String>>),
+    Waiting(BoxFuture<'static, S3Result<Stored>>),
 }
 
 fn claim(upload_id: &str, owner: &Owner) -> S3Result<Claim> {
@@ -171,8 +173,8 @@ fn claim(upload_id: &str, owner: &Owner) -> S3Result<Claim> {
 
 /// Completed already (a retry), or being stored by this request or an earlier one.
 enum Completion {
-    Done(String),
-    Storing(BoxFuture<'static, S3Result<String>>),
+    Done(Stored),
+    Storing(BoxFuture<'static, S3Result<Stored>>),
 }
 
 async fn start(
@@ -181,6 +183,7 @@ async fn start(
     upload_id: &str,
     listed: Vec<ListedPart>,
     condition: WriteCondition,
+    object_checksum: s3s::dto::Checksum,
 ) -> S3Result<Completion> {
     let reservation = match claim(upload_id, &owner)? {
         Claim::Waiting(result) => return Ok(Completion::Storing(result)),
@@ -189,7 +192,8 @@ async fn start(
     let (tenant_id, bucket, key) = &owner;
     let prepared =
         multipart::prepare_complete(state, tenant_id, bucket, key, upload_id, listed, condition)
-            .await;
+            .await
+            .and_then(|ready| ready.with_object_checksum(&object_checksum));
     let ready = match prepared {
         Ok(ready) => ready,
         Err(e) if *e.code() == S3ErrorCode::NoSuchUpload => {
@@ -200,8 +204,13 @@ async fn start(
                 .map_err(internal)?;
             return match done {
                 Some(done) => {
-                    reservation.finish(Outcome::Stored(done.etag.clone()));
-                    Ok(Completion::Done(done.etag))
+                    // The checksums are not recorded: a retry answers the ETag only.
+                    let stored = Stored {
+                        md5_hex: done.etag,
+                        checksums: Default::default(),
+                    };
+                    reservation.finish(Outcome::Stored(stored.clone()));
+                    Ok(Completion::Done(stored))
                 }
                 None => {
                     reservation.finish(Outcome::failed(&e));
@@ -309,21 +318,36 @@ pub async fn complete(
         listed.push(ListedPart {
             number,
             etag: etag.into_value(),
+            checksums: checksums::sent!(part),
         });
     }
+    let object_checksum = checksums::sent!(input);
     let (bucket, key) = (input.bucket, input.key);
     let owner = (tenant_id.to_string(), bucket.clone(), key.clone());
     let location = location(state, &bucket, &key);
-    let output = move |etag: String| CompleteMultipartUploadOutput {
-        bucket: Some(bucket),
-        key: Some(key),
-        e_tag: Some(ETag::Strong(etag)),
-        location: Some(location),
-        server_side_encryption: sse::reported(),
-        ..Default::default()
+    let output = move |stored: Stored| {
+        let mut output = CompleteMultipartUploadOutput {
+            bucket: Some(bucket),
+            key: Some(key),
+            e_tag: Some(ETag::Strong(stored.md5_hex)),
+            location: Some(location),
+            server_side_encryption: sse::reported(),
+            ..Default::default()
+        };
+        checksums::fill!(output, &stored.checksums, typed);
+        output
     };
-    let mut storing = match start(state, owner, &input.upload_id, listed, condition).await? {
-        Completion::Done(etag) => return Ok(output(etag)),
+    let mut storing = match start(
+        state,
+        owner,
+        &input.upload_id,
+        listed,
+        condition,
+        object_checksum,
+    )
+    .await?
+    {
+        Completion::Done(stored) => return Ok(output(stored)),
         Completion::Storing(storing) => storing,
     };
     if let Ok(done) = tokio::time::timeout(state.config.s3_complete_wait, &mut storing).await {

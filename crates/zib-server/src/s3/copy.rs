@@ -28,6 +28,7 @@ use crate::domain::registration::{validate_bucket, validate_content_type, valida
 use crate::error::ApiError;
 use crate::state::AppState;
 
+use super::checksums::Expected;
 use super::conditional::WriteCondition;
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
@@ -450,7 +451,7 @@ pub async fn copy_object(
         (source.etag(), source.file.clone())
     } else {
         let body = plaintext(state, &source, 0..source.file.size).await?;
-        let etag = gateway::put_object(
+        let stored = gateway::put_object(
             state,
             PutRequest {
                 tenant_id: tenant_id.to_string(),
@@ -459,6 +460,8 @@ pub async fn copy_object(
                 size: source.file.size,
                 content_type: attrs.content_type.clone(),
                 expected_md5: md5_bytes(source.md5.as_deref()),
+                // Replaced by the source's below: they describe the same bytes.
+                checksums: Expected::default(),
                 body,
                 attrs: ObjectAttrs {
                     headers: attrs.headers.clone(),
@@ -468,6 +471,7 @@ pub async fn copy_object(
             },
         )
         .await?;
+        let etag = stored.md5_hex;
         let file = current_with_etag(state, tenant_id, &input.bucket, &input.key, &etag)
             .await?
             .ok_or_else(|| {
@@ -548,7 +552,7 @@ pub async fn upload_part_copy(
     let window = copy_range(input.copy_source_range.as_deref(), source.file.size)?;
     let size = window.end - window.start;
     let body = plaintext(state, &source, window).await?;
-    let md5_hex = multipart::upload_part(
+    let stored = multipart::upload_part(
         state,
         PartUpload {
             tenant_id: tenant_id.to_string(),
@@ -558,13 +562,14 @@ pub async fn upload_part_copy(
             part_number: input.part_number,
             size,
             expected_md5: None,
+            checksums: Expected::default(),
             body,
         },
     )
     .await?;
     Ok(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
-            e_tag: Some(s3s::dto::ETag::Strong(md5_hex)),
+            e_tag: Some(s3s::dto::ETag::Strong(stored.md5_hex)),
             last_modified: Some(Timestamp::from(time::OffsetDateTime::now_utc())),
             ..Default::default()
         }),

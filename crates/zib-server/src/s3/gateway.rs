@@ -24,6 +24,7 @@ use zib_proto::api::{Registration, UploadType};
 use crate::domain::registration::{self, Registered};
 use crate::state::AppState;
 
+use super::checksums::{self, Hashing};
 use super::conditional::{self, WriteCondition};
 use super::errors::{api_to_s3, conflict, internal};
 use super::object_headers::ObjectAttrs;
@@ -36,6 +37,8 @@ pub struct PutRequest {
     pub content_type: String,
     /// From `Content-MD5`, checked before the last chunk leaves.
     pub expected_md5: Option<[u8; 16]>,
+    /// `x-amz-checksum-*` to verify (and compute), checked like `Content-MD5`.
+    pub checksums: checksums::Expected,
     pub body: StreamingBlob,
     /// Headers, metadata and tags stored with the file row once it is registered.
     pub attrs: ObjectAttrs,
@@ -43,8 +46,17 @@ pub struct PutRequest {
     pub condition: WriteCondition,
 }
 
-/// Stores the object; returns the hex MD5 of its plaintext (the S3 ETag).
-pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
+/// What a stored object is known by.
+#[derive(Clone)]
+pub struct Stored {
+    /// Hex MD5 of the plaintext: the S3 ETag.
+    pub md5_hex: String,
+    /// Also kept in `files.checksums`.
+    pub checksums: zib_meta::Checksums,
+}
+
+/// Stores the object; returns its ETag and checksums.
+pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
     if req.size > state.config.max_file_size {
         return Err(s3_error!(
             EntityTooLarge,
@@ -76,13 +88,10 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
     .await
     .map_err(api_to_s3)?;
     let file_id = registration.file_id;
-    let sealing = Arc::new(Mutex::new(Sealing::new(
-        req.body,
-        &dek,
-        header,
-        req.size,
-        req.expected_md5,
-    )));
+    let sealing = Arc::new(Mutex::new(
+        Sealing::new(req.body, &dek, header, req.size, req.expected_md5)
+            .with_checksums(&req.checksums),
+    ));
 
     let sent = match store_attrs(state, file_id, &req.attrs, false).await {
         Ok(()) => send_envelope(state, &registration, &sealing).await,
@@ -90,15 +99,26 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<String> {
     };
     match sent {
         Ok(()) => {
-            let digest = sealing.lock().await.digest.unwrap_or_default();
+            let (digest, sums) = {
+                let mut sealing = sealing.lock().await;
+                (sealing.digest.unwrap_or_default(), sealing.take_checksums())
+            };
             let md5_hex = hex::encode(digest);
             state
                 .store
                 .set_plaintext_md5(file_id, &md5_hex)
                 .await
                 .map_err(internal)?;
+            state
+                .store
+                .set_object_checksums(file_id, &sums)
+                .await
+                .map_err(internal)?;
             tracing::info!(%file_id, size = req.size, "s3 put stored");
-            Ok(md5_hex)
+            Ok(Stored {
+                md5_hex,
+                checksums: sums,
+            })
         }
         Err(err) => {
             let reason = format!("s3 gateway upload failed: {}", err.code().as_str());
@@ -152,7 +172,7 @@ async fn same_content_or_conflict(
     state: &AppState,
     current: zib_meta::FileRow,
     mut req: PutRequest,
-) -> S3Result<String> {
+) -> S3Result<Stored> {
     let taken = || key_taken(&req.bucket, &req.key);
     if current.size != req.size {
         return Err(taken());
@@ -167,11 +187,13 @@ async fn same_content_or_conflict(
         return Err(taken());
     };
     let mut md5 = Md5::new();
+    let mut hashing = req.checksums.start();
     let mut seen = 0u64;
     while let Some(piece) = req.body.next().await {
         let piece = piece.map_err(body_error)?;
         seen += piece.len() as u64;
         md5.update(&piece);
+        hashing.update(&piece);
     }
     if seen != req.size {
         return Err(s3_error!(
@@ -183,10 +205,14 @@ async fn same_content_or_conflict(
     if req.expected_md5.is_some_and(|e| e != digest) {
         return Err(s3_error!(BadDigest));
     }
+    let sums = hashing.finish()?;
     if hex::encode(digest) == stored_md5 {
         // The object is the one asked for; so are its headers and tags.
         store_attrs(state, current.file_id, &req.attrs, true).await?;
-        Ok(stored_md5)
+        Ok(Stored {
+            md5_hex: stored_md5,
+            checksums: sums,
+        })
     } else {
         Err(taken())
     }
@@ -228,6 +254,17 @@ pub(super) fn key_taken(bucket: &str, key: &str) -> S3Error {
 fn body_error(e: Box<dyn std::error::Error + Send + Sync>) -> S3Error {
     match e.downcast::<S3Error>() {
         Ok(s3) => *s3,
+        // s3s (pinned) checks aws-chunked chunk and trailer signatures as the body is read.
+        Err(other)
+            if other
+                .to_string()
+                .contains("AwsChunkedStreamError: SignatureMismatch") =>
+        {
+            s3_error!(
+                SignatureDoesNotMatch,
+                "a chunk or trailer signature of the aws-chunked body does not match"
+            )
+        }
         Err(other) => s3_error!(IncompleteBody, "reading the request body failed: {other}"),
     }
 }
@@ -245,6 +282,9 @@ pub(super) struct Sealing {
     md5: Md5,
     expected_md5: Option<[u8; 16]>,
     digest: Option<[u8; 16]>,
+    /// The `x-amz-checksum-*` being computed, checked with the MD5.
+    hashing: Option<Hashing>,
+    checksums: zib_meta::Checksums,
     /// Why the body stream failed; the HTTP client only sees an opaque error.
     failure: Option<S3Error>,
 }
@@ -268,8 +308,22 @@ impl Sealing {
             md5: Md5::new(),
             expected_md5,
             digest: None,
+            hashing: None,
+            checksums: zib_meta::Checksums::new(),
             failure: None,
         }
+    }
+
+    /// Also computes these checksums and checks the ones the client sent before the
+    /// final chunk is sealed.
+    pub(super) fn with_checksums(mut self, expected: &checksums::Expected) -> Self {
+        self.hashing = Some(expected.start());
+        self
+    }
+
+    /// The checksums, once the final chunk is sealed.
+    pub(super) fn take_checksums(&mut self) -> zib_meta::Checksums {
+        std::mem::take(&mut self.checksums)
     }
 
     pub(super) fn total_chunks(&self) -> u64 {
@@ -316,6 +370,9 @@ impl Sealing {
             }
         }
         self.md5.update(&chunk);
+        if let Some(hashing) = &mut self.hashing {
+            hashing.update(&chunk);
+        }
         if is_final {
             let digest: [u8; 16] = std::mem::take(&mut self.md5).finalize().into();
             if self.expected_md5.is_some_and(|e| e != digest) {
@@ -323,6 +380,9 @@ impl Sealing {
                     BadDigest,
                     "the Content-MD5 you specified did not match what we received"
                 ));
+            }
+            if let Some(hashing) = self.hashing.take() {
+                self.checksums = hashing.finish()?;
             }
             self.digest = Some(digest);
         }

@@ -12,6 +12,7 @@
 //! and calls [`ops::ZibS3`] for the tenant found.
 
 mod buckets;
+mod checksums;
 mod completion;
 mod conditional;
 mod copy;
@@ -272,6 +273,7 @@ pub fn inner_uri(uri: &Uri) -> S3Result<Uri> {
 
 /// Headers the outer service already consumed (signature, aws-chunked framing).
 fn inner_headers(mut headers: HeaderMap) -> HeaderMap {
+    checksums::dechunked(&mut headers);
     for name in [
         "authorization",
         "x-amz-content-sha256",
@@ -332,6 +334,17 @@ impl S3Route for Forward {
         if buckets::is_delete_objects(&req.method, &uri) {
             buckets::check_delete_body(&req.headers, &mut body).await?;
         }
+        // The trailing checksum of an aws-chunked body: its name goes with the headers
+        // the outer service consumed, its value arrives at the end of the body.
+        let trailer = req
+            .headers
+            .get("x-amz-trailer")
+            .and_then(|v| v.to_str().ok())
+            .zip(req.trailing_headers)
+            .map(|(name, headers)| checksums::Trailer {
+                name: name.to_string(),
+                headers,
+            });
         let mut inner = http::Request::builder()
             .method(req.method)
             .uri(uri)
@@ -339,6 +352,9 @@ impl S3Route for Forward {
             .map_err(internal)?;
         *inner.headers_mut() = inner_headers(req.headers);
         inner.extensions_mut().insert(TenantCtx(tenant));
+        if let Some(trailer) = trailer {
+            inner.extensions_mut().insert(trailer);
+        }
         if header_signed {
             inner.extensions_mut().insert(HeaderSigned);
         }

@@ -27,15 +27,17 @@ use zib_crypto::{DataKey, Header};
 use crate::domain::multipart_spool::{is_upload_id, UPLOAD_FILE};
 use crate::state::AppState;
 
+use super::checksums::{self, Algo, Expected, UploadChecksum};
 use super::conditional::{self, WriteCondition};
 use super::errors::internal;
-use super::gateway::{self, PutRequest, Sealing};
+use super::gateway::{self, PutRequest, Sealing, Stored};
 use super::object_headers::ObjectAttrs;
 
 /// S3's limits: part numbers 1..=10000, at most 5 GiB a part.
 pub const MAX_PART_NUMBER: i32 = 10_000;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-/// A part file starts with its plaintext size (u64 BE) and MD5, then the envelope.
+/// A part file starts with its plaintext size (u64 BE) and MD5, then the envelope,
+/// then its checksums as JSON (absent when it has none).
 const PART_PREFIX_LEN: u64 = 8 + 16;
 /// Decrypted chunks buffered between the spool reader and the gateway's sealing.
 const OPENED_CHUNKS_AHEAD: usize = 4;
@@ -52,6 +54,22 @@ struct UploadRecord {
     /// Headers, metadata and tags given at CreateMultipartUpload, stored at Complete.
     #[serde(default)]
     attrs: ObjectAttrs,
+    /// `x-amz-checksum-algorithm` at creation (S3's name): every part gets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum_algorithm: Option<String>,
+    /// `x-amz-checksum-type: FULL_OBJECT` (else COMPOSITE).
+    #[serde(default)]
+    checksum_full_object: bool,
+}
+
+impl UploadRecord {
+    fn checksum(&self) -> Option<UploadChecksum> {
+        let algo = Algo::parse(self.checksum_algorithm.as_deref()?)?;
+        Some(UploadChecksum {
+            algo,
+            full_object: self.checksum_full_object,
+        })
+    }
 }
 
 /// One stored part, as ListParts and Complete see it.
@@ -61,6 +79,8 @@ pub struct StoredPart {
     /// Hex MD5 of the part's plaintext: its ETag.
     pub md5: String,
     pub modified_ms: i64,
+    /// Its `x-amz-checksum-*` (kept after the envelope in the part file).
+    pub checksums: zib_meta::Checksums,
 }
 
 /// An upload the request may act on: its spool and its data key.
@@ -98,6 +118,7 @@ pub async fn create(
     key: &str,
     content_type: String,
     attrs: ObjectAttrs,
+    checksum: Option<UploadChecksum>,
 ) -> S3Result<String> {
     let mut id = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut id);
@@ -116,6 +137,8 @@ pub async fn create(
                 .wrap(&data_key, &wrap_context(&upload_id, tenant_id)),
         ),
         attrs,
+        checksum_algorithm: checksum.map(|c| c.algo.s3_name().to_string()),
+        checksum_full_object: checksum.is_some_and(|c| c.full_object),
     };
     let dir = state.config.s3_spool_dir.join(&upload_id);
     tokio::fs::create_dir_all(&dir)
@@ -176,12 +199,14 @@ pub struct PartUpload {
     pub part_number: i32,
     pub size: u64,
     pub expected_md5: Option<[u8; 16]>,
+    pub checksums: Expected,
     pub body: StreamingBlob,
 }
 
-/// Seals the part into the spool; returns its hex MD5 (the part's ETag). A part
-/// sent again replaces the earlier one only once it has arrived whole.
-pub async fn upload_part(state: &AppState, part: PartUpload) -> S3Result<String> {
+/// Seals the part into the spool; returns its hex MD5 (the part's ETag) and
+/// checksums. A part sent again replaces the earlier one only once it has arrived
+/// whole.
+pub async fn upload_part(state: &AppState, mut part: PartUpload) -> S3Result<Stored> {
     if !(1..=MAX_PART_NUMBER).contains(&part.part_number) {
         return Err(s3_error!(
             InvalidArgument,
@@ -202,6 +227,9 @@ pub async fn upload_part(state: &AppState, part: PartUpload) -> S3Result<String>
         &part.upload_id,
     )
     .await?;
+    if let Some(checksum) = upload.record.checksum() {
+        part.checksums = std::mem::take(&mut part.checksums).with(checksum.algo);
+    }
     let path = part_path(&upload.dir, part.part_number);
     let tmp = path.with_extension(format!("tmp-{:08x}", rand::random::<u32>()));
     let part_upload_id = part.upload_id.clone();
@@ -223,10 +251,11 @@ pub async fn upload_part(state: &AppState, part: PartUpload) -> S3Result<String>
     }
 }
 
-async fn write_part(tmp: &Path, key: &DataKey, part: PartUpload) -> S3Result<String> {
+async fn write_part(tmp: &Path, key: &DataKey, part: PartUpload) -> S3Result<Stored> {
     let io = |e: std::io::Error| internal(format!("writing {}: {e}", tmp.display()));
     let header = Header::new_random(zib_crypto::envelope::DEFAULT_CHUNK_SIZE);
-    let mut sealing = Sealing::new(part.body, key, header, part.size, part.expected_md5);
+    let mut sealing = Sealing::new(part.body, key, header, part.size, part.expected_md5)
+        .with_checksums(&part.checksums);
     let file = match tokio::fs::File::create(tmp).await {
         Ok(file) => file,
         // Aborted (or completed) while this part was on its way.
@@ -247,6 +276,11 @@ async fn write_part(tmp: &Path, key: &DataKey, part: PartUpload) -> S3Result<Str
     let digest = sealing
         .digest()
         .ok_or_else(|| internal("the part was sealed without its digest"))?;
+    let sums = sealing.take_checksums();
+    if !sums.is_empty() {
+        let json = serde_json::to_vec(&sums).map_err(internal)?;
+        out.write_all(&json).await.map_err(io)?;
+    }
     let mut prefix = Vec::with_capacity(PART_PREFIX_LEN as usize);
     prefix.extend_from_slice(&part.size.to_be_bytes());
     prefix.extend_from_slice(&digest);
@@ -254,19 +288,39 @@ async fn write_part(tmp: &Path, key: &DataKey, part: PartUpload) -> S3Result<Str
     out.write_all(&prefix).await.map_err(io)?;
     out.flush().await.map_err(io)?;
     out.into_inner().sync_all().await.map_err(io)?;
-    Ok(hex::encode(digest))
+    Ok(Stored {
+        md5_hex: hex::encode(digest),
+        checksums: sums,
+    })
 }
 
-async fn read_part_prefix(path: &Path) -> std::io::Result<(u64, [u8; 16], SystemTime)> {
+/// A part file's size, MD5, time, and the checksums (JSON) after its envelope, if any.
+async fn read_part_prefix(
+    path: &Path,
+) -> std::io::Result<(u64, [u8; 16], SystemTime, zib_meta::Checksums)> {
     let mut file = tokio::fs::File::open(path).await?;
-    let modified = file.metadata().await?.modified()?;
+    let meta = file.metadata().await?;
+    let modified = meta.modified()?;
     let mut prefix = [0u8; PART_PREFIX_LEN as usize];
     file.read_exact(&mut prefix).await?;
     let mut size = [0u8; 8];
     size.copy_from_slice(&prefix[..8]);
+    let size = u64::from_be_bytes(size);
     let mut md5 = [0u8; 16];
     md5.copy_from_slice(&prefix[8..]);
-    Ok((u64::from_be_bytes(size), md5, modified))
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact(&mut header).await?;
+    let header = Header::decode(&header).map_err(std::io::Error::other)?;
+    let end = PART_PREFIX_LEN + header.layout().ciphertext_len(size);
+    let mut sums = zib_meta::Checksums::new();
+    if meta.len() > end {
+        file.seek(std::io::SeekFrom::Start(end)).await?;
+        let mut json = Vec::new();
+        // Five base64 checksums; anything longer is not what this code wrote.
+        (&mut file).take(64 * 1024).read_to_end(&mut json).await?;
+        sums = serde_json::from_slice(&json).map_err(std::io::Error::other)?;
+    }
+    Ok((size, md5, modified, sums))
 }
 
 /// The stored parts, by part number.
@@ -284,12 +338,13 @@ async fn stored_parts(dir: &Path) -> S3Result<Vec<StoredPart>> {
         else {
             continue;
         };
-        let (size, md5, modified) = read_part_prefix(&entry.path()).await.map_err(io)?;
+        let (size, md5, modified, checksums) = read_part_prefix(&entry.path()).await.map_err(io)?;
         parts.push(StoredPart {
             number,
             size,
             md5: hex::encode(md5),
             modified_ms: crate::state::unix_ms(modified),
+            checksums,
         });
     }
     parts.sort_by_key(|p| p.number);
@@ -302,9 +357,9 @@ pub async fn list_parts(
     bucket: &str,
     key: &str,
     upload_id: &str,
-) -> S3Result<Vec<StoredPart>> {
+) -> S3Result<(Vec<StoredPart>, Option<UploadChecksum>)> {
     let upload = open(state, tenant_id, bucket, key, upload_id).await?;
-    stored_parts(&upload.dir).await
+    Ok((stored_parts(&upload.dir).await?, upload.record.checksum()))
 }
 
 /// An upload in progress, as ListMultipartUploads shows it.
@@ -385,6 +440,8 @@ async fn remove_spool(dir: &Path) {
 pub struct ListedPart {
     pub number: i32,
     pub etag: String,
+    /// The part's `Checksum*` elements, compared with the stored ones.
+    pub checksums: s3s::dto::Checksum,
 }
 
 /// A CompleteMultipartUpload whose list checked out: what is left is the long part,
@@ -395,6 +452,9 @@ pub struct ReadyToComplete {
     parts: Vec<(PathBuf, u64)>,
     size: u64,
     condition: WriteCondition,
+    /// The listed parts' checksums, in order (a COMPOSITE checksum is made of them).
+    part_checksums: Vec<zib_meta::Checksums>,
+    checksums: Expected,
 }
 
 /// Checks the list (ascending, every part stored with the ETag listed) and that the
@@ -431,11 +491,16 @@ pub async fn prepare_complete(
     }
     let stored = stored_parts(&upload.dir).await?;
     let mut parts = Vec::with_capacity(listed.len());
+    let mut part_checksums = Vec::with_capacity(listed.len());
     for part in &listed {
         let found = stored.iter().find(|s| s.number == part.number);
         let etag = part.etag.trim_matches('"').to_ascii_lowercase();
         match found {
-            Some(s) if s.md5 == etag => parts.push((part_path(&upload.dir, s.number), s.size)),
+            Some(s) if s.md5 == etag => {
+                checksums::check_listed_part(part.number, &part.checksums, &s.checksums)?;
+                parts.push((part_path(&upload.dir, s.number), s.size));
+                part_checksums.push(s.checksums.clone());
+            }
             Some(_) => {
                 return Err(s3_error!(
                     InvalidPart,
@@ -466,26 +531,44 @@ pub async fn prepare_complete(
     if existing.is_some_and(|f| f.size != size) {
         return Err(gateway::key_taken(bucket, key));
     }
+    let checksums = checksums::for_complete(
+        upload.record.checksum(),
+        &part_checksums,
+        &Default::default(),
+    )?;
     Ok(ReadyToComplete {
         upload_id: upload_id.to_string(),
         upload,
         parts,
         size,
         condition,
+        part_checksums,
+        checksums,
     })
 }
 
 impl ReadyToComplete {
+    /// The whole-object checksum Complete was sent (`x-amz-checksum-*`), checked as
+    /// the parts are re-read (or, for a composite one, against the parts' checksums).
+    pub fn with_object_checksum(mut self, sent: &s3s::dto::Checksum) -> S3Result<Self> {
+        self.checksums =
+            checksums::for_complete(self.upload.record.checksum(), &self.part_checksums, sent)?;
+        Ok(self)
+    }
+
     /// Stores the parts, in the order listed, as one object, records the completion
-    /// (for a retried Complete) and removes the spool; returns the object's ETag (the
-    /// hex MD5 of its plaintext, as for a single PUT).
-    pub async fn store(self, state: &AppState) -> S3Result<String> {
+    /// (for a retried Complete) and removes the spool;
+    /// returns the object's ETag (the hex MD5 of its plaintext, as for a single PUT)
+    /// and checksums.
+    pub async fn store(self, state: &AppState) -> S3Result<Stored> {
         let ReadyToComplete {
             upload_id,
             upload,
             parts,
             size,
             condition,
+            checksums,
+            ..
         } = self;
         let count = parts.len();
         let owner = (
@@ -493,7 +576,7 @@ impl ReadyToComplete {
             upload.record.bucket.clone(),
             upload.record.key.clone(),
         );
-        let etag = gateway::put_object(
+        let stored = gateway::put_object(
             state,
             PutRequest {
                 tenant_id: upload.record.tenant_id,
@@ -502,6 +585,7 @@ impl ReadyToComplete {
                 size,
                 content_type: upload.record.content_type,
                 expected_md5: None,
+                checksums,
                 body: opened_parts(parts, upload.key),
                 attrs: upload.record.attrs,
                 condition,
@@ -512,11 +596,11 @@ impl ReadyToComplete {
         let owner = (tenant_id.as_str(), bucket.as_str(), key.as_str());
         // Unrecorded, the spool stays: a retry then stores the same bytes again, which
         // the gateway answers as the same object (and the collector removes it later).
-        if super::completion::remember(state, &upload_id, owner, &etag).await {
+        if super::completion::remember(state, &upload_id, owner, &stored.md5_hex).await {
             remove_spool(&upload.dir).await;
         }
         tracing::info!(%upload_id, parts = count, size, "s3 multipart upload completed");
-        Ok(etag)
+        Ok(stored)
     }
 }
 

@@ -12,6 +12,7 @@ use crate::domain::registration::{validate_bucket, validate_content_type, valida
 use crate::error::ApiError;
 use crate::state::AppState;
 
+use super::checksums::{self, Algo, UploadChecksum};
 use super::completion;
 use super::conditional::WriteCondition;
 use super::copy;
@@ -222,7 +223,11 @@ impl S3 for ZibS3 {
             .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
             .await?;
         let described = Described::load(&self.state, &file, &req.headers, &req.input).await?;
-        Ok(described.head(&file))
+        let mode = req.input.checksum_mode.as_ref();
+        let sums = checksums::stored_if_asked(&self.state, file.file_id, mode).await?;
+        let mut resp = described.head(&file);
+        checksums::fill!(resp.output, &sums, typed);
+        Ok(resp)
     }
 
     /// Objects are read from the CDN: a 307 to `{cdn}/objects/{file_id}`, as S3 itself
@@ -250,6 +255,11 @@ impl S3 for ZibS3 {
                 .and_then(|v| v.to_str().ok()),
             file.size,
         );
+        // S3 returns an object's checksums with the whole object only.
+        let mode = matches!(requested, RangeRequest::Full)
+            .then_some(req.input.checksum_mode.as_ref())
+            .flatten();
+        let sums = checksums::stored_if_asked(&self.state, file.file_id, mode).await?;
         let (window, content_range) = match requested {
             RangeRequest::Full => (0..file.size, None),
             RangeRequest::Partial(r) => {
@@ -281,6 +291,7 @@ impl S3 for ZibS3 {
             ..Default::default()
         };
         described.fill_get(&mut output);
+        checksums::fill!(output, &sums, typed);
         Ok(S3Response::new(output))
     }
 
@@ -301,10 +312,12 @@ impl S3 for ZibS3 {
         let size = content_length(input.content_length, "PutObject")?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
         let expected_md5 = content_md5(input.content_md5.as_deref())?;
+        // Every object also gets the CRC64NVME of its bytes, as S3 computes by default.
+        let sums = checksums::expected!(req, input)?.with(Algo::Crc64Nvme);
         let body = input
             .body
             .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
-        let md5_hex = gateway::put_object(
+        let stored = gateway::put_object(
             &self.state,
             PutRequest {
                 tenant_id,
@@ -313,18 +326,21 @@ impl S3 for ZibS3 {
                 size,
                 content_type,
                 expected_md5,
+                checksums: sums,
                 body,
                 attrs,
                 condition,
             },
         )
         .await?;
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(ETag::Strong(md5_hex)),
+        let mut output = PutObjectOutput {
+            e_tag: Some(ETag::Strong(stored.md5_hex)),
             size: Some(size as i64),
             server_side_encryption: sse::reported(),
             ..Default::default()
-        }))
+        };
+        checksums::fill!(output, &stored.checksums, typed);
+        Ok(S3Response::new(output))
     }
 
     async fn create_multipart_upload(
@@ -339,6 +355,10 @@ impl S3 for ZibS3 {
         validate_key(&input.key).map_err(api_to_s3)?;
         refused::create_multipart_upload(&input)?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
+        let checksum = UploadChecksum::from_request(
+            input.checksum_algorithm.as_ref(),
+            input.checksum_type.as_ref(),
+        )?;
         let upload_id = multipart::create(
             &self.state,
             &tenant_id,
@@ -346,6 +366,7 @@ impl S3 for ZibS3 {
             &input.key,
             content_type,
             attrs,
+            checksum,
         )
         .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
@@ -353,6 +374,8 @@ impl S3 for ZibS3 {
             key: Some(input.key),
             upload_id: Some(upload_id),
             server_side_encryption: sse::reported(),
+            checksum_algorithm: checksum.map(UploadChecksum::algorithm),
+            checksum_type: checksum.map(UploadChecksum::kind),
             ..Default::default()
         }))
     }
@@ -366,7 +389,8 @@ impl S3 for ZibS3 {
         input.refuse_unsupported_encryption()?;
         let size = content_length(input.content_length, "UploadPart")?;
         let expected_md5 = content_md5(input.content_md5.as_deref())?;
-        let md5_hex = multipart::upload_part(
+        let sums = checksums::expected!(req, input)?;
+        let stored = multipart::upload_part(
             &self.state,
             PartUpload {
                 tenant_id,
@@ -376,16 +400,19 @@ impl S3 for ZibS3 {
                 part_number: input.part_number,
                 size,
                 expected_md5,
+                checksums: sums,
                 body: input
                     .body
                     .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty())),
             },
         )
         .await?;
-        Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(ETag::Strong(md5_hex)),
+        let mut output = UploadPartOutput {
+            e_tag: Some(ETag::Strong(stored.md5_hex)),
             ..Default::default()
-        }))
+        };
+        checksums::fill!(output, &stored.checksums);
+        Ok(S3Response::new(output))
     }
 
     /// A retry after a lost answer gets the same result (s3/completion.rs).
@@ -431,7 +458,7 @@ impl S3 for ZibS3 {
         let input = &req.input;
         let after = input.part_number_marker.unwrap_or(0);
         let max = input.max_parts.unwrap_or(1000).clamp(1, 1000);
-        let stored = multipart::list_parts(
+        let (stored, checksum) = multipart::list_parts(
             &self.state,
             &tenant.id,
             &input.bucket,
@@ -444,12 +471,16 @@ impl S3 for ZibS3 {
         let page: Vec<Part> = rest
             .into_iter()
             .take(max as usize)
-            .map(|p| Part {
-                part_number: Some(p.number),
-                size: Some(p.size as i64),
-                e_tag: Some(ETag::Strong(p.md5)),
-                last_modified: Some(timestamp(p.modified_ms)),
-                ..Default::default()
+            .map(|p| {
+                let mut part = Part {
+                    part_number: Some(p.number),
+                    size: Some(p.size as i64),
+                    e_tag: Some(ETag::Strong(p.md5)),
+                    last_modified: Some(timestamp(p.modified_ms)),
+                    ..Default::default()
+                };
+                checksums::fill!(part, &p.checksums);
+                part
             })
             .collect();
         Ok(S3Response::new(ListPartsOutput {
@@ -461,6 +492,8 @@ impl S3 for ZibS3 {
             max_parts: Some(max),
             is_truncated: Some(truncated),
             parts: Some(page),
+            checksum_algorithm: checksum.map(UploadChecksum::algorithm),
+            checksum_type: checksum.map(UploadChecksum::kind),
             ..Default::default()
         }))
     }
