@@ -204,10 +204,15 @@ async fn start(
                 .map_err(internal)?;
             return match done {
                 Some(done) => {
-                    // The checksums are not recorded: a retry answers the ETag only.
+                    // The object's checksums are the file's: a retry answers them too.
+                    let checksums = state
+                        .store
+                        .object_checksums(done.file_id)
+                        .await
+                        .map_err(internal)?;
                     let stored = Stored {
                         md5_hex: done.etag,
-                        checksums: Default::default(),
+                        checksums,
                     };
                     reservation.finish(Outcome::Stored(stored.clone()));
                     Ok(Completion::Done(stored))
