@@ -17,8 +17,8 @@
 use futures::StreamExt;
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopyPartResult, CopySource, ETagCondition,
-    MetadataDirective, StreamingBlob, TaggingDirective, Timestamp, TimestampFormat,
-    UploadPartCopyInput, UploadPartCopyOutput,
+    MetadataDirective, StreamingBlob, TaggingDirective, Timestamp, UploadPartCopyInput,
+    UploadPartCopyOutput,
 };
 use s3s::{s3_error, S3Error, S3Result};
 use zib_meta::{FileRow, ObjectHeaders, Tags};
@@ -33,7 +33,7 @@ use super::conditional::WriteCondition;
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::multipart::{self, PartUpload};
-use super::object_headers::ObjectAttrs;
+use super::object_headers::{ObjectAttrs, WriteAttrs};
 
 /// A readable source object and what a copy compares and takes from it.
 struct Source {
@@ -253,35 +253,17 @@ struct Attributes {
     tags: Tags,
 }
 
-fn http_date(t: &Timestamp) -> S3Result<String> {
-    let mut out = Vec::new();
-    t.format(TimestampFormat::HttpDate, &mut out)
-        .map_err(|e| internal(format!("formatting Expires: {e}")))?;
-    String::from_utf8(out).map_err(internal)
-}
-
 async fn attributes(
     state: &AppState,
     source: &Source,
     input: &CopyObjectInput,
     metadata_replaced: bool,
 ) -> S3Result<Attributes> {
+    // What the request asks for, checked as a PUT's (metadata size, tag limits).
+    let asked = input.object_attrs()?;
     let (content_type, headers) = if metadata_replaced {
-        let headers = ObjectHeaders {
-            cache_control: input.cache_control.clone(),
-            content_disposition: input.content_disposition.clone(),
-            content_encoding: input.content_encoding.clone(),
-            content_language: input.content_language.clone(),
-            expires: input.expires.as_ref().map(http_date).transpose()?,
-            metadata: input
-                .metadata
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .collect(),
-        };
         let content_type = validate_content_type(input.content_type.clone()).map_err(api_to_s3)?;
-        (content_type, headers)
+        (content_type, asked.headers)
     } else {
         let headers = state
             .store
@@ -298,7 +280,7 @@ async fn attributes(
         "x-amz-tagging-directive",
     )?;
     let tags = if tags_replaced {
-        parse_tagging(input.tagging.as_deref().unwrap_or(""))?
+        asked.tags
     } else {
         state
             .store
@@ -311,60 +293,6 @@ async fn attributes(
         headers,
         tags,
     })
-}
-
-/// S3's tag limits.
-const MAX_TAGS: usize = 10;
-const MAX_TAG_KEY: usize = 128;
-const MAX_TAG_VALUE: usize = 256;
-
-/// `x-amz-tagging`: a URL-encoded query string, `k1=v1&k2=v2`.
-fn parse_tagging(header: &str) -> S3Result<Tags> {
-    let invalid = |why: String| S3Error::with_message(s3s::S3ErrorCode::InvalidTag, why);
-    let mut tags: Tags = Vec::new();
-    for pair in header.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (form_decode(k), form_decode(v));
-        let (Some(k), Some(v)) = (k, v) else {
-            return Err(invalid(format!("the tag {pair:?} is not URL-encoded")));
-        };
-        if k.is_empty() || k.chars().count() > MAX_TAG_KEY {
-            return Err(invalid(format!(
-                "a tag key is 1 to {MAX_TAG_KEY} characters"
-            )));
-        }
-        if v.chars().count() > MAX_TAG_VALUE {
-            return Err(invalid(format!(
-                "a tag value is at most {MAX_TAG_VALUE} characters"
-            )));
-        }
-        if tags.iter().any(|(seen, _)| *seen == k) {
-            return Err(invalid(format!("the tag key {k:?} is given twice")));
-        }
-        tags.push((k, v));
-    }
-    if tags.len() > MAX_TAGS {
-        return Err(invalid(format!("an object has at most {MAX_TAGS} tags")));
-    }
-    Ok(tags)
-}
-
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte.
-fn form_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = [bytes.next()?, bytes.next()?];
-                let hex = std::str::from_utf8(&hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-            }
-            b => out.push(b),
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 async fn apply(state: &AppState, file: &FileRow, attrs: &Attributes) -> S3Result<()> {
@@ -588,29 +516,6 @@ mod tests {
         assert_eq!(copy_range(Some("bytes=3-9"), 10).ok(), Some(3..10));
         for bad in ["bytes=3-10", "bytes=5-4", "bytes=-3", "3-4", "bytes=a-b"] {
             assert!(copy_range(Some(bad), 10).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn tagging_headers_decode_as_forms_and_keep_s3_limits() {
-        let tags = parse_tagging("a=1&b%2Fc=x+y%26z&empty=").ok();
-        let want: Tags = vec![
-            ("a".into(), "1".into()),
-            ("b/c".into(), "x y&z".into()),
-            ("empty".into(), String::new()),
-        ];
-        assert_eq!(tags, Some(want));
-        assert_eq!(parse_tagging("").ok(), Some(Vec::new()));
-        let eleven: Vec<String> = (0..11).map(|n| format!("k{n}=v")).collect();
-        for bad in [
-            "a=1&a=2".to_string(),
-            "=v".to_string(),
-            "k=%zz".to_string(),
-            eleven.join("&"),
-            format!("{}=v", "k".repeat(129)),
-        ] {
-            let code = parse_tagging(&bad).err().map(|e| e.code().clone());
-            assert_eq!(code, Some(s3s::S3ErrorCode::InvalidTag), "{bad}");
         }
     }
 }

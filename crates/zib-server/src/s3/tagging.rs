@@ -175,4 +175,27 @@ mod tests {
         assert!(validate(&pairs(&[("a", "1"), ("a", "2")])).is_err());
         assert!(validate(&pairs(&[("aws:x", "1")])).is_err());
     }
+
+    #[test]
+    fn tagging_headers_decode_as_forms_and_keep_s3_limits() {
+        let tags = parse_header("a=1&b%2Fc=x+y%26z&empty=").ok();
+        let want: Tags = vec![
+            ("a".into(), "1".into()),
+            ("b/c".into(), "x y&z".into()),
+            ("empty".into(), String::new()),
+        ];
+        assert_eq!(tags, Some(want));
+        assert_eq!(parse_header("").ok(), Some(Vec::new()));
+        let eleven: Vec<String> = (0..11).map(|n| format!("k{n}=v")).collect();
+        for bad in [
+            "a=1&a=2".to_string(),
+            "=v".to_string(),
+            "k=%zz".to_string(),
+            eleven.join("&"),
+            format!("{}=v", "k".repeat(129)),
+        ] {
+            let code = parse_header(&bad).err().map(|e| e.code().clone());
+            assert_eq!(code, Some(s3s::S3ErrorCode::InvalidTag), "{bad}");
+        }
+    }
 }
