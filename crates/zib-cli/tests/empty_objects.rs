@@ -7,53 +7,14 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use common::s3_clients::{aws, endpoint, install_clients, python};
 use common::{files_under, rt, wait_for, write_file, Cluster};
 use serde_json::Value;
 
 /// MD5 of nothing: the S3 ETag of an empty object.
 const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .and_then(Path::parent)
-        .expect("repo root")
-}
-
-fn install_clients() {
-    let status = Command::new("bash")
-        .arg(repo_root().join("scripts/install-s3-test-deps.sh"))
-        .status()
-        .expect("run install-s3-test-deps.sh");
-    assert!(status.success(), "installing boto3 and awscli failed");
-}
-
-fn aws_env(cluster: &Cluster, cmd: &mut Command) {
-    cmd.env("AWS_ACCESS_KEY_ID", &cluster.creds.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.creds.secret_key)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN");
-}
-
-fn aws(cluster: &Cluster, args: &[&str]) {
-    let mut cmd = Command::new("aws");
-    cmd.args(["--endpoint-url", &format!("{}/s3", cluster.creds.api_url)])
-        .args(args);
-    aws_env(cluster, &mut cmd);
-    let out = cmd.output().expect("run aws");
-    assert!(
-        out.status.success(),
-        "aws {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn pipeline(cluster: &Cluster, file_id: &str) -> Value {
     let out = cluster.cli(&["pipeline", file_id]);
@@ -202,21 +163,12 @@ fn an_empty_file_uploads_and_reads_back_through_every_path() {
 
     // boto3: PUT, HEAD, GET (whole, ranged), presigned GET, a multipart upload of
     // nothing, and the file `zib upload` stored.
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo_root().join("crates/zib-cli/tests/support/s3_empty.py"))
-        .args([
-            &format!("{}/s3", cluster.creds.api_url),
-            "empties",
-            "cli/empty.bin",
-        ]);
-    aws_env(&cluster, &mut cmd);
-    let out = cmd.output().expect("run python3");
-    assert!(
-        out.status.success(),
-        "s3_empty.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = python(
+        &cluster,
+        "s3_empty.py",
+        &[&endpoint(&cluster), "empties", "cli/empty.bin"],
     );
-    let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON from s3_empty.py");
+    let seen: Value = serde_json::from_str(&out).expect("JSON from s3_empty.py");
     let empty_read = |v: &Value, etag: &str| {
         v["status"] == 200 && v["length"] == 0 && v["body"] == "" && v["etag"] == etag
     };

@@ -5,55 +5,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
+use common::s3_clients::{aws, aws_env, endpoint, install_clients, python};
 use common::{contains, files_under, get, pattern, write_file, Cluster, MIB};
 use serde_json::Value;
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .and_then(Path::parent)
-        .expect("repo root")
-}
-
-fn install_clients() {
-    let script = repo_root().join("scripts/install-s3-test-deps.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .status()
-        .expect("run install-s3-test-deps.sh");
-    assert!(status.success(), "installing boto3 and awscli failed");
-}
-
-fn aws_env(cluster: &Cluster, cmd: &mut Command) {
-    cmd.env("AWS_ACCESS_KEY_ID", &cluster.creds.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.creds.secret_key)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN");
-}
-
-fn endpoint(cluster: &Cluster) -> String {
-    format!("{}/s3", cluster.creds.api_url)
-}
-
-/// `aws --endpoint-url {api}/s3 <args>`; returns stdout, panics with stderr on failure.
-fn aws(cluster: &Cluster, args: &[&str]) -> String {
-    let mut cmd = Command::new("aws");
-    cmd.args(["--endpoint-url", &endpoint(cluster)]).args(args);
-    aws_env(cluster, &mut cmd);
-    let out = cmd.output().expect("run aws");
-    assert!(
-        out.status.success(),
-        "aws {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn node_disks_hold(cluster: &Cluster, needle: &[u8]) -> bool {
     cluster
@@ -106,17 +62,12 @@ fn boto3_and_the_aws_cli_round_trip_through_the_s3_surface() {
     let marker = "ZIB-S3-PLAINTEXT-MARKER-7f3a9c";
     let big = pattern(3 * MIB + 12345, 42);
     let big_path = write_file(work.path(), "big.bin", &big);
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo_root().join("crates/zib-cli/tests/support/s3_boto3.py"))
-        .args([&s3, "s3test", marker, big_path.to_str().unwrap()]);
-    aws_env(&cluster, &mut cmd);
-    let out = cmd.output().expect("run python3");
-    assert!(
-        out.status.success(),
-        "s3_boto3.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = python(
+        &cluster,
+        "s3_boto3.py",
+        &[&s3, "s3test", marker, big_path.to_str().unwrap()],
     );
-    let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON from s3_boto3.py");
+    let seen: Value = serde_json::from_str(&out).expect("JSON from s3_boto3.py");
 
     assert_eq!(
         seen["put_etag"], seen["small_md5"],

@@ -6,47 +6,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
+use common::s3_clients::{aws, endpoint, install_clients, python};
 use common::{pattern, write_file, Cluster, MIB};
 use serde_json::Value;
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .and_then(Path::parent)
-        .expect("repo root")
-}
-
-fn aws_env(cluster: &Cluster, cmd: &mut Command) {
-    cmd.env("AWS_ACCESS_KEY_ID", &cluster.creds.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.creds.secret_key)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN");
-}
-
-/// Runs a command with the cluster's credentials; returns stdout, panics with stderr.
-fn run(cluster: &Cluster, mut cmd: Command, what: &str) -> String {
-    aws_env(cluster, &mut cmd);
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn aws(cluster: &Cluster, args: &[&str]) -> String {
-    let mut cmd = Command::new("aws");
-    cmd.args(["--endpoint-url", &format!("{}/s3", cluster.creds.api_url)])
-        .args(args);
-    run(cluster, cmd, &format!("aws {args:?}"))
-}
 
 /// CRC-32 (IEEE, reflected), the bitwise textbook form: an independent check of the
 /// value the server stores for the AWS CLI's default checksum.
@@ -82,14 +44,7 @@ fn assert_wanted(seen: &Value, case: &str, fields: &[&str]) {
 
 #[test]
 fn sdk_checksums_are_verified_stored_and_returned() {
-    let status = Command::new("bash")
-        .arg(repo_root().join("scripts/install-s3-test-deps.sh"))
-        .status()
-        .expect("run install-s3-test-deps.sh");
-    assert!(
-        status.success(),
-        "installing boto3, awscrt and awscli failed"
-    );
+    install_clients();
     let cluster = Cluster::start(6);
     // The first Bearer request seals the tenant's secret for SigV4 (docs/s3.md).
     let sealed = cluster
@@ -100,11 +55,8 @@ fn sdk_checksums_are_verified_stored_and_returned() {
         .expect("bearer request");
     assert_eq!(sealed.status(), 200);
 
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo_root().join("crates/zib-cli/tests/support/s3_checksums.py"))
-        .args([&format!("{}/s3", cluster.creds.api_url), "sums"]);
-    let seen: Value = serde_json::from_str(&run(&cluster, cmd, "s3_checksums.py"))
-        .expect("JSON from s3_checksums.py");
+    let out = python(&cluster, "s3_checksums.py", &[&endpoint(&cluster), "sums"]);
+    let seen: Value = serde_json::from_str(&out).expect("JSON from s3_checksums.py");
 
     for algo in ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"] {
         // In a header: returned by PUT, HEAD and a full GET in checksum mode.

@@ -9,26 +9,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::s3_clients::{aws_env, endpoint, install_clients};
 use common::{pattern, write_file, Cluster, MIB};
 use serde_json::{json, Value};
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .and_then(Path::parent)
-        .expect("repo root")
-}
-
-fn install_clients() {
-    let status = Command::new("bash")
-        .arg(repo_root().join("scripts/install-s3-test-deps.sh"))
-        .status()
-        .expect("run install-s3-test-deps.sh");
-    assert!(
-        status.success(),
-        "installing rclone, boto3 and awscli failed"
-    );
-}
 
 /// The steps that did not behave, reported together at the end.
 #[derive(Default)]
@@ -89,7 +72,7 @@ struct Clients<'a> {
 
 impl Clients<'_> {
     fn endpoint(&self) -> String {
-        format!("{}/s3", self.cluster.creds.api_url)
+        endpoint(self.cluster)
     }
 
     /// rclone with the remote `zib:` from environment variables only.
@@ -131,16 +114,9 @@ impl Clients<'_> {
 
     fn aws(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new("aws");
-        cmd.args(["--endpoint-url", &self.endpoint()])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", &self.cluster.creds.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &self.cluster.creds.secret_key)
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_MAX_ATTEMPTS", "1")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN");
+        cmd.args(["--endpoint-url", &self.endpoint()]).args(args);
+        aws_env(self.cluster, &mut cmd);
+        cmd.env("AWS_MAX_ATTEMPTS", "1");
         run(600, cmd)
     }
 

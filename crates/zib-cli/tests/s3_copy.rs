@@ -4,43 +4,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
+use common::s3_clients::{aws, endpoint, install_clients, python};
 use common::{contains, files_under, pattern, rt, Cluster, MIB};
 use serde_json::Value;
 use zib_meta::{ObjectHeaders, Store};
 use zib_proto::FileId;
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .and_then(Path::parent)
-        .expect("repo root")
-}
-
-fn install_clients() {
-    let script = repo_root().join("scripts/install-s3-test-deps.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .status()
-        .expect("run install-s3-test-deps.sh");
-    assert!(status.success(), "installing boto3 and awscli failed");
-}
-
-fn aws_env(cluster: &Cluster, cmd: &mut Command) {
-    cmd.env("AWS_ACCESS_KEY_ID", &cluster.creds.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.creds.secret_key)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN");
-}
-
-fn endpoint(cluster: &Cluster) -> String {
-    format!("{}/s3", cluster.creds.api_url)
-}
 
 fn store(cluster: &Cluster) -> Store {
     rt().block_on(Store::open_sqlite(&cluster.data_dir().join("meta.db")))
@@ -135,17 +103,8 @@ fn copies_are_new_objects_sealed_on_the_server_and_a_repeated_complete_answers_t
             .unwrap();
     });
 
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo_root().join("crates/zib-cli/tests/support/s3_copy.py"))
-        .args([&endpoint(&cluster), "copytest"]);
-    aws_env(&cluster, &mut cmd);
-    let out = cmd.output().expect("run python3");
-    assert!(
-        out.status.success(),
-        "s3_copy.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON from s3_copy.py");
+    let out = python(&cluster, "s3_copy.py", &[&endpoint(&cluster), "copytest"]);
+    let seen: Value = serde_json::from_str(&out).expect("JSON from s3_copy.py");
 
     // CopyObject (COPY): same bytes and ETag, a file of its own, the source's attributes.
     let src_head = &seen["src_head"];
@@ -306,23 +265,20 @@ fn copies_are_new_objects_sealed_on_the_server_and_a_repeated_complete_answers_t
     assert!(stolen.text().unwrap().contains("<Code>NoSuchBucket</Code>"));
 
     // The AWS CLI's copy-object.
-    let mut cmd = Command::new("aws");
-    cmd.args([
-        "--endpoint-url",
-        &endpoint(&cluster),
-        "s3api",
-        "copy-object",
-    ])
-    .args(["--bucket", "copytest", "--key", "cli/copy.txt"])
-    .args(["--copy-source", "copytest/src/a.txt"]);
-    aws_env(&cluster, &mut cmd);
-    let out = cmd.output().expect("run aws");
-    assert!(
-        out.status.success(),
-        "aws s3api copy-object: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = aws(
+        &cluster,
+        &[
+            "s3api",
+            "copy-object",
+            "--bucket",
+            "copytest",
+            "--key",
+            "cli/copy.txt",
+            "--copy-source",
+            "copytest/src/a.txt",
+        ],
     );
-    let cli: Value = serde_json::from_slice(&out.stdout).expect("JSON from the AWS CLI");
+    let cli: Value = serde_json::from_str(&out).expect("JSON from the AWS CLI");
     assert_eq!(
         cli["CopyObjectResult"]["ETag"],
         format!("\"{}\"", src_head["etag"].as_str().unwrap())

@@ -5,38 +5,15 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
+use common::s3_clients::{aws, endpoint, install_clients, python};
 use common::Cluster;
 use serde_json::{json, Value};
 
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .and_then(Path::parent)
-        .expect("repo root")
-}
-
-fn aws_env(cluster: &Cluster, cmd: &mut Command) {
-    cmd.env("AWS_ACCESS_KEY_ID", &cluster.creds.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.creds.secret_key)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN");
-}
-
 #[test]
 fn metadata_conditions_encryption_and_tags_through_boto3_the_aws_cli_and_the_cdn() {
-    let status = Command::new("bash")
-        .arg(repo_root().join("scripts/install-s3-test-deps.sh"))
-        .status()
-        .expect("run install-s3-test-deps.sh");
-    assert!(status.success(), "installing boto3 and awscli failed");
+    install_clients();
     let cluster = Cluster::start(4);
-    let endpoint = format!("{}/s3", cluster.creds.api_url);
+    let endpoint = endpoint(&cluster);
     // A Bearer request seals the tenant's S3 secret, so SigV4 works (docs/s3.md).
     let listed = cluster
         .http()
@@ -46,17 +23,12 @@ fn metadata_conditions_encryption_and_tags_through_boto3_the_aws_cli_and_the_cdn
         .unwrap();
     assert_eq!(listed.status(), 200);
 
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo_root().join("crates/zib-cli/tests/support/s3_metadata.py"))
-        .args([&endpoint, "meta", &cluster.creds.cdn_url]);
-    aws_env(&cluster, &mut cmd);
-    let out = cmd.output().expect("run python3");
-    assert!(
-        out.status.success(),
-        "s3_metadata.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = python(
+        &cluster,
+        "s3_metadata.py",
+        &[&endpoint, "meta", &cluster.creds.cdn_url],
     );
-    let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON from s3_metadata.py");
+    let seen: Value = serde_json::from_str(&out).expect("JSON from s3_metadata.py");
 
     // Metadata and the standard headers round-trip through HEAD and GET.
     let stored = json!({
@@ -230,25 +202,18 @@ fn metadata_conditions_encryption_and_tags_through_boto3_the_aws_cli_and_the_cdn
     assert_eq!(seen["tagging_missing_key"]["code"], "NoSuchKey");
 
     // The AWS CLI shows the metadata.
-    let mut cmd = Command::new("aws");
-    cmd.args([
-        "--endpoint-url",
-        &endpoint,
-        "s3api",
-        "head-object",
-        "--bucket",
-        "meta",
-        "--key",
-        "docs/report.txt",
-    ]);
-    aws_env(&cluster, &mut cmd);
-    let out = cmd.output().expect("run aws");
-    assert!(
-        out.status.success(),
-        "aws s3api head-object: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = aws(
+        &cluster,
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "meta",
+            "--key",
+            "docs/report.txt",
+        ],
     );
-    let head: Value = serde_json::from_slice(&out.stdout).expect("JSON from aws");
+    let head: Value = serde_json::from_str(&out).expect("JSON from aws");
     // Non-ASCII values travel RFC 2047-encoded, as S3 sends them.
     assert_eq!(
         head["Metadata"],

@@ -5,50 +5,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
+use common::s3_clients::{endpoint, install_clients, python};
 use common::Cluster;
 use serde_json::{json, Value};
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .and_then(Path::parent)
-        .expect("repo root")
-}
-
-fn install_clients() {
-    let status = Command::new("bash")
-        .arg(repo_root().join("scripts/install-s3-test-deps.sh"))
-        .status()
-        .expect("run install-s3-test-deps.sh");
-    assert!(status.success(), "installing the S3 test clients failed");
-}
-
-fn run_script(cluster: &Cluster) -> Value {
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo_root().join("crates/zib-cli/tests/support/s3_wire.py"))
-        .args([
-            &format!("{}/s3", cluster.creds.api_url),
-            "wire",
-            &cluster.bearer(),
-        ])
-        .env("AWS_ACCESS_KEY_ID", &cluster.creds.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &cluster.creds.secret_key)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN");
-    let out = cmd.output().expect("run python3");
-    assert!(
-        out.status.success(),
-        "s3_wire.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON from s3_wire.py")
-}
 
 fn sorted(v: &Value) -> Vec<String> {
     let mut keys: Vec<String> = v
@@ -79,7 +38,7 @@ fn keys_listings_request_ids_and_limits_on_the_wire() {
     let cluster = Cluster::start(3);
     // Bearer once, so SigV4 works for the tenant (docs/s3.md).
     let http = cluster.http();
-    let s3 = format!("{}/s3", cluster.creds.api_url);
+    let s3 = endpoint(&cluster);
     let first = http
         .get(format!("{s3}/"))
         .header("Authorization", cluster.bearer())
@@ -87,7 +46,8 @@ fn keys_listings_request_ids_and_limits_on_the_wire() {
         .unwrap();
     assert_eq!(first.status(), 200);
 
-    let seen = run_script(&cluster);
+    let out = python(&cluster, "s3_wire.py", &[&s3, "wire", &cluster.bearer()]);
+    let seen: Value = serde_json::from_str(&out).expect("JSON from s3_wire.py");
     let keys = sorted(&seen["keys"]);
 
     // Item 2: every key is its own object, through every path.

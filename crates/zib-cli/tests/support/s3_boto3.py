@@ -12,25 +12,13 @@ import os
 import sys
 import urllib.request
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import ClientError
+
+from s3_support import client, error_of
 
 endpoint, bucket, marker, big_path = sys.argv[1:5]
-config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                retries={"max_attempts": 1})
-s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
+s3 = client(endpoint)
 out = {}
-
-
-def error_of(call):
-    try:
-        call()
-    except ClientError as e:
-        return {"code": e.response["Error"]["Code"],
-                "status": e.response["ResponseMetadata"]["HTTPStatusCode"]}
-    return None
 
 
 small = ("hello from boto3 " + marker + "\n").encode()
@@ -107,12 +95,10 @@ out["different_put"] = error_of(
 out["missing_bucket"] = error_of(lambda: s3.list_objects_v2(Bucket="no-such-bucket-here"))
 out["missing_key"] = error_of(lambda: s3.head_object(Bucket=bucket, Key="nope"))
 
-wrong = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config,
-                     aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-                     aws_secret_access_key="wrong-" + os.environ["AWS_SECRET_ACCESS_KEY"])
+wrong = client(endpoint, access_key=os.environ["AWS_ACCESS_KEY_ID"],
+               secret_key="wrong-" + os.environ["AWS_SECRET_ACCESS_KEY"])
 out["wrong_secret"] = error_of(lambda: wrong.list_buckets())
-unknown = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config,
-                       aws_access_key_id="ZKNOSUCHKEY", aws_secret_access_key="x")
+unknown = client(endpoint, access_key="ZKNOSUCHKEY", secret_key="x")
 out["unknown_key"] = error_of(lambda: unknown.list_buckets())
 
 d1 = s3.delete_object(Bucket=bucket, Key="page/e")

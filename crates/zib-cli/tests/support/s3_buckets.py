@@ -17,9 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+import s3_support
 
 endpoint, api_url, other_bearer = sys.argv[1:4]
 access_key = os.environ["AWS_ACCESS_KEY_ID"]
@@ -28,10 +26,7 @@ bearer = f"Bearer {access_key}:{secret_key}"
 
 
 def client(signature_version="s3v4", ak=access_key, sk=secret_key):
-    config = Config(signature_version=signature_version, s3={"addressing_style": "path"},
-                    retries={"max_attempts": 1})
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id=ak, aws_secret_access_key=sk, config=config)
+    return s3_support.client(endpoint, signature_version, access_key=ak, secret_key=sk)
 
 
 s3 = client()
@@ -60,13 +55,7 @@ def api(method, path, auth=bearer, body=None):
 
 
 def error_of(call):
-    try:
-        call()
-    except ClientError as e:
-        return {"code": e.response["Error"]["Code"],
-                "message": e.response["Error"].get("Message", ""),
-                "status": e.response["ResponseMetadata"]["HTTPStatusCode"]}
-    return None
+    return s3_support.error_of(call, message=True)
 
 
 def expect_error(call, code, status, what):

@@ -17,17 +17,15 @@ import awscrt.checksums
 import boto3
 import botocore.httpchecksum
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import ClientError
+
+import s3_support
 
 endpoint, bucket = sys.argv[1:3]
 ALGOS = ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"]
 
 
-def client(**extra):
-    config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                    retries={"max_attempts": 1}, **extra)
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
+def client(**config):
+    return s3_support.client(endpoint, **config)
 
 
 s3 = client()
@@ -49,13 +47,7 @@ def b64(algo, data):
 
 
 def error_of(call):
-    try:
-        call()
-    except ClientError as e:
-        return {"code": e.response["Error"]["Code"],
-                "message": e.response["Error"].get("Message", ""),
-                "status": e.response["ResponseMetadata"]["HTTPStatusCode"]}
-    return None
+    return s3_support.error_of(call, message=True)
 
 
 def absent(key):

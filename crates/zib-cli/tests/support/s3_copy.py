@@ -14,25 +14,14 @@ import sys
 import threading
 import time
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from s3_support import client, error_of
+
 endpoint, bucket = sys.argv[1:3]
-config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                retries={"max_attempts": 1}, read_timeout=300)
-s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
+s3 = client(endpoint, read_timeout=300)
 out = {}
 SRC = {"Bucket": bucket, "Key": "src/a.txt"}
-
-
-def error_of(call):
-    try:
-        call()
-    except ClientError as e:
-        return {"code": e.response["Error"]["Code"],
-                "status": e.response["ResponseMetadata"]["HTTPStatusCode"]}
-    return None
 
 
 def head(b, key):
@@ -187,8 +176,7 @@ def complete(name, client):
 
 
 # Clients made beforehand: making one takes long enough to miss the window.
-clients = [boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
-           for _ in range(2)]
+clients = [client(endpoint, read_timeout=300) for _ in range(2)]
 first = threading.Thread(target=complete, args=("first", clients[0]))
 first.start()
 time.sleep(0.2)

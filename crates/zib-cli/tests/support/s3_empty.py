@@ -11,24 +11,11 @@ import json
 import sys
 import urllib.request
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+from s3_support import client, error_of
 
 endpoint, bucket, cli_key = sys.argv[1:4]
-config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                retries={"max_attempts": 1})
-s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
+s3 = client(endpoint)
 out = {}
-
-
-def error_of(call):
-    try:
-        call()
-    except ClientError as e:
-        return {"code": e.response["Error"]["Code"],
-                "status": e.response["ResponseMetadata"]["HTTPStatusCode"]}
-    return None
 
 
 def read(key, **kw):

@@ -13,18 +13,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import boto3
 from botocore import handlers
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from s3_support import client
+
 endpoint, bucket, bearer = sys.argv[1:4]
-config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                retries={"max_attempts": 1})
-s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
+s3 = client(endpoint)
 # A client that does not ask for EncodingType=url (botocore does by default for
 # listings, and decodes what comes back): what the server lists as-is.
-raw_lists = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
+raw_lists = client(endpoint)
 for op, decode in (("ListObjects", handlers.decode_list_object),
                    ("ListObjectsV2", handlers.decode_list_object_v2)):
     raw_lists.meta.events.unregister("before-parameter-build.s3." + op,
