@@ -211,6 +211,7 @@ async fn start(
                         .await
                         .map_err(internal)?;
                     let stored = Stored {
+                        file_id: done.file_id,
                         md5_hex: done.etag,
                         checksums,
                     };
@@ -232,7 +233,18 @@ async fn start(
     // runs on its own task: a client that gives up does not leave it half done.
     let state = state.clone();
     let stored = tokio::spawn(async move {
-        let result = ready.store(&state).await;
+        let result = match ready.store(&state).await {
+            Ok((stored, spool)) => {
+                // Unrecorded, the spool stays: a retry then stores the same bytes again,
+                // which the gateway answers as the same object (the collector removes
+                // the spool later).
+                if remember(&state, &reservation.upload_id, &owner, &stored).await {
+                    spool.remove().await;
+                }
+                Ok(stored)
+            }
+            Err(e) => Err(e),
+        };
         reservation.finish(Outcome::of(&result));
         result
     });
@@ -243,30 +255,16 @@ async fn start(
     })))
 }
 
-/// Records a stored upload so a retry gets the same answer. The file id is read back
-/// from the key (the gateway answers with the ETag only): the current object with that
-/// ETag. Returns whether the record was written.
-pub(super) async fn remember(
-    state: &AppState,
-    upload_id: &str,
-    (tenant_id, bucket, key): (&str, &str, &str),
-    etag: &str,
-) -> bool {
-    let file = match super::copy::current_with_etag(state, tenant_id, bucket, key, etag).await {
-        Ok(Some(file)) => file,
-        Ok(None) => {
-            tracing::warn!(%upload_id, "the key was overwritten meanwhile; completion not recorded");
-            return false;
-        }
-        Err(_) => return false,
-    };
+/// Records a stored upload so a retry gets the same answer; whether it was written.
+async fn remember(state: &AppState, upload_id: &str, owner: &Owner, stored: &Stored) -> bool {
+    let (tenant_id, bucket, key) = owner;
     let done = CompletedUpload {
         upload_id: upload_id.to_string(),
-        tenant_id: tenant_id.to_string(),
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-        file_id: file.file_id,
-        etag: etag.to_string(),
+        tenant_id: tenant_id.clone(),
+        bucket: bucket.clone(),
+        key: key.clone(),
+        file_id: stored.file_id,
+        etag: stored.md5_hex.clone(),
         completed_at: crate::state::now_ms(),
     };
     match state.store.record_completed_upload(&done).await {

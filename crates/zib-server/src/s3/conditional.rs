@@ -85,7 +85,7 @@ pub async fn check_write(
     }
 }
 
-/// The ETag S3 serves for a file (unquoted): see `ops::etag`.
+/// The ETag S3 serves for a file (unquoted): see `dto::etag`.
 pub fn served_etag(md5: Option<&str>, file: &FileRow) -> String {
     md5.map(str::to_string)
         .unwrap_or_else(|| file.file_id.0.simple().to_string())

@@ -307,32 +307,6 @@ async fn apply(state: &AppState, file: &FileRow, attrs: &Attributes) -> S3Result
         .map_err(internal)
 }
 
-/// The current, readable file of a key if its ETag is `etag`: the object a gateway
-/// store just answered for (the gateway answers with the ETag only).
-pub(super) async fn current_with_etag(
-    state: &AppState,
-    tenant_id: &str,
-    bucket: &str,
-    key: &str,
-    etag: &str,
-) -> S3Result<Option<FileRow>> {
-    let Some(file) = state
-        .store
-        .object(tenant_id, bucket, key)
-        .await
-        .map_err(internal)?
-        .filter(|f| f.phase.is_readable())
-    else {
-        return Ok(None);
-    };
-    let md5 = state
-        .store
-        .plaintext_md5(file.file_id)
-        .await
-        .map_err(internal)?;
-    Ok((md5.as_deref() == Some(etag)).then_some(file))
-}
-
 fn md5_bytes(hex_md5: Option<&str>) -> Option<[u8; 16]> {
     hex::decode(hex_md5?).ok()?.try_into().ok()
 }
@@ -400,14 +374,12 @@ pub async fn copy_object(
         )
         .await?;
         let etag = stored.md5_hex;
-        let file = current_with_etag(state, tenant_id, &input.bucket, &input.key, &etag)
-            .await?
-            .ok_or_else(|| {
-                s3_error!(
-                    ServiceUnavailable,
-                    "the key was overwritten while the copy was stored; retry"
-                )
-            })?;
+        let file = state
+            .store
+            .file(stored.file_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| internal("a copy stored without its file row"))?;
         let checksums = state
             .store
             .object_checksums(source.file.file_id)

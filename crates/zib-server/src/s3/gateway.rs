@@ -49,6 +49,8 @@ pub struct PutRequest {
 /// What a stored object is known by.
 #[derive(Clone)]
 pub struct Stored {
+    /// The file that holds it (a new one, or the key's current one for the same bytes).
+    pub file_id: zib_proto::FileId,
     /// Hex MD5 of the plaintext: the S3 ETag.
     pub md5_hex: String,
     /// Also kept in `files.checksums`.
@@ -116,6 +118,7 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
                 .map_err(internal)?;
             tracing::info!(%file_id, size = req.size, "s3 put stored");
             Ok(Stored {
+                file_id,
                 md5_hex,
                 checksums: sums,
             })
@@ -210,6 +213,7 @@ async fn same_content_or_conflict(
         // The object is the one asked for; so are its headers and tags.
         store_attrs(state, current.file_id, &req.attrs, true).await?;
         Ok(Stored {
+            file_id: current.file_id,
             md5_hex: stored_md5,
             checksums: sums,
         })

@@ -16,6 +16,7 @@ mod checksums;
 mod completion;
 mod conditional;
 mod copy;
+mod dto;
 mod errors;
 mod gateway;
 /// Public only for the fuzzer (fuzz/fuzz_targets/s3_request.rs).

@@ -31,6 +31,7 @@ use super::checksums::{self, Algo, Expected, UploadChecksum};
 use super::conditional::{self, WriteCondition};
 use super::errors::internal;
 use super::gateway::{self, PutRequest, Sealing, Stored};
+
 use super::object_headers::ObjectAttrs;
 
 /// S3's limits: part numbers 1..=10000, at most 5 GiB a part.
@@ -70,6 +71,13 @@ impl UploadRecord {
             full_object: self.checksum_full_object,
         })
     }
+}
+
+/// What a part just sealed into the spool is known by.
+pub struct SealedPart {
+    /// Hex MD5 of the part's plaintext: its ETag.
+    pub md5_hex: String,
+    pub checksums: zib_meta::Checksums,
 }
 
 /// One stored part, as ListParts and Complete see it.
@@ -206,7 +214,7 @@ pub struct PartUpload {
 /// Seals the part into the spool; returns its hex MD5 (the part's ETag) and
 /// checksums. A part sent again replaces the earlier one only once it has arrived
 /// whole.
-pub async fn upload_part(state: &AppState, mut part: PartUpload) -> S3Result<Stored> {
+pub async fn upload_part(state: &AppState, mut part: PartUpload) -> S3Result<SealedPart> {
     if !(1..=MAX_PART_NUMBER).contains(&part.part_number) {
         return Err(s3_error!(
             InvalidArgument,
@@ -251,7 +259,7 @@ pub async fn upload_part(state: &AppState, mut part: PartUpload) -> S3Result<Sto
     }
 }
 
-async fn write_part(tmp: &Path, key: &DataKey, part: PartUpload) -> S3Result<Stored> {
+async fn write_part(tmp: &Path, key: &DataKey, part: PartUpload) -> S3Result<SealedPart> {
     let io = |e: std::io::Error| internal(format!("writing {}: {e}", tmp.display()));
     let header = Header::new_random(zib_crypto::envelope::DEFAULT_CHUNK_SIZE);
     let mut sealing = Sealing::new(part.body, key, header, part.size, part.expected_md5)
@@ -288,7 +296,7 @@ async fn write_part(tmp: &Path, key: &DataKey, part: PartUpload) -> S3Result<Sto
     out.write_all(&prefix).await.map_err(io)?;
     out.flush().await.map_err(io)?;
     out.into_inner().sync_all().await.map_err(io)?;
-    Ok(Stored {
+    Ok(SealedPart {
         md5_hex: hex::encode(digest),
         checksums: sums,
     })
@@ -556,11 +564,10 @@ impl ReadyToComplete {
         Ok(self)
     }
 
-    /// Stores the parts, in the order listed, as one object, records the completion
-    /// (for a retried Complete) and removes the spool;
-    /// returns the object's ETag (the hex MD5 of its plaintext, as for a single PUT)
-    /// and checksums.
-    pub async fn store(self, state: &AppState) -> S3Result<Stored> {
+    /// Stores the parts, in the order listed, as one object; returns what it is
+    /// known by and the spool, which the caller removes once the completion is
+    /// recorded (s3/completion.rs).
+    pub async fn store(self, state: &AppState) -> S3Result<(Stored, Spool)> {
         let ReadyToComplete {
             upload_id,
             upload,
@@ -571,11 +578,6 @@ impl ReadyToComplete {
             ..
         } = self;
         let count = parts.len();
-        let owner = (
-            upload.record.tenant_id.clone(),
-            upload.record.bucket.clone(),
-            upload.record.key.clone(),
-        );
         let stored = gateway::put_object(
             state,
             PutRequest {
@@ -592,15 +594,19 @@ impl ReadyToComplete {
             },
         )
         .await?;
-        let (tenant_id, bucket, key) = &owner;
-        let owner = (tenant_id.as_str(), bucket.as_str(), key.as_str());
-        // Unrecorded, the spool stays: a retry then stores the same bytes again, which
-        // the gateway answers as the same object (and the collector removes it later).
-        if super::completion::remember(state, &upload_id, owner, &stored.md5_hex).await {
-            remove_spool(&upload.dir).await;
-        }
         tracing::info!(%upload_id, parts = count, size, "s3 multipart upload completed");
-        Ok(stored)
+        Ok((stored, Spool { dir: upload.dir }))
+    }
+}
+
+/// The spool of an upload whose object is stored.
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    pub async fn remove(self) {
+        remove_spool(&self.dir).await;
     }
 }
 

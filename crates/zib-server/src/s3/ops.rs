@@ -16,6 +16,7 @@ use super::checksums::{self, Algo, UploadChecksum};
 use super::completion;
 use super::conditional::WriteCondition;
 use super::copy;
+use super::dto::{etag, timestamp};
 use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
@@ -35,19 +36,6 @@ fn tenant<T>(req: &S3Request<T>) -> S3Result<&zib_meta::Tenant> {
         .get::<TenantCtx>()
         .map(|t| &t.0)
         .ok_or_else(|| s3_error!(AccessDenied, "request is not authenticated"))
-}
-
-pub(super) fn timestamp(ms: i64) -> Timestamp {
-    Timestamp::from(zib_util::time::datetime(ms))
-}
-
-/// The MD5 of the plaintext for gateway uploads; other files (encrypted by the SDK,
-/// whose plaintext the server never sees) get their file id, stable and unique.
-pub(super) fn etag(md5: Option<&str>, file_id: zib_proto::FileId) -> ETag {
-    ETag::Strong(
-        md5.map(str::to_string)
-            .unwrap_or_else(|| file_id.0.simple().to_string()),
-    )
 }
 
 fn object_dto(o: &S3ObjectEntry) -> Object {

@@ -8,9 +8,9 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Result};
 use zib_meta::{ListFrom, Tenant};
 
+use super::dto::{etag, timestamp};
 use super::errors::{internal, no_such_bucket, with_request_id};
 use super::listing::{self, Entry};
-use super::ops::{etag, timestamp};
 use crate::state::AppState;
 
 /// The only version id a key has.

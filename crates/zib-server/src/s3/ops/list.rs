@@ -7,10 +7,11 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 use zib_meta::ListFrom;
 
+use super::super::dto::timestamp;
 use super::super::errors::internal;
 use super::super::listing::{self, url_encode};
 use super::super::multipart;
-use super::{max_keys, split, tenant, timestamp, ZibS3};
+use super::{max_keys, split, tenant, ZibS3};
 
 /// Whether names in the answer are URL-encoded: only `url` is a known encoding.
 fn url_encoded(requested: Option<&EncodingType>) -> S3Result<bool> {
