@@ -422,6 +422,9 @@ taken = 64 * 1024 * 1024
 s3.put_object(Bucket="kept", Key="taken.bin", Body=b"A" * taken)
 tid = s3.create_multipart_upload(Bucket="kept", Key="taken.bin")["UploadId"]
 tp = s3.upload_part(Bucket="kept", Key="taken.bin", UploadId=tid, PartNumber=1, Body=b"B" * taken)
+raw = {}
+s3.meta.events.register("after-call.s3.CompleteMultipartUpload",
+                        lambda http_response, **kw: raw.__setitem__("body", http_response.content))
 try:
     s3.complete_multipart_upload(Bucket="kept", Key="taken.bin", UploadId=tid,
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": tp["ETag"]}]})
@@ -429,7 +432,8 @@ try:
 except s3.exceptions.ClientError as e:
     late = e.response["Error"]["Code"]
 print(json.dumps({"etag": done["ETag"].strip('"'), "md5": hashlib.md5(b"".join(parts)).hexdigest(),
-                  "same": body == b"".join(parts), "late_error": late}))
+                  "same": body == b"".join(parts), "late_error": late,
+                  "late_names_request": b"<RequestId>req_" in raw.get("body", b"")}))
 "#;
     let mut cmd = Command::new("python3");
     cmd.args(["-c", script, &endpoint(&cluster)]);
@@ -444,6 +448,8 @@ print(json.dumps({"etag": done["ETag"].strip('"'), "md5": hashlib.md5(b"".join(p
     assert_eq!(seen["etag"], seen["md5"]);
     assert_eq!(seen["same"], true);
     assert_eq!(seen["late_error"], "KeyAlreadyExists");
+    // Written after the whitespace, outside the request's task, it still names it.
+    assert_eq!(seen["late_names_request"], true, "{seen}");
 
     // On the wire: 200 at once, then the result after the keep-alive whitespace.
     let http = cluster.http();

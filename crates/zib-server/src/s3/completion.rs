@@ -356,7 +356,17 @@ pub async fn complete(
     if let Ok(done) = tokio::time::timeout(state.config.s3_complete_wait, &mut storing).await {
         return Ok(output(done?));
     }
-    let result = async move { Ok(output(storing.await?)) };
+    // The late answer is written outside this request's task: it names the request
+    // id captured here, like every other S3 error document.
+    let request_id = crate::request_id::current();
+    let result = async move {
+        storing.await.map(output).map_err(|mut e| {
+            if let Some(id) = request_id {
+                e.set_request_id(id);
+            }
+            e
+        })
+    };
     Ok(CompleteMultipartUploadOutput {
         future: Some(Box::pin(result)),
         ..Default::default()
