@@ -51,7 +51,10 @@ impl Store {
         .bind(file.created_at)
         .execute(&self.pool)
         .await
-        .map_err(|e| conflict_on_unique(e, "file id or upload blob id already exists"))?;
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => MetaError::BucketDeleted,
+            _ => conflict_on_unique(e, "file id or upload blob id already exists"),
+        })?;
         Ok(())
     }
 

@@ -43,6 +43,9 @@ pub enum MetaError {
     /// (e.g. "tenant access key already exists", "file is not awaiting distribution").
     #[error("{0}")]
     Conflict(&'static str),
+    /// The row names a bucket that was deleted meanwhile (DeleteBucket raced an upload).
+    #[error("the bucket was deleted meanwhile")]
+    BucketDeleted,
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;

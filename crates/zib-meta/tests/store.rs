@@ -772,3 +772,21 @@ async fn object_headers_tags_and_checksums_round_trip_per_file() {
     store.set_object_tags(a.file_id, &Vec::new()).await.unwrap();
     assert!(store.object_tags(a.file_id).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_file_naming_a_deleted_bucket_is_refused_as_such() {
+    let (_dir, store) = open().await;
+    let t = tenant(&store, "AKGONE").await;
+    let mut file = new_file(&store, &t, "gone", "a", 10).await;
+    // A failed upload's row goes with its bucket.
+    store.mark_failed(file.file_id, "test").await.unwrap();
+    store.delete_empty_bucket(&t.id, "gone").await.unwrap();
+    // An upload that looked the bucket up before it was deleted.
+    file.file_id = FileId::new_random();
+    file.upload_blob_id = BlobId::new_random();
+    let refused = store.insert_file(&file).await;
+    assert!(
+        matches!(refused, Err(zib_meta::MetaError::BucketDeleted)),
+        "{refused:?}"
+    );
+}

@@ -207,7 +207,7 @@ pub async fn register(
         }
     };
 
-    let row = FileRow {
+    let mut row = FileRow {
         file_id,
         tenant_id: tenant_id.to_string(),
         bucket_id: bucket_row.id,
@@ -231,7 +231,15 @@ pub async fn register(
         created_at: now,
         distributed_at: None,
     };
-    state.store.insert_file(&row).await?;
+    match state.store.insert_file(&row).await {
+        // The bucket was deleted between its lookup and this insert: an upload names
+        // its bucket into being again, as on first upload.
+        Err(zib_meta::MetaError::BucketDeleted) => {
+            row.bucket_id = state.store.ensure_bucket(tenant_id, &bucket).await?.id;
+            state.store.insert_file(&row).await?;
+        }
+        inserted => inserted?,
+    }
     tracing::info!(%file_id, node = %node.node_id, size = file_size, "upload initiated");
 
     let registration = Registration {
