@@ -217,6 +217,17 @@ fn rclone_suite(c: &Clients, steps: &mut Steps) {
     }
     let out = c.rclone(&["check", src_s, remote]);
     steps.ran("rclone check", &out);
+    // `rclone cat` of the empty object (it used to hang) and of a key with `+`.
+    for (name, want) in [("empty.txt", &b""[..]), ("a+b.txt", &b"plus"[..])] {
+        let out = c.rclone(&["cat", &format!("{remote}/{name}")]);
+        if steps.ran("rclone cat", &out) {
+            steps.check(
+                "rclone cat prints the object",
+                out.stdout == want,
+                format_args!("{name:?}: {:?}", String::from_utf8_lossy(&out.stdout)),
+            );
+        }
+    }
 
     // Nothing changed: nothing sent.
     let out = c.rclone(&[
