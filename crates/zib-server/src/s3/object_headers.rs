@@ -210,6 +210,24 @@ impl Served {
     }
 }
 
+/// Checks a read's conditional headers against the ETag S3 serves for `file`; the
+/// ETag and modification time it compared. Enough for a GET answered by a redirect.
+pub async fn preconditions(
+    state: &AppState,
+    file: &FileRow,
+    headers: &HeaderMap,
+) -> S3Result<(String, i64)> {
+    let md5 = state
+        .store
+        .plaintext_md5(file.file_id)
+        .await
+        .map_err(internal)?;
+    let e_tag = conditional::served_etag(md5.as_deref(), file);
+    let modified_ms = file.distributed_at.unwrap_or(file.created_at);
+    conditional::check_read(headers, &e_tag, modified_ms)?;
+    Ok((e_tag, modified_ms))
+}
+
 /// What HEAD and GET answer about an object besides its bytes, once the request's
 /// preconditions hold (otherwise the 304 / 412 is the error).
 pub struct Described {
@@ -226,14 +244,7 @@ impl Described {
         headers: &HeaderMap,
         input: &impl ResponseOverrides,
     ) -> S3Result<Self> {
-        let md5 = state
-            .store
-            .plaintext_md5(file.file_id)
-            .await
-            .map_err(internal)?;
-        let e_tag = conditional::served_etag(md5.as_deref(), file);
-        let modified_ms = file.distributed_at.unwrap_or(file.created_at);
-        conditional::check_read(headers, &e_tag, modified_ms)?;
+        let (e_tag, modified_ms) = preconditions(state, file, headers).await?;
         Ok(Described {
             e_tag,
             modified_ms,

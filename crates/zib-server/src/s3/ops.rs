@@ -21,7 +21,7 @@ use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
 use super::multipart::{self, PartUpload};
-use super::object_headers::{Described, WriteAttrs};
+use super::object_headers::{self, Described, WriteAttrs};
 use super::sse::{self, EncryptionHeaders};
 use super::{buckets, refused, tagging, versions, TenantCtx};
 
@@ -231,10 +231,12 @@ impl S3 for ZibS3 {
         let file = self
             .readable_object(&tenant.id, &req.input.bucket, &req.input.key)
             .await?;
-        let described = Described::load(&self.state, &file, &req.headers, &req.input).await?;
         if req.extensions.get::<super::HeaderSigned>().is_none() {
+            // The CDN sends the stored headers; only the conditions are answered here.
+            object_headers::preconditions(&self.state, &file, &req.headers).await?;
             return Err(redirect(&self.state.cdn_url(file.file_id)));
         }
+        let described = Described::load(&self.state, &file, &req.headers, &req.input).await?;
         // AWS SDKs and the AWS CLI turn any 307 on GetObject into an error instead of
         // following it, so header-signed requests get the same stream the CDN serves.
         let requested = range::parse(
