@@ -115,6 +115,18 @@ struct Conditions<'a> {
     if_unmodified_since: Option<&'a Timestamp>,
 }
 
+/// The `x-amz-copy-source-if-*` headers of a CopyObject or UploadPartCopy input.
+macro_rules! copy_source_conditions {
+    ($input:expr) => {
+        Conditions {
+            if_match: $input.copy_source_if_match.as_ref(),
+            if_none_match: $input.copy_source_if_none_match.as_ref(),
+            if_modified_since: $input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: $input.copy_source_if_unmodified_since.as_ref(),
+        }
+    };
+}
+
 impl Conditions<'_> {
     fn check(&self, source: &Source) -> S3Result<()> {
         let etag = source.etag();
@@ -320,13 +332,7 @@ pub async fn copy_object(
     validate_bucket(&input.bucket).map_err(api_to_s3)?;
     validate_key(&input.key).map_err(api_to_s3)?;
     let source = source(state, tenant_id, &input.copy_source).await?;
-    Conditions {
-        if_match: input.copy_source_if_match.as_ref(),
-        if_none_match: input.copy_source_if_none_match.as_ref(),
-        if_modified_since: input.copy_source_if_modified_since.as_ref(),
-        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-    }
-    .check(&source)?;
+    copy_source_conditions!(input).check(&source)?;
     let metadata_replaced = replaces(
         input
             .metadata_directive
@@ -442,13 +448,7 @@ pub async fn upload_part_copy(
         return Err(s3_error!(NotImplemented, "SSE-C is not supported"));
     }
     let source = source(state, tenant_id, &input.copy_source).await?;
-    Conditions {
-        if_match: input.copy_source_if_match.as_ref(),
-        if_none_match: input.copy_source_if_none_match.as_ref(),
-        if_modified_since: input.copy_source_if_modified_since.as_ref(),
-        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-    }
-    .check(&source)?;
+    copy_source_conditions!(input).check(&source)?;
     let window = copy_range(input.copy_source_range.as_deref(), source.file.size)?;
     let size = window.end - window.start;
     let body = plaintext(state, &source, window).await?;
