@@ -34,6 +34,8 @@ use super::errors::{api_to_s3, internal, no_such_bucket, no_such_key};
 use super::gateway::{self, PutRequest};
 use super::multipart::{self, PartUpload};
 use super::object_headers::{ObjectAttrs, WriteAttrs};
+use super::refused::NewObjectOptions;
+use super::sse::EncryptionHeaders;
 
 /// A readable source object and what a copy compares and takes from it.
 struct Source {
@@ -207,43 +209,19 @@ async fn plaintext(
 
 /// SSE-C, KMS, object lock, ACLs and website redirects would be promises ZiB does not
 /// keep: refused, never ignored.
+/// What a copy cannot honour, refused as a PUT refuses it; and a source encrypted
+/// with a customer key, which no object is.
 fn refuse_unkept_promises(input: &CopyObjectInput) -> S3Result<()> {
-    let customer_key = input.sse_customer_algorithm.is_some()
-        || input.sse_customer_key.is_some()
-        || input.copy_source_sse_customer_algorithm.is_some()
-        || input.copy_source_sse_customer_key.is_some();
-    let kms = input.ssekms_key_id.is_some()
-        || input
-            .server_side_encryption
-            .as_ref()
-            .is_some_and(|s| s.as_str() != "AES256");
-    if customer_key || kms {
+    input.refuse_unsupported_encryption()?;
+    if input.copy_source_sse_customer_algorithm.is_some()
+        || input.copy_source_sse_customer_key.is_some()
+    {
         return Err(s3_error!(
             NotImplemented,
-            "objects are always encrypted with keys the server manages (AES256); SSE-C and KMS are not supported"
+            "objects are always encrypted with keys the server manages (AES256); SSE-C is not supported"
         ));
     }
-    if input.object_lock_mode.is_some() || input.object_lock_legal_hold_status.is_some() {
-        return Err(s3_error!(NotImplemented, "object lock is not supported"));
-    }
-    let acl = input.acl.as_ref().is_some_and(|a| a.as_str() != "private")
-        || input.grant_full_control.is_some()
-        || input.grant_read.is_some()
-        || input.grant_read_acp.is_some()
-        || input.grant_write_acp.is_some();
-    if acl {
-        return Err(s3_error!(
-            NotImplemented,
-            "objects are private to their tenant: ACLs other than the canned private are not supported"
-        ));
-    }
-    if input.website_redirect_location.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "website redirects are not supported"
-        ));
-    }
-    Ok(())
+    input.refuse_unsupported_options()
 }
 
 /// Whether a directive header says REPLACE (absent: COPY).

@@ -22,6 +22,7 @@ use super::gateway::{self, PutRequest};
 use super::listing::{self, Entry, Page};
 use super::multipart::{self, PartUpload};
 use super::object_headers::{self, Described, WriteAttrs};
+use super::refused::NewObjectOptions;
 use super::sse::{self, EncryptionHeaders};
 use super::{buckets, refused, tagging, versions, TenantCtx};
 
@@ -297,7 +298,7 @@ impl S3 for ZibS3 {
             WriteCondition::from_headers(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         validate_bucket(&input.bucket).map_err(api_to_s3)?;
         validate_key(&input.key).map_err(api_to_s3)?;
-        refused::put_object(&input)?;
+        input.refuse_unsupported_options()?;
         // Buckets come into being on first upload, as with `/v1/api/upload/initiate`.
         let size = content_length(input.content_length, "PutObject")?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
@@ -343,7 +344,7 @@ impl S3 for ZibS3 {
         let attrs = input.object_attrs()?;
         validate_bucket(&input.bucket).map_err(api_to_s3)?;
         validate_key(&input.key).map_err(api_to_s3)?;
-        refused::create_multipart_upload(&input)?;
+        input.refuse_unsupported_options()?;
         let content_type = validate_content_type(input.content_type).map_err(api_to_s3)?;
         let checksum = UploadChecksum::from_request(
             input.checksum_algorithm.as_ref(),

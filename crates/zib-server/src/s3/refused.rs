@@ -79,39 +79,35 @@ fn object_options(
     Ok(())
 }
 
-pub fn put_object(input: &PutObjectInput) -> S3Result<()> {
-    object_options(
-        input.acl.as_ref(),
-        [
-            input.grant_full_control.as_ref(),
-            input.grant_read.as_ref(),
-            input.grant_read_acp.as_ref(),
-            input.grant_write_acp.as_ref(),
-        ],
-        input.object_lock_mode.as_ref(),
-        input.object_lock_retain_until_date.is_some(),
-        input.object_lock_legal_hold_status.as_ref(),
-        input.website_redirect_location.as_ref(),
-        input.storage_class.as_ref(),
-    )
+/// A new object's refused options, checked alike for every write that makes one.
+pub trait NewObjectOptions {
+    fn refuse_unsupported_options(&self) -> S3Result<()>;
 }
 
-pub fn create_multipart_upload(input: &CreateMultipartUploadInput) -> S3Result<()> {
-    object_options(
-        input.acl.as_ref(),
-        [
-            input.grant_full_control.as_ref(),
-            input.grant_read.as_ref(),
-            input.grant_read_acp.as_ref(),
-            input.grant_write_acp.as_ref(),
-        ],
-        input.object_lock_mode.as_ref(),
-        input.object_lock_retain_until_date.is_some(),
-        input.object_lock_legal_hold_status.as_ref(),
-        input.website_redirect_location.as_ref(),
-        input.storage_class.as_ref(),
-    )
+macro_rules! new_object_options {
+    ($($input:ty),*) => {$(
+        impl NewObjectOptions for $input {
+            fn refuse_unsupported_options(&self) -> S3Result<()> {
+                object_options(
+                    self.acl.as_ref(),
+                    [
+                        self.grant_full_control.as_ref(),
+                        self.grant_read.as_ref(),
+                        self.grant_read_acp.as_ref(),
+                        self.grant_write_acp.as_ref(),
+                    ],
+                    self.object_lock_mode.as_ref(),
+                    self.object_lock_retain_until_date.is_some(),
+                    self.object_lock_legal_hold_status.as_ref(),
+                    self.website_redirect_location.as_ref(),
+                    self.storage_class.as_ref(),
+                )
+            }
+        }
+    )*};
 }
+
+new_object_options!(PutObjectInput, CreateMultipartUploadInput, CopyObjectInput);
 
 pub fn create_bucket(input: &CreateBucketInput) -> S3Result<()> {
     if input
