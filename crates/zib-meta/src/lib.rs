@@ -12,6 +12,7 @@ mod buckets;
 mod convert;
 mod counts;
 mod durability;
+mod encoding;
 mod engine;
 mod files;
 mod nodes;

@@ -185,5 +185,6 @@ pub fn op_name(op: CapabilityOp) -> &'static str {
         CapabilityOp::Part => "part",
         CapabilityOp::Complete => "complete",
         CapabilityOp::Shard => "shard",
+        CapabilityOp::Segment => "segment",
     }
 }

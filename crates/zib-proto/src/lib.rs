@@ -4,12 +4,14 @@
 //! [`api`], the server↔node RPC in [`node_rpc`], identifiers in [`ids`], the
 //! envelope/erasure parameters every party must agree on in [`params`], the machine
 //! codes of error answers in [`error_codes`], the typed upload pipeline
-//! declaration in [`pipeline`] and webhook event names and payloads in [`events`].
+//! declaration in [`pipeline`], the encoding-job protocol between server and nodes in
+//! [`jobs`], and webhook event names and payloads in [`events`].
 
 pub mod api;
 pub mod error_codes;
 pub mod events;
 pub mod ids;
+pub mod jobs;
 pub mod node_rpc;
 pub mod params;
 pub mod pipeline;

@@ -153,6 +153,9 @@ pub enum CapabilityOp {
     Complete,
     /// A shard pushed by a peer.
     Shard,
+    /// A whole encrypted HLS segment replica, pushed by the encoding node or the
+    /// repairer; the node also serves it publicly at `GET /v1/segments/{blob_id}`.
+    Segment,
 }
 
 /// `POST /v1/shards/{blob_id}/challenge` (server → node). A fresh random nonce per

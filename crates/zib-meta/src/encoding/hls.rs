@@ -1,0 +1,1 @@
+//! HLS renditions, segments and their replicas: what the CDN serves and the workers keep durable.

@@ -1,0 +1,1 @@
+//! Encoding jobs: requests, leases, phases, my-jobs.
