@@ -7,6 +7,7 @@
 //! - `placement`: which node takes an upload, which nodes hold a segment's shards.
 //! - `registration`: validating and registering an upload, its capabilities and parts.
 //! - `distribution`: the originator's shard plan and the record of a finished upload.
+//! - `encoding`: video encoding jobs, from request to safe, and their events.
 //! - `deletion`: deleting a file, evicting a superseded one, dropping blobs on nodes.
 //! - `multipart_spool`: where S3 multipart parts wait, and collecting abandoned ones.
 //! - `s3_secret`: tenants' S3 secrets, sealed under the master key.
@@ -18,6 +19,7 @@ pub mod conditional;
 pub mod deletion;
 pub mod directory;
 pub mod distribution;
+pub mod encoding;
 pub mod multipart_spool;
 pub mod node_client;
 pub mod placement;

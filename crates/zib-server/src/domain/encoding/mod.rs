@@ -1,0 +1,5 @@
+//! Video encoding (docs/video.md): requests and their idempotency, the job lifecycle
+//! driven by the encoding node (claim, lease, segments, completion, failure), cancel
+//! and eviction, and the `encoding.*` events every step sends.
+
+pub mod events;
