@@ -116,3 +116,8 @@ CREATE TABLE segment_replicas (
 CREATE INDEX segment_replicas_by_node ON segment_replicas (node_id);
 CREATE INDEX segment_replicas_unverified ON segment_replicas (verified_at) WHERE verified_at IS NULL;
 CREATE INDEX segment_replicas_needing_repair ON segment_replicas (needs_repair) WHERE needs_repair = 1;
+
+-- The upload's declared pipeline (`Pipeline::to_json`, webhook secret left out: it
+-- lives in file_webhooks), read back for the pipeline status's `declared` and to
+-- enqueue the declared stages once the upload is distributed. NULL: none declared.
+ALTER TABLE files ADD COLUMN pipeline TEXT;
