@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::{files, make_clip, rotate_clip, tools, FileOpts};
+use common::{clip, files, make_clip, rotate_clip, tools, Clip, FileOpts};
 use zib_media::{probe, MediaError};
 
 #[tokio::test]
 async fn landscape_1080p_with_audio() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let clip = make_clip(dir.path(), "land.mp4", 1920, 1080, 30, 2.0, true, &[]);
-    let p = probe(&tools(), clip.to_str().expect("utf-8 path"))
+    let path = make_clip(dir.path(), "land.mp4", clip(1920, 1080, 2.0, true), &[]);
+    let p = probe(&tools(), path.to_str().expect("utf-8 path"))
         .await
         .expect("probe");
     assert_eq!((p.width, p.height), (1920, 1080));
@@ -28,14 +28,14 @@ async fn landscape_1080p_with_audio() {
 #[tokio::test]
 async fn portrait_stored_upright_and_rotated_phone_clip_both_probe_portrait() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let upright = make_clip(dir.path(), "upright.mp4", 1080, 1920, 30, 1.0, false, &[]);
+    let upright = make_clip(dir.path(), "upright.mp4", clip(1080, 1920, 1.0, false), &[]);
     let p = probe(&tools(), upright.to_str().expect("utf-8"))
         .await
         .expect("probe upright");
     assert_eq!((p.width, p.height), (1080, 1920));
 
     // A phone stores landscape pixels plus a 90° display matrix.
-    let coded = make_clip(dir.path(), "coded.mp4", 320, 180, 30, 1.0, false, &[]);
+    let coded = make_clip(dir.path(), "coded.mp4", clip(320, 180, 1.0, false), &[]);
     let phone = dir.path().join("phone.mp4");
     rotate_clip(&coded, &phone, 90);
     let p = probe(&tools(), phone.to_str().expect("utf-8"))
@@ -51,8 +51,16 @@ async fn portrait_stored_upright_and_rotated_phone_clip_both_probe_portrait() {
 #[tokio::test]
 async fn a_clip_without_audio_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let clip = make_clip(dir.path(), "silent.mp4", 640, 360, 25, 1.0, false, &[]);
-    let p = probe(&tools(), clip.to_str().expect("utf-8"))
+    let path = make_clip(
+        dir.path(),
+        "silent.mp4",
+        Clip {
+            fps: 25,
+            ..clip(640, 360, 1.0, false)
+        },
+        &[],
+    );
+    let p = probe(&tools(), path.to_str().expect("utf-8"))
         .await
         .expect("probe");
     assert_eq!(p.audio_codec, None);
@@ -65,8 +73,8 @@ async fn a_clip_without_audio_says_so() {
 #[tokio::test]
 async fn moov_at_end_mp4_over_ranged_http() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let clip = make_clip(dir.path(), "late.mp4", 640, 360, 30, 3.0, true, &[]);
-    let bytes = std::fs::read(&clip).expect("read clip");
+    let path = make_clip(dir.path(), "late.mp4", clip(640, 360, 3.0, true), &[]);
+    let bytes = std::fs::read(&path).expect("read clip");
     let moov = bytes
         .windows(4)
         .position(|w| w == b"moov")

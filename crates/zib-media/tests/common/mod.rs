@@ -38,19 +38,38 @@ pub fn tools() -> Tools {
     Tools::from_env()
 }
 
+/// A test clip's shape.
+#[derive(Clone, Copy, Debug)]
+pub struct Clip {
+    pub w: u32,
+    pub h: u32,
+    pub fps: u32,
+    pub secs: f64,
+    pub audio: bool,
+}
+
+/// `w`x`h`, 30 fps, `secs` long, with audio when `audio`.
+pub fn clip(w: u32, h: u32, secs: f64, audio: bool) -> Clip {
+    Clip {
+        w,
+        h,
+        fps: 30,
+        secs,
+        audio,
+    }
+}
+
 /// Makes a clip with ffmpeg from lavfi's `testsrc2` (+ a `sine` tone when `audio`),
 /// `secs` long, `w`x`h` at `fps`, into `dir/name`. `extra` go before the output name
 /// (e.g. `-movflags +faststart`). Fast settings: clips are inputs, not products.
-pub fn make_clip(
-    dir: &Path,
-    name: &str,
-    w: u32,
-    h: u32,
-    fps: u32,
-    secs: f64,
-    audio: bool,
-    extra: &[&str],
-) -> PathBuf {
+pub fn make_clip(dir: &Path, name: &str, clip: Clip, extra: &[&str]) -> PathBuf {
+    let Clip {
+        w,
+        h,
+        fps,
+        secs,
+        audio,
+    } = clip;
     let out = dir.join(name);
     let video = format!("testsrc2=size={w}x{h}:rate={fps}:duration={secs}");
     let mut cmd = Command::new(tools().ffmpeg);
@@ -230,8 +249,11 @@ fn status(code: StatusCode) -> Response {
 /// What ffmpeg PUT to a [`sink`]: the last body per path, and every PUT in order.
 #[derive(Clone, Default)]
 pub struct Received {
-    inner: Arc<Mutex<(BTreeMap<String, Bytes>, Vec<String>)>>,
+    inner: Arc<Mutex<Puts>>,
 }
+
+/// The last body per path, and every PUT path in order.
+type Puts = (BTreeMap<String, Bytes>, Vec<String>);
 
 impl Received {
     pub fn get(&self, path: &str) -> Option<Bytes> {
