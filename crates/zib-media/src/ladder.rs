@@ -58,14 +58,14 @@ pub fn plan_ladder(probe: &VideoProbe) -> Vec<Rung> {
         .iter()
         .filter(|(s, _, _)| *s <= short)
         .map(|&(s, v, a)| {
-            let l = even(f64::from(s) * f64::from(long) / f64::from(short));
+            let l = even(f64::from(s) * f64::from(long) / f64::from(short)).min(floor_even(long));
             rung(format!("{s}p"), s, l, portrait, fps, v, a, has_audio)
         })
         .collect();
     if rungs.is_empty() {
         // Below the lowest rung: one rung at the source's own size, with the lowest
         // rung's bitrate scaled down by area.
-        let (s, l) = (even(f64::from(short)), even(f64::from(long)));
+        let (s, l) = (floor_even(short), floor_even(long));
         let (_, v360, a360) = LADDER[0];
         let area = f64::from(s) * f64::from(l) / (360.0 * 640.0);
         let v = ((f64::from(v360) * area) as u32).max(150);
@@ -140,6 +140,11 @@ pub(crate) fn output_fps(source: f64) -> f64 {
 fn even(x: f64) -> u32 {
     let n = (x / 2.0).round() as u32 * 2;
     n.max(2)
+}
+
+/// The even number at or below `x`, at least 2.
+fn floor_even(x: u32) -> u32 {
+    (x & !1).max(2)
 }
 
 /// H.264 Table A-1: (level, max macroblocks/s, max frame size in macroblocks, max
