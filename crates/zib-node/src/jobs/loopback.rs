@@ -18,7 +18,7 @@ use axum::Router;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::source::Source;
+use super::source::{Source, SourceError};
 use crate::shards::parse_range;
 
 /// The largest output file taken: a 4 s segment of the top rung is a few MB.
@@ -133,22 +133,11 @@ async fn get_source(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
         None => (StatusCode::OK, 0, len),
     };
     let windows = shared.source.windows(start..end);
-    let source = shared.source.clone();
     let body = futures::stream::unfold(
-        (source, windows.into_iter()),
-        |(source, mut windows)| async move {
-            let window = windows.next()?;
-            let read = source.read(window.clone()).await.map(Bytes::from);
-            if let Err(e) = &read {
-                tracing::warn!(error = %e, ?window, "could not read the source for ffmpeg");
-            }
-            // After an error the stream ends: ffmpeg sees a cut connection.
-            let rest = if read.is_ok() {
-                windows
-            } else {
-                Vec::new().into_iter()
-            };
-            Some((read, (source, rest)))
+        Reads::new(shared.source.clone(), windows),
+        |mut reads| async move {
+            let read = reads.next().await?;
+            Some((read, reads))
         },
     );
     let mut response = Response::new(Body::from_stream(body));
@@ -166,6 +155,69 @@ async fn get_source(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
         }
     }
     response
+}
+
+/// The windows of one source response, read one ahead: while ffmpeg consumes a
+/// window the next is already on its way from the server. Dropping it (ffmpeg
+/// seeks and closes the connection) stops the read ahead.
+struct Reads {
+    source: Arc<Source>,
+    windows: std::vec::IntoIter<std::ops::Range<u64>>,
+    ahead: Option<ReadAhead>,
+}
+
+type WindowRead = Result<Bytes, SourceError>;
+
+struct ReadAhead(JoinHandle<WindowRead>);
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Reads {
+    fn new(source: Arc<Source>, windows: Vec<std::ops::Range<u64>>) -> Self {
+        Self {
+            source,
+            windows: windows.into_iter(),
+            ahead: None,
+        }
+    }
+
+    fn start_next(&mut self) -> Option<ReadAhead> {
+        let window = self.windows.next()?;
+        let source = self.source.clone();
+        Some(ReadAhead(tokio::spawn(async move {
+            let read = source.read(window.clone()).await.map(Bytes::from);
+            if let Err(e) = &read {
+                tracing::warn!(error = %e, ?window, "could not read the source for ffmpeg");
+            }
+            read
+        })))
+    }
+
+    /// The next window's plaintext; `None` at the end or after an error (ffmpeg
+    /// then sees a cut connection).
+    async fn next(&mut self) -> Option<WindowRead> {
+        let current = match self.ahead.take() {
+            Some(ahead) => ahead,
+            None => self.start_next()?,
+        };
+        self.ahead = self.start_next();
+        let mut current = current;
+        let read = match (&mut current.0).await {
+            Ok(read) => read,
+            Err(e) => Err(SourceError::Unreachable(format!(
+                "the read was stopped: {e}"
+            ))),
+        };
+        if read.is_err() {
+            self.ahead = None;
+            self.windows = Vec::new().into_iter();
+        }
+        Some(read)
+    }
 }
 
 /// `PUT {base}/out/{name}`: ffmpeg's output, handed to the job as it arrives.
