@@ -203,3 +203,41 @@ async fn a_cancelled_job_stops_at_the_first_410_and_its_ffmpeg_is_killed() {
     );
     node.stop().await;
 }
+
+#[tokio::test]
+async fn an_ffmpeg_that_fails_mid_job_reports_a_retryable_failure() {
+    ensure_ffmpeg();
+    // Passes the start-up check, fails every encode (the only calls with HLS output).
+    let bin = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let wrapper = bin.path().join("ffmpeg");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\ncase \"$*\" in *hls_time*) echo 'injected failure' >&2; exit 3;; esac\nexec ffmpeg \"$@\"\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+
+    let (url, fake) = start_fake().await;
+    let clip = make_clip(640, 360, 2, "failure-test");
+    offer_job(&fake, &url, &clip, 64 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = node_config(&url, &dir);
+    config.ffmpeg = Some(wrapper);
+    let node = start_node(config).await;
+    wait_for("the job to fail", LIMIT, || fake.seen().failed.is_some()).await;
+    let seen = fake.seen();
+    let failure = seen.failed.clone().unwrap();
+    assert!(!failure.permanent, "an encoder failure may pass on a retry");
+    assert!(
+        failure.error_message.contains("injected failure"),
+        "{}",
+        failure.error_message
+    );
+    assert!(seen.probed.is_some(), "the source was probed first");
+    assert!(seen.published.is_empty() && seen.done.is_none());
+    node.stop().await;
+}
