@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use zib_media::{MediaError, Tools};
 use zib_proto::jobs::{
@@ -13,7 +14,7 @@ use zib_proto::jobs::{
 };
 
 use super::loopback::Loopback;
-use super::segments::Rendition;
+use super::segments::{self, Rendition};
 use super::source::{Source, SourceError};
 use crate::rpc::RpcError;
 use crate::state::NodeState;
@@ -24,6 +25,8 @@ const SEGMENT_SECS: u32 = 4;
 const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// Share of the overall progress that encoding covers; storing and pushing the rest.
 const ENCODING_SHARE: f64 = 90.0;
+/// How long after ffmpeg exits its last PUTs may still be arriving.
+const OUTPUT_WAIT: Duration = Duration::from_secs(15);
 
 /// Why a job stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +88,8 @@ pub struct Job {
     pub lease: String,
     pub hls_key: [u8; 16],
     progress: Mutex<Progress>,
-    /// Segments stored so far, and how many the finished rungs listed in all (for
-    /// the sharding figure).
+    /// Segments pushed to their replicas so far, and segments reported (for the
+    /// sharding figure).
     segments: Mutex<(u64, u64)>,
 }
 
@@ -107,21 +110,26 @@ impl Job {
             .clone()
     }
 
-    /// One more segment stored; moves the sharding figure once ffmpeg is done.
-    pub fn segment_done(&self) {
-        let (done, listed) = {
+    /// `count` more segments reported (their pushes are to come).
+    fn segments_reported(&self, count: u32) {
+        self.segments.lock().unwrap_or_else(|p| p.into_inner()).1 += u64::from(count);
+    }
+
+    /// One more segment pushed to its replicas; moves the sharding figure once
+    /// ffmpeg is done.
+    fn segment_pushed(&self) {
+        let (done, reported) = {
             let mut s = self.segments.lock().unwrap_or_else(|p| p.into_inner());
             s.0 += 1;
             *s
         };
-        let p = self.snapshot();
-        if p.stage == JobStage::Sharding && listed > 0 {
-            let f = (done as f64 / listed as f64).min(1.0);
+        if self.snapshot().stage == JobStage::Sharding && reported > 0 {
+            let f = (done as f64 / reported as f64).min(1.0);
             self.set(
                 JobStage::Sharding,
                 ENCODING_SHARE + (100.0 - ENCODING_SHARE) * f,
                 100.0 * f,
-                format!("storing and replicating segments ({done} of {listed})"),
+                format!("replicating segments ({done} of {reported})"),
             );
         }
     }
@@ -205,7 +213,7 @@ pub async fn run(
 }
 
 async fn encode(
-    job: &Job,
+    job: &Arc<Job>,
     tools: &Tools,
     claimed: &ClaimedJob,
     cancel: &CancellationToken,
@@ -245,6 +253,8 @@ async fn encode(
     let pixels = |r: &zib_media::Rung| f64::from(r.plan.width) * f64::from(r.plan.height);
     let total_pixels: f64 = rungs.iter().map(pixels).sum::<f64>().max(1.0);
     let mut done_pixels = 0.0;
+    // Replica pushes of published rungs; dropped (so stopped) if the job ends early.
+    let mut replication: JoinSet<Result<(), JobError>> = JoinSet::new();
     let count = rungs.len();
     for (i, rung) in rungs.iter().enumerate() {
         let name = rung.plan.name.clone();
@@ -279,31 +289,28 @@ async fn encode(
             cancel.child_token(),
         );
         tokio::pin!(encoding);
-        // Segments are stored while ffmpeg goes on with the next ones.
+        // Segments are encrypted and stored as they come, while ffmpeg goes on.
         let ended = loop {
             tokio::select! {
                 ended = &mut encoding => break ended,
                 Some(output) = received.recv() => rendition.accept(job, output).await?,
+                Some(pushed) = replication.join_next(), if !replication.is_empty() => {
+                    pushed.map_err(|e| JobError::Failed(format!("a segment push stopped: {e}")))??;
+                }
             }
         };
         ended.map_err(JobError::media)?;
+        // ffmpeg may exit before its last PUTs (the playlist above all) are read.
+        let deadline = tokio::time::Instant::now() + OUTPUT_WAIT;
+        while !rendition.complete() {
+            match tokio::time::timeout_at(deadline, received.recv()).await {
+                Ok(Some(output)) => rendition.accept(job, output).await?,
+                Ok(None) | Err(_) => return Err(JobError::Failed(rendition.missing())),
+            }
+        }
         done_pixels += share;
-        if i + 1 == count {
-            // ffmpeg is done: what is left is storing and pushing.
-            let (stored, _) = *job.segments.lock().unwrap_or_else(|p| p.into_inner());
-            let left = rendition.waiting() + received.len();
-            job.segments.lock().unwrap_or_else(|p| p.into_inner()).1 = stored + left as u64;
-            job.set(
-                JobStage::Sharding,
-                ENCODING_SHARE,
-                0.0,
-                "storing and replicating segments".into(),
-            );
-        }
-        while let Ok(output) = received.try_recv() {
-            rendition.accept(job, output).await?;
-        }
-        let segment_count = rendition.finish(job).await?;
+        let (segment_count, pushes) = rendition.report(job).await?;
+        job.segments_reported(segment_count);
         state
             .server
             .rendition_published(
@@ -317,8 +324,28 @@ async fn encode(
             .await
             .map_err(|e| JobError::rpc("a finished rendition", e))?;
         tracing::info!(job = %job.id, rendition = %name, segment_count, "rendition published");
+        // Replicas are pushed beside the next rung's encode.
+        for push in pushes {
+            let job = job.clone();
+            replication.spawn(async move {
+                let pushed = segments::push(&job, push).await;
+                job.segment_pushed();
+                pushed
+            });
+        }
     }
     drop(loopback);
+    let (pushed, reported) = *job.segments.lock().unwrap_or_else(|p| p.into_inner());
+    let f = pushed as f64 / reported.max(1) as f64;
+    job.set(
+        JobStage::Sharding,
+        ENCODING_SHARE + (100.0 - ENCODING_SHARE) * f,
+        100.0 * f,
+        format!("replicating segments ({pushed} of {reported})"),
+    );
+    while let Some(pushed) = replication.join_next().await {
+        pushed.map_err(|e| JobError::Failed(format!("a segment push stopped: {e}")))??;
+    }
     job.set(
         JobStage::Sharding,
         100.0,
