@@ -140,6 +140,7 @@ impl RungJob<'_> {
 /// kills ffmpeg and returns [`MediaError::Cancelled`] when `cancel` fires. A non-zero
 /// exit is [`MediaError::Ffmpeg`] with the last lines of stderr (bounded).
 ///
+/// ffmpeg PUTs each segment when it is cut and the VOD playlist once, at the end.
 /// `Ok` means ffmpeg exited cleanly, not that every PUT landed: ffmpeg's HLS muxer
 /// carries on (and exits 0) when a segment PUT is refused, and it may exit before the
 /// receiving server has finished reading its last requests. The caller must wait

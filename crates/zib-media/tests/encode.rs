@@ -312,3 +312,31 @@ async fn an_ffmpeg_failure_carries_its_stderr() {
         other => panic!("expected an ffmpeg failure, got {other:?}"),
     }
 }
+
+/// Why the node checks the playlist against what it received: ffmpeg's exit status
+/// does not tell that its PUTs were refused.
+#[tokio::test]
+async fn ffmpeg_exits_cleanly_even_when_nothing_could_be_put() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = make_clip(dir.path(), "src.mp4", clip(320, 180, 1.0, false), &[]);
+    let tools = tools();
+    let input = path.to_str().expect("utf-8");
+    let p = probe(&tools, input).await.expect("probe");
+    let rung = plan_ladder(&p).remove(0);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}/o", closed.local_addr().expect("addr"));
+    drop(closed);
+    let job = RungJob {
+        tools: &tools,
+        input,
+        rung: &rung,
+        probe: &p,
+        segment_secs: SEGMENT_SECS,
+        output_base: &base,
+    };
+    let result = encode_rung(job, |_| {}, CancellationToken::new()).await;
+    assert!(
+        result.is_ok(),
+        "ffmpeg 5.1 ignores refused PUTs: {result:?}"
+    );
+}
