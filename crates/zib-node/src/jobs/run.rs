@@ -110,6 +110,19 @@ impl Job {
             .clone()
     }
 
+    /// The renewal that reports where the job stands now.
+    fn renewal(&self) -> LeaseRenewal {
+        let p = self.snapshot();
+        LeaseRenewal {
+            node_id: self.state.node_id.clone(),
+            lease_token: self.lease.clone(),
+            stage: p.stage,
+            progress: p.progress,
+            phase_progress: p.phase_progress,
+            detail: Some(p.detail),
+        }
+    }
+
     /// `count` more segments reported (their pushes are to come).
     fn segments_reported(&self, count: u32) {
         self.segments.lock().unwrap_or_else(|p| p.into_inner()).1 += u64::from(count);
@@ -343,6 +356,9 @@ async fn encode(
         100.0 * f,
         format!("replicating segments ({pushed} of {reported})"),
     );
+    // Said at once, not at the next renewal: a short clip's pushes can all finish
+    // before it, and the job would never be seen (nor announced) as sharding.
+    renew_now(job).await?;
     while let Some(pushed) = replication.join_next().await {
         pushed.map_err(|e| JobError::Failed(format!("a segment push stopped: {e}")))??;
     }
@@ -355,6 +371,19 @@ async fn encode(
     Ok(())
 }
 
+/// One renewal now, carrying the job's current stage and progress.
+async fn renew_now(job: &Job) -> Result<(), JobError> {
+    match job.state.server.renew_lease(&job.id, &job.renewal()).await {
+        Ok(_) => Ok(()),
+        Err(e) if super::rpc::is_gone(&e) => Err(JobError::Gone),
+        Err(e) => {
+            // The periodic renewal says it again shortly.
+            tracing::warn!(job = %job.id, error = %e, "lease renewal failed; trying again");
+            Ok(())
+        }
+    }
+}
+
 /// Renews the lease until the job ends; a `410` (lapsed or cancelled) cancels it.
 async fn renew(job: Arc<Job>, lease_secs: u64, cancel: CancellationToken) {
     let every = RENEW_EVERY.min(Duration::from_secs(lease_secs.max(1)) / 3);
@@ -363,16 +392,7 @@ async fn renew(job: Arc<Job>, lease_secs: u64, cancel: CancellationToken) {
             _ = tokio::time::sleep(every) => {}
             _ = cancel.cancelled() => return,
         }
-        let p = job.snapshot();
-        let renewal = LeaseRenewal {
-            node_id: job.state.node_id.clone(),
-            lease_token: job.lease.clone(),
-            stage: p.stage,
-            progress: p.progress,
-            phase_progress: p.phase_progress,
-            detail: Some(p.detail),
-        };
-        match job.state.server.renew_lease(&job.id, &renewal).await {
+        match job.state.server.renew_lease(&job.id, &job.renewal()).await {
             Ok(_) => {}
             Err(e) if super::rpc::is_gone(&e) => {
                 tracing::info!(job = %job.id, "the server ended this job's lease; stopping it");
