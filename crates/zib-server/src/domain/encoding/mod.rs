@@ -4,3 +4,5 @@
 
 pub mod cancel;
 pub mod events;
+pub mod lifecycle;
+pub mod source;
