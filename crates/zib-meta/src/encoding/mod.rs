@@ -212,3 +212,6 @@ impl Store {
             .await
     }
 }
+
+#[cfg(test)]
+mod lifecycle_tests;
