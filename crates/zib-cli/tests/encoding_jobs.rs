@@ -92,6 +92,9 @@ fn an_encoding_node_claims_reads_reports_and_loses_its_lease() {
         &[
             ("ZIB_ENCODING_LEASE_SECS", "5"),
             ("ZIB_ENCODING_RETRY_BACKOFF_SECS", "1"),
+            // The dev nodes find no ffmpeg, so none advertises `encode`: this test
+            // is the cluster's only encoding node.
+            ("PATH", "/nonexistent-no-ffmpeg"),
         ],
     );
     let node = Node {

@@ -39,7 +39,9 @@ pub async fn cancel_jobs_of_file(state: &Inner, file_id: FileId, reason: &str) -
 /// is left to the job reaper, which retries every cancelled job still holding
 /// segments (and evicts a replaced encode's after its grace).
 pub(crate) async fn evict_segments(state: &Inner, job_id: &str) {
-    // The hls helper's eviction (domain::encoding::evict) does the work; until it is
-    // merged the reaper's sweep is this call's only caller-visible effect.
+    // The hls branch's eviction does the work; on merging it this body becomes:
+    //   if let Err(e) = super::evict::evict_job(state, job_id).await {
+    //       tracing::warn!(job = job_id, error = %e, "evicting a cancelled job failed; the reaper retries");
+    //   }
     let _ = (state, job_id);
 }
