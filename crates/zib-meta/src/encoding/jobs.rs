@@ -9,7 +9,7 @@ use zib_proto::{FileId, NodeId};
 use super::{job_from_row, job_select, EncodingJobRow, JobPhase};
 use crate::engine::{DbConn, FetchRows};
 use crate::webhooks::enqueue_event;
-use crate::{NewWebhookEvent, Result, Store};
+use crate::{MetaError, NewWebhookEvent, Result, Store};
 
 /// Which event a lifecycle step sends; the caller turns it into the body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -370,7 +370,8 @@ impl Store {
     /// The node says every rung is published: `local_complete`, progress 100, lease
     /// released, `encoding.complete`. If another job was live for the file (a forced
     /// re-encode), this one replaces it in `live_encodings` and the old one is
-    /// cancelled with `replaced_reason`. `None`: the lease is gone.
+    /// cancelled with `replaced_reason`. `None`: the lease is gone. A job with no
+    /// rung, or a planned rung not published, is a conflict.
     pub async fn complete_encoding_job(
         &self,
         job_id: &str,
@@ -383,6 +384,18 @@ impl Store {
         let Some(job) = held_lease(&mut tx, job_id, None, token_hash, now).await? else {
             return Ok(None);
         };
+        let (planned, unpublished): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(*) - COUNT(published_at) FROM hls_renditions \
+             WHERE job_id = $1",
+        )
+        .bind(job_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if planned == 0 || unpublished > 0 {
+            return Err(MetaError::Conflict(
+                "every planned rendition must be published before the job is done",
+            ));
+        }
         sqlx::query(
             "UPDATE encoding_jobs SET phase = $1, progress = 100, phase_progress_pct = 100, \
                  phase_detail = NULL, completed_at = $2, phase_updated_at = $2, \

@@ -474,6 +474,21 @@ async fn a_forced_reencode_replaces_the_live_job_only_when_done() {
         .publish_rendition(&first, "tok", "360p", 1, 1_000)
         .await
         .unwrap();
+    assert!(
+        store
+            .complete_encoding_job(&first, "tok", "replaced", 2_000, &build)
+            .await
+            .is_err(),
+        "720p is planned and not published"
+    );
+    store
+        .record_segment(&first, &enc, "tok", &segment("720p", 0, 10, 1_000), 1_000)
+        .await
+        .unwrap();
+    store
+        .publish_rendition(&first, "tok", "720p", 1, 1_000)
+        .await
+        .unwrap();
     let done = store
         .complete_encoding_job(&first, "tok", "replaced", 2_000, &build)
         .await
@@ -505,6 +520,14 @@ async fn a_forced_reencode_replaces_the_live_job_only_when_done() {
         !p.made_live,
         "the old encode keeps serving until the new one is done"
     );
+    store
+        .record_segment(&second, &enc, "tok", &segment("720p", 0, 10, 1_000), 3_000)
+        .await
+        .unwrap();
+    store
+        .publish_rendition(&second, "tok", "720p", 1, 3_000)
+        .await
+        .unwrap();
     assert_eq!(
         store.live_encoding_job_id(video.file_id).await.unwrap(),
         Some(first.clone())

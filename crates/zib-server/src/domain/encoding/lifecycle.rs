@@ -418,7 +418,8 @@ pub async fn done(state: &Inner, job_id: &str, req: &JobDone) -> ApiResult<()> {
             now,
             &events,
         )
-        .await?
+        .await
+        .map_err(meta_conflict)?
         .ok_or_else(|| gone(job_id))?;
     tracing::info!(job = job_id, replaced = ?completion.replaced, "encoding job local_complete");
     Ok(())
