@@ -1,9 +1,13 @@
 //! Video encoding state (migration 0006, docs/video.md): jobs and their leases
 //! (`jobs`), and the HLS renditions, segments and segment replicas they produce
-//! (`hls`), read by the CDN and kept durable by the workers.
+//! (`hls`), read by the CDN and kept durable by the workers; how tenants create and
+//! see jobs (`requests`).
 
 mod hls;
 mod jobs;
+mod requests;
+
+pub use requests::{JobCreation, NewEncodingJob};
 
 use zib_proto::{FileId, NodeId};
 
