@@ -196,6 +196,7 @@ pub async fn record(
     match outcome {
         Distribution::Current { superseded } => {
             tracing::info!(file_id = %file.file_id, shards = rows.len(), "file distributed");
+            super::encoding::request::enqueue_declared(state, file.file_id).await;
             if let Some(prior) = superseded {
                 tracing::info!(file_id = %prior, by = %file.file_id, "file superseded; evicting its bytes");
                 evict(state, prior).await;
