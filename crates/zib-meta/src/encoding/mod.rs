@@ -6,8 +6,13 @@
 mod hls;
 mod jobs;
 mod requests;
+mod segments;
 
+pub use jobs::{
+    Completion, EventBuilder, FailureOutcome, JobEvent, LeaseUpdate, ProgressThrottle, RetryPolicy,
+};
 pub use requests::{JobCreation, NewEncodingJob};
+pub use segments::{NewRendition, NewSegment, Published};
 
 use zib_proto::{FileId, NodeId};
 
