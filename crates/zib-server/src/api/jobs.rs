@@ -2,6 +2,7 @@
 //! encoding job), `DELETE /v1/api/my-jobs/{file_id}` (cancel) and `POST
 //! /v1/api/my-jobs/{file_id}/retry`.
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use zib_meta::{EncodingJobRow, JobPhase};
@@ -9,7 +10,8 @@ use zib_proto::encoding::{MyJob, MyJobs};
 use zib_proto::FileId;
 
 use crate::auth::AuthTenant;
-use crate::domain::encoding::request;
+use crate::body::parse_json;
+use crate::domain::encoding::{cancel, request};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{rfc3339, AppState, Inner};
 
@@ -99,4 +101,76 @@ pub async fn retry_job(
     let job = request::retry(&state, &tenant.id, id).await?;
     let key = object_key(&state, &tenant.id, id).await?;
     Ok(Json(my_job(&state, &job, &key).await?))
+}
+
+/// Why a job was cancelled when the tenant gives no `reason`.
+pub const DEFAULT_CANCEL_REASON: &str = "cancelled by the tenant";
+/// Longest `reason` kept (it is shown back as the job's `cancelled_reason`).
+const MAX_REASON_CHARS: usize = 500;
+
+/// The optional `{"reason": "..."}` body of a cancel.
+fn cancel_reason(body: &[u8]) -> ApiResult<String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DEFAULT_CANCEL_REASON.to_string());
+    }
+    let map: serde_json::Map<String, serde_json::Value> = parse_json(body)?;
+    if let Some(other) = map.keys().find(|k| k.as_str() != "reason") {
+        return Err(ApiError::invalid(
+            "reason",
+            format!("unknown field {other:?}: the body is {{\"reason\": \"...\"}}"),
+        ));
+    }
+    match map.get("reason") {
+        None | Some(serde_json::Value::Null) => Ok(DEFAULT_CANCEL_REASON.to_string()),
+        Some(serde_json::Value::String(r)) if r.trim().is_empty() => {
+            Ok(DEFAULT_CANCEL_REASON.to_string())
+        }
+        Some(serde_json::Value::String(r))
+            if r.chars().count() <= MAX_REASON_CHARS && !r.chars().any(char::is_control) =>
+        {
+            Ok(r.clone())
+        }
+        Some(_) => Err(ApiError::invalid(
+            "reason",
+            format!("must be a string of at most {MAX_REASON_CHARS} printable characters"),
+        )),
+    }
+}
+
+/// Cancels the file's latest job: 404 without one, 409 once it is terminal.
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<MyJob>> {
+    let id = file_id(&raw)?;
+    let reason = cancel_reason(&body)?;
+    let job = state
+        .store
+        .latest_encoding_job(&tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no encoding job for file {id}")))?;
+    let not_cancellable = |phase: JobPhase| {
+        ApiError::Conflict(format!(
+            "encoding job {} is {} and can no longer be cancelled",
+            job.id,
+            phase.as_str()
+        ))
+    };
+    if job.phase.is_terminal() {
+        return Err(not_cancellable(job.phase));
+    }
+    if !cancel::cancel_job(&state, &job, &reason).await? {
+        // It reached a terminal phase meanwhile.
+        let now = state.store.encoding_job(&job.id).await?;
+        return Err(not_cancellable(now.map_or(job.phase, |j| j.phase)));
+    }
+    let cancelled = state
+        .store
+        .encoding_job(&job.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no encoding job for file {id}")))?;
+    let key = object_key(&state, &tenant.id, id).await?;
+    Ok(Json(my_job(&state, &cancelled, &key).await?))
 }

@@ -37,5 +37,6 @@ pub fn router() -> Router<AppState> {
             get(encoding::job_status),
         )
         .route("/v1/api/my-jobs", get(jobs::my_jobs))
+        .route("/v1/api/my-jobs/{file_id}", delete(jobs::cancel_job))
         .route("/v1/api/my-jobs/{file_id}/retry", post(jobs::retry_job))
 }

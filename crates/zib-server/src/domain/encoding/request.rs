@@ -1,11 +1,9 @@
 //! How an encoding job comes to exist: a tenant's request (`POST
 //! /v1/api/encoding/request`, idempotent: `queued` / `already_queued` /
 //! `already_encoded`), the auto-enqueue of an upload that declared `encode`, and the
-//! tenant's retry of a job that needs it. Also the job's HLS key: fresh per job,
-//! wrapped under the master key with the job id as context.
+//! tenant's retry of a job that needs it. Every new job gets a fresh HLS key.
 
-use rand::RngCore;
-use zib_crypto::{DataKey, KeyWrapError};
+use zib_crypto::DataKey;
 use zib_meta::{EncodingJobRow, FilePhase, FileRow, JobCreation, NewEncodingJob};
 use zib_proto::encoding::{
     job_options, EncodingRequest, EncodingRequested, RequestStatus, ALREADY_ENCODED_MESSAGE,
@@ -24,38 +22,15 @@ use crate::state::{now_ms, AppState, Inner};
 /// `phase_detail` of a job waiting for a node.
 pub const QUEUED_DETAIL: &str = "waiting for an encoding node";
 
-/// A fresh AES-128 key for one job's segments.
-pub fn new_hls_key() -> [u8; 16] {
-    let mut key = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut key);
-    key
-}
-
-/// The key wrapped for `encoding_jobs.wrapped_hls_key`: the master key wraps 32-byte
-/// keys, so the 16 bytes are zero-padded; the job id is the context, so a wrapped
-/// key copied onto another job does not unwrap.
-pub fn wrap_hls_key(state: &Inner, job_id: &str, key: &[u8; 16]) -> Vec<u8> {
-    let mut padded = [0u8; 32];
-    padded[..16].copy_from_slice(key);
+/// A fresh AES-128 key for job `id`, wrapped for `encoding_jobs.wrapped_hls_key`:
+/// a random 32-byte data key whose first 16 bytes are the AES-128 key, wrapped under
+/// the master key with the job id as associated data (the convention the claim and
+/// the CDN's key route unwrap by, in `hls_key`).
+fn wrapped_hls_key(state: &Inner, job_id: &str) -> Vec<u8> {
     state
         .config
         .master_key
-        .wrap(&DataKey::from_bytes(padded), job_id.as_bytes())
-}
-
-/// The job's AES-128 key back from `wrapped_hls_key` ([`wrap_hls_key`]'s inverse).
-pub fn unwrap_hls_key(state: &Inner, job: &EncodingJobRow) -> Result<[u8; 16], KeyWrapError> {
-    let key = state
-        .config
-        .master_key
-        .unwrap(&job.wrapped_hls_key, job.id.as_bytes())?;
-    let (head, padding) = key.as_bytes().split_at(16);
-    if padding.iter().any(|b| *b != 0) {
-        return Err(KeyWrapError::Unwrap);
-    }
-    let mut out = [0u8; 16];
-    out.copy_from_slice(head);
-    Ok(out)
+        .wrap(&DataKey::generate(), job_id.as_bytes())
 }
 
 /// The tenant's file a request names: a file id, or with `bucket` the object key's
@@ -196,7 +171,7 @@ async fn create(
     force: bool,
 ) -> ApiResult<JobCreation> {
     let id = uuid::Uuid::new_v4().to_string();
-    let wrapped_hls_key = wrap_hls_key(state, &id, &new_hls_key());
+    let wrapped_hls_key = wrapped_hls_key(state, &id);
     let now = now_ms();
     let new = NewEncodingJob {
         id,
