@@ -200,7 +200,6 @@ fn requests_are_validated_and_refused_before_anything_is_created() {
     for (body, field) in [
         (json!({}), "object_key"),
         (json!({"object_key": 7}), "object_key"),
-        (json!({"object_key": "not-a-file-id"}), "object_key"),
         (
             json!({"object_key": a, "transcription": "ultra"}),
             "transcription",
@@ -237,10 +236,13 @@ fn requests_are_validated_and_refused_before_anything_is_created() {
     assert_eq!(status, 400, "{v}");
     assert!(v["error"].as_str().unwrap().contains("status"), "{v}");
 
-    // Missing files are 404, by id or by bucket and key.
+    // Missing files are 404, by id (any other string names no file) or by bucket and
+    // key.
     let missing = FileId::new_random().to_string();
-    let (status, v) = request(&cluster, json!({"object_key": missing}));
-    assert_eq!(status, 404, "{v}");
+    for key in [missing.as_str(), "not-a-file-id", "clips/a.mp4"] {
+        let (status, v) = request(&cluster, json!({"object_key": key}));
+        assert_eq!(status, 404, "{key}: {v}");
+    }
     let (status, v) = request(
         &cluster,
         json!({"object_key": "clips/none.mp4", "bucket": "video"}),

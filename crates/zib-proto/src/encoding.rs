@@ -41,7 +41,8 @@ const STAGE_FIELDS: &[&str] = &[
 /// A parsed `POST /v1/api/encoding/request` body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncodingRequest {
-    /// A file id, or with `bucket` the object's key (resolved to its live file).
+    /// A file id, or with `bucket` the object's key (resolved to its live file). Not
+    /// blank.
     pub object_key: String,
     pub bucket: Option<String>,
     /// Re-encode even when a finished encode is live.
@@ -67,8 +68,11 @@ impl EncodingRequest {
                 format!("unknown field {unknown:?} (expected {})", FIELDS.join(", ")),
             ));
         }
+        // Blank is empty or ASCII whitespace only, as for the webhook fields, so the
+        // OpenAPI document can state it exactly.
+        let blank = |s: &str| s.bytes().all(|b| b.is_ascii_whitespace());
         let object_key = match map.get("object_key") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(Value::String(s)) if !blank(s) => s.clone(),
             None | Some(Value::Null) => {
                 return Err(error(
                     "object_key",
@@ -78,10 +82,11 @@ impl EncodingRequest {
             Some(Value::String(_)) => return Err(error("object_key", "must not be blank")),
             Some(_) => return Err(error("object_key", "must be a string")),
         };
+        // A blank bucket is absent: `object_key` is then a file id.
         let bucket = match map.get("bucket") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-            Some(Value::String(_)) => return Err(error("bucket", "must not be blank")),
+            Some(Value::String(s)) if blank(s) => None,
+            Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(error("bucket", "must be a string")),
         };
         let force = match map.get("force") {

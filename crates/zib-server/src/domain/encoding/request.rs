@@ -48,17 +48,15 @@ async fn resolve_file(state: &Inner, tenant_id: &str, req: &EncodingRequest) -> 
                 ))
             })?,
         None => {
-            let id: FileId = req.object_key.trim().parse().map_err(|_| {
-                ApiError::invalid(
-                    "object_key",
-                    "is not a file_id (a UUID); to name an object by its key, pass bucket too",
-                )
-            })?;
+            // Any other string than a file id names no file (to name an object by
+            // its key, pass `bucket` too).
+            let not_found = || ApiError::NotFound(format!("file {} not found", req.object_key));
+            let id: FileId = req.object_key.parse().map_err(|_| not_found())?;
             state
                 .store
                 .file_for_tenant(tenant_id, id)
                 .await?
-                .ok_or_else(|| ApiError::NotFound(format!("file {id} not found")))?
+                .ok_or_else(not_found)?
         }
     };
     ready(&file)?;
