@@ -215,3 +215,6 @@ impl Store {
             .await
     }
 }
+
+#[cfg(test)]
+mod lifecycle_tests;

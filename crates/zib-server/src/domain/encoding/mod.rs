@@ -4,4 +4,6 @@
 
 pub mod cancel;
 pub mod events;
+pub mod lifecycle;
 pub mod request;
+pub mod source;
