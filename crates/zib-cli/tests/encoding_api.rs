@@ -10,19 +10,18 @@
 //!
 //! No node runs ffmpeg here (`ZIB_FFMPEG=/bin/false`): the `encode` capability is
 //! given to a real node by registering it again with it, through the node RPC, and
-//! the lifecycle steps a node would drive (claim, failure, completion) run through
-//! the store's own lifecycle functions on the cluster's database.
+//! the test drives the steps an encoding node would (claim, failure, completion)
+//! through the node RPC job routes, as that node.
 
 mod common;
 #[path = "common/webhook_receiver.rs"]
 mod receiver;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use receiver::{zib_signature_ok, Receiver};
 use serde_json::{json, Value};
-use zib_meta::{EncodingJobRow, JobEvent, NewWebhookEvent, RetryPolicy};
 use zib_proto::{FileId, NodeId};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -141,36 +140,23 @@ fn advertise(cluster: &Cluster, capabilities: &[&str]) -> NodeId {
     node.node_id
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+/// A node RPC call as `node` would make it (cluster token).
+fn node_post(cluster: &Cluster, path: &str, body: Value) -> reqwest::blocking::Response {
+    cluster
+        .http()
+        .post(format!("{}{path}", cluster.creds.api_url))
+        .bearer_auth(cluster_token(cluster))
+        .json(&body)
+        .send()
         .unwrap()
-        .as_millis() as i64
 }
 
-/// The events a lifecycle step sends, built minimally (their bodies are the
-/// lifecycle's business, not this test's).
-fn events(job: &EncodingJobRow, e: JobEvent) -> NewWebhookEvent {
-    NewWebhookEvent {
-        tenant_id: job.tenant_id.clone(),
-        event_type: format!("encoding.{e:?}").to_lowercase(),
-        file_id: Some(job.file_id),
-        job_id: Some(job.id.clone()),
-        payload: json!({"event": "lifecycle", "job_id": job.id}),
-    }
-}
-
-/// Claims the oldest claimable job as `node`, as the claim route does.
-fn claim(store: &zib_meta::Store, node: &NodeId) -> EncodingJobRow {
-    rt().block_on(store.claim_encoding_job(
-        node,
-        "test-lease",
-        now_ms() + 60_000,
-        now_ms(),
-        &events,
-    ))
-    .unwrap()
-    .expect("a job to claim")
+/// Claims the oldest claimable job as `node`: (job id, lease token).
+fn claim(cluster: &Cluster, node: &NodeId) -> (String, String) {
+    let resp = node_post(cluster, "/v1/node/jobs/claim", json!({ "node_id": node }));
+    assert_eq!(resp.status().as_u16(), 200, "a job to claim");
+    let job: zib_proto::jobs::ClaimedJob = resp.json().unwrap();
+    (job.job_id, job.lease_token)
 }
 
 fn my_jobs(cluster: &Cluster, status: &str) -> Vec<Value> {
@@ -394,7 +380,6 @@ fn a_job_from_request_to_retry_to_forced_re_encode() {
     let a = upload(&cluster, "clips/a.mp4", 1);
     let b = upload(&cluster, "clips/b.mp4", 2);
     let encoder = advertise(&cluster, &["encode"]);
-    let store = store(&cluster);
 
     // Before any request: nothing declared, no encoding stage.
     let (_, p) = get_json(&cluster, &format!("/v1/api/pipeline/{a}"));
@@ -580,24 +565,14 @@ fn a_job_from_request_to_retry_to_forced_re_encode() {
     // Only a failed_user_action job is retried.
     let (status, v) = post(&cluster, &format!("/v1/api/my-jobs/{a}/retry"), json!({}));
     assert_eq!(status, 409, "{v}");
-    let claimed = claim(&store, &encoder);
-    assert_eq!(claimed.id, job_a);
-    let policy = RetryPolicy {
-        budget: 3,
-        backoff_base_ms: 1_000,
-        backoff_cap_ms: 1_000,
-    };
-    rt().block_on(store.fail_encoding_job(
-        &job_a,
-        "test-lease",
-        "not a video: no video stream",
-        true,
-        policy,
-        now_ms(),
-        &events,
-    ))
-    .unwrap()
-    .expect("the lease holds");
+    let (claimed, lease) = claim(&cluster, &encoder);
+    assert_eq!(claimed, job_a);
+    let resp = node_post(
+        &cluster,
+        &format!("/v1/node/jobs/{job_a}/failed"),
+        json!({"lease_token": lease, "error_message": "not a video: no video stream", "permanent": true}),
+    );
+    assert_eq!(resp.status().as_u16(), 204);
     let (_, j) = get_json(&cluster, &format!("/v1/api/encoding/jobs/{job_a}"));
     assert_eq!(
         (j["phase"].as_str(), j["status"].as_str()),
@@ -640,11 +615,14 @@ fn a_job_from_request_to_retry_to_forced_re_encode() {
 
     // Encoded: the same request answers already_encoded with the reference's message;
     // force re-encodes as a new job while the old one stays the answer's past.
-    let claimed = claim(&store, &encoder);
-    assert_eq!(claimed.id, job_a);
-    rt().block_on(store.complete_encoding_job(&job_a, "test-lease", "replaced", now_ms(), &events))
-        .unwrap()
-        .expect("the lease holds");
+    let (claimed, lease) = claim(&cluster, &encoder);
+    assert_eq!(claimed, job_a);
+    let resp = node_post(
+        &cluster,
+        &format!("/v1/node/jobs/{job_a}/done"),
+        json!({"lease_token": lease}),
+    );
+    assert_eq!(resp.status().as_u16(), 204);
     let (status, done) = request(&cluster, json!({"object_key": a}));
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["status"], "already_encoded");
@@ -668,6 +646,46 @@ fn a_job_from_request_to_retry_to_forced_re_encode() {
         ),
         (Some("complete"), Some("completed")),
         "{p}"
+    );
+    // Every step of the job reached its own target, signed, in the reference's shape.
+    let got = job_hook.wait_until("encoding.complete at the job's target", WAIT, |rs| {
+        rs.iter().any(|r| r.event() == "encoding.complete")
+    });
+    let mut names: Vec<String> = got.iter().map(|r| r.event()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "encoding.complete",
+            "encoding.failed",
+            "encoding.queued",
+            "encoding.queued",
+            "encoding.started",
+            "encoding.started"
+        ],
+        "{names:?}"
+    );
+    for r in &got {
+        assert_eq!(r.header("x-zib-job-id"), job_a, "{}", r.event());
+        assert!(zib_signature_ok(JOB_SECRET, r), "{}", r.event());
+        assert_eq!(r.json()["file_id"], a.as_str());
+    }
+    let failed = got.iter().find(|r| r.event() == "encoding.failed").unwrap();
+    assert_eq!(
+        failed.json()["error_message"],
+        "not a video: no video stream"
+    );
+    let complete = got
+        .iter()
+        .find(|r| r.event() == "encoding.complete")
+        .unwrap();
+    assert_eq!(complete.json()["hls_manifest_url"], stream.as_str());
+    assert!(
+        !tenant_hook
+            .received()
+            .iter()
+            .any(|r| r.json()["job_id"] == job_a.as_str()),
+        "none of them also went to the tenant default"
     );
     let (status, forced) = request(&cluster, json!({"object_key": a, "force": true}));
     assert_eq!(status, 200, "{forced}");
