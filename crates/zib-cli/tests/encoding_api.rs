@@ -250,25 +250,17 @@ fn requests_are_validated_and_refused_before_anything_is_created() {
         "{v}"
     );
 
-    // A stage of the request no node runs is a 503 too.
-    let (status, v) = post(
+    // The reference's Python example: the transcription tier is kept with the job
+    // for the AI stage, and only the encoder is needed now.
+    let (status, queued) = post(
         &cluster,
         "/v1/api/encoding/jobs",
         json!({"object_key": a, "transcription": "recommended"}),
     );
-    assert_eq!(status, 503, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("transcription:recommended"),
-        "{v}"
-    );
-    assert!(my_jobs(&cluster, "all").is_empty());
+    assert_eq!(status, 200, "{queued}");
+    assert_eq!(queued["status"], "queued");
 
     // Another tenant's file and job behave exactly like missing ones everywhere.
-    let (status, queued) = request(&cluster, json!({"object_key": a}));
-    assert_eq!(status, 200, "{queued}");
     let job = queued["encoding_id"].as_str().unwrap();
     let other = cluster.create_tenant("other");
     let strip = |mut v: Value| {
@@ -391,14 +383,7 @@ fn a_job_from_request_to_retry_to_forced_re_encode() {
     let (status, first) = request(
         &cluster,
         json!({"object_key": a, "webhook_url": job_hook.url("/job"), "webhook_secret": JOB_SECRET,
-               "vision": "standard", "thumbnails": false}),
-    );
-    // `vision` needs a vision node: the request is refused as a whole.
-    assert_eq!(status, 503, "{first}");
-    let (status, first) = request(
-        &cluster,
-        json!({"object_key": a, "webhook_url": job_hook.url("/job"), "webhook_secret": JOB_SECRET,
-               "thumbnails": false}),
+               "thumbnails": false, "vision": "hq"}),
     );
     assert_eq!(status, 200, "{first}");
     // `cdn_url` is the objects base (`{cdn}/objects`); streams sit beside it.
@@ -514,6 +499,9 @@ fn a_job_from_request_to_retry_to_forced_re_encode() {
     let queued = got.iter().find(|r| r.event() == "encoding.queued").unwrap();
     assert_eq!(queued.json()["job_id"], job_a.as_str());
     assert_eq!(queued.json()["status"], "queued");
+    // The stages asked of the job travel with it.
+    assert_eq!(queued.json()["vision_model"], "hq");
+    assert_eq!(queued.json()["transcription_model"], Value::Null);
     assert_eq!(queued.header("x-zib-job-id"), job_a);
     assert!(zib_signature_ok(JOB_SECRET, queued));
     tenant_hook.wait_until("b's encoding.queued", WAIT, |rs| {
