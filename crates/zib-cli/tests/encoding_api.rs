@@ -447,6 +447,9 @@ fn a_job_from_request_to_retry_to_forced_re_encode() {
     // my-jobs: one row per file, every field of the reference.
     let rows = my_jobs(&cluster, "active");
     assert_eq!(rows.len(), 2, "{rows:?}");
+    let (status, default) = get_json(&cluster, "/v1/api/my-jobs");
+    assert_eq!(status, 200, "{default}");
+    assert_eq!(default["jobs"], json!(rows), "active is the default");
     let r = row(&rows, &a);
     for field in [
         "file_id",
