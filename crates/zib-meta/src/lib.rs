@@ -24,7 +24,7 @@ mod tenants;
 mod webhooks;
 
 pub use buckets::{BucketDeletion, OverwriteMode};
-pub use encoding::{EncodingJobRow, JobPhase};
+pub use encoding::{EncodingJobRow, JobCreation, JobPhase, NewEncodingJob};
 pub use object_attrs::{Checksums, ObjectHeaders, Tags};
 pub use s3_completed::CompletedUpload;
 pub use webhooks::{

@@ -1,14 +1,17 @@
 //! Video encoding state (migration 0006, docs/video.md): jobs and their leases
 //! (`jobs`), and the HLS renditions, segments and segment replicas they produce
-//! (`hls`), read by the CDN and kept durable by the workers.
+//! (`hls`), read by the CDN and kept durable by the workers; how tenants create and
+//! see jobs (`requests`).
 
 mod hls;
 mod jobs;
+mod requests;
 mod segments;
 
 pub use jobs::{
     Completion, EventBuilder, FailureOutcome, JobEvent, LeaseUpdate, ProgressThrottle, RetryPolicy,
 };
+pub use requests::{JobCreation, NewEncodingJob};
 pub use segments::{NewRendition, NewSegment, Published};
 
 use zib_proto::{FileId, NodeId};

@@ -5,4 +5,5 @@
 pub mod cancel;
 pub mod events;
 pub mod lifecycle;
+pub mod request;
 pub mod source;
