@@ -2,8 +2,9 @@
 //! (`jobs`), and the HLS renditions, segments and segment replicas they produce
 //! (`hls`), read by the CDN and kept durable by the workers.
 
-mod hls;
+pub(crate) mod hls;
 mod jobs;
+pub(crate) mod replicas;
 
 use zib_proto::{FileId, NodeId};
 

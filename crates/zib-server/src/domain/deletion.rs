@@ -55,6 +55,7 @@ pub async fn delete_file(
         return Ok(None);
     };
     let node_cleanup = delete_blobs_now(state, &deleted.blobs, SYNC_DELETE_TIMEOUT).await?;
+    super::encoding::evict::evict_file_jobs(state, file_id).await;
     tracing::info!(%file_id, "file deleted");
     Ok(Some(Deleted {
         deleted,
@@ -73,6 +74,7 @@ pub async fn evict(state: &Inner, file_id: FileId) {
         }
         Err(e) => tracing::error!(%file_id, error = %e, "evicting a cancelled file failed"),
     }
+    super::encoding::evict::evict_file_jobs(state, file_id).await;
 }
 
 /// Asks every holder to drop its blobs now, counting blobs by outcome. Holders that

@@ -3,3 +3,4 @@
 //! and eviction, and the `encoding.*` events every step sends.
 
 pub mod events;
+pub mod evict;
