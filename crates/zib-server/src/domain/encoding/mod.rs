@@ -4,3 +4,4 @@
 
 pub mod events;
 pub mod evict;
+pub mod hls_key;
