@@ -5,3 +5,4 @@
 pub mod events;
 pub mod evict;
 pub mod hls_key;
+pub mod stream;
