@@ -254,6 +254,30 @@ impl Store {
             .collect())
     }
 
+    /// A segment by its blob id, with its copies, whatever file it belongs to (the
+    /// repairer).
+    pub async fn segment_holders(&self, blob_id: BlobId) -> Result<Option<SegmentHolders>> {
+        let segment = sqlx::query(concat!(
+            "SELECT ",
+            segment_columns!(),
+            " FROM hls_segments s WHERE s.blob_id = $1"
+        ))
+        .bind(blob_id.to_string())
+        .fetch_row(&self.pool, segment_from_row)
+        .await?;
+        let Some(segment) = segment else {
+            return Ok(None);
+        };
+        let blob = blob_id.to_string();
+        let mut replicas = self
+            .replicas_where("s.blob_id = $1 AND $2 = $2", &blob, &blob)
+            .await?;
+        Ok(Some(SegmentHolders {
+            replicas: replicas.remove(&segment.blob_id).unwrap_or_default(),
+            segment,
+        }))
+    }
+
     /// A segment of one of `file_id`'s jobs by its blob id, with its copies (the
     /// CDN's proxy: the file id is the capability, so another file's segment is
     /// `None`).

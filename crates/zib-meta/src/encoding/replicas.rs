@@ -28,6 +28,9 @@ pub struct JobReplication {
     pub job_id: String,
     pub file_id: FileId,
     pub phase: JobPhase,
+    pub phase_detail: Option<String>,
+    /// The encoding node (its copies do not count).
+    pub origin: Option<NodeId>,
     /// `None` for a job with no segment at all.
     pub min_verified_peers: Option<u32>,
 }
@@ -304,7 +307,7 @@ impl Store {
     /// `online_since`.
     pub async fn encoded_job_replication(&self, online_since: i64) -> Result<Vec<JobReplication>> {
         let rows = sqlx::query(
-            "SELECT j.id, j.file_id, j.phase, \
+            "SELECT j.id, j.file_id, j.phase, j.phase_detail, j.node_id, \
                (SELECT MIN(c) FROM (SELECT (SELECT COUNT(DISTINCT p.node_id) \
                     FROM segment_replicas p JOIN nodes n ON n.node_id = p.node_id \
                     WHERE p.blob_id = s.blob_id AND p.is_origin = 0 \
@@ -328,6 +331,11 @@ impl Store {
                         "encoding_jobs.file_id",
                     )?,
                     phase: JobPhase::parse(&phase).unwrap_or(JobPhase::Replicating),
+                    phase_detail: row.try_get("phase_detail")?,
+                    origin: row
+                        .try_get::<Option<String>, _>("node_id")?
+                        .map(|t| parse(&t, "encoding_jobs.node_id"))
+                        .transpose()?,
                     min_verified_peers: row
                         .try_get::<Option<i64>, _>("min_peers")?
                         .map(|v| from_db(v, "replica count"))

@@ -5,4 +5,5 @@
 pub mod events;
 pub mod evict;
 pub mod hls_key;
+pub mod replication;
 pub mod stream;
