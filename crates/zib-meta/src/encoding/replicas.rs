@@ -75,6 +75,48 @@ impl Store {
         Ok(out.into_iter().collect())
     }
 
+    /// Deletes every encoding row of a file being deleted (its jobs reference it):
+    /// jobs, their webhooks, live pointer, renditions, segments and copies. Returns
+    /// every segment copy, for the caller to queue and delete with the file's blobs.
+    pub(crate) async fn delete_file_encodings_in(
+        conn: &mut crate::engine::DbConn,
+        file_id: &str,
+    ) -> Result<Vec<(NodeId, BlobId)>> {
+        let jobs: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM encoding_jobs WHERE file_id = $1")
+                .bind(file_id)
+                .fetch_all(&mut *conn)
+                .await?;
+        let mut blobs = Vec::new();
+        for job in &jobs {
+            blobs.extend(Self::job_blobs_in(conn, job).await?);
+            sqlx::query(
+                "DELETE FROM segment_replicas WHERE blob_id IN \
+                 (SELECT blob_id FROM hls_segments WHERE job_id = $1)",
+            )
+            .bind(job)
+            .execute(&mut *conn)
+            .await?;
+            for q in [
+                "DELETE FROM hls_segments WHERE job_id = $1",
+                "DELETE FROM hls_renditions WHERE job_id = $1",
+                "DELETE FROM job_webhooks WHERE job_id = $1",
+                "DELETE FROM live_encodings WHERE job_id = $1",
+            ] {
+                sqlx::query(q).bind(job).execute(&mut *conn).await?;
+            }
+        }
+        sqlx::query("DELETE FROM live_encodings WHERE file_id = $1")
+            .bind(file_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM encoding_jobs WHERE file_id = $1")
+            .bind(file_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(blobs)
+    }
+
     /// Every (holder, blob) of a job's segments, without changing anything.
     pub async fn job_segment_blobs(&self, job_id: &str) -> Result<Vec<(NodeId, BlobId)>> {
         let mut conn = self.pool.acquire().await?;

@@ -55,7 +55,6 @@ pub async fn delete_file(
         return Ok(None);
     };
     let node_cleanup = delete_blobs_now(state, &deleted.blobs, SYNC_DELETE_TIMEOUT).await?;
-    super::encoding::evict::evict_file_jobs(state, file_id).await;
     tracing::info!(%file_id, "file deleted");
     Ok(Some(Deleted {
         deleted,
