@@ -15,6 +15,7 @@ mod intake;
 mod parts;
 mod resume;
 mod rpc;
+mod segments;
 mod shards;
 mod state;
 mod store;

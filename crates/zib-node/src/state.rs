@@ -91,6 +91,17 @@ impl NodeState {
         op: CapabilityOp,
         blob: BlobId,
     ) -> Result<CapabilityClaims, NodeApiError> {
+        self.verify_token_for(token, &[op], blob)
+    }
+
+    /// [`NodeState::verify_token`] for a route that takes any of `ops` (a pushed
+    /// shard or a pushed HLS segment land on the same route).
+    pub fn verify_token_for(
+        &self,
+        token: Option<&str>,
+        ops: &[CapabilityOp],
+        blob: BlobId,
+    ) -> Result<CapabilityClaims, NodeApiError> {
         let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
             NodeApiError::unauthorized(
                 "this endpoint needs a capability token in the `token` query parameter",
@@ -116,13 +127,14 @@ impl NodeState {
                 }
                 other => NodeApiError::forbidden(codes::INVALID_TOKEN, other.to_string()),
             })?;
-        if claims.op != op {
+        if !ops.contains(&claims.op) {
+            let wanted: Vec<&str> = ops.iter().map(|op| op_name(*op)).collect();
             return Err(NodeApiError::forbidden(
                 codes::WRONG_OPERATION,
                 format!(
                     "token authorises the {} operation, not {}",
                     op_name(claims.op),
-                    op_name(op)
+                    wanted.join(" or ")
                 ),
             ));
         }
