@@ -5,6 +5,12 @@
 pub(crate) mod hls;
 mod jobs;
 pub(crate) mod replicas;
+mod segments;
+
+pub use jobs::{
+    Completion, EventBuilder, FailureOutcome, JobEvent, LeaseUpdate, ProgressThrottle, RetryPolicy,
+};
+pub use segments::{NewRendition, NewSegment, Published};
 
 use zib_proto::{FileId, NodeId};
 
@@ -207,3 +213,6 @@ impl Store {
             .await
     }
 }
+
+#[cfg(test)]
+mod lifecycle_tests;

@@ -3,6 +3,7 @@
 
 mod auditor;
 mod collector;
+mod job_reaper;
 mod repairer;
 mod segment_auditor;
 mod segment_repairer;
@@ -18,6 +19,7 @@ use crate::state::AppState;
 
 pub use auditor::Auditor;
 pub use collector::Collector;
+pub use job_reaper::JobReaper;
 pub use repairer::Repairer;
 pub use segment_auditor::SegmentAuditor;
 pub use segment_repairer::SegmentRepairer;
@@ -84,6 +86,7 @@ pub fn spawn_all(state: &AppState, runner: &mut Runner) {
     spawn(runner, SegmentVerifier, state, 0.0);
     spawn(runner, SegmentAuditor, state, 0.0);
     spawn(runner, SegmentRepairer, state, state.config.repair_pace);
+    spawn(runner, JobReaper, state, 0.0);
     match Dispatcher::new(state) {
         Ok(d) => {
             spawn(runner, d, state, 0.0);

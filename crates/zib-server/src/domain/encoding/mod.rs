@@ -2,8 +2,11 @@
 //! driven by the encoding node (claim, lease, segments, completion, failure), cancel
 //! and eviction, and the `encoding.*` events every step sends.
 
+pub mod cancel;
 pub mod events;
 pub mod evict;
 pub mod hls_key;
+pub mod lifecycle;
 pub mod replication;
+pub mod source;
 pub mod stream;
