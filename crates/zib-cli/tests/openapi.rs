@@ -29,8 +29,16 @@ const ROUTE_SOURCES: &[(&str, &str)] = &[
         include_str!("../../zib-server/src/api/buckets.rs"),
     ),
     (
+        "api/encoding.rs",
+        include_str!("../../zib-server/src/api/encoding.rs"),
+    ),
+    (
         "api/files.rs",
         include_str!("../../zib-server/src/api/files.rs"),
+    ),
+    (
+        "api/jobs.rs",
+        include_str!("../../zib-server/src/api/jobs.rs"),
     ),
     (
         "api/pipeline.rs",

@@ -1,13 +1,15 @@
 //! Wire types shared by the server, the nodes and the clients.
 //!
 //! Everything here is plain data: no I/O, no crypto. The tenant API types live in
-//! [`api`], the server↔node RPC in [`node_rpc`], identifiers in [`ids`], the
-//! envelope/erasure parameters every party must agree on in [`params`], the machine
-//! codes of error answers in [`error_codes`], the typed upload pipeline
+//! [`api`] (its encoding requests and job views in [`encoding`]), the server↔node
+//! RPC in [`node_rpc`], identifiers in [`ids`], the envelope/erasure parameters
+//! every party must agree on in [`params`], the machine codes of error answers in
+//! [`error_codes`], the typed upload pipeline
 //! declaration in [`pipeline`], the encoding-job protocol between server and nodes in
 //! [`jobs`], and webhook event names and payloads in [`events`].
 
 pub mod api;
+pub mod encoding;
 pub mod error_codes;
 pub mod events;
 pub mod ids;

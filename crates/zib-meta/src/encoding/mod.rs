@@ -1,15 +1,18 @@
 //! Video encoding state (migration 0006, docs/video.md): jobs and their leases
 //! (`jobs`), and the HLS renditions, segments and segment replicas they produce
-//! (`hls`), read by the CDN and kept durable by the workers.
+//! (`hls`), read by the CDN and kept durable by the workers; how tenants create and
+//! see jobs (`requests`).
 
 pub(crate) mod hls;
 mod jobs;
 pub(crate) mod replicas;
+mod requests;
 mod segments;
 
 pub use jobs::{
     Completion, EventBuilder, FailureOutcome, JobEvent, LeaseUpdate, ProgressThrottle, RetryPolicy,
 };
+pub use requests::{JobCreation, NewEncodingJob};
 pub use segments::{NewRendition, NewSegment, Published};
 
 use zib_proto::{FileId, NodeId};

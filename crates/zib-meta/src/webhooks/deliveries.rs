@@ -267,14 +267,25 @@ impl Store {
         };
         Ok(match d.target {
             DeliveryTarget::Request => {
-                let row = match &claimed.event.file_id {
-                    Some(f) => {
+                // The job's own target beats the file's, as in `fan_out`.
+                let job_row = match &claimed.event.job_id {
+                    Some(j) => {
+                        sqlx::query("SELECT url, secret FROM job_webhooks WHERE job_id = $1")
+                            .bind(j)
+                            .fetch_optional(&self.pool)
+                            .await?
+                    }
+                    None => None,
+                };
+                let row = match (job_row, &claimed.event.file_id) {
+                    (Some(r), _) => Some(r),
+                    (None, Some(f)) => {
                         sqlx::query("SELECT url, secret FROM file_webhooks WHERE file_id = $1")
                             .bind(f)
                             .fetch_optional(&self.pool)
                             .await?
                     }
-                    None => None,
+                    (None, None) => None,
                 };
                 let (url, secret): (String, Option<String>) = match row {
                     Some(r) => (r.try_get("url")?, r.try_get("secret")?),

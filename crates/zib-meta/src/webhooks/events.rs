@@ -23,19 +23,36 @@ pub struct NewWebhookEvent {
     pub payload: Value,
 }
 
-/// One delivery per current target of the event: the upload's own URL if it gave
-/// one, else the tenant default; plus every enabled endpoint subscribed to it.
-async fn fan_out(conn: &mut DbConn, event: &WebhookEvent, now: i64) -> Result<usize> {
-    let mut count = 0;
-    let request_url: Option<String> = match &event.file_id {
-        Some(file_id) => {
+/// The per-request URL an event goes to: its job's own (`encoding/request`'s
+/// `webhook_url`), else its file's (`pipeline.webhook_url` at initiate).
+async fn request_url(conn: &mut DbConn, event: &WebhookEvent) -> Result<Option<String>> {
+    if let Some(job_id) = &event.job_id {
+        let url: Option<String> =
+            sqlx::query_scalar("SELECT url FROM job_webhooks WHERE job_id = $1")
+                .bind(job_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if url.is_some() {
+            return Ok(url);
+        }
+    }
+    match &event.file_id {
+        Some(file_id) => Ok(
             sqlx::query_scalar("SELECT url FROM file_webhooks WHERE file_id = $1")
                 .bind(file_id)
                 .fetch_optional(&mut *conn)
-                .await?
-        }
-        None => None,
-    };
+                .await?,
+        ),
+        None => Ok(None),
+    }
+}
+
+/// One delivery per current target of the event: the job's own URL if its request
+/// gave one, else the upload's own, else the tenant default; plus every enabled
+/// endpoint subscribed to it.
+async fn fan_out(conn: &mut DbConn, event: &WebhookEvent, now: i64) -> Result<usize> {
+    let mut count = 0;
+    let request_url = request_url(conn, event).await?;
     if let Some(url) = request_url {
         insert_delivery(conn, event, DeliveryTarget::Request, None, &url, now).await?;
         count += 1;

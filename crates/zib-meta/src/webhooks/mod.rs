@@ -28,9 +28,8 @@ pub use deliveries::{
 };
 pub use endpoints::{EndpointPatch, NewEndpoint, WebhookEndpoint};
 pub use event_rows::WebhookEvent;
-pub(crate) use events::enqueue_event;
-pub(crate) use events::enqueue_file_event;
 pub use events::NewWebhookEvent;
+pub(crate) use events::{enqueue_event, enqueue_file_event};
 pub use targets::TenantWebhook;
 
 fn corrupt(what: &'static str, value: &str) -> MetaError {

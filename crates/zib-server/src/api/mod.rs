@@ -1,7 +1,9 @@
 //! Tenant API under `/v1/api`, one module per resource.
 
 pub mod buckets;
+pub mod encoding;
 pub mod files;
+pub mod jobs;
 pub mod pipeline;
 pub mod upload;
 
@@ -28,4 +30,13 @@ pub fn router() -> Router<AppState> {
             delete(files::delete_object),
         )
         .route("/v1/api/pipeline/{file_id}", get(pipeline::pipeline_status))
+        .route("/v1/api/encoding/request", post(encoding::request_encoding))
+        .route("/v1/api/encoding/jobs", post(encoding::request_encoding))
+        .route(
+            "/v1/api/encoding/jobs/{encoding_id}",
+            get(encoding::job_status),
+        )
+        .route("/v1/api/my-jobs", get(jobs::my_jobs))
+        .route("/v1/api/my-jobs/{file_id}", delete(jobs::cancel_job))
+        .route("/v1/api/my-jobs/{file_id}/retry", post(jobs::retry_job))
 }

@@ -1,13 +1,19 @@
 //! `GET /v1/api/pipeline/{file_id}`: the rolled-up status of every declared stage.
-//! Only the upload stage exists so far; undeclared stages are `null`. The upload
-//! stage reports the file's redundancy as it is now (its weakest segment).
+//! The upload stage reports the file's redundancy as it is now (its weakest
+//! segment); the encoding stage is the file's latest encoding job. Undeclared
+//! stages without a job are `null`. The top-level `status` rolls up `queued →
+//! uploading → encoding → complete | failed` (`ai_processing` is the AI stages',
+//! which do not exist yet); the top-level `phase` is the encoding job's phase when
+//! there is a job, else the upload's.
 
 use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
-use zib_meta::FilePhase;
+use zib_meta::{EncodingJobRow, FilePhase, JobPhase};
+use zib_proto::pipeline::{Pipeline, Stage};
 use zib_proto::FileId;
 
+use super::encoding::live_manifest_url;
 use crate::auth::AuthTenant;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now_ms, rfc3339, AppState};
@@ -38,11 +44,37 @@ pub async fn pipeline_status(
     // A safe file that lost a shard (or a holder) says so until it is repaired: it
     // reads fine, but one more loss than usual could cost it.
     let degraded = file.phase == FilePhase::Safe && redundancy.is_some_and(|r| !r.is_full());
-    let (status, upload_status) = match file.phase {
+    let (upload_rollup, upload_status) = match file.phase {
         FilePhase::Pending => ("queued", "pending"),
         FilePhase::Uploading => ("uploading", "uploading"),
         FilePhase::Distributed | FilePhase::Safe => ("complete", "complete"),
         FilePhase::Cancelled | FilePhase::Failed => ("failed", "failed"),
+    };
+    let declared = state.store.file_pipeline(id).await?;
+    let encode_declared = declared
+        .as_ref()
+        .and_then(|d| Pipeline::from_json(Some(d)).ok())
+        .is_some_and(|p| p.stages().contains(&Stage::Encoding));
+    let job = state.store.latest_encoding_job(&tenant.id, id).await?;
+    // A cancelled upload is terminal whatever its encode did (the reference).
+    let status = match (&job, file.phase) {
+        (_, FilePhase::Cancelled | FilePhase::Failed) => "failed",
+        (Some(job), _) if file.phase.is_readable() => encoding_rollup(job.phase),
+        (None, _) if file.phase.is_readable() && encode_declared => "encoding",
+        _ => upload_rollup,
+    };
+    let encoding = match &job {
+        Some(job) => encoding_stage(&state, job).await?,
+        None if encode_declared => json!({
+            "status": "pending",
+            "phase": null,
+            "encoding_id": null,
+            "progress": 0,
+            "hls_manifest_url": null,
+            "error_message": null,
+            "thumbnails": null,
+        }),
+        None => Value::Null,
     };
     let mut upload = json!({
         "status": upload_status,
@@ -57,21 +89,60 @@ pub async fn pipeline_status(
     if matches!(file.phase, FilePhase::Cancelled | FilePhase::Failed) {
         upload["cancelled_reason"] = json!(file.cancelled_reason);
     }
-    let error = match file.phase {
-        FilePhase::Cancelled | FilePhase::Failed => json!(file.cancelled_reason),
+    let error = match (file.phase, &job) {
+        (FilePhase::Cancelled | FilePhase::Failed, _) => json!(file.cancelled_reason),
+        (_, Some(job)) if job.phase == JobPhase::FailedUserAction => json!(job.error_message),
         _ => Value::Null,
     };
+    let upload_phase = if degraded {
+        DEGRADED
+    } else {
+        file.phase.as_str()
+    };
+    let phase = job.as_ref().map_or(upload_phase, |j| j.phase.as_str());
     Ok(Json(json!({
         "file_id": id,
         "status": status,
+        "phase": phase,
         "cdn_url": state.cdn_url(id),
-        "declared": {},
+        "declared": declared.unwrap_or_else(|| json!({})),
         "stages": {
             "upload": upload,
-            "encoding": null,
+            "encoding": encoding,
             "transcription": null,
             "vision": null,
         },
         "error": error,
     })))
+}
+
+/// The top-level `status` of a distributed file while its encoding job is in `phase`.
+fn encoding_rollup(phase: JobPhase) -> &'static str {
+    match phase {
+        JobPhase::Queued | JobPhase::Encoding | JobPhase::Sharding | JobPhase::Failed => "encoding",
+        JobPhase::LocalComplete | JobPhase::Replicating | JobPhase::Safe => "complete",
+        JobPhase::FailedUserAction | JobPhase::Cancelled => "failed",
+    }
+}
+
+/// `stages.encoding` for the file's latest job. `status` is the stage's own word
+/// (`queued`, `running` — a transient `failed` is a retry in progress —,
+/// `completed`, `failed`, `cancelled`); `phase` is the job's lifecycle phase.
+async fn encoding_stage(state: &AppState, job: &EncodingJobRow) -> ApiResult<Value> {
+    let status = match job.phase {
+        JobPhase::Queued => "queued",
+        JobPhase::Encoding | JobPhase::Sharding | JobPhase::Failed => "running",
+        JobPhase::LocalComplete | JobPhase::Replicating | JobPhase::Safe => "completed",
+        JobPhase::FailedUserAction => "failed",
+        JobPhase::Cancelled => "cancelled",
+    };
+    Ok(json!({
+        "status": status,
+        "phase": job.phase.as_str(),
+        "encoding_id": job.id,
+        "progress": job.progress,
+        "hls_manifest_url": live_manifest_url(state, job).await?,
+        "error_message": job.error_message,
+        "thumbnails": null,
+    }))
 }

@@ -66,5 +66,14 @@ pub async fn initiate(
     )
     .await?;
     webhook_targets::store_request_target(&state, registered.registration.file_id, webhook).await?;
+    // Kept for the pipeline status's `declared` and the encode enqueued once the
+    // upload is distributed (domain::encoding::request::enqueue_declared).
+    let declared = pipeline.declared();
+    if declared.as_object().is_some_and(|m| !m.is_empty()) {
+        state
+            .store
+            .set_file_pipeline(registered.registration.file_id, &declared)
+            .await?;
+    }
     Ok(Json(registered.registration))
 }

@@ -11,9 +11,13 @@ use zib_proto::node_rpc::NodeAction;
 use zib_proto::{BlobId, FileId, NodeId};
 
 use super::directory::NodeDirectory;
+use super::encoding::cancel::cancel_jobs_of_file;
 use super::multipart_spool::{is_upload_id, UPLOAD_FILE};
 use crate::error::{ApiError, ApiResult, InternalError};
 use crate::state::{now_ms, Inner};
+
+/// Encoding jobs of a deleted file give this reason.
+pub const DELETE_REASON: &str = "the file was deleted";
 
 /// Files that were superseded by a re-upload give this reason.
 pub const SUPERSEDE_REASON: &str = "superseded by re-upload to same bucket+object_key";
@@ -47,6 +51,16 @@ pub async fn delete_file(
     tenant_id: &str,
     file_id: FileId,
 ) -> ApiResult<Option<Deleted>> {
+    // Its encode stops first (the node's lease ends, no later event); the delete
+    // then takes the jobs' rows and segment copies with the file.
+    if state
+        .store
+        .file_for_tenant(tenant_id, file_id)
+        .await?
+        .is_some()
+    {
+        cancel_jobs_of_file(state, file_id, DELETE_REASON).await?;
+    }
     let Some(deleted) = state
         .store
         .delete_file(tenant_id, file_id, now_ms())

@@ -10,6 +10,7 @@ use zib_proto::{BlobId, NodeId};
 
 use super::deletion::{evict, SUPERSEDE_REASON};
 use super::directory::NodeDirectory;
+use super::encoding::cancel::cancel_jobs_of_file;
 use super::placement;
 use super::registration::shard_capability;
 use crate::error::{ApiError, ApiResult, InternalError};
@@ -196,8 +197,14 @@ pub async fn record(
     match outcome {
         Distribution::Current { superseded } => {
             tracing::info!(file_id = %file.file_id, shards = rows.len(), "file distributed");
+            super::encoding::request::enqueue_declared(state, file.file_id).await;
             if let Some(prior) = superseded {
                 tracing::info!(file_id = %prior, by = %file.file_id, "file superseded; evicting its bytes");
+                // The reference: a re-upload cancels the prior file's encode (and
+                // does not start one for the new file unless its pipeline says so).
+                if let Err(e) = cancel_jobs_of_file(state, prior, SUPERSEDE_REASON).await {
+                    tracing::error!(file_id = %prior, error = %e, "cancelling the superseded file's encode failed");
+                }
                 evict(state, prior).await;
             }
         }

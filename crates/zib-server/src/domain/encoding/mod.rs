@@ -8,5 +8,6 @@ pub mod evict;
 pub mod hls_key;
 pub mod lifecycle;
 pub mod replication;
+pub mod request;
 pub mod source;
 pub mod stream;

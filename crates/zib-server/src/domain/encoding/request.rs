@@ -1,0 +1,250 @@
+//! How an encoding job comes to exist: a tenant's request (`POST
+//! /v1/api/encoding/request`, idempotent: `queued` / `already_queued` /
+//! `already_encoded`), the auto-enqueue of an upload that declared `encode`, and the
+//! tenant's retry of a job that needs it. Every new job gets a fresh HLS key.
+
+use zib_crypto::DataKey;
+use zib_meta::{EncodingJobRow, FilePhase, FileRow, JobCreation, NewEncodingJob};
+use zib_proto::encoding::{
+    job_options, EncodingRequest, EncodingRequested, RequestStatus, ALREADY_ENCODED_MESSAGE,
+    ALREADY_QUEUED_MESSAGE,
+};
+use zib_proto::events::EncodingStep;
+use zib_proto::pipeline::{Pipeline, Stage};
+use zib_proto::FileId;
+
+use super::events::{hls_manifest_url, step_event};
+use crate::domain::directory::NodeDirectory;
+use crate::domain::webhook_targets;
+use crate::error::{ApiError, ApiResult};
+use crate::state::{now_ms, AppState, Inner};
+
+/// `phase_detail` of a job waiting for a node.
+pub const QUEUED_DETAIL: &str = "waiting for an encoding node";
+
+/// A fresh AES-128 key for job `id`, wrapped for `encoding_jobs.wrapped_hls_key`:
+/// a random 32-byte data key whose first 16 bytes are the AES-128 key, wrapped under
+/// the master key with the job id as associated data (the convention the claim and
+/// the CDN's key route unwrap by, in `hls_key`).
+fn wrapped_hls_key(state: &Inner, job_id: &str) -> Vec<u8> {
+    state
+        .config
+        .master_key
+        .wrap(&DataKey::generate(), job_id.as_bytes())
+}
+
+/// The tenant's file a request names: a file id, or with `bucket` the object key's
+/// live file. Another tenant's file is missing, like one that never existed.
+async fn resolve_file(state: &Inner, tenant_id: &str, req: &EncodingRequest) -> ApiResult<FileRow> {
+    let file = match &req.bucket {
+        Some(bucket) => state
+            .store
+            .object(tenant_id, bucket, &req.object_key)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "object {:?} not found in bucket {bucket:?}",
+                    req.object_key
+                ))
+            })?,
+        None => {
+            // Any other string than a file id names no file (to name an object by
+            // its key, pass `bucket` too).
+            let not_found = || ApiError::NotFound(format!("file {} not found", req.object_key));
+            let id: FileId = req.object_key.parse().map_err(|_| not_found())?;
+            state
+                .store
+                .file_for_tenant(tenant_id, id)
+                .await?
+                .ok_or_else(not_found)?
+        }
+    };
+    ready(&file)?;
+    Ok(file)
+}
+
+/// A file can be encoded once uploaded and distributed; a cancelled (superseded)
+/// or failed upload is gone.
+fn ready(file: &FileRow) -> ApiResult<()> {
+    match file.phase {
+        FilePhase::Distributed | FilePhase::Safe => Ok(()),
+        FilePhase::Pending | FilePhase::Uploading => Err(ApiError::Conflict(format!(
+            "file {} is not uploaded yet",
+            file.file_id
+        ))),
+        FilePhase::Cancelled | FilePhase::Failed => Err(ApiError::NotFound(format!(
+            "file {} not found ({})",
+            file.file_id,
+            file.cancelled_reason.as_deref().unwrap_or("cancelled")
+        ))),
+    }
+}
+
+/// 503 naming the first stage no online node can run (as at initiate).
+async fn check_capable(state: &Inner, pipeline: &Pipeline) -> ApiResult<()> {
+    let online = NodeDirectory::load(state).await?.online();
+    match pipeline
+        .required_capabilities()
+        .into_iter()
+        .find(|c| !online.iter().any(|n| n.capabilities.contains(c)))
+    {
+        Some(missing) => Err(ApiError::Unavailable(format!(
+            "no storage nodes available that can run pipeline stage {missing:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The answer for `job` with `status`.
+pub fn requested(state: &Inner, job: &EncodingJobRow, status: RequestStatus) -> EncodingRequested {
+    let url = hls_manifest_url(state, job.file_id);
+    EncodingRequested {
+        encoding_id: job.id.clone(),
+        status,
+        file_id: job.file_id,
+        cdn_url: url.clone(),
+        hls_manifest_url: url,
+        phase: job.phase.as_str().to_string(),
+        progress: job.progress,
+        message: match status {
+            RequestStatus::Queued => None,
+            RequestStatus::AlreadyQueued => Some(ALREADY_QUEUED_MESSAGE.to_string()),
+            RequestStatus::AlreadyEncoded => Some(ALREADY_ENCODED_MESSAGE.to_string()),
+        },
+    }
+}
+
+/// Creates (or, idempotently, finds) the job of an encoding request.
+pub async fn request(
+    state: &AppState,
+    tenant_id: &str,
+    req: EncodingRequest,
+) -> ApiResult<EncodingRequested> {
+    let file = resolve_file(state, tenant_id, &req).await?;
+    let webhook = match &req.webhook_url {
+        Some(url) => {
+            let url = webhook_targets::check_target(state, "webhook_url", url).await?;
+            if let Some(secret) = &req.webhook_secret {
+                webhook_targets::check_secret("webhook_secret", secret)?;
+            }
+            Some((url, req.webhook_secret.clone()))
+        }
+        None => None,
+    };
+    let pipeline = req.pipeline();
+    // The 503 is for work that would wait for a node that does not exist; an answer
+    // naming an existing job needs no node (the transaction decides again below).
+    let existing = state
+        .store
+        .latest_encoding_job(tenant_id, file.file_id)
+        .await?;
+    let answered_by_existing = existing
+        .as_ref()
+        .is_some_and(|j| j.phase.is_in_flight() || (j.phase.is_encoded() && !req.force));
+    if !answered_by_existing {
+        check_capable(state, &pipeline).await?;
+    }
+    let created = create(state, &file, job_options(&pipeline), webhook, req.force).await?;
+    Ok(match created {
+        JobCreation::Created(job) => requested(state, &job, RequestStatus::Queued),
+        JobCreation::InFlight(job) => requested(state, &job, RequestStatus::AlreadyQueued),
+        JobCreation::Encoded(job) => requested(state, &job, RequestStatus::AlreadyEncoded),
+        JobCreation::FileNotReady(_) => {
+            // Cancelled or deleted between the read above and the transaction.
+            return Err(ApiError::NotFound(format!(
+                "file {} not found",
+                file.file_id
+            )));
+        }
+    })
+}
+
+/// One job creation through the store, with a fresh wrapped key and its
+/// `encoding.queued` event.
+async fn create(
+    state: &Inner,
+    file: &FileRow,
+    options: serde_json::Value,
+    webhook: Option<(String, Option<String>)>,
+    force: bool,
+) -> ApiResult<JobCreation> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let wrapped_hls_key = wrapped_hls_key(state, &id);
+    let now = now_ms();
+    let new = NewEncodingJob {
+        id,
+        file_id: file.file_id,
+        tenant_id: file.tenant_id.clone(),
+        options,
+        wrapped_hls_key,
+        webhook,
+        detail: QUEUED_DETAIL.to_string(),
+    };
+    let created = state
+        .store
+        .create_encoding_job(new, force, now, |job| {
+            step_event(state, job, EncodingStep::Queued, now)
+        })
+        .await?;
+    if let JobCreation::Created(job) = &created {
+        tracing::info!(job_id = %job.id, file_id = %job.file_id, force, "encoding job queued");
+    }
+    Ok(created)
+}
+
+/// Enqueues the encode an upload declared (`pipeline.encode`), once it is
+/// distributed. Never fails the distribution: a problem is logged, and the tenant
+/// can still request the encode.
+pub async fn enqueue_declared(state: &Inner, file_id: FileId) {
+    if let Err(e) = try_enqueue_declared(state, file_id).await {
+        tracing::error!(%file_id, error = %e, "enqueueing the declared encode failed");
+    }
+}
+
+async fn try_enqueue_declared(state: &Inner, file_id: FileId) -> ApiResult<()> {
+    let Some(declared) = state.store.file_pipeline(file_id).await? else {
+        return Ok(());
+    };
+    let pipeline = match Pipeline::from_json(Some(&declared)) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(%file_id, error = %e, "stored pipeline does not parse");
+            return Ok(());
+        }
+    };
+    // `encode`, aspect variants (renditions of the encode) or a legacy `encode`
+    // capability all declare the encode.
+    if !pipeline.stages().contains(&Stage::Encoding) {
+        return Ok(());
+    }
+    let Some(file) = state.store.file(file_id).await? else {
+        return Ok(());
+    };
+    // The upload's own webhook target (file_webhooks) already applies to its jobs.
+    create(state, &file, job_options(&pipeline), None, false).await?;
+    Ok(())
+}
+
+/// The tenant's retry of the file's latest job, which must be
+/// `failed_user_action`: back to `queued` with a fresh retry budget.
+pub async fn retry(state: &Inner, tenant_id: &str, file_id: FileId) -> ApiResult<EncodingJobRow> {
+    let job = state
+        .store
+        .latest_encoding_job(tenant_id, file_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no encoding job for file {file_id}")))?;
+    let now = now_ms();
+    state
+        .store
+        .retry_encoding_job(tenant_id, &job.id, QUEUED_DETAIL, now, |j| {
+            step_event(state, j, EncodingStep::Queued, now)
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "encoding job {} is {}; only a failed_user_action job can be retried",
+                job.id,
+                job.phase.as_str()
+            ))
+        })
+}
