@@ -37,6 +37,8 @@ pub struct NodeState {
     in_flight: Mutex<HashSet<String>>,
     /// Wakes the resume task early after a client-triggered distribution failed.
     pub resume_wakeup: tokio::sync::Notify,
+    /// What the node advertises at registration beyond storage (`encode`).
+    pub capabilities: Vec<String>,
 }
 
 impl NodeState {
@@ -65,6 +67,7 @@ impl NodeState {
             verifier: RwLock::new(None),
             in_flight: Mutex::new(HashSet::new()),
             resume_wakeup: tokio::sync::Notify::new(),
+            capabilities: Vec::new(),
         })
     }
 

@@ -505,6 +505,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_segment_marker_survives_reopen_and_goes_with_its_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().to_path_buf()).await.unwrap();
+        let (segment, shard) = (BlobId::new_random(), BlobId::new_random());
+        store.mark_segment(segment).await.unwrap();
+        store.put_bytes(segment, &[7u8; 30]).await.unwrap();
+        store.put_bytes(shard, &[8u8; 30]).await.unwrap();
+        let reopened = BlobStore::open(dir.path().to_path_buf()).await.unwrap();
+        assert!(reopened.is_segment(segment).await);
+        assert!(!reopened.is_segment(shard).await);
+        assert!(reopened.delete(segment).await.unwrap());
+        assert!(!reopened.is_segment(segment).await);
+    }
+
+    #[tokio::test]
     async fn spent_tokens_are_remembered_and_expired_ones_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path().to_path_buf()).await.unwrap();
