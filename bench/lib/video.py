@@ -22,8 +22,9 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(__file__))
 from zibcluster import Cluster, fetch, peak_rss_mib, upload  # noqa: E402
 
-# The ladder by short side, never above the source (docs/video.md).
-RUNGS = [360, 480, 720, 1080, 2160]
+# The ladder by short side with its video/audio kbps, as zib-media's plan has it
+# (capped VBR: maxrate 1.07x, bufsize 2x), so the baseline does the same work.
+LADDER = [(360, 800, 96), (480, 1400, 96), (720, 2800, 128), (1080, 5000, 128), (2160, 16000, 128)]
 
 
 def generate(path, seconds, width=1920, height=1080):
@@ -40,14 +41,16 @@ def generate(path, seconds, width=1920, height=1080):
 def baseline(src, out_dir, height, preset):
     """Plain ffmpeg, same ladder from the local file; returns wall seconds."""
     t0 = time.time()
-    for rung in [r for r in RUNGS if r <= height]:
+    for rung, v, a in [r for r in LADDER if r[0] <= height]:
         d = os.path.join(out_dir, f"{rung}p")
         os.makedirs(d, exist_ok=True)
         subprocess.run(
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", src,
-             "-vf", f"scale=-2:{rung}", "-c:v", "libx264", "-preset", preset,
-             "-pix_fmt", "yuv420p", "-force_key_frames", "expr:gte(t,n_forced*4)",
-             "-c:a", "aac", "-b:a", "128k",
+             "-vf", f"scale=-2:{rung},format=yuv420p", "-c:v", "libx264", "-preset", preset,
+             "-b:v", f"{v}k", "-maxrate", f"{v * 107 // 100}k", "-bufsize", f"{v * 2}k",
+             "-g", "120", "-keyint_min", "120", "-sc_threshold", "0",
+             "-force_key_frames", "expr:gte(t,n_forced*4)",
+             "-c:a", "aac", "-b:a", f"{a}k", "-ac", "2", "-ar", "48000",
              "-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod",
              "-hls_segment_filename", os.path.join(d, "seg%05d.ts"),
              os.path.join(d, "index.m3u8")],
