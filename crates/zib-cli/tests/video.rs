@@ -83,8 +83,9 @@ fn a_1080p_clip_becomes_a_ladder_that_plays_from_the_cdn_through_a_reencode_and_
     let path = make_clip(work.path(), "landscape.mp4", &clip);
 
     // The nodes (and ffmpeg under them) get their own $TMPDIR, scanned at the end.
-    let node_tmp = tempfile::tempdir().unwrap();
-    std::env::set_var("TMPDIR", node_tmp.path());
+    // Kept if the test fails (the cluster's logs are inside it).
+    let node_tmp = tempfile::tempdir().unwrap().keep();
+    std::env::set_var("TMPDIR", &node_tmp);
     let mut cluster = cluster();
     let tenant = Tenant {
         api_url: cluster.api_url.clone(),
@@ -478,7 +479,7 @@ fn a_1080p_clip_becomes_a_ladder_that_plays_from_the_cdn_through_a_reencode_and_
     let new_key_hex = hex::encode(&new_key);
     let mut roots: Vec<std::path::PathBuf> = cluster.nodes.iter().map(|n| n.dir.clone()).collect();
     roots.extend(
-        std::fs::read_dir(node_tmp.path())
+        std::fs::read_dir(&node_tmp)
             .unwrap()
             .flatten()
             .map(|e| e.path())
@@ -496,7 +497,8 @@ fn a_1080p_clip_becomes_a_ladder_that_plays_from_the_cdn_through_a_reencode_and_
         hits.is_empty(),
         "plaintext or key material on disk: {hits:?}"
     );
-    drop(node_tmp);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&node_tmp);
 }
 
 /// The per-request hook's deliveries for `job_id`: signed with our secret (both
