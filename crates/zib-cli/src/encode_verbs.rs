@@ -39,7 +39,7 @@ pub struct EncodeArgs {
     /// segment verified on 3 peers). Exit 0 when reached; exit 1 when the job ends
     /// `failed_user_action` or `cancelled` (a transient `failed` keeps waiting: the
     /// server retries it).
-    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "playable")]
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "playable")]
     pub wait: Option<WaitFor>,
 }
 
