@@ -199,6 +199,31 @@ fn portrait_audio_less_moov_at_end_and_not_a_video() {
     assert_eq!(row["last_error"], why, "{row}");
     assert_eq!(fetch_text(&tenant.master_url(&junk_id)).0, 404);
 
+    // Another tenant: the job and file are exactly like missing ones everywhere.
+    let other = Tenant {
+        api_url: cluster.api_url.clone(),
+        bearer: cluster.create_tenant("someone-else"),
+    };
+    let missing = "00000000-0000-4000-8000-000000000000";
+    let junk_encoding = junk_job["encoding_id"].as_str().unwrap();
+    for (id, file) in [(junk_encoding, junk_id.as_str()), (missing, missing)] {
+        assert_eq!(other.job(id).0, 404, "GET encoding/jobs/{id}");
+        assert_eq!(other.request_encode(file, json!({})).0, 404);
+        let retry = other.call(
+            reqwest::Method::POST,
+            &format!("/v1/api/my-jobs/{file}/retry"),
+            None,
+        );
+        assert_eq!(retry.0, 404, "retry {file}: {}", retry.1);
+        let cancel = other.call(
+            reqwest::Method::DELETE,
+            &format!("/v1/api/my-jobs/{file}"),
+            None,
+        );
+        assert_eq!(cancel.0, 404, "cancel {file}: {}", cancel.1);
+    }
+    assert!(other.my_jobs("all").is_empty());
+
     // Portrait stays portrait, capped at the source's short side (540: 360p, 480p).
     tenant.wait_job(&portrait_job, ENCODE, playable_complete);
     assert_eq!(
