@@ -206,22 +206,34 @@ fn portrait_audio_less_moov_at_end_and_not_a_video() {
     };
     let missing = "00000000-0000-4000-8000-000000000000";
     let junk_encoding = junk_job["encoding_id"].as_str().unwrap();
-    for (id, file) in [(junk_encoding, junk_id.as_str()), (missing, missing)] {
-        assert_eq!(other.job(id).0, 404, "GET encoding/jobs/{id}");
-        assert_eq!(other.request_encode(file, json!({})).0, 404);
-        let retry = other.call(
-            reqwest::Method::POST,
-            &format!("/v1/api/my-jobs/{file}/retry"),
-            None,
-        );
-        assert_eq!(retry.0, 404, "retry {file}: {}", retry.1);
-        let cancel = other.call(
-            reqwest::Method::DELETE,
-            &format!("/v1/api/my-jobs/{file}"),
-            None,
-        );
-        assert_eq!(cancel.0, 404, "cancel {file}: {}", cancel.1);
-    }
+    assert_eq!(other.job(junk_encoding).0, 404);
+    assert_eq!(other.job(missing).0, 404);
+    let answers = |file: &str| {
+        [
+            other.request_encode(file, json!({})).0,
+            other
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/v1/api/my-jobs/{file}/retry"),
+                    None,
+                )
+                .0,
+            other
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/v1/api/my-jobs/{file}"),
+                    None,
+                )
+                .0,
+        ]
+    };
+    let foreign = answers(&junk_id);
+    assert_eq!(foreign, answers(missing), "request, retry, cancel");
+    assert_eq!(foreign[0], 404);
+    assert!(
+        foreign.iter().all(|s| (400..500).contains(s)),
+        "{foreign:?}"
+    );
     assert!(other.my_jobs("all").is_empty());
 
     // Portrait stays portrait, capped at the source's short side (540: 360p, 480p).
