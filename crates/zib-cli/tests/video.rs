@@ -35,7 +35,7 @@ fn cluster() -> ProcCluster {
             ("ZIB_WEBHOOK_POLL_INTERVAL_MS", "100"),
             ("ZIB_WEBHOOK_RETRY_SCHEDULE", "1s,1s,2s,2s,2s"),
             // Players mid-stream keep the replaced job's segments this long.
-            ("ZIB_ENCODING_REPLACED_GRACE_SECS", "120"),
+            ("ZIB_ENCODING_EVICTION_GRACE_SECS", "120"),
         ],
     )
 }

@@ -87,8 +87,9 @@ fn a_failing_encoder_is_retried_then_waits_for_the_user_and_cancel_stops_an_enco
             ("ZIB_ALLOW_PRIVATE_WEBHOOK_TARGETS", "true"),
             ("ZIB_WEBHOOK_POLL_INTERVAL_MS", "100"),
             ("ZIB_ENCODING_LEASE_SECS", "6"),
-            ("ZIB_ENCODING_RETRY_AFTER_SECS", "1"),
-            ("ZIB_ENCODING_MAX_RETRIES", "3"),
+            ("ZIB_ENCODING_RETRY_BACKOFF_SECS", "1"),
+            ("ZIB_ENCODING_RETRY_BACKOFF_MAX_SECS", "2"),
+            ("ZIB_ENCODING_RETRY_BUDGET", "3"),
         ],
     );
     let tenant = Tenant {
