@@ -5,6 +5,7 @@
 pub mod capability;
 pub mod challenge;
 pub mod envelope;
+pub mod hls;
 pub mod keywrap;
 pub mod webhook;
 

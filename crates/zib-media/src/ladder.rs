@@ -1,0 +1,228 @@
+//! The HLS ladder: which rungs a source gets and how each is encoded.
+
+use zib_proto::jobs::{RenditionPlan, VideoProbe};
+
+/// One rung of the ladder with its encoder settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rung {
+    pub plan: RenditionPlan,
+    /// Target average video bitrate (`-b:v`).
+    pub video_kbps: u32,
+    /// Peak the rate control may not pass (`-maxrate`): capped VBR keeps a variant
+    /// near the bandwidth the master playlist promises.
+    pub maxrate_kbps: u32,
+    /// VBV buffer (`-bufsize`).
+    pub bufsize_kbps: u32,
+    /// AAC bitrate when the source has audio.
+    pub audio_kbps: u32,
+    /// x264 profile: `main` for the lowest rung (older phones), `high` above.
+    pub profile: &'static str,
+    /// H.264 level, `3.0` … `5.2`, the lowest the rung's size and frame rate fit.
+    pub level: &'static str,
+}
+
+impl Rung {
+    /// The peak bandwidth of the variant in bits per second (`BANDWIDTH=` in the
+    /// master playlist): video peak plus audio plus ~5 % MPEG-TS overhead.
+    pub fn bandwidth_bps(&self, has_audio: bool) -> u64 {
+        let audio = if has_audio { self.audio_kbps } else { 0 };
+        u64::from(self.maxrate_kbps + audio) * 1050
+    }
+}
+
+/// The standard rungs by their short side, with video and audio bitrates at ≤30 fps.
+/// Figures follow the common H.264 ladders (Apple's HLS authoring guide, rounded):
+/// enough for screen content and camera footage at `veryfast`.
+const LADDER: [(u32, u32, u32); 5] = [
+    (360, 800, 96),
+    (480, 1400, 96),
+    (720, 2800, 128),
+    (1080, 5000, 128),
+    (2160, 16000, 128),
+];
+
+/// Above this a rung is encoded at this frame rate (ffmpeg's `fps` filter): HLS
+/// players and the levels below 5.2 stop here.
+pub(crate) const MAX_FPS: f64 = 60.0;
+
+/// The rungs for this source, lowest first: 360p, 480p, 720p, 1080p, 2160p by the
+/// short side, none above the source (a source below 360p gets one rung at its own
+/// size, even dimensions), orientation kept (portrait: width is the short side).
+pub fn plan_ladder(probe: &VideoProbe) -> Vec<Rung> {
+    let (w, h) = (probe.width.max(2), probe.height.max(2));
+    let portrait = w < h;
+    let (short, long) = if portrait { (w, h) } else { (h, w) };
+    let fps = output_fps(probe.frame_rate);
+    let has_audio = probe.has_audio();
+    let mut rungs: Vec<Rung> = LADDER
+        .iter()
+        .filter(|(s, _, _)| *s <= short)
+        .map(|&(s, v, a)| {
+            let l = even(f64::from(s) * f64::from(long) / f64::from(short)).min(floor_even(long));
+            rung(format!("{s}p"), s, l, portrait, fps, v, a, has_audio)
+        })
+        .collect();
+    if rungs.is_empty() {
+        // Below the lowest rung: one rung at the source's own size, with the lowest
+        // rung's bitrate scaled down by area.
+        let (s, l) = (floor_even(short), floor_even(long));
+        let (_, v360, a360) = LADDER[0];
+        let area = f64::from(s) * f64::from(l) / (360.0 * 640.0);
+        let v = ((f64::from(v360) * area) as u32).max(150);
+        rungs.push(rung(
+            format!("{s}p"),
+            s,
+            l,
+            portrait,
+            fps,
+            v,
+            a360,
+            has_audio,
+        ));
+    }
+    rungs
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rung(
+    name: String,
+    short: u32,
+    long: u32,
+    portrait: bool,
+    fps: f64,
+    video_kbps: u32,
+    audio_kbps: u32,
+    has_audio: bool,
+) -> Rung {
+    let (width, height) = if portrait {
+        (short, long)
+    } else {
+        (long, short)
+    };
+    // More frames need more bits; 1.5× at 60 fps is the usual rule of thumb.
+    let video_kbps = if fps > 30.5 {
+        video_kbps * 3 / 2
+    } else {
+        video_kbps
+    };
+    let profile = if short <= 360 { "main" } else { "high" };
+    let maxrate_kbps = video_kbps * 107 / 100;
+    let bufsize_kbps = video_kbps * 2;
+    let level = h264_level(width, height, fps, maxrate_kbps, profile);
+    Rung {
+        plan: RenditionPlan {
+            name,
+            width,
+            height,
+            codecs: rfc6381_codecs(profile, level, has_audio),
+            frame_rate: fps,
+        },
+        video_kbps,
+        maxrate_kbps,
+        bufsize_kbps,
+        audio_kbps,
+        profile,
+        level,
+    }
+}
+
+/// The frame rate a rung is encoded at: the source's, capped at [`MAX_FPS`]; 30 when
+/// the source does not say.
+pub(crate) fn output_fps(source: f64) -> f64 {
+    if source.is_finite() && source > 0.0 {
+        source.min(MAX_FPS)
+    } else {
+        30.0
+    }
+}
+
+/// Rounds to the nearest even number ≥ 2 (yuv420p needs even dimensions).
+fn even(x: f64) -> u32 {
+    let n = (x / 2.0).round() as u32 * 2;
+    n.max(2)
+}
+
+/// The even number at or below `x`, at least 2.
+fn floor_even(x: u32) -> u32 {
+    (x & !1).max(2)
+}
+
+/// H.264 Table A-1: (level, max macroblocks/s, max frame size in macroblocks, max
+/// bitrate in kbit/s for Main; High allows 1.25×).
+const LEVELS: [(&str, u64, u64, u64); 9] = [
+    ("3.0", 40_500, 1_620, 10_000),
+    ("3.1", 108_000, 3_600, 14_000),
+    ("3.2", 216_000, 5_120, 20_000),
+    ("4.0", 245_760, 8_192, 20_000),
+    ("4.1", 245_760, 8_192, 50_000),
+    ("4.2", 522_240, 8_704, 50_000),
+    ("5.0", 589_824, 22_080, 135_000),
+    ("5.1", 983_040, 36_864, 240_000),
+    ("5.2", 2_073_600, 36_864, 240_000),
+];
+
+/// The lowest level the frame size, macroblock rate and peak bitrate fit.
+fn h264_level(width: u32, height: u32, fps: f64, maxrate_kbps: u32, profile: &str) -> &'static str {
+    let mbs = u64::from(width.div_ceil(16)) * u64::from(height.div_ceil(16));
+    let mbps = (mbs as f64 * fps).ceil() as u64;
+    let rate = u64::from(maxrate_kbps);
+    LEVELS
+        .iter()
+        .find(|(_, max_mbps, max_fs, max_br)| {
+            let max_br = if profile == "high" {
+                max_br * 5 / 4
+            } else {
+                *max_br
+            };
+            mbps <= *max_mbps && mbs <= *max_fs && rate <= max_br
+        })
+        .map(|(l, ..)| *l)
+        .unwrap_or("5.2")
+}
+
+/// RFC 6381 codecs string for a rung: `avc1.PPCCLL` (profile_idc, constraint flags,
+/// level_idc as x264 writes them), plus `,mp4a.40.2` (AAC-LC) with audio.
+pub fn rfc6381_codecs(profile: &str, level: &str, has_audio: bool) -> String {
+    // x264 sets constraint_set1 (Main-compatible) for Main and none for High.
+    let (profile_idc, constraints) = match profile {
+        "baseline" => (0x42, 0xc0),
+        "main" => (0x4d, 0x40),
+        _ => (0x64, 0x00),
+    };
+    let level_idc: u32 = level
+        .split_once('.')
+        .and_then(|(major, minor)| {
+            Some(major.parse::<u32>().ok()? * 10 + minor.parse::<u32>().ok()?)
+        })
+        .unwrap_or(40);
+    let video = format!("avc1.{profile_idc:02x}{constraints:02x}{level_idc:02x}");
+    if has_audio {
+        format!("{video},mp4a.40.2")
+    } else {
+        video
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_match_the_usual_rungs() {
+        assert_eq!(h264_level(640, 360, 30.0, 856, "main"), "3.0");
+        assert_eq!(h264_level(1280, 720, 30.0, 2996, "high"), "3.1");
+        assert_eq!(h264_level(1280, 720, 60.0, 4494, "high"), "3.2");
+        assert_eq!(h264_level(1920, 1080, 30.0, 5350, "high"), "4.0");
+        assert_eq!(h264_level(1920, 1080, 60.0, 8025, "high"), "4.2");
+        assert_eq!(h264_level(3840, 2160, 30.0, 17120, "high"), "5.1");
+        assert_eq!(h264_level(3840, 2160, 60.0, 25680, "high"), "5.2");
+    }
+
+    #[test]
+    fn codecs_strings_are_the_ones_players_know() {
+        assert_eq!(rfc6381_codecs("main", "3.0", true), "avc1.4d401e,mp4a.40.2");
+        assert_eq!(rfc6381_codecs("high", "3.1", false), "avc1.64001f");
+        assert_eq!(rfc6381_codecs("high", "4.0", true), "avc1.640028,mp4a.40.2");
+        assert_eq!(rfc6381_codecs("high", "5.1", false), "avc1.640033");
+    }
+}
