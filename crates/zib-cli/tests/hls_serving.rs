@@ -316,7 +316,7 @@ fn hls_output_is_served_verified_repaired_and_made_safe() {
     assert_eq!(entries.len(), 3);
     for ((duration, url), (segment, want)) in entries.iter().zip(low.iter().zip([4.0, 4.0, 2.5])) {
         assert_eq!(*duration, want);
-        let on_holder = format!("/v1/segments/{}?node=", segment.blob);
+        let on_holder = format!("/v1/segments/{}.ts?node=", segment.blob);
         assert!(url.contains(&on_holder), "{url}");
         let resp = fetch(url);
         assert_eq!(resp.status(), 200, "{url}");

@@ -104,6 +104,8 @@ fn measure(segments: &[SegmentHolders]) -> (u64, u64) {
 }
 
 /// `GET /stream/{file_id}/{rendition}.m3u8[?job=]`: a published rung's VOD playlist.
+/// Segment URLs end their path in `.ts` (`{node}/v1/segments/{blob_id}.ts?node=…`):
+/// ffmpeg's HLS demuxer refuses segment URLs without a media extension.
 pub async fn media_playlist(
     state: &Inner,
     file_id: FileId,
@@ -135,7 +137,7 @@ pub async fn media_playlist(
     for s in &segments {
         let url = match holders_in_order(&nodes, &job, s).first() {
             Some((node_id, node_url)) => format!(
-                "{}/v1/segments/{}?node={node_id}",
+                "{}/v1/segments/{}.ts?node={node_id}",
                 node_url.trim_end_matches('/'),
                 s.segment.blob_id
             ),
