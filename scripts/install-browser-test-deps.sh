@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the browser SDK tests need: Debian's chromium (only when missing) and
-# playwright-core (the driver only, no bundled browser) under sdk/js/node_modules.
+# playwright-core (the driver only, no bundled browser) and hls.js (the player the
+# HLS playback test loads) under sdk/js/node_modules.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,7 +14,7 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 cd "$repo/sdk/js"
-if [ ! -d node_modules/playwright-core ]; then
+if [ ! -d node_modules/playwright-core ] || [ ! -f node_modules/hls.js/dist/hls.min.js ]; then
   # playwright-core never downloads a browser; ours is /usr/bin/chromium.
   export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
   if [ -f package-lock.json ]; then

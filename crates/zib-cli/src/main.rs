@@ -6,6 +6,7 @@ mod client_verbs;
 mod config;
 mod dev;
 mod dev_dir;
+mod encode_verbs;
 mod keys;
 mod run;
 mod upload_state;
@@ -83,6 +84,15 @@ enum Command {
     Pipeline(client_verbs::PipelineArgs),
     /// Webhook endpoints, events, deliveries and redelivery.
     Webhooks(webhook_verbs::WebhooksArgs),
+    /// Encode an uploaded video to an AES-128 HLS ladder; prints the request's answer
+    /// ({"encoding_id", "status", ...}: queued, already_queued or already_encoded).
+    ///
+    /// --wait follows the job with a progress bar on stderr and prints the final job
+    /// as a second JSON line. Exit status: 0 when the stream is playable and complete
+    /// (local_complete, replicating or safe; with --wait=safe only at safe); 1 when the
+    /// job ends failed_user_action or cancelled, or on any error. A transient `failed`
+    /// is retried by the server and waited through.
+    Encode(encode_verbs::EncodeArgs),
 }
 
 #[derive(Subcommand)]
@@ -180,5 +190,6 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Rm(args) => client_verbs::run_rm(args).await,
         Command::Pipeline(args) => client_verbs::run_pipeline(args).await,
         Command::Webhooks(args) => webhook_verbs::run(args).await,
+        Command::Encode(args) => encode_verbs::run(args).await,
     }
 }

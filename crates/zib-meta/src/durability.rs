@@ -320,16 +320,21 @@ impl Store {
         Ok(files)
     }
 
-    /// Every blob id metadata still points to on `node`: shards it holds, and upload
-    /// blobs it holds for files not yet safe or ended. Anything else it stores is an
-    /// orphan.
+    /// Every blob id metadata still points to on `node`: shards it holds, upload
+    /// blobs it holds for files not yet safe or ended, and HLS segment copies (a
+    /// replica row, or a segment it encoded). Anything else it stores is an orphan.
     pub async fn referenced_blobs(&self, node: &NodeId) -> Result<HashSet<BlobId>> {
         let mut out = HashSet::new();
         for text in sqlx::query_scalar::<_, String>(
             "SELECT blob_id FROM shards WHERE node_id = $1 \
              UNION ALL \
              SELECT upload_blob_id FROM files WHERE originator = $1 \
-               AND phase IN ('pending', 'uploading', 'distributed')",
+               AND phase IN ('pending', 'uploading', 'distributed') \
+             UNION ALL \
+             SELECT blob_id FROM segment_replicas WHERE node_id = $1 \
+             UNION ALL \
+             SELECT s.blob_id FROM hls_segments s JOIN encoding_jobs j ON j.id = s.job_id \
+               WHERE j.node_id = $1",
         )
         .bind(node.as_str())
         .fetch_all(&self.pool)

@@ -350,6 +350,8 @@ impl Store {
         .bind(&file_text)
         .execute(&mut *tx)
         .await?;
+        // Its encodings reference it: they go with it, segment copies included.
+        blobs.extend(Store::delete_file_encodings_in(&mut tx, &file_text).await?);
         sqlx::query("DELETE FROM files WHERE file_id = $1")
             .bind(&file_text)
             .execute(&mut *tx)

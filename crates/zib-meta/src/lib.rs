@@ -24,6 +24,8 @@ mod tenants;
 mod webhooks;
 
 pub use buckets::{BucketDeletion, OverwriteMode};
+pub use encoding::hls::{RenditionRow, ReplicaRow, SegmentHolders, SegmentRow};
+pub use encoding::replicas::{JobReplication, SegmentReplica};
 pub use encoding::{EncodingJobRow, JobCreation, JobPhase, NewEncodingJob};
 pub use object_attrs::{Checksums, ObjectHeaders, Tags};
 pub use s3_completed::CompletedUpload;

@@ -1,4 +1,4 @@
-//! `GET /v1/segments/{blob_id}`: encrypted HLS segments for players, public.
+//! `GET /v1/segments/{blob_id}[.ts]`: encrypted HLS segments for players, public.
 //!
 //! A segment is AES-128 ciphertext whose key only the server hands out (per job, to
 //! whoever may play the file), so reading one needs no token: players on any
@@ -24,7 +24,9 @@ pub async fn get_segment(
     UrlPath(blob): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, NodeApiError> {
-    let blob = parse_blob(&blob)?;
+    // Players' HLS demuxers (ffmpeg's among them) only fetch segment URLs whose
+    // path ends in a media extension, so playlists name `{blob_id}.ts`.
+    let blob = parse_blob(blob.strip_suffix(".ts").unwrap_or(&blob))?;
     // Not a segment or not here: the same answer, so the route says nothing about
     // which shards this node keeps.
     if !state.store.is_segment(blob).await {

@@ -210,6 +210,26 @@ impl ProcCluster {
         .unwrap()
     }
 
+    /// Another tenant on the same store (`zib tenant create`); its Bearer header.
+    pub fn create_tenant(&self, name: &str) -> String {
+        let out = Command::new(zib_bin())
+            .args(["tenant", "create", name])
+            .envs(self.env.iter().cloned())
+            .output()
+            .expect("tenant create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        format!(
+            "Bearer {}:{}",
+            t["access_key"].as_str().unwrap(),
+            t["secret_key"].as_str().unwrap()
+        )
+    }
+
     pub fn bearer(&self) -> String {
         format!("Bearer {}:{}", self.access_key, self.secret_key)
     }

@@ -3,8 +3,9 @@
 //! (`hls`), read by the CDN and kept durable by the workers; how tenants create and
 //! see jobs (`requests`).
 
-mod hls;
+pub(crate) mod hls;
 mod jobs;
+pub(crate) mod replicas;
 mod requests;
 mod segments;
 

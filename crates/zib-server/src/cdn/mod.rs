@@ -3,6 +3,7 @@
 //! `domain::read`, which decrypts only the chunks covering the requested range and
 //! streams; memory is bounded by a couple of segments whatever the file size.
 
+mod hls;
 mod object_headers;
 
 use axum::body::Body;
@@ -21,7 +22,13 @@ use crate::state::AppState;
 use object_headers::set as set_header;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/objects/{file_id}", get(get_object).head(get_object))
+    Router::new()
+        .route("/objects/{file_id}", get(get_object).head(get_object))
+        .route("/stream/{file_id}/{item}", get(hls::stream_item))
+        .route(
+            "/stream/{file_id}/segments/{segment}",
+            get(hls::proxied_segment),
+        )
 }
 
 async fn get_object(

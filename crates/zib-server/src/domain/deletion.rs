@@ -87,6 +87,7 @@ pub async fn evict(state: &Inner, file_id: FileId) {
         }
         Err(e) => tracing::error!(%file_id, error = %e, "evicting a cancelled file failed"),
     }
+    super::encoding::evict::evict_file_jobs(state, file_id).await;
 }
 
 /// Asks every holder to drop its blobs now, counting blobs by outcome. Holders that

@@ -5,6 +5,9 @@ mod auditor;
 mod collector;
 mod job_reaper;
 mod repairer;
+mod segment_auditor;
+mod segment_repairer;
+mod segment_verifier;
 mod verifier;
 mod webhook_dispatcher;
 
@@ -18,6 +21,9 @@ pub use auditor::Auditor;
 pub use collector::Collector;
 pub use job_reaper::JobReaper;
 pub use repairer::Repairer;
+pub use segment_auditor::SegmentAuditor;
+pub use segment_repairer::SegmentRepairer;
+pub use segment_verifier::SegmentVerifier;
 pub use verifier::Verifier;
 pub use webhook_dispatcher::Dispatcher;
 /// What a tick found (the shared runner's).
@@ -77,6 +83,9 @@ pub fn spawn_all(state: &AppState, runner: &mut Runner) {
     spawn(runner, Auditor, state, 0.0);
     spawn(runner, Repairer::default(), state, state.config.repair_pace);
     spawn(runner, Collector::default(), state, 0.0);
+    spawn(runner, SegmentVerifier, state, 0.0);
+    spawn(runner, SegmentAuditor, state, 0.0);
+    spawn(runner, SegmentRepairer, state, state.config.repair_pace);
     spawn(runner, JobReaper, state, 0.0);
     match Dispatcher::new(state) {
         Ok(d) => {

@@ -39,9 +39,7 @@ pub async fn cancel_jobs_of_file(state: &Inner, file_id: FileId, reason: &str) -
 /// is left to the job reaper, which retries every cancelled job still holding
 /// segments (and evicts a replaced encode's after its grace).
 pub(crate) async fn evict_segments(state: &Inner, job_id: &str) {
-    // The hls branch's eviction does the work; on merging it this body becomes:
-    //   if let Err(e) = super::evict::evict_job(state, job_id).await {
-    //       tracing::warn!(job = job_id, error = %e, "evicting a cancelled job failed; the reaper retries");
-    //   }
-    let _ = (state, job_id);
+    if let Err(e) = super::evict::evict_job(state, job_id).await {
+        tracing::warn!(%job_id, error = %e, "evicting a cancelled job's segments failed; the reaper retries");
+    }
 }

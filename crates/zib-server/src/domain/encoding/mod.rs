@@ -4,6 +4,10 @@
 
 pub mod cancel;
 pub mod events;
+pub mod evict;
+pub mod hls_key;
 pub mod lifecycle;
+pub mod replication;
 pub mod request;
 pub mod source;
+pub mod stream;

@@ -1,0 +1,586 @@
+//! Video test support: clips generated with ffmpeg (lavfi `testsrc2` + `sine`, never
+//! a checked-in file), ffprobe on CDN URLs, HLS playlist parsing, a tiny static HTTP
+//! server (to hand ffmpeg a doctored playlist), and the tenant encoding API.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+static MEDIA_DEPS: Once = Once::new();
+
+/// ffmpeg and ffprobe on PATH: `scripts/install-media-deps.sh` when the repository
+/// has it, else whatever is installed (Debian's 5.1 in /usr/bin).
+pub fn ensure_media() {
+    MEDIA_DEPS.call_once(|| {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-media-deps.sh");
+        if script.exists() {
+            let status = Command::new("bash").arg(&script).status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "{} failed",
+                script.display()
+            );
+        }
+        for tool in ["ffmpeg", "ffprobe"] {
+            let ok = Command::new(tool)
+                .arg("-version")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            assert!(
+                ok,
+                "{tool} is not installed (scripts/install-media-deps.sh)"
+            );
+        }
+    });
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct Clip {
+    pub width: u32,
+    pub height: u32,
+    pub seconds: u32,
+    pub fps: u32,
+    pub audio: bool,
+    /// `-movflags +faststart` (moov first); false leaves ffmpeg's default, moov last.
+    pub faststart: bool,
+    /// Written into the container's title: a plaintext marker to hunt for on disks.
+    pub marker: Option<String>,
+}
+
+impl Clip {
+    pub fn new(width: u32, height: u32, seconds: u32) -> Clip {
+        Clip {
+            width,
+            height,
+            seconds,
+            fps: 30,
+            audio: true,
+            faststart: true,
+            marker: None,
+        }
+    }
+    pub fn frames(&self) -> u64 {
+        u64::from(self.seconds) * u64::from(self.fps)
+    }
+}
+
+/// Generates `clip` as an H.264 (+ AAC) MP4 in `dir`. Fast preset: the test is the
+/// encoder under test, not this.
+pub fn make_clip(dir: &Path, name: &str, clip: &Clip) -> PathBuf {
+    ensure_media();
+    let path = dir.join(name);
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+    ])
+    .arg(format!(
+        "testsrc2=size={}x{}:rate={}:duration={}",
+        clip.width, clip.height, clip.fps, clip.seconds
+    ));
+    if clip.audio {
+        cmd.args(["-f", "lavfi", "-i"]).arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={}",
+            clip.seconds
+        ));
+    }
+    cmd.args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "60",
+    ]);
+    if clip.audio {
+        cmd.args(["-c:a", "aac", "-b:a", "96k"]);
+    }
+    if clip.faststart {
+        cmd.args(["-movflags", "+faststart"]);
+    }
+    if let Some(marker) = &clip.marker {
+        cmd.arg("-metadata").arg(format!("title={marker}"));
+    }
+    cmd.arg(&path);
+    let out = cmd.output().expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "generating {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// The top-level MP4 boxes, in file order (`ftyp`, `moov`, `mdat`, ...).
+pub fn top_level_boxes(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).expect("read clip");
+    let mut boxes = Vec::new();
+    let mut at = 0usize;
+    while at + 8 <= bytes.len() {
+        let size32 = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as u64;
+        let kind = String::from_utf8_lossy(&bytes[at + 4..at + 8]).to_string();
+        let size = match size32 {
+            1 if at + 16 <= bytes.len() => {
+                u64::from_be_bytes(bytes[at + 8..at + 16].try_into().unwrap())
+            }
+            0 => (bytes.len() - at) as u64,
+            n => n,
+        };
+        boxes.push(kind);
+        if size < 8 {
+            break;
+        }
+        at += size as usize;
+    }
+    boxes
+}
+
+/// True when the `moov` box comes after `mdat`: a player (or ffmpeg) must seek to
+/// the end before it can decode the first frame.
+pub fn moov_at_end(path: &Path) -> bool {
+    let boxes = top_level_boxes(path);
+    let moov = boxes.iter().position(|b| b == "moov");
+    let mdat = boxes.iter().position(|b| b == "mdat");
+    matches!((moov, mdat), (Some(m), Some(d)) if m > d)
+}
+
+/// ffprobe's streams of a file or URL (`-show_streams -show_format`).
+pub fn probe(input: &str) -> Value {
+    ensure_media();
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+            input,
+        ])
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+pub fn streams_of(probe: &Value, kind: &str) -> Vec<Value> {
+    probe["streams"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter(|s| s["codec_type"] == kind)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Decodes every video frame of `input` (the first video stream): the count, or
+/// `Err(stderr)` when ffprobe fails outright.
+pub fn count_frames(input: &str) -> Result<u64, String> {
+    ensure_media();
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "json",
+            input,
+        ])
+        .output()
+        .expect("run ffprobe");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if !out.status.success() {
+        return Err(stderr);
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {stderr}"))?;
+    v["streams"][0]["nb_read_frames"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .ok_or(stderr)
+}
+
+/// `ffmpeg -i input -f null -`: decodes every stream; Ok(stderr) on success.
+pub fn decode_all(input: &str) -> Result<String, String> {
+    ensure_media();
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-xerror", "-i", input])
+        .args(["-map", "0", "-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if out.status.success() {
+        Ok(stderr)
+    } else {
+        Err(stderr)
+    }
+}
+
+/// One `#EXT-X-STREAM-INF` of a master playlist.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    pub attrs: HashMap<String, String>,
+    /// Absolute (resolved against the master's URL).
+    pub url: String,
+}
+
+impl Variant {
+    pub fn attr(&self, name: &str) -> &str {
+        self.attrs.get(name).map(String::as_str).unwrap_or("")
+    }
+    pub fn resolution(&self) -> (u32, u32) {
+        let (w, h) = self
+            .attr("RESOLUTION")
+            .split_once('x')
+            .unwrap_or(("0", "0"));
+        (w.parse().unwrap_or(0), h.parse().unwrap_or(0))
+    }
+    pub fn number(&self, name: &str) -> f64 {
+        self.attr(name).parse().unwrap_or(f64::NAN)
+    }
+}
+
+/// `KEY=VALUE,KEY="quoted, value"` as in an HLS attribute list.
+pub fn parse_attrs(list: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = list;
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            let next = quoted.get(end + 1..).unwrap_or("");
+            (&quoted[..end], next.strip_prefix(',').unwrap_or(next))
+        } else {
+            match after.split_once(',') {
+                Some((v, n)) => (v, n),
+                None => (after, ""),
+            }
+        };
+        out.insert(key.trim().to_string(), value.to_string());
+        rest = next;
+    }
+    out
+}
+
+/// `uri` resolved against the playlist at `base`.
+pub fn resolve(base: &str, uri: &str) -> String {
+    reqwest::Url::parse(base)
+        .and_then(|b| b.join(uri))
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| uri.to_string())
+}
+
+pub fn variants(master: &str, master_url: &str) -> Vec<Variant> {
+    let mut out = Vec::new();
+    let mut pending: Option<HashMap<String, String>> = None;
+    for line in master.lines().map(str::trim) {
+        if let Some(attrs) = line.strip_prefix("#EXT-X-STREAM-INF:") {
+            pending = Some(parse_attrs(attrs));
+        } else if !line.is_empty() && !line.starts_with('#') {
+            if let Some(attrs) = pending.take() {
+                out.push(Variant {
+                    attrs,
+                    url: resolve(master_url, line),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A media playlist's key line and segment URLs (absolute).
+#[derive(Clone, Debug)]
+pub struct Media {
+    pub key: HashMap<String, String>,
+    pub segments: Vec<String>,
+    pub durations: Vec<f64>,
+    pub target_duration: f64,
+    pub ended: bool,
+}
+
+pub fn media(text: &str, url: &str) -> Media {
+    let mut m = Media {
+        key: HashMap::new(),
+        segments: Vec::new(),
+        durations: Vec::new(),
+        target_duration: 0.0,
+        ended: false,
+    };
+    for line in text.lines().map(str::trim) {
+        if let Some(attrs) = line.strip_prefix("#EXT-X-KEY:") {
+            m.key = parse_attrs(attrs);
+        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
+            m.durations.push(
+                d.trim_end_matches(',')
+                    .split(',')
+                    .next()
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0.0),
+            );
+        } else if let Some(t) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            m.target_duration = t.parse().unwrap_or(0.0);
+        } else if line == "#EXT-X-ENDLIST" {
+            m.ended = true;
+        } else if !line.is_empty() && !line.starts_with('#') {
+            m.segments.push(resolve(url, line));
+        }
+    }
+    m
+}
+
+/// GET as text with status and headers (lower-case names).
+pub fn fetch(url: &str) -> (u16, HashMap<String, String>, Vec<u8>) {
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+        .get(url)
+        .header("Origin", "http://player.example")
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    (
+        status,
+        headers,
+        resp.bytes().map(|b| b.to_vec()).unwrap_or_default(),
+    )
+}
+
+pub fn fetch_text(url: &str) -> (u16, String) {
+    let (status, _, body) = fetch(url);
+    (status, String::from_utf8_lossy(&body).to_string())
+}
+
+/// A static HTTP/1.1 server on 127.0.0.1 answering GET from a path → body map.
+pub struct StaticServer {
+    pub port: u16,
+    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl StaticServer {
+    pub fn start() -> StaticServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, s) = (files.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                        let mut buf = Vec::new();
+                        let mut chunk = [0u8; 4096];
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut chunk) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let head = String::from_utf8_lossy(&buf).to_string();
+                        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                        let path = path.split('?').next().unwrap_or("/").to_string();
+                        let body = f.lock().unwrap().get(&path).cloned();
+                        let (status, body) = match body {
+                            Some(b) => ("200 OK", b),
+                            None => ("404 Not Found", b"not here".to_vec()),
+                        };
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = stream.write_all(&body);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        StaticServer { port, files, stop }
+    }
+
+    pub fn put(&self, path: &str, body: impl Into<Vec<u8>>) -> String {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), body.into());
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The tenant API, as a backend calls it.
+#[derive(Clone)]
+pub struct Tenant {
+    pub api_url: String,
+    pub bearer: String,
+}
+
+impl Tenant {
+    pub fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+            .request(method, format!("{}{path}", self.api_url))
+            .header("Authorization", &self.bearer);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    /// `POST /v1/api/encoding/request` with `object_key` = the file id and `extra`.
+    pub fn request_encode(&self, file_id: &str, extra: Value) -> (u16, Value) {
+        let mut body = json!({ "object_key": file_id });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        self.call(
+            reqwest::Method::POST,
+            "/v1/api/encoding/request",
+            Some(body),
+        )
+    }
+
+    pub fn job(&self, encoding_id: &str) -> (u16, Value) {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/v1/api/encoding/jobs/{encoding_id}"),
+            None,
+        )
+    }
+
+    pub fn my_jobs(&self, status: &str) -> Vec<Value> {
+        let (code, v) = self.call(
+            reqwest::Method::GET,
+            &format!("/v1/api/my-jobs?status={status}"),
+            None,
+        );
+        assert_eq!(code, 200, "my-jobs: {v}");
+        v["jobs"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls the job until `done(phase)`; panics on a terminal phase `done` refuses.
+    pub fn wait_job(
+        &self,
+        encoding_id: &str,
+        timeout: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        loop {
+            let (code, job) = self.job(encoding_id);
+            if code == 200 {
+                let phase = job["phase"].as_str().unwrap_or("").to_string();
+                if done(&phase) {
+                    return job;
+                }
+                assert!(
+                    !matches!(phase.as_str(), "failed_user_action" | "cancelled") || done(&phase),
+                    "encoding {encoding_id} ended {phase}: {job}"
+                );
+                last = job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting on encoding {encoding_id}; last: {last}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    pub fn master_url(&self, file_id: &str) -> String {
+        format!("{}/stream/{file_id}/master.m3u8", self.api_url)
+    }
+}
+
+/// Phases at or past "every rung live".
+pub fn playable_complete(phase: &str) -> bool {
+    matches!(phase, "local_complete" | "replicating" | "safe")
+}
+
+/// Files under `roots` whose bytes contain any of `needles`.
+pub fn files_containing(roots: &[PathBuf], needles: &[&[u8]]) -> Vec<(PathBuf, usize)> {
+    let mut hits = Vec::new();
+    for root in roots {
+        for f in super::files_under(root) {
+            let Ok(bytes) = std::fs::read(&f) else {
+                continue;
+            };
+            for (i, n) in needles.iter().enumerate() {
+                if super::contains(&bytes, n) {
+                    hits.push((f.clone(), i));
+                }
+            }
+        }
+    }
+    hits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_lists_keep_quoted_commas() {
+        let a =
+            parse_attrs(r#"BANDWIDTH=800000,CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=640x360"#);
+        assert_eq!(a["BANDWIDTH"], "800000");
+        assert_eq!(a["CODECS"], "avc1.64001f,mp4a.40.2");
+        assert_eq!(a["RESOLUTION"], "640x360");
+    }
+}
