@@ -83,20 +83,6 @@ fn gone(job_id: &str) -> ApiError {
     ))
 }
 
-/// The job's AES-128 segment key: the first 16 bytes of the data key wrapped under
-/// the master key with the job id as associated data.
-// On merging the hls branch this is `hls_key::unwrap_hls_key` (same convention).
-fn hls_key(state: &Inner, job: &EncodingJobRow) -> ApiResult<[u8; 16]> {
-    let key = state
-        .config
-        .master_key
-        .unwrap(&job.wrapped_hls_key, job.id.as_bytes())
-        .map_err(InternalError::from)?;
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&key.as_bytes()[..16]);
-    Ok(out)
-}
-
 /// Hands the oldest claimable job to `req.node_id` (which must advertise `encode`),
 /// with the keys and the source it needs. `None`: nothing to do.
 pub async fn claim(state: &Inner, req: &ClaimRequest) -> ApiResult<Option<ClaimedJob>> {
@@ -185,7 +171,11 @@ async fn claimed_job(state: &Inner, job: &EncodingJobRow, token: String) -> ApiR
             nonce_prefix: hex::encode(&file.nonce_prefix),
             data_key: hex::encode(dek.as_bytes()),
         },
-        hls_key: hex::encode(hls_key(state, job)?),
+        hls_key: hex::encode(super::hls_key::unwrap_hls_key(
+            state,
+            &job.id,
+            &job.wrapped_hls_key,
+        )?),
         options: job.options.clone(),
     })
 }

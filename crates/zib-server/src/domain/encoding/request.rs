@@ -3,7 +3,6 @@
 //! `already_encoded`), the auto-enqueue of an upload that declared `encode`, and the
 //! tenant's retry of a job that needs it. Every new job gets a fresh HLS key.
 
-use zib_crypto::DataKey;
 use zib_meta::{EncodingJobRow, FilePhase, FileRow, JobCreation, NewEncodingJob};
 use zib_proto::encoding::{
     job_options, EncodingRequest, EncodingRequested, RequestStatus, ALREADY_ENCODED_MESSAGE,
@@ -21,17 +20,6 @@ use crate::state::{now_ms, AppState, Inner};
 
 /// `phase_detail` of a job waiting for a node.
 pub const QUEUED_DETAIL: &str = "waiting for an encoding node";
-
-/// A fresh AES-128 key for job `id`, wrapped for `encoding_jobs.wrapped_hls_key`:
-/// a random 32-byte data key whose first 16 bytes are the AES-128 key, wrapped under
-/// the master key with the job id as associated data (the convention the claim and
-/// the CDN's key route unwrap by, in `hls_key`).
-fn wrapped_hls_key(state: &Inner, job_id: &str) -> Vec<u8> {
-    state
-        .config
-        .master_key
-        .wrap(&DataKey::generate(), job_id.as_bytes())
-}
 
 /// The tenant's file a request names: a file id, or with `bucket` the object key's
 /// live file. Another tenant's file is missing, like one that never existed.
@@ -170,7 +158,7 @@ async fn create(
     force: bool,
 ) -> ApiResult<JobCreation> {
     let id = uuid::Uuid::new_v4().to_string();
-    let wrapped_hls_key = wrapped_hls_key(state, &id);
+    let wrapped_hls_key = super::hls_key::new_wrapped_hls_key(state, &id);
     let now = now_ms();
     let new = NewEncodingJob {
         id,
