@@ -143,6 +143,12 @@ pub async fn run(args: DevArgs) -> Result<()> {
         webhook_secret_overlap: env.webhook_secret_overlap,
         s3_multipart_expiry: env.s3_multipart_expiry,
         s3_complete_wait: env.s3_complete_wait,
+        // Encoding leases and retries honour `ZIB_ENCODING_*` (tests shorten them).
+        encoding_lease: env.encoding_lease,
+        encoding_retry_budget: env.encoding_retry_budget,
+        encoding_retry_backoff: env.encoding_retry_backoff,
+        encoding_retry_backoff_max: env.encoding_retry_backoff_max,
+        encoding_eviction_grace: env.encoding_eviction_grace,
         ..ServerSettings::default()
     };
     let nodes_dir = dir.join("nodes");

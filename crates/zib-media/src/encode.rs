@@ -139,6 +139,13 @@ impl RungJob<'_> {
 /// rung done, from `-progress pipe:1`'s `out_time` against the source's duration;
 /// kills ffmpeg and returns [`MediaError::Cancelled`] when `cancel` fires. A non-zero
 /// exit is [`MediaError::Ffmpeg`] with the last lines of stderr (bounded).
+///
+/// ffmpeg PUTs each segment when it is cut and the VOD playlist once, at the end.
+/// `Ok` means ffmpeg exited cleanly, not that every PUT landed: ffmpeg's HLS muxer
+/// carries on (and exits 0) when a segment PUT is refused, and it may exit before the
+/// receiving server has finished reading its last requests. The caller must wait
+/// until it holds the final playlist (`#EXT-X-ENDLIST`) and every segment that
+/// playlist lists ([`crate::parse_media_playlist`]), and fail the rung otherwise.
 pub async fn encode_rung(
     job: RungJob<'_>,
     mut on_progress: impl FnMut(f64) + Send,

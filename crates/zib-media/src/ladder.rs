@@ -21,15 +21,6 @@ pub struct Rung {
     pub level: &'static str,
 }
 
-impl Rung {
-    /// The peak bandwidth of the variant in bits per second (`BANDWIDTH=` in the
-    /// master playlist): video peak plus audio plus ~5 % MPEG-TS overhead.
-    pub fn bandwidth_bps(&self, has_audio: bool) -> u64 {
-        let audio = if has_audio { self.audio_kbps } else { 0 };
-        u64::from(self.maxrate_kbps + audio) * 1050
-    }
-}
-
 /// The standard rungs by their short side, with video and audio bitrates at ≤30 fps.
 /// Figures follow the common H.264 ladders (Apple's HLS authoring guide, rounded):
 /// enough for screen content and camera footage at `veryfast`.

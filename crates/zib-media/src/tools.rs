@@ -35,11 +35,16 @@ impl Tools {
     /// Ok only if both tools run and ffmpeg can encode libx264 + AAC (a tiny lavfi
     /// encode to the null muxer): a node advertises `encode` only then. At most 10 s.
     pub async fn check(&self) -> Result<(), MediaError> {
-        tokio::time::timeout(CHECK_TIMEOUT, self.check_inner())
+        self.check_within(CHECK_TIMEOUT).await
+    }
+
+    /// [`Tools::check`] with another time limit.
+    pub async fn check_within(&self, limit: Duration) -> Result<(), MediaError> {
+        tokio::time::timeout(limit, self.check_inner())
             .await
             .map_err(|_| MediaError::Timeout {
                 what: "the ffmpeg check",
-                secs: CHECK_TIMEOUT.as_secs(),
+                secs: limit.as_secs(),
             })?
     }
 

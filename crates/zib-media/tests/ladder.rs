@@ -107,3 +107,39 @@ fn high_frame_rates_get_more_bits_and_a_higher_level_capped_at_60() {
     let at120 = plan_ladder(&source(1280, 720, 120.0, false));
     assert!(at120.iter().all(|r| r.plan.frame_rate == 60.0));
 }
+
+/// One row of the documented table: name, width, video, maxrate, bufsize, audio,
+/// profile, level.
+type Row = (String, u32, u32, u32, u32, u32, &'static str, &'static str);
+
+/// The table in docs/video.md ("The encoder: ffmpeg"), row for row.
+#[test]
+fn the_documented_ladder_table() {
+    let rows: Vec<Row> = plan_ladder(&source(3840, 2160, 30.0, true))
+        .into_iter()
+        .map(|r| {
+            (
+                r.plan.name,
+                r.plan.width,
+                r.video_kbps,
+                r.maxrate_kbps,
+                r.bufsize_kbps,
+                r.audio_kbps,
+                r.profile,
+                r.level,
+            )
+        })
+        .collect();
+    let want = [
+        ("360p", 640, 800, 856, 1600, 96, "main", "3.0"),
+        ("480p", 854, 1400, 1498, 2800, 96, "high", "3.1"),
+        ("720p", 1280, 2800, 2996, 5600, 128, "high", "3.1"),
+        ("1080p", 1920, 5000, 5350, 10000, 128, "high", "4.0"),
+        ("2160p", 3840, 16000, 17120, 32000, 128, "high", "5.1"),
+    ];
+    let want: Vec<Row> = want
+        .iter()
+        .map(|&(n, w, v, m, b, a, p, l)| (n.to_string(), w, v, m, b, a, p, l))
+        .collect();
+    assert_eq!(rows, want);
+}

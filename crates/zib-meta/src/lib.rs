@@ -214,6 +214,10 @@ pub struct DeletedFile {
 }
 
 pub use durability::{AuditTarget, SafeFile};
+pub use encoding::{
+    Completion, EventBuilder, FailureOutcome, JobEvent, LeaseUpdate, NewRendition, NewSegment,
+    ProgressThrottle, Published, RetryPolicy,
+};
 pub use redundancy::Redundancy;
 pub use s3::{ListFrom, S3ObjectEntry};
 

@@ -41,6 +41,13 @@ pub struct NodeConfig {
         with = "zib_util::duration_serde::secs"
     )]
     pub heartbeat_interval: Duration,
+    /// Run video encoding jobs when ffmpeg and ffprobe work here (the node then
+    /// advertises `encode`); `false` never does.
+    pub encode: bool,
+    /// The ffmpeg binary; `None`: `ffmpeg` on `PATH`.
+    pub ffmpeg: Option<PathBuf>,
+    /// The ffprobe binary; `None`: `ffprobe` on `PATH`.
+    pub ffprobe: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -55,11 +62,27 @@ impl Default for NodeConfig {
             capacity_bytes: 100 * 1024 * 1024 * 1024,
             zone: None,
             heartbeat_interval: Duration::from_secs(5),
+            encode: true,
+            ffmpeg: None,
+            ffprobe: None,
         }
     }
 }
 
 impl NodeConfig {
+    /// The ffmpeg tools this node uses: the configured paths, else what
+    /// [`zib_media::Tools::from_env`] finds.
+    pub fn media_tools(&self) -> zib_media::Tools {
+        let mut tools = zib_media::Tools::from_env();
+        if let Some(ffmpeg) = &self.ffmpeg {
+            tools.ffmpeg = ffmpeg.clone();
+        }
+        if let Some(ffprobe) = &self.ffprobe {
+            tools.ffprobe = ffprobe.clone();
+        }
+        tools
+    }
+
     /// What a configuration file means beyond its values: a cluster token is
     /// required, a trailing `/` of `server_url` is dropped and a heartbeat interval
     /// under a second is one second.

@@ -44,7 +44,7 @@ pub async fn register(state: &NodeState) -> Result<(), RegisterError> {
         capacity_bytes: state.capacity_bytes,
         free_bytes: state.free_bytes(),
         zone: state.zone.clone(),
-        capabilities: Vec::new(),
+        capabilities: state.capabilities.clone(),
     };
     let response = state.server.register(&request).await?;
     let verifier = CapabilityVerifier::from_public_key_hex(&response.capability_public_key)

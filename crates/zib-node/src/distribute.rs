@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use zib_erasure::{Codec, Layout};
 use zib_proto::error_codes as codes;
 use zib_proto::node_rpc::{
-    DistributedRequest, DistributionPlan, SegmentPlan, ShardTarget, StoredShard,
+    DistributedRequest, DistributionPlan, SegmentPlan, ShardStored, ShardTarget, StoredShard,
     UploadReceivedRequest,
 };
 use zib_proto::BlobId;
@@ -340,23 +340,37 @@ async fn store_shard(
                 reason: e.to_string(),
             });
     }
-    push(state, target, bytes)
-        .await
-        .map_err(|reason| DistributeError::Push {
-            segment,
-            index: target.index,
-            node_id: target.node_id.to_string(),
-            node_url: target.node_url.clone(),
-            reason,
-        })
+    push_blob(
+        state,
+        &target.node_url,
+        target.blob_id,
+        &target.token,
+        bytes,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|reason| DistributeError::Push {
+        segment,
+        index: target.index,
+        node_id: target.node_id.to_string(),
+        node_url: target.node_url.clone(),
+        reason,
+    })
 }
 
-async fn push(state: &NodeState, target: &ShardTarget, bytes: Bytes) -> Result<(), String> {
-    let url = format!(
-        "{}/v1/shards/{}",
-        target.node_url.trim_end_matches('/'),
-        target.blob_id
-    );
+/// Pushes a blob (a shard, or an HLS segment) to a peer with `PUT
+/// {node_url}/v1/shards/{blob}?token=`, retrying network failures and 5xx answers.
+///
+/// Returns the BLAKE3 the peer says it stored (hex), or `None` when a retry found
+/// the blob already stored (an earlier attempt landed and only its answer was lost).
+pub(crate) async fn push_blob(
+    state: &NodeState,
+    node_url: &str,
+    blob: BlobId,
+    token: &str,
+    bytes: Bytes,
+) -> Result<Option<String>, String> {
+    let url = format!("{}/v1/shards/{blob}", node_url.trim_end_matches('/'));
     let mut last_error = String::new();
     for attempt in 0..PUSH_ATTEMPTS {
         if attempt > 0 {
@@ -365,16 +379,19 @@ async fn push(state: &NodeState, target: &ShardTarget, bytes: Bytes) -> Result<(
         let sent = state
             .peers
             .put(&url)
-            .query(&[("token", target.token.as_str())])
+            .query(&[("token", token)])
             .body(bytes.clone())
             .send()
             .await;
         match sent {
-            Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(response) if response.status().is_success() => {
+                let stored = response.json::<ShardStored>().await.ok();
+                return Ok(stored.map(|s| s.blake3));
+            }
             // A retry that finds the blob stored or the token spent means an earlier
             // attempt landed and only its answer was lost.
             Ok(response) if attempt > 0 && response.status() == StatusCode::CONFLICT => {
-                return Ok(())
+                return Ok(None)
             }
             Ok(response) => {
                 let status = response.status();

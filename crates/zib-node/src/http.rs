@@ -29,6 +29,21 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/upload/{blob_id}/parts/{part}", put(intake::put_part))
         .route("/v1/upload/{blob_id}/complete", post(intake::complete))
         .layer(cors);
+    // Players on any origin read segments straight from the node (hls.js uses
+    // ranged requests for some streams).
+    let segments = Router::new()
+        .route("/v1/segments/{blob_id}", get(crate::segments::get_segment))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+                .allow_headers([header::RANGE])
+                .expose_headers([
+                    header::CONTENT_LENGTH,
+                    header::CONTENT_RANGE,
+                    header::ACCEPT_RANGES,
+                ]),
+        );
     Router::new()
         .route("/healthz", get(health))
         .route(
@@ -41,6 +56,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/blobs", get(audit::inventory))
         .route("/v1/workers", get(crate::workers::list))
         .merge(uploads)
+        .merge(segments)
         .fallback(|| async { NodeApiError::not_found("no such endpoint on this node") })
         // Bodies are streamed to disk and bounded by each token's size, not here.
         .layer(DefaultBodyLimit::disable())

@@ -241,7 +241,9 @@ pub async fn complete(
     distribute_and_answer(&state, blob, claims.size).await
 }
 
-/// `PUT /v1/shards/{blob_id}?token=T`: a shard pushed by the originator of an upload.
+/// `PUT /v1/shards/{blob_id}?token=T`: a shard pushed by the originator of an upload,
+/// or (with a `Segment` token) an encrypted HLS segment pushed by the node that
+/// encoded it, which is then also served publicly by `GET /v1/segments/{blob_id}`.
 pub async fn put_shard(
     State(state): State<Arc<NodeState>>,
     UrlPath(blob): UrlPath<String>,
@@ -249,15 +251,29 @@ pub async fn put_shard(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, NodeApiError> {
-    let (blob, claims, _guard) = claim(
-        &state,
-        &blob,
-        &query,
-        CapabilityOp::Shard,
-        "another write to this blob is in progress",
+    let raw_blob = blob;
+    let blob = parse_blob(&raw_blob)?;
+    let claims = state.verify_token_for(
+        token_of(&query),
+        &[CapabilityOp::Shard, CapabilityOp::Segment],
+        blob,
     )?;
+    let _guard = state
+        .begin(blob.to_string())
+        .ok_or_else(|| busy("another write to this blob is in progress"))?;
     let (partial, hash) = receive_whole(&state, blob, &claims, &headers, body).await?;
-    commit_partial(&state, &partial, blob, claims.size, "shard").await?;
+    let what = if claims.op == CapabilityOp::Segment {
+        // Marked before the commit: a crash in between leaves a marker without a
+        // blob (a 404 either way), never a public blob that is not a segment.
+        if let Err(e) = state.store.mark_segment(blob).await {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(NodeApiError::internal("could not record the segment", e));
+        }
+        "segment"
+    } else {
+        "shard"
+    };
+    commit_partial(&state, &partial, blob, claims.size, what).await?;
     let mut response = Json(ShardStored {
         blob_id: blob,
         size: claims.size,
@@ -268,7 +284,7 @@ pub async fn put_shard(
     Ok(response)
 }
 
-/// The start a single upload and a pushed shard share: the path's blob id, the
+/// The start of a single upload: the path's blob id, the
 /// token's claims for `op` on it, and the blob held against a concurrent write
 /// (`busy_message` when another request holds it) until the guard drops.
 fn claim<'a>(

@@ -12,9 +12,11 @@ mod distribute;
 mod error;
 mod http;
 mod intake;
+mod jobs;
 mod parts;
 mod resume;
 mod rpc;
+mod segments;
 mod shards;
 mod state;
 mod store;
@@ -50,7 +52,7 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     cancel: CancellationToken,
     http_task: JoinHandle<()>,
-    /// Heartbeat and resume.
+    /// Heartbeat, resume and (when ffmpeg works) the encoder.
     workers: Runner,
 }
 
@@ -111,7 +113,12 @@ pub async fn start(
         .trim_end_matches('/')
         .to_string();
 
-    let state = Arc::new(NodeState::new(node_id.clone(), public_url, store, &config)?);
+    let mut state = NodeState::new(node_id.clone(), public_url, store, &config)?;
+    let encoder = jobs::find_tools(config.encode, config.media_tools()).await;
+    if encoder.is_some() {
+        state.capabilities.push(jobs::ENCODE_CAPABILITY.to_string());
+    }
+    let state = Arc::new(state);
 
     let cancel = CancellationToken::new();
     let registry = Registry::new();
@@ -155,6 +162,12 @@ pub async fn start(
         0.0,
     );
     workers.spawn(resume::Resume::new(state.clone()), 0.0);
+    if let Some(tools) = encoder {
+        workers.spawn(
+            jobs::Encoder::new(state.clone(), tools, cancel.clone()),
+            0.0,
+        );
+    }
     tracing::info!(node_id = %node_id, %addr, public_url = %state.public_url, "node started");
 
     Ok(RunningNode {

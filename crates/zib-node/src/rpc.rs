@@ -105,7 +105,14 @@ impl ServerClient {
         Ok(())
     }
 
-    async fn post<B: Serialize, R: DeserializeOwned>(
+    /// The cluster token (the encoder's source reads carry it too).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// `POST {server}{path}` with `body` as JSON; an empty answer (`204`) reads as
+    /// JSON `null` (so `()` or `None`).
+    pub(crate) async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,

@@ -32,6 +32,16 @@ pub async fn get_shard(
     headers: HeaderMap,
 ) -> Result<Response, NodeApiError> {
     let blob = cluster_blob(&state, &headers, &blob)?;
+    serve_blob(&state, blob, &headers, "application/octet-stream").await
+}
+
+/// A stored blob (whole, or the one `Range` of `headers`) as `content_type`.
+pub(crate) async fn serve_blob(
+    state: &NodeState,
+    blob: BlobId,
+    headers: &HeaderMap,
+    content_type: &'static str,
+) -> Result<Response, NodeApiError> {
     let path = state.store.blob_path(blob);
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
@@ -96,10 +106,7 @@ pub async fn get_shard(
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if status == StatusCode::PARTIAL_CONTENT {
@@ -168,7 +175,7 @@ pub(crate) fn require_cluster_token(
 }
 
 /// One `bytes=` range over a blob of `len` bytes, as inclusive `(first, last)`.
-fn parse_range(value: &str, len: u64) -> Result<(u64, u64), String> {
+pub(crate) fn parse_range(value: &str, len: u64) -> Result<(u64, u64), String> {
     let spec = value
         .trim()
         .strip_prefix("bytes=")

@@ -37,6 +37,8 @@ pub struct NodeState {
     in_flight: Mutex<HashSet<String>>,
     /// Wakes the resume task early after a client-triggered distribution failed.
     pub resume_wakeup: tokio::sync::Notify,
+    /// What the node advertises at registration beyond storage (`encode`).
+    pub capabilities: Vec<String>,
 }
 
 impl NodeState {
@@ -65,6 +67,7 @@ impl NodeState {
             verifier: RwLock::new(None),
             in_flight: Mutex::new(HashSet::new()),
             resume_wakeup: tokio::sync::Notify::new(),
+            capabilities: Vec::new(),
         })
     }
 
@@ -89,6 +92,17 @@ impl NodeState {
         &self,
         token: Option<&str>,
         op: CapabilityOp,
+        blob: BlobId,
+    ) -> Result<CapabilityClaims, NodeApiError> {
+        self.verify_token_for(token, &[op], blob)
+    }
+
+    /// [`NodeState::verify_token`] for a route that takes any of `ops` (a pushed
+    /// shard or a pushed HLS segment land on the same route).
+    pub fn verify_token_for(
+        &self,
+        token: Option<&str>,
+        ops: &[CapabilityOp],
         blob: BlobId,
     ) -> Result<CapabilityClaims, NodeApiError> {
         let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
@@ -116,13 +130,14 @@ impl NodeState {
                 }
                 other => NodeApiError::forbidden(codes::INVALID_TOKEN, other.to_string()),
             })?;
-        if claims.op != op {
+        if !ops.contains(&claims.op) {
+            let wanted: Vec<&str> = ops.iter().map(|op| op_name(*op)).collect();
             return Err(NodeApiError::forbidden(
                 codes::WRONG_OPERATION,
                 format!(
                     "token authorises the {} operation, not {}",
                     op_name(claims.op),
-                    op_name(op)
+                    wanted.join(" or ")
                 ),
             ));
         }

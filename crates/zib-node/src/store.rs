@@ -8,6 +8,8 @@
 //! distributed/{blob}                        uploads whose shards are all placed
 //! pending/{blob}                            uploads stored here whose distribution the
 //!                                           server has not acknowledged yet (content: size)
+//! segments/{blob}                           blobs that are encrypted HLS segments, which
+//!                                           anyone may read (`GET /v1/segments/{blob}`)
 //! node.json                                 this node's identity
 //! ```
 //!
@@ -46,7 +48,14 @@ impl BlobStore {
             root,
             used: AtomicU64::new(0),
         };
-        for dir in ["blobs", "incoming", "used-tokens", "distributed", "pending"] {
+        for dir in [
+            "blobs",
+            "incoming",
+            "used-tokens",
+            "distributed",
+            "pending",
+            "segments",
+        ] {
             tokio::fs::create_dir_all(store.root.join(dir)).await?;
         }
         let root = store.root.clone();
@@ -86,6 +95,10 @@ impl BlobStore {
 
     fn pending_marker(&self, blob: BlobId) -> PathBuf {
         self.root.join("pending").join(blob.to_string())
+    }
+
+    fn segment_marker(&self, blob: BlobId) -> PathBuf {
+        self.root.join("segments").join(blob.to_string())
     }
 
     fn used_token_path(&self, jti: &str) -> PathBuf {
@@ -161,6 +174,7 @@ impl BlobStore {
         }
         remove_if_present(&self.distributed_marker(blob)).await?;
         remove_if_present(&self.pending_marker(blob)).await?;
+        remove_if_present(&self.segment_marker(blob)).await?;
         remove_if_present(&self.partial_path(blob)).await?;
         match tokio::fs::remove_dir_all(self.parts_dir(blob)).await {
             Ok(()) => {}
@@ -168,6 +182,19 @@ impl BlobStore {
             Err(e) => return Err(e),
         }
         Ok(removed)
+    }
+
+    /// Records, durably and before the blob itself is committed, that `blob` is an
+    /// encrypted HLS segment: the public segment route serves only these (a shard
+    /// never leaves the node without the cluster token).
+    pub async fn mark_segment(&self, blob: BlobId) -> io::Result<()> {
+        write_durably(self.segment_marker(blob), Vec::new()).await
+    }
+
+    pub async fn is_segment(&self, blob: BlobId) -> bool {
+        tokio::fs::try_exists(self.segment_marker(blob))
+            .await
+            .unwrap_or(false)
     }
 
     pub async fn is_distributed(&self, blob: BlobId) -> bool {
@@ -390,7 +417,7 @@ fn prune_stale(root: &Path) {
         }
     }
     // Records a crash caught between write and rename: never read, only in the way.
-    for dir in ["used-tokens", "distributed", "pending"] {
+    for dir in ["used-tokens", "distributed", "pending", "segments"] {
         if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
             for entry in entries.flatten() {
                 if entry.file_name().to_string_lossy().ends_with(".tmp") {
@@ -475,6 +502,21 @@ mod tests {
             "leftover temporary records are pruned at start"
         );
         assert!(reopened.inventory().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_segment_marker_survives_reopen_and_goes_with_its_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().to_path_buf()).await.unwrap();
+        let (segment, shard) = (BlobId::new_random(), BlobId::new_random());
+        store.mark_segment(segment).await.unwrap();
+        store.put_bytes(segment, &[7u8; 30]).await.unwrap();
+        store.put_bytes(shard, &[8u8; 30]).await.unwrap();
+        let reopened = BlobStore::open(dir.path().to_path_buf()).await.unwrap();
+        assert!(reopened.is_segment(segment).await);
+        assert!(!reopened.is_segment(shard).await);
+        assert!(reopened.delete(segment).await.unwrap());
+        assert!(!reopened.is_segment(segment).await);
     }
 
     #[tokio::test]

@@ -81,6 +81,8 @@ pub const DISTRIBUTION_FAILED: &str = "distribution_failed";
 /// Too few storage nodes are online to give every shard of a segment its own node:
 /// the originator keeps the upload and asks again later (node RPC only).
 pub const TOO_FEW_NODES: &str = "too_few_nodes";
+/// An encoding node's lease on a job lapsed, or the job was cancelled: stop working on it.
+pub const LEASE_GONE: &str = "lease_gone";
 /// The upload does not start with the envelope header the server issued for it
 /// (not an envelope at all, another version, or another chunk size or nonce prefix).
 pub const INVALID_ENVELOPE: &str = "invalid_envelope";

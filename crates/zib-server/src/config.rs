@@ -179,6 +179,36 @@ pub struct ServerSettings {
         with = "zib_util::duration_serde::millis"
     )]
     pub s3_complete_wait: Duration,
+    /// An encoding node's lease on a job lapses this long after its last renewal
+    /// (nodes renew every few seconds); the job is then retried elsewhere (at least 5 s).
+    #[serde(
+        rename = "encoding_lease_secs",
+        with = "zib_util::duration_serde::secs"
+    )]
+    pub encoding_lease: Duration,
+    /// Transient encoding failures (a lapsed lease, a node error) retried before the
+    /// job waits for the tenant (`failed_user_action`).
+    pub encoding_retry_budget: u32,
+    /// The first retry of a failed encoding waits this long, each later one twice the
+    /// previous, up to `encoding_retry_backoff_max_secs`.
+    #[serde(
+        rename = "encoding_retry_backoff_secs",
+        with = "zib_util::duration_serde::secs"
+    )]
+    pub encoding_retry_backoff: Duration,
+    /// Longest wait before an encoding retry.
+    #[serde(
+        rename = "encoding_retry_backoff_max_secs",
+        with = "zib_util::duration_serde::secs"
+    )]
+    pub encoding_retry_backoff_max: Duration,
+    /// A forced re-encode's predecessor keeps its segments this long after the new
+    /// encode goes live, so players mid-stream finish on the old playlist.
+    #[serde(
+        rename = "encoding_eviction_grace_secs",
+        with = "zib_util::duration_serde::secs"
+    )]
+    pub encoding_eviction_grace: Duration,
 }
 
 /// Repair takes at most about half the time while a backlog lasts.
@@ -232,6 +262,11 @@ impl Default for ServerSettings {
             allow_private_webhook_targets: false,
             s3_multipart_expiry: Duration::from_secs(7 * 24 * 3600),
             s3_complete_wait: Duration::from_secs(10),
+            encoding_lease: Duration::from_secs(30),
+            encoding_retry_budget: 3,
+            encoding_retry_backoff: Duration::from_secs(5),
+            encoding_retry_backoff_max: Duration::from_secs(300),
+            encoding_eviction_grace: Duration::from_secs(600),
         }
     }
 }
@@ -324,6 +359,9 @@ impl ServerConfig {
             return Err(ConfigError(
                 "webhook_retention_days must be at least 1".into(),
             ));
+        }
+        if settings.encoding_lease < Duration::from_secs(5) {
+            return Err(ConfigError("encoding_lease_secs must be at least 5".into()));
         }
         if settings.s3_multipart_expiry.is_zero() {
             return Err(ConfigError(

@@ -30,6 +30,9 @@ pub enum ApiError {
     /// A bucket still holding objects or uploads cannot be deleted.
     #[error("{0}")]
     BucketNotEmpty(String),
+    /// An encoding node's lease lapsed or its job was cancelled (node RPC: stop).
+    #[error("{0}")]
+    Gone(String),
     #[error("requested range not satisfiable")]
     RangeNotSatisfiable { len: u64 },
     // --- capacity ---
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::BucketNotEmpty(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) | ApiError::TooFewNodes(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(_) | ApiError::Unreadable(_) => StatusCode::BAD_GATEWAY,
@@ -96,6 +100,7 @@ impl ApiError {
             ApiError::NotFound(_) => codes::NOT_FOUND,
             ApiError::Conflict(_) => codes::CONFLICT,
             ApiError::BucketNotEmpty(_) => codes::BUCKET_NOT_EMPTY,
+            ApiError::Gone(_) => codes::LEASE_GONE,
             ApiError::RangeNotSatisfiable { .. } => codes::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => codes::UNAVAILABLE,
             ApiError::TooFewNodes(_) => codes::TOO_FEW_NODES,

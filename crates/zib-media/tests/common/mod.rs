@@ -156,13 +156,26 @@ impl Server {
     }
 }
 
+/// Serves `router` on an ephemeral loopback port over HTTP/1 with half-closed
+/// connections allowed. ffmpeg's HTTP PUT sends its last chunk and shuts the socket
+/// without waiting for the answer; hyper's default (so `axum::serve`) treats that
+/// EOF as the end of the connection and drops the request in flight: a segment is
+/// silently lost now and then while ffmpeg exits 0. The node's sink must do the same.
 async fn serve(router: Router) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .half_close(true)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
     });
     Server { addr }
 }
@@ -172,6 +185,9 @@ async fn serve(router: Router) -> Server {
 #[derive(Clone, Default)]
 pub struct FileOpts {
     pub stall_after: Option<usize>,
+    /// Send the body in chunks of this many bytes, one per 100 ms (a slow source,
+    /// so an encode is still running when a test acts on it).
+    pub chunk_per_100ms: Option<usize>,
 }
 
 /// Serves the files of `dir` at `/{name}` with `Range: bytes=a-b` support (206 +
@@ -225,8 +241,9 @@ async fn serve_file(
             format!("bytes {start}-{}/{len}", end.saturating_sub(1)),
         );
     }
-    let body = match opts.stall_after {
-        Some(n) if n < part.len() => stall(part.slice(..n)),
+    let body = match (opts.stall_after, opts.chunk_per_100ms) {
+        (Some(n), _) if n < part.len() => stall(part.slice(..n)),
+        (_, Some(n)) => paced(part, n.max(1)),
         _ => Body::from(part),
     };
     builder.body(body).unwrap_or_default()
@@ -237,6 +254,19 @@ fn stall(head: Bytes) -> Body {
     use futures::StreamExt;
     let first = futures::stream::once(async move { Ok::<_, std::io::Error>(head) });
     Body::from_stream(first.chain(futures::stream::pending()))
+}
+
+/// A body sent `n` bytes at a time, one chunk per 100 ms.
+fn paced(data: Bytes, n: usize) -> Body {
+    let chunks = futures::stream::unfold(data, move |mut rest| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let chunk = rest.split_to(n.min(rest.len()));
+        Some((Ok::<_, std::io::Error>(chunk), rest))
+    });
+    Body::from_stream(chunks)
 }
 
 fn status(code: StatusCode) -> Response {
@@ -294,6 +324,33 @@ async fn put_body(
     inner.1.push(path.clone());
     inner.0.insert(path, body);
     StatusCode::CREATED
+}
+
+/// Waits (up to 10 s) until the sink holds `playlist` with `#EXT-X-ENDLIST` and
+/// every segment it lists, and returns the playlist's text. ffmpeg may exit before
+/// the server has finished reading its last PUTs, so the node must wait the same way.
+pub async fn wait_for_rung(received: &Received, dir: &str, playlist: &str) -> String {
+    let complete = || {
+        let text =
+            String::from_utf8_lossy(&received.get(&format!("{dir}/{playlist}"))?).into_owned();
+        let all = text.contains("#EXT-X-ENDLIST")
+            && zib_media::parse_media_playlist(&text)
+                .iter()
+                .all(|(name, _)| received.get(&format!("{dir}/{name}")).is_some());
+        all.then_some(text)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(text) = complete() {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{dir}/{playlist} and its segments never all arrived: {:?}",
+            received.puts()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Polls `cond` every 50 ms for up to `limit`.

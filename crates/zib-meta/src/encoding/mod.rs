@@ -4,6 +4,12 @@
 
 mod hls;
 mod jobs;
+mod segments;
+
+pub use jobs::{
+    Completion, EventBuilder, FailureOutcome, JobEvent, LeaseUpdate, ProgressThrottle, RetryPolicy,
+};
+pub use segments::{NewRendition, NewSegment, Published};
 
 use zib_proto::{FileId, NodeId};
 
@@ -206,3 +212,6 @@ impl Store {
             .await
     }
 }
+
+#[cfg(test)]
+mod lifecycle_tests;

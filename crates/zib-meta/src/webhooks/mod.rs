@@ -28,6 +28,7 @@ pub use deliveries::{
 };
 pub use endpoints::{EndpointPatch, NewEndpoint, WebhookEndpoint};
 pub use event_rows::WebhookEvent;
+pub(crate) use events::enqueue_event;
 pub(crate) use events::enqueue_file_event;
 pub use events::NewWebhookEvent;
 pub use targets::TenantWebhook;

@@ -28,7 +28,10 @@ pub fn api_to_s3(e: ApiError) -> S3Error {
             S3Error::with_message(S3ErrorCode::InvalidAccessKeyId, message)
         }
         ApiError::Forbidden(_) => S3Error::with_message(S3ErrorCode::AccessDenied, message),
-        ApiError::NotFound(_) => S3Error::with_message(S3ErrorCode::NoSuchKey, message),
+        // (`Gone` is node RPC only: an encoding lease.)
+        ApiError::NotFound(_) | ApiError::Gone(_) => {
+            S3Error::with_message(S3ErrorCode::NoSuchKey, message)
+        }
         ApiError::Conflict(_) => return conflict(message),
         ApiError::BucketNotEmpty(_) => S3Error::with_message(S3ErrorCode::BucketNotEmpty, message),
         ApiError::RangeNotSatisfiable { .. } => {

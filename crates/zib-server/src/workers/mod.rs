@@ -3,6 +3,7 @@
 
 mod auditor;
 mod collector;
+mod job_reaper;
 mod repairer;
 mod verifier;
 mod webhook_dispatcher;
@@ -15,6 +16,7 @@ use crate::state::AppState;
 
 pub use auditor::Auditor;
 pub use collector::Collector;
+pub use job_reaper::JobReaper;
 pub use repairer::Repairer;
 pub use verifier::Verifier;
 pub use webhook_dispatcher::Dispatcher;
@@ -75,6 +77,7 @@ pub fn spawn_all(state: &AppState, runner: &mut Runner) {
     spawn(runner, Auditor, state, 0.0);
     spawn(runner, Repairer::default(), state, state.config.repair_pace);
     spawn(runner, Collector::default(), state, 0.0);
+    spawn(runner, JobReaper, state, 0.0);
     match Dispatcher::new(state) {
         Ok(d) => {
             spawn(runner, d, state, 0.0);

@@ -2,4 +2,7 @@
 //! driven by the encoding node (claim, lease, segments, completion, failure), cancel
 //! and eviction, and the `encoding.*` events every step sends.
 
+pub mod cancel;
 pub mod events;
+pub mod lifecycle;
+pub mod source;

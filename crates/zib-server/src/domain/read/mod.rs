@@ -1,9 +1,14 @@
 //! Reading a file back: its shards fetched from their holders (reading around lost
 //! or corrupt ones, and queueing their repair), joined, and decrypted as a stream.
 //! The CDN serves it over HTTP; the S3 gateway's GetObject serves the same stream.
+//! An encoding node reads the ciphertext itself (`ciphertext_stream`), from the
+//! same shard reads (`segment_source`).
 
+mod ciphertext;
 pub mod range;
 mod segments;
+
+pub use ciphertext::ciphertext_stream;
 
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! `/v1/node/*`: what nodes call (registration, heartbeats, distribution). Calls the
-//! other way go through `domain::node_client`.
+//! other way go through `domain::node_client`. The encoding job routes are in `jobs`.
+
+mod jobs;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -27,6 +29,7 @@ pub fn router() -> Router<AppState> {
             "/v1/node/uploads/{blob_id}/distributed",
             post(upload_distributed),
         )
+        .merge(jobs::router())
 }
 
 async fn register(

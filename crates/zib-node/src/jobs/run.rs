@@ -1,0 +1,415 @@
+//! One claimed job from start to end: probe, ladder, one ffmpeg per rung (lowest
+//! first, each published once its segments are stored), lease renewal with
+//! progress all along, and the final `done` or `failed`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use zib_media::{MediaError, Tools};
+use zib_proto::jobs::{
+    ClaimedJob, JobDone, JobFailure, JobProbed, JobStage, LeaseRenewal, RenditionDone,
+};
+
+use super::loopback::Loopback;
+use super::segments::{self, Rendition};
+use super::source::{Source, SourceError};
+use crate::rpc::RpcError;
+use crate::state::NodeState;
+
+/// HLS segment length; keyframes are forced on it.
+const SEGMENT_SECS: u32 = 4;
+/// Renewals come this often (or at a third of the lease, if that is shorter).
+const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// Share of the overall progress that encoding covers; storing and pushing the rest.
+const ENCODING_SHARE: f64 = 90.0;
+/// How long after ffmpeg exits its last PUTs may still be arriving.
+const OUTPUT_WAIT: Duration = Duration::from_secs(15);
+
+/// Why a job stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The lease lapsed or the job was cancelled: nothing more is sent.
+    #[error("the job's lease is gone")]
+    Gone,
+    /// The source is not something ffmpeg can encode: no retry will help.
+    #[error("{0}")]
+    NotAVideo(String),
+    /// Anything else, as a sentence for the tenant; the server may retry.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl JobError {
+    pub fn rpc(what: &str, e: RpcError) -> Self {
+        if super::rpc::is_gone(&e) {
+            JobError::Gone
+        } else {
+            tracing::warn!(error = %e, "a job call to the server failed");
+            JobError::Failed(format!(
+                "the encoding node could not report {what} to the server"
+            ))
+        }
+    }
+
+    fn media(e: MediaError) -> Self {
+        match e {
+            MediaError::NotAVideo(sentence) => JobError::NotAVideo(sentence),
+            MediaError::Cancelled => JobError::Gone,
+            other => JobError::Failed(format!("the encoder failed: {other}")),
+        }
+    }
+
+    fn source(e: SourceError) -> Self {
+        match e {
+            SourceError::LeaseGone => JobError::Gone,
+            other => JobError::Failed(format!("the source video could not be read: {other}")),
+        }
+    }
+}
+
+/// What a renewal reports.
+#[derive(Clone, Debug)]
+struct Progress {
+    stage: JobStage,
+    /// 0–100 overall.
+    progress: f64,
+    /// 0–100 within the stage.
+    phase_progress: f64,
+    detail: String,
+}
+
+/// What every step of a running job shares.
+pub struct Job {
+    pub state: Arc<NodeState>,
+    pub id: String,
+    pub lease: String,
+    pub hls_key: [u8; 16],
+    progress: Mutex<Progress>,
+    /// Segments pushed to their replicas so far, and segments reported (for the
+    /// sharding figure).
+    segments: Mutex<(u64, u64)>,
+}
+
+impl Job {
+    fn set(&self, stage: JobStage, progress: f64, phase_progress: f64, detail: String) {
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Progress {
+            stage,
+            progress: progress.clamp(0.0, 100.0),
+            phase_progress: phase_progress.clamp(0.0, 100.0),
+            detail,
+        };
+    }
+
+    fn snapshot(&self) -> Progress {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The renewal that reports where the job stands now.
+    fn renewal(&self) -> LeaseRenewal {
+        let p = self.snapshot();
+        LeaseRenewal {
+            node_id: self.state.node_id.clone(),
+            lease_token: self.lease.clone(),
+            stage: p.stage,
+            progress: p.progress,
+            phase_progress: p.phase_progress,
+            detail: Some(p.detail),
+        }
+    }
+
+    /// `count` more segments reported (their pushes are to come).
+    fn segments_reported(&self, count: u32) {
+        self.segments.lock().unwrap_or_else(|p| p.into_inner()).1 += u64::from(count);
+    }
+
+    /// One more segment pushed to its replicas; moves the sharding figure once
+    /// ffmpeg is done.
+    fn segment_pushed(&self) {
+        let (done, reported) = {
+            let mut s = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+            s.0 += 1;
+            *s
+        };
+        if self.snapshot().stage == JobStage::Sharding && reported > 0 {
+            let f = (done as f64 / reported as f64).min(1.0);
+            self.set(
+                JobStage::Sharding,
+                ENCODING_SHARE + (100.0 - ENCODING_SHARE) * f,
+                100.0 * f,
+                format!("replicating segments ({done} of {reported})"),
+            );
+        }
+    }
+}
+
+/// Runs a claimed job to its end and tells the server how it ended (unless the
+/// lease is gone, when nothing more is said).
+pub async fn run(
+    state: Arc<NodeState>,
+    tools: Tools,
+    claimed: ClaimedJob,
+    stop: CancellationToken,
+) {
+    let job_id = claimed.job_id.clone();
+    let lease = claimed.lease_token.clone();
+    let cancel = stop.child_token();
+    let result = async {
+        let mut key = [0u8; 16];
+        hex::decode_to_slice(claimed.hls_key.trim(), &mut key).map_err(|_| {
+            JobError::Failed("the job's segment key is not 32 hex characters".into())
+        })?;
+        let job = Arc::new(Job {
+            state: state.clone(),
+            id: job_id.clone(),
+            lease: lease.clone(),
+            hls_key: key,
+            progress: Mutex::new(Progress {
+                stage: JobStage::Encoding,
+                progress: 0.0,
+                phase_progress: 0.0,
+                detail: "reading the source".into(),
+            }),
+            segments: Mutex::new((0, 0)),
+        });
+        // Renewals run beside the work; a `410` cancels it.
+        let renewer = tokio::spawn(renew(job.clone(), claimed.lease_secs, cancel.clone()));
+        let _renewer = AbortOnDrop(renewer);
+        tokio::select! {
+            r = encode(&job, &tools, &claimed, &cancel) => r,
+            _ = cancel.cancelled() => Err(JobError::Gone),
+        }
+    }
+    .await;
+    let failure = match result {
+        Ok(()) => {
+            match state
+                .server
+                .job_done(&job_id, &JobDone { lease_token: lease })
+                .await
+            {
+                Ok(()) => tracing::info!(job = %job_id, "encoding job done"),
+                Err(e) => {
+                    tracing::warn!(job = %job_id, error = %e, "could not report the job done")
+                }
+            }
+            return;
+        }
+        Err(JobError::Gone) => {
+            tracing::info!(job = %job_id, "encoding job's lease is gone (lapsed or cancelled); dropped");
+            return;
+        }
+        Err(JobError::NotAVideo(sentence)) => (sentence, true),
+        Err(JobError::Failed(sentence)) => (sentence, false),
+    };
+    let (error_message, permanent) = failure;
+    tracing::warn!(job = %job_id, %error_message, permanent, "encoding job failed");
+    if let Err(e) = state
+        .server
+        .job_failed(
+            &job_id,
+            &JobFailure {
+                lease_token: lease,
+                error_message,
+                permanent,
+            },
+        )
+        .await
+    {
+        tracing::warn!(job = %job_id, error = %e, "could not report the job's failure");
+    }
+}
+
+async fn encode(
+    job: &Arc<Job>,
+    tools: &Tools,
+    claimed: &ClaimedJob,
+    cancel: &CancellationToken,
+) -> Result<(), JobError> {
+    let state = &job.state;
+    let source = Source::new(state.peers.clone(), claimed, state.server.token())
+        .map_err(JobError::source)?;
+    let (outputs, mut received) = mpsc::unbounded_channel();
+    let loopback = Loopback::start(Arc::new(source), outputs)
+        .await
+        .map_err(|e| JobError::Failed(format!("the encoder could not start: {e}")))?;
+    let input = loopback.source_url();
+    let output_base = loopback.output_base();
+
+    let probe = zib_media::probe(tools, &input)
+        .await
+        .map_err(JobError::media)?;
+    let rungs = zib_media::plan_ladder(&probe);
+    if rungs.is_empty() {
+        return Err(JobError::NotAVideo(
+            "the video's dimensions leave no rendition to encode".into(),
+        ));
+    }
+    state
+        .server
+        .job_probed(
+            &job.id,
+            &JobProbed {
+                lease_token: job.lease.clone(),
+                probe: probe.clone(),
+                renditions: rungs.iter().map(|r| r.plan.clone()).collect(),
+            },
+        )
+        .await
+        .map_err(|e| JobError::rpc("the probed video", e))?;
+
+    let pixels = |r: &zib_media::Rung| f64::from(r.plan.width) * f64::from(r.plan.height);
+    let total_pixels: f64 = rungs.iter().map(pixels).sum::<f64>().max(1.0);
+    let mut done_pixels = 0.0;
+    // Replica pushes of published rungs; dropped (so stopped) if the job ends early.
+    let mut replication: JoinSet<Result<(), JobError>> = JoinSet::new();
+    let count = rungs.len();
+    for (i, rung) in rungs.iter().enumerate() {
+        let name = rung.plan.name.clone();
+        let detail = format!("encoding {name} ({} of {count})", i + 1);
+        let before = done_pixels;
+        let share = pixels(rung);
+        job.set(
+            JobStage::Encoding,
+            ENCODING_SHARE * before / total_pixels,
+            100.0 * before / total_pixels,
+            detail.clone(),
+        );
+        let mut rendition = Rendition::new(&name);
+        let encoding = zib_media::encode_rung(
+            zib_media::RungJob {
+                tools,
+                input: &input,
+                rung,
+                probe: &probe,
+                segment_secs: SEGMENT_SECS,
+                output_base: &output_base,
+            },
+            |fraction| {
+                let f = (before + share * fraction.clamp(0.0, 1.0)) / total_pixels;
+                job.set(
+                    JobStage::Encoding,
+                    ENCODING_SHARE * f,
+                    100.0 * f,
+                    detail.clone(),
+                );
+            },
+            cancel.child_token(),
+        );
+        tokio::pin!(encoding);
+        // Segments are encrypted and stored as they come, while ffmpeg goes on.
+        let ended = loop {
+            tokio::select! {
+                ended = &mut encoding => break ended,
+                Some(output) = received.recv() => rendition.accept(job, output).await?,
+                Some(pushed) = replication.join_next(), if !replication.is_empty() => {
+                    pushed.map_err(|e| JobError::Failed(format!("a segment push stopped: {e}")))??;
+                }
+            }
+        };
+        ended.map_err(JobError::media)?;
+        // ffmpeg may exit before its last PUTs (the playlist above all) are read.
+        let deadline = tokio::time::Instant::now() + OUTPUT_WAIT;
+        while !rendition.complete() {
+            match tokio::time::timeout_at(deadline, received.recv()).await {
+                Ok(Some(output)) => rendition.accept(job, output).await?,
+                Ok(None) | Err(_) => return Err(JobError::Failed(rendition.missing())),
+            }
+        }
+        done_pixels += share;
+        let (segment_count, pushes) = rendition.report(job).await?;
+        job.segments_reported(segment_count);
+        state
+            .server
+            .rendition_published(
+                &job.id,
+                &name,
+                &RenditionDone {
+                    lease_token: job.lease.clone(),
+                    segment_count,
+                },
+            )
+            .await
+            .map_err(|e| JobError::rpc("a finished rendition", e))?;
+        tracing::info!(job = %job.id, rendition = %name, segment_count, "rendition published");
+        // Replicas are pushed beside the next rung's encode.
+        for push in pushes {
+            let job = job.clone();
+            replication.spawn(async move {
+                let pushed = segments::push(&job, push).await;
+                job.segment_pushed();
+                pushed
+            });
+        }
+    }
+    drop(loopback);
+    let (pushed, reported) = *job.segments.lock().unwrap_or_else(|p| p.into_inner());
+    let f = pushed as f64 / reported.max(1) as f64;
+    job.set(
+        JobStage::Sharding,
+        ENCODING_SHARE + (100.0 - ENCODING_SHARE) * f,
+        100.0 * f,
+        format!("replicating segments ({pushed} of {reported})"),
+    );
+    // Said at once, not at the next renewal: a short clip's pushes can all finish
+    // before it, and the job would never be seen (nor announced) as sharding.
+    renew_now(job).await?;
+    while let Some(pushed) = replication.join_next().await {
+        pushed.map_err(|e| JobError::Failed(format!("a segment push stopped: {e}")))??;
+    }
+    job.set(
+        JobStage::Sharding,
+        100.0,
+        100.0,
+        "every rendition is stored".into(),
+    );
+    Ok(())
+}
+
+/// One renewal now, carrying the job's current stage and progress.
+async fn renew_now(job: &Job) -> Result<(), JobError> {
+    match job.state.server.renew_lease(&job.id, &job.renewal()).await {
+        Ok(_) => Ok(()),
+        Err(e) if super::rpc::is_gone(&e) => Err(JobError::Gone),
+        Err(e) => {
+            // The periodic renewal says it again shortly.
+            tracing::warn!(job = %job.id, error = %e, "lease renewal failed; trying again");
+            Ok(())
+        }
+    }
+}
+
+/// Renews the lease until the job ends; a `410` (lapsed or cancelled) cancels it.
+async fn renew(job: Arc<Job>, lease_secs: u64, cancel: CancellationToken) {
+    let every = RENEW_EVERY.min(Duration::from_secs(lease_secs.max(1)) / 3);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = cancel.cancelled() => return,
+        }
+        match job.state.server.renew_lease(&job.id, &job.renewal()).await {
+            Ok(_) => {}
+            Err(e) if super::rpc::is_gone(&e) => {
+                tracing::info!(job = %job.id, "the server ended this job's lease; stopping it");
+                cancel.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "lease renewal failed; trying again")
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
