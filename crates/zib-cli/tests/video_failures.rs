@@ -187,6 +187,8 @@ fn a_failing_encoder_is_retried_then_waits_for_the_user_and_cancel_stops_an_enco
         count_frames(&tenant.master_url(&short_id)),
         Ok(short.frames())
     );
+    // Settled (every copy pushed), so only the next job's segments come and go below.
+    tenant.wait_job(&job_id, ENCODE, |p| p == "safe");
     // Another retry of a job that is not failed is refused.
     let (status, _) = tenant.call(
         reqwest::Method::POST,
