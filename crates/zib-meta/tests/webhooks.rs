@@ -517,3 +517,89 @@ async fn webhook_history_past_retention_is_pruned_unless_a_delivery_is_pending()
     assert!(file_events(&store, &t, pending.file_id).await.is_empty());
     assert!(file_events(&store, &t, recent.file_id).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_jobs_events_reach_each_target_in_order() {
+    let (_dir, store) = open().await;
+    let t = tenant(&store, "AKORDER").await;
+    store
+        .set_tenant_webhook_url(&t.id, Some("https://example.com/tenant"), "whsec_t", 1)
+        .await
+        .unwrap();
+    let event = |job: Option<&str>, kind: &str| zib_meta::NewWebhookEvent {
+        tenant_id: t.id.clone(),
+        event_type: kind.to_string(),
+        file_id: None,
+        job_id: job.map(str::to_string),
+        payload: serde_json::json!({ "event": kind }),
+    };
+    for kind in ["encoding.queued", "encoding.started", "encoding.complete"] {
+        store
+            .emit_webhook_event(event(Some("job-a"), kind), 10)
+            .await
+            .unwrap();
+    }
+    store
+        .emit_webhook_event(event(Some("job-b"), "encoding.queued"), 10)
+        .await
+        .unwrap();
+    store
+        .emit_webhook_event(event(None, "file.ready"), 10)
+        .await
+        .unwrap();
+
+    // One event per job at a time; events of no job are not held.
+    let kinds = |c: &[zib_meta::ClaimedDelivery]| {
+        let mut k: Vec<String> = c
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}:{}",
+                    c.event.job_id.as_deref().unwrap_or("-"),
+                    c.event.event_type
+                )
+            })
+            .collect();
+        k.sort();
+        k
+    };
+    let first = store.claim_webhook_deliveries(20, 1000, 10).await.unwrap();
+    assert_eq!(
+        kinds(&first),
+        [
+            "-:file.ready",
+            "job-a:encoding.queued",
+            "job-b:encoding.queued"
+        ]
+    );
+    // A failing first event holds the next one back until it is delivered...
+    let job_a = first
+        .iter()
+        .find(|c| c.event.job_id.as_deref() == Some("job-a"))
+        .unwrap();
+    let failure = AttemptRecord {
+        status_code: Some(500),
+        ..ok_record()
+    };
+    store
+        .finish_webhook_attempt(job_a, &failure, AttemptOutcome::RetryAt(30), 21)
+        .await
+        .unwrap();
+    let early = store.claim_webhook_deliveries(25, 1000, 10).await.unwrap();
+    assert!(early.is_empty(), "{:?}", kinds(&early));
+    let retried = store.claim_webhook_deliveries(30, 1000, 10).await.unwrap();
+    assert_eq!(kinds(&retried), ["job-a:encoding.queued"]);
+    store
+        .finish_webhook_attempt(&retried[0], &ok_record(), AttemptOutcome::Succeeded, 31)
+        .await
+        .unwrap();
+    let next = store.claim_webhook_deliveries(31, 1000, 10).await.unwrap();
+    assert_eq!(kinds(&next), ["job-a:encoding.started"]);
+    // ...and one that gave up does not hold the rest for ever.
+    store
+        .finish_webhook_attempt(&next[0], &failure, AttemptOutcome::Failed, 32)
+        .await
+        .unwrap();
+    let last = store.claim_webhook_deliveries(32, 1000, 10).await.unwrap();
+    assert_eq!(kinds(&last), ["job-a:encoding.complete"]);
+}

@@ -197,6 +197,10 @@ impl Store {
 
     /// Leases up to `limit` due deliveries until `now + lease_ms`. One statement
     /// marks them, so two dispatchers (or two servers) never hold the same one.
+    /// A job's events go to each target in order: a delivery waits while an earlier
+    /// event of the same job is still pending for the same target (a lifecycle
+    /// receiver never sees `complete` before `sharding`); a delivery that gave up
+    /// (`failed`) no longer holds the ones after it.
     pub async fn claim_webhook_deliveries(
         &self,
         now: i64,
@@ -207,10 +211,17 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let claimed = sqlx::query(
             "UPDATE webhook_deliveries SET lease_until = $1, lease_token = $2 \
-             WHERE id IN (SELECT id FROM webhook_deliveries \
-                          WHERE status = 'pending' AND next_attempt_at <= $3 \
-                            AND (lease_until IS NULL OR lease_until <= $3) \
-                          ORDER BY next_attempt_at LIMIT $4)",
+             WHERE id IN (SELECT d.id FROM webhook_deliveries d \
+                          JOIN webhook_events e ON e.id = d.event_id \
+                          WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
+                            AND (d.lease_until IS NULL OR d.lease_until <= $3) \
+                            AND (e.job_id IS NULL OR NOT EXISTS ( \
+                                SELECT 1 FROM webhook_deliveries p \
+                                JOIN webhook_events pe ON pe.id = p.event_id \
+                                WHERE p.status = 'pending' AND pe.job_id = e.job_id \
+                                  AND pe.id < e.id AND p.target = d.target \
+                                  AND COALESCE(p.endpoint_id, '') = COALESCE(d.endpoint_id, ''))) \
+                          ORDER BY d.next_attempt_at LIMIT $4)",
         )
         .bind(now + lease_ms)
         .bind(&token)
