@@ -91,6 +91,10 @@ pub struct Job {
     /// Segments pushed to their replicas so far, and segments reported (for the
     /// sharding figure).
     segments: Mutex<(u64, u64)>,
+    /// Segments stored here that the server does not know of yet. Whatever is left
+    /// when the job ends (cancelled mid-rung, failed, or written but never listed by
+    /// ffmpeg) is deleted: nothing else would ever point at it.
+    pub unreported: Mutex<std::collections::HashSet<zib_proto::BlobId>>,
 }
 
 impl Job {
@@ -176,14 +180,17 @@ pub async fn run(
                 detail: "reading the source".into(),
             }),
             segments: Mutex::new((0, 0)),
+            unreported: Mutex::default(),
         });
         // Renewals run beside the work; a `410` cancels it.
         let renewer = tokio::spawn(renew(job.clone(), claimed.lease_secs, cancel.clone()));
         let _renewer = AbortOnDrop(renewer);
-        tokio::select! {
+        let result = tokio::select! {
             r = encode(&job, &tools, &claimed, &cancel) => r,
             _ = cancel.cancelled() => Err(JobError::Gone),
-        }
+        };
+        drop_unreported(&job).await;
+        result
     }
     .await;
     let failure = match result {
@@ -369,6 +376,21 @@ async fn encode(
         "every rendition is stored".into(),
     );
     Ok(())
+}
+
+/// Deletes the segments this job stored that the server never recorded.
+async fn drop_unreported(job: &Job) {
+    let blobs: Vec<zib_proto::BlobId> = job
+        .unreported
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .collect();
+    for blob in blobs {
+        if let Err(e) = job.state.store.delete(blob).await {
+            tracing::warn!(job = %job.id, %blob, error = %e, "could not delete an unreported segment; the orphan collector will");
+        }
+    }
 }
 
 /// One renewal now, carrying the job's current stage and progress.

@@ -141,6 +141,10 @@ impl Rendition {
                 )
                 .await
                 .map_err(|e| JobError::rpc("a stored segment", e))?;
+            job.unreported
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&sealed.blob);
             pushes.push(Push {
                 blob: sealed.blob,
                 blake3: sealed.blake3.clone(),
@@ -172,6 +176,11 @@ async fn seal_and_store(
     drop(plain);
     let blob = BlobId::new_random();
     let store = &job.state.store;
+    // Counted before a byte is written, so a job stopped mid-write still cleans up.
+    job.unreported
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(blob);
     let stored = async {
         // Marked first: a crash in between leaves a marker without a blob (a 404),
         // never a public blob that is not a segment.
