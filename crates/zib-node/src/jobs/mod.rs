@@ -5,8 +5,10 @@
 //! - [`loopback`]: the 127.0.0.1 server ffmpeg reads the plaintext from and writes
 //!   its HLS output to;
 //! - [`segments`]: output segments encrypted, stored, reported and replicated;
-//! - [`run`]: one job's steps, its lease and progress.
+//! - [`job`]: what a running job's steps share (keys, lease, progress, errors);
+//! - [`run`]: one job's steps, its lease renewals.
 
+mod job;
 mod loopback;
 mod rpc;
 mod run;

@@ -2,155 +2,27 @@
 //! first, each published once its segments are stored), lease renewal with
 //! progress all along, and the final `done` or `failed`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use zib_media::{MediaError, Tools};
-use zib_proto::jobs::{
-    ClaimedJob, JobDone, JobFailure, JobProbed, JobStage, LeaseRenewal, RenditionDone,
-};
+use zib_media::Tools;
+use zib_proto::jobs::{ClaimedJob, JobDone, JobFailure, JobProbed, JobStage, RenditionDone};
 
+use super::job::{Job, JobError, ENCODING_SHARE};
 use super::loopback::Loopback;
 use super::segments::{self, Rendition};
-use super::source::{Source, SourceError};
-use crate::rpc::RpcError;
+use super::source::Source;
 use crate::state::NodeState;
 
 /// HLS segment length; keyframes are forced on it.
 const SEGMENT_SECS: u32 = 4;
 /// Renewals come this often (or at a third of the lease, if that is shorter).
 const RENEW_EVERY: Duration = Duration::from_secs(2);
-/// Share of the overall progress that encoding covers; storing and pushing the rest.
-const ENCODING_SHARE: f64 = 90.0;
 /// How long after ffmpeg exits its last PUTs may still be arriving.
 const OUTPUT_WAIT: Duration = Duration::from_secs(15);
-
-/// Why a job stopped early.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// The lease lapsed or the job was cancelled: nothing more is sent.
-    #[error("the job's lease is gone")]
-    Gone,
-    /// The source is not something ffmpeg can encode: no retry will help.
-    #[error("{0}")]
-    NotAVideo(String),
-    /// Anything else, as a sentence for the tenant; the server may retry.
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl JobError {
-    pub fn rpc(what: &str, e: RpcError) -> Self {
-        if super::rpc::is_gone(&e) {
-            JobError::Gone
-        } else {
-            tracing::warn!(error = %e, "a job call to the server failed");
-            JobError::Failed(format!(
-                "the encoding node could not report {what} to the server"
-            ))
-        }
-    }
-
-    fn media(e: MediaError) -> Self {
-        match e {
-            MediaError::NotAVideo(sentence) => JobError::NotAVideo(sentence),
-            MediaError::Cancelled => JobError::Gone,
-            other => JobError::Failed(format!("the encoder failed: {other}")),
-        }
-    }
-
-    fn source(e: SourceError) -> Self {
-        match e {
-            SourceError::LeaseGone => JobError::Gone,
-            other => JobError::Failed(format!("the source video could not be read: {other}")),
-        }
-    }
-}
-
-/// What a renewal reports.
-#[derive(Clone, Debug)]
-struct Progress {
-    stage: JobStage,
-    /// 0–100 overall.
-    progress: f64,
-    /// 0–100 within the stage.
-    phase_progress: f64,
-    detail: String,
-}
-
-/// What every step of a running job shares.
-pub struct Job {
-    pub state: Arc<NodeState>,
-    pub id: String,
-    pub lease: String,
-    pub hls_key: [u8; 16],
-    progress: Mutex<Progress>,
-    /// Segments pushed to their replicas so far, and segments reported (for the
-    /// sharding figure).
-    segments: Mutex<(u64, u64)>,
-    /// Segments stored here that the server does not know of yet. Whatever is left
-    /// when the job ends (cancelled mid-rung, failed, or written but never listed by
-    /// ffmpeg) is deleted: nothing else would ever point at it.
-    pub unreported: Mutex<std::collections::HashSet<zib_proto::BlobId>>,
-}
-
-impl Job {
-    fn set(&self, stage: JobStage, progress: f64, phase_progress: f64, detail: String) {
-        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Progress {
-            stage,
-            progress: progress.clamp(0.0, 100.0),
-            phase_progress: phase_progress.clamp(0.0, 100.0),
-            detail,
-        };
-    }
-
-    fn snapshot(&self) -> Progress {
-        self.progress
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The renewal that reports where the job stands now.
-    fn renewal(&self) -> LeaseRenewal {
-        let p = self.snapshot();
-        LeaseRenewal {
-            node_id: self.state.node_id.clone(),
-            lease_token: self.lease.clone(),
-            stage: p.stage,
-            progress: p.progress,
-            phase_progress: p.phase_progress,
-            detail: Some(p.detail),
-        }
-    }
-
-    /// `count` more segments reported (their pushes are to come).
-    fn segments_reported(&self, count: u32) {
-        self.segments.lock().unwrap_or_else(|p| p.into_inner()).1 += u64::from(count);
-    }
-
-    /// One more segment pushed to its replicas; moves the sharding figure once
-    /// ffmpeg is done.
-    fn segment_pushed(&self) {
-        let (done, reported) = {
-            let mut s = self.segments.lock().unwrap_or_else(|p| p.into_inner());
-            s.0 += 1;
-            *s
-        };
-        if self.snapshot().stage == JobStage::Sharding && reported > 0 {
-            let f = (done as f64 / reported as f64).min(1.0);
-            self.set(
-                JobStage::Sharding,
-                ENCODING_SHARE + (100.0 - ENCODING_SHARE) * f,
-                100.0 * f,
-                format!("replicating segments ({done} of {reported})"),
-            );
-        }
-    }
-}
 
 /// Runs a claimed job to its end and tells the server how it ended (unless the
 /// lease is gone, when nothing more is said).
@@ -168,20 +40,7 @@ pub async fn run(
         hex::decode_to_slice(claimed.hls_key.trim(), &mut key).map_err(|_| {
             JobError::Failed("the job's segment key is not 32 hex characters".into())
         })?;
-        let job = Arc::new(Job {
-            state: state.clone(),
-            id: job_id.clone(),
-            lease: lease.clone(),
-            hls_key: key,
-            progress: Mutex::new(Progress {
-                stage: JobStage::Encoding,
-                progress: 0.0,
-                phase_progress: 0.0,
-                detail: "reading the source".into(),
-            }),
-            segments: Mutex::new((0, 0)),
-            unreported: Mutex::default(),
-        });
+        let job = Arc::new(Job::new(state.clone(), job_id.clone(), lease.clone(), key));
         // Renewals run beside the work; a `410` cancels it.
         let renewer = tokio::spawn(renew(job.clone(), claimed.lease_secs, cancel.clone()));
         let _renewer = AbortOnDrop(renewer);
@@ -355,7 +214,7 @@ async fn encode(
         }
     }
     drop(loopback);
-    let (pushed, reported) = *job.segments.lock().unwrap_or_else(|p| p.into_inner());
+    let (pushed, reported) = job.pushed_and_reported();
     let f = pushed as f64 / reported.max(1) as f64;
     job.set(
         JobStage::Sharding,

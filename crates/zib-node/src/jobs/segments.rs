@@ -12,7 +12,7 @@ use zib_crypto::hls;
 use zib_proto::jobs::{ReplicaTarget, ReplicasStored, SegmentStored};
 use zib_proto::BlobId;
 
-use super::run::{Job, JobError};
+use super::job::{Job, JobError};
 use super::Output;
 use crate::distribute::push_blob;
 

@@ -1,16 +1,14 @@
 //! Where files and blobs are deleted: a tenant's delete (API or S3), the eviction of a
-//! superseded or cancelled upload, and dropping blobs from their holders. Holders
-//! that do not confirm keep a queued command and get it on their next heartbeat.
+//! superseded or cancelled upload (with its encodings). The blobs go through
+//! `blob_removal`.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use zib_meta::{BucketDeletion, DeletedFile};
-use zib_proto::node_rpc::NodeAction;
-use zib_proto::{BlobId, FileId, NodeId};
+use zib_proto::FileId;
 
-use super::directory::NodeDirectory;
+use super::blob_removal::{delete_blobs_now, NodeCleanup};
 use super::encoding::cancel::cancel_jobs_of_file;
 use super::multipart_spool::{is_upload_id, UPLOAD_FILE};
 use crate::error::{ApiError, ApiResult, InternalError};
@@ -28,15 +26,6 @@ const SYNC_DELETE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long an eviction waits for a node before leaving it to the heartbeat.
 const EVICT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Blobs whose holder confirmed the delete (`ok`), did not answer in time
-/// (`failed`: retried on its next heartbeat), or is offline (`queued_for_offline`).
-#[derive(Debug, Default, serde::Serialize)]
-pub struct NodeCleanup {
-    pub ok: u64,
-    pub failed: u64,
-    pub queued_for_offline: u64,
-}
 
 /// A deleted file: its rows, and what its holders said.
 pub struct Deleted {
@@ -88,53 +77,6 @@ pub async fn evict(state: &Inner, file_id: FileId) {
         Err(e) => tracing::error!(%file_id, error = %e, "evicting a cancelled file failed"),
     }
     super::encoding::evict::evict_file_jobs(state, file_id).await;
-}
-
-/// Asks every holder to drop its blobs now, counting blobs by outcome. Holders that
-/// do not confirm keep the queued command and get it on their next heartbeat.
-pub async fn delete_blobs_now(
-    state: &Inner,
-    blobs: &[(NodeId, BlobId)],
-    timeout: Duration,
-) -> ApiResult<NodeCleanup> {
-    let mut by_node: HashMap<NodeId, Vec<BlobId>> = HashMap::new();
-    for (node, blob) in blobs {
-        by_node.entry(node.clone()).or_default().push(*blob);
-    }
-    let directory = NodeDirectory::load(state).await?;
-    let mut cleanup = NodeCleanup::default();
-    for (node_id, blob_ids) in by_node {
-        let Some(node) = directory.online_node(&node_id) else {
-            cleanup.queued_for_offline += blob_ids.len() as u64;
-            continue;
-        };
-        let deletes = blob_ids
-            .iter()
-            .map(|b| state.nodes.delete_blob(&node.public_url, *b, timeout));
-        let results = futures::future::join_all(deletes).await;
-        let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
-        cleanup.ok += ok;
-        cleanup.failed += blob_ids.len() as u64 - ok;
-        if ok == blob_ids.len() as u64 {
-            // Everything confirmed: the queued command has nothing left to do.
-            let done: Vec<i64> = state
-                .store
-                .pending_commands(&node_id)
-                .await?
-                .into_iter()
-                .filter(|c| {
-                    serde_json::from_value::<NodeAction>(c.action.clone()).is_ok_and(
-                        |NodeAction::DeleteBlobs { blob_ids: ids }| {
-                            ids.iter().all(|id| blob_ids.contains(id))
-                        },
-                    )
-                })
-                .map(|c| c.id)
-                .collect();
-            state.store.ack_commands(&node_id, &done, now_ms()).await?;
-        }
-    }
-    Ok(cleanup)
 }
 
 /// Deletes the tenant's bucket when it is empty: no object, no registration still

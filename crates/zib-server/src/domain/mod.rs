@@ -8,13 +8,15 @@
 //! - `registration`: validating and registering an upload, its capabilities and parts.
 //! - `distribution`: the originator's shard plan and the record of a finished upload.
 //! - `encoding`: video encoding jobs, from request to safe, and their events.
-//! - `deletion`: deleting a file, evicting a superseded one, dropping blobs on nodes.
+//! - `deletion`: deleting a file, evicting a superseded one.
+//! - `blob_removal`: dropping blobs on their holders now, queued for the offline.
 //! - `multipart_spool`: where S3 multipart parts wait, and collecting abandoned ones.
 //! - `s3_secret`: tenants' S3 secrets, sealed under the master key.
 //! - `read`: reading a file's plaintext back from its shards.
 //! - `conditional`: RFC 9110 preconditions of a read (S3 GET/HEAD and the CDN).
 //! - `webhook_targets`, `ssrf`: checking the webhook URLs and secrets tenants hand us.
 
+pub mod blob_removal;
 pub mod conditional;
 pub mod deletion;
 pub mod directory;

@@ -332,8 +332,21 @@ pub fn shard_capability(
     size: u64,
     expires_at: u64,
 ) -> String {
+    blob_capability(state, CapabilityOp::Shard, node, blob_id, size, expires_at)
+}
+
+/// A capability for `PUT /v1/shards/{blob_id}` of a whole `op` blob (a shard or an
+/// HLS segment copy) on `node`, for exactly `size` bytes.
+pub fn blob_capability(
+    state: &Inner,
+    op: CapabilityOp,
+    node: &NodeId,
+    blob_id: BlobId,
+    size: u64,
+    expires_at: u64,
+) -> String {
     state.config.capability_signer.sign(&CapabilityClaims {
-        op: CapabilityOp::Shard,
+        op,
         node_id: node.clone(),
         blob_id,
         size,

@@ -12,7 +12,7 @@ use zib_proto::node_rpc::InventoryEntry;
 use zib_proto::{BlobId, NodeId};
 
 use super::{Tick, Worker, WorkerHandle};
-use crate::domain::deletion::delete_blobs_now;
+use crate::domain::blob_removal::delete_blobs_now;
 use crate::domain::directory::NodeDirectory;
 use crate::domain::multipart_spool::collect_abandoned;
 use crate::domain::node_client::NodeCallError;

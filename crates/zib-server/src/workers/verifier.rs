@@ -10,7 +10,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Tick, Worker, WorkerHandle};
-use crate::domain::deletion::delete_blobs_now;
+use crate::domain::blob_removal::delete_blobs_now;
 use crate::domain::directory::NodeDirectory;
 use crate::domain::REPAIRER_WORKER;
 use crate::state::{now_ms, AppState};

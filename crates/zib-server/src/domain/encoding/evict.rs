@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use zib_proto::FileId;
 
-use crate::domain::deletion::delete_blobs_now;
+use crate::domain::blob_removal::delete_blobs_now;
 use crate::error::ApiResult;
 use crate::state::{now_ms, Inner};
 

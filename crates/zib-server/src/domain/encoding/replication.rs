@@ -3,11 +3,12 @@
 //! and the segment repairer alike.
 
 use zib_meta::NodeRow;
-use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
+use zib_proto::node_rpc::CapabilityOp;
 use zib_proto::{BlobId, NodeId};
 
 use crate::domain::directory::NodeDirectory;
 use crate::domain::placement;
+use crate::domain::registration::blob_capability;
 use crate::state::Inner;
 
 /// Copies of every segment on nodes other than the encoding node before a job is
@@ -23,18 +24,14 @@ pub fn segment_capability(
     size: u64,
     expires_at: u64,
 ) -> String {
-    state.config.capability_signer.sign(&CapabilityClaims {
-        op: CapabilityOp::Segment,
-        node_id: node.clone(),
+    blob_capability(
+        state,
+        CapabilityOp::Segment,
+        node,
         blob_id,
         size,
-        part: None,
-        offset: None,
-        parts: None,
-        envelope: None,
         expires_at,
-        jti: uuid::Uuid::new_v4().simple().to_string(),
-    })
+    )
 }
 
 /// Up to `n` online nodes with room for `size` bytes that hold none of `taken`
