@@ -456,11 +456,12 @@ fn restarting_zib_dev_on_the_same_directory_keeps_every_file() {
 }
 
 /// The reference's pipeline declaration is read whole: a stage no online node runs
-/// is a 503 naming it (the dev cluster's nodes advertise none yet), a bad tier or an
-/// unknown field is a 400 naming the field.
+/// is a 503 naming it (this cluster's nodes find no working ffmpeg, so none
+/// advertises `encode`, and none has AI models), a bad tier or an unknown field is a
+/// 400 naming the field.
 #[test]
 fn pipeline_declarations_are_routed_or_refused_by_name() {
-    let cluster = Cluster::start(6);
+    let cluster = Cluster::start_with_env(6, &[("ZIB_FFMPEG", "/bin/false")]);
     let http = cluster.http();
     let initiate = |extra: serde_json::Value| {
         let mut body = serde_json::json!({"bucket": "pipes", "key": "v.mp4", "file_size": 10});
