@@ -7,6 +7,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 
 bash "$repo/scripts/install-browser-test-deps.sh"
+# The encoding test makes its clip with ffmpeg, and its cluster encodes with it.
+bash "$repo/scripts/install-media-deps.sh"
 
 if [ -z "${ZIB_BIN:-}" ]; then
   # The server embeds zib-sdk.js: build even when the binary exists (a no-op when fresh).
