@@ -164,7 +164,7 @@ async fn a_cancelled_job_stops_at_the_first_410_and_its_ffmpeg_is_killed() {
     ensure_ffmpeg();
     let (url, fake) = start_fake().await;
     // Long enough that the job is still encoding when it is cancelled.
-    let clip = make_clip(640, 360, 20, "cancel-test");
+    let clip = make_clip(640, 360, 90, "cancel-test");
     offer_job(&fake, &url, &clip, 64 * 1024);
     let dir = tempfile::tempdir().unwrap();
     let node = start_node(node_config(&url, &dir)).await;
@@ -184,12 +184,18 @@ async fn a_cancelled_job_stops_at_the_first_410_and_its_ffmpeg_is_killed() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let seen = fake.seen();
     assert!(seen.done.is_none() && seen.failed.is_none());
-    assert_eq!(
-        after(&seen),
-        1,
-        "calls after the cancellation: {:?}, renewals {}",
-        seen.stray_calls,
+    // The first call answered 410 (a renewal or a source read) stops the job: at most
+    // one renewal after the cancellation, and a source read ffmpeg had already asked
+    // for may still cross it, but nothing reports progress or results.
+    assert!(
+        seen.renewals.len() - cancelled_at <= 1,
+        "renewals after the cancellation: {}",
         seen.renewals.len() - cancelled_at
+    );
+    assert!(
+        seen.stray_calls.len() <= 2 && seen.stray_calls.iter().all(|c| c == "source"),
+        "calls after the cancellation: {:?}",
+        seen.stray_calls
     );
     // No encoding ffmpeg (the only one with HLS arguments) is left running.
     let left = std::process::Command::new("pgrep")

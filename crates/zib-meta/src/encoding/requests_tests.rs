@@ -311,14 +311,41 @@ async fn a_jobs_own_target_beats_the_files_which_beats_the_tenants() {
                 .await
                 .unwrap();
             let now = 10_000;
-            let claimed = store
-                .claim_webhook_deliveries(now, 1_000, 100)
-                .await
-                .unwrap();
-            let mine = claimed
-                .into_iter()
-                .find(|c| c.delivery.event_id == event_id)
-                .unwrap();
+            // A job's events are handed out in order: deliver the earlier ones first.
+            let mut mine = None;
+            for _ in 0..10 {
+                let claimed = store
+                    .claim_webhook_deliveries(now, 1_000, 100)
+                    .await
+                    .unwrap();
+                for c in claimed {
+                    if c.delivery.event_id == event_id {
+                        mine = Some(c);
+                    } else {
+                        let sent = crate::AttemptRecord {
+                            url: c.delivery.url.clone(),
+                            status_code: Some(200),
+                            latency_ms: 1,
+                            response_snippet: None,
+                            error: None,
+                        };
+                        store
+                            .finish_webhook_attempt(
+                                &c,
+                                &sent,
+                                crate::AttemptOutcome::Succeeded,
+                                now,
+                            )
+                            .await
+                            .unwrap();
+                    }
+                }
+                if mine.is_some() {
+                    break;
+                }
+            }
+            let mine =
+                mine.expect("the event's delivery is claimed once the earlier ones are sent");
             let resolved = store
                 .resolve_webhook_target(&mine, now)
                 .await
