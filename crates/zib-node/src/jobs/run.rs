@@ -21,6 +21,8 @@ use crate::state::NodeState;
 const SEGMENT_SECS: u32 = 4;
 /// Renewals come this often (or at a third of the lease, if that is shorter).
 const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// Segments pushed to their replicas at the same time.
+const PUSHES_AT_ONCE: usize = 2;
 /// How long after ffmpeg exits its last PUTs may still be arriving.
 const OUTPUT_WAIT: Duration = Duration::from_secs(15);
 
@@ -134,6 +136,9 @@ async fn encode(
     let mut done_pixels = 0.0;
     // Replica pushes of published rungs; dropped (so stopped) if the job ends early.
     let mut replication: JoinSet<Result<(), JobError>> = JoinSet::new();
+    // Pushes hold a segment in memory each: a few at a time keep the node's memory
+    // flat however many segments a rung has.
+    let pushing = Arc::new(tokio::sync::Semaphore::new(PUSHES_AT_ONCE));
     let count = rungs.len();
     for (i, rung) in rungs.iter().enumerate() {
         let name = rung.plan.name.clone();
@@ -206,7 +211,9 @@ async fn encode(
         // Replicas are pushed beside the next rung's encode.
         for push in pushes {
             let job = job.clone();
+            let pushing = pushing.clone();
             replication.spawn(async move {
+                let _turn = pushing.acquire_owned().await;
                 let pushed = segments::push(&job, push).await;
                 job.segment_pushed();
                 pushed
