@@ -11,7 +11,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::Method;
 use serde_json::{json, Value};
-use zib_client::{Client, ClientConfig};
+
+use crate::tenant_api::{Api, ApiError};
 
 /// The reference's advice for polling is 2–5 s; the job row moves no faster.
 const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -63,60 +64,6 @@ fn outcome(phase: &str, wait: WaitFor) -> Outcome {
         ("local_complete" | "replicating", WaitFor::Playable) => Outcome::Reached,
         ("failed_user_action" | "cancelled", _) => Outcome::Ended,
         _ => Outcome::Running,
-    }
-}
-
-/// An API failure with its HTTP status, so polling can tell "not yet" from "no".
-#[derive(Debug, thiserror::Error)]
-#[error("{status}: {message}")]
-struct ApiError {
-    status: reqwest::StatusCode,
-    message: String,
-}
-
-struct Api {
-    client: Client,
-    auth: String,
-}
-
-impl Api {
-    fn from_env() -> Result<Self> {
-        let config = ClientConfig::from_env()?;
-        let auth = format!("Bearer {}:{}", config.access_key, config.secret_key);
-        Ok(Self {
-            client: Client::new(config)?,
-            auth,
-        })
-    }
-
-    async fn call(&self, method: Method, path: &[&str], body: Option<Value>) -> Result<Value> {
-        let mut url = self.client.api_url().clone();
-        url.path_segments_mut()
-            .map_err(|_| anyhow::anyhow!("ZIB_API_URL cannot take a path"))?
-            .pop_if_empty()
-            .extend(path);
-        let mut req = self
-            .client
-            .http()
-            .request(method, url)
-            .header(reqwest::header::AUTHORIZATION, &self.auth);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("calling {}", self.client.api_url()))?;
-        let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = value["error"]
-                .as_str()
-                .unwrap_or("no error message")
-                .to_string();
-            return Err(ApiError { status, message }.into());
-        }
-        Ok(value)
     }
 }
 

@@ -9,6 +9,7 @@ mod dev_dir;
 mod encode_verbs;
 mod keys;
 mod run;
+mod tenant_api;
 mod upload_state;
 mod webhook_verbs;
 

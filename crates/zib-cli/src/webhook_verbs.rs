@@ -1,11 +1,12 @@
 //! `zib webhooks ...`: manage webhook endpoints and look at deliveries through the
 //! tenant API. Listings print columns (or `--json`); changes print one JSON line.
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{json, Value};
-use zib_client::{Client, ClientConfig};
+
+use crate::tenant_api::Api;
 
 #[derive(Args, Debug)]
 pub struct WebhooksArgs {
@@ -55,71 +56,6 @@ pub enum WebhooksCommand {
     },
     /// Send an event again to its targets.
     Redeliver { event_id: String },
-}
-
-struct Api {
-    client: Client,
-    auth: String,
-}
-
-impl Api {
-    fn from_env() -> Result<Self> {
-        let config = ClientConfig::from_env()?;
-        let auth = format!("Bearer {}:{}", config.access_key, config.secret_key);
-        Ok(Self {
-            client: Client::new(config)?,
-            auth,
-        })
-    }
-
-    async fn call(&self, method: Method, path: &[&str], body: Option<Value>) -> Result<Value> {
-        self.request(method, path, &[], body).await
-    }
-
-    async fn call_with_query(
-        &self,
-        method: Method,
-        path: &[&str],
-        query: &[(&str, &str)],
-    ) -> Result<Value> {
-        self.request(method, path, query, None).await
-    }
-
-    async fn request(
-        &self,
-        method: Method,
-        path: &[&str],
-        query: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> Result<Value> {
-        let mut url = self.client.api_url().clone();
-        url.path_segments_mut()
-            .map_err(|_| anyhow::anyhow!("ZIB_API_URL cannot take a path"))?
-            .pop_if_empty()
-            .extend(path);
-        for (k, v) in query {
-            url.query_pairs_mut().append_pair(k, v);
-        }
-        let mut req = self
-            .client
-            .http()
-            .request(method, url.clone())
-            .header(reqwest::header::AUTHORIZATION, &self.auth);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("calling {}", self.client.api_url()))?;
-        let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let msg = value["error"].as_str().unwrap_or("no error message");
-            bail!("{status}: {msg}");
-        }
-        Ok(value)
-    }
 }
 
 fn text(v: &Value) -> String {

@@ -76,9 +76,14 @@ pub async fn pipeline_status(
         }),
         None => Value::Null,
     };
+    let upload_phase = if degraded {
+        DEGRADED
+    } else {
+        file.phase.as_str()
+    };
     let mut upload = json!({
         "status": upload_status,
-        "phase": if degraded { DEGRADED } else { file.phase.as_str() },
+        "phase": upload_phase,
         "replication_safe_at": safe_at.map(rfc3339),
         "redundancy": redundancy.map(|r| json!({
             "live_shards": r.live_shards,
@@ -93,11 +98,6 @@ pub async fn pipeline_status(
         (FilePhase::Cancelled | FilePhase::Failed, _) => json!(file.cancelled_reason),
         (_, Some(job)) if job.phase == JobPhase::FailedUserAction => json!(job.error_message),
         _ => Value::Null,
-    };
-    let upload_phase = if degraded {
-        DEGRADED
-    } else {
-        file.phase.as_str()
     };
     let phase = job.as_ref().map_or(upload_phase, |j| j.phase.as_str());
     Ok(Json(json!({
