@@ -10,10 +10,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::events::{AspectVariant, Thumbnails as ThumbnailUrls};
+use crate::jobs::{SpritePlan, ThumbnailPlan};
 use crate::pipeline::{
     AspectRatio, Pipeline, PipelineError, Thumbnails, TranscriptionTier, VisionTier,
 };
 use crate::FileId;
+use std::collections::BTreeMap;
 
 /// Every key a request body may have, for the "unknown field" sentence.
 const FIELDS: &[&str] = &[
@@ -26,6 +29,7 @@ const FIELDS: &[&str] = &[
     "vision",
     "thumbnails",
     "aspect_variants",
+    "aspect_variants_only",
 ];
 
 /// The fields shared with the upload `pipeline` declaration, parsed by its code.
@@ -54,6 +58,9 @@ pub struct EncodingRequest {
     pub vision: Option<VisionTier>,
     pub thumbnails: Thumbnails,
     pub aspect_variants: Vec<AspectRatio>,
+    /// Backfill: only these variants, on top of the file's finished encode (no main
+    /// pass). Never together with `force` or `aspect_variants`.
+    pub aspect_variants_only: Vec<AspectRatio>,
 }
 
 impl EncodingRequest {
@@ -103,6 +110,43 @@ impl EncodingRequest {
             field: e.field.strip_prefix("pipeline.").unwrap_or(e.field),
             reason: e.reason.replace("pipeline.", ""),
         })?;
+        // The same parser as `aspect_variants`, its errors renamed to this field.
+        let aspect_variants_only = match map.get("aspect_variants_only") {
+            None | Some(Value::Null) => vec![],
+            Some(v) => {
+                let only = Map::from_iter([("aspect_variants".to_string(), v.clone())]);
+                let ratios = Pipeline::from_json(Some(&Value::Object(only)))
+                    .map_err(|e| {
+                        error(
+                            "aspect_variants_only",
+                            e.reason
+                                .replace("pipeline.aspect_variants", "aspect_variants_only"),
+                        )
+                    })?
+                    .aspect_variants;
+                if ratios.is_empty() {
+                    return Err(error(
+                        "aspect_variants_only",
+                        "must name at least one ratio",
+                    ));
+                }
+                ratios
+            }
+        };
+        if !aspect_variants_only.is_empty() {
+            if force {
+                return Err(error(
+                    "aspect_variants_only",
+                    "cannot be combined with force: true (a backfill never re-runs the main encode)",
+                ));
+            }
+            if !p.aspect_variants.is_empty() {
+                return Err(error(
+                    "aspect_variants_only",
+                    "cannot be combined with aspect_variants on the same call",
+                ));
+            }
+        }
         Ok(Self {
             object_key,
             bucket,
@@ -113,6 +157,7 @@ impl EncodingRequest {
             vision: p.vision,
             thumbnails: p.thumbnails,
             aspect_variants: p.aspect_variants,
+            aspect_variants_only,
         })
     }
 
@@ -144,6 +189,30 @@ pub fn job_options(pipeline: &Pipeline) -> Value {
         }
     }
     v
+}
+
+/// The thumbnails a job makes, from its options (`job_options`): `None` when the
+/// tenant opted out; a poster only for an aspect-variant job.
+pub fn thumbnail_plan(options: &Value, variant: bool) -> Option<ThumbnailPlan> {
+    let thumbnails = match options.get("thumbnails") {
+        None => Thumbnails::default(),
+        Some(v) => {
+            let only = Map::from_iter([("thumbnails".to_string(), v.clone())]);
+            Pipeline::from_json(Some(&Value::Object(only)))
+                .map(|p| p.thumbnails)
+                .unwrap_or_default()
+        }
+    };
+    match thumbnails {
+        Thumbnails::Off => None,
+        Thumbnails::On(s) => Some(ThumbnailPlan {
+            poster_at: s.poster_at.map(|at| at.to_string()),
+            sprite: (!variant).then(|| SpritePlan {
+                interval_secs: s.sprite_interval_secs(),
+                width_px: s.sprite_width_px(),
+            }),
+        }),
+    }
 }
 
 fn error(field: &'static str, reason: impl Into<String>) -> PipelineError {
@@ -188,6 +257,21 @@ pub struct EncodingRequested {
     pub message: Option<String>,
 }
 
+/// The answer of a backfill (`aspect_variants_only`): the variant jobs queued on top
+/// of the file's finished encode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VariantsRequested {
+    /// Always `queued`.
+    pub status: String,
+    /// Always `aspect_variants_only`.
+    pub mode: String,
+    pub parent_encoding_job_id: String,
+    /// One per requested ratio, in request order (an existing job of a ratio is
+    /// answered again rather than duplicated).
+    pub child_encoding_job_ids: Vec<String>,
+    pub file_id: FileId,
+}
+
 /// The `video` block of a job: what ffprobe found in the source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VideoInfo {
@@ -225,8 +309,18 @@ pub struct EncodingJobStatus {
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
     pub replication_safe_at: Option<String>,
-    /// Null until thumbnails exist (a later stage produces them).
-    pub thumbnails: Option<Value>,
+    /// Null until the encoder registered them; null for ever when opted out.
+    pub thumbnails: Option<ThumbnailUrls>,
+    /// Keyed by ratio; a ratio appears once its variant is encoded. Omitted when no
+    /// variant was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aspect_variants: Option<BTreeMap<String, AspectVariant>>,
+    /// On an aspect-variant job: the main job it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_encoding_job_id: Option<String>,
+    /// On an aspect-variant job: its ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<String>,
 }
 
 /// One row of `GET /v1/api/my-jobs`: a file's latest encoding job.
@@ -347,6 +441,51 @@ mod tests {
         let e = refused(json!({"object_key": "a", "encode": true}));
         assert_eq!(e.field, "body");
         assert!(e.reason.contains("\"encode\""), "{e}");
+    }
+
+    #[test]
+    fn a_backfill_is_alone_on_its_call() {
+        let r = EncodingRequest::from_json(
+            &json!({"object_key": "a", "aspect_variants_only": ["9:16"]}),
+        )
+        .unwrap();
+        assert_eq!(r.aspect_variants_only, vec![AspectRatio::Vertical9x16]);
+        assert!(r.aspect_variants.is_empty());
+        for bad in [
+            json!({"object_key": "a", "aspect_variants_only": ["9:16"], "force": true}),
+            json!({"object_key": "a", "aspect_variants_only": ["9:16"], "aspect_variants": ["9:16"]}),
+            json!({"object_key": "a", "aspect_variants_only": ["4:3"]}),
+            json!({"object_key": "a", "aspect_variants_only": []}),
+            json!({"object_key": "a", "aspect_variants_only": "9:16"}),
+        ] {
+            let e = refused(bad.clone());
+            assert_eq!(e.field, "aspect_variants_only", "{bad}: {e}");
+            assert!(!e.reason.contains("pipeline."), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_thumbnail_plan_resolves_defaults_and_opt_out() {
+        let plan = thumbnail_plan(&json!({}), false).unwrap();
+        assert_eq!(plan.poster_at, None);
+        assert_eq!(
+            plan.sprite,
+            Some(SpritePlan {
+                interval_secs: 5,
+                width_px: 160
+            })
+        );
+        assert_eq!(thumbnail_plan(&json!({"thumbnails": false}), false), None);
+        let custom = json!({"thumbnails": {"poster": {"at": "3s"}, "sprite": {"width": 320}}});
+        let plan = thumbnail_plan(&custom, false).unwrap();
+        assert_eq!(plan.poster_at.as_deref(), Some("3s"));
+        assert_eq!(
+            plan.sprite.map(|s| (s.interval_secs, s.width_px)),
+            Some((5, 320))
+        );
+        // A variant job makes its own poster, no sprites.
+        let plan = thumbnail_plan(&custom, true).unwrap();
+        assert_eq!((plan.poster_at.as_deref(), plan.sprite), (Some("3s"), None));
     }
 
     #[test]

@@ -130,14 +130,14 @@ impl EncodingStep {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Thumbnails {
     pub poster_url: String,
     pub sprite_url: String,
     pub sprite_vtt_url: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AspectVariant {
     pub hls_manifest_url: String,
     pub poster_url: String,

@@ -12,13 +12,18 @@
 //! - `POST /v1/node/jobs/{job_id}/segments` [`SegmentStored`] → [`SegmentTargets`]
 //! - `POST /v1/node/jobs/{job_id}/replicas` [`ReplicasStored`] → `204`
 //! - `POST /v1/node/jobs/{job_id}/renditions/{name}/published` [`RenditionDone`] → `204`
+//! - `POST /v1/node/jobs/{job_id}/artifacts/{kind}?seq=N` (header `X-ZiB-Lease`,
+//!   `Content-Type` of the artefact, body: its plaintext bytes, at most
+//!   [`MAX_ARTIFACT_BYTES`]) → `200` [`ArtifactStored`]: the server seals it and stores
+//!   it as an ordinary encrypted file of the tenant (`kind`: [`ArtifactKind`])
+//! - `POST /v1/node/jobs/{job_id}/thumbnails` [`ThumbnailsRegistered`] → `204`
 //! - `POST /v1/node/jobs/{job_id}/done` [`JobDone`] → `204`
 //! - `POST /v1/node/jobs/{job_id}/failed` [`JobFailure`] → `204`
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{BlobId, NodeId};
+use crate::{BlobId, FileId, NodeId};
 
 /// The header carrying the lease token on `GET …/source`.
 pub const LEASE_HEADER: &str = "x-zib-lease";
@@ -44,6 +49,94 @@ pub struct ClaimedJob {
     /// seam later stages plug into. `{}` for a plain encode.
     #[serde(default)]
     pub options: Value,
+    /// The thumbnails to make after the ladder; `None`: none (the tenant opted out).
+    #[serde(default)]
+    pub thumbnails: Option<ThumbnailPlan>,
+    /// `Some("9:16")`: an aspect-variant job. Centre-crop the source to this display
+    /// aspect and encode the variant ladder (`zib_media::plan_variant_ladder`); its
+    /// thumbnails are a poster only.
+    #[serde(default)]
+    pub aspect_ratio: Option<String>,
+}
+
+/// What thumbnails a job makes (API reference, "Thumbnails"), defaults resolved by
+/// the server from the request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThumbnailPlan {
+    /// `"10%"` or `"5s"`; `None`: the default, 10 % of the duration clamped to 1–10 s
+    /// (`zib_media::poster_time`).
+    pub poster_at: Option<String>,
+    /// `None`: no sprite sheets (an aspect-variant job).
+    pub sprite: Option<SpritePlan>,
+}
+
+/// Scrub-bar sprites: one tile every `interval_secs`, `width_px` wide, 10×10 tiles per
+/// JPEG sheet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpritePlan {
+    pub interval_secs: u32,
+    pub width_px: u32,
+}
+
+/// The largest artefact body a node may send (a 10×10 sheet of 1920 px tiles is far
+/// below it).
+pub const MAX_ARTIFACT_BYTES: usize = 32 * 1024 * 1024;
+
+/// What a job's artefact is; also its `{kind}` path segment and `job_artifacts.kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactKind {
+    /// One JPEG frame (`image/jpeg`).
+    Poster,
+    /// One 10×10 JPEG grid of tiles (`image/jpeg`), `seq` 0, 1, … in tile order.
+    SpriteSheet,
+    /// The WebVTT track whose cues name sheet regions (`text/vtt`).
+    SpriteVtt,
+}
+
+impl ArtifactKind {
+    pub const ALL: [Self; 3] = [Self::Poster, Self::SpriteSheet, Self::SpriteVtt];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtifactKind::Poster => "poster",
+            ArtifactKind::SpriteSheet => "sprite_sheet",
+            ArtifactKind::SpriteVtt => "sprite_vtt",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The Content-Type the artefact is stored (and served by `/objects/…`) with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ArtifactKind::Poster | ArtifactKind::SpriteSheet => "image/jpeg",
+            ArtifactKind::SpriteVtt => "text/vtt",
+        }
+    }
+}
+
+/// The answer to an artefact upload: the new file, and its CDN URL
+/// (`{cdn}/objects/{file_id}`, what the sprite VTT's cues name).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactStored {
+    pub file_id: FileId,
+    pub url: String,
+}
+
+/// `POST /v1/node/jobs/{job_id}/thumbnails`: every artefact is stored; the job's
+/// `thumbnails` block may show them. Sent before `done`, so `encoding.complete`
+/// carries them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThumbnailsRegistered {
+    pub lease_token: String,
+    pub poster_file_id: FileId,
+    /// In tile order; empty for an aspect-variant job.
+    #[serde(default)]
+    pub sprite_sheet_file_ids: Vec<FileId>,
+    pub sprite_vtt_file_id: Option<FileId>,
 }
 
 /// Where and how to read the source video: the envelope ciphertext from the server

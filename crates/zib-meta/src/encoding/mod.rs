@@ -129,6 +129,37 @@ pub struct EncodingJobRow {
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
     pub replication_safe_at: Option<i64>,
+    /// The uploaded file an aspect-variant job reads (`None`: `file_id` itself).
+    pub source_file_id: Option<FileId>,
+    /// The main job an aspect-variant job belongs to.
+    pub parent_job_id: Option<String>,
+    /// `9:16` for an aspect-variant job.
+    pub aspect_ratio: Option<String>,
+    /// The job's poster, sprite sheets and sprite VTT once the node registered them.
+    pub thumbnails: Option<JobThumbnails>,
+}
+
+impl EncodingJobRow {
+    /// The uploaded file whose source this job encodes.
+    pub fn source_file(&self) -> FileId {
+        self.source_file_id.unwrap_or(self.file_id)
+    }
+
+    /// An aspect-variant job (a child of a main job).
+    pub fn is_variant(&self) -> bool {
+        self.parent_job_id.is_some()
+    }
+}
+
+/// The files of a job's thumbnails (`encoding_jobs.thumbnails`), each an ordinary
+/// encrypted file served by `/objects/{file_id}`. A variant job has a poster only.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobThumbnails {
+    pub poster_file_id: FileId,
+    /// In tile order; empty for a variant job.
+    #[serde(default)]
+    pub sprite_sheet_file_ids: Vec<FileId>,
+    pub sprite_vtt_file_id: Option<FileId>,
 }
 
 /// `SELECT` of every column of `encoding_jobs` (as `job_from_row` reads them), for
@@ -138,7 +169,8 @@ macro_rules! job_select {
         "SELECT id, file_id, tenant_id, phase, progress, phase_progress_pct, phase_detail, \
          phase_updated_at, options, wrapped_hls_key, lease_node, lease_expires_at, node_id, \
          retry_count, retry_after, error_message, probe, cancelled_reason, created_at, \
-         started_at, completed_at, replication_safe_at FROM encoding_jobs"
+         started_at, completed_at, replication_safe_at, source_file_id, parent_job_id, \
+         aspect_ratio, thumbnails FROM encoding_jobs"
     };
 }
 #[allow(unused_imports)] // for the submodules: `super::job_select!()`
@@ -191,6 +223,19 @@ pub(crate) fn job_from_row(row: &DbRow) -> Result<EncodingJobRow> {
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
         replication_safe_at: row.try_get("replication_safe_at")?,
+        source_file_id: row
+            .try_get::<Option<String>, _>("source_file_id")?
+            .map(|t| parse::<FileId>(&t, "encoding_jobs.source_file_id"))
+            .transpose()?,
+        parent_job_id: row.try_get("parent_job_id")?,
+        aspect_ratio: row.try_get("aspect_ratio")?,
+        thumbnails: json_column(row, "thumbnails")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| MetaError::Corrupt {
+                what: "encoding_jobs.thumbnails",
+                detail: e.to_string(),
+            })?,
     })
 }
 

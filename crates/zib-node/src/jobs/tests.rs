@@ -64,6 +64,8 @@ async fn loopback_over(
         },
         hls_key: "00".repeat(16),
         options: serde_json::json!({}),
+        thumbnails: None,
+        aspect_ratio: None,
     };
     let app = Router::new()
         .route("/source", get(serve))

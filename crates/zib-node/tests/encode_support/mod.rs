@@ -376,6 +376,8 @@ pub fn offer_job(fake: &Fake, server_url: &str, plaintext: &[u8], chunk_size: u3
         },
         hls_key: hex::encode(hls_key),
         options: serde_json::json!({}),
+        thumbnails: None,
+        aspect_ratio: None,
     });
     *fake.envelope.lock().unwrap() = envelope;
     OfferedJob {

@@ -97,6 +97,10 @@ pub async fn status_of(state: &Inner, job: &EncodingJobRow) -> ApiResult<Encodin
         started_at: job.started_at.map(rfc3339),
         completed_at: job.completed_at.map(rfc3339),
         replication_safe_at: job.replication_safe_at.map(rfc3339),
+        // Filled by the thumbnails and aspect-variant stages (issue 14).
         thumbnails: None,
+        aspect_variants: None,
+        parent_encoding_job_id: job.parent_job_id.clone(),
+        aspect_ratio: job.aspect_ratio.clone(),
     })
 }

@@ -144,11 +144,10 @@ pub async fn claim(state: &Inner, req: &ClaimRequest) -> ApiResult<Option<Claime
 }
 
 async fn claimed_job(state: &Inner, job: &EncodingJobRow, token: String) -> ApiResult<ClaimedJob> {
-    let file = state.store.file(job.file_id).await?.ok_or_else(|| {
-        InternalError::Other(format!(
-            "job {} names a missing file {}",
-            job.id, job.file_id
-        ))
+    // An aspect-variant job reads its parent's uploaded source.
+    let source = job.source_file();
+    let file = state.store.file(source).await?.ok_or_else(|| {
+        InternalError::Other(format!("job {} names a missing file {source}", job.id))
     })?;
     let dek = state
         .config
@@ -177,6 +176,8 @@ async fn claimed_job(state: &Inner, job: &EncodingJobRow, token: String) -> ApiR
             &job.wrapped_hls_key,
         )?),
         options: job.options.clone(),
+        thumbnails: zib_proto::encoding::thumbnail_plan(&job.options, job.is_variant()),
+        aspect_ratio: job.aspect_ratio.clone(),
     })
 }
 
