@@ -140,7 +140,8 @@ pub struct Thumbnails {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AspectVariant {
     pub hls_manifest_url: String,
-    pub poster_url: String,
+    /// Null when the tenant opted out of thumbnails (no poster is made).
+    pub poster_url: Option<String>,
 }
 
 /// `encoding.queued|started|sharding|complete|failed`.
@@ -296,7 +297,7 @@ mod tests {
             "9:16".to_string(),
             AspectVariant {
                 hls_manifest_url: "https://cdn/stream/v/master.m3u8".into(),
-                poster_url: "https://cdn/objects/p".into(),
+                poster_url: Some("https://cdn/objects/p".into()),
             },
         );
         let ev = EncodingEvent {

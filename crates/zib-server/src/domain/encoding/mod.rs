@@ -11,3 +11,4 @@ pub mod replication;
 pub mod request;
 pub mod source;
 pub mod stream;
+pub mod thumbnails;
