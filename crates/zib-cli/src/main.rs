@@ -92,7 +92,10 @@ enum Command {
     /// as a second JSON line. Exit status: 0 when the stream is playable and complete
     /// (local_complete, replicating or safe; with --wait=safe only at safe); 1 when the
     /// job ends failed_user_action or cancelled, or on any error. A transient `failed`
-    /// is retried by the server and waited through.
+    /// is retried by the server and waited through. With --wait the stream, poster,
+    /// sprite and variant URLs are also printed to stderr, one `name: url` line each;
+    /// with --aspect-variant it waits for the variants too. --variants-only adds the
+    /// variants to a file already encoded, leaving its main stream as it is.
     Encode(encode_verbs::EncodeArgs),
 }
 
