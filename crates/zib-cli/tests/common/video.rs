@@ -56,6 +56,9 @@ pub struct Clip {
     pub faststart: bool,
     /// Written into the container's title: a plaintext marker to hunt for on disks.
     pub marker: Option<String>,
+    /// Brightness swings slowly (a 12 s sine) on top of `testsrc2`'s motion, so frames
+    /// a second or more apart differ clearly in gray and a frame-time check can fail.
+    pub drift: bool,
 }
 
 impl Clip {
@@ -68,6 +71,15 @@ impl Clip {
             audio: true,
             faststart: true,
             marker: None,
+            drift: false,
+        }
+    }
+    /// The same clip with [`Clip::drift`] and `fps` frames a second.
+    pub fn drifting(self, fps: u32) -> Clip {
+        Clip {
+            drift: true,
+            fps,
+            ..self
         }
     }
     pub fn frames(&self) -> u64 {
@@ -91,8 +103,16 @@ pub fn make_clip(dir: &Path, name: &str, clip: &Clip) -> PathBuf {
         "-i",
     ])
     .arg(format!(
-        "testsrc2=size={}x{}:rate={}:duration={}",
-        clip.width, clip.height, clip.fps, clip.seconds
+        "testsrc2=size={}x{}:rate={}:duration={}{}",
+        clip.width,
+        clip.height,
+        clip.fps,
+        clip.seconds,
+        if clip.drift {
+            ",eq=eval=frame:brightness='0.2*sin(2*PI*t/12)'"
+        } else {
+            ""
+        }
     ));
     if clip.audio {
         cmd.args(["-f", "lavfi", "-i"]).arg(format!(
@@ -543,6 +563,25 @@ impl Tenant {
         }
     }
 
+    /// `GET /v1/api/pipeline/{file_id}`.
+    pub fn pipeline(&self, file_id: &str) -> Value {
+        let (code, v) = self.call(
+            reqwest::Method::GET,
+            &format!("/v1/api/pipeline/{file_id}"),
+            None,
+        );
+        assert_eq!(code, 200, "pipeline {file_id}: {v}");
+        v
+    }
+
+    pub fn delete_file(&self, file_id: &str) -> (u16, Value) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/v1/api/file/{file_id}"),
+            None,
+        )
+    }
+
     pub fn master_url(&self, file_id: &str) -> String {
         format!("{}/stream/{file_id}/master.m3u8", self.api_url)
     }
@@ -551,6 +590,120 @@ impl Tenant {
 /// Phases at or past "every rung live".
 pub fn playable_complete(phase: &str) -> bool {
     matches!(phase, "local_complete" | "replicating" | "safe")
+}
+
+/// One frame of `input` (a file or URL) as 8-bit gray at `w`×`h`: the frame at `at`
+/// seconds (ffmpeg's accurate seek: decoded up to that time), the first when `None`;
+/// cropped to `crop` = (x, y, width, height) first when given.
+pub fn gray_frame(
+    input: &str,
+    at: Option<f64>,
+    crop: Option<(u32, u32, u32, u32)>,
+    w: u32,
+    h: u32,
+) -> Vec<u8> {
+    ensure_media();
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error"]);
+    if let Some(at) = at {
+        cmd.arg("-ss").arg(format!("{at:.3}"));
+    }
+    let crop = crop
+        .map(|(x, y, cw, ch)| format!("crop={cw}:{ch}:{x}:{y},"))
+        .unwrap_or_default();
+    cmd.arg("-i")
+        .arg(input)
+        .args(["-frames:v", "1", "-vf"])
+        .arg(format!("{crop}scale={w}:{h}:flags=area,format=gray"))
+        .args(["-f", "rawvideo", "-"]);
+    let out = cmd.output().expect("run ffmpeg");
+    assert!(
+        out.status.success() && out.stdout.len() == (w * h) as usize,
+        "a {w}x{h} gray frame of {input} at {at:?}: {} bytes, {}",
+        out.stdout.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Mean absolute difference of two gray images of the same size (0–255).
+pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len(), "images of different sizes");
+    let sum: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.len().max(1) as f64
+}
+
+/// The first video stream's (width, height, codec) of a file or URL, by ffprobe.
+pub fn picture(input: &str) -> (u32, u32, String) {
+    let p = probe(input);
+    let v = streams_of(&p, "video")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{input} has no picture: {p}"));
+    (
+        v["width"].as_u64().unwrap_or(0) as u32,
+        v["height"].as_u64().unwrap_or(0) as u32,
+        v["codec_name"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// One cue of a sprite WebVTT track: `<sheet url>#xywh=x,y,w,h` for [start, end).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpriteCue {
+    pub start: f64,
+    pub end: f64,
+    /// Absolute (resolved against the VTT's URL), without the fragment.
+    pub sheet: String,
+    pub xywh: (u32, u32, u32, u32),
+}
+
+/// `HH:MM:SS.mmm` or `MM:SS.mmm` in seconds.
+pub fn vtt_time(t: &str) -> Option<f64> {
+    let mut secs = 0.0;
+    for part in t.trim().split(':') {
+        secs = secs * 60.0 + part.parse::<f64>().ok()?;
+    }
+    Some(secs)
+}
+
+/// The cues of a sprite VTT; panics on anything that is not `WEBVTT` with
+/// `start --> end` + `url#xywh=…` cues.
+pub fn sprite_cues(text: &str, vtt_url: &str) -> Vec<SpriteCue> {
+    assert!(text.starts_with("WEBVTT"), "not a WebVTT file: {text}");
+    let mut cues = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        let Some((a, b)) = line.split_once("-->") else {
+            continue;
+        };
+        let times = (
+            vtt_time(a),
+            vtt_time(b.split_whitespace().next().unwrap_or("")),
+        );
+        let (Some(start), Some(end)) = times else {
+            panic!("bad cue timing {line:?}: {text}");
+        };
+        let body = lines.next().unwrap_or("");
+        let (url, frag) = body
+            .split_once("#xywh=")
+            .unwrap_or_else(|| panic!("cue without #xywh: {body:?}"));
+        let n: Vec<u32> = frag
+            .split(',')
+            .map(|v| v.trim().parse().unwrap_or(u32::MAX))
+            .collect();
+        assert!(n.len() == 4 && !n.contains(&u32::MAX), "bad xywh {body:?}");
+        cues.push(SpriteCue {
+            start,
+            end,
+            sheet: resolve(vtt_url, url),
+            xywh: (n[0], n[1], n[2], n[3]),
+        });
+    }
+    cues
 }
 
 /// Files under `roots` whose bytes contain any of `needles`.
@@ -571,6 +724,70 @@ pub fn files_containing(roots: &[PathBuf], needles: &[&[u8]]) -> Vec<(PathBuf, u
     hits
 }
 
+/// Uploads `path` with the Rust client (no pipeline declared); the file id.
+pub fn upload_video(
+    cluster: &super::procs::ProcCluster,
+    path: &Path,
+    bucket: &str,
+    key: &str,
+) -> String {
+    super::rt()
+        .block_on(cluster.client().upload_path(
+            path,
+            bucket,
+            key,
+            Some("video/mp4"),
+            &zib_client::UploadOptions::default(),
+        ))
+        .unwrap_or_else(|e| panic!("upload {key}: {e:#}"))
+        .file_id
+        .to_string()
+}
+
+/// Initiates with a declared `pipeline`, then uploads the bytes as the SDK would.
+pub fn upload_declared(
+    cluster: &super::procs::ProcCluster,
+    path: &Path,
+    bucket: &str,
+    key: &str,
+    pipeline: Value,
+) -> String {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let tenant = Tenant {
+        api_url: cluster.api_url.clone(),
+        bearer: cluster.bearer(),
+    };
+    let (status, reg) = tenant.call(
+        reqwest::Method::POST,
+        "/v1/api/upload/initiate",
+        Some(json!({"bucket": bucket, "key": key, "file_size": size,
+                    "content_type": "video/mp4", "pipeline": pipeline})),
+    );
+    assert_eq!(status, 200, "{reg}");
+    let reg: zib_proto::api::Registration = serde_json::from_value(reg).expect("registration");
+    super::rt()
+        .block_on(zib_client::upload_with_registration(
+            cluster.client().http(),
+            &reg,
+            path,
+            &zib_client::UploadOptions::default(),
+        ))
+        .unwrap_or_else(|e| panic!("upload {key}: {e:#}"));
+    reg.file_id.to_string()
+}
+
+/// `zib <args>` as the cluster's tenant.
+pub fn zib_as_tenant(cluster: &super::procs::ProcCluster, args: &[&str]) -> std::process::Output {
+    Command::new(super::zib_bin())
+        .args(args)
+        .env("ZIB_API_URL", &cluster.api_url)
+        .env("ZIB_ACCESS_KEY", &cluster.access_key)
+        .env("ZIB_SECRET_KEY", &cluster.secret_key)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run zib")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,5 +799,17 @@ mod tests {
         assert_eq!(a["BANDWIDTH"], "800000");
         assert_eq!(a["CODECS"], "avc1.64001f,mp4a.40.2");
         assert_eq!(a["RESOLUTION"], "640x360");
+    }
+
+    #[test]
+    fn sprite_cues_resolve_their_sheets() {
+        let vtt = "WEBVTT\n\n00:00:00.000 --> 00:00:05.000\n/objects/a#xywh=0,0,160,90\n\n\
+                   00:05.000 --> 00:00:07.500\nhttp://c/objects/b#xywh=160,0,160,90\n";
+        let cues = sprite_cues(vtt, "http://cdn:1/objects/v");
+        assert_eq!(cues.len(), 2);
+        assert_eq!(cues[0].sheet, "http://cdn:1/objects/a");
+        assert_eq!((cues[1].start, cues[1].end), (5.0, 7.5));
+        assert_eq!(cues[1].xywh, (160, 0, 160, 90));
+        assert_eq!(mean_abs_diff(&[0, 10], &[4, 0]), 7.0);
     }
 }
