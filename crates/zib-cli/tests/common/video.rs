@@ -477,6 +477,29 @@ impl Drop for StaticServer {
     }
 }
 
+/// Decodes the media playlist at `rung_url` with `key` instead of the one it names:
+/// the playlist is served from `local` with its key URI pointing at `key` and its
+/// segment URIs made absolute. The frame count, or ffprobe's complaint.
+pub fn decode_with_key(local: &StaticServer, rung_url: &str, key: &[u8]) -> Result<u64, String> {
+    let (status, text) = fetch_text(rung_url);
+    assert_eq!(status, 200, "{rung_url}: {text}");
+    let n = local.files.lock().unwrap().len();
+    let key_url = local.put(&format!("/k{n}.key"), key.to_vec());
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("#EXT-X-KEY:") {
+            out.push_str(&format!("#EXT-X-KEY:METHOD=AES-128,URI=\"{key_url}\"\n"));
+        } else if !line.starts_with('#') && !line.trim().is_empty() {
+            out.push_str(&resolve(rung_url, line.trim()));
+            out.push('\n');
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    count_frames(&local.put(&format!("/p{n}.m3u8"), out))
+}
+
 /// The tenant API, as a backend calls it.
 #[derive(Clone)]
 pub struct Tenant {
