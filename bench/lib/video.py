@@ -8,7 +8,13 @@ and `POST /v1/api/encoding/request`, and we time, from the request:
   playable  the master playlist first answers 200 (the lowest rung is live)
   complete  the job reaches local_complete (every rung live): the ladder's wall time
   safe      every segment verified on 3 peers
-and sample every node's VmHWM (peak RSS) twice a second. Standard library only."""
+and sample every node's VmHWM (peak RSS) twice a second.
+
+Thumbnails cost (--thumbnails-seconds, default 20): on one more cluster, the same clip
+uploaded twice is encoded with the defaults (poster + sprite storyboard) and with
+`thumbnails: false`, one after the other, each timed from the request to local_complete
+(the artefacts are registered before it); the ratio is what thumbnails add to the wall
+time of an encode. Standard library only."""
 
 import argparse
 import json
@@ -137,6 +143,47 @@ def encode_on_cluster(zib, work, src, seconds, timeout):
         cluster.stop()
 
 
+def time_to_complete(cluster, file_id, extra, timeout):
+    """Seconds from the request (object_key + `extra`) to local_complete."""
+    t0 = time.time()
+    job = api(cluster, "POST", "/v1/api/encoding/request", {"object_key": file_id, **extra})
+    job_id = job["encoding_id"]
+    while time.time() - t0 < timeout:
+        status = api(cluster, "GET", f"/v1/api/encoding/jobs/{job_id}")
+        phase = status.get("phase")
+        if phase in ("failed_user_action", "cancelled"):
+            raise RuntimeError(f"encode ended {phase}")
+        if phase in ("local_complete", "replicating", "safe"):
+            wanted = extra.get("thumbnails", True) is not False
+            if wanted != (status.get("thumbnails") is not None):
+                raise RuntimeError(f"thumbnails {status.get('thumbnails')} with {extra}")
+            return time.time() - t0
+        time.sleep(0.2)
+    return None
+
+
+def thumbnails_cost(zib, work, src, seconds, timeout):
+    """Wall time of an encode with default thumbnails and without, on one cluster."""
+    cluster = Cluster(zib, os.path.join(work, "cluster-thumbnails"))
+    cluster.start()
+    try:
+        ids = []
+        for name in ("with", "without"):
+            ok, _, file_id, _, err = upload(zib, cluster.client_env(), src, "bench",
+                                            f"thumbs-{name}-{seconds}.mp4")
+            if not ok:
+                raise RuntimeError(f"upload failed: {err}")
+            ids.append(file_id)
+        time.sleep(2)
+        with_s = time_to_complete(cluster, ids[0], {}, timeout)
+        time.sleep(2)
+        without_s = time_to_complete(cluster, ids[1], {"thumbnails": False}, timeout)
+        return {"seconds": seconds, "with_thumbnails_s": with_s,
+                "without_thumbnails_s": without_s}
+    finally:
+        cluster.stop()
+
+
 def ratio(a, b):
     return None if a is None or not b else a / b
 
@@ -152,6 +199,8 @@ def main():
     ap.add_argument("--seconds", type=int, nargs="+", default=[60])
     ap.add_argument("--preset", default=os.environ.get("ZIB_BENCH_X264_PRESET", "veryfast"))
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--thumbnails-seconds", type=int, default=20,
+                    help="clip length of the thumbnails-cost run (0 skips it)")
     args = ap.parse_args()
     rows = []
     for seconds in args.seconds:
@@ -175,7 +224,21 @@ def main():
               f"{fmt(r['safe_s'], 's'):>8} {fmt(ratio(r['safe_s'], r['seconds'])):>7} "
               f"{fmt(r['encoding_node_peak_rss_mib'], ' MiB'):>9}")
     print("\ngoals: playable <= 0.5x clip; complete <= 1.1x plain ffmpeg; node RSS flat with length")
-    if any(r["safe_s"] is None for r in rows):
+    failed = any(r["safe_s"] is None for r in rows)
+    if args.thumbnails_seconds > 0:
+        seconds = args.thumbnails_seconds
+        d = os.path.join(args.work, f"thumbnails-{seconds}s")
+        os.makedirs(d, exist_ok=True)
+        src = os.path.join(d, "clip.mp4")
+        generate(src, seconds)
+        t = thumbnails_cost(args.zib, d, src, seconds, args.timeout)
+        print(json.dumps(t), flush=True)
+        print(f"\nthumbnails cost ({seconds}s clip, request to local_complete): "
+              f"defaults {fmt(t['with_thumbnails_s'], 's')}, thumbnails: false "
+              f"{fmt(t['without_thumbnails_s'], 's')}, ratio "
+              f"{fmt(ratio(t['with_thumbnails_s'], t['without_thumbnails_s']))}x")
+        failed = failed or None in (t["with_thumbnails_s"], t["without_thumbnails_s"])
+    if failed:
         sys.exit(1)
 
 

@@ -1585,7 +1585,14 @@
       return this._call('DELETE', path, undefined, 'void');
     }
 
-    /** POST /v1/api/encoding/request {object_key: fileId, ...opts} — HLS encoding. */
+    /**
+     * POST /v1/api/encoding/request {object_key: fileId, ...opts} — HLS encoding. `opts`
+     * go into the body as they are: `force`, `webhook_url` / `webhook_secret`,
+     * `transcription`, `vision`, `thumbnails` (`false`, or `{poster: {at: '5s'|'10%'},
+     * sprite: {interval, width}}`), `aspect_variants: ['9:16']`, and the backfill
+     * `aspect_variants_only: ['9:16']` (answers `{status: 'queued', mode:
+     * 'aspect_variants_only', parent_encoding_job_id, child_encoding_job_ids}`).
+     */
     startEncoding(fileId, opts) {
       var body = Object.assign({}, opts || {}, { object_key: fileId });
       return this._call('POST', '/v1/api/encoding/request', body, 'json');
