@@ -381,13 +381,13 @@ pub fn process_running(needle: &str) -> bool {
 }
 
 /// Makes a `w`x`h` clip, `secs` long at `fps`, no audio, whose every frame differs
-/// from the last across the whole picture: a luma sawtooth that slides 13 levels per
+/// from the last across the whole picture: a diagonal luma sawtooth that slides 13 levels per
 /// frame (`geq` on the frame number; 256 frames before it repeats). One frame early
 /// or late is a clear difference.
 pub fn make_sliding_clip(dir: &Path, name: &str, w: u32, h: u32, fps: u32, secs: f64) -> PathBuf {
     let out = dir.join(name);
     let src =
-        format!("color=c=black:size={w}x{h}:rate={fps}:duration={secs},format=yuv420p,geq=lum='mod(2*X+13*N\\,256)':cb=128:cr=128");
+        format!("color=c=black:size={w}x{h}:rate={fps}:duration={secs},format=yuv420p,geq=lum='mod(2*X+Y+13*N\\,256)':cb=128:cr=128");
     let status = Command::new(tools().ffmpeg)
         .args([
             "-hide_banner",
