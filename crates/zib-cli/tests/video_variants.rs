@@ -307,13 +307,17 @@ fn a_vertical_rendition_inline_and_backfilled_with_its_own_key_poster_and_deleti
     let child_events: Vec<Value> = hook
         .wait_until("the variant's encoding.complete", ENCODE, |all| {
             all.iter().any(|r| {
-                r.event() == "encoding.complete" && r.json()["parent_encoding_job_id"] == inline_job
+                let b = r.json();
+                r.event() == "encoding.complete"
+                    && b["file_id"] == inline_id.as_str()
+                    && b["job_id"] != inline_job.as_str()
             })
         })
         .into_iter()
         .map(|r| r.json())
         .filter(|b| {
-            b["job_id"] != inline_job.as_str()
+            b["file_id"] == inline_id.as_str()
+                && b["job_id"] != inline_job.as_str()
                 && b["event"]
                     .as_str()
                     .is_some_and(|e| e.starts_with("encoding."))
@@ -322,6 +326,11 @@ fn a_vertical_rendition_inline_and_backfilled_with_its_own_key_poster_and_deleti
     assert_eq!(child_events.len(), 1, "{child_events:?}");
     let child = &child_events[0];
     assert_eq!(child["event"], "encoding.complete", "{child}");
+    assert_eq!(
+        child["parent_encoding_job_id"],
+        inline_job.as_str(),
+        "{child}"
+    );
     assert_eq!(child["file_id"], inline_id.as_str(), "{child}");
     assert_eq!(child["hls_manifest_url"], vertical_url, "{child}");
     assert_eq!(child["aspect_variants"]["9:16"], vertical, "{child}");
