@@ -3,7 +3,7 @@
 use tokio_util::sync::CancellationToken;
 use zib_proto::jobs::{VideoProbe, MAX_ARTIFACT_BYTES};
 
-use crate::images::{display_filters, run, split_jpegs};
+use crate::images::{display_filters, keep_all, run, split_jpegs};
 use crate::{Crop, MediaError, Tools};
 
 /// The default poster: 10 % into the video, so a fade-in or a cold open is not the
@@ -112,7 +112,7 @@ pub async fn poster(
     ]
     .map(String::from)
     .to_vec();
-    let done = run(tools, &args, None, MAX_ARTIFACT_BYTES, cancel).await?;
+    let done = run(tools, &args, keep_all, MAX_ARTIFACT_BYTES, cancel).await?;
     let mut images = split_jpegs(&done.stdout).map_err(|e| MediaError::Ffmpeg {
         status: "exit status: 0".into(),
         stderr: format!("its poster is not a JPEG: {e}"),
