@@ -89,8 +89,9 @@ pub async fn sprite_sheets(
 ) -> Result<SpriteSheets, MediaError> {
     let interval = interval_secs.max(1);
     let (tw, th) = tile_size(probe, width_px);
-    // One tile per started interval; `trim` drops the one `fps` may add for the very
-    // last frame when the duration is a multiple of the interval.
+    // `fps` (rounding up) emits one frame per started interval of the picture; `trim`
+    // caps that at one per started interval of the probed duration, a guard against a
+    // picture running past what the container says.
     let expected = expected_tiles(probe.duration_secs, interval);
     let filters = format!(
         "fps=1/{interval}:round=up,trim=end_frame={expected},showinfo,{},tile={SPRITE_GRID}x{SPRITE_GRID}",
