@@ -18,8 +18,19 @@ const STDERR_LINE_CHARS: usize = 300;
 pub(crate) struct ImageRun {
     /// ffmpeg's stdout: the JPEGs, back to back.
     pub stdout: Vec<u8>,
-    /// How many stderr lines contained the `count` marker (e.g. `showinfo` frames).
+    /// How many stderr lines the classifier counted (e.g. `showinfo`'s frame lines).
     pub counted: u64,
+}
+
+/// What to do with one line of ffmpeg's stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Line {
+    /// Keep it for the error message (the default).
+    Keep,
+    /// Count it, and do not keep it.
+    Count,
+    /// Neither (chatter of a filter the caller reads).
+    Skip,
 }
 
 /// The video filters that bring a frame to its display size, or to the centred `crop`
@@ -52,13 +63,13 @@ pub(crate) fn display_filters(
 }
 
 /// Runs ffmpeg with `args` (which must write to `pipe:1`), collecting stdout (at most
-/// `max_bytes`) and counting stderr lines containing `count` (those lines are not kept
-/// for the error). Kills ffmpeg and returns [`MediaError::Cancelled`] when `cancel`
+/// `max_bytes`) and counting the stderr lines `classify` says to count (only lines it
+/// says to keep end up in an error). Kills ffmpeg and returns [`MediaError::Cancelled`] when `cancel`
 /// fires; a non-zero exit is [`MediaError::Ffmpeg`] with the last stderr lines.
 pub(crate) async fn run(
     tools: &Tools,
     args: &[String],
-    count: Option<&'static str>,
+    classify: fn(&str) -> Line,
     max_bytes: usize,
     cancel: CancellationToken,
 ) -> Result<ImageRun, MediaError> {
@@ -77,7 +88,7 @@ pub(crate) async fn run(
     let stdout = child.stdout.take().ok_or_else(broken)?;
     let stderr = child.stderr.take().ok_or_else(broken)?;
     let out_task = tokio::spawn(read_bounded(stdout, max_bytes));
-    let err_task = tokio::spawn(read_stderr(stderr, count));
+    let err_task = tokio::spawn(read_stderr(stderr, classify));
 
     let status = tokio::select! {
         _ = cancel.cancelled() => {
@@ -135,18 +146,22 @@ async fn read_bounded(
     }
 }
 
-/// The last stderr lines (bounded) not containing `count`, and how many did.
+/// The last lines to keep (bounded), and how many lines were counted.
 async fn read_stderr(
     stream: impl AsyncRead + Unpin,
-    count: Option<&'static str>,
+    classify: fn(&str) -> Line,
 ) -> (VecDeque<String>, u64) {
     let mut lines = BufReader::new(stream).lines();
     let mut tail = VecDeque::new();
     let mut counted = 0;
     while let Ok(Some(line)) = lines.next_line().await {
-        if count.is_some_and(|c| line.contains(c)) {
-            counted += 1;
-            continue;
+        match classify(&line) {
+            Line::Keep => {}
+            Line::Count => {
+                counted += 1;
+                continue;
+            }
+            Line::Skip => continue,
         }
         let line: String = line.trim().chars().take(STDERR_LINE_CHARS).collect();
         if line.is_empty() {
@@ -215,6 +230,11 @@ fn jpeg_end(data: &[u8], start: usize) -> Result<usize, String> {
             }
         }
     }
+}
+
+/// Keeps every line: runs that count nothing.
+pub(crate) fn keep_all(_: &str) -> Line {
+    Line::Keep
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use tokio_util::sync::CancellationToken;
 use zib_proto::jobs::{VideoProbe, MAX_ARTIFACT_BYTES};
 
-use crate::images::{display_filters, run, split_jpegs};
+use crate::images::{display_filters, run, split_jpegs, Line};
 use crate::{MediaError, Tools};
 
 /// Tiles per sheet row and per sheet column.
@@ -15,8 +15,17 @@ pub const SPRITE_GRID: u32 = 10;
 /// JPEG quality of a sheet (`-q:v`): tiles are small and seen for a moment.
 const SPRITE_QUALITY: &str = "5";
 
-/// What `showinfo` prints for each frame (tile) that reaches it.
-const TILE_MARKER: &str = "Parsed_showinfo";
+/// `showinfo`'s lines start with its instance name; one per frame (tile) has `n:` and
+/// `pts_time:`, the others (configuration, side data) are skipped.
+fn tile_line(line: &str) -> Line {
+    if !line.contains("Parsed_showinfo") {
+        Line::Keep
+    } else if line.contains(" n:") && line.contains(" pts_time:") {
+        Line::Count
+    } else {
+        Line::Skip
+    }
+}
 
 /// The sheets of one video, in order, and how to find a tile in them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +76,9 @@ pub fn tile_size(probe: &VideoProbe, width_px: u32) -> (u32, u32) {
 /// JPEG sheets (the last may be partial). ffmpeg decodes the whole video but keeps
 /// only the sheet it is filling, and the sheets come back on its stdout: memory is
 /// the sheets (a 10 h video at 1 s and 160 px is 36 000 tiles, 360 sheets of
-/// ~100–200 KB). Kills ffmpeg when `cancel` fires ([`MediaError::Cancelled`]).
+/// ~100–200 KB). A picture shorter than the file (sound outlasting it) gets tiles
+/// for the picture only: `tile_count` says how many, and [`sprite_vtt`] stretches the
+/// last cue to the end. Kills ffmpeg when `cancel` fires ([`MediaError::Cancelled`]).
 pub async fn sprite_sheets(
     tools: &Tools,
     input: &str,
@@ -78,8 +89,9 @@ pub async fn sprite_sheets(
 ) -> Result<SpriteSheets, MediaError> {
     let interval = interval_secs.max(1);
     let (tw, th) = tile_size(probe, width_px);
-    // One tile per started interval; `trim` drops the one `fps` may add for the very
-    // last frame when the duration is a multiple of the interval.
+    // `fps` (rounding up) emits one frame per started interval of the picture; `trim`
+    // caps that at one per started interval of the probed duration, a guard against a
+    // picture running past what the container says.
     let expected = expected_tiles(probe.duration_secs, interval);
     let filters = format!(
         "fps=1/{interval}:round=up,trim=end_frame={expected},showinfo,{},tile={SPRITE_GRID}x{SPRITE_GRID}",
@@ -118,7 +130,7 @@ pub async fn sprite_sheets(
     .to_vec();
     let per_sheet = (SPRITE_GRID * SPRITE_GRID) as usize;
     let max_bytes = MAX_ARTIFACT_BYTES.saturating_mul(expected.div_ceil(per_sheet as u32) as usize);
-    let done = run(tools, &args, Some(TILE_MARKER), max_bytes, cancel).await?;
+    let done = run(tools, &args, tile_line, max_bytes, cancel).await?;
     let sheets = split_jpegs(&done.stdout).map_err(|e| MediaError::Ffmpeg {
         status: "exit status: 0".into(),
         stderr: format!("its sprite sheets are not JPEGs: {e}"),
@@ -226,6 +238,35 @@ mod tests {
             interval_secs,
             tile_count,
         }
+    }
+
+    #[test]
+    fn only_showinfo_frame_lines_are_tiles() {
+        let p = "[Parsed_showinfo_2 @ 0x563d3b9baa80]";
+        assert_eq!(
+            tile_line(&format!("{p} n:   0 pts:      0 pts_time:0       pos: 48")),
+            Line::Count
+        );
+        assert_eq!(
+            tile_line(&format!("{p} n:  12 pts:     12 pts_time:60 fmt:yuv420p")),
+            Line::Count
+        );
+        assert_eq!(
+            tile_line(&format!("{p} config in time_base: 5/1, frame_rate: 1/5")),
+            Line::Skip
+        );
+        assert_eq!(
+            tile_line(&format!("{p}   side data - User Data Unregistered:")),
+            Line::Skip
+        );
+        assert_eq!(
+            tile_line(&format!("{p} UUID=dc45e9bd-e6d9-48b7-962c-d820d923eeef")),
+            Line::Skip
+        );
+        assert_eq!(
+            tile_line("Error while decoding stream #0:0: Invalid data"),
+            Line::Keep
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use tokio_util::sync::CancellationToken;
 use zib_proto::jobs::{VideoProbe, MAX_ARTIFACT_BYTES};
 
-use crate::images::{display_filters, run, split_jpegs};
+use crate::images::{display_filters, keep_all, run, split_jpegs};
 use crate::{Crop, MediaError, Tools};
 
 /// The default poster: 10 % into the video, so a fade-in or a cold open is not the
@@ -61,9 +61,12 @@ pub fn poster_time(
     Ok(wanted.clamp(0.0, last_frame))
 }
 
-/// One JPEG of the frame at `at_secs` (ffmpeg's accurate seek: `-ss` before the input,
-/// decoding from the keyframe before it), at the source's display size with square
-/// pixels, or at the size of the centred `crop` (display pixels) when given. Kills
+/// One JPEG of the frame shown at `at_secs`, at the source's display size with square
+/// pixels, or at the size of the centred `crop` (display pixels) when given.
+///
+/// ffmpeg's accurate seek (`-ss` before the input: decode from the keyframe before,
+/// drop what comes before `-ss`) yields the first frame at or *after* the time; the
+/// time is first taken back to the start of the frame shown then. Kills
 /// ffmpeg when `cancel` fires ([`MediaError::Cancelled`]). No frame at that time (the
 /// video track ends before the container) is [`MediaError::Ffmpeg`] saying so.
 pub async fn poster(
@@ -74,11 +77,7 @@ pub async fn poster(
     crop: Option<Crop>,
     cancel: CancellationToken,
 ) -> Result<Vec<u8>, MediaError> {
-    let at = if at_secs.is_finite() {
-        at_secs.max(0.0)
-    } else {
-        0.0
-    };
+    let at = frame_start(at_secs, probe.frame_rate);
     let display = (probe.width, probe.height);
     let out = crop.map_or(display, |c| (c.width, c.height));
     let args: Vec<String> = [
@@ -88,7 +87,7 @@ pub async fn poster(
         "-v",
         "error",
         "-ss",
-        &format!("{at:.3}"),
+        &format!("{at:.6}"),
         "-i",
         input,
         "-map",
@@ -112,7 +111,7 @@ pub async fn poster(
     ]
     .map(String::from)
     .to_vec();
-    let done = run(tools, &args, None, MAX_ARTIFACT_BYTES, cancel).await?;
+    let done = run(tools, &args, keep_all, MAX_ARTIFACT_BYTES, cancel).await?;
     let mut images = split_jpegs(&done.stdout).map_err(|e| MediaError::Ffmpeg {
         status: "exit status: 0".into(),
         stderr: format!("its poster is not a JPEG: {e}"),
@@ -124,6 +123,18 @@ pub async fn poster(
         });
     }
     Ok(images.swap_remove(0))
+}
+
+/// A time just before the start of the frame shown at `at` (of a constant frame rate
+/// `fps`): between that frame and the one before, so a seek keeps exactly it.
+fn frame_start(at: f64, fps: f64) -> f64 {
+    let at = if at.is_finite() { at.max(0.0) } else { 0.0 };
+    if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
+        return at;
+    }
+    // 1e-6 absorbs float error in `at · fps`; 1e-4 s is far less than a frame.
+    let frame = (at * fps + 1e-6).floor();
+    (frame / fps - 1e-4).max(0.0)
 }
 
 #[cfg(test)]
@@ -156,6 +167,17 @@ mod tests {
             poster_time(20.0, 0.0, Some("999s")).ok(),
             Some(20.0 - 1.0 / 30.0)
         );
+    }
+
+    #[test]
+    fn a_time_goes_back_to_the_start_of_its_frame() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(frame_start(1.01, 30.0), 1.0 - 1e-4));
+        assert!(close(frame_start(1.0, 30.0), 1.0 - 1e-4));
+        assert!(close(frame_start(2.0 / 3.0, 30.0), 20.0 / 30.0 - 1e-4));
+        assert_eq!(frame_start(0.01, 30.0), 0.0);
+        assert_eq!(frame_start(-3.0, 30.0), 0.0);
+        assert_eq!(frame_start(1.01, 0.0), 1.01);
     }
 
     #[test]

@@ -107,7 +107,7 @@ fn tile_gray(dir: &Path, s: &SpriteSheets, k: usize, cue: &Cue) -> Vec<u8> {
 #[tokio::test]
 async fn a_23_second_clip_at_5_seconds_is_five_tiles_each_the_frame_at_its_cue() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let clip = make_sliding_clip(dir.path(), "src.mp4", 320, 180, 30, 23.0);
+    let clip = make_sliding_clip(dir.path(), "src.mp4", 320, 180, 10, 23.0);
     let source = files(dir.path(), FileOpts::default()).await;
     let tools = tools();
     let input = source.url("src.mp4");
@@ -128,7 +128,7 @@ async fn a_23_second_clip_at_5_seconds_is_five_tiles_each_the_frame_at_its_cue()
         let tile = tile_gray(dir.path(), &s, k, cue);
         let same = mean_abs_diff(&tile, &frame_gray(&clip, t, scale));
         assert!(same < SAME, "tile {k} is the frame at {t} s: {same}");
-        let later = mean_abs_diff(&tile, &frame_gray(&clip, t + 1.0 / 30.0, scale));
+        let later = mean_abs_diff(&tile, &frame_gray(&clip, t + 0.1, scale));
         assert!(later > DIFFERENT, "tile {k} is not the next frame: {later}");
     }
 }
@@ -159,6 +159,42 @@ async fn two_minutes_at_one_second_fill_a_sheet_and_start_another() {
         let later = mean_abs_diff(&tile, &frame_gray(&clip, t + 0.1, "null"));
         assert!(later > DIFFERENT, "tile {k} is not the next frame: {later}");
     }
+}
+
+/// A file whose sound outlasts its picture (7 s of video, 20 s of audio): tiles stop
+/// with the picture (the frames at 0 s and 5 s) and the last cue stretches to the
+/// file's end; no blank tile is promised.
+#[tokio::test]
+async fn a_picture_shorter_than_the_file_gives_fewer_tiles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let video = make_sliding_clip(dir.path(), "video.mp4", 160, 90, 10, 7.0);
+    let status = std::process::Command::new(tools().ffmpeg)
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-y", "-i"])
+        .arg(&video)
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=20"])
+        .args(["-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac"])
+        .arg(dir.path().join("src.mp4"))
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success());
+    let source = files(dir.path(), FileOpts::default()).await;
+    let tools = tools();
+    let input = source.url("src.mp4");
+    let p = probe(&tools, &input).await.expect("probe");
+    assert!(p.duration_secs > 19.9, "{p:?}");
+
+    let s = sprite_sheets(&tools, &input, &p, 5, 160, CancellationToken::new())
+        .await
+        .expect("sprites");
+    assert_eq!(s.tile_count, 2);
+    let cues = check_vtt(dir.path(), &s, p.duration_secs);
+    assert_eq!(
+        (cues[1].start_ms, cues[1].end_ms),
+        (5_000, (p.duration_secs * 1000.0).round() as u64)
+    );
+    let last = tile_gray(dir.path(), &s, 1, &cues[1]);
+    let d = mean_abs_diff(&last, &frame_gray(&video, 5.0, "null"));
+    assert!(d < SAME, "the last tile is the frame at 5 s: {d}");
 }
 
 #[tokio::test]

@@ -136,3 +136,47 @@ async fn a_rotated_clip_gets_an_upright_poster() {
     let turned = mean_abs_diff(&got, &frame_gray(&phone, 1.0, "transpose=1,transpose=1"));
     assert!(turned > DIFFERENT, "not upside down: {turned}");
 }
+
+/// Non-square pixels (320×180 stored, each pixel twice as wide as tall): the poster
+/// is at the display size, 640×180, with square pixels.
+#[tokio::test]
+async fn an_anamorphic_clip_gets_a_poster_at_its_display_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stored = make_sliding_clip(dir.path(), "stored.mp4", 320, 180, 30, 2.0);
+    let wide = dir.path().join("wide.mp4");
+    let status = std::process::Command::new(tools().ffmpeg)
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-y", "-i"])
+        .arg(&stored)
+        .args([
+            "-c",
+            "copy",
+            "-bsf:v",
+            "h264_metadata=sample_aspect_ratio=2/1",
+            // The bitstream filter marks the stream; the container needs its own mark.
+            "-aspect",
+            "32:9",
+        ])
+        .arg(&wide)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success());
+    let source = files(dir.path(), FileOpts::default()).await;
+    let tools = tools();
+    let input = source.url("wide.mp4");
+    let p = probe(&tools, &input).await.expect("probe");
+    assert_eq!((p.width, p.height), (640, 180));
+
+    let jpeg = poster(&tools, &input, &p, 1.0, None, CancellationToken::new())
+        .await
+        .expect("poster");
+    let path = dir.path().join("poster.jpg");
+    std::fs::write(&path, &jpeg).expect("write");
+    let (w, h, ..) = video_shape(&path);
+    assert_eq!((w, h), (640, 180));
+    let got = jpeg_gray(dir.path(), &jpeg, "null");
+    let d = mean_abs_diff(
+        &got,
+        &frame_gray(&stored, 1.0, "scale=640:180:flags=bicubic"),
+    );
+    assert!(d < SAME, "the frame, widened: {d}");
+}

@@ -7,7 +7,7 @@ mod encode_support;
 use std::time::Duration;
 
 use encode_support::*;
-use zib_proto::jobs::{ArtifactKind, SpritePlan, ThumbnailPlan};
+use zib_proto::jobs::{ArtifactKind, JobStage, SpritePlan, ThumbnailPlan};
 
 const LIMIT: Duration = Duration::from_secs(180);
 
@@ -137,12 +137,19 @@ async fn a_job_makes_a_poster_sheets_and_a_track_naming_them_then_registers_befo
         sheets.iter().map(|s| s.stored.file_id).collect::<Vec<_>>()
     );
     assert_eq!(registered.sprite_vtt_file_id, Some(vtt.stored.file_id));
-    // Thumbnails count inside the encoding share.
+    // Thumbnails are reported, as a slice at the end of the encoding share.
     for r in &seen.renewals {
-        if r.stage == zib_proto::jobs::JobStage::Encoding {
+        if r.stage == JobStage::Encoding {
             assert!(r.progress <= 90.0, "{r:?}");
         }
     }
+    let making = seen
+        .renewals
+        .iter()
+        .find(|r| r.detail.as_deref() == Some("making thumbnails"))
+        .expect("a renewal says the thumbnails are being made");
+    assert_eq!(making.stage, JobStage::Encoding);
+    assert!((80.0..=90.0).contains(&making.progress), "{making:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

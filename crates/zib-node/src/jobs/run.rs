@@ -247,6 +247,14 @@ async fn encode(
             plan,
             crop,
         };
+        job.set(
+            JobStage::Encoding,
+            ENCODING_SHARE * rungs_part,
+            100.0 * rungs_part,
+            detail.clone(),
+        );
+        // Said at once: a short clip's thumbnails are made before the next renewal.
+        renew_now(job).await?;
         // Replica pushes go on meanwhile; their errors are met below.
         thumbnails
             .make(job, cancel, |fraction| {

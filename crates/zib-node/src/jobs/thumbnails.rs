@@ -35,7 +35,6 @@ impl Thumbnails<'_> {
         let sprites = self.plan.sprite;
         // The poster is quick; the sprites decode the whole video once more.
         let poster_share = if sprites.is_some() { 0.2 } else { 0.9 };
-        step(0.0);
         let at = zib_media::poster_time(
             probe.duration_secs,
             probe.frame_rate,
