@@ -43,9 +43,10 @@ impl RungJob<'_> {
         let fps = output_fps(self.probe.frame_rate);
         let gop = ((fps * f64::from(secs)).round() as u32).max(1);
         let base = self.output_base.trim_end_matches('/');
-        let mut filters = format!(
-            "scale={}:{}:flags=bicubic,setsar=1",
-            plan.width, plan.height
+        let mut filters = crate::images::display_filters(
+            (self.probe.width, self.probe.height),
+            rung.crop,
+            (plan.width, plan.height),
         );
         if self.probe.frame_rate > fps + 0.01 {
             filters.push_str(&format!(",fps={fps}"));

@@ -1,12 +1,17 @@
 use std::path::PathBuf;
 
-/// Everything that can go wrong driving ffmpeg. Only [`MediaError::NotAVideo`] is the
-/// source's fault ([`MediaError::is_permanent`]); the rest may pass on a retry.
+/// Everything that can go wrong driving ffmpeg. [`MediaError::NotAVideo`] is the
+/// source's fault and [`MediaError::Invalid`] the plan's ([`MediaError::is_permanent`]);
+/// the rest may pass on a retry.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
     /// The source has no decodable video stream. The sentence is shown to the tenant.
     #[error("{0}")]
     NotAVideo(String),
+    /// A value of the job's plan this crate cannot use (a malformed `poster.at`, an
+    /// aspect ratio it does not know), named in the sentence.
+    #[error("{0}")]
+    Invalid(String),
     /// A tool could not be started at all (missing, not executable).
     #[error("cannot run {}: {source}", tool.display())]
     Spawn {
@@ -38,9 +43,10 @@ pub enum MediaError {
 }
 
 impl MediaError {
-    /// True when retrying cannot help: the source itself is not a video.
+    /// True when retrying cannot help: the source is not a video, or the plan asks
+    /// for something impossible.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, MediaError::NotAVideo(_))
+        matches!(self, MediaError::NotAVideo(_) | MediaError::Invalid(_))
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {

@@ -1,6 +1,9 @@
-//! The HLS ladder: which rungs a source gets and how each is encoded.
+//! The HLS ladder: which rungs a source gets and how each is encoded; and the ladder
+//! of an aspect variant (a centre crop of the source).
 
 use zib_proto::jobs::{RenditionPlan, VideoProbe};
+
+use crate::MediaError;
 
 /// One rung of the ladder with its encoder settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +22,16 @@ pub struct Rung {
     pub profile: &'static str,
     /// H.264 level, `3.0` … `5.2`, the lowest the rung's size and frame rate fit.
     pub level: &'static str,
+    /// The centred window of the source (display pixels) cut out before scaling: an
+    /// aspect variant's rungs; `None` for the main ladder.
+    pub crop: Option<Crop>,
+}
+
+/// A centred crop of the source, in display pixels (rotation and pixel aspect applied).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crop {
+    pub width: u32,
+    pub height: u32,
 }
 
 /// The standard rungs by their short side, with video and audio bitrates at ≤30 fps.
@@ -114,7 +127,87 @@ fn rung(
         audio_kbps,
         profile,
         level,
+        crop: None,
     }
+}
+
+/// The aspect ratios a variant may have, as (width, height) units.
+fn variant_ratio(ratio: &str) -> Result<(u32, u32), MediaError> {
+    match ratio.trim() {
+        "9:16" => Ok((9, 16)),
+        other => Err(MediaError::Invalid(format!(
+            "aspect ratio {other:?} is not one ZiB encodes (only \"9:16\")"
+        ))),
+    }
+}
+
+/// The exact 9:16 rungs by their short side (width), with video and audio bitrates at
+/// ≤30 fps: the main ladder's figures, 540 instead of 480 (480×853⅓ is not exact).
+const VARIANT_LADDER: [(u32, u32, u32); 5] = [
+    (360, 800, 96),
+    (540, 2000, 96),
+    (720, 2800, 128),
+    (1080, 5000, 128),
+    (2160, 16000, 128),
+];
+
+/// The crop of an aspect variant for this source: the largest centred window of that
+/// display aspect (`"9:16"` is the only one; anything else is
+/// [`MediaError::Invalid`]), even dimensions. The rungs scale it to exact sizes, so
+/// the ≤1 px of rounding here never shows as a distortion.
+pub fn variant_crop(probe: &VideoProbe, ratio: &str) -> Result<Crop, MediaError> {
+    let (rw, rh) = variant_ratio(ratio)?;
+    let (w, h) = (probe.width.max(2), probe.height.max(2));
+    let (w64, h64) = (u64::from(w), u64::from(h));
+    let (cw, ch) = if w64 * u64::from(rh) > h64 * u64::from(rw) {
+        // Wider than the ratio: full height, the width cut.
+        let ch = floor_even(h);
+        (
+            even(f64::from(ch) * f64::from(rw) / f64::from(rh)).min(floor_even(w)),
+            ch,
+        )
+    } else {
+        let cw = floor_even(w);
+        (
+            cw,
+            even(f64::from(cw) * f64::from(rh) / f64::from(rw)).min(floor_even(h)),
+        )
+    };
+    Ok(Crop {
+        width: cw,
+        height: ch,
+    })
+}
+
+/// The rungs of an aspect variant, lowest first: exact 9:16 sizes (360×640, 540×960,
+/// 720×1280, 1080×1920, 2160×3840) no taller than the crop ([`variant_crop`]); a crop
+/// shorter than the lowest gets one rung at the largest exact 9:16 size that fits it
+/// (even dimensions). Every rung carries the crop; names by the short side, like the
+/// main ladder (`360p`, `540p`, …).
+pub fn plan_variant_ladder(probe: &VideoProbe, ratio: &str) -> Result<Vec<Rung>, MediaError> {
+    let crop = variant_crop(probe, ratio)?;
+    let (rw, rh) = variant_ratio(ratio)?;
+    let fps = output_fps(probe.frame_rate);
+    let has_audio = probe.has_audio();
+    let mut rungs: Vec<Rung> = VARIANT_LADDER
+        .iter()
+        .map(|&(s, v, a)| (s, s * rh / rw, v, a))
+        .filter(|&(_, l, _, _)| l <= crop.height)
+        .map(|(s, l, v, a)| rung(format!("{s}p"), s, l, true, fps, v, a, has_audio))
+        .collect();
+    if rungs.is_empty() {
+        // The largest even exact size: (2·rw·m) × (2·rh·m).
+        let m = (crop.width / (2 * rw)).min(crop.height / (2 * rh)).max(1);
+        let (s, l) = (2 * rw * m, 2 * rh * m);
+        let (s360, v360, a360) = VARIANT_LADDER[0];
+        let area = f64::from(s) * f64::from(l) / (f64::from(s360) * f64::from(s360 * rh / rw));
+        let v = ((f64::from(v360) * area) as u32).max(150);
+        rungs.push(rung(format!("{s}p"), s, l, true, fps, v, a360, has_audio));
+    }
+    for r in &mut rungs {
+        r.crop = Some(crop);
+    }
+    Ok(rungs)
 }
 
 /// The frame rate a rung is encoded at: the source's, capped at [`MAX_FPS`]; 30 when

@@ -117,17 +117,44 @@ impl ServerClient {
         path: &str,
         body: &B,
     ) -> Result<R, RpcError> {
-        let url = format!("{}{}", self.base, path);
+        let request = self.http.post(format!("{}{}", self.base, path)).json(body);
+        self.send(path, request).await
+    }
+
+    /// `POST {server}{path}` with raw bytes of `content_type` and extra `headers`
+    /// (an encoding job's artefact); the answer is read like [`Self::post`]'s.
+    pub(crate) async fn post_bytes<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<R, RpcError> {
+        let mut request = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(path, request).await
+    }
+
+    /// Sends one request with the cluster token and reads the answer: a non-2xx is
+    /// [`RpcError::Status`] (with the server's error body when it sent one).
+    async fn send<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<R, RpcError> {
         // Sending and reading the answer fail the same way: the server was not heard.
         let unreachable = |source| RpcError::Unreachable {
             url: self.base.clone(),
             source,
         };
-        let response = self
-            .http
-            .post(&url)
+        let response = request
             .bearer_auth(&self.token)
-            .json(body)
             .send()
             .await
             .map_err(unreachable)?;

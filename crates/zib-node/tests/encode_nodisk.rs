@@ -1,8 +1,9 @@
 //! A whole encode on a real node with real ffmpeg, driven by a fake server: the
 //! ladder is produced lowest rung first, every segment is AES-128 encrypted with the
 //! job's key (IV = sequence number), stored, reported and replicated to the other
-//! nodes — and afterwards neither the source's plaintext nor any key is anywhere on
-//! the nodes' disks or in the temporary directory ffmpeg could use.
+//! nodes, its thumbnails sent to the server — and afterwards neither the source's
+//! plaintext, nor any key, nor any thumbnail byte is anywhere on the nodes' disks or
+//! in the temporary directory ffmpeg could use.
 //!
 //! Its own test binary: it points `TMPDIR` at a fresh directory for the whole
 //! process, so the scan covers every temporary file ffmpeg or the node made.
@@ -13,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use encode_support::*;
-use zib_proto::jobs::JobStage;
+use zib_proto::jobs::{JobStage, SpritePlan, ThumbnailPlan};
 
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -49,7 +50,14 @@ async fn an_encode_leaves_no_plaintext_and_no_key_on_disk() {
     let clip = make_clip(854, 480, 6, &marker);
     assert!(clip.windows(marker.len()).any(|w| w == marker.as_bytes()));
     let (url, fake) = start_fake().await;
-    let keys = offer_job(&fake, &url, &clip, 64 * 1024);
+    let plan = ThumbnailPlan {
+        poster_at: None,
+        sprite: Some(SpritePlan {
+            interval_secs: 2,
+            width_px: 160,
+        }),
+    };
+    let keys = offer_job_with(&fake, &url, &clip, 64 * 1024, Some(plan), None);
 
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = Vec::new();
@@ -154,6 +162,19 @@ async fn an_encode_leaves_no_plaintext_and_no_key_on_disk() {
     for at in [0, clip.len() / 3, clip.len() / 2, clip.len() - 64] {
         needles.push((format!("source bytes at {at}"), clip[at..at + 64].to_vec()));
     }
+    // Each artefact by a run of its own bytes (past the JPEG headers, which repeat).
+    let uploaded: Vec<(String, Vec<u8>)> = seen
+        .artifacts
+        .iter()
+        .map(|a| {
+            let middle = a.bytes.len() / 2;
+            let run = &a.bytes[middle.saturating_sub(32)..(middle + 32).min(a.bytes.len())];
+            (format!("{} {}", a.kind.as_str(), a.seq), run.to_vec())
+        })
+        .collect();
+    assert_eq!(uploaded.len(), 3, "a poster, one sheet and the track");
+    let base = needles.len();
+    needles.extend(uploaded.iter().cloned());
     let mut found = files_containing(tmp.path(), &needles);
     for dir in &dirs {
         found.extend(files_containing(dir.path(), &needles));
@@ -163,8 +184,11 @@ async fn an_encode_leaves_no_plaintext_and_no_key_on_disk() {
     let control = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     std::fs::create_dir(control.path().join("sub")).unwrap();
     std::fs::write(control.path().join("sub").join("x"), &clip).unwrap();
+    for (i, a) in seen.artifacts.iter().enumerate() {
+        std::fs::write(control.path().join(format!("a{i}")), &a.bytes).unwrap();
+    }
     assert_eq!(
         files_containing(control.path(), &needles).len(),
-        needles.len() - 4
+        base - 4 + uploaded.len()
     );
 }

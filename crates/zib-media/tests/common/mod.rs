@@ -379,3 +379,123 @@ pub fn process_running(needle: &str) -> bool {
         cmd.starts_with(|c: char| c != '\0') && cmd.contains("ffmpeg") && cmd.contains(needle)
     })
 }
+
+/// Makes a `w`x`h` clip, `secs` long at `fps`, no audio, whose every frame differs
+/// from the last across the whole picture: a diagonal luma sawtooth that slides 13 levels per
+/// frame (`geq` on the frame number; 256 frames before it repeats). One frame early
+/// or late is a clear difference.
+pub fn make_sliding_clip(dir: &Path, name: &str, w: u32, h: u32, fps: u32, secs: f64) -> PathBuf {
+    let out = dir.join(name);
+    let src =
+        format!("color=c=black:size={w}x{h}:rate={fps}:duration={secs},format=yuv420p,geq=lum='mod(2*X+Y+13*N\\,256)':cb=128:cr=128");
+    let status = Command::new(tools().ffmpeg)
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(&src)
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&out)
+        .status()
+        .expect("run ffmpeg to make a clip");
+    assert!(status.success(), "making {name} failed");
+    out
+}
+
+/// Runs ffmpeg with `args` and returns its stdout (panics on failure: test inputs).
+pub fn ffmpeg_stdout(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(tools().ffmpeg)
+        .args(["-hide_banner", "-nostdin", "-v", "error"])
+        .args(args)
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// ffmpeg's own decode of the frame at `at` seconds of `input` (`-ss` before `-i`),
+/// after `filters`, as raw 8-bit gray.
+pub fn frame_gray(input: &Path, at: f64, filters: &str) -> Vec<u8> {
+    let at = format!("{at:.3}");
+    let vf = format!("{filters},format=gray");
+    let input = input.to_string_lossy();
+    ffmpeg_stdout(&[
+        "-ss",
+        &at,
+        "-i",
+        &input,
+        "-frames:v",
+        "1",
+        "-vf",
+        &vf,
+        "-f",
+        "rawvideo",
+        "pipe:1",
+    ])
+}
+
+/// A JPEG (written into `dir`) decoded after `filters`, as raw 8-bit gray.
+pub fn jpeg_gray(dir: &Path, jpeg: &[u8], filters: &str) -> Vec<u8> {
+    let path = dir.join(format!("decode-{}.jpg", jpeg.len()));
+    std::fs::write(&path, jpeg).expect("write jpeg");
+    let vf = format!("{filters},format=gray");
+    let input = path.to_string_lossy();
+    ffmpeg_stdout(&["-i", &input, "-vf", &vf, "-f", "rawvideo", "pipe:1"])
+}
+
+/// (width, height, sample_aspect_ratio, display_aspect_ratio) of the first video
+/// stream of `path`.
+pub fn video_shape(path: &Path) -> (u64, u64, String, String) {
+    let out = Command::new(tools().ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-select_streams",
+            "v:0",
+        ])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let s = &json["streams"][0];
+    (
+        s["width"].as_u64().unwrap_or(0),
+        s["height"].as_u64().unwrap_or(0),
+        s["sample_aspect_ratio"].as_str().unwrap_or("").to_string(),
+        s["display_aspect_ratio"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// Mean absolute difference of two equally long gray pictures (panics otherwise).
+pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len(), "pictures of different sizes");
+    assert!(!a.is_empty(), "empty pictures");
+    let sum: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.len() as f64
+}

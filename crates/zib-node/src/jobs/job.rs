@@ -19,9 +19,10 @@ pub enum JobError {
     /// The lease lapsed or the job was cancelled: nothing more is sent.
     #[error("the job's lease is gone")]
     Gone,
-    /// The source is not something ffmpeg can encode: no retry will help.
+    /// The source is not something ffmpeg can encode, or the job's plan asks for
+    /// something impossible (a malformed poster time): no retry will help.
     #[error("{0}")]
-    NotAVideo(String),
+    Permanent(String),
     /// Anything else, as a sentence for the tenant; the server may retry.
     #[error("{0}")]
     Failed(String),
@@ -41,7 +42,9 @@ impl JobError {
 
     pub(super) fn media(e: MediaError) -> Self {
         match e {
-            MediaError::NotAVideo(sentence) => JobError::NotAVideo(sentence),
+            MediaError::NotAVideo(sentence) | MediaError::Invalid(sentence) => {
+                JobError::Permanent(sentence)
+            }
             MediaError::Cancelled => JobError::Gone,
             other => JobError::Failed(format!("the encoder failed: {other}")),
         }

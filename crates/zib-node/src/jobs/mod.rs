@@ -5,6 +5,7 @@
 //! - [`loopback`]: the 127.0.0.1 server ffmpeg reads the plaintext from and writes
 //!   its HLS output to;
 //! - [`segments`]: output segments encrypted, stored, reported and replicated;
+//! - [`thumbnails`]: the poster, sprite sheets and their VTT, made after the ladder;
 //! - [`job`]: what a running job's steps share (keys, lease, progress, errors);
 //! - [`run`]: one job's steps, its lease renewals.
 
@@ -14,6 +15,7 @@ mod rpc;
 mod run;
 mod segments;
 mod source;
+mod thumbnails;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,8 +3,9 @@
 
 use reqwest::StatusCode;
 use zib_proto::jobs::{
-    ClaimRequest, ClaimedJob, JobDone, JobFailure, JobProbed, LeaseRenewal, LeaseStatus,
-    RenditionDone, ReplicasStored, SegmentStored, SegmentTargets,
+    ArtifactKind, ArtifactStored, ClaimRequest, ClaimedJob, JobDone, JobFailure, JobProbed,
+    LeaseRenewal, LeaseStatus, RenditionDone, ReplicasStored, SegmentStored, SegmentTargets,
+    ThumbnailsRegistered, LEASE_HEADER,
 };
 use zib_proto::NodeId;
 
@@ -64,6 +65,34 @@ impl ServerClient {
             req,
         )
         .await
+    }
+
+    /// Hands one artefact's plaintext to the server, which seals and stores it as a
+    /// file of the tenant; the answer names that file and its CDN URL.
+    pub async fn upload_artifact(
+        &self,
+        job: &str,
+        lease: &str,
+        kind: ArtifactKind,
+        seq: u32,
+        bytes: Vec<u8>,
+    ) -> Result<ArtifactStored, RpcError> {
+        self.post_bytes(
+            &format!("/v1/node/jobs/{job}/artifacts/{}?seq={seq}", kind.as_str()),
+            &[(LEASE_HEADER, lease)],
+            kind.content_type(),
+            bytes,
+        )
+        .await
+    }
+
+    pub async fn thumbnails_registered(
+        &self,
+        job: &str,
+        req: &ThumbnailsRegistered,
+    ) -> Result<(), RpcError> {
+        self.ack(&format!("/v1/node/jobs/{job}/thumbnails"), req)
+            .await
     }
 
     pub async fn job_done(&self, job: &str, req: &JobDone) -> Result<(), RpcError> {

@@ -1,6 +1,7 @@
 //! One claimed job from start to end: probe, ladder, one ffmpeg per rung (lowest
-//! first, each published once its segments are stored), lease renewal with
-//! progress all along, and the final `done` or `failed`.
+//! first, each published once its segments are stored), the thumbnails, lease
+//! renewal with progress all along, and the final `done` or `failed`. A variant job
+//! (`aspect_ratio`) encodes the centre crop's ladder and makes a poster only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use super::job::{Job, JobError, ENCODING_SHARE};
 use super::loopback::Loopback;
 use super::segments::{self, Rendition};
 use super::source::Source;
+use super::thumbnails::Thumbnails;
 use crate::state::NodeState;
 
 /// HLS segment length; keyframes are forced on it.
@@ -23,6 +25,8 @@ const SEGMENT_SECS: u32 = 4;
 const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// Segments pushed to their replicas at the same time.
 const PUSHES_AT_ONCE: usize = 2;
+/// The encoding stage's share thumbnails count for, after the rungs, when asked.
+const THUMBNAILS_PART: f64 = 0.05;
 /// How long after ffmpeg exits its last PUTs may still be arriving.
 const OUTPUT_WAIT: Duration = Duration::from_secs(15);
 
@@ -72,7 +76,7 @@ pub async fn run(
             tracing::info!(job = %job_id, "encoding job's lease is gone (lapsed or cancelled); dropped");
             return;
         }
-        Err(JobError::NotAVideo(sentence)) => (sentence, true),
+        Err(JobError::Permanent(sentence)) => (sentence, true),
         Err(JobError::Failed(sentence)) => (sentence, false),
     };
     let (error_message, permanent) = failure;
@@ -112,9 +116,16 @@ async fn encode(
     let probe = zib_media::probe(tools, &input)
         .await
         .map_err(JobError::media)?;
-    let rungs = zib_media::plan_ladder(&probe);
+    // A variant job encodes the centre crop of its ratio; its poster shows the same.
+    let (rungs, crop) = match claimed.aspect_ratio.as_deref() {
+        None => (zib_media::plan_ladder(&probe), None),
+        Some(ratio) => (
+            zib_media::plan_variant_ladder(&probe, ratio).map_err(JobError::media)?,
+            Some(zib_media::variant_crop(&probe, ratio).map_err(JobError::media)?),
+        ),
+    };
     if rungs.is_empty() {
-        return Err(JobError::NotAVideo(
+        return Err(JobError::Permanent(
             "the video's dimensions leave no rendition to encode".into(),
         ));
     }
@@ -132,7 +143,14 @@ async fn encode(
         .map_err(|e| JobError::rpc("the probed video", e))?;
 
     let pixels = |r: &zib_media::Rung| f64::from(r.plan.width) * f64::from(r.plan.height);
-    let total_pixels: f64 = rungs.iter().map(pixels).sum::<f64>().max(1.0);
+    // The rungs' share of the encoding stage, thumbnails taking the rest: the total
+    // is grown so that the last rung ends there.
+    let rungs_part = if claimed.thumbnails.is_some() {
+        1.0 - THUMBNAILS_PART
+    } else {
+        1.0
+    };
+    let total_pixels: f64 = rungs.iter().map(pixels).sum::<f64>().max(1.0) / rungs_part;
     let mut done_pixels = 0.0;
     // Replica pushes of published rungs; dropped (so stopped) if the job ends early.
     let mut replication: JoinSet<Result<(), JobError>> = JoinSet::new();
@@ -219,6 +237,36 @@ async fn encode(
                 pushed
             });
         }
+    }
+    if let Some(plan) = &claimed.thumbnails {
+        let detail = "making thumbnails".to_string();
+        let thumbnails = Thumbnails {
+            tools,
+            input: &input,
+            probe: &probe,
+            plan,
+            crop,
+        };
+        job.set(
+            JobStage::Encoding,
+            ENCODING_SHARE * rungs_part,
+            100.0 * rungs_part,
+            detail.clone(),
+        );
+        // Said at once: a short clip's thumbnails are made before the next renewal.
+        renew_now(job).await?;
+        // Replica pushes go on meanwhile; their errors are met below.
+        thumbnails
+            .make(job, cancel, |fraction| {
+                let f = rungs_part + THUMBNAILS_PART * fraction.clamp(0.0, 1.0);
+                job.set(
+                    JobStage::Encoding,
+                    ENCODING_SHARE * f,
+                    100.0 * f,
+                    detail.clone(),
+                );
+            })
+            .await?;
     }
     drop(loopback);
     let (pushed, reported) = job.pushed_and_reported();

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,14 +19,16 @@ use zib_crypto::envelope::Header;
 use zib_crypto::{CapabilitySigner, DataKey};
 use zib_node::{NodeConfig, RunningNode};
 use zib_proto::jobs::{
-    ClaimRequest, ClaimedJob, JobDone, JobFailure, JobProbed, JobSource, LeaseRenewal, LeaseStatus,
-    RenditionDone, ReplicaTarget, ReplicasStored, SegmentStored, SegmentTargets, LEASE_HEADER,
+    ArtifactKind, ArtifactStored, ClaimRequest, ClaimedJob, JobDone, JobFailure, JobProbed,
+    JobSource, LeaseRenewal, LeaseStatus, RenditionDone, ReplicaTarget, ReplicasStored,
+    SegmentStored, SegmentTargets, ThumbnailPlan, ThumbnailsRegistered, LEASE_HEADER,
+    MAX_ARTIFACT_BYTES,
 };
 use zib_proto::node_rpc::{
     CapabilityClaims, CapabilityOp, HeartbeatRequest, HeartbeatResponse, NodeCommand,
     RegisterRequest, RegisterResponse,
 };
-use zib_proto::{BlobId, NodeId};
+use zib_proto::{BlobId, FileId, NodeId};
 
 pub const CLUSTER_TOKEN: &str = "encode-test-cluster-token";
 pub const JOB_ID: &str = "job-1";
@@ -47,6 +50,22 @@ pub struct Seen {
     /// Calls made with a wrong lease or after the job ended.
     pub stray_calls: Vec<String>,
     pub acked_commands: Vec<i64>,
+    /// Artefact uploads, in arrival order, with the file the fake answered.
+    pub artifacts: Vec<Artifact>,
+    pub thumbnails: Option<ThumbnailsRegistered>,
+    /// The job's result calls in arrival order: `artifact:{kind}:{seq}`,
+    /// `thumbnails`, `done`, `failed`.
+    pub order: Vec<String>,
+}
+
+/// One artefact a node sent.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    pub kind: ArtifactKind,
+    pub seq: u32,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub stored: ArtifactStored,
 }
 
 pub struct Fake {
@@ -60,6 +79,8 @@ pub struct Fake {
     pub commands: Mutex<Vec<NodeCommand>>,
     /// Nodes (id, url) that receive segment replicas.
     pub nodes: Mutex<Vec<(NodeId, String)>>,
+    /// Artefact uploads answer `410` (and the job counts as cancelled) once set.
+    pub artifacts_gone: Mutex<bool>,
 }
 
 pub type FakeState = Arc<Fake>;
@@ -300,7 +321,9 @@ async fn done(
     if !check_call(&fake, &headers, &job, &req.lease_token, "done") {
         return StatusCode::GONE;
     }
-    fake.seen.lock().unwrap().done = Some(req);
+    let mut seen = fake.seen.lock().unwrap();
+    seen.done = Some(req);
+    seen.order.push("done".into());
     StatusCode::NO_CONTENT
 }
 
@@ -313,7 +336,84 @@ async fn failed(
     if !check_call(&fake, &headers, &job, &req.lease_token, "failed") {
         return StatusCode::GONE;
     }
-    fake.seen.lock().unwrap().failed = Some(req);
+    let mut seen = fake.seen.lock().unwrap();
+    seen.failed = Some(req);
+    seen.order.push("failed".into());
+    StatusCode::NO_CONTENT
+}
+
+#[derive(serde::Deserialize)]
+struct SeqQuery {
+    seq: u32,
+}
+
+/// Like the real route: lease in the header, the kind's Content-Type, a bounded
+/// body; answers a new file id and its CDN URL.
+async fn artifact(
+    State(fake): State<FakeState>,
+    headers: HeaderMap,
+    Path((job, kind)): Path<(String, String)>,
+    Query(query): Query<SeqQuery>,
+    body: Bytes,
+) -> Response {
+    let lease = headers
+        .get(LEASE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if !check_call(&fake, &headers, &job, &lease, "artifact") {
+        return StatusCode::GONE.into_response();
+    }
+    if *fake.artifacts_gone.lock().unwrap() {
+        *fake.cancelled.lock().unwrap() = true;
+        fake.seen
+            .lock()
+            .unwrap()
+            .order
+            .push(format!("artifact:{kind}:gone"));
+        return StatusCode::GONE.into_response();
+    }
+    let Some(kind) = ArtifactKind::parse(&kind) else {
+        return (StatusCode::NOT_FOUND, "unknown artefact kind").into_response();
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if content_type != kind.content_type() || body.is_empty() || body.len() > MAX_ARTIFACT_BYTES {
+        return (StatusCode::BAD_REQUEST, "bad artefact").into_response();
+    }
+    let file_id = FileId::new_random();
+    let stored = ArtifactStored {
+        file_id,
+        url: format!("https://cdn.test/objects/{file_id}"),
+    };
+    let mut seen = fake.seen.lock().unwrap();
+    seen.order
+        .push(format!("artifact:{}:{}", kind.as_str(), query.seq));
+    seen.artifacts.push(Artifact {
+        kind,
+        seq: query.seq,
+        content_type,
+        bytes: body.to_vec(),
+        stored: stored.clone(),
+    });
+    Json(stored).into_response()
+}
+
+async fn thumbnails(
+    State(fake): State<FakeState>,
+    headers: HeaderMap,
+    Path(job): Path<String>,
+    Json(req): Json<ThumbnailsRegistered>,
+) -> StatusCode {
+    if !check_call(&fake, &headers, &job, &req.lease_token, "thumbnails") {
+        return StatusCode::GONE;
+    }
+    let mut seen = fake.seen.lock().unwrap();
+    seen.thumbnails = Some(req);
+    seen.order.push("thumbnails".into());
     StatusCode::NO_CONTENT
 }
 
@@ -326,6 +426,7 @@ pub async fn start_fake() -> (String, FakeState) {
         cancelled: Mutex::new(false),
         commands: Mutex::new(Vec::new()),
         nodes: Mutex::new(Vec::new()),
+        artifacts_gone: Mutex::new(false),
     });
     let app = Router::new()
         .route("/v1/node/register", post(register))
@@ -340,6 +441,8 @@ pub async fn start_fake() -> (String, FakeState) {
             "/v1/node/jobs/{job}/renditions/{name}/published",
             post(published),
         )
+        .route("/v1/node/jobs/{job}/artifacts/{kind}", post(artifact))
+        .route("/v1/node/jobs/{job}/thumbnails", post(thumbnails))
         .route("/v1/node/jobs/{job}/done", post(done))
         .route("/v1/node/jobs/{job}/failed", post(failed))
         .with_state(fake.clone());
@@ -355,8 +458,21 @@ pub struct OfferedJob {
     pub hls_key: [u8; 16],
 }
 
-/// Seals `plaintext` as the server stores a file and offers it as the next job.
+/// Seals `plaintext` as the server stores a file and offers it as the next job (no
+/// thumbnails, not a variant).
 pub fn offer_job(fake: &Fake, server_url: &str, plaintext: &[u8], chunk_size: u32) -> OfferedJob {
+    offer_job_with(fake, server_url, plaintext, chunk_size, None, None)
+}
+
+/// [`offer_job`] with a thumbnail plan and an aspect ratio (a variant job).
+pub fn offer_job_with(
+    fake: &Fake,
+    server_url: &str,
+    plaintext: &[u8],
+    chunk_size: u32,
+    thumbnails: Option<ThumbnailPlan>,
+    aspect_ratio: Option<&str>,
+) -> OfferedJob {
     let key = DataKey::generate();
     let header = Header::new_random(chunk_size);
     let envelope = zib_crypto::envelope::encrypt(&key, header, plaintext);
@@ -376,8 +492,8 @@ pub fn offer_job(fake: &Fake, server_url: &str, plaintext: &[u8], chunk_size: u3
         },
         hls_key: hex::encode(hls_key),
         options: serde_json::json!({}),
-        thumbnails: None,
-        aspect_ratio: None,
+        thumbnails,
+        aspect_ratio: aspect_ratio.map(str::to_string),
     });
     *fake.envelope.lock().unwrap() = envelope;
     OfferedJob {
@@ -476,4 +592,37 @@ pub async fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bo
         assert!(started.elapsed() < limit, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The first video stream's (width, height) as ffprobe reads `bytes` from a pipe (a
+/// JPEG or an MPEG-TS segment): nothing is written to disk.
+pub fn media_size(bytes: &[u8]) -> (u32, u32) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .args(["-i", "pipe:0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    // ffprobe may stop reading early: a broken pipe here is fine.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next().unwrap_or("");
+    let (w, h) = line
+        .split_once(',')
+        .unwrap_or_else(|| panic!("ffprobe read no picture: {text:?}"));
+    (w.trim().parse().unwrap(), h.trim().parse().unwrap())
+}
+
+/// Whether `bytes` look like one whole JPEG (SOI … EOI).
+pub fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFF, 0xD8]) && bytes.ends_with(&[0xFF, 0xD9])
 }
