@@ -351,12 +351,29 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
         "{text}"
     );
 
-    // Deleting the source takes its artefacts, their blobs and the variant with it.
+    // The durability workers treat them like any file: verified, then safe (still
+    // unannounced), still served.
     let artefacts = [
         stored_poster.file_id,
         stored_sheet.file_id,
         stored_vtt.file_id,
     ];
+    wait_for("the artefacts to be safe", Duration::from_secs(60), || {
+        artefacts.iter().all(|id| {
+            rt.block_on(store.file(*id))
+                .unwrap()
+                .is_some_and(|f| f.phase == FilePhase::Safe)
+        })
+    });
+    assert!(get(&http, &stored_poster.url).2 == poster);
+    for id in artefacts {
+        let events = rt
+            .block_on(store.list_webhook_events(&source.tenant_id, Some(&id.to_string()), 10))
+            .unwrap();
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    // Deleting the source takes its artefacts, their blobs and the variant with it.
     let mut blobs = Vec::new();
     for id in artefacts {
         let shards = rt.block_on(store.shards_for_file(id)).unwrap();
