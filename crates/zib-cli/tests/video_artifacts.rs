@@ -118,63 +118,138 @@ fn blob_on_disk(cluster: &Cluster, blob: BlobId) -> bool {
         .any(|d| d.join("blobs").join(&name[..2]).join(&name).exists())
 }
 
+/// A cluster with this test registered as its only encoding node (offline for
+/// storage), and the store the server writes.
+struct Rig {
+    cluster: Cluster,
+    http: Client,
+    api: String,
+    node: Node,
+    rt: tokio::runtime::Runtime,
+    store: Store,
+}
+
+impl Rig {
+    fn start() -> Rig {
+        let cluster = Cluster::start_with_env(
+            3,
+            &[
+                ("ZIB_ENCODING_LEASE_SECS", "300"),
+                // No dev node finds ffmpeg: this test is the cluster's only encoder.
+                ("PATH", "/nonexistent-no-ffmpeg"),
+            ],
+        );
+        let api = cluster.creds.api_url.clone();
+        let node = Node {
+            http: cluster.http(),
+            api: api.clone(),
+            token: cluster_token(&cluster),
+        };
+        let rt = common::rt();
+        let store = rt
+            .block_on(Store::open_sqlite(&cluster.data_dir().join("meta.db")))
+            .unwrap();
+        let resp = node.post(
+            "/v1/node/register",
+            json!({ "node_id": ENCODER, "public_url": "http://127.0.0.1:9",
+                    "capacity_bytes": 1u64 << 30, "free_bytes": 1u64 << 30,
+                    "capabilities": ["encode"] }),
+        );
+        assert!(resp.status().is_success());
+        let rig = Rig {
+            http: cluster.http(),
+            cluster,
+            api,
+            node,
+            rt,
+            store,
+        };
+        rig.wait_offline();
+        rig
+    }
+
+    /// The test node heartbeats only to request an encode (which needs an `encode`
+    /// node online): once offline again it is nobody's originator or shard holder,
+    /// so uploads and artefacts land on the real nodes only.
+    fn wait_offline(&self) {
+        wait_for(
+            "the test node to be offline",
+            Duration::from_secs(20),
+            || {
+                let n = self
+                    .rt
+                    .block_on(self.store.node(&ENCODER.parse().unwrap()))
+                    .unwrap()
+                    .unwrap();
+                now_ms() - n.last_heartbeat_at > DEV_OFFLINE_AFTER_MS + 500
+            },
+        );
+    }
+
+    fn upload(&self, key: &str, seed: u64) -> FileId {
+        let clip = pattern(MIB + 7, seed);
+        let path = write_file(self.cluster.data_dir(), "clip.mp4", &clip);
+        let (file_id, _) = self.cluster.upload(&path, "videos", key);
+        file_id.parse().unwrap()
+    }
+
+    /// Requests an encode of `file_id` and claims it: (job id, lease token).
+    fn encode_and_claim(&self, file_id: FileId) -> (String, String) {
+        let beat = self.node.post(
+            "/v1/node/heartbeat",
+            json!({ "node_id": ENCODER, "free_bytes": 1u64 << 30, "used_bytes": 0 }),
+        );
+        assert!(beat.status().is_success());
+        let resp = self
+            .http
+            .post(format!("{}/v1/api/encoding/request", self.api))
+            .header("Authorization", self.cluster.bearer())
+            .json(&json!({ "object_key": file_id.to_string() }))
+            .send()
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().unwrap());
+        let claimed = self
+            .node
+            .post("/v1/node/jobs/claim", json!({ "node_id": ENCODER }));
+        assert_eq!(claimed.status().as_u16(), 200);
+        let job: ClaimedJob = claimed.json().unwrap();
+        self.wait_offline();
+        (job.job_id, job.lease_token)
+    }
+
+    fn file(&self, id: FileId) -> Option<FileRow> {
+        self.rt.block_on(self.store.file(id)).unwrap()
+    }
+
+    fn blobs_of(&self, id: FileId) -> Vec<BlobId> {
+        let shards = self.rt.block_on(self.store.shards_for_file(id)).unwrap();
+        assert!(!shards.is_empty());
+        shards.into_iter().map(|s| s.blob_id).collect()
+    }
+
+    fn wait_blobs_gone(&self, blobs: &[BlobId]) {
+        wait_for(
+            "the artefacts' blobs to go",
+            Duration::from_secs(20),
+            || blobs.iter().all(|b| !blob_on_disk(&self.cluster, *b)),
+        );
+    }
+}
+
 #[test]
 fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
-    let cluster = Cluster::start_with_env(
-        3,
-        &[
-            ("ZIB_ENCODING_LEASE_SECS", "300"),
-            // No dev node finds ffmpeg: this test is the cluster's only encoder.
-            ("PATH", "/nonexistent-no-ffmpeg"),
-        ],
+    let rig = Rig::start();
+    let (cluster, http, api, node, rt, store) = (
+        &rig.cluster,
+        &rig.http,
+        rig.api.clone(),
+        &rig.node,
+        &rig.rt,
+        &rig.store,
     );
-    let http = cluster.http();
-    let api = cluster.creds.api_url.clone();
-    let node = Node {
-        http: cluster.http(),
-        api: api.clone(),
-        token: cluster_token(&cluster),
-    };
-    let rt = common::rt();
-    let store = rt
-        .block_on(Store::open_sqlite(&cluster.data_dir().join("meta.db")))
-        .unwrap();
-
-    let clip = pattern(MIB + 7, 21);
-    let path = write_file(cluster.data_dir(), "clip.mp4", &clip);
-    let (file_id, _) = cluster.upload(&path, "videos", "clips/clip.mp4");
-    let source_id: FileId = file_id.parse().unwrap();
-    let resp = node.post(
-        "/v1/node/register",
-        json!({ "node_id": ENCODER, "public_url": "http://127.0.0.1:9",
-                "capacity_bytes": 1u64 << 30, "free_bytes": 1u64 << 30,
-                "capabilities": ["encode"] }),
-    );
-    assert!(resp.status().is_success());
-    let resp = http
-        .post(format!("{api}/v1/api/encoding/request"))
-        .header("Authorization", cluster.bearer())
-        .json(&json!({ "object_key": file_id }))
-        .send()
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.text().unwrap());
-    let claimed = node.post("/v1/node/jobs/claim", json!({ "node_id": ENCODER }));
-    assert_eq!(claimed.status().as_u16(), 200);
-    let job: ClaimedJob = claimed.json().unwrap();
-    let (job_id, lease) = (job.job_id.clone(), job.lease_token.clone());
-    // The test node never heartbeats: once offline it is nobody's originator or
-    // shard holder, so the artefacts land on the real nodes only.
-    wait_for(
-        "the test node to be offline",
-        Duration::from_secs(20),
-        || {
-            let n = rt
-                .block_on(store.node(&ENCODER.parse().unwrap()))
-                .unwrap()
-                .unwrap();
-            now_ms() - n.last_heartbeat_at > DEV_OFFLINE_AFTER_MS + 500
-        },
-    );
+    let source_id = rig.upload("clips/clip.mp4", 21);
+    let file_id = source_id.to_string();
+    let (job_id, lease) = rig.encode_and_claim(source_id);
 
     // The poster: stored, served back as it was, with its Content-Type.
     let poster = jpeg("320x180", 10);
@@ -401,6 +476,58 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
     // The node's late call finds nothing to work on.
     let late = node.artifact(&job_id, &lease, "poster", 0, poster.clone());
     assert_eq!(late.status().as_u16(), 410);
+}
+
+#[test]
+fn a_cancelled_job_and_a_superseded_source_take_their_artefacts_along() {
+    let rig = Rig::start();
+    let source = rig.upload("clips/take.mp4", 31);
+    let poster = jpeg("320x180", 40);
+
+    // The tenant cancels the encode: its artefacts go, and the node is stopped.
+    let (job, lease) = rig.encode_and_claim(source);
+    let cancelled = rig.node.stored(&job, &lease, "poster", 0, &poster);
+    let blobs = rig.blobs_of(cancelled.file_id);
+    assert_eq!(get(&rig.http, &cancelled.url).0, 200);
+    let resp = rig
+        .http
+        .delete(format!("{}/v1/api/my-jobs/{source}", rig.api))
+        .header("Authorization", rig.cluster.bearer())
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().unwrap());
+    assert_eq!(get(&rig.http, &cancelled.url).0, 404);
+    assert_eq!(rig.file(cancelled.file_id), None);
+    assert!(rig
+        .rt
+        .block_on(rig.store.job_artifacts(&job))
+        .unwrap()
+        .is_empty());
+    rig.wait_blobs_gone(&blobs);
+    let late = rig.node.artifact(&job, &lease, "poster", 0, poster.clone());
+    assert_eq!(late.status().as_u16(), 410);
+
+    // A new encode with a poster and a variant; then the key is uploaded again.
+    let (job, lease) = rig.encode_and_claim(source);
+    let kept = rig.node.stored(&job, &lease, "poster", 0, &poster);
+    let blobs = rig.blobs_of(kept.file_id);
+    let row = rig.file(source).unwrap();
+    let stream = variant_stream_file(&rig.rt, &rig.store, &row);
+    let newer = rig.upload("clips/take.mp4", 32);
+    assert_ne!(newer, source);
+    assert_eq!(get(&rig.http, &kept.url).0, 404);
+    assert_eq!(rig.file(kept.file_id), None);
+    assert_eq!(rig.file(stream), None);
+    rig.wait_blobs_gone(&blobs);
+    let late = rig.node.artifact(&job, &lease, "poster", 0, poster.clone());
+    assert_eq!(
+        late.status().as_u16(),
+        410,
+        "the superseded file's encode is cancelled"
+    );
+    // The new upload is whole and current.
+    let (status, _, _) = get(&rig.http, &format!("{}/objects/{newer}", rig.api));
+    assert_eq!(status, 200);
 }
 
 /// A variant stream file of `source` made with the store calls the variant request
