@@ -255,15 +255,15 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
     let poster = jpeg("320x180", 10);
     let first = node.stored(&job_id, &lease, "poster", 0, &poster);
     assert_eq!(first.url, format!("{api}/objects/{}", first.file_id));
-    let (status, ct, body) = get(&http, &first.url);
+    let (status, ct, body) = get(http, &first.url);
     assert_eq!((status, ct.as_str()), (200, "image/jpeg"));
     assert!(body == poster, "the poster comes back byte for byte");
     // A retry replaces it: the earlier file is gone.
     let poster = jpeg("320x180", 20);
     let stored_poster = node.stored(&job_id, &lease, "poster", 0, &poster);
     assert_ne!(stored_poster.file_id, first.file_id);
-    assert_eq!(get(&http, &first.url).0, 404);
-    assert!(get(&http, &stored_poster.url).2 == poster);
+    assert_eq!(get(http, &first.url).0, 404);
+    assert!(get(http, &stored_poster.url).2 == poster);
 
     let sheet = jpeg("1600x900", 30);
     let stored_sheet = node.stored(&job_id, &lease, "sprite_sheet", 0, &sheet);
@@ -272,12 +272,12 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
         stored_sheet.url
     );
     let stored_vtt = node.stored(&job_id, &lease, "sprite_vtt", 0, vtt.as_bytes());
-    let (status, ct, body) = get(&http, &stored_vtt.url);
+    let (status, ct, body) = get(http, &stored_vtt.url);
     assert_eq!(
         (status, ct.as_str(), body),
         (200, "text/vtt", vtt.clone().into_bytes())
     );
-    let (_, ct, _) = get(&http, &stored_sheet.url);
+    let (_, ct, _) = get(http, &stored_sheet.url);
     assert_eq!(ct, "image/jpeg");
 
     // What the route refuses.
@@ -417,8 +417,8 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
 
     // An aspect variant's stream file (as the variant request creates it) has no
     // bytes: the CDN points at its stream.
-    let stream = variant_stream_file(&rt, &store, &source);
-    let (status, _, body) = get(&http, &format!("{api}/objects/{stream}"));
+    let stream = variant_stream_file(rt, store, &source);
+    let (status, _, body) = get(http, &format!("{api}/objects/{stream}"));
     assert_eq!(status, 404);
     let text = String::from_utf8_lossy(&body);
     assert!(
@@ -440,7 +440,7 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
                 .is_some_and(|f| f.phase == FilePhase::Safe)
         })
     });
-    assert!(get(&http, &stored_poster.url).2 == poster);
+    assert!(get(http, &stored_poster.url).2 == poster);
     for id in artefacts {
         let events = rt
             .block_on(store.list_webhook_events(&source.tenant_id, Some(&id.to_string()), 10))
@@ -455,7 +455,7 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
         assert!(!shards.is_empty());
         blobs.extend(shards.into_iter().map(|s| s.blob_id));
     }
-    assert!(blobs.iter().all(|b| blob_on_disk(&cluster, *b)));
+    assert!(blobs.iter().all(|b| blob_on_disk(cluster, *b)));
     let resp = http
         .delete(format!("{api}/v1/api/file/{file_id}"))
         .header("Authorization", cluster.bearer())
@@ -463,7 +463,7 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.text().unwrap());
     for id in artefacts {
-        assert_eq!(get(&http, &format!("{api}/objects/{id}")).0, 404);
+        assert_eq!(get(http, &format!("{api}/objects/{id}")).0, 404);
         assert_eq!(rt.block_on(store.file(id)).unwrap(), None);
     }
     assert_eq!(rt.block_on(store.file(stream)).unwrap(), None);
@@ -471,7 +471,7 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
     wait_for(
         "the artefacts' blobs to go",
         Duration::from_secs(20),
-        || blobs.iter().all(|b| !blob_on_disk(&cluster, *b)),
+        || blobs.iter().all(|b| !blob_on_disk(cluster, *b)),
     );
     // The node's late call finds nothing to work on.
     let late = node.artifact(&job_id, &lease, "poster", 0, poster.clone());
