@@ -385,17 +385,21 @@ impl Store {
     }
 }
 
-/// Reads the file as it now is inside `tx` and queues its event there.
+/// Reads the file as it now is inside `tx` and queues its event there. A derived
+/// file (a job's artefact) is never announced: the tenant did not upload it.
 pub(crate) async fn file_event_in_tx(
     tx: &mut DbConn,
     event_type: &str,
     file_id: &str,
     now: i64,
 ) -> Result<()> {
-    let file = sqlx::query(concat!(file_select!(), " WHERE f.file_id = $1"))
-        .bind(file_id)
-        .fetch_row(&mut *tx, file_from_row)
-        .await?;
+    let file = sqlx::query(concat!(
+        file_select!(),
+        " WHERE f.file_id = $1 AND f.derived_from IS NULL"
+    ))
+    .bind(file_id)
+    .fetch_row(&mut *tx, file_from_row)
+    .await?;
     if let Some(file) = file {
         enqueue_file_event(tx, event_type, &file, now).await?;
     }

@@ -28,7 +28,10 @@ pub use buckets::{BucketDeletion, OverwriteMode};
 pub use derived::{DerivedFile, DerivedKind, JobArtifact};
 pub use encoding::hls::{RenditionRow, ReplicaRow, SegmentHolders, SegmentRow};
 pub use encoding::replicas::{JobReplication, SegmentReplica};
-pub use encoding::{EncodingJobRow, JobCreation, JobPhase, JobThumbnails, NewEncodingJob};
+pub use encoding::{
+    variant_object_key, EncodingJobRow, JobCreation, JobPhase, JobThumbnails, NewEncodingJob,
+    NewStreamFile, NewVariantJob, VariantCreation, ASPECT_VARIANT_KIND,
+};
 pub use object_attrs::{Checksums, ObjectHeaders, Tags};
 pub use s3_completed::CompletedUpload;
 pub use webhooks::{

@@ -254,6 +254,22 @@ async fn a_derived_files_distribution_leaves_objects_and_the_outbox_untouched() 
         );
         assert!(f.event_types(file.file_id).await.is_empty());
     }
+    // Verified everywhere, they become safe like any file, still unannounced.
+    for file in [&poster, &same_key, &f.source] {
+        for shard in f.store.shards_for_file(file.file_id).await.unwrap() {
+            f.store
+                .record_verification(shard.blob_id, true, None, NOW)
+                .await
+                .unwrap();
+        }
+    }
+    let safe = f.store.promote_safe_files(0, 0, NOW + 2).await.unwrap();
+    assert_eq!(safe.len(), 3);
+    for file in [&poster, &same_key] {
+        let stored = f.store.file(file.file_id).await.unwrap().unwrap();
+        assert_eq!(stored.phase, FilePhase::Safe);
+        assert!(f.event_types(file.file_id).await.is_empty());
+    }
     let listed: Vec<FileId> = f
         .store
         .list_objects(&f.tenant_id, "videos", "")
@@ -270,8 +286,11 @@ async fn a_derived_files_distribution_leaves_objects_and_the_outbox_untouched() 
         .unwrap()
         .unwrap();
     assert_eq!(current.file_id, f.source.file_id);
-    assert_eq!(current.phase, FilePhase::Distributed);
-    assert_eq!(f.event_types(f.source.file_id).await, vec!["file.ready"]);
+    assert_eq!(current.phase, FilePhase::Safe);
+    assert_eq!(
+        f.event_types(f.source.file_id).await,
+        vec!["file.replicated", "file.ready"]
+    );
 
     let d = f.store.derived_file(poster.file_id).await.unwrap().unwrap();
     assert_eq!(d.derived_from, f.source.file_id);

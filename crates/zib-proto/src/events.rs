@@ -160,6 +160,11 @@ pub struct EncodingEvent {
     pub thumbnails: Option<Thumbnails>,
     /// By ratio (`"9:16"`); omitted from the body when `None`.
     pub aspect_variants: Option<BTreeMap<String, AspectVariant>>,
+    /// On an aspect-variant job's `encoding.complete`: the main job it belongs to
+    /// (omitted from the body when `None`).
+    pub parent_encoding_job_id: Option<String>,
+    /// On an aspect-variant job's `encoding.complete`: its ratio (omitted when `None`).
+    pub aspect_ratio: Option<String>,
 }
 
 impl EncodingEvent {
@@ -177,8 +182,16 @@ impl EncodingEvent {
             "thumbnails": self.thumbnails,
             "timestamp": iso_millis(at_ms),
         });
-        if let (Some(variants), Value::Object(map)) = (&self.aspect_variants, &mut body) {
-            map.insert("aspect_variants".into(), json!(variants));
+        if let Value::Object(map) = &mut body {
+            if let Some(variants) = &self.aspect_variants {
+                map.insert("aspect_variants".into(), json!(variants));
+            }
+            if let Some(parent) = &self.parent_encoding_job_id {
+                map.insert("parent_encoding_job_id".into(), json!(parent));
+            }
+            if let Some(ratio) = &self.aspect_ratio {
+                map.insert("aspect_ratio".into(), json!(ratio));
+            }
         }
         body
     }
@@ -315,8 +328,12 @@ mod tests {
                 sprite_vtt_url: "v".into(),
             }),
             aspect_variants: Some(variants),
+            parent_encoding_job_id: None,
+            aspect_ratio: None,
         };
         let body = ev.payload(AT);
+        assert!(body.get("parent_encoding_job_id").is_none());
+        assert!(body.get("aspect_ratio").is_none());
         assert_eq!(body["event"], "encoding.complete");
         assert_eq!(body["status"], "complete");
         assert_eq!(body["job_id"], "job1");
@@ -329,6 +346,28 @@ mod tests {
             "https://cdn/objects/p"
         );
         assert_eq!(body["timestamp"], "2026-04-08T17:30:00.000Z");
+    }
+
+    #[test]
+    fn a_variant_jobs_complete_names_its_parent_and_ratio() {
+        let body = EncodingEvent {
+            step: EncodingStep::Complete,
+            job_id: "child".into(),
+            file_id: "source".into(),
+            customer_id: "c".into(),
+            hls_manifest_url: Some("https://cdn/stream/v/master.m3u8".into()),
+            error_message: None,
+            transcription_model: None,
+            vision_model: None,
+            thumbnails: None,
+            aspect_variants: Some(BTreeMap::new()),
+            parent_encoding_job_id: Some("main".into()),
+            aspect_ratio: Some("9:16".into()),
+        }
+        .payload(AT);
+        assert_eq!(body["parent_encoding_job_id"], "main");
+        assert_eq!(body["aspect_ratio"], "9:16");
+        assert!(body["thumbnails"].is_null());
     }
 
     #[test]
@@ -352,6 +391,8 @@ mod tests {
                 vision_model: None,
                 thumbnails: None,
                 aspect_variants: None,
+                parent_encoding_job_id: None,
+                aspect_ratio: None,
             }
             .payload(AT);
             assert_eq!(body["event"], event);

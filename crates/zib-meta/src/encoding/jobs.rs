@@ -6,6 +6,7 @@
 
 use zib_proto::{FileId, NodeId};
 
+use super::variants::children_in;
 use super::{job_from_row, job_select, EncodingJobRow, JobPhase};
 use crate::engine::{DbConn, FetchRows};
 use crate::webhooks::enqueue_event;
@@ -25,9 +26,13 @@ pub enum JobEvent {
     Failed,
 }
 
-/// Builds an event body from the job row as the transaction left it.
-pub type EventBuilder<'a> =
-    &'a (dyn Fn(&EncodingJobRow, JobEvent) -> NewWebhookEvent + Send + Sync);
+/// Builds an event body from the job row as the transaction left it, or says the
+/// step sends none (`None`: an aspect-variant job announces only its completion).
+/// The slice holds the job's aspect-variant children as the transaction sees them
+/// for a main job's `Complete` (its `aspect_variants` block); it is empty otherwise.
+pub type EventBuilder<'a> = &'a (dyn Fn(&EncodingJobRow, JobEvent, &[EncodingJobRow]) -> Option<NewWebhookEvent>
+         + Send
+         + Sync);
 
 /// How a failure turns into a retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +130,14 @@ async fn emit(
     events: EventBuilder<'_>,
     now: i64,
 ) -> Result<()> {
-    enqueue_event(conn, events(job, event), now).await?;
+    let children = if event == JobEvent::Complete && !job.is_variant() {
+        children_in(conn, &job.id).await?
+    } else {
+        vec![]
+    };
+    if let Some(row) = events(job, event, &children) {
+        enqueue_event(conn, row, now).await?;
+    }
     Ok(())
 }
 
@@ -437,7 +449,9 @@ impl Store {
 
     /// Cancels a job that is not terminal: no lease holds any more (the node's next
     /// call is refused), no later event. If it was the file's live job, the file has
-    /// none now. Returns the job as it was, `None` if missing or already terminal.
+    /// none now. Its aspect-variant children still in flight are cancelled with it
+    /// (an encoded child keeps serving its stream). Returns the job as it was,
+    /// `None` if missing or already terminal.
     pub async fn cancel_encoding_job(
         &self,
         job_id: &str,
@@ -467,6 +481,28 @@ impl Store {
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
+        // A child in flight may already be live on its stream file (its first rung).
+        sqlx::query(
+            "DELETE FROM live_encodings WHERE job_id IN (SELECT id FROM encoding_jobs \
+                 WHERE parent_job_id = $1 \
+                   AND phase IN ('queued', 'encoding', 'sharding', 'failed'))",
+        )
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE encoding_jobs SET phase = $1, cancelled_reason = $2, \
+                 phase_updated_at = $3, phase_detail = NULL, lease_node = NULL, \
+                 lease_token_hash = NULL, lease_expires_at = NULL \
+             WHERE parent_job_id = $4 \
+               AND phase IN ('queued', 'encoding', 'sharding', 'failed')",
+        )
+        .bind(JobPhase::Cancelled.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Some(job))
     }

@@ -23,7 +23,11 @@ fn node(name: &str) -> NodeId {
 }
 
 /// Names the event after its kind, as the server's bodies do.
-fn build(job: &EncodingJobRow, event: JobEvent) -> NewWebhookEvent {
+fn build(
+    job: &EncodingJobRow,
+    event: JobEvent,
+    _children: &[EncodingJobRow],
+) -> Option<NewWebhookEvent> {
     let event_type = match event {
         JobEvent::Started => "encoding.started",
         JobEvent::Sharding => "encoding.sharding",
@@ -35,13 +39,13 @@ fn build(job: &EncodingJobRow, event: JobEvent) -> NewWebhookEvent {
         JobEvent::Progress { percent, .. } => Some(percent),
         _ => None,
     };
-    NewWebhookEvent {
+    Some(NewWebhookEvent {
         tenant_id: job.tenant_id.clone(),
         event_type: event_type.into(),
         file_id: Some(job.file_id),
         job_id: Some(job.id.clone()),
         payload: serde_json::json!({ "event": event_type, "progress": percent }),
-    }
+    })
 }
 
 async fn open() -> (tempfile::TempDir, Store) {

@@ -1,19 +1,24 @@
 //! Video encoding state (migration 0006, docs/video.md): jobs and their leases
 //! (`jobs`), and the HLS renditions, segments and segment replicas they produce
 //! (`hls`), read by the CDN and kept durable by the workers; how tenants create and
-//! see jobs (`requests`).
+//! see jobs (`requests`), and the aspect-variant jobs that hang off a main job
+//! (`variants`).
 
 pub(crate) mod hls;
 mod jobs;
 pub(crate) mod replicas;
 mod requests;
 mod segments;
+mod variants;
 
 pub use jobs::{
     Completion, EventBuilder, FailureOutcome, JobEvent, LeaseUpdate, ProgressThrottle, RetryPolicy,
 };
 pub use requests::{JobCreation, NewEncodingJob};
 pub use segments::{NewRendition, NewSegment, Published};
+pub use variants::{
+    variant_object_key, NewStreamFile, NewVariantJob, VariantCreation, ASPECT_VARIANT_KIND,
+};
 
 use zib_proto::{FileId, NodeId};
 

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use zib_proto::FileId;
 
+use super::variants::{file_phase, insert_children, NewVariantJob};
 use super::{job_from_row, job_select, EncodingJobRow, JobPhase};
 use crate::engine::{DbConn, FetchRows};
 use crate::webhooks::{enqueue_event, NewWebhookEvent};
@@ -29,6 +30,8 @@ pub struct NewEncodingJob {
     pub webhook: Option<(String, Option<String>)>,
     /// `phase_detail` while queued.
     pub detail: String,
+    /// Aspect-variant children created with the job (same transaction, no event).
+    pub variants: Vec<NewVariantJob>,
 }
 
 /// What a request came to.
@@ -94,19 +97,7 @@ impl Store {
         queued_event: impl FnOnce(&EncodingJobRow) -> NewWebhookEvent,
     ) -> Result<JobCreation> {
         let mut tx = self.begin_write().await?;
-        let phase: Option<String> =
-            sqlx::query_scalar("SELECT phase FROM files WHERE file_id = $1")
-                .bind(new.file_id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let phase = phase
-            .map(|p| {
-                FilePhase::parse(&p).ok_or_else(|| MetaError::Corrupt {
-                    what: "files.phase",
-                    detail: format!("unknown phase {p:?}"),
-                })
-            })
-            .transpose()?;
+        let phase = file_phase(&mut tx, new.file_id).await?;
         match phase {
             Some(FilePhase::Distributed | FilePhase::Safe) => {}
             other => return Ok(JobCreation::FileNotReady(other)),
@@ -164,6 +155,7 @@ impl Store {
             .await?
             .ok_or(MetaError::Conflict("the new encoding job vanished"))?;
         enqueue_event(&mut tx, queued_event(&job), now).await?;
+        insert_children(&mut tx, &job, &new.variants, None, &new.detail, now).await?;
         tx.commit().await?;
         Ok(JobCreation::Created(job))
     }
@@ -184,9 +176,10 @@ impl Store {
         .await
     }
 
-    /// The latest job of each of the tenant's files, newest first; with
+    /// The latest main job of each of the tenant's files, newest first; with
     /// `active_only`, only those not `safe` or `cancelled`. Each comes with its
-    /// file's object key (empty if the file row is gone).
+    /// file's object key (empty if the file row is gone). Aspect-variant jobs are
+    /// not listed: their stream files are not files the tenant uploaded.
     pub async fn my_encoding_jobs(
         &self,
         tenant_id: &str,
@@ -194,7 +187,7 @@ impl Store {
     ) -> Result<Vec<(EncodingJobRow, String)>> {
         let jobs = sqlx::query(concat!(
             job_select!(),
-            " AS j WHERE j.tenant_id = $1 AND j.id = (\
+            " AS j WHERE j.tenant_id = $1 AND j.parent_job_id IS NULL AND j.id = (\
                  SELECT l.id FROM encoding_jobs l WHERE l.file_id = j.file_id \
                  ORDER BY l.created_at DESC, l.id DESC LIMIT 1) \
                  AND ($2 = 0 OR j.phase NOT IN ('safe', 'cancelled')) \

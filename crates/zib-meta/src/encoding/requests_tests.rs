@@ -70,6 +70,7 @@ fn new_job(file: &FileRow, webhook: Option<&str>) -> NewEncodingJob {
         wrapped_hls_key: vec![9; 60],
         webhook: webhook.map(|u| (u.to_string(), Some("s".repeat(16)))),
         detail: "waiting".into(),
+        variants: vec![],
     }
 }
 

@@ -4,6 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 use zib_meta::{EncodingJobRow, JobPhase};
@@ -13,19 +14,27 @@ use zib_proto::jobs::VideoProbe;
 use crate::auth::AuthTenant;
 use crate::body::parse_json;
 use crate::domain::encoding::events::hls_manifest_url;
-use crate::domain::encoding::request;
+use crate::domain::encoding::thumbnails::thumbnail_urls;
+use crate::domain::encoding::{request, variants};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{rfc3339, AppState, Inner};
 
+/// An encode request, or with `aspect_variants_only` a backfill of variants on top
+/// of the file's finished encode (answered `VariantsRequested`).
 pub async fn request_encoding(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
     body: Bytes,
-) -> ApiResult<Json<EncodingRequested>> {
+) -> ApiResult<Response> {
     let value: Value = parse_json(&body)?;
     let req =
         EncodingRequest::from_json(&value).map_err(|e| ApiError::invalid(e.field, e.reason))?;
-    Ok(Json(request::request(&state, &tenant.id, req).await?))
+    if !req.aspect_variants_only.is_empty() {
+        let answer = variants::backfill(&state, &tenant.id, &req).await?;
+        return Ok(Json(answer).into_response());
+    }
+    let answer: EncodingRequested = request::request(&state, &tenant.id, req).await?;
+    Ok(Json(answer).into_response())
 }
 
 pub async fn job_status(
@@ -65,9 +74,10 @@ pub async fn live_manifest_url(state: &Inner, job: &EncodingJobRow) -> ApiResult
     Ok(live.then(|| hls_manifest_url(state, job.file_id)))
 }
 
-pub async fn status_of(state: &Inner, job: &EncodingJobRow) -> ApiResult<EncodingJobStatus> {
-    let video = job
-        .probe
+/// The `video` block: what ffprobe found in the source (the issue's video
+/// metadata), `None` until probed.
+pub fn video_info(job: &EncodingJobRow) -> Option<VideoInfo> {
+    job.probe
         .clone()
         .and_then(|p| serde_json::from_value::<VideoProbe>(p).ok())
         .map(|p| VideoInfo {
@@ -78,7 +88,12 @@ pub async fn status_of(state: &Inner, job: &EncodingJobRow) -> ApiResult<Encodin
             video_codec: p.video_codec.clone(),
             has_audio: p.has_audio(),
             audio_codec: p.audio_codec,
-        });
+        })
+}
+
+/// The job status; a variant job's `hls_manifest_url` is its own stream's.
+pub async fn status_of(state: &Inner, job: &EncodingJobRow) -> ApiResult<EncodingJobStatus> {
+    let video = video_info(job);
     Ok(EncodingJobStatus {
         encoding_id: job.id.clone(),
         file_id: job.file_id,
@@ -97,9 +112,8 @@ pub async fn status_of(state: &Inner, job: &EncodingJobRow) -> ApiResult<Encodin
         started_at: job.started_at.map(rfc3339),
         completed_at: job.completed_at.map(rfc3339),
         replication_safe_at: job.replication_safe_at.map(rfc3339),
-        // Filled by the thumbnails and aspect-variant stages (issue 14).
-        thumbnails: None,
-        aspect_variants: None,
+        thumbnails: thumbnail_urls(state, job),
+        aspect_variants: variants::block_of(state, job).await?,
         parent_encoding_job_id: job.parent_job_id.clone(),
         aspect_ratio: job.aspect_ratio.clone(),
     })

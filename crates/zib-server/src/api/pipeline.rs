@@ -13,8 +13,10 @@ use zib_meta::{EncodingJobRow, FilePhase, JobPhase};
 use zib_proto::pipeline::{Pipeline, Stage};
 use zib_proto::FileId;
 
-use super::encoding::live_manifest_url;
+use super::encoding::{live_manifest_url, video_info};
 use crate::auth::AuthTenant;
+use crate::domain::encoding::thumbnails::thumbnail_urls;
+use crate::domain::encoding::variants;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now_ms, rfc3339, AppState};
 
@@ -73,6 +75,7 @@ pub async fn pipeline_status(
             "hls_manifest_url": null,
             "error_message": null,
             "thumbnails": null,
+            "video": null,
         }),
         None => Value::Null,
     };
@@ -127,7 +130,8 @@ fn encoding_rollup(phase: JobPhase) -> &'static str {
 
 /// `stages.encoding` for the file's latest job. `status` is the stage's own word
 /// (`queued`, `running` — a transient `failed` is a retry in progress —,
-/// `completed`, `failed`, `cancelled`); `phase` is the job's lifecycle phase.
+/// `completed`, `failed`, `cancelled`); `phase` is the job's lifecycle phase;
+/// `thumbnails`, `aspect_variants` and `video` as on the job status.
 async fn encoding_stage(state: &AppState, job: &EncodingJobRow) -> ApiResult<Value> {
     let status = match job.phase {
         JobPhase::Queued => "queued",
@@ -136,13 +140,19 @@ async fn encoding_stage(state: &AppState, job: &EncodingJobRow) -> ApiResult<Val
         JobPhase::FailedUserAction => "failed",
         JobPhase::Cancelled => "cancelled",
     };
-    Ok(json!({
+    let mut stage = json!({
         "status": status,
         "phase": job.phase.as_str(),
         "encoding_id": job.id,
         "progress": job.progress,
         "hls_manifest_url": live_manifest_url(state, job).await?,
         "error_message": job.error_message,
-        "thumbnails": null,
-    }))
+        "thumbnails": thumbnail_urls(state, job),
+        "video": video_info(job),
+    });
+    // Omitted, as on the job status and `encoding.complete`, when none was asked.
+    if let (Some(block), Value::Object(map)) = (variants::block_of(state, job).await?, &mut stage) {
+        map.insert("aspect_variants".into(), json!(block));
+    }
+    Ok(stage)
 }

@@ -3,13 +3,14 @@
 //! job's lease no longer holds, so its node's next call is answered `410 Gone`; no
 //! event is sent for it afterwards; its segments are evicted from the nodes.
 
-use zib_meta::EncodingJobRow;
+use zib_meta::{EncodingJobRow, JobPhase};
 use zib_proto::FileId;
 
 use crate::error::ApiResult;
 use crate::state::{now_ms, Inner};
 
-/// Cancels `job` with `reason` and evicts what it stored. `false`: it was already
+/// Cancels `job` with `reason` and evicts what it stored, with its aspect-variant
+/// children still in flight. `false`: it was already
 /// terminal (safe, failed_user_action, cancelled) or is gone; nothing changed.
 pub async fn cancel_job(state: &Inner, job: &EncodingJobRow, reason: &str) -> ApiResult<bool> {
     let Some(was) = state
@@ -21,6 +22,14 @@ pub async fn cancel_job(state: &Inner, job: &EncodingJobRow, reason: &str) -> Ap
     };
     tracing::info!(job = %was.id, file = %was.file_id, phase = was.phase.as_str(), reason, "encoding job cancelled");
     evict_segments(state, &was.id).await;
+    // The store cancelled the job's variant children still in flight with it.
+    if !was.is_variant() {
+        for child in state.store.variant_jobs(&was.id).await? {
+            if child.phase == JobPhase::Cancelled {
+                evict_segments(state, &child.id).await;
+            }
+        }
+    }
     Ok(true)
 }
 

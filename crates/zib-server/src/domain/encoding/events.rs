@@ -6,6 +6,7 @@ use zib_meta::{EncodingJobRow, NewWebhookEvent};
 use zib_proto::events::{encoding_progress, EncodingEvent, EncodingStep, ProgressStage};
 use zib_proto::FileId;
 
+use super::{thumbnails, variants};
 use crate::state::Inner;
 
 /// `{cdn}/stream/{file_id}/master.m3u8`: the stream URL, stable across re-encodes.
@@ -18,30 +19,47 @@ pub fn hls_manifest_url(state: &Inner, file_id: FileId) -> String {
 }
 
 /// The body of `step` for `job`. `hls_manifest_url` is set from `complete` on (the
-/// reference: null until complete); `error_message` on `failed`.
-pub fn step_payload(state: &Inner, job: &EncodingJobRow, step: EncodingStep, at_ms: i64) -> Value {
+/// reference: null until complete); `error_message` on `failed`; `thumbnails` once
+/// registered. A main job's `complete` carries `aspect_variants` (from `children`,
+/// its variant jobs) when it asked for any. An aspect-variant job's body names the
+/// uploaded file (the one the tenant knows), its own stream, its parent and ratio.
+pub fn step_payload(
+    state: &Inner,
+    job: &EncodingJobRow,
+    step: EncodingStep,
+    at_ms: i64,
+    children: &[EncodingJobRow],
+) -> Value {
     let option = |name: &str| {
         job.options
             .get(name)
             .and_then(Value::as_str)
             .map(str::to_string)
     };
+    let complete = step == EncodingStep::Complete;
+    let aspect_variants = if job.is_variant() {
+        complete.then(|| variants::own_block(state, job)).flatten()
+    } else if complete {
+        variants::variants_block(state, job, children)
+    } else {
+        None
+    };
     EncodingEvent {
         step,
         job_id: job.id.clone(),
-        file_id: job.file_id.to_string(),
+        file_id: job.source_file().to_string(),
         customer_id: job.tenant_id.clone(),
-        hls_manifest_url: (step == EncodingStep::Complete)
-            .then(|| hls_manifest_url(state, job.file_id)),
+        hls_manifest_url: complete.then(|| hls_manifest_url(state, job.file_id)),
         error_message: (step == EncodingStep::Failed)
             .then(|| job.error_message.clone())
             .flatten(),
         transcription_model: option("transcription"),
         vision_model: option("vision"),
-        // Thumbnails and aspect variants are produced by a later issue's stages;
-        // until they exist the block is null / omitted, as for an opted-out tenant.
-        thumbnails: None,
-        aspect_variants: None,
+        // A variant has a poster only: it is its `aspect_variants` entry's.
+        thumbnails: thumbnails::thumbnail_urls(state, job),
+        aspect_variants,
+        parent_encoding_job_id: job.parent_job_id.clone(),
+        aspect_ratio: job.aspect_ratio.clone(),
     }
     .payload(at_ms)
 }
@@ -53,12 +71,24 @@ pub fn step_event(
     step: EncodingStep,
     at_ms: i64,
 ) -> NewWebhookEvent {
+    job_event(state, job, step, at_ms, &[])
+}
+
+/// The outbox row of `step` for `job` whose variant jobs are `children` (read by the
+/// store in the step's transaction; only a main job's `complete` uses them).
+pub fn job_event(
+    state: &Inner,
+    job: &EncodingJobRow,
+    step: EncodingStep,
+    at_ms: i64,
+    children: &[EncodingJobRow],
+) -> NewWebhookEvent {
     NewWebhookEvent {
         tenant_id: job.tenant_id.clone(),
         event_type: step.event().to_string(),
-        file_id: Some(job.file_id),
+        file_id: Some(job.source_file()),
         job_id: Some(job.id.clone()),
-        payload: step_payload(state, job, step, at_ms),
+        payload: step_payload(state, job, step, at_ms, children),
     }
 }
 

@@ -55,24 +55,34 @@ fn lease_ms(state: &Inner) -> i64 {
     i64::try_from(state.config.encoding_lease.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The outbox rows of the lifecycle's steps, bodies from `events`.
+/// The outbox rows of the lifecycle's steps, bodies from `events`. An
+/// aspect-variant job sends only its `encoding.complete` (a failed variant is simply
+/// absent; the tenant follows the main job).
 pub fn event_builder(
     state: &Inner,
     at_ms: i64,
-) -> impl Fn(&EncodingJobRow, JobEvent) -> NewWebhookEvent + Send + Sync + '_ {
-    move |job, event| match event {
-        JobEvent::Started => events::step_event(state, job, EncodingStep::Started, at_ms),
-        JobEvent::Sharding => events::step_event(state, job, EncodingStep::Sharding, at_ms),
-        JobEvent::Complete => events::step_event(state, job, EncodingStep::Complete, at_ms),
-        JobEvent::Failed => events::step_event(state, job, EncodingStep::Failed, at_ms),
-        JobEvent::Progress { percent, sharding } => {
-            let stage = if sharding {
-                ProgressStage::Sharding
-            } else {
-                ProgressStage::Encoding
-            };
-            events::progress_event(job, percent, stage, at_ms)
+) -> impl Fn(&EncodingJobRow, JobEvent, &[EncodingJobRow]) -> Option<NewWebhookEvent> + Send + Sync + '_
+{
+    move |job, event, children| {
+        if job.is_variant() && event != JobEvent::Complete {
+            return None;
         }
+        Some(match event {
+            JobEvent::Started => events::step_event(state, job, EncodingStep::Started, at_ms),
+            JobEvent::Sharding => events::step_event(state, job, EncodingStep::Sharding, at_ms),
+            JobEvent::Complete => {
+                events::job_event(state, job, EncodingStep::Complete, at_ms, children)
+            }
+            JobEvent::Failed => events::step_event(state, job, EncodingStep::Failed, at_ms),
+            JobEvent::Progress { percent, sharding } => {
+                let stage = if sharding {
+                    ProgressStage::Sharding
+                } else {
+                    ProgressStage::Encoding
+                };
+                events::progress_event(job, percent, stage, at_ms)
+            }
+        })
     }
 }
 

@@ -12,3 +12,4 @@ pub mod request;
 pub mod source;
 pub mod stream;
 pub mod thumbnails;
+pub mod variants;

@@ -1,9 +1,10 @@
 //! How an encoding job comes to exist: a tenant's request (`POST
 //! /v1/api/encoding/request`, idempotent: `queued` / `already_queued` /
 //! `already_encoded`), the auto-enqueue of an upload that declared `encode`, and the
-//! tenant's retry of a job that needs it. Every new job gets a fresh HLS key.
+//! tenant's retry of a job that needs it. Every new job gets a fresh HLS key; a job
+//! asked for aspect variants is created with its children (`variants`).
 
-use zib_meta::{EncodingJobRow, FilePhase, FileRow, JobCreation, NewEncodingJob};
+use zib_meta::{EncodingJobRow, FilePhase, FileRow, JobCreation, NewEncodingJob, NewVariantJob};
 use zib_proto::encoding::{
     job_options, EncodingRequest, EncodingRequested, RequestStatus, ALREADY_ENCODED_MESSAGE,
     ALREADY_QUEUED_MESSAGE,
@@ -13,6 +14,7 @@ use zib_proto::pipeline::{Capability, Pipeline, Stage};
 use zib_proto::FileId;
 
 use super::events::{hls_manifest_url, step_event};
+use super::variants::new_variant_jobs;
 use crate::domain::directory::NodeDirectory;
 use crate::domain::webhook_targets;
 use crate::error::{ApiError, ApiResult};
@@ -23,7 +25,11 @@ pub const QUEUED_DETAIL: &str = "waiting for an encoding node";
 
 /// The tenant's file a request names: a file id, or with `bucket` the object key's
 /// live file. Another tenant's file is missing, like one that never existed.
-async fn resolve_file(state: &Inner, tenant_id: &str, req: &EncodingRequest) -> ApiResult<FileRow> {
+pub(super) async fn resolve_file(
+    state: &Inner,
+    tenant_id: &str,
+    req: &EncodingRequest,
+) -> ApiResult<FileRow> {
     let file = match &req.bucket {
         Some(bucket) => state
             .store
@@ -72,7 +78,7 @@ fn ready(file: &FileRow) -> ApiResult<()> {
 /// transcription and vision tiers of a request are kept in the job's options for the
 /// AI stages, which plug in after the encode (and check their own nodes) — so the
 /// reference's `{"object_key", "transcription"}` example queues an encode today.
-async fn check_encoder_online(state: &Inner) -> ApiResult<()> {
+pub(super) async fn check_encoder_online(state: &Inner) -> ApiResult<()> {
     let encode = Capability::Encode.to_string();
     let online = NodeDirectory::load(state).await?.online();
     if online.iter().any(|n| n.capabilities.contains(&encode)) {
@@ -103,23 +109,31 @@ pub fn requested(state: &Inner, job: &EncodingJobRow, status: RequestStatus) -> 
     }
 }
 
-/// Creates (or, idempotently, finds) the job of an encoding request.
+/// The request's own webhook target (pattern 1), checked.
+pub(super) async fn request_webhook(
+    state: &AppState,
+    req: &EncodingRequest,
+) -> ApiResult<Option<(String, Option<String>)>> {
+    let Some(url) = &req.webhook_url else {
+        return Ok(None);
+    };
+    let url = webhook_targets::check_target(state, "webhook_url", url).await?;
+    if let Some(secret) = &req.webhook_secret {
+        webhook_targets::check_secret("webhook_secret", secret)?;
+    }
+    Ok(Some((url, req.webhook_secret.clone())))
+}
+
+/// Creates (or, idempotently, finds) the job of an encoding request, with a child
+/// per asked aspect variant when it creates one. (A backfill, `aspect_variants_only`,
+/// is `variants::backfill`.)
 pub async fn request(
     state: &AppState,
     tenant_id: &str,
     req: EncodingRequest,
 ) -> ApiResult<EncodingRequested> {
     let file = resolve_file(state, tenant_id, &req).await?;
-    let webhook = match &req.webhook_url {
-        Some(url) => {
-            let url = webhook_targets::check_target(state, "webhook_url", url).await?;
-            if let Some(secret) = &req.webhook_secret {
-                webhook_targets::check_secret("webhook_secret", secret)?;
-            }
-            Some((url, req.webhook_secret.clone()))
-        }
-        None => None,
-    };
+    let webhook = request_webhook(state, &req).await?;
     let pipeline = req.pipeline();
     // The 503 is for work that would wait for a node that does not exist; an answer
     // naming an existing job needs no node (the transaction decides again below).
@@ -133,7 +147,16 @@ pub async fn request(
     if !answered_by_existing {
         check_encoder_online(state).await?;
     }
-    let created = create(state, &file, job_options(&pipeline), webhook, req.force).await?;
+    let variants = new_variant_jobs(state, &pipeline.aspect_variants);
+    let created = create(
+        state,
+        &file,
+        job_options(&pipeline),
+        webhook,
+        variants,
+        req.force,
+    )
+    .await?;
     Ok(match created {
         JobCreation::Created(job) => requested(state, &job, RequestStatus::Queued),
         JobCreation::InFlight(job) => requested(state, &job, RequestStatus::AlreadyQueued),
@@ -149,14 +172,16 @@ pub async fn request(
 }
 
 /// One job creation through the store, with a fresh wrapped key and its
-/// `encoding.queued` event.
+/// `encoding.queued` event, and its aspect-variant children (no event of theirs).
 async fn create(
     state: &Inner,
     file: &FileRow,
     options: serde_json::Value,
     webhook: Option<(String, Option<String>)>,
+    variants: Vec<NewVariantJob>,
     force: bool,
 ) -> ApiResult<JobCreation> {
+    let new_count = variants.len();
     let id = uuid::Uuid::new_v4().to_string();
     let wrapped_hls_key = super::hls_key::new_wrapped_hls_key(state, &id);
     let now = now_ms();
@@ -168,6 +193,7 @@ async fn create(
         wrapped_hls_key,
         webhook,
         detail: QUEUED_DETAIL.to_string(),
+        variants,
     };
     let created = state
         .store
@@ -176,7 +202,7 @@ async fn create(
         })
         .await?;
     if let JobCreation::Created(job) = &created {
-        tracing::info!(job_id = %job.id, file_id = %job.file_id, force, "encoding job queued");
+        tracing::info!(job_id = %job.id, file_id = %job.file_id, force, variants = new_count, "encoding job queued");
     }
     Ok(created)
 }
@@ -210,7 +236,8 @@ async fn try_enqueue_declared(state: &Inner, file_id: FileId) -> ApiResult<()> {
         return Ok(());
     };
     // The upload's own webhook target (file_webhooks) already applies to its jobs.
-    create(state, &file, job_options(&pipeline), None, false).await?;
+    let variants = new_variant_jobs(state, &pipeline.aspect_variants);
+    create(state, &file, job_options(&pipeline), None, variants, false).await?;
     Ok(())
 }
 
