@@ -288,7 +288,19 @@ fn a_backfilled_variant_from_request_to_its_completion() {
         claimed.thumbnails, None,
         "the parent's opt-out carries over"
     );
-    assert!(claimed.source.url.contains(&child));
+    // It reads the uploaded file's source, not its (empty) stream file.
+    let source = cluster
+        .http()
+        .get(&claimed.source.url)
+        .bearer_auth(cluster_token(&cluster))
+        .header(zib_proto::jobs::LEASE_HEADER, &claimed.lease_token)
+        .send()
+        .unwrap();
+    assert_eq!(source.status().as_u16(), 200);
+    let bytes = source.bytes().unwrap();
+    assert_eq!(claimed.source.size, 300_000);
+    assert_eq!(bytes.len() as u64, claimed.source.ciphertext_size);
+    assert!(bytes.len() > 300_000);
     finish(&cluster, &encoder, &claimed);
 
     let vertical = stream_url(&cluster, &stream_file);
