@@ -279,6 +279,18 @@ fn a_backfilled_variant_from_request_to_its_completion() {
     let rows = mine["jobs"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{mine}");
     assert_eq!(rows[0]["encoding_id"], main.as_str());
+    // The stream file is no upload: it cannot be encoded, cancelled or retried.
+    let (status, v) = request(&cluster, json!({"object_key": stream_file}));
+    assert_eq!(status, 404, "{v}");
+    for method in [reqwest::Method::DELETE, reqwest::Method::POST] {
+        let path = match method {
+            reqwest::Method::DELETE => format!("/v1/api/my-jobs/{stream_file}"),
+            _ => format!("/v1/api/my-jobs/{stream_file}/retry"),
+        };
+        let (status, v) = call(&cluster, method, &path, None);
+        assert_eq!(status, 404, "{path}: {v}");
+    }
+    assert_eq!(job(&cluster, &child)["phase"], "queued");
 
     // The encoding node claims the child: the crop and its own key.
     let claimed = claim(&cluster, &encoder);
