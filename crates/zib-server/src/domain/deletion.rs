@@ -35,8 +35,8 @@ pub struct Deleted {
 }
 
 /// Deletes a tenant's file, with every file derived from it (posters, sprites, aspect
-/// variants and their encodes), and asks the holders to drop the blobs now. `None` when
-/// the tenant has no such file (already deleted, or another tenant's).
+/// variants and their encodes), and asks the holders to drop the blobs now. `None`
+/// when the tenant has no such file (already deleted, or another tenant's).
 pub async fn delete_file(
     state: &Inner,
     tenant_id: &str,
