@@ -260,6 +260,7 @@ impl Store {
 
     /// Drops a cancelled file's shard rows and queues the deletion of every blob it
     /// had (shards and the originator's upload), keeping the file row for audit.
+    /// Files derived from it are deleted outright, their blobs returned too.
     pub async fn evict_file(&self, file_id: FileId, now: i64) -> Result<Vec<(NodeId, BlobId)>> {
         let mut tx = self.begin_write().await?;
         let file = sqlx::query(concat!(file_select!(), " WHERE f.file_id = $1"))
@@ -287,6 +288,9 @@ impl Store {
             .bind(file_id.to_string())
             .execute(&mut *tx)
             .await?;
+        // What the video pipeline made from it goes with it: artefacts, and variant
+        // stream files with their jobs and segments.
+        blobs.extend(crate::derived::delete_derived_of_in(&mut tx, &file_id.to_string()).await?);
         queue_deletes(&mut tx, &blobs, now).await?;
         tx.commit().await?;
         Ok(blobs)

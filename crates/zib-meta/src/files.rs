@@ -7,6 +7,7 @@ use zib_proto::{BlobId, FileId, NodeId};
 use crate::convert::{
     conflict_on_unique, file_from_row, file_select, parse, shard_from_row, to_db,
 };
+use crate::derived::delete_derived_of_in;
 use crate::engine::{DbConn, FetchRows};
 use crate::nodes::queue_deletes;
 use crate::webhooks::enqueue_file_event;
@@ -120,7 +121,9 @@ impl Store {
     ///
     /// Shards are recorded under `file_id` whatever their own `file_id` says. A file
     /// that is missing or not `pending`/`uploading` is a [`MetaError::Conflict`] and
-    /// nothing changes. When two uploads of one key finish, the later one wins.
+    /// nothing changes. When two uploads of one key finish, the later one wins. A
+    /// derived file ([`Store::mark_derived`]) only gets its shards:
+    /// [`Distribution::Derived`].
     pub async fn complete_distribution(
         &self,
         file_id: FileId,
@@ -134,7 +137,7 @@ impl Store {
         let target = sqlx::query(
             "UPDATE files SET phase = $1, distributed_at = $2 \
              WHERE file_id = $3 AND phase IN ($4, $5) \
-             RETURNING bucket_id, object_key, created_at",
+             RETURNING bucket_id, object_key, created_at, derived_from",
         )
         .bind(FilePhase::Distributed.as_str())
         .bind(now)
@@ -149,6 +152,9 @@ impl Store {
         let bucket_id: i64 = target.try_get("bucket_id")?;
         let object_key: String = target.try_get("object_key")?;
         let created_at: i64 = target.try_get("created_at")?;
+        let derived = target
+            .try_get::<Option<String>, _>("derived_from")?
+            .is_some();
 
         for shard in shards {
             sqlx::query(
@@ -167,6 +173,13 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict_on_unique(e, "shard or shard blob id already exists"))?;
+        }
+
+        // A derived file has no key of its own: it never becomes current, supersedes
+        // nothing and is never announced.
+        if derived {
+            tx.commit().await?;
+            return Ok(Distribution::Derived);
         }
 
         let previous = sqlx::query(
@@ -300,9 +313,10 @@ impl Store {
         .await
     }
 
-    /// Deletes the tenant's file, its shard rows and its object pointer (if current)
-    /// in one transaction, and queues a `delete_blobs` command for every holder.
-    /// `None` for a missing id and another tenant's id alike.
+    /// Deletes the tenant's file, its shard rows, its object pointer (if current), its
+    /// encodings and every file derived from it in one transaction, and queues a
+    /// `delete_blobs` command for every holder. `None` for a missing id and another
+    /// tenant's id alike.
     pub async fn delete_file(
         &self,
         tenant_id: &str,
@@ -350,8 +364,10 @@ impl Store {
         .bind(&file_text)
         .execute(&mut *tx)
         .await?;
-        // Its encodings reference it: they go with it, segment copies included.
+        // Its encodings reference it: they go with it, segment copies included, and
+        // so does what the video pipeline derived from it (artefacts, variants).
         blobs.extend(Store::delete_file_encodings_in(&mut tx, &file_text).await?);
+        blobs.extend(delete_derived_of_in(&mut tx, &file_text).await?);
         sqlx::query("DELETE FROM files WHERE file_id = $1")
             .bind(&file_text)
             .execute(&mut *tx)
@@ -369,17 +385,21 @@ impl Store {
     }
 }
 
-/// Reads the file as it now is inside `tx` and queues its event there.
+/// Reads the file as it now is inside `tx` and queues its event there. A derived
+/// file (a job's artefact) is never announced: the tenant did not upload it.
 pub(crate) async fn file_event_in_tx(
     tx: &mut DbConn,
     event_type: &str,
     file_id: &str,
     now: i64,
 ) -> Result<()> {
-    let file = sqlx::query(concat!(file_select!(), " WHERE f.file_id = $1"))
-        .bind(file_id)
-        .fetch_row(&mut *tx, file_from_row)
-        .await?;
+    let file = sqlx::query(concat!(
+        file_select!(),
+        " WHERE f.file_id = $1 AND f.derived_from IS NULL"
+    ))
+    .bind(file_id)
+    .fetch_row(&mut *tx, file_from_row)
+    .await?;
     if let Some(file) = file {
         enqueue_file_event(tx, event_type, &file, now).await?;
     }

@@ -11,6 +11,7 @@ use zib_proto::{BlobId, FileId, NodeId};
 mod buckets;
 mod convert;
 mod counts;
+mod derived;
 mod durability;
 mod encoding;
 mod engine;
@@ -24,6 +25,7 @@ mod tenants;
 mod webhooks;
 
 pub use buckets::{BucketDeletion, OverwriteMode};
+pub use derived::{DerivedFile, DerivedKind, JobArtifact};
 pub use encoding::hls::{RenditionRow, ReplicaRow, SegmentHolders, SegmentRow};
 pub use encoding::replicas::{JobReplication, SegmentReplica};
 pub use encoding::{
@@ -233,6 +235,9 @@ pub enum Distribution {
     Current { superseded: Option<FileId> },
     /// A later registration of the key already completed; this file was cancelled.
     Stale { current: FileId },
+    /// A derived file (a job's artefact) is stored: no key, nothing superseded, no
+    /// event.
+    Derived,
 }
 
 /// A connection pool to the metadata store.

@@ -522,8 +522,8 @@ impl Store {
         .await
     }
 
-    /// Cancelled jobs cancelled at or before `before` whose segments are still
-    /// recorded: their eviction is due (a replaced encode's grace has passed, or an
+    /// Cancelled jobs cancelled at or before `before` whose segments or artefacts are
+    /// still recorded: their eviction is due (a replaced encode's grace has passed, or an
     /// earlier eviction did not finish).
     pub async fn cancelled_jobs_to_evict(
         &self,
@@ -533,7 +533,8 @@ impl Store {
         sqlx::query(concat!(
             job_select!(),
             " WHERE phase = $1 AND phase_updated_at <= $2 \
-              AND EXISTS (SELECT 1 FROM hls_segments s WHERE s.job_id = encoding_jobs.id) \
+              AND (EXISTS (SELECT 1 FROM hls_segments s WHERE s.job_id = encoding_jobs.id) \
+                   OR EXISTS (SELECT 1 FROM job_artifacts a WHERE a.job_id = encoding_jobs.id)) \
               ORDER BY phase_updated_at LIMIT $3"
         ))
         .bind(JobPhase::Cancelled.as_str())

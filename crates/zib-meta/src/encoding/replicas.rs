@@ -90,6 +90,7 @@ impl Store {
         let mut blobs = Vec::new();
         for job in &jobs {
             blobs.extend(Self::job_blobs_in(conn, job).await?);
+            blobs.extend(crate::derived::delete_job_artifacts_in(conn, job).await?);
             sqlx::query(
                 "DELETE FROM segment_replicas WHERE blob_id IN \
                  (SELECT blob_id FROM hls_segments WHERE job_id = $1)",
@@ -123,12 +124,14 @@ impl Store {
         Self::job_blobs_in(&mut conn, job_id).await
     }
 
-    /// Drops a job's output: queues the deletion of every segment copy on its holder,
-    /// deletes its replica, segment and rendition rows, and the file's live pointer if
-    /// it named this job. The job row stays (its history). Returns what to delete now.
+    /// Drops a job's output: queues the deletion of every segment copy on its holder
+    /// and of its artefact files (poster, sprites), deletes its replica, segment and
+    /// rendition rows, its artefacts' rows, and the file's live pointer if it named
+    /// this job. The job row stays (its history). Returns what to delete now.
     pub async fn evict_job_output(&self, job_id: &str, now: i64) -> Result<Vec<(NodeId, BlobId)>> {
         let mut tx = self.begin_write().await?;
-        let blobs = Self::job_blobs_in(&mut tx, job_id).await?;
+        let mut blobs = Self::job_blobs_in(&mut tx, job_id).await?;
+        blobs.extend(crate::derived::delete_job_artifacts_in(&mut tx, job_id).await?);
         sqlx::query(
             "DELETE FROM segment_replicas WHERE blob_id IN \
              (SELECT blob_id FROM hls_segments WHERE job_id = $1)",

@@ -15,6 +15,7 @@ use axum::Router;
 use zib_proto::FileId;
 
 use crate::domain::conditional::{self, Precondition};
+use crate::domain::derived;
 use crate::domain::read::plaintext_stream;
 use crate::domain::read::range::{self, RangeRequest};
 use crate::error::{ApiError, ApiResult};
@@ -45,6 +46,10 @@ async fn get_object(
         .await?
         .filter(|f| f.phase.is_readable())
         .ok_or_else(not_found)?;
+    // An aspect variant's stream file has no bytes: say where it plays.
+    if let Some(message) = derived::stream_only(&state, &file).await? {
+        return Err(ApiError::NotFound(message));
+    }
 
     let stored = state.store.object_headers(file_id).await?;
     let bare_etag = file.file_id.to_string();

@@ -9,6 +9,7 @@ use zib_meta::{BucketDeletion, DeletedFile};
 use zib_proto::FileId;
 
 use super::blob_removal::{delete_blobs_now, NodeCleanup};
+use super::derived::cancel_variant_jobs;
 use super::encoding::cancel::cancel_jobs_of_file;
 use super::multipart_spool::{is_upload_id, UPLOAD_FILE};
 use crate::error::{ApiError, ApiResult, InternalError};
@@ -33,8 +34,9 @@ pub struct Deleted {
     pub node_cleanup: NodeCleanup,
 }
 
-/// Deletes a tenant's file and asks its holders to drop its blobs now. `None` when
-/// the tenant has no such file (already deleted, or another tenant's).
+/// Deletes a tenant's file, with every file derived from it (posters, sprites, aspect
+/// variants and their encodes), and asks the holders to drop the blobs now. `None`
+/// when the tenant has no such file (already deleted, or another tenant's).
 pub async fn delete_file(
     state: &Inner,
     tenant_id: &str,
@@ -49,6 +51,7 @@ pub async fn delete_file(
         .is_some()
     {
         cancel_jobs_of_file(state, file_id, DELETE_REASON).await?;
+        cancel_variant_jobs(state, file_id, DELETE_REASON).await?;
     }
     let Some(deleted) = state
         .store
@@ -65,9 +68,15 @@ pub async fn delete_file(
     }))
 }
 
-/// Queues the deletion of a cancelled or superseded file's blobs and tries them at
-/// once; holders that are offline get them on their next heartbeat.
+/// Queues the deletion of a cancelled or superseded file's blobs, and of every file
+/// derived from it, and tries them at once; holders that are offline get them on
+/// their next heartbeat.
 pub async fn evict(state: &Inner, file_id: FileId) {
+    // Its aspect variants' encodes stop; the store then deletes every file derived
+    // from it (artefacts, variant streams) with the eviction.
+    if let Err(e) = cancel_variant_jobs(state, file_id, SUPERSEDE_REASON).await {
+        tracing::error!(%file_id, error = %e, "cancelling the evicted file's variant encodes failed");
+    }
     match state.store.evict_file(file_id, now_ms()).await {
         Ok(blobs) => {
             if let Err(e) = delete_blobs_now(state, &blobs, EVICT_TIMEOUT).await {

@@ -208,6 +208,10 @@ pub async fn record(
                 evict(state, prior).await;
             }
         }
+        // A job's artefact: no key, no declared pipeline, nothing announced.
+        Distribution::Derived => {
+            tracing::info!(file_id = %file.file_id, shards = rows.len(), "derived file distributed");
+        }
         Distribution::Stale { current } => {
             tracing::info!(file_id = %file.file_id, %current, "late upload of a superseded registration refused");
             evict(state, file.file_id).await;

@@ -9,6 +9,7 @@
 //! - `distribution`: the originator's shard plan and the record of a finished upload.
 //! - `encoding`: video encoding jobs, from request to safe, and their events.
 //! - `deletion`: deleting a file, evicting a superseded one.
+//! - `derived`: files the video pipeline makes from an upload (posters, sprites).
 //! - `blob_removal`: dropping blobs on their holders now, queued for the offline.
 //! - `multipart_spool`: where S3 multipart parts wait, and collecting abandoned ones.
 //! - `s3_secret`: tenants' S3 secrets, sealed under the master key.
@@ -19,6 +20,7 @@
 pub mod blob_removal;
 pub mod conditional;
 pub mod deletion;
+pub mod derived;
 pub mod directory;
 pub mod distribution;
 pub mod encoding;

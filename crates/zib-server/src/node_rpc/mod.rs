@@ -1,6 +1,7 @@
 //! `/v1/node/*`: what nodes call (registration, heartbeats, distribution). Calls the
-//! other way go through `domain::node_client`. The encoding job routes are in `jobs`.
+//! other way go through `domain::node_client`. The encoding job routes are in `jobs`, a job's artefacts in `artifacts`.
 
+mod artifacts;
 mod jobs;
 
 use axum::body::Bytes;
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
             post(upload_distributed),
         )
         .merge(jobs::router())
+        .merge(artifacts::router())
 }
 
 async fn register(

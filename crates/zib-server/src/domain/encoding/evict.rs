@@ -1,5 +1,5 @@
-//! Dropping a job's output: every segment copy on every holder, and the rows that
-//! named them. Used when a job is cancelled, superseded or replaced by a forced
+//! Dropping a job's output: every segment copy on every holder, its artefact files
+//! (poster, sprites), and the rows that named them. Used when a job is cancelled, superseded or replaced by a forced
 //! re-encode (after its grace period), and when its file is deleted or evicted.
 
 use std::time::Duration;
@@ -13,8 +13,8 @@ use crate::state::{now_ms, Inner};
 /// How long eviction waits for a holder before leaving it to its next heartbeat.
 const EVICT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Evicts one job's output: its segment, replica and rendition rows are dropped (and
-/// the file's live pointer if it named this job), every holder is asked to delete
+/// Evicts one job's output: its segment, replica and rendition rows and its artefact
+/// files are dropped (and the file's live pointer if it named this job), every holder is asked to delete
 /// its copies now, and holders that do not confirm get a queued command on their
 /// next heartbeat. The job row itself stays. Idempotent.
 pub async fn evict_job(state: &Inner, job_id: &str) -> ApiResult<()> {
