@@ -447,6 +447,19 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
         assert!(events.is_empty(), "{events:?}");
     }
 
+    // An artefact is not an upload: the tenant cannot delete it on its own (its job
+    // would name a missing file); the API answers as for a file it does not have
+    // (the contract's `already_deleted`), and the poster is still served.
+    let resp = http
+        .delete(format!("{api}/v1/api/file/{}", stored_poster.file_id))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let answer: Value = resp.json().unwrap();
+    assert_eq!(answer["already_deleted"], true, "{answer}");
+    assert!(get(http, &stored_poster.url).2 == poster);
+
     // Deleting the source takes its artefacts, their blobs and the variant with it.
     let mut blobs = Vec::new();
     for id in artefacts {

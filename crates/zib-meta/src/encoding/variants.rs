@@ -311,19 +311,6 @@ impl Store {
         })
     }
 
-    /// The uploaded file `file_id` was derived from (`None`: an uploaded file, or
-    /// no such file). A derived file is no file a tenant can ask to encode.
-    pub async fn file_derived_from(&self, file_id: FileId) -> Result<Option<FileId>> {
-        let from: Option<Option<String>> =
-            sqlx::query_scalar("SELECT derived_from FROM files WHERE file_id = $1")
-                .bind(file_id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-        from.flatten()
-            .map(|f| crate::convert::parse::<FileId>(&f, "files.derived_from"))
-            .transpose()
-    }
-
     /// The variant jobs of main job `parent_id`, oldest first.
     pub async fn variant_jobs(&self, parent_id: &str) -> Result<Vec<EncodingJobRow>> {
         let mut conn = self.pool.acquire().await?;

@@ -42,6 +42,11 @@ pub async fn delete_file(
     tenant_id: &str,
     file_id: FileId,
 ) -> ApiResult<Option<Deleted>> {
+    // A poster or a variant's stream is not an upload: it goes with its source or
+    // its job, never on its own (its job would name a file that is gone).
+    if state.store.derived_file(file_id).await?.is_some() {
+        return Ok(None);
+    }
     // Its encode stops first (the node's lease ends, no later event); the delete
     // then takes the jobs' rows and segment copies with the file.
     if state

@@ -48,7 +48,7 @@ pub(super) async fn resolve_file(
             let id: FileId = req.object_key.parse().map_err(|_| not_found())?;
             // A file the pipeline derived (a poster, a variant's stream) is not an
             // upload: it has no source of its own to encode.
-            if state.store.file_derived_from(id).await?.is_some() {
+            if state.store.derived_file(id).await?.is_some() {
                 return Err(not_found());
             }
             state
