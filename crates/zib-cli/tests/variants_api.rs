@@ -279,6 +279,18 @@ fn a_backfilled_variant_from_request_to_its_completion() {
     let rows = mine["jobs"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{mine}");
     assert_eq!(rows[0]["encoding_id"], main.as_str());
+    // The stream file is no upload: it cannot be encoded, cancelled or retried.
+    let (status, v) = request(&cluster, json!({"object_key": stream_file}));
+    assert_eq!(status, 404, "{v}");
+    for method in [reqwest::Method::DELETE, reqwest::Method::POST] {
+        let path = match method {
+            reqwest::Method::DELETE => format!("/v1/api/my-jobs/{stream_file}"),
+            _ => format!("/v1/api/my-jobs/{stream_file}/retry"),
+        };
+        let (status, v) = call(&cluster, method, &path, None);
+        assert_eq!(status, 404, "{path}: {v}");
+    }
+    assert_eq!(job(&cluster, &child)["phase"], "queued");
 
     // The encoding node claims the child: the crop and its own key.
     let claimed = claim(&cluster, &encoder);
@@ -288,7 +300,19 @@ fn a_backfilled_variant_from_request_to_its_completion() {
         claimed.thumbnails, None,
         "the parent's opt-out carries over"
     );
-    assert!(claimed.source.url.contains(&child));
+    // It reads the uploaded file's source, not its (empty) stream file.
+    let source = cluster
+        .http()
+        .get(&claimed.source.url)
+        .bearer_auth(cluster_token(&cluster))
+        .header(zib_proto::jobs::LEASE_HEADER, &claimed.lease_token)
+        .send()
+        .unwrap();
+    assert_eq!(source.status().as_u16(), 200);
+    let bytes = source.bytes().unwrap();
+    assert_eq!(claimed.source.size, 300_000);
+    assert_eq!(bytes.len() as u64, claimed.source.ciphertext_size);
+    assert!(bytes.len() > 300_000);
     finish(&cluster, &encoder, &claimed);
 
     let vertical = stream_url(&cluster, &stream_file);
@@ -342,17 +366,64 @@ fn a_backfilled_variant_from_request_to_its_completion() {
     assert!(main_complete.get("parent_encoding_job_id").is_none());
 }
 
-#[test]
-fn variants_asked_with_the_encode_are_cancelled_with_it() {
-    let cluster = Cluster::start_with_env(3, &[("ZIB_FFMPEG", "/bin/false")]);
-    let b = upload(&cluster, "clips/b.mp4", 2);
-    advertise_encode(&cluster);
-    let (status, queued) = request(
-        &cluster,
-        json!({"object_key": b, "aspect_variants": ["9:16"]}),
+/// Initiates with `pipeline`, then uploads through the registration.
+fn upload_with_pipeline(cluster: &Cluster, key: &str, pipeline: Value) -> String {
+    let data = pattern(200_000, 99);
+    let (status, reg) = call(
+        cluster,
+        reqwest::Method::POST,
+        "/v1/api/upload/initiate",
+        Some(json!({"bucket": "video", "key": key, "file_size": data.len(), "pipeline": pipeline})),
     );
-    assert_eq!(status, 200, "{queued}");
-    let main = queued["encoding_id"].as_str().unwrap().to_string();
+    assert_eq!(status, 200, "{reg}");
+    let reg: zib_proto::api::Registration = serde_json::from_value(reg).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let path = write_file(work.path(), "f", &data);
+    let client = cluster.client();
+    rt().block_on(zib_client::upload_with_registration(
+        client.http(),
+        &reg,
+        &path,
+        &zib_client::UploadOptions::default(),
+    ))
+    .unwrap();
+    reg.file_id.to_string()
+}
+
+#[test]
+fn variants_declared_with_the_encode_and_cancelled_with_it() {
+    let cluster = Cluster::start_with_env(3, &[("ZIB_FFMPEG", "/bin/false")]);
+    let hook = Receiver::start();
+    let encoder = advertise_encode(&cluster);
+    let b = upload_with_pipeline(
+        &cluster,
+        "clips/b.mp4",
+        json!({"encode": true, "aspect_variants": ["9:16"], "webhook_url": hook.url("/b")}),
+    );
+    // Declared but not uploaded yet: the stage is pending, its variants `{}`.
+    let (status, reg) = call(
+        &cluster,
+        reqwest::Method::POST,
+        "/v1/api/upload/initiate",
+        Some(
+            json!({"bucket": "video", "key": "clips/later.mp4", "file_size": 10,
+                    "pipeline": {"encode": true, "aspect_variants": ["9:16"]}}),
+        ),
+    );
+    assert_eq!(status, 200, "{reg}");
+    let pending = encoding_stage(&cluster, reg["file_id"].as_str().unwrap());
+    assert_eq!(pending["status"], "pending", "{pending}");
+    assert_eq!(pending["aspect_variants"], json!({}), "{pending}");
+    assert_eq!(pending["video"], Value::Null);
+
+    let mut main = String::new();
+    wait_for("the declared encode to be queued", WAIT, || {
+        main = encoding_stage(&cluster, &b)["encoding_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        !main.is_empty()
+    });
     // Asked for with the encode: `{}` from the start.
     assert_eq!(job(&cluster, &main)["aspect_variants"], json!({}));
     assert_eq!(encoding_stage(&cluster, &b)["aspect_variants"], json!({}));
@@ -363,7 +434,6 @@ fn variants_asked_with_the_encode_are_cancelled_with_it() {
         None,
     );
     assert_eq!(mine["jobs"].as_array().unwrap().len(), 1, "{mine}");
-
     // A backfill while the main job is in flight: nothing encoded to add to.
     let (status, v) = request(
         &cluster,
@@ -381,6 +451,23 @@ fn variants_asked_with_the_encode_are_cancelled_with_it() {
     let child = children[0].id.clone();
     assert_eq!(job(&cluster, &child)["phase"], "queued");
 
+    // The main job first (oldest first); its encoding.complete says its variant is
+    // not encoded yet.
+    let claimed = claim(&cluster, &encoder);
+    assert_eq!(claimed.job_id, main);
+    finish(&cluster, &encoder, &claimed);
+    let got = hook.wait_until("the main encoding.complete", WAIT, |rs| {
+        rs.iter().any(|r| r.event() == "encoding.complete")
+    });
+    let complete = got
+        .iter()
+        .find(|r| r.event() == "encoding.complete")
+        .unwrap()
+        .json();
+    assert_eq!(complete["job_id"], main.as_str());
+    assert_eq!(complete["aspect_variants"], json!({}), "{complete}");
+
+    // Cancelling the main job cancels its variant in flight.
     let (status, v) = call(
         &cluster,
         reqwest::Method::DELETE,
@@ -391,4 +478,10 @@ fn variants_asked_with_the_encode_are_cancelled_with_it() {
     assert_eq!(job(&cluster, &main)["phase"], "cancelled");
     let c = job(&cluster, &child);
     assert_eq!(c["phase"], "cancelled", "{c}");
+    let resp = node_post(
+        &cluster,
+        "/v1/node/jobs/claim",
+        json!({ "node_id": encoder }),
+    );
+    assert_eq!(resp.status().as_u16(), 204, "nothing left to claim");
 }

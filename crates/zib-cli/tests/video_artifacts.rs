@@ -130,15 +130,14 @@ struct Rig {
 }
 
 impl Rig {
-    fn start() -> Rig {
-        let cluster = Cluster::start_with_env(
-            3,
-            &[
-                ("ZIB_ENCODING_LEASE_SECS", "300"),
-                // No dev node finds ffmpeg: this test is the cluster's only encoder.
-                ("PATH", "/nonexistent-no-ffmpeg"),
-            ],
-        );
+    fn start(extra_env: &[(&str, &str)]) -> Rig {
+        let mut env = vec![
+            ("ZIB_ENCODING_LEASE_SECS", "300"),
+            // No dev node finds ffmpeg: this test is the cluster's only encoder.
+            ("PATH", "/nonexistent-no-ffmpeg"),
+        ];
+        env.extend_from_slice(extra_env);
+        let cluster = Cluster::start_with_env(3, &env);
         let api = cluster.creds.api_url.clone();
         let node = Node {
             http: cluster.http(),
@@ -238,7 +237,7 @@ impl Rig {
 
 #[test]
 fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
-    let rig = Rig::start();
+    let rig = Rig::start(&[]);
     let (cluster, http, api, node, rt, store) = (
         &rig.cluster,
         &rig.http,
@@ -448,6 +447,19 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
         assert!(events.is_empty(), "{events:?}");
     }
 
+    // An artefact is not an upload: the tenant cannot delete it on its own (its job
+    // would name a missing file); the API answers as for a file it does not have
+    // (the contract's `already_deleted`), and the poster is still served.
+    let resp = http
+        .delete(format!("{api}/v1/api/file/{}", stored_poster.file_id))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let answer: Value = resp.json().unwrap();
+    assert_eq!(answer["already_deleted"], true, "{answer}");
+    assert!(get(http, &stored_poster.url).2 == poster);
+
     // Deleting the source takes its artefacts, their blobs and the variant with it.
     let mut blobs = Vec::new();
     for id in artefacts {
@@ -480,7 +492,11 @@ fn artefacts_are_sealed_unlisted_files_that_go_with_their_source() {
 
 #[test]
 fn a_cancelled_job_and_a_superseded_source_take_their_artefacts_along() {
-    let rig = Rig::start();
+    // Uploads from 1 MiB go in parts: so does an artefact that large.
+    let rig = Rig::start(&[
+        ("ZIB_MULTIPART_THRESHOLD", "1048576"),
+        ("ZIB_PART_SIZE", "262144"),
+    ]);
     let source = rig.upload("clips/take.mp4", 31);
     let poster = jpeg("320x180", 40);
 
@@ -510,12 +526,23 @@ fn a_cancelled_job_and_a_superseded_source_take_their_artefacts_along() {
     // A new encode with a poster and a variant; then the key is uploaded again.
     let (job, lease) = rig.encode_and_claim(source);
     let kept = rig.node.stored(&job, &lease, "poster", 0, &poster);
-    let blobs = rig.blobs_of(kept.file_id);
+    let large = pattern(MIB + MIB / 2 + 3, 33);
+    let sheet = rig.node.stored(&job, &lease, "sprite_sheet", 0, &large);
+    assert!(
+        rig.file(sheet.file_id).unwrap().part_count > 1,
+        "sent in parts"
+    );
+    let (status, ct, body) = get(&rig.http, &sheet.url);
+    assert_eq!((status, ct.as_str()), (200, "image/jpeg"));
+    assert!(body == large, "a multipart artefact comes back whole");
+    let mut blobs = rig.blobs_of(kept.file_id);
+    blobs.extend(rig.blobs_of(sheet.file_id));
     let row = rig.file(source).unwrap();
     let stream = variant_stream_file(&rig.rt, &rig.store, &row);
     let newer = rig.upload("clips/take.mp4", 32);
     assert_ne!(newer, source);
     assert_eq!(get(&rig.http, &kept.url).0, 404);
+    assert_eq!(get(&rig.http, &sheet.url).0, 404);
     assert_eq!(rig.file(kept.file_id), None);
     assert_eq!(rig.file(stream), None);
     rig.wait_blobs_gone(&blobs);

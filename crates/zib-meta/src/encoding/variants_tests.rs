@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use zib_proto::{BlobId, NodeId};
 
 use super::*;
@@ -394,4 +394,95 @@ async fn a_child_sends_no_event_before_it_completes() {
         "only the main job's events: {sent:?}"
     );
     assert_eq!(sent.len(), 2, "encoding.queued and encoding.started");
+}
+
+/// Drives a claimed job (token `tok`) through one published rung to `done`.
+async fn encode(store: &Store, job_id: &str, token: &str, at: i64) {
+    let enc = NodeId::from_str("ZB-ENC001").unwrap();
+    let rung = crate::encoding::NewRendition {
+        name: "360p".into(),
+        width: 640,
+        height: 360,
+        codecs: "avc1.64001f".into(),
+        frame_rate: 30.0,
+    };
+    assert!(store
+        .record_job_probe(job_id, token, &json!({"duration_secs": 4.0}), &[rung], at)
+        .await
+        .unwrap());
+    let segment = crate::encoding::NewSegment {
+        rendition: "360p".into(),
+        seq: 0,
+        duration_ms: 4_000,
+        size: 1_000,
+        blake3: vec![1; 32],
+        iv: vec![0; 16],
+        blob_id: BlobId::new_random(),
+    };
+    store
+        .record_segment(job_id, &enc, token, &segment, at)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .publish_rendition(job_id, token, "360p", 1, at)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .complete_encoding_job(job_id, token, "replaced", at, &build)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_main_jobs_completion_sees_its_children_and_a_child_announces_its_own() {
+    let (_d, store, tenant) = open().await;
+    let file = distributed(&store, &tenant, "a.mp4").await;
+    let main = create(&store, main_job(&file, vec![variant()]), false).await;
+    let child = store.variant_jobs(&main.id).await.unwrap().remove(0);
+    let node = NodeId::from_str("ZB-ENC001").unwrap();
+    let claimed = store
+        .claim_encoding_job(&node, "m", 99_000, 9_000, &build)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, main.id);
+    encode(&store, &main.id, "m", 9_100).await;
+    let claimed = store
+        .claim_encoding_job(&node, "c", 99_000, 9_200, &build)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, child.id);
+    encode(&store, &child.id, "c", 9_300).await;
+
+    // The child is live on its own stream file; the source keeps the main job.
+    assert_eq!(
+        store.live_encoding_job_id(child.file_id).await.unwrap(),
+        Some(child.id.clone())
+    );
+    assert_eq!(
+        store.live_encoding_job_id(file.file_id).await.unwrap(),
+        Some(main.id.clone())
+    );
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT event_type, job_id, payload FROM webhook_events \
+         WHERE event_type = 'Complete' ORDER BY rowid",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap();
+    let completes: Vec<(String, Value)> = rows
+        .into_iter()
+        .map(|(_, job, payload)| (job, serde_json::from_str(&payload).unwrap()))
+        .collect();
+    assert_eq!(
+        completes,
+        [
+            (main.id.clone(), json!({"children": 1})),
+            (child.id.clone(), json!({"children": 0})),
+        ]
+    );
 }

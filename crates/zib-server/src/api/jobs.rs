@@ -137,7 +137,8 @@ fn cancel_reason(body: &[u8]) -> ApiResult<String> {
     }
 }
 
-/// Cancels the file's latest job: 404 without one, 409 once it is terminal.
+/// Cancels the file's latest job (and its aspect variants in flight): 404 without
+/// one, 409 once it is terminal.
 pub async fn cancel_job(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
@@ -146,10 +147,13 @@ pub async fn cancel_job(
 ) -> ApiResult<Json<MyJob>> {
     let id = file_id(&raw)?;
     let reason = cancel_reason(&body)?;
+    // A variant's stream file is not an upload (not listed either): its jobs go
+    // with their main job's.
     let job = state
         .store
         .latest_encoding_job(&tenant.id, id)
         .await?
+        .filter(|j| !j.is_variant())
         .ok_or_else(|| ApiError::NotFound(format!("no encoding job for file {id}")))?;
     let not_cancellable = |phase: JobPhase| {
         ApiError::Conflict(format!(

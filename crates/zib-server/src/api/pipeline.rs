@@ -53,10 +53,15 @@ pub async fn pipeline_status(
         FilePhase::Cancelled | FilePhase::Failed => ("failed", "failed"),
     };
     let declared = state.store.file_pipeline(id).await?;
-    let encode_declared = declared
+    let declared_pipeline = declared
         .as_ref()
-        .and_then(|d| Pipeline::from_json(Some(d)).ok())
+        .and_then(|d| Pipeline::from_json(Some(d)).ok());
+    let encode_declared = declared_pipeline
+        .as_ref()
         .is_some_and(|p| p.stages().contains(&Stage::Encoding));
+    let variants_declared = declared_pipeline
+        .as_ref()
+        .is_some_and(|p| !p.aspect_variants.is_empty());
     let job = state.store.latest_encoding_job(&tenant.id, id).await?;
     // A cancelled upload is terminal whatever its encode did (the reference).
     let status = match (&job, file.phase) {
@@ -67,16 +72,23 @@ pub async fn pipeline_status(
     };
     let encoding = match &job {
         Some(job) => encoding_stage(&state, job).await?,
-        None if encode_declared => json!({
-            "status": "pending",
-            "phase": null,
-            "encoding_id": null,
-            "progress": 0,
-            "hls_manifest_url": null,
-            "error_message": null,
-            "thumbnails": null,
-            "video": null,
-        }),
+        None if encode_declared => {
+            let mut pending = json!({
+                "status": "pending",
+                "phase": null,
+                "encoding_id": null,
+                "progress": 0,
+                "hls_manifest_url": null,
+                "error_message": null,
+                "thumbnails": null,
+                "video": null,
+            });
+            // Asked for, none encoded yet (the same rule as once the job exists).
+            if variants_declared {
+                pending["aspect_variants"] = json!({});
+            }
+            pending
+        }
         None => Value::Null,
     };
     let upload_phase = if degraded {

@@ -35,13 +35,18 @@ pub struct Deleted {
 }
 
 /// Deletes a tenant's file, with every file derived from it (posters, sprites, aspect
-/// variants and their encodes), and asks the holders to drop the blobs now. `None` when
-/// the tenant has no such file (already deleted, or another tenant's).
+/// variants and their encodes), and asks the holders to drop the blobs now. `None`
+/// when the tenant has no such file (already deleted, or another tenant's).
 pub async fn delete_file(
     state: &Inner,
     tenant_id: &str,
     file_id: FileId,
 ) -> ApiResult<Option<Deleted>> {
+    // A poster or a variant's stream is not an upload: it goes with its source or
+    // its job, never on its own (its job would name a file that is gone).
+    if state.store.derived_file(file_id).await?.is_some() {
+        return Ok(None);
+    }
     // Its encode stops first (the node's lease ends, no later event); the delete
     // then takes the jobs' rows and segment copies with the file.
     if state

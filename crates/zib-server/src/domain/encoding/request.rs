@@ -46,6 +46,11 @@ pub(super) async fn resolve_file(
             // its key, pass `bucket` too).
             let not_found = || ApiError::NotFound(format!("file {} not found", req.object_key));
             let id: FileId = req.object_key.parse().map_err(|_| not_found())?;
+            // A file the pipeline derived (a poster, a variant's stream) is not an
+            // upload: it has no source of its own to encode.
+            if state.store.derived_file(id).await?.is_some() {
+                return Err(not_found());
+            }
             state
                 .store
                 .file_for_tenant(tenant_id, id)
@@ -242,12 +247,15 @@ async fn try_enqueue_declared(state: &Inner, file_id: FileId) -> ApiResult<()> {
 }
 
 /// The tenant's retry of the file's latest job, which must be
-/// `failed_user_action`: back to `queued` with a fresh retry budget.
+/// `failed_user_action`: back to `queued` with a fresh retry budget. Its
+/// aspect-variant children are left as they are.
 pub async fn retry(state: &Inner, tenant_id: &str, file_id: FileId) -> ApiResult<EncodingJobRow> {
+    // A variant's stream file is not an upload: its jobs follow their main job's.
     let job = state
         .store
         .latest_encoding_job(tenant_id, file_id)
         .await?
+        .filter(|j| !j.is_variant())
         .ok_or_else(|| ApiError::NotFound(format!("no encoding job for file {file_id}")))?;
     let now = now_ms();
     state

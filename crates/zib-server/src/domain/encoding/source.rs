@@ -34,11 +34,10 @@ pub async fn source(
                 "the lease on encoding job {job_id} is no longer held: stop working on it"
             ))
         })?;
-    let file = state.store.file(job.file_id).await?.ok_or_else(|| {
-        InternalError::Other(format!(
-            "job {} names a missing file {}",
-            job.id, job.file_id
-        ))
+    // An aspect-variant job reads its parent's uploaded source, not its stream file.
+    let source = job.source_file();
+    let file = state.store.file(source).await?.ok_or_else(|| {
+        InternalError::Other(format!("job {} names a missing file {source}", job.id))
     })?;
     if !file.phase.is_readable() {
         return Err(ApiError::Gone(format!(
