@@ -194,6 +194,15 @@ async fn wait_variants(
     let has_all = |job: &Value| ratios.iter().all(|r| !job["aspect_variants"][r].is_null());
     let mut told = false;
     while !has_all(&job) {
+        // The block is omitted when the job asked for none: an encode that already
+        // existed (`already_encoded`) does not grow variants without a backfill.
+        if job["aspect_variants"].is_null() {
+            bail!(
+                "encoding {job_id} was not asked for aspect variants (the file was already \
+                 encoded?): add them with --aspect-variant {} --variants-only",
+                ratios.join(" --aspect-variant ")
+            );
+        }
         if started.elapsed() > VARIANTS_WAIT {
             bail!(
                 "encoding {job_id} is playable but its aspect variants {} did not appear \
