@@ -27,6 +27,9 @@ use crate::encoding::{job_from_row, job_select, EncodingJobRow};
 use crate::engine::{DbConn, FetchRows};
 use crate::{FileRow, Result};
 
+/// Where the keys of derived files live: `{source key}/.zib/...`.
+const DERIVED_KEYS: &str = "/.zib/";
+
 /// One peer event to emit.
 struct PeerEvent {
     format: WebhookFormat,
@@ -243,7 +246,12 @@ pub(super) async fn translate(conn: &mut DbConn, event: &WebhookEvent, now: i64)
         }
         None => None,
     };
-    if file.derived || job.as_ref().is_some_and(EncodingJobRow::is_variant) {
+    let variant_event = event
+        .payload
+        .get("parent_encoding_job_id")
+        .and_then(|p| p.as_str())
+        .is_some();
+    if file.derived || variant_event || job.as_ref().is_some_and(EncodingJobRow::is_variant) {
         return Ok(());
     }
     if !file.is_video() && job.is_none() {
@@ -360,7 +368,9 @@ async fn deleted(conn: &mut DbConn, event: &WebhookEvent, file_id: &str, now: i6
 /// `video.upload.started`, when an upload of a `video/*` file is registered (inside
 /// the transaction that inserts its row).
 pub(crate) async fn upload_started(conn: &mut DbConn, file: &FileRow, now: i64) -> Result<()> {
-    if !file.content_type.starts_with("video/") {
+    // A derived file (its key under `{source key}/.zib/`) is registered through the
+    // same insert before it is marked derived: it is not an upload.
+    if !file.content_type.starts_with("video/") || file.object_key.contains(DERIVED_KEYS) {
         return Ok(());
     }
     let file_id = file.file_id.to_string();
@@ -417,3 +427,7 @@ pub(crate) async fn rendition_published(
     ];
     emit(conn, &file.video, Some(&job.id), out, now).await
 }
+
+#[cfg(test)]
+#[path = "formats_tests.rs"]
+mod tests;
