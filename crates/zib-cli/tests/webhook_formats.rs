@@ -370,6 +370,25 @@ fn each_format_gets_its_documented_sequence_for_upload_encode_and_delete() {
         );
     }
     assert!(zib.iter().all(|r| r.json().get("event").is_some()));
+
+    // The event log tells the formats apart (both zib and media have encoding.started).
+    let (status, log) = tenant.call(
+        reqwest::Method::GET,
+        &format!("/v1/api/webhooks/events?file_id={file_id}&limit=500"),
+        None,
+    );
+    assert_eq!(status, 200, "{log}");
+    let mut started: Vec<&str> = log["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e["event"] == "encoding.started")
+                .filter_map(|e| e["format"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    started.sort();
+    assert_eq!(started, vec!["media", "zib"], "{log}");
 }
 
 #[test]

@@ -504,6 +504,7 @@ fn event_json(e: &WebhookEvent) -> Value {
     json!({
         "id": e.id,
         "event": e.event_type,
+        "format": WebhookFormat::of_payload(&e.payload).as_str(),
         "file_id": e.file_id,
         "job_id": e.job_id,
         "created_at": iso_millis(e.created_at),
