@@ -219,6 +219,7 @@ pub async fn run(args: WebhooksArgs) -> Result<()> {
                 &[
                     ("EVENT_ID", "id"),
                     ("EVENT", "event"),
+                    ("FORMAT", "format"),
                     ("CREATED_AT", "created_at"),
                     ("FILE_ID", "file_id"),
                 ],
