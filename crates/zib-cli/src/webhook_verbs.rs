@@ -30,6 +30,10 @@ pub enum WebhooksCommand {
         events: Option<Vec<String>>,
         #[arg(long)]
         description: Option<String>,
+        /// Payload vocabulary: zib (default), lifecycle (video.* envelopes) or media
+        /// (flat bodies); --events then names that format's types.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Delete an endpoint.
     Delete { id: String },
@@ -134,6 +138,7 @@ pub async fn run(args: WebhooksArgs) -> Result<()> {
                     vec![
                         text(&e["id"]),
                         text(&e["enabled"]),
+                        text(&e["format"]),
                         e["event_types"]
                             .as_array()
                             .map(|t| t.iter().map(text).collect::<Vec<_>>().join(","))
@@ -142,14 +147,18 @@ pub async fn run(args: WebhooksArgs) -> Result<()> {
                     ]
                 })
                 .collect();
-            print_rows(&["ID", "ENABLED", "EVENTS", "URL"], rows);
+            print_rows(&["ID", "ENABLED", "FORMAT", "EVENTS", "URL"], rows);
         }
         WebhooksCommand::Create {
             url,
             events,
             description,
+            format,
         } => {
             let mut body = json!({"url": url});
+            if let Some(f) = format {
+                body["format"] = json!(f);
+            }
             if let Some(e) = events {
                 body["event_types"] = json!(e);
             }
@@ -210,6 +219,7 @@ pub async fn run(args: WebhooksArgs) -> Result<()> {
                 &[
                     ("EVENT_ID", "id"),
                     ("EVENT", "event"),
+                    ("FORMAT", "format"),
                     ("CREATED_AT", "created_at"),
                     ("FILE_ID", "file_id"),
                 ],

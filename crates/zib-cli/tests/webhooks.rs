@@ -469,6 +469,43 @@ fn the_cli_manages_endpoints_on_zib_dev() {
     let listing = String::from_utf8(out.stdout).unwrap();
     assert!(listing.contains(&id) && listing.contains("file.ready,file.deleted"));
 
+    // --format picks the payload vocabulary, and --events are checked in it.
+    let out = cluster.cli(&[
+        "webhooks",
+        "create",
+        &hook.url("/lifecycle"),
+        "--format",
+        "lifecycle",
+        "--events",
+        "video.ready,video.deleted",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let life: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(life["format"], "lifecycle");
+    let out = cluster.cli(&[
+        "webhooks",
+        "create",
+        &hook.url("/lifecycle"),
+        "--format",
+        "lifecycle",
+        "--events",
+        "file.ready",
+    ]);
+    assert!(!out.status.success(), "file.ready is not a lifecycle type");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("event_types"));
+    let out = cluster.cli(&["webhooks", "list"]);
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert!(listing.contains("lifecycle") && listing.contains("video.ready,video.deleted"));
+    let life_id = life["id"].as_str().unwrap_or_default();
+    assert!(cluster
+        .cli(&["webhooks", "delete", life_id])
+        .status
+        .success());
+
     // Subscribed to file.ready and file.deleted only.
     let work = tempfile::tempdir().unwrap();
     let path = write_file(work.path(), "a.txt", b"hello webhooks");

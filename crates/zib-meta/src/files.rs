@@ -23,6 +23,7 @@ impl Store {
     /// file always starts pending. A reused `file_id` or `upload_blob_id` is a
     /// [`MetaError::Conflict`].
     pub async fn insert_file(&self, file: &FileRow) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO files (file_id, tenant_id, bucket_id, object_key, size, \
                  ciphertext_size, content_type, phase, wrapped_dek, chunk_size, \
@@ -50,12 +51,14 @@ impl Store {
         .bind(i64::from(file.part_count))
         .bind(file.expires_at)
         .bind(file.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => MetaError::BucketDeleted,
             _ => conflict_on_unique(e, "file id or upload blob id already exists"),
         })?;
+        crate::webhooks::upload_started(&mut tx, file, file.created_at).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -106,6 +106,7 @@ async fn file_lifecycle_events_go_to_the_tenant_default_and_subscribed_endpoints
                 event_types: Some(vec!["file.deleted".into()]),
                 enabled: true,
                 secret: "whsec_b".into(),
+                format: Default::default(),
             },
             1,
         )

@@ -6,7 +6,8 @@
 //! every party must agree on in [`params`], the machine codes of error answers in
 //! [`error_codes`], the typed upload pipeline
 //! declaration in [`pipeline`], the encoding-job protocol between server and nodes in
-//! [`jobs`], and webhook event names and payloads in [`events`].
+//! [`jobs`], webhook event names and payloads in [`events`], and the peer platforms'
+//! webhook formats in [`peer_events`].
 
 pub mod api;
 pub mod encoding;
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod jobs;
 pub mod node_rpc;
 pub mod params;
+pub mod peer_events;
 pub mod pipeline;
 pub mod workers;
 

@@ -295,6 +295,7 @@ impl Store {
         if made_live {
             set_live(&mut tx, job.file_id, job_id, now).await?;
         }
+        crate::webhooks::rendition_published(&mut tx, &job, name, now).await?;
         tx.commit().await?;
         Ok(Some(Published {
             bandwidth,

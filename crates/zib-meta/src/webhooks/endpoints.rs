@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 use sqlx::Row;
+use zib_proto::peer_events::WebhookFormat;
 
 use super::{json_text, prefixed_id};
 use crate::engine::{DbConn, DbRow, FetchRows};
@@ -18,6 +19,8 @@ pub struct WebhookEndpoint {
     pub event_types: Option<Vec<String>>,
     pub enabled: bool,
     pub secret: String,
+    /// The payload vocabulary it receives.
+    pub format: WebhookFormat,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -40,6 +43,7 @@ pub struct NewEndpoint {
     pub event_types: Option<Vec<String>>,
     pub enabled: bool,
     pub secret: String,
+    pub format: WebhookFormat,
 }
 
 /// Changes to an endpoint; `None` leaves a field as it is.
@@ -50,6 +54,9 @@ pub struct EndpointPatch {
     /// `Some(None)` subscribes to every event type.
     pub event_types: Option<Option<Vec<String>>>,
     pub enabled: Option<bool>,
+    pub format: Option<WebhookFormat>,
+    /// A new signing secret (a full update that gives one).
+    pub secret: Option<String>,
 }
 
 fn event_types_text(types: &Option<Vec<String>>) -> Result<Option<String>> {
@@ -77,6 +84,11 @@ pub(super) fn endpoint_from_row(row: &DbRow) -> Result<WebhookEndpoint> {
         event_types,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         secret: row.try_get("secret")?,
+        format: {
+            let text: String = row.try_get("format")?;
+            WebhookFormat::parse(&text)
+                .ok_or_else(|| super::corrupt("webhook_endpoints.format", &text))?
+        },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -111,13 +123,14 @@ impl Store {
             event_types: new.event_types,
             enabled: new.enabled,
             secret: new.secret,
+            format: new.format,
             created_at: now,
             updated_at: now,
         };
         sqlx::query(
             "INSERT INTO webhook_endpoints (id, tenant_id, url, description, event_types, \
-                 enabled, secret, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                 enabled, secret, format, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
         )
         .bind(&endpoint.id)
         .bind(&endpoint.tenant_id)
@@ -126,6 +139,7 @@ impl Store {
         .bind(event_types_text(&endpoint.event_types)?)
         .bind(i64::from(endpoint.enabled))
         .bind(&endpoint.secret)
+        .bind(endpoint.format.as_str())
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -173,15 +187,23 @@ impl Store {
         if let Some(e) = patch.enabled {
             ep.enabled = e;
         }
+        if let Some(f) = patch.format {
+            ep.format = f;
+        }
+        if let Some(s) = patch.secret {
+            ep.secret = s;
+        }
         ep.updated_at = now;
         sqlx::query(
             "UPDATE webhook_endpoints SET url = $1, description = $2, event_types = $3, \
-                 enabled = $4, updated_at = $5 WHERE id = $6",
+                 enabled = $4, format = $5, secret = $6, updated_at = $7 WHERE id = $8",
         )
         .bind(&ep.url)
         .bind(&ep.description)
         .bind(event_types_text(&ep.event_types)?)
         .bind(i64::from(ep.enabled))
+        .bind(ep.format.as_str())
+        .bind(&ep.secret)
         .bind(now)
         .bind(&ep.id)
         .execute(&mut *tx)
@@ -236,6 +258,7 @@ mod tests {
             event_types: None,
             enabled: true,
             secret: "s".into(),
+            format: WebhookFormat::Zib,
             created_at: 0,
             updated_at: 0,
         };

@@ -3,12 +3,13 @@
 
 use serde_json::Value;
 use zib_proto::events::{file_event, webhook_test, EventFile, WEBHOOK_TEST};
+use zib_proto::peer_events::WebhookFormat;
 use zib_proto::FileId;
 
 use super::deliveries::insert_delivery;
 use super::endpoints::{endpoint_from_row, find_endpoint};
 use super::event_rows::{event_columns, event_from_row, WebhookEvent};
-use super::{json_text, prefixed_id, DeliveryTarget};
+use super::{formats, json_text, prefixed_id, DeliveryTarget};
 use crate::engine::{DbConn, FetchRows};
 use crate::{Result, Store};
 
@@ -47,31 +48,48 @@ async fn request_url(conn: &mut DbConn, event: &WebhookEvent) -> Result<Option<S
     }
 }
 
+/// The request's own target, else the tenant default: 0 or 1 delivery.
+async fn fan_out_request_or_tenant(
+    conn: &mut DbConn,
+    event: &WebhookEvent,
+    now: i64,
+) -> Result<usize> {
+    if let Some(url) = request_url(conn, event).await? {
+        insert_delivery(conn, event, DeliveryTarget::Request, None, &url, now).await?;
+        return Ok(1);
+    }
+    let tenant_url: Option<String> =
+        sqlx::query_scalar("SELECT url FROM tenant_webhooks WHERE tenant_id = $1")
+            .bind(&event.tenant_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+    match tenant_url {
+        Some(url) => {
+            insert_delivery(conn, event, DeliveryTarget::Tenant, None, &url, now).await?;
+            Ok(1)
+        }
+        None => Ok(0),
+    }
+}
+
 /// One delivery per current target of the event: the job's own URL if its request
 /// gave one, else the upload's own, else the tenant default; plus every enabled
-/// endpoint subscribed to it.
+/// endpoint of the event's format subscribed to it. A peer-format event goes to
+/// endpoints of its format only.
 async fn fan_out(conn: &mut DbConn, event: &WebhookEvent, now: i64) -> Result<usize> {
     let mut count = 0;
-    let request_url = request_url(conn, event).await?;
-    if let Some(url) = request_url {
-        insert_delivery(conn, event, DeliveryTarget::Request, None, &url, now).await?;
-        count += 1;
-    } else {
-        let tenant_url: Option<String> =
-            sqlx::query_scalar("SELECT url FROM tenant_webhooks WHERE tenant_id = $1")
-                .bind(&event.tenant_id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .flatten();
-        if let Some(url) = tenant_url {
-            insert_delivery(conn, event, DeliveryTarget::Tenant, None, &url, now).await?;
-            count += 1;
-        }
+    let format = WebhookFormat::of_payload(&event.payload);
+    // Request and tenant targets always speak zib.
+    if format == WebhookFormat::Zib {
+        count += fan_out_request_or_tenant(conn, event, now).await?;
     }
     let endpoints = sqlx::query(
-        "SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = 1 ORDER BY id",
+        "SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = 1 AND format = $2 \
+         ORDER BY id",
     )
     .bind(&event.tenant_id)
+    .bind(format.as_str())
     .fetch_rows(&mut *conn, endpoint_from_row)
     .await?;
     for ep in endpoints.iter().filter(|ep| ep.wants(&event.event_type)) {
@@ -99,6 +117,12 @@ async fn insert_event(conn: &mut DbConn, new: NewWebhookEvent, now: i64) -> Resu
         payload: new.payload,
         created_at: now,
     };
+    insert_event_with_id(conn, &event).await?;
+    Ok(event)
+}
+
+/// Stores an event whose id is already chosen (a lifecycle body carries its own id).
+pub(super) async fn insert_event_with_id(conn: &mut DbConn, event: &WebhookEvent) -> Result<()> {
     sqlx::query(
         "INSERT INTO webhook_events (id, tenant_id, event_type, file_id, job_id, payload, \
              created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -109,10 +133,10 @@ async fn insert_event(conn: &mut DbConn, new: NewWebhookEvent, now: i64) -> Resu
     .bind(&event.file_id)
     .bind(&event.job_id)
     .bind(json_text(&event.payload, "webhook_events.payload")?)
-    .bind(now)
+    .bind(event.created_at)
     .execute(&mut *conn)
     .await?;
-    Ok(event)
+    Ok(())
 }
 
 /// The tenant's event `id`, read on `conn`: a pooled connection, or the caller's
@@ -129,7 +153,8 @@ async fn find_event(conn: &mut DbConn, tenant_id: &str, id: &str) -> Result<Opti
     .await
 }
 
-/// Puts an event in the outbox with its deliveries, inside the caller's transaction.
+/// Puts an event in the outbox with its deliveries, inside the caller's transaction,
+/// and the peer-format events of the transition it reports (`formats`).
 pub(crate) async fn enqueue_event(
     conn: &mut DbConn,
     new: NewWebhookEvent,
@@ -137,6 +162,7 @@ pub(crate) async fn enqueue_event(
 ) -> Result<String> {
     let event = insert_event(conn, new, now).await?;
     fan_out(conn, &event, now).await?;
+    formats::translate(conn, &event, now).await?;
     Ok(event.id)
 }
 

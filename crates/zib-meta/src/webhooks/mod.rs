@@ -6,6 +6,7 @@
 //! - `targets`: the tenant default and an upload's own URL;
 //! - `endpoints`: managed endpoints and what they subscribe to;
 //! - `events`: the outbox, fan-out to targets, test events, redelivery;
+//! - `formats`: the peer formats' events (`lifecycle`, `media`) of each transition;
 //! - `deliveries`: one row per (event, target), leased by dispatchers;
 //! - `attempts`: the log of every send and what it did to its delivery;
 //! - `retention`: pruning old, settled history.
@@ -19,6 +20,7 @@ mod deliveries;
 mod endpoints;
 mod event_rows;
 mod events;
+mod formats;
 mod retention;
 mod targets;
 
@@ -30,6 +32,7 @@ pub use endpoints::{EndpointPatch, NewEndpoint, WebhookEndpoint};
 pub use event_rows::WebhookEvent;
 pub use events::NewWebhookEvent;
 pub(crate) use events::{enqueue_event, enqueue_file_event};
+pub(crate) use formats::{rendition_published, upload_started};
 pub use targets::TenantWebhook;
 
 fn corrupt(what: &'static str, value: &str) -> MetaError {

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use zib_meta::{
     EndpointPatch, NewEndpoint, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent,
 };
-use zib_proto::events::{iso_millis, EVENT_TYPES};
+use zib_proto::events::iso_millis;
+use zib_proto::peer_events::WebhookFormat;
 
 use crate::auth::AuthTenant;
 use crate::body::parse_json;
@@ -160,13 +161,31 @@ fn endpoint_json(ep: &WebhookEndpoint) -> Value {
         "description": ep.description,
         "event_types": ep.event_types,
         "enabled": ep.enabled,
+        "format": ep.format.as_str(),
         "created_at": iso_millis(ep.created_at),
         "updated_at": iso_millis(ep.updated_at),
     })
 }
 
-fn check_event_types(types: &Option<Vec<String>>) -> ApiResult<()> {
+/// `zib` (default), `lifecycle` or `media`.
+fn parse_format(format: Option<&str>) -> ApiResult<Option<WebhookFormat>> {
+    format
+        .map(|f| {
+            WebhookFormat::parse(f).ok_or_else(|| {
+                ApiError::invalid(
+                    "format",
+                    format!("unknown format {f:?}; use zib, lifecycle or media"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Event types are names of the endpoint's format's vocabulary (`video.ready` for a
+/// lifecycle endpoint, `partial.finished` for a media one), or `*`.
+fn check_event_types(types: &Option<Vec<String>>, format: WebhookFormat) -> ApiResult<()> {
     let Some(types) = types else { return Ok(()) };
+    let known = format.event_types();
     if types.is_empty() {
         return Err(ApiError::invalid(
             "event_types",
@@ -174,12 +193,13 @@ fn check_event_types(types: &Option<Vec<String>>) -> ApiResult<()> {
         ));
     }
     for t in types {
-        if t != "*" && !EVENT_TYPES.contains(&t.as_str()) {
+        if t != "*" && !known.contains(&t.as_str()) {
             return Err(ApiError::invalid(
                 "event_types",
                 format!(
-                    "unknown event type {t:?}; known: {}",
-                    EVENT_TYPES.join(", ")
+                    "unknown event type {t:?} for format {}; known: {}",
+                    format.as_str(),
+                    known.join(", ")
                 ),
             ));
         }
@@ -210,6 +230,8 @@ struct CreateEndpoint {
     enabled: Option<bool>,
     #[serde(default)]
     secret: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
 }
 
 pub async fn create_endpoint(
@@ -222,7 +244,8 @@ pub async fn create_endpoint(
         .url
         .ok_or_else(|| ApiError::invalid("url", "is required"))?;
     let url = check_target(&state, "url", &url).await?;
-    check_event_types(&req.event_types)?;
+    let format = parse_format(req.format.as_deref())?.unwrap_or_default();
+    check_event_types(&req.event_types, format)?;
     let description = req.description.unwrap_or_default();
     check_description(&description)?;
     let secret = match req.secret {
@@ -242,6 +265,7 @@ pub async fn create_endpoint(
                 event_types: req.event_types,
                 enabled: req.enabled.unwrap_or(true),
                 secret,
+                format,
             },
             now_ms(),
         )
@@ -296,6 +320,8 @@ struct PatchEndpoint {
     event_types: Option<Option<Vec<String>>>,
     #[serde(default)]
     enabled: Option<bool>,
+    #[serde(default)]
+    format: Option<String>,
 }
 
 pub async fn update_endpoint(
@@ -305,13 +331,15 @@ pub async fn update_endpoint(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: PatchEndpoint = parse_json(&body)?;
+    let current = endpoint_or_404(&state, &tenant.id, &id).await?;
     let url = match &req.url {
         Some(u) => Some(check_target(&state, "url", u).await?),
         None => None,
     };
-    if let Some(t) = &req.event_types {
-        check_event_types(t)?;
-    }
+    let format = parse_format(req.format.as_deref())?;
+    // The subscription must make sense in the format the endpoint ends up with.
+    let types = req.event_types.as_ref().unwrap_or(&current.event_types);
+    check_event_types(types, format.unwrap_or(current.format))?;
     if let Some(d) = &req.description {
         check_description(d)?;
     }
@@ -325,6 +353,50 @@ pub async fn update_endpoint(
                 description: req.description,
                 event_types: req.event_types,
                 enabled: req.enabled,
+                format,
+                secret: None,
+            },
+            now_ms(),
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("webhook endpoint {id} not found")))?;
+    Ok(Json(endpoint_json(&ep)))
+}
+
+/// `PUT /v1/api/webhooks/endpoints/{id}`: a full update with the create call's body;
+/// an omitted optional field takes its create default, except `secret`, which is
+/// replaced only when given (a silent rotation would break the receiver).
+pub async fn replace_endpoint(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: CreateEndpoint = parse_json(&body)?;
+    endpoint_or_404(&state, &tenant.id, &id).await?;
+    let url = req
+        .url
+        .ok_or_else(|| ApiError::invalid("url", "is required"))?;
+    let url = check_target(&state, "url", &url).await?;
+    let format = parse_format(req.format.as_deref())?.unwrap_or_default();
+    check_event_types(&req.event_types, format)?;
+    let description = req.description.unwrap_or_default();
+    check_description(&description)?;
+    if let Some(s) = &req.secret {
+        check_secret("secret", s)?;
+    }
+    let ep = state
+        .store
+        .update_webhook_endpoint(
+            &tenant.id,
+            &id,
+            EndpointPatch {
+                url: Some(url),
+                description: Some(description),
+                event_types: Some(req.event_types),
+                enabled: Some(req.enabled.unwrap_or(true)),
+                format: Some(format),
+                secret: req.secret,
             },
             now_ms(),
         )
@@ -432,6 +504,7 @@ fn event_json(e: &WebhookEvent) -> Value {
     json!({
         "id": e.id,
         "event": e.event_type,
+        "format": WebhookFormat::of_payload(&e.payload).as_str(),
         "file_id": e.file_id,
         "job_id": e.job_id,
         "created_at": iso_millis(e.created_at),

@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
             "/v1/api/webhooks/endpoints/{id}",
             get(api::get_endpoint)
                 .patch(api::update_endpoint)
+                .put(api::replace_endpoint)
                 .delete(api::delete_endpoint),
         )
         .route(
