@@ -1,10 +1,11 @@
-//! A stored webhook event as its row reads: shared by the event log and the
-//! deliveries that join it.
+//! A stored webhook event as its row reads and is written: shared by the event log,
+//! the deliveries that join it, and the peer formats that store their own events.
 
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::engine::DbRow;
+use super::json_text;
+use crate::engine::{DbConn, DbRow};
 use crate::{MetaError, Result};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -42,4 +43,22 @@ pub(super) fn event_from_row(row: &DbRow) -> Result<WebhookEvent> {
         })?,
         created_at: row.try_get("event_created_at")?,
     })
+}
+
+/// Stores an event whose id is already chosen (a lifecycle body carries its own id).
+pub(super) async fn insert_event_with_id(conn: &mut DbConn, event: &WebhookEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO webhook_events (id, tenant_id, event_type, file_id, job_id, payload, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&event.id)
+    .bind(&event.tenant_id)
+    .bind(&event.event_type)
+    .bind(&event.file_id)
+    .bind(&event.job_id)
+    .bind(json_text(&event.payload, "webhook_events.payload")?)
+    .bind(event.created_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

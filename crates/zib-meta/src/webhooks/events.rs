@@ -8,8 +8,8 @@ use zib_proto::FileId;
 
 use super::deliveries::insert_delivery;
 use super::endpoints::{endpoint_from_row, find_endpoint};
-use super::event_rows::{event_columns, event_from_row, WebhookEvent};
-use super::{formats, json_text, prefixed_id, DeliveryTarget};
+use super::event_rows::{event_columns, event_from_row, insert_event_with_id, WebhookEvent};
+use super::{formats, prefixed_id, DeliveryTarget};
 use crate::engine::{DbConn, FetchRows};
 use crate::{Result, Store};
 
@@ -119,24 +119,6 @@ async fn insert_event(conn: &mut DbConn, new: NewWebhookEvent, now: i64) -> Resu
     };
     insert_event_with_id(conn, &event).await?;
     Ok(event)
-}
-
-/// Stores an event whose id is already chosen (a lifecycle body carries its own id).
-pub(super) async fn insert_event_with_id(conn: &mut DbConn, event: &WebhookEvent) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO webhook_events (id, tenant_id, event_type, file_id, job_id, payload, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&event.id)
-    .bind(&event.tenant_id)
-    .bind(&event.event_type)
-    .bind(&event.file_id)
-    .bind(&event.job_id)
-    .bind(json_text(&event.payload, "webhook_events.payload")?)
-    .bind(event.created_at)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// The tenant's event `id`, read on `conn`: a pooled connection, or the caller's

@@ -20,8 +20,7 @@ use zib_proto::peer_events::{self as peer, PeerVideo, WebhookFormat};
 
 use super::deliveries::insert_delivery;
 use super::endpoints::endpoint_from_row;
-use super::event_rows::WebhookEvent;
-use super::events::insert_event_with_id;
+use super::event_rows::{insert_event_with_id, WebhookEvent};
 use super::{prefixed_id, DeliveryTarget};
 use crate::encoding::{job_from_row, job_select, EncodingJobRow};
 use crate::engine::{DbConn, FetchRows};

@@ -13,8 +13,7 @@ use zib_proto::jobs::VideoProbe;
 
 use crate::auth::AuthTenant;
 use crate::body::parse_json;
-use crate::domain::encoding::events::hls_manifest_url;
-use crate::domain::encoding::thumbnails::thumbnail_urls;
+use crate::domain::encoding::outputs::{self, hls_manifest_url, thumbnail_urls};
 use crate::domain::encoding::{request, variants};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{rfc3339, AppState, Inner};
@@ -113,7 +112,7 @@ pub async fn status_of(state: &Inner, job: &EncodingJobRow) -> ApiResult<Encodin
         completed_at: job.completed_at.map(rfc3339),
         replication_safe_at: job.replication_safe_at.map(rfc3339),
         thumbnails: thumbnail_urls(state, job),
-        aspect_variants: variants::block_of(state, job).await?,
+        aspect_variants: outputs::block_of(state, job).await?,
         parent_encoding_job_id: job.parent_job_id.clone(),
         aspect_ratio: job.aspect_ratio.clone(),
     })

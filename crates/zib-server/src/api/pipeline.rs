@@ -15,8 +15,7 @@ use zib_proto::FileId;
 
 use super::encoding::{live_manifest_url, video_info};
 use crate::auth::AuthTenant;
-use crate::domain::encoding::thumbnails::thumbnail_urls;
-use crate::domain::encoding::variants;
+use crate::domain::encoding::outputs::{self, thumbnail_urls};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now_ms, rfc3339, AppState};
 
@@ -163,7 +162,7 @@ async fn encoding_stage(state: &AppState, job: &EncodingJobRow) -> ApiResult<Val
         "video": video_info(job),
     });
     // Omitted, as on the job status and `encoding.complete`, when none was asked.
-    if let (Some(block), Value::Object(map)) = (variants::block_of(state, job).await?, &mut stage) {
+    if let (Some(block), Value::Object(map)) = (outputs::block_of(state, job).await?, &mut stage) {
         map.insert("aspect_variants".into(), json!(block));
     }
     Ok(stage)

@@ -16,7 +16,7 @@ use zib_proto::FileId;
 use super::blob_removal::delete_blobs_now;
 use super::encoding::cancel::cancel_jobs_of_file;
 use super::encoding::lifecycle::lease_token_hash;
-use super::encoding::thumbnails::object_url;
+use super::encoding::outputs::object_url;
 use super::registration::{register, Registered};
 use crate::error::{ApiError, ApiResult, InternalError};
 use crate::state::{now_ms, AppState, Inner};

@@ -4,19 +4,9 @@
 use serde_json::Value;
 use zib_meta::{EncodingJobRow, NewWebhookEvent};
 use zib_proto::events::{encoding_progress, EncodingEvent, EncodingStep, ProgressStage};
-use zib_proto::FileId;
 
-use super::{thumbnails, variants};
+use super::outputs;
 use crate::state::Inner;
-
-/// `{cdn}/stream/{file_id}/master.m3u8`: the stream URL, stable across re-encodes.
-pub fn hls_manifest_url(state: &Inner, file_id: FileId) -> String {
-    format!(
-        "{}/stream/{}/master.m3u8",
-        state.config.cdn_base_url.trim_end_matches('/'),
-        file_id
-    )
-}
 
 /// The body of `step` for `job`. `hls_manifest_url` is set from `complete` on (the
 /// reference: null until complete); `error_message` on `failed`; `thumbnails` once
@@ -38,9 +28,9 @@ pub fn step_payload(
     };
     let complete = step == EncodingStep::Complete;
     let aspect_variants = if job.is_variant() {
-        complete.then(|| variants::own_block(state, job)).flatten()
+        complete.then(|| outputs::own_block(state, job)).flatten()
     } else if complete {
-        variants::variants_block(state, job, children)
+        outputs::variants_block(state, job, children)
     } else {
         None
     };
@@ -49,14 +39,14 @@ pub fn step_payload(
         job_id: job.id.clone(),
         file_id: job.source_file().to_string(),
         customer_id: job.tenant_id.clone(),
-        hls_manifest_url: complete.then(|| hls_manifest_url(state, job.file_id)),
+        hls_manifest_url: complete.then(|| outputs::hls_manifest_url(state, job.file_id)),
         error_message: (step == EncodingStep::Failed)
             .then(|| job.error_message.clone())
             .flatten(),
         transcription_model: option("transcription"),
         vision_model: option("vision"),
         // A variant has a poster only: it is its `aspect_variants` entry's.
-        thumbnails: thumbnails::thumbnail_urls(state, job),
+        thumbnails: outputs::thumbnail_urls(state, job),
         aspect_variants,
         parent_encoding_job_id: job.parent_job_id.clone(),
         aspect_ratio: job.aspect_ratio.clone(),

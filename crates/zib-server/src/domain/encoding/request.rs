@@ -4,17 +4,21 @@
 //! tenant's retry of a job that needs it. Every new job gets a fresh HLS key; a job
 //! asked for aspect variants is created with its children (`variants`).
 
-use zib_meta::{EncodingJobRow, FilePhase, FileRow, JobCreation, NewEncodingJob, NewVariantJob};
+use rand::RngCore;
+use zib_crypto::DataKey;
+use zib_meta::{
+    EncodingJobRow, FilePhase, FileRow, JobCreation, NewEncodingJob, NewStreamFile, NewVariantJob,
+};
 use zib_proto::encoding::{
     job_options, EncodingRequest, EncodingRequested, RequestStatus, ALREADY_ENCODED_MESSAGE,
     ALREADY_QUEUED_MESSAGE,
 };
 use zib_proto::events::EncodingStep;
-use zib_proto::pipeline::{Capability, Pipeline, Stage};
+use zib_proto::pipeline::{AspectRatio, Capability, Pipeline, Stage};
 use zib_proto::FileId;
 
-use super::events::{hls_manifest_url, step_event};
-use super::variants::new_variant_jobs;
+use super::events::step_event;
+use super::outputs::hls_manifest_url;
 use crate::domain::directory::NodeDirectory;
 use crate::domain::webhook_targets;
 use crate::error::{ApiError, ApiResult};
@@ -271,4 +275,31 @@ pub async fn retry(state: &Inner, tenant_id: &str, file_id: FileId) -> ApiResult
                 job.phase.as_str()
             ))
         })
+}
+
+/// A child job per ratio, each with a fresh id and HLS key, and a stream file to use
+/// if the source has none for the ratio yet.
+pub fn new_variant_jobs(state: &Inner, ratios: &[AspectRatio]) -> Vec<NewVariantJob> {
+    ratios
+        .iter()
+        .map(|ratio| {
+            let id = uuid::Uuid::new_v4().to_string();
+            let stream_id = FileId::new_random();
+            let mut nonce_prefix = vec![0u8; 7];
+            rand::rngs::OsRng.fill_bytes(&mut nonce_prefix);
+            NewVariantJob {
+                wrapped_hls_key: super::hls_key::new_wrapped_hls_key(state, &id),
+                id,
+                aspect_ratio: ratio.as_str().to_string(),
+                stream_file: NewStreamFile {
+                    file_id: stream_id,
+                    wrapped_dek: state
+                        .config
+                        .master_key
+                        .wrap(&DataKey::generate(), stream_id.0.as_bytes()),
+                    nonce_prefix,
+                },
+            }
+        })
+        .collect()
 }
