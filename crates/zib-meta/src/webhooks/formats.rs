@@ -26,9 +26,6 @@ use crate::encoding::{job_from_row, job_select, EncodingJobRow};
 use crate::engine::{DbConn, FetchRows};
 use crate::{FileRow, Result};
 
-/// Where the keys of derived files live: `{source key}/.zib/...`.
-const DERIVED_KEYS: &str = "/.zib/";
-
 /// One peer event to emit.
 struct PeerEvent {
     format: WebhookFormat,
@@ -367,9 +364,10 @@ async fn deleted(conn: &mut DbConn, event: &WebhookEvent, file_id: &str, now: i6
 /// `video.upload.started`, when an upload of a `video/*` file is registered (inside
 /// the transaction that inserts its row).
 pub(crate) async fn upload_started(conn: &mut DbConn, file: &FileRow, now: i64) -> Result<()> {
-    // A derived file (its key under `{source key}/.zib/`) is registered through the
-    // same insert before it is marked derived: it is not an upload.
-    if !file.content_type.starts_with("video/") || file.object_key.contains(DERIVED_KEYS) {
+    // Derived files never start one: artefacts are registered as `image/jpeg` or
+    // `text/vtt` (`ArtifactKind::content_type`), and a variant's stream file is not
+    // inserted through this path. A tenant's own key is never second-guessed.
+    if !file.content_type.starts_with("video/") {
         return Ok(());
     }
     let file_id = file.file_id.to_string();

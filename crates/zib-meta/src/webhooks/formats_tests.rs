@@ -316,6 +316,13 @@ async fn superseded_non_video_and_variant_transitions_make_no_peer_event() {
     );
     assert_eq!(life[1].1["data"]["video"]["status"], "upload_failed");
 
+    // A tenant's own key that looks like a derived file's path is an upload like any.
+    let own = w.register("a/.zib/b.mp4", "video/mp4", 5_500).await;
+    assert_eq!(
+        types(&w.events(&own, WebhookFormat::Lifecycle).await),
+        ["video.upload.started"]
+    );
+
     // Not a video: nothing but zib events.
     let doc = w.register("docs/a.pdf", "application/pdf", 6_000).await;
     w.distribute(&doc, 7_000).await;
