@@ -15,7 +15,7 @@ use zib_proto::FileId;
 
 use super::blob_removal::delete_blobs_now;
 use super::encoding::cancel::cancel_jobs_of_file;
-use super::encoding::lifecycle::lease_token_hash;
+use super::encoding::lifecycle::leased_job;
 use super::encoding::outputs::object_url;
 use super::registration::{register, Registered};
 use crate::error::{ApiError, ApiResult, InternalError};
@@ -26,20 +26,6 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long dropping a replaced artefact's blobs may wait for a holder.
 const DROP_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The job whose lease `token` holds, or the `410` every job call answers.
-pub async fn leased_job(state: &Inner, job_id: &str, token: &str) -> ApiResult<EncodingJobRow> {
-    state
-        .store
-        .leased_encoding_job(job_id, None, &lease_token_hash(token), now_ms())
-        .await?
-        .ok_or_else(|| {
-            ApiError::Gone(format!(
-                "the lease on encoding job {job_id} is no longer held (it lapsed, or the job \
-                 was cancelled): stop working on it"
-            ))
-        })
-}
 
 /// The artefact's name under `{source key}/.zib/{job_id}/`.
 fn artifact_name(kind: ArtifactKind, seq: u32) -> String {

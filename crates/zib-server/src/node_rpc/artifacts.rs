@@ -7,13 +7,12 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use zib_proto::jobs::{
-    ArtifactKind, ArtifactStored, ThumbnailsRegistered, LEASE_HEADER, MAX_ARTIFACT_BYTES,
-};
+use zib_proto::jobs::{ArtifactKind, ArtifactStored, ThumbnailsRegistered, MAX_ARTIFACT_BYTES};
 
 use crate::auth::ClusterAuth;
 use crate::body::parse_json;
 use crate::domain::derived;
+use crate::domain::encoding::lifecycle;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -41,13 +40,8 @@ async fn artifact(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<ArtifactStored>> {
-    let token = headers
-        .get(LEASE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::Unauthorized(
-            "the lease token header x-zib-lease is missing",
-        ))?;
-    let job = derived::leased_job(&state, &job_id, token).await?;
+    let token = super::lease_token(&headers)?;
+    let job = lifecycle::leased_job(&state, &job_id, token).await?;
     let kind = ArtifactKind::parse(&kind).ok_or_else(|| {
         ApiError::invalid(
             "kind",

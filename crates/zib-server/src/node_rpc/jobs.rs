@@ -10,13 +10,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use zib_proto::jobs::{
     ClaimRequest, JobDone, JobFailure, JobProbed, LeaseRenewal, LeaseStatus, RenditionDone,
-    ReplicasStored, SegmentStored, SegmentTargets, LEASE_HEADER,
+    ReplicasStored, SegmentStored, SegmentTargets,
 };
 
 use crate::auth::ClusterAuth;
 use crate::body::parse_json;
 use crate::domain::encoding::{lifecycle, source};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -60,12 +60,7 @@ async fn job_source(
     Path(job_id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let token = headers
-        .get(LEASE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::Unauthorized(
-            "the lease token header x-zib-lease is missing",
-        ))?;
+    let token = super::lease_token(&headers)?;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let read = source::source(&state, &job_id, token, range).await?;
     let (status, len) = match &read.range {

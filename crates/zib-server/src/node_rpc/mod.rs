@@ -1,5 +1,6 @@
 //! `/v1/node/*`: what nodes call (registration, heartbeats, distribution). Calls the
-//! other way go through `domain::node_client`. The encoding job routes are in `jobs`, a job's artefacts in `artifacts`.
+//! other way go through `domain::node_client`. The encoding job routes are in `jobs`,
+//! a job's artefacts in `artifacts`.
 
 mod artifacts;
 mod jobs;
@@ -20,6 +21,16 @@ use crate::body::parse_json;
 use crate::domain::distribution;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now_ms, AppState};
+
+/// The lease token of a job call that has no JSON body to carry it (`X-ZiB-Lease`).
+fn lease_token(headers: &axum::http::HeaderMap) -> ApiResult<&str> {
+    headers
+        .get(zib_proto::jobs::LEASE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::Unauthorized(
+            "the lease token header x-zib-lease is missing",
+        ))
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()

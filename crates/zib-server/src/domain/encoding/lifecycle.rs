@@ -93,6 +93,16 @@ fn gone(job_id: &str) -> ApiError {
     ))
 }
 
+/// The job `token` holds the lease of, for calls that carry no body of their own
+/// (the source read, an artefact upload); `410 Gone` otherwise.
+pub async fn leased_job(state: &Inner, job_id: &str, token: &str) -> ApiResult<EncodingJobRow> {
+    state
+        .store
+        .leased_encoding_job(job_id, None, &lease_token_hash(token), now_ms())
+        .await?
+        .ok_or_else(|| gone(job_id))
+}
+
 /// Hands the oldest claimable job to `req.node_id` (which must advertise `encode`),
 /// with the keys and the source it needs. `None`: nothing to do.
 pub async fn claim(state: &Inner, req: &ClaimRequest) -> ApiResult<Option<ClaimedJob>> {

@@ -5,10 +5,10 @@
 use bytes::Bytes;
 use futures::Stream;
 
-use super::lifecycle::lease_token_hash;
+use super::lifecycle::leased_job;
 use crate::domain::read::{self, range::RangeRequest};
 use crate::error::{ApiError, ApiResult, InternalError};
-use crate::state::{now_ms, AppState};
+use crate::state::AppState;
 
 /// What to answer: `range` of `total` envelope bytes (`None`: all of them).
 pub struct SourceRead<S> {
@@ -25,15 +25,7 @@ pub async fn source(
     token: &str,
     range_header: Option<&str>,
 ) -> ApiResult<SourceRead<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static>> {
-    let job = state
-        .store
-        .leased_encoding_job(job_id, None, &lease_token_hash(token), now_ms())
-        .await?
-        .ok_or_else(|| {
-            ApiError::Gone(format!(
-                "the lease on encoding job {job_id} is no longer held: stop working on it"
-            ))
-        })?;
+    let job = leased_job(state, job_id, token).await?;
     // An aspect-variant job reads its parent's uploaded source, not its stream file.
     let source = job.source_file();
     let file = state.store.file(source).await?.ok_or_else(|| {
