@@ -225,23 +225,42 @@ pub fn encoding_progress(
     })
 }
 
-/// `transcription.complete`: the subtitle track is stored as `srt_file_id`.
-pub fn transcription_complete(job_id: &str, file_id: &str, srt_file_id: &str, at_ms: i64) -> Value {
+/// `transcription.complete`: the subtitles are stored, SubRip as `srt_file_id` and
+/// WebVTT (the HLS subtitle track) as `vtt_file_id`. `job_id` is the encoding job's
+/// when the run was asked with an encode, else the compute job's.
+pub fn transcription_complete(
+    job_id: &str,
+    file_id: &str,
+    tier: &str,
+    srt_file_id: &str,
+    vtt_file_id: &str,
+    at_ms: i64,
+) -> Value {
     json!({
         "event": TRANSCRIPTION_COMPLETE,
         "job_id": job_id,
         "file_id": file_id,
+        "tier": tier,
         "srt_file_id": srt_file_id,
+        "vtt_file_id": vtt_file_id,
         "timestamp": iso_millis(at_ms),
     })
 }
 
-/// `vision.complete`: the sidecar JSON is stored as `sidecar_file_id`.
-pub fn vision_complete(job_id: &str, file_id: &str, sidecar_file_id: &str, at_ms: i64) -> Value {
+/// `vision.complete`: the sidecar JSON is stored as `sidecar_file_id`; `job_id` as
+/// for `transcription.complete`.
+pub fn vision_complete(
+    job_id: &str,
+    file_id: &str,
+    tier: &str,
+    sidecar_file_id: &str,
+    at_ms: i64,
+) -> Value {
     json!({
         "event": VISION_COMPLETE,
         "job_id": job_id,
         "file_id": file_id,
+        "tier": tier,
         "sidecar_file_id": sidecar_file_id,
         "timestamp": iso_millis(at_ms),
     })
@@ -408,10 +427,10 @@ mod tests {
         assert_eq!(p["event"], "encoding.progress");
         assert_eq!(p["progress"], 100);
         assert_eq!(p["stage"], "sharding");
-        let t = transcription_complete("j", "f", "srt", AT);
+        let t = transcription_complete("j", "f", "fastest", "srt", "vtt", AT);
         assert_eq!(t["event"], "transcription.complete");
         assert_eq!(t["srt_file_id"], "srt");
-        let v = vision_complete("j", "f", "side", AT);
+        let v = vision_complete("j", "f", "standard", "side", AT);
         assert_eq!(v["event"], "vision.complete");
         assert_eq!(v["sidecar_file_id"], "side");
         assert_eq!(v["timestamp"], "2026-04-08T17:30:00.000Z");

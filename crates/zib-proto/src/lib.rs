@@ -7,9 +7,11 @@
 //! [`error_codes`], the typed upload pipeline
 //! declaration in [`pipeline`], the encoding-job protocol between server and nodes in
 //! [`jobs`], webhook event names and payloads in [`events`], and the peer platforms'
-//! webhook formats in [`peer_events`].
+//! webhook formats in [`peer_events`], the AI compute jobs in [`compute`] and the
+//! vision sidecar's JSON in [`sidecar`].
 
 pub mod api;
+pub mod compute;
 pub mod encoding;
 pub mod error_codes;
 pub mod events;
@@ -19,6 +21,7 @@ pub mod node_rpc;
 pub mod params;
 pub mod peer_events;
 pub mod pipeline;
+pub mod sidecar;
 pub mod workers;
 
 pub use ids::{BlobId, FileId, NodeId};
