@@ -51,7 +51,7 @@ async fn a_transcription_posts_srt_then_vtt_then_done_and_leaves_nothing_on_disk
     let marker = format!("ZIB-COMPUTE-MARKER-{}", uuid::Uuid::new_v4().simple());
     let clip = spoken_clip(SPOKEN, &marker);
     let (url, fake) = start_fake().await;
-    let data_key = offer_job(&fake, &url, &clip, ComputeKind::Transcription, "fastest", 3);
+    let (data_key, _) = offer_job(&fake, &url, &clip, ComputeKind::Transcription, "fastest", 3);
     let dir = tempfile::tempdir().unwrap();
     let node = start_node(node_config(&url, &dir)).await;
     let seen = wait_for_end(&fake).await;
@@ -108,7 +108,7 @@ async fn a_vision_run_posts_a_sidecar_that_reads_the_text_on_screen() {
     ensure_models();
     let clip = text_clip("FRESH PASTA RECIPE", 8);
     let (url, fake) = start_fake().await;
-    offer_job(&fake, &url, &clip, ComputeKind::Vision, "standard", 3);
+    let (_, file_id) = offer_job(&fake, &url, &clip, ComputeKind::Vision, "standard", 3);
     let dir = tempfile::tempdir().unwrap();
     let node = start_node(node_config(&url, &dir)).await;
     let seen = wait_for_end(&fake).await;
@@ -120,6 +120,7 @@ async fn a_vision_run_posts_a_sidecar_that_reads_the_text_on_screen() {
     let sidecar: ZibSidecar =
         serde_json::from_slice(&out.bytes).expect("the sidecar parses as a ZibSidecar");
     assert_eq!(sidecar.tier, "standard");
+    assert_eq!(sidecar.file_id, file_id.to_string());
     assert!(
         (sidecar.duration_secs - 8.0).abs() < 0.5,
         "{}",

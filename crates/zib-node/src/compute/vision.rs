@@ -4,7 +4,6 @@
 //! fastest loaded Whisper, hq: the best; none loaded: no transcript); the
 //! ZibSidecar is assembled from it all and goes to the server as JSON.
 
-use std::sync::Arc;
 
 use zib_ai::sidecar::{FrameFindings, VisionInputs};
 use zib_ai::RgbFrame;
@@ -155,10 +154,8 @@ pub async fn run(
 
     job.set(base + TRANSCRIPT_SHARE, "assembling the sidecar".into());
     let inputs = VisionInputs {
-        // The claim does not name the file yet (asked of the lead); the server
-        // knows it from the job.
-        file_id: String::new(),
-        tier: tier.as_str().to_string(),
+        file_id: input.claimed.file_id.to_string(),
+        tier,
         duration_secs: duration,
         cuts,
         frames: findings,

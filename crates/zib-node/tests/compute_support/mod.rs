@@ -287,7 +287,7 @@ pub async fn start_fake() -> (String, FakeState) {
 }
 
 /// Seals `plaintext` as the server stores a file and offers it as the next job;
-/// returns the data key (to scan the disk for).
+/// returns the data key (to scan the disk for) and the source's file id.
 pub fn offer_job(
     fake: &Fake,
     server_url: &str,
@@ -295,13 +295,15 @@ pub fn offer_job(
     kind: ComputeKind,
     tier: &str,
     lease_secs: u64,
-) -> [u8; 32] {
+) -> ([u8; 32], FileId) {
+    let file_id = FileId::new_random();
     let key = DataKey::generate();
     let chunk_size = 64 * 1024;
     let header = Header::new_random(chunk_size);
     let envelope = zib_crypto::envelope::encrypt(&key, header, plaintext);
     *fake.job.lock().unwrap() = Some(ClaimedComputeJob {
         job_id: JOB_ID.into(),
+        file_id,
         lease_token: LEASE.into(),
         lease_secs,
         kind,
@@ -317,7 +319,7 @@ pub fn offer_job(
         encoding_job_id: None,
     });
     *fake.envelope.lock().unwrap() = envelope;
-    *key.as_bytes()
+    (*key.as_bytes(), file_id)
 }
 
 /// A node that runs AI (models from `ZIB_MODELS_DIR` or `~/.cache/zib/models`) and
