@@ -281,3 +281,17 @@ pub fn clock(secs: f64) -> String {
         format!("{:02}:{:02}", s / 60, s % 60)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::clock;
+
+    #[test]
+    fn clocks_read_like_a_player() {
+        assert_eq!(clock(0.0), "00:00");
+        assert_eq!(clock(90.4), "01:30");
+        assert_eq!(clock(3725.0), "1:02:05");
+        assert_eq!(clock(f64::NAN), "00:00");
+        assert_eq!(clock(-3.0), "00:00");
+    }
+}
