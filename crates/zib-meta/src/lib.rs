@@ -27,8 +27,8 @@ mod webhooks;
 
 pub use buckets::{BucketDeletion, OverwriteMode};
 pub use compute::{
-    ComputeEventBuilder, ComputeJobRow, ComputeJobState, NewComputeJob, COMPUTE_LAPSED_ERROR,
-    COMPUTE_RETRY, COMPUTE_TRIES,
+    ComputeEventBuilder, ComputeJobRow, ComputeJobState, ComputeSubmission, NewComputeJob,
+    COMPUTE_LAPSED_ERROR, COMPUTE_RETRY, COMPUTE_TRIES,
 };
 pub use derived::{DerivedFile, DerivedKind, JobArtifact};
 pub use encoding::hls::{RenditionRow, ReplicaRow, SegmentHolders, SegmentRow};

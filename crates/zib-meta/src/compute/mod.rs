@@ -147,6 +147,16 @@ pub struct NewComputeJob {
     pub encoding_job_id: Option<String>,
 }
 
+/// What [`Store::submit_compute_job`] came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ComputeSubmission {
+    /// The new job.
+    Created(ComputeJobRow),
+    /// A job of the same file, kind and tier is queued or processing: nothing was
+    /// created (the tenant's answer names it, `already_queued`).
+    InFlight(ComputeJobRow),
+}
+
 /// `SELECT` of every column of `compute_jobs` (as `compute_from_row` reads them), for
 /// `concat!` with the rest of a query: sqlx takes only literal SQL.
 macro_rules! compute_select {
@@ -271,6 +281,38 @@ impl Store {
         let rows = insert_compute_jobs_in(&mut tx, jobs, None, now).await?;
         tx.commit().await?;
         Ok(rows)
+    }
+
+    /// Creates `job` unless one of the same file, kind and tier is in flight; the
+    /// check and the insert share one write transaction, so of two racing asks the
+    /// second gets the first's job.
+    pub async fn submit_compute_job(
+        &self,
+        job: NewComputeJob,
+        now: i64,
+    ) -> Result<ComputeSubmission> {
+        let mut tx = self.begin_write().await?;
+        let existing = sqlx::query(concat!(
+            compute_select!(),
+            " WHERE file_id = $1 AND kind = $2 AND tier = $3 AND status IN ($4, $5) \
+              ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(job.file_id.to_string())
+        .bind(job.kind.as_str())
+        .bind(&job.tier)
+        .bind(ComputeJobState::Queued.as_str())
+        .bind(ComputeJobState::Processing.as_str())
+        .fetch_row(&mut *tx, compute_from_row)
+        .await?;
+        if let Some(existing) = existing {
+            return Ok(ComputeSubmission::InFlight(existing));
+        }
+        let mut rows =
+            insert_compute_jobs_in(&mut tx, std::slice::from_ref(&job), None, now).await?;
+        tx.commit().await?;
+        rows.pop()
+            .map(ComputeSubmission::Created)
+            .ok_or(MetaError::Conflict("the new compute job vanished"))
     }
 
     /// A job by its id, whoever owns it (node RPC, workers).

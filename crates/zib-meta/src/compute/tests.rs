@@ -957,6 +957,45 @@ async fn another_tenants_job_reads_as_missing() {
 }
 
 #[tokio::test]
+async fn a_second_ask_while_one_is_in_flight_gets_the_first() {
+    let (_d, store, tenant) = open().await;
+    let file = video(&store, &tenant).await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        let new = ask(&file, ComputeKind::Transcription, "fastest");
+        tasks.push(tokio::spawn(async move {
+            store.submit_compute_job(new, 1_000).await.unwrap()
+        }));
+    }
+    let mut created = Vec::new();
+    let mut answered = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            ComputeSubmission::Created(j) => created.push(j.id),
+            ComputeSubmission::InFlight(j) => answered.push(j.id),
+        }
+    }
+    assert_eq!(created.len(), 1, "racing asks create one job");
+    assert!(answered.iter().all(|id| *id == created[0]));
+    // Another tier is another job; once the first ended, a new ask runs again.
+    let hq = store
+        .submit_compute_job(ask(&file, ComputeKind::Transcription, "recommended"), 1_001)
+        .await
+        .unwrap();
+    assert!(matches!(hq, ComputeSubmission::Created(_)));
+    store
+        .cancel_compute_jobs_of_file(file.file_id, "gone", 2_000)
+        .await
+        .unwrap();
+    let again = store
+        .submit_compute_job(ask(&file, ComputeKind::Transcription, "fastest"), 3_000)
+        .await
+        .unwrap();
+    assert!(matches!(again, ComputeSubmission::Created(j) if j.id != created[0]));
+}
+
+#[tokio::test]
 async fn a_files_jobs_list_newest_first() {
     let (_d, store, tenant) = open().await;
     let file = video(&store, &tenant).await;
