@@ -406,6 +406,37 @@ async fn an_encode_that_needs_the_tenant_releases_its_runs_too() {
 }
 
 #[tokio::test]
+async fn an_encode_replaced_after_it_completed_still_releases_its_runs() {
+    let (_d, store, tenant) = open().await;
+    let file = video(&store, &tenant).await;
+    let enc = with_encode(
+        &store,
+        &file,
+        vec![ask(&file, ComputeKind::Vision, "standard")],
+    )
+    .await;
+    // A forced re-encode went live: the old one is cancelled after it completed.
+    encode_ends(&store, &enc, "local_complete", 40_000).await;
+    sqlx::query(
+        "UPDATE encoding_jobs SET phase = 'cancelled', phase_updated_at = 45000 WHERE id = $1",
+    )
+    .bind(&enc)
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    assert!(
+        claim(&store, "ZB-NODE02", &ALL_AI, None, "a", 40_000 + GRACE - 1)
+            .await
+            .is_none()
+    );
+    assert!(
+        claim(&store, "ZB-NODE02", &ALL_AI, None, "b", 40_000 + GRACE)
+            .await
+            .is_some()
+    );
+}
+
+#[tokio::test]
 async fn a_claim_naming_an_encode_sees_only_its_runs() {
     let (_d, store, tenant) = open().await;
     let file = video(&store, &tenant).await;
