@@ -5,8 +5,9 @@
 //! (`iab.tsv`); the video's text is embedded in chunks whose mean is its direction.
 //! Score: the cosine mapped linearly so that [`COS_UNRELATED`] is 0.0 and
 //! [`COS_ON_TOPIC`] is 1.0, clamped: MiniLM puts unrelated English texts near 0.0–0.1
-//! and a text and its topic's description near 0.4–0.6, so `(cos+1)/2` would squeeze
-//! every category into 0.5–0.8.
+//! and a text and its topic's description near 0.3–0.5 (a cooking transcript: 0.32 to
+//! "Healthy Cooking and Eating", 0.30 to "Cooking"), so `(cos+1)/2` would squeeze
+//! every category into 0.5–0.75.
 
 use zib_proto::sidecar::IabCategory;
 
