@@ -381,6 +381,9 @@ fn a_talk_with_cuts_and_text_fills_every_field() {
             .cuts
             .iter()
             .all(|(c, _)| (t.time_secs - c).abs() >= 0.3));
+        // The channel logo on every frame earns no text bonus.
+        let titled = t.time_secs < 6.0 || (66.0..72.0).contains(&t.time_secs);
+        assert_eq!(t.reason.contains("on-screen text"), titled, "{t:?}");
     }
 
     // The summary is made of the transcript's own sentences, in order.

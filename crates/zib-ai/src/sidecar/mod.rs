@@ -179,6 +179,11 @@ pub fn build(
     } else {
         text::summary(&sentence_texts, &centrality)
     };
+    let watermarks: Vec<String> = on_screen
+        .iter()
+        .filter(|o| o.end_secs - o.start_secs >= p.duration * timeline::WATERMARK_SHARE)
+        .map(|o| text::normalise(&o.text))
+        .collect();
     let keywords = text::keywords(
         std::iter::once(full_text.as_str()).chain(on_screen.iter().map(|o| o.text.as_str())),
         MAX_KEYWORDS,
@@ -192,7 +197,7 @@ pub fn build(
         models: inputs.models.clone(),
         duration_secs: r3(p.duration),
         clip_suggestions: picks::clips(p.duration, &sentences, &centrality, &p.cuts, &on_screen),
-        thumbnail_candidates: picks::thumbnails(&p.frames, &p.cuts, &scenes),
+        thumbnail_candidates: picks::thumbnails(&p.frames, &p.cuts, &scenes, &watermarks),
         scenes,
         on_screen_text: on_screen,
         transcript: SidecarTranscript {

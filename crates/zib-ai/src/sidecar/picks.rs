@@ -234,12 +234,13 @@ fn density(start: f64, end: f64, cuts: &[(f64, f64)]) -> f64 {
 }
 
 /// Thumbnail candidates, best first: sampled frames away from cuts and free of
-/// nudity, by quality with a bonus for legible text, one per scene before a second
-/// from any.
+/// nudity, by quality with a bonus for legible text (not a watermark: `watermarks`
+/// holds their normalised texts), one per scene before a second from any.
 pub(super) fn thumbnails(
     frames: &[FrameFindings],
     cuts: &[(f64, f64)],
     scenes: &[Scene],
+    watermarks: &[String],
 ) -> Vec<ThumbnailCandidate> {
     let safe: Vec<&FrameFindings> = frames.iter().filter(|f| f.nudity < NUDITY_FLAG).collect();
     let away: Vec<&FrameFindings> = safe
@@ -250,7 +251,9 @@ pub(super) fn thumbnails(
     let pool = if away.is_empty() { safe } else { away };
     let scored = |f: &FrameFindings| {
         let has_text = f.text.iter().any(|l| {
-            l.confidence >= 0.6 && l.text.chars().filter(|c| c.is_alphanumeric()).count() >= 2
+            l.confidence >= 0.6
+                && l.text.chars().filter(|c| c.is_alphanumeric()).count() >= 2
+                && !watermarks.contains(&text::normalise(&l.text))
         });
         let bonus = if has_text { 1.0 } else { 0.0 };
         let score = (0.8 * f64::from(f.quality) + 0.2 * bonus) * (1.0 - f64::from(f.nudity));
@@ -380,9 +383,9 @@ mod tests {
             frame(12.0, 0.3, 0.0),
             frame(15.0, 1.0, 0.9),
         ];
-        let t = thumbnails(&frames, &[(10.0, 0.9)], &scenes);
+        let t = thumbnails(&frames, &[(10.0, 0.9)], &scenes, &[]);
         let times: Vec<f64> = t.iter().map(|t| t.time_secs).collect();
         assert_eq!(times, [2.0, 5.0, 12.0]);
-        assert!(thumbnails(&[], &[], &[]).is_empty());
+        assert!(thumbnails(&[], &[], &[], &[]).is_empty());
     }
 }
