@@ -203,6 +203,7 @@ async fn create(
         webhook,
         detail: QUEUED_DETAIL.to_string(),
         variants,
+        compute: Vec::new(),
     };
     let created = state
         .store
