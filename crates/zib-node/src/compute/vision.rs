@@ -4,7 +4,6 @@
 //! fastest loaded Whisper, hq: the best; none loaded: no transcript); the
 //! ZibSidecar is assembled from it all and goes to the server as JSON.
 
-
 use zib_ai::sidecar::{FrameFindings, VisionInputs};
 use zib_ai::RgbFrame;
 use zib_proto::compute::ComputeOutputKind;
@@ -153,6 +152,7 @@ pub async fn run(
     let language = transcript.as_ref().map(|t| t.language.clone());
 
     job.set(base + TRANSCRIPT_SHARE, "assembling the sidecar".into());
+    let frames_sampled = u32::try_from(findings.len()).unwrap_or(u32::MAX);
     let inputs = VisionInputs {
         file_id: input.claimed.file_id.to_string(),
         tier,
@@ -165,14 +165,12 @@ pub async fn run(
             nudity: vision.nudity.model_name().to_string(),
             embeddings: vision.embedder.model_name().to_string(),
             transcription: whisper.map(|w| w.model_name().to_string()),
-            frames_sampled: 0,
+            frames_sampled,
         },
     };
     let generated_at = zib_util::time::rfc3339(zib_util::time::now_ms());
     let models = vision.clone();
     let sidecar = tokio::task::spawn_blocking(move || {
-        let mut inputs = inputs;
-        inputs.models.frames_sampled = inputs.frames.len() as u32;
         zib_ai::sidecar::build(&inputs, &models.embedder, generated_at)
     })
     .await
