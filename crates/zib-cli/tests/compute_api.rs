@@ -229,7 +229,11 @@ fn ai_asks_are_refused_while_no_node_runs_them() {
         "/v1/api/compute/transcription",
         json!({"file_id": a, "tier": "ultra"}),
     );
-    assert_eq!((status, v["code"].as_str()), (400, Some("invalid_field")), "{v}");
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (400, Some("invalid_field")),
+        "{v}"
+    );
 
     // A missing file, a string that is no file id, another tenant's file: 404 alike.
     let missing = FileId::new_random().to_string();
@@ -260,7 +264,11 @@ fn ai_asks_are_refused_while_no_node_runs_them() {
     // encoder online; and no job is created by the refusal.
     advertise(&cluster, &["encode"]);
     for (field, tier, capability) in [
-        ("transcription", "recommended", "\"transcription:recommended\""),
+        (
+            "transcription",
+            "recommended",
+            "\"transcription:recommended\"",
+        ),
         ("vision", "hq", "\"vision:hq\""),
     ] {
         let (status, v) = post(
@@ -300,7 +308,11 @@ fn a_transcription_runs_on_the_node_that_advertises_it_and_subtitles_the_stream(
     );
 
     // An encode first, so the stream exists when the subtitles arrive.
-    let (status, enc) = post(&cluster, "/v1/api/encoding/request", json!({"object_key": a}));
+    let (status, enc) = post(
+        &cluster,
+        "/v1/api/encoding/request",
+        json!({"object_key": a}),
+    );
     assert_eq!(status, 200, "{enc}");
     let resp = node_post(&cluster, "/v1/node/jobs/claim", json!({"node_id": node}));
     assert_eq!(resp.status().as_u16(), 200);
@@ -398,7 +410,11 @@ fn a_transcription_runs_on_the_node_that_advertises_it_and_subtitles_the_stream(
     assert_eq!(v["progress"], 40);
 
     // Done before the outputs is refused; a sidecar is no transcription's output.
-    let early = node_post(&cluster, &format!("{base}/done"), json!({"lease_token": lease}));
+    let early = node_post(
+        &cluster,
+        &format!("{base}/done"),
+        json!({"lease_token": lease}),
+    );
     assert_eq!(early.status().as_u16(), 409);
     let output = |kind: &str, body: &str| {
         node_call(
@@ -492,7 +508,10 @@ fn a_transcription_runs_on_the_node_that_advertises_it_and_subtitles_the_stream(
     let (status, p) = get_json(&cluster, &format!("/v1/api/pipeline/{a}"));
     assert_eq!(status, 200, "{p}");
     assert_eq!(p["stages"]["transcription"]["status"], "complete", "{p}");
-    assert_eq!(p["stages"]["transcription"]["vtt_file_id"], v["vtt_file_id"]);
+    assert_eq!(
+        p["stages"]["transcription"]["vtt_file_id"],
+        v["vtt_file_id"]
+    );
     assert_eq!(p["stages"]["vision"], Value::Null);
 }
 

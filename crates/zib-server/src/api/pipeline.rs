@@ -123,13 +123,10 @@ pub async fn pipeline_status(
     let declared_tier = |kind: ComputeKind| {
         let p = declared_pipeline.as_ref()?;
         match kind {
-            ComputeKind::Transcription => p
-                .requested()
-                .into_iter()
-                .find_map(|c| match c {
-                    Capability::Transcription(t) => Some(t.as_str()),
-                    _ => None,
-                }),
+            ComputeKind::Transcription => p.requested().into_iter().find_map(|c| match c {
+                Capability::Transcription(t) => Some(t.as_str()),
+                _ => None,
+            }),
             ComputeKind::Vision => p.requested().into_iter().find_map(|c| match c {
                 Capability::Vision(v) => Some(v.as_str()),
                 _ => None,
@@ -147,7 +144,12 @@ pub async fn pipeline_status(
         declared_tier(ComputeKind::Vision),
     );
     let status = views::rollup(status, &[&transcription, &vision]);
-    let error = match (&error, [&transcription, &vision].iter().find(|s| s["status"] == "failed")) {
+    let error = match (
+        &error,
+        [&transcription, &vision]
+            .iter()
+            .find(|s| s["status"] == "failed"),
+    ) {
         (Value::Null, Some(failed)) => failed["error_message"].clone(),
         _ => error,
     };

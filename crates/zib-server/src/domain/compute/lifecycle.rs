@@ -14,7 +14,9 @@ use zib_proto::compute::{
     ClaimedComputeJob, ComputeClaimRequest, ComputeDone, ComputeKind, ComputeLeaseRenewal,
     ComputeOutputKind,
 };
-use zib_proto::events::{transcription_complete, vision_complete, TRANSCRIPTION_COMPLETE, VISION_COMPLETE};
+use zib_proto::events::{
+    transcription_complete, vision_complete, TRANSCRIPTION_COMPLETE, VISION_COMPLETE,
+};
 use zib_proto::jobs::{ArtifactStored, JobFailure, LeaseStatus};
 
 use crate::domain::derived::{drop_file, store_derived};
@@ -99,7 +101,8 @@ pub async fn claim(
         .capabilities
         .iter()
         .filter(|c| {
-            c.split_once(':').is_some_and(|(kind, _)| ComputeKind::parse(kind).is_some())
+            c.split_once(':')
+                .is_some_and(|(kind, _)| ComputeKind::parse(kind).is_some())
         })
         .cloned()
         .collect();
@@ -149,9 +152,16 @@ pub async fn claim(
     }
 }
 
-async fn claimed(state: &Inner, job: &ComputeJobRow, token: String) -> ApiResult<ClaimedComputeJob> {
+async fn claimed(
+    state: &Inner,
+    job: &ComputeJobRow,
+    token: String,
+) -> ApiResult<ClaimedComputeJob> {
     let file = state.store.file(job.file_id).await?.ok_or_else(|| {
-        InternalError::Other(format!("compute job {} names a missing file {}", job.id, job.file_id))
+        InternalError::Other(format!(
+            "compute job {} names a missing file {}",
+            job.id, job.file_id
+        ))
     })?;
     let url = format!(
         "{}/v1/node/compute/{}/source",
@@ -205,7 +215,10 @@ pub async fn source(
 ) -> ApiResult<SourceRead<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static>> {
     let job = leased_job(state, job_id, token).await?;
     let file = state.store.file(job.file_id).await?.ok_or_else(|| {
-        InternalError::Other(format!("compute job {} names a missing file {}", job.id, job.file_id))
+        InternalError::Other(format!(
+            "compute job {} names a missing file {}",
+            job.id, job.file_id
+        ))
     })?;
     file_source(state, &file, &format!("compute job {job_id}"), range_header).await
 }
@@ -239,7 +252,11 @@ pub async fn store_output(
     if kind.job_kind() != job.kind {
         return Err(ApiError::invalid(
             "kind",
-            format!("a {} job stores no {} output", job.kind.as_str(), kind.as_str()),
+            format!(
+                "a {} job stores no {} output",
+                job.kind.as_str(),
+                kind.as_str()
+            ),
         ));
     }
     // A transcript of silence is a SubRip file without cues: empty.
@@ -256,7 +273,12 @@ pub async fn store_output(
                 "the source file of compute job {job_id} no longer exists: stop working on it"
             ))
         })?;
-    let key = format!("{}/.zib/{}/{}", source.object_key, job.id, output_name(kind));
+    let key = format!(
+        "{}/.zib/{}/{}",
+        source.object_key,
+        job.id,
+        output_name(kind)
+    );
     let file_id = store_derived(
         state,
         &source,

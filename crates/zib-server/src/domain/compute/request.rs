@@ -173,7 +173,11 @@ pub fn capabilities_of(jobs: &[NewComputeJob]) -> Vec<String> {
 
 /// Attaches `jobs` to an existing encoding job (the one that answered an encoding
 /// request instead of a new one): they run once it is encoded.
-pub async fn attach(state: &Inner, encoding_job_id: &str, mut jobs: Vec<NewComputeJob>) -> ApiResult<()> {
+pub async fn attach(
+    state: &Inner,
+    encoding_job_id: &str,
+    mut jobs: Vec<NewComputeJob>,
+) -> ApiResult<()> {
     if jobs.is_empty() {
         return Ok(());
     }
@@ -181,7 +185,11 @@ pub async fn attach(state: &Inner, encoding_job_id: &str, mut jobs: Vec<NewCompu
         job.encoding_job_id = Some(encoding_job_id.to_string());
     }
     let created = state.store.create_compute_jobs(&jobs, now_ms()).await?;
-    tracing::info!(encoding_job = encoding_job_id, jobs = created.len(), "compute jobs attached to an existing encode");
+    tracing::info!(
+        encoding_job = encoding_job_id,
+        jobs = created.len(),
+        "compute jobs attached to an existing encode"
+    );
     Ok(())
 }
 

@@ -92,7 +92,10 @@ pub struct EncodingAi {
 
 /// [`EncodingAi`] of encoding job `encoding_job_id`.
 pub async fn of_encoding(state: &Inner, encoding_job_id: &str) -> ApiResult<EncodingAi> {
-    let jobs = state.store.compute_jobs_of_encoding(encoding_job_id).await?;
+    let jobs = state
+        .store
+        .compute_jobs_of_encoding(encoding_job_id)
+        .await?;
     let t = newest(&jobs, ComputeKind::Transcription);
     let v = newest(&jobs, ComputeKind::Vision);
     Ok(EncodingAi {

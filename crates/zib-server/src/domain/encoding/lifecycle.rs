@@ -13,8 +13,8 @@ use zib_meta::{
 };
 use zib_proto::events::{EncodingStep, ProgressStage};
 use zib_proto::jobs::{
-    ClaimRequest, ClaimedJob, JobDone, JobFailure, JobProbed, JobStage, LeaseRenewal,
-    LeaseStatus, RenditionDone, ReplicaTarget, ReplicasStored, SegmentStored, SegmentTargets,
+    ClaimRequest, ClaimedJob, JobDone, JobFailure, JobProbed, JobStage, LeaseRenewal, LeaseStatus,
+    RenditionDone, ReplicaTarget, ReplicasStored, SegmentStored, SegmentTargets,
 };
 use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
 

@@ -34,7 +34,13 @@ pub async fn source(
     let file = state.store.file(source).await?.ok_or_else(|| {
         InternalError::Other(format!("job {} names a missing file {source}", job.id))
     })?;
-    file_source(state, &file, &format!("encoding job {job_id}"), range_header).await
+    file_source(
+        state,
+        &file,
+        &format!("encoding job {job_id}"),
+        range_header,
+    )
+    .await
 }
 
 /// The envelope bytes of `file` (the source of `what`, a job whose lease the caller
