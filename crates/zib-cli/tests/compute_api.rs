@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::{json, Value};
 use zib_proto::{FileId, NodeId};
