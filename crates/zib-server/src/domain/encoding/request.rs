@@ -2,7 +2,8 @@
 //! /v1/api/encoding/request`, idempotent: `queued` / `already_queued` /
 //! `already_encoded`), the auto-enqueue of an upload that declared `encode`, and the
 //! tenant's retry of a job that needs it. Every new job gets a fresh HLS key; a job
-//! asked for aspect variants is created with its children (`variants`).
+//! asked for aspect variants is created with its children (`variants`), and one asked
+//! for transcription or vision with those runs (`domain::compute::request`).
 
 use rand::RngCore;
 use zib_crypto::DataKey;
@@ -226,9 +227,10 @@ async fn create(
     Ok(created)
 }
 
-/// Enqueues the encode an upload declared (`pipeline.encode`), once it is
-/// distributed. Never fails the distribution: a problem is logged, and the tenant
-/// can still request the encode.
+/// Enqueues the encode an upload declared (`pipeline.encode`), with the AI runs it
+/// declared, once it is distributed; AI declared without an encode runs at once on
+/// its own. Never fails the distribution: a problem is logged, and the tenant can
+/// still request the encode or the runs.
 pub async fn enqueue_declared(state: &Inner, file_id: FileId) {
     if let Err(e) = try_enqueue_declared(state, file_id).await {
         tracing::error!(%file_id, error = %e, "enqueueing the declared encode failed");
