@@ -244,7 +244,7 @@ fn progress_fraction(line: &str, duration_us: f64) -> Option<f64> {
 
 /// Keeps the last [`STDERR_LINES`] lines of a stream, each cut to
 /// [`STDERR_LINE_CHARS`], so a chatty ffmpeg cannot grow memory.
-async fn keep_tail(stream: impl AsyncRead + Unpin, tail: Arc<Mutex<VecDeque<String>>>) {
+pub(crate) async fn keep_tail(stream: impl AsyncRead + Unpin, tail: Arc<Mutex<VecDeque<String>>>) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let line: String = line.trim().chars().take(STDERR_LINE_CHARS).collect();
