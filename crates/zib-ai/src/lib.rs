@@ -26,6 +26,7 @@ pub mod wer;
 pub mod whisper;
 
 mod error;
+mod onnx;
 
 pub use error::AiError;
 pub use frame::RgbFrame;
