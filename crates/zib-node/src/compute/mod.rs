@@ -5,12 +5,14 @@
 //! raw RGB frames back through a pipe; the outputs go from memory to the server.
 //! Nothing decrypted is ever written to disk.
 //!
+//! - [`job`]: what a running job's steps share (lease, progress, errors);
 //! - [`rpc`]: the compute-job calls;
 //! - [`run`]: one job from claim to `done`/`failed`, with its lease renewals;
 //! - [`transcribe`]: Whisper over 30 s windows of the audio, SRT and WebVTT;
 //! - [`vision`]: scene cuts, sampled frames (OCR, nudity, quality), the transcript,
 //!   the ZibSidecar.
 
+mod job;
 mod rpc;
 mod run;
 mod transcribe;

@@ -10,7 +10,7 @@ use zib_ai::{Segment, Transcriber, Transcript};
 use zib_proto::compute::ComputeOutputKind;
 use zib_proto::pipeline::TranscriptionTier;
 
-use super::run::{clock, ComputeError, Input, Running};
+use super::job::{clock, ComputeError, Input, Running};
 
 /// Runs a transcription job; `Ok` is the transcript's language.
 pub async fn run(

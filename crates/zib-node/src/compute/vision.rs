@@ -10,7 +10,7 @@ use zib_proto::compute::ComputeOutputKind;
 use zib_proto::pipeline::VisionTier;
 use zib_proto::sidecar::SidecarModels;
 
-use super::run::{clock, ComputeError, Input, Running};
+use super::job::{clock, ComputeError, Input, Running};
 use super::transcribe::transcribe;
 
 /// Scene-change score above which ffmpeg counts a cut.
