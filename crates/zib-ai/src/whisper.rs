@@ -141,6 +141,16 @@ impl Transcriber {
         if samples.iter().all(|s| s.abs() < SILENCE_PEAK) {
             return Ok(whole);
         }
+        // Whisper puts a window's first timestamp within its first second, so speech
+        // after a long silence would be timed at the silence's start: skip the silence
+        // and let the caller's next window start just before the speech.
+        let lead = leading_silence(&samples);
+        if lead > SKIP_SILENCE_OVER {
+            return Ok(WindowResult {
+                segments: Vec::new(),
+                consumed: lead - SILENCE_MARGIN,
+            });
+        }
         let decoded = self.decode(&samples)?;
         if decoded.no_speech_prob > NO_SPEECH_THRESHOLD && decoded.avg_logprob < LOGPROB_THRESHOLD {
             return Ok(whole);
@@ -157,6 +167,11 @@ impl Transcriber {
                 consumed = ((end * f64::from(SAMPLE_RATE)).round() as usize).max(1);
             }
             (Some((start, text)), _) => segments.push((start, window_secs, text)),
+            // A full window whose last segment ended well before its end: whatever was
+            // said after it (often cut by the window's edge) is heard in the next one.
+            (None, Some(end)) if full && end >= 1.0 && end < window_secs - 1.0 => {
+                consumed = (end * f64::from(SAMPLE_RATE)).round() as usize;
+            }
             (None, _) => {}
         }
         let segments = segments
@@ -251,6 +266,26 @@ fn is_speech(text: &str) -> bool {
         || (t.starts_with('(') && t.ends_with(')'))
         || (t.starts_with('*') && t.ends_with('*') && t.len() > 1);
     !bracketed && t.chars().any(char::is_alphanumeric)
+}
+
+/// 20 ms frames.
+const FRAME: usize = SAMPLE_RATE as usize / 50;
+/// A frame whose RMS is under this (about -46 dBFS) is silence.
+const FRAME_SILENCE_RMS: f32 = 0.005;
+/// Leading silence longer than this (1 s) is skipped before decoding.
+const SKIP_SILENCE_OVER: usize = SAMPLE_RATE as usize;
+/// What is kept before the first loud frame (0.3 s).
+const SILENCE_MARGIN: usize = SAMPLE_RATE as usize * 3 / 10;
+
+/// Samples before the first 20 ms frame louder than silence.
+fn leading_silence(samples: &[f32]) -> usize {
+    samples
+        .chunks(FRAME)
+        .position(|frame| {
+            let energy: f32 = frame.iter().map(|s| s * s).sum();
+            (energy / frame.len() as f32).sqrt() >= FRAME_SILENCE_RMS
+        })
+        .map_or(samples.len(), |i| i * FRAME)
 }
 
 #[cfg(test)]

@@ -48,6 +48,20 @@ fn tiny() -> Arc<Transcriber> {
         .clone()
 }
 
+/// base, loaded once and shared by the tests.
+fn base() -> Arc<Transcriber> {
+    static MODEL: OnceLock<Arc<Transcriber>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let dir = model_dir(TranscriptionTier::Recommended, "recommended");
+            let started = Instant::now();
+            let model = Transcriber::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+            eprintln!("loaded {} in {:?}", model.model_name(), started.elapsed());
+            Arc::new(model)
+        })
+        .clone()
+}
+
 /// `text` spoken by espeak-ng, as 16 kHz mono f32 samples (ffmpeg converts in memory).
 fn speak(text: &str) -> Vec<f32> {
     let wav = Command::new("espeak-ng")
@@ -157,7 +171,9 @@ fn first_segment_of(segments: &[Segment], sentence: &str) -> Option<Segment> {
 
 #[test]
 fn two_sentences_with_a_pause_are_heard_and_timed() {
-    let model = tiny();
+    // base (`recommended`): tiny.en drops the second sentence after the pause on
+    // espeak's voice (its first segment runs on to 10 s; docs/ai.md, "Tiers").
+    let model = base();
     let (audio, spans) = script(&[(0.5, FIRST), (6.0, SECOND)], 11.5);
     let duration = audio.len() as f64 / RATE;
     let started = Instant::now();
@@ -172,7 +188,7 @@ fn two_sentences_with_a_pause_are_heard_and_timed() {
     let text = transcript.full_text();
     let wer = word_error_rate(&format!("{FIRST} {SECOND}"), &text);
     eprintln!(
-        "tiny.en, {duration:.1} s: WER {wer:.3}, {elapsed:.2} s (RTF {:.3})\n{:#?}",
+        "base, {duration:.1} s: WER {wer:.3}, {elapsed:.2} s (RTF {:.3})\n{:#?}",
         elapsed / duration,
         transcript.segments
     );
@@ -201,7 +217,7 @@ fn two_sentences_with_a_pause_are_heard_and_timed() {
 
 #[test]
 fn audio_past_30_seconds_is_heard_across_windows() {
-    let model = tiny();
+    let model = base();
     let lines = [(1.0, FIRST), (12.0, SECOND), (27.0, THIRD), (38.0, FOURTH)];
     let (audio, spans) = script(&lines, 45.0);
     let duration = audio.len() as f64 / RATE;
@@ -212,7 +228,7 @@ fn audio_past_30_seconds_is_heard_across_windows() {
     let text = transcript.full_text();
     let wer = word_error_rate(&reference.join(" "), &text);
     eprintln!(
-        "tiny.en, {duration:.1} s: WER {wer:.3}, {elapsed:.2} s (RTF {:.3})\n{:#?}",
+        "base, {duration:.1} s: WER {wer:.3}, {elapsed:.2} s (RTF {:.3})\n{:#?}",
         elapsed / duration,
         transcript.segments
     );
@@ -281,26 +297,19 @@ fn a_truncated_model_is_a_clear_error() {
 }
 
 #[test]
-fn base_hears_the_two_sentences_too() {
-    let dir = model_dir(TranscriptionTier::Recommended, "recommended");
-    let started = Instant::now();
-    let model = Transcriber::load(&dir).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("loaded {} in {:?}", model.model_name(), started.elapsed());
-    let (audio, spans) = script(&[(0.5, FIRST), (6.0, SECOND)], 11.5);
+fn tiny_hears_one_sentence() {
+    let model = tiny();
+    let (audio, _) = script(&[(0.5, SECOND)], 6.5);
     let duration = audio.len() as f64 / RATE;
     let started = Instant::now();
     let transcript = model.transcribe(&audio, |_| {}).expect("transcribes");
     let elapsed = started.elapsed().as_secs_f64();
     let text = transcript.full_text();
-    let wer = word_error_rate(&format!("{FIRST} {SECOND}"), &text);
+    let wer = word_error_rate(SECOND, &text);
     eprintln!(
-        "base, {duration:.1} s: WER {wer:.3}, {elapsed:.2} s (RTF {:.3})\n{:#?}",
-        elapsed / duration,
-        transcript.segments
+        "tiny.en, {duration:.1} s: WER {wer:.3}, {elapsed:.2} s (RTF {:.3}): {text:?}",
+        elapsed / duration
     );
     assert!(wer < 0.35, "WER {wer}: {text:?}");
     check_segments(&transcript.segments, duration);
-    let second = first_segment_of(&transcript.segments, SECOND)
-        .unwrap_or_else(|| panic!("no segment of {SECOND:?}"));
-    assert!((second.start_secs - spans[1].0).abs() < 1.5, "{second:?}");
 }
