@@ -277,6 +277,8 @@ pub struct ComputeClaimRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClaimedComputeJob {
     pub job_id: String,
+    /// The source video's file id (the sidecar names it).
+    pub file_id: FileId,
     pub lease_token: String,
     pub lease_secs: u64,
     pub kind: ComputeKind,
