@@ -286,13 +286,22 @@ fn requests_are_validated_and_refused_before_anything_is_created() {
         "{v}"
     );
 
-    // The reference's Python example: the transcription tier is kept with the job
-    // for the AI stage, and only the encoder is needed now.
-    let (status, queued) = post(
+    // The reference's Python example asks for a transcription too: refused while no
+    // online node advertises its tier (tests/compute_api.rs runs one).
+    let (status, v) = post(
         &cluster,
         "/v1/api/encoding/jobs",
         json!({"object_key": a, "transcription": "recommended"}),
     );
+    assert_eq!(status, 503, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"transcription:recommended\""),
+        "{v}"
+    );
+    let (status, queued) = post(&cluster, "/v1/api/encoding/jobs", json!({"object_key": a}));
     assert_eq!(status, 200, "{queued}");
     assert_eq!(queued["status"], "queued");
 
@@ -407,7 +416,8 @@ fn a_job_from_request_to_retry_to_forced_re_encode() {
     assert_eq!(status, 200, "{v}");
     let a = upload(&cluster, "clips/a.mp4", 1);
     let b = upload(&cluster, "clips/b.mp4", 2);
-    let encoder = advertise(&cluster, &["encode"]);
+    // The encoder also advertises the vision tier the first request asks for.
+    let encoder = advertise(&cluster, &["encode", "vision:hq"]);
 
     // Before any request: nothing declared, no encoding stage.
     let (_, p) = get_json(&cluster, &format!("/v1/api/pipeline/{a}"));
@@ -660,13 +670,15 @@ fn a_job_from_request_to_retry_to_forced_re_encode() {
         (Some("complete"), Some(stream.as_str())),
         "{j}"
     );
+    // Encoded; the vision run asked with it waits for a node: `ai_processing`.
     let (_, p) = get_json(&cluster, &format!("/v1/api/pipeline/{a}"));
     assert_eq!(
         (
             p["status"].as_str(),
-            p["stages"]["encoding"]["status"].as_str()
+            p["stages"]["encoding"]["status"].as_str(),
+            p["stages"]["vision"]["status"].as_str()
         ),
-        (Some("complete"), Some("completed")),
+        (Some("ai_processing"), Some("completed"), Some("queued")),
         "{p}"
     );
     // Every step of the job reached its own target, signed, in the reference's shape.

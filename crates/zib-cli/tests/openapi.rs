@@ -29,6 +29,10 @@ const ROUTE_SOURCES: &[(&str, &str)] = &[
         include_str!("../../zib-server/src/api/buckets.rs"),
     ),
     (
+        "api/compute.rs",
+        include_str!("../../zib-server/src/api/compute.rs"),
+    ),
+    (
         "api/encoding.rs",
         include_str!("../../zib-server/src/api/encoding.rs"),
     ),

@@ -1,9 +1,11 @@
 //! Files the video pipeline derives from an uploaded file (migration 0007): a job's
 //! poster, sprite sheets and sprite VTT (ordinary encrypted files with shards, listed
-//! in `job_artifacts`), and an aspect variant's stream file (no bytes of its own).
+//! in `job_artifacts`), an aspect variant's stream file (no bytes of its own), and
+//! an AI compute job's outputs (SRT, WebVTT, sidecar JSON; named on the job row).
 //! They are never in `objects`, never announced, and go with their source or job.
 
 use sqlx::Row;
+use zib_proto::compute::ComputeOutputKind;
 use zib_proto::jobs::ArtifactKind;
 use zib_proto::{BlobId, FileId, NodeId};
 
@@ -18,6 +20,8 @@ pub enum DerivedKind {
     Artifact(ArtifactKind),
     /// An aspect variant's stream identity: `/stream/{file_id}/…` serves its jobs.
     AspectVariant,
+    /// A compute job's output (`compute_jobs.srt_file_id` and siblings).
+    ComputeOutput(ComputeOutputKind),
 }
 
 impl DerivedKind {
@@ -25,13 +29,18 @@ impl DerivedKind {
         match self {
             DerivedKind::Artifact(kind) => kind.as_str(),
             DerivedKind::AspectVariant => "aspect_variant",
+            DerivedKind::ComputeOutput(kind) => kind.derived_kind(),
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "aspect_variant" => Some(DerivedKind::AspectVariant),
-            other => ArtifactKind::parse(other).map(DerivedKind::Artifact),
+            other => ArtifactKind::parse(other)
+                .map(DerivedKind::Artifact)
+                .or_else(|| {
+                    ComputeOutputKind::from_derived_kind(other).map(DerivedKind::ComputeOutput)
+                }),
         }
     }
 }

@@ -4,6 +4,7 @@ use sqlx::Row;
 use zib_proto::events::{FILE_DELETED, FILE_FAILED, FILE_READY};
 use zib_proto::{BlobId, FileId, NodeId};
 
+use crate::compute::cancel_compute_of_file_in;
 use crate::convert::{
     conflict_on_unique, file_from_row, file_select, parse, shard_from_row, to_db,
 };
@@ -213,6 +214,7 @@ impl Store {
                 .bind(&file_text)
                 .execute(&mut *tx)
                 .await?;
+                cancel_compute_of_file_in(&mut tx, &file_text, supersede_reason, now).await?;
                 file_event_in_tx(&mut tx, FILE_FAILED, &file_text, now).await?;
                 tx.commit().await?;
                 return Ok(Distribution::Stale { current });
@@ -226,6 +228,8 @@ impl Store {
                 .bind(old.to_string())
                 .execute(&mut *tx)
                 .await?;
+            // Its AI runs stop with it (its encoding jobs are the caller's to cancel).
+            cancel_compute_of_file_in(&mut tx, &old.to_string(), supersede_reason, now).await?;
             file_event_in_tx(&mut tx, FILE_FAILED, &old.to_string(), now).await?;
         }
 

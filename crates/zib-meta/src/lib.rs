@@ -9,6 +9,7 @@ use std::path::Path;
 use zib_proto::{BlobId, FileId, NodeId};
 
 mod buckets;
+mod compute;
 mod convert;
 mod counts;
 mod derived;
@@ -25,6 +26,10 @@ mod tenants;
 mod webhooks;
 
 pub use buckets::{BucketDeletion, OverwriteMode};
+pub use compute::{
+    ComputeEventBuilder, ComputeJobRow, ComputeJobState, ComputeSubmission, NewComputeJob,
+    COMPUTE_LAPSED_ERROR, COMPUTE_RETRY, COMPUTE_TRIES,
+};
 pub use derived::{DerivedFile, DerivedKind, JobArtifact};
 pub use encoding::hls::{RenditionRow, ReplicaRow, SegmentHolders, SegmentRow};
 pub use encoding::replicas::{JobReplication, SegmentReplica};

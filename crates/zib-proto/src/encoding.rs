@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::compute::ComputeStage;
 use crate::events::{AspectVariant, Thumbnails as ThumbnailUrls};
 use crate::jobs::{SpritePlan, ThumbnailPlan};
 use crate::pipeline::{
@@ -321,6 +322,21 @@ pub struct EncodingJobStatus {
     /// On an aspect-variant job: its ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aspect_ratio: Option<String>,
+    /// The SubRip and WebVTT files of the transcription asked with this job, once
+    /// stored.
+    #[serde(default)]
+    pub srt_file_id: Option<FileId>,
+    #[serde(default)]
+    pub vtt_file_id: Option<FileId>,
+    /// The vision sidecar asked with this job, once stored.
+    #[serde(default)]
+    pub sidecar_file_id: Option<FileId>,
+    /// The transcription asked with this job; null when none was.
+    #[serde(default)]
+    pub transcription: Option<ComputeStage>,
+    /// The vision run asked with this job; null when none was.
+    #[serde(default)]
+    pub vision: Option<ComputeStage>,
 }
 
 /// One row of `GET /v1/api/my-jobs`: a file's latest encoding job.

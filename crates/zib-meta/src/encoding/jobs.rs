@@ -8,6 +8,7 @@ use zib_proto::{FileId, NodeId};
 
 use super::variants::children_in;
 use super::{job_from_row, job_select, EncodingJobRow, JobPhase};
+use crate::compute::cancel_compute_of_encoding_in;
 use crate::engine::{DbConn, FetchRows};
 use crate::webhooks::enqueue_event;
 use crate::{MetaError, NewWebhookEvent, Result, Store};
@@ -450,7 +451,8 @@ impl Store {
     /// Cancels a job that is not terminal: no lease holds any more (the node's next
     /// call is refused), no later event. If it was the file's live job, the file has
     /// none now. Its aspect-variant children still in flight are cancelled with it
-    /// (an encoded child keeps serving its stream). Returns the job as it was,
+    /// (an encoded child keeps serving its stream), and so are the AI runs asked
+    /// with it that have not ended. Returns the job as it was,
     /// `None` if missing or already terminal.
     pub async fn cancel_encoding_job(
         &self,
@@ -503,6 +505,7 @@ impl Store {
         .bind(job_id)
         .execute(&mut *tx)
         .await?;
+        cancel_compute_of_encoding_in(&mut tx, job_id, reason, now).await?;
         tx.commit().await?;
         Ok(Some(job))
     }

@@ -76,12 +76,15 @@ impl Store {
     }
 
     /// Deletes every encoding row of a file being deleted (its jobs reference it):
-    /// jobs, their webhooks, live pointer, renditions, segments and copies. Returns
+    /// jobs, their webhooks, live pointer, renditions, segments and copies, and its
+    /// compute jobs. Returns
     /// every segment copy, for the caller to queue and delete with the file's blobs.
     pub(crate) async fn delete_file_encodings_in(
         conn: &mut crate::engine::DbConn,
         file_id: &str,
     ) -> Result<Vec<(NodeId, BlobId)>> {
+        // Its compute jobs reference the file and its encoding jobs.
+        crate::compute::delete_file_compute_jobs_in(conn, file_id).await?;
         let jobs: Vec<String> =
             sqlx::query_scalar("SELECT id FROM encoding_jobs WHERE file_id = $1")
                 .bind(file_id)

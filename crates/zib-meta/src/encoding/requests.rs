@@ -11,9 +11,10 @@ use zib_proto::FileId;
 
 use super::variants::{file_phase, insert_children, NewVariantJob};
 use super::{job_from_row, job_select, EncodingJobRow, JobPhase};
+use crate::compute::insert_compute_jobs_in;
 use crate::engine::{DbConn, FetchRows};
 use crate::webhooks::{enqueue_event, NewWebhookEvent};
-use crate::{FilePhase, MetaError, Result, Store};
+use crate::{FilePhase, MetaError, NewComputeJob, Result, Store};
 
 /// A job to create (phase `queued`).
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +33,9 @@ pub struct NewEncodingJob {
     pub detail: String,
     /// Aspect-variant children created with the job (same transaction, no event).
     pub variants: Vec<NewVariantJob>,
+    /// AI runs asked with the encode (same transaction; each gets `encoding_job_id`
+    /// = this job's id and waits for it). Empty for none.
+    pub compute: Vec<NewComputeJob>,
 }
 
 /// What a request came to.
@@ -156,6 +160,7 @@ impl Store {
             .ok_or(MetaError::Conflict("the new encoding job vanished"))?;
         enqueue_event(&mut tx, queued_event(&job), now).await?;
         insert_children(&mut tx, &job, &new.variants, None, &new.detail, now).await?;
+        insert_compute_jobs_in(&mut tx, &new.compute, Some(&job.id), now).await?;
         tx.commit().await?;
         Ok(JobCreation::Created(job))
     }

@@ -71,6 +71,7 @@ fn new_job(file: &FileRow, webhook: Option<&str>) -> NewEncodingJob {
         webhook: webhook.map(|u| (u.to_string(), Some("s".repeat(16)))),
         detail: "waiting".into(),
         variants: vec![],
+        compute: vec![],
     }
 }
 

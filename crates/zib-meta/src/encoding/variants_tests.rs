@@ -88,6 +88,7 @@ fn main_job(file: &FileRow, variants: Vec<NewVariantJob>) -> NewEncodingJob {
         webhook: None,
         detail: "waiting".into(),
         variants,
+        compute: vec![],
     }
 }
 

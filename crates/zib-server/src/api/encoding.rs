@@ -13,6 +13,7 @@ use zib_proto::jobs::VideoProbe;
 
 use crate::auth::AuthTenant;
 use crate::body::parse_json;
+use crate::domain::compute::views;
 use crate::domain::encoding::outputs::{self, hls_manifest_url, thumbnail_urls};
 use crate::domain::encoding::{request, variants};
 use crate::error::{ApiError, ApiResult};
@@ -90,9 +91,11 @@ pub fn video_info(job: &EncodingJobRow) -> Option<VideoInfo> {
         })
 }
 
-/// The job status; a variant job's `hls_manifest_url` is its own stream's.
+/// The job status; a variant job's `hls_manifest_url` is its own stream's. The AI
+/// asked with the job shows as its `transcription` / `vision` stages.
 pub async fn status_of(state: &Inner, job: &EncodingJobRow) -> ApiResult<EncodingJobStatus> {
     let video = video_info(job);
+    let ai = views::of_encoding(state, &job.id).await?;
     Ok(EncodingJobStatus {
         encoding_id: job.id.clone(),
         file_id: job.file_id,
@@ -115,5 +118,10 @@ pub async fn status_of(state: &Inner, job: &EncodingJobRow) -> ApiResult<Encodin
         aspect_variants: outputs::block_of(state, job).await?,
         parent_encoding_job_id: job.parent_job_id.clone(),
         aspect_ratio: job.aspect_ratio.clone(),
+        srt_file_id: ai.srt_file_id,
+        vtt_file_id: ai.vtt_file_id,
+        sidecar_file_id: ai.sidecar_file_id,
+        transcription: ai.transcription,
+        vision: ai.vision,
     })
 }

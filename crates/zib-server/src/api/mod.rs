@@ -1,6 +1,7 @@
 //! Tenant API under `/v1/api`, one module per resource.
 
 pub mod buckets;
+pub mod compute;
 pub mod encoding;
 pub mod files;
 pub mod jobs;
@@ -36,6 +37,12 @@ pub fn router() -> Router<AppState> {
             "/v1/api/encoding/jobs/{encoding_id}",
             get(encoding::job_status),
         )
+        .route(
+            "/v1/api/compute/transcription",
+            post(compute::submit_transcription),
+        )
+        .route("/v1/api/compute/vision", post(compute::submit_vision))
+        .route("/v1/api/compute/jobs/{job_id}", get(compute::job_status))
         .route("/v1/api/my-jobs", get(jobs::my_jobs))
         .route("/v1/api/my-jobs/{file_id}", delete(jobs::cancel_job))
         .route("/v1/api/my-jobs/{file_id}/retry", post(jobs::retry_job))

@@ -1,20 +1,24 @@
 //! `GET /v1/api/pipeline/{file_id}`: the rolled-up status of every declared stage.
 //! The upload stage reports the file's redundancy as it is now (its weakest
 //! segment); the encoding stage is the file's latest encoding job. Undeclared
-//! stages without a job are `null`. The top-level `status` rolls up `queued →
-//! uploading → encoding → complete | failed` (`ai_processing` is the AI stages',
-//! which do not exist yet); the top-level `phase` is the encoding job's phase when
-//! there is a job, else the upload's.
+//! stages without a job are `null`. The transcription and vision stages are the
+//! file's newest run of each (`queued` until a declared one exists). The top-level
+//! `status` rolls up `queued → uploading → encoding → ai_processing → complete |
+//! failed` (`ai_processing` while the rest is done and an AI stage is not; `failed`
+//! when one failed); the top-level `phase` is the encoding job's phase when there is
+//! a job, else the upload's.
 
 use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
 use zib_meta::{EncodingJobRow, FilePhase, JobPhase};
-use zib_proto::pipeline::{Pipeline, Stage};
+use zib_proto::compute::ComputeKind;
+use zib_proto::pipeline::{Capability, Pipeline, Stage};
 use zib_proto::FileId;
 
 use super::encoding::{live_manifest_url, video_info};
 use crate::auth::AuthTenant;
+use crate::domain::compute::views;
 use crate::domain::encoding::outputs::{self, thumbnail_urls};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now_ms, rfc3339, AppState};
@@ -114,6 +118,41 @@ pub async fn pipeline_status(
         _ => Value::Null,
     };
     let phase = job.as_ref().map_or(upload_phase, |j| j.phase.as_str());
+    // The AI stages: each declared one (and any run asked later) from its newest job.
+    let compute_jobs = state.store.compute_jobs_of_file(id).await?;
+    let declared_tier = |kind: ComputeKind| {
+        let p = declared_pipeline.as_ref()?;
+        match kind {
+            ComputeKind::Transcription => p.requested().into_iter().find_map(|c| match c {
+                Capability::Transcription(t) => Some(t.as_str()),
+                _ => None,
+            }),
+            ComputeKind::Vision => p.requested().into_iter().find_map(|c| match c {
+                Capability::Vision(v) => Some(v.as_str()),
+                _ => None,
+            }),
+        }
+    };
+    let transcription = views::pipeline_stage(
+        &compute_jobs,
+        ComputeKind::Transcription,
+        declared_tier(ComputeKind::Transcription),
+    );
+    let vision = views::pipeline_stage(
+        &compute_jobs,
+        ComputeKind::Vision,
+        declared_tier(ComputeKind::Vision),
+    );
+    let status = views::rollup(status, &[&transcription, &vision]);
+    let error = match (
+        &error,
+        [&transcription, &vision]
+            .iter()
+            .find(|s| s["status"] == "failed"),
+    ) {
+        (Value::Null, Some(failed)) => failed["error_message"].clone(),
+        _ => error,
+    };
     Ok(Json(json!({
         "file_id": id,
         "status": status,
@@ -123,8 +162,8 @@ pub async fn pipeline_status(
         "stages": {
             "upload": upload,
             "encoding": encoding,
-            "transcription": null,
-            "vision": null,
+            "transcription": transcription,
+            "vision": vision,
         },
         "error": error,
     })))

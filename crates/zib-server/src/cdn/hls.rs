@@ -1,7 +1,7 @@
-//! `/stream/{file_id}/…`: the HLS surface of an encoded video (playlists, key,
-//! segment proxy). The logic is `domain::encoding::stream`; this file maps paths to
-//! it and sets the headers players and caches rely on. CORS (any origin) comes from
-//! the CDN router's layer.
+//! `/stream/{file_id}/…`: the HLS surface of an encoded video (playlists, the
+//! subtitles playlist, key, segment proxy). The logic is `domain::encoding::stream`;
+//! this file maps paths to it and sets the headers players and caches rely on. CORS
+//! (any origin) comes from the CDN router's layer.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
@@ -39,7 +39,8 @@ fn respond(content_type: &'static str, cache: &'static str, body: impl IntoRespo
         .into_response()
 }
 
-/// `GET /stream/{file_id}/master.m3u8`, `/{rendition}.m3u8` and `/key`.
+/// `GET /stream/{file_id}/master.m3u8`, `/subtitles.m3u8`, `/{rendition}.m3u8` and
+/// `/key`.
 pub async fn stream_item(
     State(state): State<AppState>,
     Path((raw_file, item)): Path<(String, String)>,
@@ -58,6 +59,8 @@ pub async fn stream_item(
     };
     let body = if name == "master" {
         stream::master_playlist(&state, file_id).await?
+    } else if name == "subtitles" {
+        stream::subtitles_playlist(&state, file_id).await?
     } else {
         stream::media_playlist(&state, file_id, name, job).await?
     };

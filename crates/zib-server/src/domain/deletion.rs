@@ -57,6 +57,11 @@ pub async fn delete_file(
     {
         cancel_jobs_of_file(state, file_id, DELETE_REASON).await?;
         cancel_variant_jobs(state, file_id, DELETE_REASON).await?;
+        // Its AI runs too (their leases end, no `*.complete` follows).
+        state
+            .store
+            .cancel_compute_jobs_of_file(file_id, DELETE_REASON, now_ms())
+            .await?;
     }
     let Some(deleted) = state
         .store
@@ -81,6 +86,13 @@ pub async fn evict(state: &Inner, file_id: FileId) {
     // from it (artefacts, variant streams) with the eviction.
     if let Err(e) = cancel_variant_jobs(state, file_id, SUPERSEDE_REASON).await {
         tracing::error!(%file_id, error = %e, "cancelling the evicted file's variant encodes failed");
+    }
+    if let Err(e) = state
+        .store
+        .cancel_compute_jobs_of_file(file_id, SUPERSEDE_REASON, now_ms())
+        .await
+    {
+        tracing::error!(%file_id, error = %e, "cancelling the evicted file's compute jobs failed");
     }
     match state.store.evict_file(file_id, now_ms()).await {
         Ok(blobs) => {

@@ -3,7 +3,8 @@
 //! from the encoding node and are stored here exactly like an S3 PutObject (a fresh
 //! data key, the envelope sealed in memory and sent to the originator, which
 //! distributes the shards) as a *derived* file: no object key of the tenant's, never
-//! listed, never announced, gone with its job or its source.
+//! listed, never announced, gone with its job or its source. A compute job's outputs
+//! (subtitles, the vision sidecar) are stored the same way (`store_derived`).
 
 use std::time::Duration;
 
@@ -64,58 +65,15 @@ pub async fn store_artifact(
         job.id,
         artifact_name(kind, seq)
     );
-    let Registered {
-        registration,
-        dek,
-        header,
-    } = register(
+    let file_id = store_derived(
         state,
-        &source.tenant_id,
-        source.bucket.clone(),
+        &source,
         key,
-        bytes.len() as u64,
-        kind.content_type().to_string(),
-        &[],
+        kind.content_type(),
+        DerivedKind::Artifact(kind),
+        bytes,
     )
     .await?;
-    let file_id = registration.file_id;
-    let stored = async {
-        if !state
-            .store
-            .mark_derived(file_id, source.file_id, DerivedKind::Artifact(kind))
-            .await?
-        {
-            return Err(internal(format!(
-                "artefact file {file_id} left `pending` before it was marked derived"
-            )));
-        }
-        let envelope = zib_crypto::envelope::try_encrypt(&dek, header, &bytes)
-            .map_err(|e| internal(format!("sealing artefact {file_id}: {e}")))?;
-        send_envelope(state, &registration, envelope).await?;
-        // The originator answers once it distributed; make sure the CDN reads it.
-        let readable = state
-            .store
-            .file(file_id)
-            .await?
-            .is_some_and(|f| f.phase.is_readable());
-        if !readable {
-            return Err(ApiError::Upstream(format!(
-                "the originator took artefact {file_id} but it is not distributed; retry"
-            )));
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = stored {
-        if let Err(mark) = state
-            .store
-            .mark_failed(file_id, "storing the encoding artefact failed")
-            .await
-        {
-            tracing::warn!(%file_id, error = %mark, "could not mark the failed artefact");
-        }
-        return Err(e);
-    }
 
     match state
         .store
@@ -137,6 +95,73 @@ pub async fn store_artifact(
         file_id,
         url: object_url(state, file_id),
     })
+}
+
+/// Stores `bytes` as a derived file of `source` (its tenant and bucket) under `key`
+/// (`{source key}/.zib/{job_id}/{name}`), sealed under a fresh data key and
+/// distributed like an S3 PutObject; readable through `/objects/{file_id}` once this
+/// returns. A failure marks the half-stored file failed.
+pub async fn store_derived(
+    state: &AppState,
+    source: &FileRow,
+    key: String,
+    content_type: &str,
+    kind: DerivedKind,
+    bytes: Bytes,
+) -> ApiResult<FileId> {
+    let Registered {
+        registration,
+        dek,
+        header,
+    } = register(
+        state,
+        &source.tenant_id,
+        source.bucket.clone(),
+        key,
+        bytes.len() as u64,
+        content_type.to_string(),
+        &[],
+    )
+    .await?;
+    let file_id = registration.file_id;
+    let stored = async {
+        if !state
+            .store
+            .mark_derived(file_id, source.file_id, kind)
+            .await?
+        {
+            return Err(internal(format!(
+                "derived file {file_id} left `pending` before it was marked derived"
+            )));
+        }
+        let envelope = zib_crypto::envelope::try_encrypt(&dek, header, &bytes)
+            .map_err(|e| internal(format!("sealing derived file {file_id}: {e}")))?;
+        send_envelope(state, &registration, envelope).await?;
+        // The originator answers once it distributed; make sure the CDN reads it.
+        let readable = state
+            .store
+            .file(file_id)
+            .await?
+            .is_some_and(|f| f.phase.is_readable());
+        if !readable {
+            return Err(ApiError::Upstream(format!(
+                "the originator took derived file {file_id} but it is not distributed; retry"
+            )));
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = stored {
+        if let Err(mark) = state
+            .store
+            .mark_failed(file_id, "storing the derived file failed")
+            .await
+        {
+            tracing::warn!(%file_id, error = %mark, "could not mark the failed derived file");
+        }
+        return Err(e);
+    }
+    Ok(file_id)
 }
 
 fn internal(what: String) -> ApiError {
@@ -208,7 +233,7 @@ async fn node_answer(request: reqwest::RequestBuilder, what: &str) -> ApiResult<
 
 /// Deletes a derived file and its blobs; failures are left to the heartbeat queue
 /// and the orphan collector.
-async fn drop_file(state: &Inner, file_id: FileId) {
+pub async fn drop_file(state: &Inner, file_id: FileId) {
     match state.store.delete_derived_file(file_id, now_ms()).await {
         Ok(blobs) => {
             if let Err(e) = delete_blobs_now(state, &blobs, DROP_TIMEOUT).await {

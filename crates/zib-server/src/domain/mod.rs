@@ -8,6 +8,7 @@
 //! - `registration`: validating and registering an upload, its capabilities and parts.
 //! - `distribution`: the originator's shard plan and the record of a finished upload.
 //! - `encoding`: video encoding jobs, from request to safe, and their events.
+//! - `compute`: AI transcription and vision jobs, alone or after an encode.
 //! - `deletion`: deleting a file, evicting a superseded one.
 //! - `derived`: files the video pipeline makes from an upload (posters, sprites).
 //! - `blob_removal`: dropping blobs on their holders now, queued for the offline.
@@ -18,6 +19,7 @@
 //! - `webhook_targets`, `ssrf`: checking the webhook URLs and secrets tenants hand us.
 
 pub mod blob_removal;
+pub mod compute;
 pub mod conditional;
 pub mod deletion;
 pub mod derived;

@@ -1,8 +1,9 @@
 //! `/v1/node/*`: what nodes call (registration, heartbeats, distribution). Calls the
 //! other way go through `domain::node_client`. The encoding job routes are in `jobs`,
-//! a job's artefacts in `artifacts`.
+//! a job's artefacts in `artifacts`, the AI compute jobs' in `compute`.
 
 mod artifacts;
+mod compute;
 mod jobs;
 
 use axum::body::Bytes;
@@ -43,6 +44,7 @@ pub fn router() -> Router<AppState> {
         )
         .merge(jobs::router())
         .merge(artifacts::router())
+        .merge(compute::router())
 }
 
 async fn register(

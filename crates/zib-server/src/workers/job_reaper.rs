@@ -1,6 +1,6 @@
 //! Watches encoding leases: a job whose node stopped renewing fails transiently (it
 //! is retried after the backoff, or waits for the tenant once the retry budget is
-//! spent), and a cancelled job's segments are evicted (a replaced encode's only once
+//! spent; a compute job likewise goes back to the queue or fails after its tries), and a cancelled job's segments are evicted (a replaced encode's only once
 //! the grace for players mid-stream has passed).
 
 use std::time::Duration;
@@ -37,6 +37,14 @@ impl Worker for JobReaper {
         for job in &lapsed {
             tracing::warn!(job = %job.id, node = ?job.lease_node, retries = job.retry_count, "encoding lease lapsed");
         }
+        let lapsed_compute = state
+            .store
+            .requeue_lapsed_compute_jobs(now)
+            .await
+            .map_err(|e| e.to_string())?;
+        if lapsed_compute > 0 {
+            tracing::warn!(jobs = lapsed_compute, "compute leases lapsed; requeued");
+        }
         let grace =
             i64::try_from(state.config.encoding_eviction_grace.as_millis()).unwrap_or(i64::MAX);
         let to_evict = state
@@ -48,7 +56,7 @@ impl Worker for JobReaper {
             evict_segments(state, &job.id).await;
         }
         me.set_status(format!(
-            "{} lapsed lease(s) requeued, {} cancelled job(s) evicted",
+            "{} lapsed lease(s) requeued, {lapsed_compute} lapsed compute lease(s) requeued, {} cancelled job(s) evicted",
             lapsed.len(),
             to_evict.len()
         ));

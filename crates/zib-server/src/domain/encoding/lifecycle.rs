@@ -13,8 +13,8 @@ use zib_meta::{
 };
 use zib_proto::events::{EncodingStep, ProgressStage};
 use zib_proto::jobs::{
-    ClaimRequest, ClaimedJob, JobDone, JobFailure, JobProbed, JobSource, JobStage, LeaseRenewal,
-    LeaseStatus, RenditionDone, ReplicaTarget, ReplicasStored, SegmentStored, SegmentTargets,
+    ClaimRequest, ClaimedJob, JobDone, JobFailure, JobProbed, JobStage, LeaseRenewal, LeaseStatus,
+    RenditionDone, ReplicaTarget, ReplicasStored, SegmentStored, SegmentTargets,
 };
 use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
 
@@ -51,7 +51,7 @@ pub fn retry_policy(state: &Inner) -> RetryPolicy {
     }
 }
 
-fn lease_ms(state: &Inner) -> i64 {
+pub(crate) fn lease_ms(state: &Inner) -> i64 {
     i64::try_from(state.config.encoding_lease.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -169,27 +169,16 @@ async fn claimed_job(state: &Inner, job: &EncodingJobRow, token: String) -> ApiR
     let file = state.store.file(source).await?.ok_or_else(|| {
         InternalError::Other(format!("job {} names a missing file {source}", job.id))
     })?;
-    let dek = state
-        .config
-        .master_key
-        .unwrap(&file.wrapped_dek, file.file_id.0.as_bytes())
-        .map_err(InternalError::from)?;
+    let url = format!(
+        "{}/v1/node/jobs/{}/source",
+        state.config.public_url.trim_end_matches('/'),
+        job.id
+    );
     Ok(ClaimedJob {
         job_id: job.id.clone(),
         lease_token: token,
         lease_secs: state.config.encoding_lease.as_secs(),
-        source: JobSource {
-            url: format!(
-                "{}/v1/node/jobs/{}/source",
-                state.config.public_url.trim_end_matches('/'),
-                job.id
-            ),
-            size: file.size,
-            ciphertext_size: file.ciphertext_size,
-            chunk_size: file.chunk_size,
-            nonce_prefix: hex::encode(&file.nonce_prefix),
-            data_key: hex::encode(dek.as_bytes()),
-        },
+        source: super::source::job_source(state, &file, url)?,
         hls_key: hex::encode(super::hls_key::unwrap_hls_key(
             state,
             &job.id,
@@ -230,7 +219,7 @@ pub async fn renew(state: &Inner, job_id: &str, req: &LeaseRenewal) -> ApiResult
     })
 }
 
-fn finite(v: f64) -> f64 {
+pub(crate) fn finite(v: f64) -> f64 {
     if v.is_finite() {
         v.clamp(0.0, 100.0)
     } else {
@@ -238,7 +227,7 @@ fn finite(v: f64) -> f64 {
     }
 }
 
-fn percent(v: f64) -> u8 {
+pub(crate) fn percent(v: f64) -> u8 {
     finite(v).round() as u8
 }
 
@@ -358,7 +347,7 @@ pub async fn segment_stored(
 
 /// A state rule of the store (an unplanned rung, a foreign blob, a count that does
 /// not match) is the node's mistake: `409` naming it.
-fn meta_conflict(e: zib_meta::MetaError) -> ApiError {
+pub(crate) fn meta_conflict(e: zib_meta::MetaError) -> ApiError {
     match e {
         zib_meta::MetaError::Conflict(what) => ApiError::Conflict(what.to_string()),
         other => other.into(),

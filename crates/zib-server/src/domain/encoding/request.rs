@@ -2,12 +2,14 @@
 //! /v1/api/encoding/request`, idempotent: `queued` / `already_queued` /
 //! `already_encoded`), the auto-enqueue of an upload that declared `encode`, and the
 //! tenant's retry of a job that needs it. Every new job gets a fresh HLS key; a job
-//! asked for aspect variants is created with its children (`variants`).
+//! asked for aspect variants is created with its children (`variants`), and one asked
+//! for transcription or vision with those runs (`domain::compute::request`).
 
 use rand::RngCore;
 use zib_crypto::DataKey;
 use zib_meta::{
-    EncodingJobRow, FilePhase, FileRow, JobCreation, NewEncodingJob, NewStreamFile, NewVariantJob,
+    EncodingJobRow, FilePhase, FileRow, JobCreation, NewComputeJob, NewEncodingJob, NewStreamFile,
+    NewVariantJob,
 };
 use zib_proto::encoding::{
     job_options, EncodingRequest, EncodingRequested, RequestStatus, ALREADY_ENCODED_MESSAGE,
@@ -19,7 +21,7 @@ use zib_proto::FileId;
 
 use super::events::step_event;
 use super::outputs::hls_manifest_url;
-use crate::domain::directory::NodeDirectory;
+use crate::domain::compute;
 use crate::domain::webhook_targets;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now_ms, AppState, Inner};
@@ -45,23 +47,30 @@ pub(super) async fn resolve_file(
                     req.object_key
                 ))
             })?,
-        None => {
-            // Any other string than a file id names no file (to name an object by
-            // its key, pass `bucket` too).
-            let not_found = || ApiError::NotFound(format!("file {} not found", req.object_key));
-            let id: FileId = req.object_key.parse().map_err(|_| not_found())?;
-            // A file the pipeline derived (a poster, a variant's stream) is not an
-            // upload: it has no source of its own to encode.
-            if state.store.derived_file(id).await?.is_some() {
-                return Err(not_found());
-            }
-            state
-                .store
-                .file_for_tenant(tenant_id, id)
-                .await?
-                .ok_or_else(not_found)?
-        }
+        None => return uploaded_file(state, tenant_id, &req.object_key).await,
     };
+    ready(&file)?;
+    Ok(file)
+}
+
+/// The tenant's uploaded file `raw` names (a file id), ready to be read: `404` for
+/// anything else (another tenant's, a derived file, a cancelled upload), `409` while
+/// it uploads.
+pub(crate) async fn uploaded_file(state: &Inner, tenant_id: &str, raw: &str) -> ApiResult<FileRow> {
+    // Any other string than a file id names no file (to name an object by its key,
+    // pass `bucket` too).
+    let not_found = || ApiError::NotFound(format!("file {raw} not found"));
+    let id: FileId = raw.parse().map_err(|_| not_found())?;
+    // A file the pipeline derived (a poster, a variant's stream) is not an upload: it
+    // has no source of its own to encode or analyse.
+    if state.store.derived_file(id).await?.is_some() {
+        return Err(not_found());
+    }
+    let file = state
+        .store
+        .file_for_tenant(tenant_id, id)
+        .await?
+        .ok_or_else(not_found)?;
     ready(&file)?;
     Ok(file)
 }
@@ -83,20 +92,9 @@ fn ready(file: &FileRow) -> ApiResult<()> {
     }
 }
 
-/// 503 when no online node can encode. Only the encoder is required: the
-/// transcription and vision tiers of a request are kept in the job's options for the
-/// AI stages, which plug in after the encode (and check their own nodes) — so the
-/// reference's `{"object_key", "transcription"}` example queues an encode today.
+/// 503 when no online node can encode.
 pub(super) async fn check_encoder_online(state: &Inner) -> ApiResult<()> {
-    let encode = Capability::Encode.to_string();
-    let online = NodeDirectory::load(state).await?.online();
-    if online.iter().any(|n| n.capabilities.contains(&encode)) {
-        Ok(())
-    } else {
-        Err(ApiError::Unavailable(format!(
-            "no storage nodes available that can run pipeline stage {encode:?}"
-        )))
-    }
+    compute::request::check_online(state, &[Capability::Encode.to_string()]).await
 }
 
 /// The answer for `job` with `status`.
@@ -153,6 +151,11 @@ pub async fn request(
     let answered_by_existing = existing
         .as_ref()
         .is_some_and(|j| j.phase.is_in_flight() || (j.phase.is_encoded() && !req.force));
+    // Each AI tier asked that the file has no run of yet needs an online node
+    // advertising it, whichever encoding job they end up attached to.
+    let ai = compute::request::asked(&pipeline);
+    let ai_jobs = compute::request::new_jobs_for(state, &file, &ai, req.force, None).await?;
+    compute::request::check_online(state, &compute::request::capabilities_of(&ai_jobs)).await?;
     if !answered_by_existing {
         check_encoder_online(state).await?;
     }
@@ -163,9 +166,14 @@ pub async fn request(
         job_options(&pipeline),
         webhook,
         variants,
+        ai_jobs.clone(),
         req.force,
     )
     .await?;
+    // Answered by an existing job: the new AI runs wait for that one instead.
+    if let JobCreation::InFlight(job) | JobCreation::Encoded(job) = &created {
+        compute::request::attach(state, &job.id, ai_jobs).await?;
+    }
     Ok(match created {
         JobCreation::Created(job) => requested(state, &job, RequestStatus::Queued),
         JobCreation::InFlight(job) => requested(state, &job, RequestStatus::AlreadyQueued),
@@ -181,13 +189,15 @@ pub async fn request(
 }
 
 /// One job creation through the store, with a fresh wrapped key and its
-/// `encoding.queued` event, and its aspect-variant children (no event of theirs).
+/// `encoding.queued` event, its aspect-variant children (no event of theirs) and the
+/// AI runs that wait for it (`compute`).
 async fn create(
     state: &Inner,
     file: &FileRow,
     options: serde_json::Value,
     webhook: Option<(String, Option<String>)>,
     variants: Vec<NewVariantJob>,
+    compute: Vec<NewComputeJob>,
     force: bool,
 ) -> ApiResult<JobCreation> {
     let new_count = variants.len();
@@ -203,6 +213,7 @@ async fn create(
         webhook,
         detail: QUEUED_DETAIL.to_string(),
         variants,
+        compute,
     };
     let created = state
         .store
@@ -216,9 +227,10 @@ async fn create(
     Ok(created)
 }
 
-/// Enqueues the encode an upload declared (`pipeline.encode`), once it is
-/// distributed. Never fails the distribution: a problem is logged, and the tenant
-/// can still request the encode.
+/// Enqueues the encode an upload declared (`pipeline.encode`), with the AI runs it
+/// declared, once it is distributed; AI declared without an encode runs at once on
+/// its own. Never fails the distribution: a problem is logged, and the tenant can
+/// still request the encode or the runs.
 pub async fn enqueue_declared(state: &Inner, file_id: FileId) {
     if let Err(e) = try_enqueue_declared(state, file_id).await {
         tracing::error!(%file_id, error = %e, "enqueueing the declared encode failed");
@@ -236,17 +248,28 @@ async fn try_enqueue_declared(state: &Inner, file_id: FileId) -> ApiResult<()> {
             return Ok(());
         }
     };
-    // `encode`, aspect variants (renditions of the encode) or a legacy `encode`
-    // capability all declare the encode.
-    if !pipeline.stages().contains(&Stage::Encoding) {
-        return Ok(());
-    }
     let Some(file) = state.store.file(file_id).await? else {
         return Ok(());
     };
+    // `encode`, aspect variants (renditions of the encode) or a legacy `encode`
+    // capability all declare the encode; AI without it runs on its own at once.
+    if !pipeline.stages().contains(&Stage::Encoding) {
+        return compute::request::enqueue_declared(state, &file, &pipeline).await;
+    }
     // The upload's own webhook target (file_webhooks) already applies to its jobs.
     let variants = new_variant_jobs(state, &pipeline.aspect_variants);
-    create(state, &file, job_options(&pipeline), None, variants, false).await?;
+    let ai = compute::request::asked(&pipeline);
+    let ai_jobs = compute::request::new_jobs_for(state, &file, &ai, false, None).await?;
+    create(
+        state,
+        &file,
+        job_options(&pipeline),
+        None,
+        variants,
+        ai_jobs,
+        false,
+    )
+    .await?;
     Ok(())
 }
 

@@ -1,14 +1,17 @@
 //! `GET /v1/node/jobs/{id}/source`: the source video's envelope ciphertext for the
 //! node holding the job's lease, whole or one range of it, read from the shards as
-//! the CDN reads them. The node decrypts in memory with the claim's data key.
+//! the CDN reads them. The node decrypts in memory with the claim's data key. A
+//! compute job reads its file the same way (`file_source`, `job_source`).
 
 use bytes::Bytes;
 use futures::Stream;
+use zib_meta::FileRow;
+use zib_proto::jobs::JobSource;
 
 use super::lifecycle::leased_job;
 use crate::domain::read::{self, range::RangeRequest};
 use crate::error::{ApiError, ApiResult, InternalError};
-use crate::state::AppState;
+use crate::state::{AppState, Inner};
 
 /// What to answer: `range` of `total` envelope bytes (`None`: all of them).
 pub struct SourceRead<S> {
@@ -31,9 +34,26 @@ pub async fn source(
     let file = state.store.file(source).await?.ok_or_else(|| {
         InternalError::Other(format!("job {} names a missing file {source}", job.id))
     })?;
+    file_source(
+        state,
+        &file,
+        &format!("encoding job {job_id}"),
+        range_header,
+    )
+    .await
+}
+
+/// The envelope bytes of `file` (the source of `what`, a job whose lease the caller
+/// checked) the `Range` header asks for; `410 Gone` once the file is unreadable.
+pub async fn file_source(
+    state: &AppState,
+    file: &FileRow,
+    what: &str,
+    range_header: Option<&str>,
+) -> ApiResult<SourceRead<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static>> {
     if !file.phase.is_readable() {
         return Err(ApiError::Gone(format!(
-            "the source of encoding job {job_id} is no longer readable ({})",
+            "the source of {what} is no longer readable ({})",
             file.phase.as_str()
         )));
     }
@@ -43,6 +63,24 @@ pub async fn source(
         RangeRequest::Partial(r) => (Some(r.clone()), r),
         RangeRequest::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { len: total }),
     };
-    let body = read::ciphertext_stream(state, &file, window).await?;
+    let body = read::ciphertext_stream(state, file, window).await?;
     Ok(SourceRead { range, total, body })
+}
+
+/// What a claim tells the node about `file`, read at `url` (`…/source`): its sizes,
+/// envelope parameters and data key, which the node decrypts with in memory.
+pub fn job_source(state: &Inner, file: &FileRow, url: String) -> ApiResult<JobSource> {
+    let dek = state
+        .config
+        .master_key
+        .unwrap(&file.wrapped_dek, file.file_id.0.as_bytes())
+        .map_err(InternalError::from)?;
+    Ok(JobSource {
+        url,
+        size: file.size,
+        ciphertext_size: file.ciphertext_size,
+        chunk_size: file.chunk_size,
+        nonce_prefix: hex::encode(&file.nonce_prefix),
+        data_key: hex::encode(dek.as_bytes()),
+    })
 }

@@ -51,27 +51,105 @@ fn cdn_base(state: &Inner) -> &str {
 }
 
 /// `GET /stream/{file_id}/master.m3u8`: the live job's published rungs, lowest
-/// first; 404 until one is published.
+/// first; 404 until one is published. Once the uploaded file (a variant stream's
+/// source) has a complete transcription, its WebVTT is the `subs` group.
 pub async fn master_playlist(state: &Inner, file_id: FileId) -> ApiResult<String> {
     let job = resolve_job(state, file_id, None).await?;
     let renditions = state.store.published_renditions(&job.id).await?;
     if renditions.is_empty() {
         return Err(stream_not_found(file_id));
     }
-    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let mut entries = Vec::with_capacity(renditions.len());
     for r in &renditions {
         let (peak, average) = bandwidths(state, r).await?;
+        entries.push(MasterEntry {
+            peak,
+            average,
+            width: r.width,
+            height: r.height,
+            codecs: r.codecs.clone(),
+            frame_rate: r.frame_rate,
+            uri: format!("{}.m3u8?job={}", r.name, job.id),
+        });
+    }
+    let subtitles = state
+        .store
+        .latest_transcription(job.source_file())
+        .await?
+        .is_some_and(|t| t.vtt_file_id.is_some());
+    Ok(render_master(&entries, subtitles))
+}
+
+/// One `EXT-X-STREAM-INF` of the master playlist.
+struct MasterEntry {
+    peak: u64,
+    average: u64,
+    width: u32,
+    height: u32,
+    codecs: String,
+    frame_rate: Option<f64>,
+    uri: String,
+}
+
+/// The subtitle rendition every variant names when the file has subtitles.
+const SUBTITLES_MEDIA: &str = "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"English\",\
+LANGUAGE=\"en\",DEFAULT=NO,AUTOSELECT=YES,URI=\"subtitles.m3u8\"\n";
+
+fn render_master(entries: &[MasterEntry], subtitles: bool) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    if subtitles {
+        out.push_str(SUBTITLES_MEDIA);
+    }
+    for e in entries {
         let _ = write!(
             out,
-            "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={average},RESOLUTION={}x{},CODECS=\"{}\"",
-            r.width, r.height, r.codecs
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}\"",
+            e.peak, e.average, e.width, e.height, e.codecs
         );
-        if let Some(fps) = r.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+        if let Some(fps) = e.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
             let _ = write!(out, ",FRAME-RATE={fps:.3}");
         }
-        let _ = write!(out, "\n{}.m3u8?job={}\n", r.name, job.id);
+        if subtitles {
+            out.push_str(",SUBTITLES=\"subs\"");
+        }
+        let _ = write!(out, "\n{}\n", e.uri);
     }
-    Ok(out)
+    out
+}
+
+/// `GET /stream/{file_id}/subtitles.m3u8`: a VOD playlist of the one WebVTT file of
+/// the newest complete transcription, lasting the video. 404 without one.
+pub async fn subtitles_playlist(state: &Inner, file_id: FileId) -> ApiResult<String> {
+    let job = resolve_job(state, file_id, None).await?;
+    let vtt = state
+        .store
+        .latest_transcription(job.source_file())
+        .await?
+        .and_then(|t| t.vtt_file_id)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "file {file_id} has no subtitles: no transcription of it is complete"
+            ))
+        })?;
+    let duration = job
+        .probe
+        .as_ref()
+        .and_then(|p| p.get("duration_secs"))
+        .and_then(serde_json::Value::as_f64)
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .unwrap_or(1.0);
+    Ok(render_subtitles(
+        duration,
+        &format!("{}/objects/{vtt}", cdn_base(state)),
+    ))
+}
+
+fn render_subtitles(duration_secs: f64, vtt_url: &str) -> String {
+    let target = duration_secs.ceil().max(1.0) as u64;
+    format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n\
+         #EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:{duration_secs:.3},\n{vtt_url}\n#EXT-X-ENDLIST\n"
+    )
 }
 
 /// A rung's peak and mean bits/s: as the node measured them, or from its segments
@@ -277,6 +355,66 @@ mod tests {
             },
             replicas: vec![],
         }
+    }
+
+    fn entry(name: &str) -> MasterEntry {
+        MasterEntry {
+            peak: 800_000,
+            average: 600_000,
+            width: 640,
+            height: 360,
+            codecs: "avc1.64001e,mp4a.40.2".into(),
+            frame_rate: Some(30.0),
+            uri: format!("{name}.m3u8?job=j"),
+        }
+    }
+
+    #[test]
+    fn a_master_with_subtitles_names_the_group_on_every_variant() {
+        let text = render_master(&[entry("360p"), entry("720p")], true);
+        let media: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-MEDIA:"))
+            .collect();
+        assert_eq!(media.len(), 1);
+        for attr in [
+            "TYPE=SUBTITLES",
+            "GROUP-ID=\"subs\"",
+            "LANGUAGE=\"en\"",
+            "DEFAULT=NO",
+            "AUTOSELECT=YES",
+            "URI=\"subtitles.m3u8\"",
+        ] {
+            assert!(media[0].contains(attr), "{attr} missing from {}", media[0]);
+        }
+        let infs: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+            .collect();
+        assert_eq!(infs.len(), 2);
+        assert!(infs.iter().all(|l| l.ends_with(",SUBTITLES=\"subs\"")));
+        // The media line comes before the variants that name it.
+        assert!(text.find("#EXT-X-MEDIA").unwrap() < text.find("#EXT-X-STREAM-INF").unwrap());
+    }
+
+    #[test]
+    fn a_master_without_subtitles_has_no_group() {
+        let text = render_master(&[entry("360p")], false);
+        assert!(!text.contains("SUBTITLES"));
+        assert!(text.contains("360p.m3u8?job=j"));
+    }
+
+    #[test]
+    fn the_subtitles_playlist_is_one_vtt_segment_lasting_the_video() {
+        let text = render_subtitles(12.4, "https://cdn/objects/v");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "#EXTM3U");
+        assert!(lines.contains(&"#EXT-X-TARGETDURATION:13"));
+        assert!(lines.contains(&"#EXT-X-PLAYLIST-TYPE:VOD"));
+        assert!(lines.contains(&"#EXTINF:12.400,"));
+        assert!(lines.contains(&"https://cdn/objects/v"));
+        assert_eq!(lines.last(), Some(&"#EXT-X-ENDLIST"));
+        assert_eq!(lines.iter().filter(|l| l.starts_with("#EXTINF")).count(), 1);
     }
 
     #[test]
