@@ -158,12 +158,12 @@ fn check_stream(tenant: &Tenant, file_id: &str, vtt_id: &str, duration: f64) {
     let master_url = tenant.master_url(file_id);
     let (code, master) = fetch_text(&master_url);
     assert_eq!(code, 200, "{master_url}: {master}");
-    let media: Vec<&str> = master
+    let renditions: Vec<&str> = master
         .lines()
         .filter(|l| l.starts_with("#EXT-X-MEDIA:") && l.contains("TYPE=SUBTITLES"))
         .collect();
-    assert_eq!(media.len(), 1, "one subtitle rendition: {master}");
-    let attrs = parse_attrs(media[0].trim_start_matches("#EXT-X-MEDIA:"));
+    assert_eq!(renditions.len(), 1, "one subtitle rendition: {master}");
+    let attrs = parse_attrs(renditions[0].trim_start_matches("#EXT-X-MEDIA:"));
     assert_eq!(attrs["GROUP-ID"], "subs", "{master}");
     assert_eq!(attrs["LANGUAGE"], "en", "{master}");
     let streams: Vec<&str> = master

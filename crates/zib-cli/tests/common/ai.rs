@@ -179,7 +179,6 @@ pub fn tenant(cluster: &Cluster) -> crate::video::Tenant {
 /// `GET /v1/api/compute/jobs/{id}` until `complete`; panics on `failed` or timeout.
 pub fn wait_compute(tenant: &crate::video::Tenant, job_id: &str, timeout: Duration) -> Value {
     let deadline = Instant::now() + timeout;
-    let mut last = Value::Null;
     loop {
         let (code, job) = tenant.call(
             reqwest::Method::GET,
@@ -192,10 +191,9 @@ pub fn wait_compute(tenant: &crate::video::Tenant, job_id: &str, timeout: Durati
             Some("failed") => panic!("compute job {job_id} failed: {job}"),
             _ => {}
         }
-        last = job;
         assert!(
             Instant::now() < deadline,
-            "compute job {job_id} not complete within {timeout:?}; last: {last}"
+            "compute job {job_id} not complete within {timeout:?}; last: {job}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
