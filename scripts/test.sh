@@ -3,13 +3,13 @@
 # `zib dev` clusters) and, when present, the JS SDK's Node and browser tests.
 # Installs what it needs on a fresh Debian machine with the Rust toolchain.
 # The AI stages are built in (`--features zib-cli/ai`) and their tests run on real
-# models: ffmpeg, espeak-ng and the fastest + vision models are installed first.
+# models: ffmpeg, espeak-ng and the fastest, recommended and vision models are installed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== media tools and AI models"
 scripts/install-media-deps.sh
-scripts/install-models.sh fastest vision
+scripts/install-models.sh fastest recommended vision
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
