@@ -31,6 +31,15 @@ pub struct DevArgs {
     /// separate hosts, instead of reading the in-process nodes' disks directly.
     #[arg(long)]
     shards_over_http: bool,
+    /// How many of the nodes (the first ones) load the AI models and run
+    /// transcription and vision jobs; the rest advertise no AI. Only in a build
+    /// with the `ai` feature.
+    #[arg(long, env = "ZIB_AI_NODES", default_value_t = 1)]
+    ai_nodes: usize,
+    /// Where the AI models live; default `$ZIB_MODELS_DIR`, else
+    /// `~/.cache/zib/models` (scripts/install-models.sh fills it).
+    #[arg(long, env = "ZIB_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -183,7 +192,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let server = zib_server::start(config, listener).await?;
 
     let mut nodes = Vec::new();
-    for (node_id, listener) in node_ids.into_iter().zip(listeners) {
+    for (i, (node_id, listener)) in node_ids.into_iter().zip(listeners).enumerate() {
         let data_dir = nodes_dir.join(node_id.as_str());
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -197,6 +206,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
                 capacity_bytes: 50 * 1024 * 1024 * 1024,
                 zone: None,
                 heartbeat_interval: Duration::from_secs(1),
+                // Each AI node holds its own copy of the models in memory.
+                ai: i < args.ai_nodes,
+                models_dir: args.models_dir.clone(),
                 ..NodeConfig::default()
             },
             listener,

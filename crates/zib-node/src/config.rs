@@ -48,6 +48,13 @@ pub struct NodeConfig {
     pub ffmpeg: Option<PathBuf>,
     /// The ffprobe binary; `None`: `ffprobe` on `PATH`.
     pub ffprobe: Option<PathBuf>,
+    /// Load the AI models found in `models_dir` at start-up and run the transcription
+    /// and vision jobs they allow; `false` loads nothing (and a node built without
+    /// the `ai` feature never does).
+    pub ai: bool,
+    /// Where the AI models live (`scripts/install-models.sh`); `None`:
+    /// `$ZIB_MODELS_DIR`, else `~/.cache/zib/models`.
+    pub models_dir: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -65,6 +72,8 @@ impl Default for NodeConfig {
             encode: true,
             ffmpeg: None,
             ffprobe: None,
+            ai: true,
+            models_dir: None,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! The `zib` binary and the integration tests start it with [`start`].
 
 mod audit;
+#[cfg(feature = "ai")]
+mod compute;
 mod config;
 mod control;
 mod distribute;
@@ -52,7 +54,7 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     cancel: CancellationToken,
     http_task: JoinHandle<()>,
-    /// Heartbeat, resume and (when ffmpeg works) the encoder.
+    /// Heartbeat, resume and (when ffmpeg works) the encoder and the compute worker.
     workers: Runner,
 }
 
@@ -118,9 +120,33 @@ pub async fn start(
     if encoder.is_some() {
         state.capabilities.push(jobs::ENCODE_CAPABILITY.to_string());
     }
+    // Models load before registration: the node advertises what it can run.
+    #[cfg(feature = "ai")]
+    let ai = load_ai(&config, encoder.clone()).await;
+    #[cfg(feature = "ai")]
+    if let Some((_, models)) = &ai {
+        state
+            .capabilities
+            .extend(models.capabilities().iter().map(ToString::to_string));
+    }
+    #[cfg(not(feature = "ai"))]
+    if config.ai && config.models_dir.is_some() {
+        tracing::info!(
+            "models_dir is set but this node was built without the ai feature: it runs no AI"
+        );
+    }
     let state = Arc::new(state);
 
     let cancel = CancellationToken::new();
+    #[cfg(feature = "ai")]
+    let compute = ai.map(|(tools, models)| {
+        Arc::new(compute::Compute::new(
+            state.clone(),
+            tools,
+            models,
+            cancel.clone(),
+        ))
+    });
     let registry = Registry::new();
     let router = http::router(state.clone()).layer(axum::Extension(registry.clone()));
     let shutdown = cancel.clone().cancelled_owned();
@@ -163,10 +189,17 @@ pub async fn start(
     );
     workers.spawn(resume::Resume::new(state.clone()), 0.0);
     if let Some(tools) = encoder {
-        workers.spawn(
-            jobs::Encoder::new(state.clone(), tools, cancel.clone()),
-            0.0,
-        );
+        let encoder = jobs::Encoder::new(state.clone(), tools, cancel.clone());
+        #[cfg(feature = "ai")]
+        let encoder = match &compute {
+            Some(compute) => encoder.with_compute(compute.clone()),
+            None => encoder,
+        };
+        workers.spawn(encoder, 0.0);
+    }
+    #[cfg(feature = "ai")]
+    if let Some(compute) = compute {
+        workers.spawn(compute::ComputeWorker::new(compute), 0.0);
     }
     tracing::info!(node_id = %node_id, %addr, public_url = %state.public_url, "node started");
 
@@ -177,6 +210,37 @@ pub async fn start(
         http_task,
         workers,
     })
+}
+
+/// The ffmpeg tools and the models a compute node runs with, when `ai` is on,
+/// ffmpeg works and at least one model loaded; the reason is logged otherwise.
+#[cfg(feature = "ai")]
+async fn load_ai(
+    config: &NodeConfig,
+    encoder: Option<zib_media::Tools>,
+) -> Option<(zib_media::Tools, Arc<zib_ai::Models>)> {
+    if !config.ai {
+        tracing::info!("AI is switched off (ai = false)");
+        return None;
+    }
+    let tools = match encoder {
+        Some(tools) => tools,
+        None => {
+            let tools = config.media_tools();
+            if let Err(e) = tools.check().await {
+                tracing::warn!(error = %e, "ffmpeg/ffprobe unusable: this node runs no AI");
+                return None;
+            }
+            tools
+        }
+    };
+    let dir = config
+        .models_dir
+        .clone()
+        .map(zib_ai::ModelsDir::new)
+        .unwrap_or_else(zib_ai::ModelsDir::from_env);
+    let models = compute::load_models(dir).await?;
+    Some((tools, models))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -63,6 +63,14 @@ impl Loopback {
         })
     }
 
+    /// A loopback that only serves `source` (a compute job's ffmpeg reads it and
+    /// writes to a pipe): output PUTs are answered `410`.
+    #[cfg(feature = "ai")]
+    pub async fn source_only(source: Arc<Source>) -> std::io::Result<Self> {
+        let (outputs, _) = mpsc::unbounded_channel();
+        Self::start(source, outputs).await
+    }
+
     /// Where ffmpeg reads the plaintext source.
     pub fn source_url(&self) -> String {
         format!("{}/source", self.base)

@@ -10,11 +10,11 @@
 //! - [`run`]: one job's steps, its lease renewals.
 
 mod job;
-mod loopback;
-mod rpc;
+pub(crate) mod loopback;
+pub(crate) mod rpc;
 mod run;
 mod segments;
-mod source;
+pub(crate) mod source;
 mod thumbnails;
 
 use std::sync::Arc;
@@ -61,6 +61,9 @@ pub struct Encoder {
     tools: Tools,
     stop: CancellationToken,
     pause: Duration,
+    /// Runs a finished encode's AI at once, on this node.
+    #[cfg(feature = "ai")]
+    compute: Option<Arc<crate::compute::Compute>>,
 }
 
 impl Encoder {
@@ -71,7 +74,17 @@ impl Encoder {
             tools,
             stop,
             pause: CLAIM_EVERY,
+            #[cfg(feature = "ai")]
+            compute: None,
         }
+    }
+
+    /// After each encode it reports done, the encoder claims that encode's AI runs
+    /// (`after_encoding_job`) and runs them before the next encode.
+    #[cfg(feature = "ai")]
+    pub fn with_compute(mut self, compute: Arc<crate::compute::Compute>) -> Self {
+        self.compute = Some(compute);
+        self
     }
 }
 
@@ -110,13 +123,21 @@ impl Worker for Encoder {
         };
         me.set_status(format!("encoding job {}", job.job_id));
         tracing::info!(job = %job.job_id, "claimed an encoding job");
-        run::run(
+        let job_id = job.job_id.clone();
+        let done = run::run(
             self.state.clone(),
             self.tools.clone(),
             job,
             self.stop.child_token(),
         )
         .await;
+        #[cfg(feature = "ai")]
+        if let (true, Some(compute)) = (done, &self.compute) {
+            me.set_status(format!("running the AI of encoding job {job_id}"));
+            compute.after_encoding(&job_id).await;
+        }
+        #[cfg(not(feature = "ai"))]
+        let _ = (done, job_id);
         me.set_status("idle");
         Ok(Tick::Busy)
     }

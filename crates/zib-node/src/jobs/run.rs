@@ -31,13 +31,13 @@ const THUMBNAILS_PART: f64 = 0.05;
 const OUTPUT_WAIT: Duration = Duration::from_secs(15);
 
 /// Runs a claimed job to its end and tells the server how it ended (unless the
-/// lease is gone, when nothing more is said).
+/// lease is gone, when nothing more is said); `true` when the server took `done`.
 pub async fn run(
     state: Arc<NodeState>,
     tools: Tools,
     claimed: ClaimedJob,
     stop: CancellationToken,
-) {
+) -> bool {
     let job_id = claimed.job_id.clone();
     let lease = claimed.lease_token.clone();
     let cancel = stop.child_token();
@@ -65,16 +65,19 @@ pub async fn run(
                 .job_done(&job_id, &JobDone { lease_token: lease })
                 .await
             {
-                Ok(()) => tracing::info!(job = %job_id, "encoding job done"),
+                Ok(()) => {
+                    tracing::info!(job = %job_id, "encoding job done");
+                    return true;
+                }
                 Err(e) => {
-                    tracing::warn!(job = %job_id, error = %e, "could not report the job done")
+                    tracing::warn!(job = %job_id, error = %e, "could not report the job done");
+                    return false;
                 }
             }
-            return;
         }
         Err(JobError::Gone) => {
             tracing::info!(job = %job_id, "encoding job's lease is gone (lapsed or cancelled); dropped");
-            return;
+            return false;
         }
         Err(JobError::Permanent(sentence)) => (sentence, true),
         Err(JobError::Failed(sentence)) => (sentence, false),
@@ -95,6 +98,7 @@ pub async fn run(
     {
         tracing::warn!(job = %job_id, error = %e, "could not report the job's failure");
     }
+    false
 }
 
 async fn encode(
@@ -104,8 +108,13 @@ async fn encode(
     cancel: &CancellationToken,
 ) -> Result<(), JobError> {
     let state = &job.state;
-    let source = Source::new(state.peers.clone(), claimed, state.server.token())
-        .map_err(JobError::source)?;
+    let source = Source::new(
+        state.peers.clone(),
+        &claimed.source,
+        &claimed.lease_token,
+        state.server.token(),
+    )
+    .map_err(JobError::source)?;
     let (outputs, mut received) = mpsc::unbounded_channel();
     let loopback = Loopback::start(Arc::new(source), outputs)
         .await

@@ -1,4 +1,4 @@
-//! The job's source video, read from the server as envelope ciphertext (ranged) and
+//! A job's source video, read from the server as envelope ciphertext (ranged) and
 //! decrypted here, in memory, one window of chunks at a time. Nothing of it is
 //! written to disk.
 
@@ -8,7 +8,7 @@ use reqwest::header::{AUTHORIZATION, RANGE};
 use reqwest::StatusCode;
 use zib_crypto::envelope::{Header, Opener, VERSION};
 use zib_crypto::DataKey;
-use zib_proto::jobs::{ClaimedJob, LEASE_HEADER};
+use zib_proto::jobs::{JobSource, LEASE_HEADER};
 use zib_proto::EnvelopeParams;
 
 /// Plaintext read per request to the server: large enough that a sequential read by
@@ -42,12 +42,13 @@ pub struct Source {
 }
 
 impl Source {
+    /// The source of a claimed job (an encoding or a compute job) under its lease.
     pub fn new(
         http: reqwest::Client,
-        job: &ClaimedJob,
+        src: &JobSource,
+        lease: &str,
         cluster_token: &str,
     ) -> Result<Self, SourceError> {
-        let src = &job.source;
         let mut key = [0u8; 32];
         hex::decode_to_slice(src.data_key.trim(), &mut key)
             .map_err(|_| SourceError::BadClaim("the data key is not 64 hex characters".into()))?;
@@ -68,7 +69,7 @@ impl Source {
             http,
             url: src.url.clone(),
             bearer: format!("Bearer {cluster_token}"),
-            lease: job.lease_token.clone(),
+            lease: lease.to_string(),
             opener: Opener::new(&DataKey::from_bytes(key), header),
             size: src.size,
         })

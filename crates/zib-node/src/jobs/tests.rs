@@ -71,7 +71,13 @@ async fn loopback_over(
         .route("/source", get(serve))
         .with_state(Arc::new(envelope));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let source = Source::new(reqwest::Client::new(), &job, "cluster").unwrap();
+    let source = Source::new(
+        reqwest::Client::new(),
+        &job.source,
+        &job.lease_token,
+        "cluster",
+    )
+    .unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     (Loopback::start(Arc::new(source), tx).await.unwrap(), rx)
 }
