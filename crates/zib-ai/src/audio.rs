@@ -12,7 +12,10 @@ use std::sync::Arc;
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 
-use crate::whisper::{SAMPLE_RATE, WINDOW_SAMPLES};
+/// Whisper's input rate.
+pub const SAMPLE_RATE: u32 = 16_000;
+/// One window: 30 s of 16 kHz samples.
+pub const WINDOW_SAMPLES: usize = 30 * SAMPLE_RATE as usize;
 
 pub const N_FFT: usize = 400;
 pub const HOP_LENGTH: usize = 160;

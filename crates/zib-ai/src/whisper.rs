@@ -21,10 +21,7 @@ use crate::AiError;
 
 use decode::{Decoded, Vocabulary};
 
-/// Whisper's input rate.
-pub const SAMPLE_RATE: u32 = 16_000;
-/// One window: 30 s of 16 kHz samples.
-pub const WINDOW_SAMPLES: usize = 30 * SAMPLE_RATE as usize;
+pub use crate::audio::{SAMPLE_RATE, WINDOW_SAMPLES};
 
 /// Most tokens decoded for one window (OpenAI's `sample_len`: half the text context).
 const MAX_NEW_TOKENS: usize = 224;
