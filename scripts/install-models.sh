@@ -7,13 +7,13 @@
 #
 # Tiers: fastest (Whisper tiny.en), recommended (Whisper base), accurate (Whisper
 # small), vision (PP-OCRv4, NudeNet 320n, all-MiniLM-L6-v2: both vision tiers).
-# No tier: fastest and vision, what the test command needs. A tier that cannot be
+# No tier: fastest, recommended and vision, what the test command needs. A tier that cannot be
 # installed fails the script, naming why.
 set -euo pipefail
 
 DIR="${ZIB_MODELS_DIR:-$HOME/.cache/zib/models}"
 TIERS=("$@")
-if [ ${#TIERS[@]} -eq 0 ]; then TIERS=(fastest vision); fi
+if [ ${#TIERS[@]} -eq 0 ]; then TIERS=(fastest recommended vision); fi
 
 # Tests run in parallel and may call this at once: one installer at a time.
 mkdir -p "$DIR"

@@ -2,17 +2,23 @@
 # The whole test suite: Rust (unit, property and integration tests on real
 # `zib dev` clusters) and, when present, the JS SDK's Node and browser tests.
 # Installs what it needs on a fresh Debian machine with the Rust toolchain.
+# The AI stages are built in (`--features zib-cli/ai`) and their tests run on real
+# models: ffmpeg, espeak-ng and the fastest, recommended and vision models are installed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== media tools and AI models"
+scripts/install-media-deps.sh
+scripts/install-models.sh fastest recommended vision
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features zib-cli/ai -- -D warnings
 
 echo "== cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --features zib-cli/ai
 
 # A short pass of every fuzzer from its committed seeds (docs/testing.md);
 # ZIB_FUZZ_SECS=0 skips it.

@@ -1608,17 +1608,39 @@
       return this.cdnBase + '/objects/' + encodeURIComponent(fileId);
     }
 
-    /** POST /v1/api/compute/transcription {file_id, tier} — standalone transcription. */
+    /**
+     * POST /v1/api/compute/transcription {file_id, tier} — a standalone transcription
+     * of a stored video into SRT and WebVTT (the WebVTT becomes the HLS subtitle track).
+     * `tier`: `'fastest'` | `'recommended'` (the server's default when omitted) |
+     * `'accurate'`. Resolves to `{job_id, kind, tier, file_id, status, message}`
+     * (`message: 'already_queued'` when a run of the same file and tier is in flight).
+     * Rejects with a ZiBError whose `status` is 400 (unknown tier, naming the field),
+     * 404 (no such file of yours) or 503 (no online node runs that tier).
+     */
     submitTranscription(fileId, tier) {
-      return this._call('POST', '/v1/api/compute/transcription', { file_id: fileId, tier: tier || 'recommended' }, 'json');
+      var body = { file_id: fileId };
+      if (tier !== undefined && tier !== null) body.tier = tier;
+      return this._call('POST', '/v1/api/compute/transcription', body, 'json');
     }
 
-    /** POST /v1/api/compute/vision {file_id, tier} — standalone vision analysis. */
+    /**
+     * POST /v1/api/compute/vision {file_id, tier} — a standalone vision analysis of a
+     * stored video into a ZibSidecar JSON (docs/sidecar.md). `tier`: `'standard'` (the
+     * default when omitted) | `'hq'`. Resolves and rejects as submitTranscription.
+     */
     submitVisionAI(fileId, tier) {
-      return this._call('POST', '/v1/api/compute/vision', { file_id: fileId, tier: tier || 'standard' }, 'json');
+      var body = { file_id: fileId };
+      if (tier !== undefined && tier !== null) body.tier = tier;
+      return this._call('POST', '/v1/api/compute/vision', body, 'json');
     }
 
-    /** GET /v1/api/compute/jobs/{jobId}. */
+    /**
+     * GET /v1/api/compute/jobs/{jobId} — `{job_id, kind, tier, file_id, status:
+     * 'queued'|'processing'|'complete'|'failed', progress (0–100), detail,
+     * encoding_job_id, srt_file_id, vtt_file_id, sidecar_file_id, srt_url, vtt_url,
+     * sidecar_url, language, error_message, retry_count, created_at, started_at,
+     * completed_at}`. Another tenant's job rejects with 404, like a missing one.
+     */
     getComputeStatus(jobId) {
       return this._call('GET', '/v1/api/compute/jobs/' + encodeURIComponent(jobId), undefined, 'json');
     }

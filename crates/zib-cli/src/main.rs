@@ -3,6 +3,7 @@
 
 mod bucket_verbs;
 mod client_verbs;
+mod compute_verbs;
 mod config;
 mod dev;
 mod dev_dir;
@@ -97,6 +98,15 @@ enum Command {
     /// with --aspect-variant it waits for the variants too. --variants-only adds the
     /// variants to a file already encoded, leaving its main stream as it is.
     Encode(encode_verbs::EncodeArgs),
+    /// Transcribe a stored video to SRT and WebVTT (a compute job on a node with the
+    /// tier's Whisper model); prints {"job_id", "status", ...}. --wait follows it.
+    Transcribe(compute_verbs::TranscribeArgs),
+    /// Analyse a stored video into a ZibSidecar JSON (docs/sidecar.md); prints
+    /// {"job_id", "status", ...}. --wait follows it.
+    Vision(compute_verbs::VisionArgs),
+    /// A compute job's status; --wait polls with progress until it is complete (exit
+    /// 0, the output URLs on stderr) or failed (exit 1).
+    ComputeStatus(compute_verbs::ComputeStatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -195,5 +205,8 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Pipeline(args) => client_verbs::run_pipeline(args).await,
         Command::Webhooks(args) => webhook_verbs::run(args).await,
         Command::Encode(args) => encode_verbs::run(args).await,
+        Command::Transcribe(args) => compute_verbs::run_transcribe(args).await,
+        Command::Vision(args) => compute_verbs::run_vision(args).await,
+        Command::ComputeStatus(args) => compute_verbs::run_status(args).await,
     }
 }

@@ -17,16 +17,18 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Starts `zib dev` on a free port in a fresh directory and waits until an upload can be
- * initiated. Returns {credentials, dataDir, stop, logs}.
+ * initiated. Returns {credentials, dataDir, stop, logs}. `aiNodes`: how many nodes load
+ * the AI models (a binary built with `ai` loads them in one by default; the tests that
+ * do not transcribe stay light with 0).
  */
-export async function startZibDev() {
+export async function startZibDev({ aiNodes = 0 } = {}) {
   if (!existsSync(zibBin)) {
     throw new Error(`${zibBin} is missing: run \`cargo build -p zib-cli\` (sdk/js/run-tests.sh does)`);
   }
   const dataDir = mkdtempSync(join(tmpdir(), 'zib-sdk-test-'));
   const child = spawn(zibBin, ['dev', '--data-dir', join(dataDir, 'dev'), '--listen', '127.0.0.1:0'], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', NO_COLOR: '1' },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', NO_COLOR: '1', ZIB_AI_NODES: String(aiNodes) },
   });
   let logs = '';
   const keep = (d) => {
@@ -40,7 +42,9 @@ export async function startZibDev() {
   });
 
   const credPath = join(dataDir, 'dev', 'credentials.json');
-  const deadline = Date.now() + 30_000;
+  // Loading the models takes seconds more on a busy machine.
+  const startup = aiNodes > 0 ? 180_000 : 30_000;
+  const deadline = Date.now() + startup;
   let credentials = null;
   while (Date.now() < deadline) {
     if (exited) throw new Error(`zib dev exited (${JSON.stringify(exited)}):\n${logs}`);
@@ -55,7 +59,7 @@ export async function startZibDev() {
     }
     await sleep(100);
   }
-  if (!credentials) throw new Error(`zib dev did not start within 30 s:\n${logs}`);
+  if (!credentials) throw new Error(`zib dev did not start within ${startup / 1000} s:\n${logs}`);
 
   const stop = async () => {
     if (!exited) {

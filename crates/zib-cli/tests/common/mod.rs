@@ -218,6 +218,9 @@ fn spawn_dev(
             &nodes.to_string(),
         ])
         .env("RUST_LOG", "info")
+        // A binary built with `ai` loads models in its first node by default: only
+        // the AI tests ask for that (`ai::start_cluster`), the others stay light.
+        .env("ZIB_AI_NODES", "0")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())

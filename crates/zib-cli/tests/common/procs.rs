@@ -148,6 +148,9 @@ impl ProcCluster {
             .env("ZIB_CLUSTER_TOKEN", cluster_token)
             .env("ZIB_DATA_DIR", &node.dir)
             .env("ZIB_HEARTBEAT_INTERVAL_SECS", "1")
+            // A binary built with `ai` loads the models by default; these tests
+            // need none (the AI tests run `zib dev` with its own setting).
+            .env("ZIB_AI", "false")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

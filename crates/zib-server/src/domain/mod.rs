@@ -9,6 +9,7 @@
 //! - `distribution`: the originator's shard plan and the record of a finished upload.
 //! - `encoding`: video encoding jobs, from request to safe, and their events.
 //! - `compute`: AI transcription and vision jobs, alone or after an encode.
+//! - `uploaded`: a tenant's upload named by id, ready for a stage (or why not).
 //! - `deletion`: deleting a file, evicting a superseded one.
 //! - `derived`: files the video pipeline makes from an upload (posters, sprites).
 //! - `blob_removal`: dropping blobs on their holders now, queued for the offline.
@@ -33,6 +34,7 @@ pub mod read;
 pub mod registration;
 pub mod s3_secret;
 pub mod ssrf;
+pub mod uploaded;
 pub mod webhook_targets;
 
 /// The worker that rebuilds shards queued for repair: whoever queues one wakes it by

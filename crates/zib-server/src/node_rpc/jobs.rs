@@ -15,7 +15,7 @@ use zib_proto::jobs::{
 
 use crate::auth::ClusterAuth;
 use crate::body::parse_json;
-use crate::domain::encoding::{lifecycle, source};
+use crate::domain::encoding::lifecycle;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
@@ -62,7 +62,7 @@ async fn job_source(
 ) -> ApiResult<Response> {
     let token = super::lease_token(&headers)?;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let read = source::source(&state, &job_id, token, range).await?;
+    let read = lifecycle::source(&state, &job_id, token, range).await?;
     let (status, len) = match &read.range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
         None => (StatusCode::OK, read.total),

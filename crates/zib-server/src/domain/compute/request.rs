@@ -9,7 +9,7 @@ use zib_proto::compute::{ComputeKind, ComputeSubmitted, ComputeTier};
 use zib_proto::pipeline::{Capability, Pipeline, TranscriptionTier, VisionTier};
 
 use crate::domain::directory::NodeDirectory;
-use crate::domain::encoding::request::uploaded_file;
+use crate::domain::uploaded::uploaded_file;
 use crate::error::{ApiError, ApiResult, InternalError};
 use crate::state::{now_ms, Inner};
 

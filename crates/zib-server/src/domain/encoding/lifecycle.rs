@@ -447,3 +447,30 @@ pub async fn failed(state: &Inner, job_id: &str, req: &JobFailure) -> ApiResult<
     tracing::warn!(job = job_id, error = %error, outcome = ?outcome, "encoding job failed");
     Ok(())
 }
+
+/// The envelope bytes of the job's file the `Range` header asks for, if `token`
+/// holds the job's lease (else `410 Gone`).
+pub async fn source(
+    state: &crate::state::AppState,
+    job_id: &str,
+    token: &str,
+    range_header: Option<&str>,
+) -> ApiResult<
+    super::source::SourceRead<
+        impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    >,
+> {
+    let job = leased_job(state, job_id, token).await?;
+    // An aspect-variant job reads its parent's uploaded source, not its stream file.
+    let source = job.source_file();
+    let file = state.store.file(source).await?.ok_or_else(|| {
+        InternalError::Other(format!("job {} names a missing file {source}", job.id))
+    })?;
+    super::source::file_source(
+        state,
+        &file,
+        &format!("encoding job {job_id}"),
+        range_header,
+    )
+    .await
+}

@@ -1,5 +1,5 @@
-//! `GET /v1/node/jobs/{id}/source`: the source video's envelope ciphertext for the
-//! node holding the job's lease, whole or one range of it, read from the shards as
+//! A job's source video: its envelope ciphertext for the node holding the job's
+//! lease (`lifecycle::source` for an encoding job), whole or one range of it, read from the shards as
 //! the CDN reads them. The node decrypts in memory with the claim's data key. A
 //! compute job reads its file the same way (`file_source`, `job_source`).
 
@@ -8,7 +8,6 @@ use futures::Stream;
 use zib_meta::FileRow;
 use zib_proto::jobs::JobSource;
 
-use super::lifecycle::leased_job;
 use crate::domain::read::{self, range::RangeRequest};
 use crate::error::{ApiError, ApiResult, InternalError};
 use crate::state::{AppState, Inner};
@@ -18,29 +17,6 @@ pub struct SourceRead<S> {
     pub range: Option<std::ops::Range<u64>>,
     pub total: u64,
     pub body: S,
-}
-
-/// The envelope bytes of the job's file the `Range` header asks for, if `token`
-/// holds the job's lease (else `410 Gone`).
-pub async fn source(
-    state: &AppState,
-    job_id: &str,
-    token: &str,
-    range_header: Option<&str>,
-) -> ApiResult<SourceRead<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static>> {
-    let job = leased_job(state, job_id, token).await?;
-    // An aspect-variant job reads its parent's uploaded source, not its stream file.
-    let source = job.source_file();
-    let file = state.store.file(source).await?.ok_or_else(|| {
-        InternalError::Other(format!("job {} names a missing file {source}", job.id))
-    })?;
-    file_source(
-        state,
-        &file,
-        &format!("encoding job {job_id}"),
-        range_header,
-    )
-    .await
 }
 
 /// The envelope bytes of `file` (the source of `what`, a job whose lease the caller
