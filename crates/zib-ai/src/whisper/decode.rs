@@ -194,7 +194,7 @@ impl Vocabulary {
                 block(0..self.eot as usize);
             }
         }
-        if let Some(&last) = sampled.iter().rev().find(|t| is_ts(*t)) {
+        if let Some(&last) = sampled.iter().rev().find(|t| is_ts(t)) {
             // Timestamps never go back; a closing one may be repeated as the next opening.
             let upto = if last_ts && !penultimate_ts {
                 last as usize
