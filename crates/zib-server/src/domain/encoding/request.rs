@@ -8,7 +8,7 @@
 use rand::RngCore;
 use zib_crypto::DataKey;
 use zib_meta::{
-    EncodingJobRow, FilePhase, FileRow, JobCreation, NewComputeJob, NewEncodingJob, NewStreamFile,
+    EncodingJobRow, FileRow, JobCreation, NewComputeJob, NewEncodingJob, NewStreamFile,
     NewVariantJob,
 };
 use zib_proto::encoding::{
