@@ -51,7 +51,7 @@ fn an_encode_with_transcription_gets_subtitles_in_its_stream() {
     let cluster = ai::start_cluster(3, 3, &[("ZIB_MODELS_DIR", models.to_str().unwrap())]);
     let tenant = ai::tenant(&cluster);
     let hook = Receiver::start();
-    let (file_id, _) = cluster.upload(&clip, "ai", "speech.mp4");
+    let (file_id, _) = cluster.upload(&clip, "ai-clips", "speech.mp4");
 
     // An unknown tier is refused, naming the field; no job is made.
     let (code, body) = tenant.request_encode(&file_id, json!({"transcription": "ultra"}));

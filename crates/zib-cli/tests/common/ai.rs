@@ -270,7 +270,7 @@ pub fn assert_timings(cues: &[Cue], clip_secs: f64, what: &str) {
 
 /// GET a CDN object as text, asserting a 200.
 pub fn object_text(cluster: &Cluster, file_id: &str) -> String {
-    let url = format!("{}/objects/{file_id}", cluster.creds.cdn_url);
+    let url = format!("{}/{file_id}", cluster.creds.cdn_url.trim_end_matches('/'));
     let (status, body) = crate::video::fetch_text(&url);
     assert_eq!(status, 200, "GET {url}: {body}");
     body
