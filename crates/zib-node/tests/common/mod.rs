@@ -260,6 +260,8 @@ pub async fn start_node(server_url: &str, dir: &TempDir) -> RunningNode {
             capacity_bytes: 1 << 30,
             zone: None,
             heartbeat_interval: Duration::from_millis(100),
+            // Storage nodes: no models to load (with the `ai` feature on).
+            ai: false,
             ..NodeConfig::default()
         },
         listener,

@@ -519,6 +519,8 @@ pub fn node_config(server_url: &str, dir: &TempDir) -> NodeConfig {
         cluster_token: CLUSTER_TOKEN.to_string(),
         capacity_bytes: 1 << 30,
         heartbeat_interval: Duration::from_millis(100),
+        // These nodes encode (or store); the AI tests load models themselves.
+        ai: false,
         ..NodeConfig::default()
     }
 }
