@@ -29,5 +29,7 @@ fi
 
 if [ -x sdk/js/run-tests.sh ]; then
   echo "== JS SDK tests"
-  sdk/js/run-tests.sh
+  # The zib binary cargo test just built (the AI stages in, this tree's zib-sdk.js
+  # embedded): a separate `-p zib-cli` build resolves features apart and rebuilds.
+  ZIB_BIN="${ZIB_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/zib}" sdk/js/run-tests.sh
 fi
