@@ -2,9 +2,9 @@
 //! lease renewals, the source ciphertext, and what it produced. The lifecycle itself
 //! is `domain::encoding::lifecycle`; a lapsed lease or a cancelled job is `410 Gone`.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -63,25 +63,7 @@ async fn job_source(
     let token = super::lease_token(&headers)?;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let read = lifecycle::source(&state, &job_id, token, range).await?;
-    let (status, len) = match &read.range {
-        Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
-        None => (StatusCode::OK, read.total),
-    };
-    let mut response = (status, Body::from_stream(read.body)).into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Some(r) = &read.range {
-        let value = format!("bytes {}-{}/{}", r.start, r.end - 1, read.total);
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(header::CONTENT_RANGE, v);
-        }
-    }
-    Ok(response)
+    Ok(super::source_response(read))
 }
 
 async fn probed(

@@ -23,6 +23,37 @@ use crate::domain::distribution;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now_ms, AppState};
 
+/// A job's source read as the node gets it: `206` with `Content-Range` for a range,
+/// else `200`; encoding and compute jobs alike.
+fn source_response<S>(
+    read: crate::domain::encoding::source::SourceRead<S>,
+) -> axum::response::Response
+where
+    S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    use axum::http::{header, HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    let (status, len) = match &read.range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
+        None => (StatusCode::OK, read.total),
+    };
+    let mut response = (status, axum::body::Body::from_stream(read.body)).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some(r) = &read.range {
+        let value = format!("bytes {}-{}/{}", r.start, r.end - 1, read.total);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    response
+}
+
 /// The lease token of a job call that has no JSON body to carry it (`X-ZiB-Lease`).
 fn lease_token(headers: &axum::http::HeaderMap) -> ApiResult<&str> {
     headers
