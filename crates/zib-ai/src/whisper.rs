@@ -8,18 +8,20 @@
 //! takes no language token, a multilingual model is told `<|en|>`.
 
 mod decode;
+mod decoder;
 mod weights;
 
 use std::path::Path;
 
 use candle_core::{Device, IndexOp, Tensor};
-use candle_transformers::models::whisper::model::Whisper;
+use candle_transformers::models::whisper::model::{AudioEncoder, Whisper};
 
 use crate::audio::LogMel;
 use crate::ct2::Ct2Model;
 use crate::AiError;
 
 use decode::{Decoded, Vocabulary};
+use decoder::CachedDecoder;
 
 pub use crate::audio::{SAMPLE_RATE, WINDOW_SAMPLES};
 
@@ -68,9 +70,10 @@ pub struct WindowResult {
 /// A loaded Whisper model; `Send + Sync`, one window at a time per call.
 pub struct Transcriber {
     name: String,
-    /// The weights; each call decodes with its own clone (tensors are shared, only
-    /// the cross-attention cache is per clone).
-    model: Whisper,
+    /// candle's encoder; each call runs its own clone (the tensors are shared).
+    encoder: AudioEncoder,
+    /// Our decoder, whose per-window caches live in the call.
+    decoder: CachedDecoder,
     mel: LogMel,
     vocab: Vocabulary,
 }
@@ -87,17 +90,20 @@ impl Transcriber {
         let n_mels = config.num_mel_bins;
         let vb =
             candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, &Device::Cpu);
-        let model = Whisper::load(&vb, config).map_err(|e| AiError::BadModel {
+        let bad = |e: candle_core::Error| AiError::BadModel {
             path: dir.join("model.bin"),
             reason: e.to_string(),
-        })?;
+        };
+        let decoder = CachedDecoder::load(vb.pp("model.decoder"), &config).map_err(bad)?;
+        let encoder = Whisper::load(&vb, config).map_err(bad)?.encoder;
         let name = dir
             .file_name()
             .map(|n| format!("whisper-{}", n.to_string_lossy()))
             .unwrap_or_else(|| "whisper".into());
         Ok(Self {
             name,
-            model,
+            encoder,
+            decoder,
             mel: LogMel::new(n_mels),
             vocab,
         })
@@ -194,24 +200,29 @@ impl Transcriber {
         let n_mels = self.mel.n_mels();
         let mel = self.mel.compute(samples);
         let mel = Tensor::from_vec(mel, (1, n_mels, crate::audio::N_FRAMES), &Device::Cpu)?;
-        let mut model = self.model.clone();
-        let audio = model.encoder.forward(&mel, true)?;
+        let audio = self.encoder.clone().forward(&mel, true)?;
+        let mut state = self.decoder.start(&audio)?;
         let prompt = self.vocab.prompt();
         let mut tokens = prompt.clone();
         let mut sum_logprob = 0f32;
         let mut no_speech_prob = 0f32;
         for step in 0..MAX_NEW_TOKENS {
-            let input = Tensor::new(tokens.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-            let hidden = model.decoder.forward(&input, &audio, step == 0)?;
+            // The prompt goes in whole; after it, only the token just chosen.
+            let fresh = if step == 0 {
+                &tokens[..]
+            } else {
+                &tokens[tokens.len() - 1..]
+            };
+            let hidden = self.decoder.forward(&mut state, fresh)?;
             if step == 0 {
                 if let Some(id) = self.vocab.no_speech {
-                    let at_sot = model.decoder.final_linear(&hidden.i((..1, ..1))?)?;
+                    let at_sot = self.decoder.logits(&hidden.i((..1, ..1))?)?;
                     let probs = candle_nn::ops::softmax_last_dim(&at_sot.flatten_all()?)?;
                     no_speech_prob = probs.i(id as usize)?.to_scalar::<f32>()?;
                 }
             }
-            let n = tokens.len();
-            let logits = model.decoder.final_linear(&hidden.i((..1, n - 1..))?)?;
+            let n = fresh.len();
+            let logits = self.decoder.logits(&hidden.i((..1, n - 1..))?)?;
             let mut logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
             self.vocab.filter(&mut logits, &tokens[prompt.len()..]);
             let Some((next, logprob)) = decode::greedy(&logits) else {
