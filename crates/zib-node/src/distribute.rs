@@ -124,11 +124,7 @@ async fn distribute_once(
     size: u64,
 ) -> Result<usize, DistributeError> {
     let plan = request_plan(state, upload, size).await?;
-    // Codec first: it refuses parameters that Layout's arithmetic could not survive.
-    let codec =
-        Arc::new(Codec::new(plan.erasure).map_err(|e| DistributeError::BadPlan(e.to_string()))?);
-    let layout = Layout::new(plan.erasure, size);
-    check_plan(&layout, &plan.segments)?;
+    let (codec, layout) = checked(&plan, size)?;
 
     let source = state.store.blob_path(upload);
     let per_segment: Vec<Vec<StoredShard>> = futures::stream::iter(plan.segments)
@@ -144,10 +140,24 @@ async fn distribute_once(
         .buffer_unordered(SEGMENTS_IN_FLIGHT)
         .try_collect()
         .await?;
+    let count = report(state, upload, per_segment).await?;
+    if let Err(e) = state.store.mark_distributed(upload).await {
+        // The server already knows; a retry would only be told 409.
+        tracing::warn!(%upload, error = %e, "could not record that the upload is distributed");
+    }
+    Ok(count)
+}
+
+/// Tells the server where every shard went (which makes the file current); returns
+/// how many shards that was.
+pub(crate) async fn report(
+    state: &NodeState,
+    upload: BlobId,
+    per_segment: Vec<Vec<StoredShard>>,
+) -> Result<usize, DistributeError> {
     let mut shards: Vec<StoredShard> = per_segment.into_iter().flatten().collect();
     shards.sort_by_key(|s| (s.segment, s.index));
     let count = shards.len();
-
     state
         .server
         .upload_distributed(
@@ -159,11 +169,39 @@ async fn distribute_once(
         )
         .await
         .map_err(DistributeError::Report)?;
-    if let Err(e) = state.store.mark_distributed(upload).await {
-        // The server already knows; a retry would only be told 409.
-        tracing::warn!(%upload, error = %e, "could not record that the upload is distributed");
-    }
     Ok(count)
+}
+
+/// The server's plan, asked for once, and checked against the upload's size: what a
+/// single upload asks before its body is read, to erasure-code it as it arrives.
+pub(crate) async fn plan_now(
+    state: &NodeState,
+    upload: BlobId,
+    size: u64,
+) -> Result<(DistributionPlan, Arc<Codec>, Layout), DistributeError> {
+    let plan = state
+        .server
+        .upload_received(
+            upload,
+            &UploadReceivedRequest {
+                node_id: state.node_id.clone(),
+                size,
+            },
+        )
+        .await
+        .map_err(DistributeError::Plan)?;
+    let (codec, layout) = checked(&plan, size)?;
+    Ok((plan, codec, layout))
+}
+
+/// The codec and layout a plan implies, once the plan is known to fit the upload.
+fn checked(plan: &DistributionPlan, size: u64) -> Result<(Arc<Codec>, Layout), DistributeError> {
+    // Codec first: it refuses parameters that Layout's arithmetic could not survive.
+    let codec =
+        Arc::new(Codec::new(plan.erasure).map_err(|e| DistributeError::BadPlan(e.to_string()))?);
+    let layout = Layout::new(plan.erasure, size);
+    check_plan(&layout, &plan.segments)?;
+    Ok((codec, layout))
 }
 
 /// The server's plan, asked for again with backoff while it has too few nodes
@@ -245,16 +283,28 @@ async fn distribute_segment(
     plan: SegmentPlan,
 ) -> Result<Vec<StoredShard>, DistributeError> {
     let segment = plan.segment;
-    let encoded =
-        tokio::task::spawn_blocking(move || encode_segment(&source, &layout, &codec, segment))
-            .await
-            .map_err(|e| DistributeError::Encode {
-                segment,
-                reason: format!("encoding task failed: {e}"),
-            })?
-            .map_err(|reason| DistributeError::Encode { segment, reason })?;
+    let encoded = tokio::task::spawn_blocking(move || {
+        read_data_shards(&source, &layout, segment)
+            .and_then(|shards| add_parity_and_hash(&codec, shards))
+    })
+    .await
+    .map_err(|e| DistributeError::Encode {
+        segment,
+        reason: format!("encoding task failed: {e}"),
+    })?
+    .map_err(|reason| DistributeError::Encode { segment, reason })?;
+    push_segment(&state, plan, layout.shard_len(segment), encoded).await
+}
 
-    let shard_len = layout.shard_len(segment);
+/// Stores a segment's encoded shards on the plan's holders (this node included), all
+/// at once; returns what the server is to record.
+pub(crate) async fn push_segment(
+    state: &Arc<NodeState>,
+    plan: SegmentPlan,
+    shard_len: u64,
+    encoded: Vec<(Bytes, String)>,
+) -> Result<Vec<StoredShard>, DistributeError> {
+    let segment = plan.segment;
     let pushes = plan
         .targets
         .into_iter()
@@ -276,21 +326,26 @@ async fn distribute_segment(
     futures::future::try_join_all(pushes).await
 }
 
-/// Reads one segment straight into `k` data shards (the tail zero-padded), adds the
-/// parity and hashes every shard.
-fn encode_segment(
-    source: &std::path::Path,
-    layout: &Layout,
-    codec: &Codec,
-    segment: u32,
-) -> Result<Vec<(Bytes, String)>, String> {
-    let range = layout.segment_range(segment);
+/// Zeroed buffers for every shard of `segment`: the caller fills the data shards'
+/// leading bytes (the tail of the last one stays zero padding).
+pub(crate) fn segment_buffers(layout: &Layout, segment: u32) -> Result<Vec<Vec<u8>>, String> {
     let shard_len = usize::try_from(layout.shard_len(segment))
         .map_err(|_| "shard length does not fit in memory".to_string())?;
-    let data_shards = layout.params.data_shards as usize;
-    let mut shards: Vec<Vec<u8>> = (0..layout.params.total_shards())
+    Ok((0..layout.params.total_shards())
         .map(|_| vec![0u8; shard_len])
-        .collect();
+        .collect())
+}
+
+/// Reads one segment of a stored upload straight into its data shards.
+fn read_data_shards(
+    source: &std::path::Path,
+    layout: &Layout,
+    segment: u32,
+) -> Result<Vec<Vec<u8>>, String> {
+    let range = layout.segment_range(segment);
+    let data_shards = layout.params.data_shards as usize;
+    let mut shards = segment_buffers(layout, segment)?;
+    let shard_len = shards.first().map_or(0, Vec::len);
     let mut file =
         std::fs::File::open(source).map_err(|e| format!("cannot open the upload: {e}"))?;
     for (i, shard) in shards.iter_mut().take(data_shards).enumerate() {
@@ -308,6 +363,14 @@ fn encode_segment(
                 )
             })?;
     }
+    Ok(shards)
+}
+
+/// Adds a segment's parity shards and hashes every shard.
+pub(crate) fn add_parity_and_hash(
+    codec: &Codec,
+    mut shards: Vec<Vec<u8>>,
+) -> Result<Vec<(Bytes, String)>, String> {
     codec
         .encode_parity(&mut shards)
         .map_err(|e| e.to_string())?;

@@ -37,6 +37,8 @@ pub struct NodeApiError {
     pub message: String,
     /// Extra `Content-Range` for 416 answers (`bytes */len`).
     content_range: Option<String>,
+    /// `Retry-After` seconds, for answers that a later retry can turn around.
+    retry_after: Option<u32>,
 }
 
 impl NodeApiError {
@@ -46,6 +48,7 @@ impl NodeApiError {
             code: Cow::Borrowed(code),
             message: message.into(),
             content_range: None,
+            retry_after: None,
         }
     }
 
@@ -56,6 +59,7 @@ impl NodeApiError {
             code: Cow::Owned(code),
             message,
             content_range: None,
+            retry_after: None,
         }
     }
 
@@ -89,6 +93,13 @@ impl NodeApiError {
         )
     }
 
+    /// `503` with `Retry-After`: nothing was kept, and the same request may succeed.
+    pub fn retry_later(code: &'static str, message: impl Into<String>, secs: u32) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        e.retry_after = Some(secs);
+        e
+    }
+
     pub fn range_not_satisfiable(message: impl Into<String>, blob_len: u64) -> Self {
         let mut e = Self::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
@@ -119,6 +130,11 @@ impl IntoResponse for NodeApiError {
             .and_then(|r| HeaderValue::from_str(&r).ok())
         {
             response.headers_mut().insert(header::CONTENT_RANGE, range);
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -2,35 +2,26 @@
 //! by peers. Bodies stream to disk and are never held whole in memory; each write is
 //! bounded by the size its capability token names.
 
-use std::io::SeekFrom;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::body::{Body, BodyDataStream};
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
-use futures::StreamExt;
 use serde::Deserialize;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
-use zib_crypto::envelope::{Header, HEADER_LEN};
 use zib_proto::api::{PartStored, UploadReceipt};
 use zib_proto::error_codes as codes;
 use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp, ShardStored};
-use zib_proto::{BlobId, EnvelopeParams};
+use zib_proto::BlobId;
 
 use crate::distribute;
 use crate::error::NodeApiError;
+use crate::incoming::Incoming;
 use crate::state::{InFlight, NodeState};
-
-/// Large enough that disk writes are few, small enough to stay out of the way.
-const WRITE_BUFFER: usize = 1 << 20;
-/// How long a refused body is read (and dropped) so the client sees the refusal:
-/// a 64 MiB upload at 20 Mbit/s; a slower one gets a closed connection instead.
-const DISCARD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+use crate::streamed::{self, StreamedError};
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
@@ -67,11 +58,73 @@ pub async fn put_upload(
         CapabilityOp::Upload,
         "another upload to this blob is in progress",
     )?;
-    let (partial, hash) = receive_whole(&state, blob, &claims, &headers, body).await?;
-    mark_pending(&state, blob, claims.size).await?;
-    commit_partial(&state, &partial, blob, claims.size, "upload").await?;
+    admit_whole(&state, blob, &claims, &headers).await?;
+    let mut incoming = Incoming::start(body, claims.size, claims.envelope.as_ref()).await?;
+    let (plan, codec, layout) = match distribute::plan_now(&state, blob, claims.size).await {
+        Ok(planned) => planned,
+        Err(e) => {
+            if let Some(refusal) = refused(&e) {
+                incoming.discard_rest().await;
+                return Err(refusal);
+            }
+            // No plan yet (too few nodes online, the server unreachable): the upload
+            // is kept whole here and distributed as soon as it can be.
+            tracing::info!(%blob, error = %e, "no distribution plan yet; storing the upload whole first");
+            return spool_and_distribute(&state, blob, &claims, incoming).await;
+        }
+    };
+    let streamed =
+        streamed::distribute_as_received(&state, blob, plan, codec, layout, &mut incoming).await;
+    match streamed {
+        Ok((shards, hash)) => {
+            if let Err(e) = spend_token(&state, &claims).await {
+                // The server already refuses a second distribution of this upload.
+                tracing::warn!(%blob, error = %e, "upload distributed, but its token could not be marked spent");
+            }
+            tracing::info!(%blob, size = claims.size, shards, "upload distributed as it arrived");
+            let mut response = receipt(blob, claims.size);
+            set_etag(&mut response, &hash);
+            Ok(response)
+        }
+        Err(StreamedError::Body(e)) => Err(e),
+        Err(StreamedError::Distribute(e)) => {
+            incoming.discard_rest().await;
+            if let Some(refusal) = refused(&e) {
+                return Err(refusal);
+            }
+            tracing::warn!(%blob, error = %e, "distribution failed while the upload arrived; nothing kept");
+            Err(NodeApiError::retry_later(
+                codes::DISTRIBUTION_FAILED,
+                format!(
+                    "placing the upload's shards failed: {e}; nothing was kept and the token \
+                     is unspent, so retry the upload"
+                ),
+                1,
+            ))
+        }
+    }
+}
+
+/// The path of an upload no plan could be had for yet: the whole envelope is stored
+/// and marked pending here first, so the resume task distributes it if this request
+/// cannot.
+async fn spool_and_distribute(
+    state: &Arc<NodeState>,
+    blob: BlobId,
+    claims: &CapabilityClaims,
+    incoming: Incoming,
+) -> Result<Response, NodeApiError> {
+    let partial = state.store.partial_path(blob);
+    let received = incoming.write_to(&partial, None).await;
+    if received.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    let hash = received?;
+    spend_token(state, claims).await?;
+    mark_pending(state, blob, claims.size).await?;
+    commit_partial(state, &partial, blob, claims.size, "upload").await?;
     tracing::info!(%blob, size = claims.size, "upload stored");
-    let mut response = distribute_and_answer(&state, blob, claims.size).await?;
+    let mut response = distribute_and_answer(state, blob, claims.size).await?;
     set_etag(&mut response, &hash);
     Ok(response)
 }
@@ -326,16 +379,8 @@ async fn receive_whole(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(std::path::PathBuf, blake3::Hash), NodeApiError> {
-    refuse_spent_token(state, claims).await?;
-    if state.store.exists(blob).await {
-        return Err(NodeApiError::conflict(
-            codes::BLOB_EXISTS,
-            format!("blob {blob} is already stored on this node"),
-        ));
-    }
-    check_content_length(headers, claims.size)?;
-    check_room(state, claims.size)?;
-    // A single upload is a whole envelope (a pushed shard is not: it has no claim).
+    admit_whole(state, blob, claims, headers).await?;
+    // A pushed shard is not an envelope: its token names no header.
     let incoming = Incoming::start(body, claims.size, claims.envelope.as_ref()).await?;
 
     let partial = state.store.partial_path(blob);
@@ -348,6 +393,45 @@ async fn receive_whole(
     Ok((partial, hash))
 }
 
+/// The checks before any byte of a whole-blob body (an upload, a shard) is read.
+async fn admit_whole(
+    state: &NodeState,
+    blob: BlobId,
+    claims: &CapabilityClaims,
+    headers: &HeaderMap,
+) -> Result<(), NodeApiError> {
+    refuse_spent_token(state, claims).await?;
+    if state.store.exists(blob).await {
+        return Err(NodeApiError::conflict(
+            codes::BLOB_EXISTS,
+            format!("blob {blob} is already stored on this node"),
+        ));
+    }
+    check_content_length(headers, claims.size)?;
+    check_room(state, claims.size)
+}
+
+fn receipt(blob: BlobId, size: u64) -> Response {
+    Json(UploadReceipt {
+        upload_id: blob.to_string(),
+        size,
+        status: "distributed".to_string(),
+    })
+    .into_response()
+}
+
+/// The server's final verdict on an upload (unknown, superseded, already
+/// distributed…), as the uploader must see it; `None` when a retry may succeed.
+fn refused(e: &distribute::DistributeError) -> Option<NodeApiError> {
+    let refusal = e.final_refusal()?;
+    tracing::info!(error = %refusal, "the server refused this upload");
+    let status = refusal.status().unwrap_or(StatusCode::CONFLICT);
+    Some(match refusal.server_body() {
+        Some(body) => NodeApiError::relayed(status, body.code.clone(), body.error.clone()),
+        None => NodeApiError::new(status, codes::UPLOAD_REFUSED, refusal.to_string()),
+    })
+}
+
 async fn distribute_and_answer(
     state: &Arc<NodeState>,
     blob: BlobId,
@@ -356,25 +440,11 @@ async fn distribute_and_answer(
     match distribute::distribute(state, blob, size).await {
         Ok(shards) => {
             tracing::info!(%blob, shards, "upload distributed");
-            Ok(Json(UploadReceipt {
-                upload_id: blob.to_string(),
-                size,
-                status: "distributed".to_string(),
-            })
-            .into_response())
+            Ok(receipt(blob, size))
         }
         Err(e) => {
-            if let Some(refusal) = e.final_refusal() {
-                // The server's verdict on this upload (e.g. superseded by a newer
-                // upload to the same key): the uploader must see it as it is.
-                tracing::info!(%blob, error = %refusal, "the server refused this upload");
-                let status = refusal.status().unwrap_or(StatusCode::CONFLICT);
-                return Err(match refusal.server_body() {
-                    Some(body) => {
-                        NodeApiError::relayed(status, body.code.clone(), body.error.clone())
-                    }
-                    None => NodeApiError::new(status, codes::UPLOAD_REFUSED, refusal.to_string()),
-                });
+            if let Some(refusal) = refused(&e) {
+                return Err(refusal);
             }
             tracing::error!(%blob, error = %e, "distribution failed; the upload stays stored here and will be retried");
             state.retry_distribution_soon();
@@ -398,159 +468,6 @@ async fn mark_pending(state: &NodeState, blob: BlobId, size: u64) -> Result<(), 
         .mark_pending(blob, size)
         .await
         .map_err(|e| NodeApiError::internal("could not record the upload for distribution", e))
-}
-
-/// A body being received: exactly `expected` bytes, the first of them read ahead
-/// to check the envelope header before the caller stores anything.
-struct Incoming {
-    /// Bytes already read (the header and whatever came with it), not yet written.
-    head: Vec<Bytes>,
-    stream: BodyDataStream,
-    received: u64,
-    expected: u64,
-}
-
-impl Incoming {
-    /// Starts reading `body`. With `issued` (the header the token names), reads the
-    /// first 16 bytes and refuses a body that does not start with exactly that
-    /// header; nothing has been written anywhere when this fails.
-    async fn start(
-        body: Body,
-        expected: u64,
-        issued: Option<&EnvelopeParams>,
-    ) -> Result<Self, NodeApiError> {
-        let mut incoming = Incoming {
-            head: Vec::new(),
-            stream: body.into_data_stream(),
-            received: 0,
-            expected,
-        };
-        let Some(params) = issued else {
-            return Ok(incoming);
-        };
-        let issued = Header::from_params(params).map_err(|e| {
-            NodeApiError::forbidden(
-                codes::INVALID_TOKEN,
-                format!("the token's envelope header is malformed: {e}"),
-            )
-        })?;
-        while incoming.received < HEADER_LEN {
-            match incoming.next_chunk().await? {
-                Some(chunk) => incoming.head.push(chunk),
-                None => break,
-            }
-        }
-        if incoming.received < HEADER_LEN.min(expected) {
-            return Err(incoming.too_short());
-        }
-        let mut first = Vec::with_capacity(HEADER_LEN as usize);
-        for chunk in &incoming.head {
-            let want = HEADER_LEN as usize - first.len();
-            first.extend_from_slice(&chunk[..chunk.len().min(want)]);
-        }
-        if let Err(e) = Header::check_issued(&first, &issued) {
-            incoming.discard_rest().await;
-            return Err(NodeApiError::bad_request(
-                codes::INVALID_ENVELOPE,
-                format!(
-                    "the body does not start with the envelope header issued for this upload \
-                     (docs/envelope.md): {e}"
-                ),
-            ));
-        }
-        Ok(incoming)
-    }
-
-    /// Reads and drops the rest of a refused body (at most `expected` bytes, for at
-    /// most [`DISCARD_LIMIT`]): a client that reads the answer only once it has sent
-    /// everything (Python's urllib, many scripts) would otherwise see its write
-    /// reset by the closing connection instead of the refusal.
-    async fn discard_rest(&mut self) {
-        self.head.clear();
-        let drain = async { while let Ok(Some(_)) = self.next_chunk().await {} };
-        let _ = tokio::time::timeout(DISCARD_LIMIT, drain).await;
-    }
-
-    /// The next piece of the body, counted; refuses a body that breaks off or runs
-    /// past `expected`.
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, NodeApiError> {
-        let Some(chunk) = self.stream.next().await else {
-            return Ok(None);
-        };
-        let chunk = chunk.map_err(|e| {
-            NodeApiError::bad_request(
-                codes::BODY_INTERRUPTED,
-                format!(
-                    "the upload body was interrupted after {} bytes: {e}",
-                    self.received
-                ),
-            )
-        })?;
-        let len = chunk.len() as u64;
-        if self.received + len > self.expected {
-            return Err(NodeApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                codes::BODY_TOO_LARGE,
-                format!(
-                    "the body is larger than the {} bytes this token allows",
-                    self.expected
-                ),
-            ));
-        }
-        self.received += len;
-        Ok(Some(chunk))
-    }
-
-    fn too_short(&self) -> NodeApiError {
-        NodeApiError::bad_request(
-            codes::BODY_TOO_SHORT,
-            format!(
-                "the body ended after {} bytes, but this token is for {} bytes",
-                self.received, self.expected
-            ),
-        )
-    }
-
-    /// Streams the body into `path` (at `offset` for a part, else replacing the
-    /// file), then makes it durable.
-    async fn write_to(
-        mut self,
-        path: &Path,
-        offset: Option<u64>,
-    ) -> Result<blake3::Hash, NodeApiError> {
-        let io_error =
-            |e: std::io::Error| NodeApiError::internal("could not write the upload to disk", e);
-        let file = match offset {
-            None => tokio::fs::File::create(path).await.map_err(io_error)?,
-            Some(offset) => {
-                let mut file = tokio::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-                    .await
-                    .map_err(io_error)?;
-                file.seek(SeekFrom::Start(offset)).await.map_err(io_error)?;
-                file
-            }
-        };
-        let mut writer = BufWriter::with_capacity(WRITE_BUFFER, file);
-        let mut hasher = blake3::Hasher::new();
-        for chunk in std::mem::take(&mut self.head) {
-            hasher.update(&chunk);
-            writer.write_all(&chunk).await.map_err(io_error)?;
-        }
-        while let Some(chunk) = self.next_chunk().await? {
-            hasher.update(&chunk);
-            writer.write_all(&chunk).await.map_err(io_error)?;
-        }
-        if self.received != self.expected {
-            return Err(self.too_short());
-        }
-        writer.flush().await.map_err(io_error)?;
-        writer.into_inner().sync_all().await.map_err(io_error)?;
-        Ok(hasher.finalize())
-    }
 }
 
 /// The server places uploads on nodes with room, but its view may be a heartbeat old.
@@ -621,107 +538,5 @@ fn busy(message: &str) -> NodeApiError {
 fn set_etag(response: &mut Response, hash: &blake3::Hash) {
     if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", hash.to_hex())) {
         response.headers_mut().insert(header::ETAG, value);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use zib_crypto::envelope::encrypt;
-    use zib_crypto::DataKey;
-
-    fn issued() -> Header {
-        Header {
-            chunk_size: 64,
-            nonce_prefix: [3; 7],
-        }
-    }
-
-    /// A body that arrives in pieces of `piece` bytes, as a network delivers it.
-    fn body_in_pieces(bytes: &[u8], piece: usize) -> Body {
-        let pieces: Vec<Result<Bytes, std::io::Error>> = bytes
-            .chunks(piece.max(1))
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
-        Body::from_stream(futures::stream::iter(pieces))
-    }
-
-    async fn start(bytes: &[u8], piece: usize) -> Result<Incoming, NodeApiError> {
-        let params = issued().to_params();
-        Incoming::start(
-            body_in_pieces(bytes, piece),
-            bytes.len() as u64,
-            Some(&params),
-        )
-        .await
-    }
-
-    #[tokio::test]
-    async fn the_issued_header_passes_however_the_body_is_cut() {
-        let envelope = encrypt(&DataKey::from_bytes([1; 32]), issued(), &[9u8; 200]);
-        let dir = tempfile::tempdir().unwrap();
-        for piece in [1, 5, 15, 16, 17, 1000] {
-            let incoming = start(&envelope, piece).await.unwrap();
-            let path = dir.path().join(format!("p{piece}"));
-            let hash = incoming.write_to(&path, None).await.unwrap();
-            assert_eq!(std::fs::read(&path).unwrap(), envelope, "piece {piece}");
-            assert_eq!(hash, blake3::hash(&envelope));
-        }
-    }
-
-    #[tokio::test]
-    async fn anything_else_is_refused_naming_the_problem() {
-        let key = DataKey::from_bytes([1; 32]);
-        let other_prefix = encrypt(
-            &key,
-            Header {
-                nonce_prefix: [4; 7],
-                ..issued()
-            },
-            &[9u8; 200],
-        );
-        let other_size = encrypt(
-            &key,
-            Header {
-                chunk_size: 128,
-                ..issued()
-            },
-            &[9u8; 200],
-        );
-        let random: Vec<u8> = (0..other_prefix.len())
-            .map(|i| (i * 31 + 7) as u8)
-            .collect();
-        for (bytes, names) in [
-            (random, "magic"),
-            (other_prefix, "nonce prefix"),
-            (other_size, "chunk size"),
-        ] {
-            for piece in [3, 100] {
-                let err = start(&bytes, piece).await.err().unwrap();
-                assert_eq!(err.status, StatusCode::BAD_REQUEST);
-                assert_eq!(err.code, codes::INVALID_ENVELOPE);
-                assert!(err.message.contains(names), "{}", err.message);
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn a_body_ending_inside_the_header_is_too_short() {
-        let envelope = encrypt(&DataKey::from_bytes([1; 32]), issued(), b"x");
-        let params = issued().to_params();
-        let err = Incoming::start(body_in_pieces(&envelope[..10], 4), 33, Some(&params))
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(err.code, codes::BODY_TOO_SHORT);
-        // Without a claim (a token from before the check) the body is taken as is.
-        let incoming = Incoming::start(body_in_pieces(b"not an envelope", 4), 15, None)
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        incoming
-            .write_to(&dir.path().join("old"), None)
-            .await
-            .unwrap();
     }
 }

@@ -13,6 +13,7 @@ mod control;
 mod distribute;
 mod error;
 mod http;
+mod incoming;
 mod intake;
 mod jobs;
 mod parts;
@@ -22,6 +23,7 @@ mod segments;
 mod shards;
 mod state;
 mod store;
+mod streamed;
 mod workers;
 
 use std::net::SocketAddr;

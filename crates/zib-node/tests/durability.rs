@@ -210,12 +210,9 @@ async fn the_inventory_lists_stored_blobs_and_not_partials() {
         let listed = inventory(&cluster, 0).await;
         assert!(started.elapsed() < Duration::from_secs(1));
         let report = cluster.fake.recorded.lock().unwrap().distributed[&upload].clone();
-        let mut expected: Vec<(BlobId, u64)> = report
-            .shards
-            .iter()
-            .map(|s| (s.blob_id, s.size))
-            .chain([(upload, original.len() as u64)])
-            .collect();
+        // The upload itself was erasure-coded as it arrived: only its shards are stored.
+        let mut expected: Vec<(BlobId, u64)> =
+            report.shards.iter().map(|s| (s.blob_id, s.size)).collect();
         expected.sort();
         let mut got: Vec<(BlobId, u64)> =
             listed.blobs.iter().map(|b| (b.blob_id, b.size)).collect();
@@ -247,7 +244,9 @@ async fn the_inventory_lists_stored_blobs_and_not_partials() {
 async fn a_failed_distribution_is_finished_by_the_node_itself() {
     within(async {
         let cluster = Cluster::start(3).await;
-        cluster.fake.faults.lock().unwrap().received_unavailable = 1;
+        // The first refused plan makes the node store the upload whole; the second
+        // fails its distribution.
+        cluster.fake.faults.lock().unwrap().received_unavailable = 2;
         let original = bytes_of(15_000, 14);
         let blob = BlobId::new_random();
         let token = cluster.upload_token(0, blob, original.len() as u64);
@@ -264,7 +263,7 @@ async fn a_failed_distribution_is_finished_by_the_node_itself() {
         // No client retries: the node gets there alone.
         wait_distributed(&cluster.fake, blob).await;
         assert_distributed(&cluster, blob, &original).await;
-        assert_eq!(cluster.fake.faults.lock().unwrap().received_calls, 2);
+        assert_eq!(cluster.fake.faults.lock().unwrap().received_calls, 3);
         while pending_markers(&cluster.dirs[0]) != 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -347,13 +346,14 @@ async fn a_superseded_upload_is_refused_to_the_client_as_the_server_said() {
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(err.error, SUPERSEDED);
 
-        // The refusal is final: no marker left, no retry, and the bytes stay for
-        // the server to delete.
+        // The refusal is final: no marker left, no retry, and the multipart upload's
+        // bytes stay for the server to delete. The single upload was never stored
+        // whole (erasure-coded as it arrived); its shards are the collector's.
         assert_eq!(pending_markers(&cluster.dirs[0]), 0);
         let calls = cluster.fake.faults.lock().unwrap().received_calls;
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(cluster.fake.faults.lock().unwrap().received_calls, calls);
-        assert_eq!(cluster.get_blob(&node, blob).await, original);
+        assert!(!zib_node::blob_path(cluster.dirs[0].path(), blob).exists());
         assert_eq!(cluster.get_blob(&node, multi).await, original);
         cluster.stop().await;
     })

@@ -33,12 +33,18 @@ async fn a_single_upload_is_stored_sharded_and_served() {
         assert_eq!(receipt.status, "distributed");
         assert_distributed(&cluster, blob, &original).await;
 
-        // The originator keeps the whole envelope until durability work drops it.
-        let node0 = cluster.nodes[0].node_id.clone();
-        assert_eq!(cluster.get_blob(&node0, blob).await, original);
+        // Erasure-coded as it arrived: the originator never stored the envelope whole.
+        assert!(!zib_node::blob_path(cluster.dirs[0].path(), blob).exists());
 
-        // Ranges.
-        let shard_url = cluster.url(0, &format!("/v1/shards/{blob}"));
+        // Serving a stored blob (20 000 bytes pushed here as a shard): ranges.
+        let node0 = cluster.nodes[0].node_id.clone();
+        let held = BlobId::new_random();
+        let push = cluster.token(&claims(CapabilityOp::Shard, &node0, held, 20_000));
+        let response = cluster
+            .put(0, &format!("/v1/shards/{held}"), &push, original.clone())
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let shard_url = cluster.url(0, &format!("/v1/shards/{held}"));
         let ranged = cluster
             .http
             .get(&shard_url)
@@ -210,12 +216,14 @@ async fn upload_tokens_are_checked() {
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(err.error, "upload token already used");
 
-        // A fresh token for a blob that already exists.
+        // A fresh token for an upload already distributed: the server's refusal.
         let again = cluster.upload_token(0, blob, 1000);
         let (status, err) = error_of(cluster.put(0, &path, &again, body).await).await;
-        assert_eq!(
-            (status, err.code.as_str()),
-            (StatusCode::CONFLICT, "blob_exists")
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            err.error.contains("cannot be distributed again"),
+            "{}",
+            err.error
         );
         cluster.stop().await;
     })
@@ -453,16 +461,21 @@ async fn a_peer_that_is_down_makes_distribution_fail_loudly() {
         let response = cluster
             .put(0, &format!("/v1/upload/{blob}"), &token, original.clone())
             .await;
+        assert_eq!(response.headers()["retry-after"], "1");
         let (status, err) = error_of(response).await;
         assert_eq!(
             (status, err.code.as_str()),
-            (StatusCode::BAD_GATEWAY, "distribution_failed")
+            (StatusCode::SERVICE_UNAVAILABLE, "distribution_failed")
         );
         assert!(err.error.contains(down_id.as_str()), "{}", err.error);
+        assert!(err.error.contains("retry the upload"), "{}", err.error);
 
-        // The envelope itself stays stored on the originator.
-        let node0 = cluster.nodes[0].node_id.clone();
-        assert_eq!(cluster.get_blob(&node0, blob).await, original);
+        // Erasure-coded as it arrived: nothing is kept whole, and the token is unspent.
+        assert!(!zib_node::blob_path(cluster.dirs[0].path(), blob).exists());
+        let response = cluster
+            .put(0, &format!("/v1/upload/{blob}"), &token, original.clone())
+            .await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         cluster.stop().await;
     })
     .await

@@ -118,7 +118,7 @@ pub async fn fake_heartbeat(
 pub async fn fake_received(
     State(fake): State<FakeState>,
     headers: HeaderMap,
-    Path(_upload): Path<BlobId>,
+    Path(upload): Path<BlobId>,
     Json(req): Json<UploadReceivedRequest>,
 ) -> Result<Json<DistributionPlan>, (StatusCode, Json<ErrorBody>)> {
     authorised(&headers).map_err(|s| fake_error(s, "unauthorized", "bad cluster token"))?;
@@ -133,6 +133,20 @@ pub async fn fake_received(
                 "no storage nodes available",
             ));
         }
+    }
+    if fake
+        .recorded
+        .lock()
+        .unwrap()
+        .distributed
+        .contains_key(&upload)
+    {
+        // As the server answers: a distributed upload is never planned again.
+        return Err(fake_error(
+            StatusCode::CONFLICT,
+            "conflict",
+            &format!("upload {upload} is distributed and cannot be distributed again"),
+        ));
     }
     let nodes = fake.recorded.lock().unwrap().nodes.clone();
     let layout = Layout::new(fake.erasure, req.size);
