@@ -471,7 +471,9 @@ fn a_distribution_cut_by_a_crash_resumes_to_the_nodes_new_ports() {
         secret_key: creds.secret_key.clone(),
         state_dir: work.path().join("state"),
     };
-    let data = pattern(60 * MIB, 21);
+    // Multipart (at least 64 MiB): stored whole on the originator and then distributed.
+    // A single upload is erasure-coded as it arrives and has nothing to resume.
+    let data = pattern(70 * MIB, 21);
     let file = write_file(work.path(), "crash.bin", &data);
     let log_path = dir.path().join("dev.log");
 

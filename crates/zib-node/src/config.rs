@@ -33,6 +33,10 @@ pub struct NodeConfig {
     pub node_id: Option<NodeId>,
     /// Space offered; free space is this minus what is stored.
     pub capacity_bytes: u64,
+    /// Memory for segments being erasure-coded and pushed, shared by all the uploads
+    /// this node distributes at once (each segment takes `(k + m) * shard_size`); past
+    /// it, uploads are read more slowly rather than memory growing.
+    pub upload_buffer_bytes: u64,
     /// Failure domain; placement spreads a segment's shards across zones.
     pub zone: Option<String>,
     /// How often the node reports and collects commands.
@@ -67,6 +71,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("zib-node-data"),
             node_id: None,
             capacity_bytes: 100 * 1024 * 1024 * 1024,
+            upload_buffer_bytes: 48 * 1024 * 1024,
             zone: None,
             heartbeat_interval: Duration::from_secs(5),
             encode: true,

@@ -283,6 +283,12 @@ async fn distribute_segment(
     plan: SegmentPlan,
 ) -> Result<Vec<StoredShard>, DistributeError> {
     let segment = plan.segment;
+    let shard_len = layout.shard_len(segment);
+    // Held until the segment's shards are pushed.
+    let _permit = state
+        .buffers
+        .acquire(shard_len * layout.params.total_shards() as u64)
+        .await;
     let encoded = tokio::task::spawn_blocking(move || {
         read_data_shards(&source, &layout, segment)
             .and_then(|shards| add_parity_and_hash(&codec, shards))
@@ -293,7 +299,7 @@ async fn distribute_segment(
         reason: format!("encoding task failed: {e}"),
     })?
     .map_err(|reason| DistributeError::Encode { segment, reason })?;
-    push_segment(&state, plan, layout.shard_len(segment), encoded).await
+    push_segment(&state, plan, shard_len, encoded).await
 }
 
 /// Stores a segment's encoded shards on the plan's holders (this node included), all

@@ -71,6 +71,11 @@ async fn health(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
         registered: state.is_registered(),
         used_bytes: state.store.used_bytes(),
         free_bytes: state.free_bytes(),
+        upload_buffers: zib_proto::node_rpc::BufferUse {
+            limit_bytes: state.buffers.limit(),
+            in_use_bytes: state.buffers.in_use(),
+            high_water_bytes: state.buffers.high_water(),
+        },
     })
 }
 

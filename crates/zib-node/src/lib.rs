@@ -6,6 +6,7 @@
 //! The `zib` binary and the integration tests start it with [`start`].
 
 mod audit;
+mod budget;
 #[cfg(feature = "ai")]
 mod compute;
 mod config;

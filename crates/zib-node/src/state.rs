@@ -1,7 +1,7 @@
 //! What every request handler and background task of one node shares.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -10,6 +10,7 @@ use zib_proto::error_codes as codes;
 use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
 use zib_proto::{BlobId, NodeId};
 
+use crate::budget::BufferBudget;
 use crate::error::{NodeApiError, NodeError};
 use crate::rpc::ServerClient;
 use crate::store::BlobStore;
@@ -30,6 +31,8 @@ pub struct NodeState {
     pub cluster_token: String,
     pub capacity_bytes: u64,
     pub zone: Option<String>,
+    /// Every segment buffer held while distributing comes out of this.
+    pub buffers: Arc<BufferBudget>,
     /// Set once the server told us its public key; `None` means uploads wait (503).
     verifier: RwLock<Option<CapabilityVerifier>>,
     /// Blobs (and parts) being written right now, so a racing duplicate is refused
@@ -64,6 +67,7 @@ impl NodeState {
             cluster_token: config.cluster_token.clone(),
             capacity_bytes: config.capacity_bytes,
             zone: config.zone.clone(),
+            buffers: BufferBudget::new(config.upload_buffer_bytes),
             verifier: RwLock::new(None),
             in_flight: Mutex::new(HashSet::new()),
             resume_wakeup: tokio::sync::Notify::new(),

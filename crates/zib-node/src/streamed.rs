@@ -56,17 +56,23 @@ pub async fn distribute_as_received(
     let result = async {
         for segment_plan in plan.segments {
             let segment = segment_plan.segment;
-            let shards = read_segment(&layout, segment, incoming, &mut hasher).await?;
             while in_flight.len() >= SEGMENTS_IN_FLIGHT {
                 if let Some(oldest) = in_flight.pop_front() {
                     done.push(joined(oldest).await?);
                 }
             }
-            let (state, codec) = (state.clone(), codec.clone());
             let shard_len = layout.shard_len(segment);
+            let permit = state
+                .buffers
+                .acquire(shard_len * layout.params.total_shards() as u64)
+                .await;
+            let shards = read_segment(&layout, segment, incoming, &mut hasher).await?;
+            let (state, codec) = (state.clone(), codec.clone());
             in_flight.push_back((
                 segment,
                 tokio::spawn(async move {
+                    // Held until the segment's shards are pushed.
+                    let _permit = permit;
                     let encoded = tokio::task::spawn_blocking(move || {
                         distribute::add_parity_and_hash(&codec, shards)
                     })

@@ -717,3 +717,56 @@ async fn a_completion_that_failed_to_distribute_can_be_retried() {
     })
     .await
 }
+
+/// Concurrent uploads share one buffer budget: the node never holds more segment
+/// buffers than it allows, and every upload still completes (they wait instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_stay_inside_the_buffer_budget() {
+    within(async {
+        // A segment here is 3 x 4 KiB; the budget takes five of them at once.
+        let cluster =
+            Cluster::start_tweaked(3, ERASURE, |c| c.upload_buffer_bytes = 64 * 1024).await;
+        let uploads: Vec<(BlobId, Vec<u8>)> = (0..8)
+            .map(|i| (BlobId::new_random(), bytes_of(200_000 + i * 1000, i as u8)))
+            .collect();
+        let puts = uploads.iter().map(|(blob, original)| {
+            let token = cluster.upload_token(0, *blob, original.len() as u64);
+            let cluster = &cluster;
+            async move {
+                cluster
+                    .put(0, &format!("/v1/upload/{blob}"), &token, original.clone())
+                    .await
+                    .status()
+            }
+        });
+        let statuses = futures::future::join_all(puts).await;
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::OK),
+            "{statuses:?}"
+        );
+        for (blob, original) in &uploads {
+            assert_distributed(&cluster, *blob, original).await;
+        }
+
+        let health: serde_json::Value = cluster
+            .http
+            .get(cluster.url(0, "/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let buffers = &health["upload_buffers"];
+        let (limit, high, now) = (
+            buffers["limit_bytes"].as_u64().unwrap(),
+            buffers["high_water_bytes"].as_u64().unwrap(),
+            buffers["in_use_bytes"].as_u64().unwrap(),
+        );
+        assert_eq!(limit, 64 * 1024);
+        assert!(high > 0 && high <= limit, "high water {high} of {limit}");
+        assert_eq!(now, 0);
+        cluster.stop().await;
+    })
+    .await
+}

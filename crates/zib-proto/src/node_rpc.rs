@@ -228,4 +228,17 @@ pub struct NodeHealth {
     pub registered: bool,
     pub used_bytes: u64,
     pub free_bytes: u64,
+    /// The memory budget for segments being erasure-coded and pushed, shared by
+    /// every upload this node distributes.
+    #[serde(default)]
+    pub upload_buffers: BufferUse,
+}
+
+/// How much of a node's upload buffer budget is used.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferUse {
+    pub limit_bytes: u64,
+    pub in_use_bytes: u64,
+    /// The most held at once since the node started.
+    pub high_water_bytes: u64,
 }

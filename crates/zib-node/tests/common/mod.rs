@@ -263,25 +263,31 @@ pub struct Cluster {
 }
 
 pub async fn start_node(server_url: &str, dir: &TempDir) -> RunningNode {
+    start_node_tweaked(server_url, dir, |_| {}).await
+}
+
+/// A node whose configuration `tweak` adjusts first.
+pub async fn start_node_tweaked(
+    server_url: &str,
+    dir: &TempDir,
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> RunningNode {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    zib_node::start(
-        NodeConfig {
-            node_id: None,
-            data_dir: dir.path().to_path_buf(),
-            public_url: None,
-            server_url: server_url.to_string(),
-            cluster_token: CLUSTER_TOKEN.to_string(),
-            capacity_bytes: 1 << 30,
-            zone: None,
-            heartbeat_interval: Duration::from_millis(100),
-            // Storage nodes: no models to load (with the `ai` feature on).
-            ai: false,
-            ..NodeConfig::default()
-        },
-        listener,
-    )
-    .await
-    .unwrap()
+    let mut config = NodeConfig {
+        node_id: None,
+        data_dir: dir.path().to_path_buf(),
+        public_url: None,
+        server_url: server_url.to_string(),
+        cluster_token: CLUSTER_TOKEN.to_string(),
+        capacity_bytes: 1 << 30,
+        zone: None,
+        heartbeat_interval: Duration::from_millis(100),
+        // Storage nodes: no models to load (with the `ai` feature on).
+        ai: false,
+        ..NodeConfig::default()
+    };
+    tweak(&mut config);
+    zib_node::start(config, listener).await.unwrap()
 }
 
 impl Cluster {
@@ -291,13 +297,22 @@ impl Cluster {
 
     /// Shards go to node `(segment + index) % node_count`.
     pub async fn start_with(node_count: usize, erasure: ErasureParams) -> Self {
+        Self::start_tweaked(node_count, erasure, |_| {}).await
+    }
+
+    /// Every node's configuration adjusted by `tweak` first.
+    pub async fn start_tweaked(
+        node_count: usize,
+        erasure: ErasureParams,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (url, fake) = start_fake_on(listener, erasure).await;
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
         for _ in 0..node_count {
             let dir = tempfile::tempdir().unwrap();
-            nodes.push(start_node(&url, &dir).await);
+            nodes.push(start_node_tweaked(&url, &dir, &tweak).await);
             dirs.push(dir);
         }
         Self {
