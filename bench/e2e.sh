@@ -67,9 +67,15 @@ eval "$(python3 -c "
 import json; c = json.load(open('$work/dev/credentials.json'))
 print(f\"export ZIB_API_URL={c['api_url']} ZIB_ACCESS_KEY={c['access_key']} ZIB_SECRET_KEY={c['secret_key']}\")")"
 
+# Bytes the cluster process wrote to disk during the upload (/proc/PID/io: the zib
+# process under time -v), per byte uploaded.
+zib_pid=$(pgrep -P "$dev_pid" zib | head -1)
+written() { awk '/^write_bytes/ {print $2}' "/proc/$zib_pid/io"; }
+w0=$(written)
 t0=$(now)
 /usr/bin/time -v "$zib" upload --bucket bench --key src.bin "$work/src.bin" > "$work/upload.json" 2> "$work/upload.time"
 t1=$(now)
+w1=$(written)
 up=$(rate "$bytes" "$t0" "$t1")
 url=$(python3 -c "import json; print(json.load(open('$work/upload.json'))['cdn_url'])")
 
@@ -110,5 +116,6 @@ zib download (CDN)       $down MB/s   ratio to nginx: $(python3 -c "print(f'{$do
   shards over HTTP       $down_http MB/s   ratio to nginx: $(python3 -c "print(f'{$down_http/$static:.2f}')")  (byte-identical: $same_http; zib dev --shards-over-http)
 peak RSS zib dev         ${dev_rss} MiB (server + 6 nodes; target < 300)
 peak RSS zib upload      ${cli_rss} MiB
-bytes on nodes / bytes   $(python3 -c "print(f'{$stored/$bytes:.2f}')") (shards (k+m)/k; the originator drops its full envelope once the file is safe)
+bytes on nodes / bytes   $(python3 -c "print(f'{$stored/$bytes:.2f}')") (shards (k+m)/k; a multipart upload's whole envelope is dropped once the file is safe)
+disk written / uploaded  $(python3 -c "print(f'{($w1-$w0)/$bytes:.2f}')") (write_bytes of zib dev during the upload; 1.5 is the 4+2 floor)
 REPORT
