@@ -19,8 +19,11 @@ trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(c
 
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-cargo build --release -q -p zib-cli
-zib=$PWD/target/release/zib
+# ZIB_BIN: another build to compare (e.g. the previous commit's), else this tree's.
+if [ -n "${ZIB_BIN:-}" ]; then zib=$ZIB_BIN; else
+  cargo build --release -q -p zib-cli
+  zib=$PWD/target/release/zib
+fi
 
 now() { date +%s.%N; }
 rate() { python3 -c "print(f'{$1/1048576/($3-$2):.0f}')"; }

@@ -16,6 +16,9 @@ use zib_server::ServerConfig;
 
 use crate::dev_dir::{database_path, load_or_create_secrets, write_private};
 
+/// Each in-process node's `upload_buffer_bytes` (a real node's default is 48 MiB).
+const DEV_UPLOAD_BUFFER_BYTES: u64 = 24 * 1024 * 1024;
+
 #[derive(clap::Args)]
 pub struct DevArgs {
     /// Where the metadata, the nodes' shards and the credentials live.
@@ -204,6 +207,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
                 server_url: api_url.clone(),
                 cluster_token: secrets.cluster_token.clone(),
                 capacity_bytes: 50 * 1024 * 1024 * 1024,
+                // Six nodes share one process (and machine): half a real node's
+                // budget each, still room for one upload's segments in flight.
+                upload_buffer_bytes: DEV_UPLOAD_BUFFER_BYTES,
                 zone: None,
                 heartbeat_interval: Duration::from_secs(1),
                 // Each AI node holds its own copy of the models in memory.

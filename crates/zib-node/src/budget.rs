@@ -11,9 +11,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The semaphore counts in units of this many bytes (its permits are `u32`-sized).
 const UNIT: u64 = 64 * 1024;
+/// One client body reading at once per this much budget (48 MiB: 48 bodies)...
+const BYTES_PER_BODY: u64 = 1024 * 1024;
+/// ...and never fewer than this.
+const MIN_BODIES: usize = 4;
 
 pub struct BufferBudget {
     units: Arc<Semaphore>,
+    /// Client bodies (uploads and parts) read at once: each brings its connection's
+    /// read buffer and a write buffer, so they are counted too.
+    bodies: Arc<Semaphore>,
     total_units: u32,
     in_use: AtomicU64,
     high_water: AtomicU64,
@@ -31,8 +38,10 @@ impl BufferBudget {
     /// A budget of `bytes` (at least one unit).
     pub fn new(bytes: u64) -> Arc<Self> {
         let total_units = u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX >> 3);
+        let bodies = (bytes / BYTES_PER_BODY).max(MIN_BODIES as u64) as usize;
         Arc::new(Self {
             units: Arc::new(Semaphore::new(total_units as usize)),
+            bodies: Arc::new(Semaphore::new(bodies)),
             total_units,
             in_use: AtomicU64::new(0),
             high_water: AtomicU64::new(0),
@@ -53,6 +62,13 @@ impl BufferBudget {
             bytes,
             budget: self.clone(),
         }
+    }
+
+    /// Waits for a turn to read a client's body. The permit never waits on another
+    /// one: segment permits are given back by pushes, which need nothing from here,
+    /// so the two pools cannot deadlock.
+    pub async fn body(&self) -> Option<OwnedSemaphorePermit> {
+        self.bodies.clone().acquire_owned().await.ok()
     }
 
     /// The budget, in bytes.

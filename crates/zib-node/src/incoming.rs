@@ -18,8 +18,9 @@ use zib_proto::EnvelopeParams;
 
 use crate::error::NodeApiError;
 
-/// Large enough that disk writes are few, small enough to stay out of the way.
-const WRITE_BUFFER: usize = 1 << 20;
+/// Large enough that disk writes are few, small enough that hundreds of bodies
+/// received at once (parts, pushed shards) stay out of the way: one per request.
+const WRITE_BUFFER: usize = 128 * 1024;
 /// How long a refused body is read (and dropped) so the client sees the refusal:
 /// a 64 MiB upload at 20 Mbit/s; a slower one gets a closed connection instead.
 const DISCARD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);

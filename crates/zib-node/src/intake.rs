@@ -59,6 +59,7 @@ pub async fn put_upload(
         "another upload to this blob is in progress",
     )?;
     admit_whole(&state, blob, &claims, &headers).await?;
+    let _turn = state.buffers.body().await;
     let mut incoming = Incoming::start(body, claims.size, claims.envelope.as_ref()).await?;
     let (plan, codec, layout) = match distribute::plan_now(&state, blob, claims.size).await {
         Ok(planned) => planned,
@@ -177,6 +178,7 @@ pub async fn put_part(
     }
     check_content_length(&headers, claims.size)?;
     check_room(&state, claims.size)?;
+    let _turn = state.buffers.body().await;
     // Part 1 starts the envelope: its header is checked before anything is written.
     let issued = claims.envelope.as_ref().filter(|_| offset == 0);
     let incoming = Incoming::start(body, claims.size, issued).await?;
