@@ -179,7 +179,17 @@ pub(crate) async fn plan_now(
     upload: BlobId,
     size: u64,
 ) -> Result<(DistributionPlan, Arc<Codec>, Layout), DistributeError> {
-    let plan = state
+    let plan = ask_plan(state, upload, size).await?;
+    let (codec, layout) = checked(&plan, size)?;
+    Ok((plan, codec, layout))
+}
+
+async fn ask_plan(
+    state: &NodeState,
+    upload: BlobId,
+    size: u64,
+) -> Result<DistributionPlan, DistributeError> {
+    state
         .server
         .upload_received(
             upload,
@@ -189,9 +199,7 @@ pub(crate) async fn plan_now(
             },
         )
         .await
-        .map_err(DistributeError::Plan)?;
-    let (codec, layout) = checked(&plan, size)?;
-    Ok((plan, codec, layout))
+        .map_err(DistributeError::Plan)
 }
 
 /// The codec and layout a plan implies, once the plan is known to fit the upload.
@@ -214,18 +222,7 @@ async fn request_plan(
     let started = tokio::time::Instant::now();
     let mut pause = PLAN_RETRY_FIRST;
     loop {
-        let answer = state
-            .server
-            .upload_received(
-                upload,
-                &UploadReceivedRequest {
-                    node_id: state.node_id.clone(),
-                    size,
-                },
-            )
-            .await
-            .map_err(DistributeError::Plan);
-        match answer {
+        match ask_plan(state, upload, size).await {
             Err(e) if e.too_few_nodes() && started.elapsed() + pause <= PLAN_WAIT => {
                 tracing::info!(%upload, retry_in_ms = pause.as_millis() as u64, "too few nodes online to place the shards; waiting");
                 tokio::time::sleep(pause).await;
@@ -289,17 +286,26 @@ async fn distribute_segment(
         .buffers
         .acquire(shard_len * layout.params.total_shards() as u64)
         .await;
-    let encoded = tokio::task::spawn_blocking(move || {
+    let encoded = off_thread(segment, move || {
         read_data_shards(&source, &layout, segment)
             .and_then(|shards| add_parity_and_hash(&codec, shards))
     })
-    .await
-    .map_err(|e| DistributeError::Encode {
-        segment,
-        reason: format!("encoding task failed: {e}"),
-    })?
-    .map_err(|reason| DistributeError::Encode { segment, reason })?;
+    .await?;
     push_segment(&state, plan, shard_len, encoded).await
+}
+
+/// Runs a segment's CPU and disk work on the blocking pool.
+pub(crate) async fn off_thread<T: Send + 'static>(
+    segment: u32,
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, DistributeError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| DistributeError::Encode {
+            segment,
+            reason: format!("encoding task failed: {e}"),
+        })?
+        .map_err(|reason| DistributeError::Encode { segment, reason })
 }
 
 /// Stores a segment's encoded shards on the plan's holders (this node included), all

@@ -73,15 +73,10 @@ pub async fn distribute_as_received(
                 tokio::spawn(async move {
                     // Held until the segment's shards are pushed.
                     let _permit = permit;
-                    let encoded = tokio::task::spawn_blocking(move || {
+                    let encoded = distribute::off_thread(segment, move || {
                         distribute::add_parity_and_hash(&codec, shards)
                     })
-                    .await
-                    .map_err(|e| DistributeError::Encode {
-                        segment,
-                        reason: format!("encoding task failed: {e}"),
-                    })?
-                    .map_err(|reason| DistributeError::Encode { segment, reason })?;
+                    .await?;
                     distribute::push_segment(&state, segment_plan, shard_len, encoded).await
                 }),
             ));
