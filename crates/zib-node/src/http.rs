@@ -95,3 +95,44 @@ async fn log_request(request: Request, next: Next) -> Response {
     );
     response
 }
+
+/// Each connection's read buffer grows to at most this. hyper reads ahead while a
+/// handler waits for its turn (the buffer budget), and its default cap (~400 KiB)
+/// times a few hundred waiting uploads was the node's largest use of memory.
+const CONNECTION_READ_BUFFER: usize = 64 * 1024;
+
+/// Serves `router` over HTTP/1.1 until `shutdown`, then lets open requests finish.
+/// (`axum::serve` has no knob for the read buffer.)
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(CONNECTION_READ_BUFFER)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}

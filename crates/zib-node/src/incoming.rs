@@ -174,7 +174,7 @@ impl Incoming {
     ) -> Result<blake3::Hash, NodeApiError> {
         let io_error =
             |e: std::io::Error| NodeApiError::internal("could not write the upload to disk", e);
-        let file = match offset {
+        let mut file = match offset {
             None => tokio::fs::File::create(path).await.map_err(io_error)?,
             Some(offset) => {
                 let mut file = tokio::fs::OpenOptions::new()
@@ -188,6 +188,8 @@ impl Incoming {
                 file
             }
         };
+        // tokio's file copies each write into a buffer of its own (2 MiB by default).
+        file.set_max_buf_size(WRITE_BUFFER);
         let mut writer = BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut hasher = blake3::Hasher::new();
         for chunk in std::mem::take(&mut self.head) {

@@ -154,12 +154,7 @@ pub async fn start(
     let router = http::router(state.clone()).layer(axum::Extension(registry.clone()));
     let shutdown = cancel.clone().cancelled_owned();
     let http_task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "node HTTP server stopped");
-        }
+        http::serve(listener, router, shutdown).await;
     });
 
     let registered =
