@@ -78,6 +78,11 @@ pub async fn put_upload(
         streamed::distribute_as_received(&state, blob, plan, codec, layout, &mut incoming).await;
     match streamed {
         Ok((shards, hash)) => {
+            // What `GET …/parts` answers a client whose answer was lost (until the
+            // server has the file safe and clears it).
+            if let Err(e) = state.store.mark_distributed(blob).await {
+                tracing::warn!(%blob, error = %e, "could not record that the upload is distributed");
+            }
             if let Err(e) = spend_token(&state, &claims).await {
                 // The server already refuses a second distribution of this upload.
                 tracing::warn!(%blob, error = %e, "upload distributed, but its token could not be marked spent");

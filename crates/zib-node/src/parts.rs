@@ -36,7 +36,8 @@ pub async fn list_parts(
     let claims = holder_claims(&state, token, blob)?;
 
     let upload_id = blob.to_string();
-    if state.store.exists(blob).await {
+    // A single upload erasure-coded as it arrived leaves only its marker.
+    if state.store.exists(blob).await || state.store.is_distributed(blob).await {
         let phase = if state.store.is_distributed(blob).await {
             "distributed"
         } else {

@@ -116,17 +116,31 @@ async fn the_parts_listing_tells_a_resuming_client_what_is_held() {
         // A single upload's own token lists it too.
         let single = BlobId::new_random();
         let token = cluster.upload_token(0, single, 5);
-        let held: UploadParts = cluster
-            .http
-            .get(cluster.url(0, &format!("/v1/upload/{single}/parts")))
-            .query(&[("token", token)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(held.state, "receiving");
+        let listed = || async {
+            cluster
+                .http
+                .get(cluster.url(0, &format!("/v1/upload/{single}/parts")))
+                .query(&[("token", &token)])
+                .send()
+                .await
+                .unwrap()
+                .json::<UploadParts>()
+                .await
+                .unwrap()
+        };
+        assert_eq!(listed().await.state, "receiving");
+        // Erasure-coded as it arrived, nothing of it stored whole here: a client
+        // whose answer was lost still learns it is distributed.
+        let response = cluster
+            .put(
+                0,
+                &format!("/v1/upload/{single}"),
+                &token,
+                b"12345".to_vec(),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(listed().await.state, "distributed");
         cluster.stop().await;
     })
     .await
