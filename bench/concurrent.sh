@@ -12,7 +12,8 @@ n=${1:-16}
 size_mib=${2:-64}
 work=${BENCH_DIR:-${TMPDIR:-/tmp}/zib-bench-concurrent}
 rm -rf "$work" && mkdir -p "$work"
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+# The inputs and the cluster's data are N x SIZE_MIB several times over: gone at exit.
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 cargo build --release -q -p zib-cli
