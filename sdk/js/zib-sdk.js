@@ -1424,9 +1424,14 @@
     function classify(answer) {
       if (ctx.seen) ctx.seen.reached = true;
       if (answer.status >= 200 && answer.status < 300) return { ok: true };
+      var err = errorFromAnswer('node', answer.status, answer.text, label);
+      // A single upload erasure-coded as it arrived, whose shards could not be placed:
+      // nothing was kept and the token is unspent, so the same PUT may go again.
+      if (!isPart && answer.status === 503 && err.code === 'distribution_failed') {
+        return { ok: false, err: err, retry: true };
+      }
       // A single upload answered 5xx after its body: stored, distribution failed.
       if (!isPart && answer.status >= 500 && ctx.seen) ctx.seen.committed = true;
-      var err = errorFromAnswer('node', answer.status, answer.text, label);
       if (isPart && answer.status === 409 && err.code === PART_ALREADY_UPLOADED) return { ok: true };
       var transient = isTransientStatus(answer.status) || (answer.status === 409 && err.code === 'in_progress');
       // A single upload's token is spent once the node has the body: only parts retry 5xx.

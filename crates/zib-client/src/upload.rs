@@ -254,6 +254,7 @@ fn is_already_completed(e: &ClientError) -> bool {
 /// a connection that never opened. A spent token, a lost or 5xx answer say maybe.
 fn maybe_committed(e: &ClientError) -> bool {
     match e {
+        ClientError::Api { status, code, .. } if kept_nothing(*status, code) => false,
         ClientError::Api { status, code, .. } => {
             *status >= 500 || *status == 408 || (*status == 409 && code == codes::TOKEN_USED)
         }
@@ -261,6 +262,14 @@ fn maybe_committed(e: &ClientError) -> bool {
         ClientError::Http(_) => true,
         _ => false,
     }
+}
+
+/// A single upload erasure-coded as it arrived answers `503 distribution_failed`
+/// when placing its shards failed: nothing was kept and its token is unspent, so
+/// the same PUT can be sent again (a stored upload that failed to distribute is
+/// `502`).
+fn kept_nothing(status: u16, code: &str) -> bool {
+    status == 503 && code == codes::DISTRIBUTION_FAILED
 }
 
 fn check_not_expired(reg: &Registration, now: OffsetDateTime) -> Result<(), ClientError> {
@@ -372,6 +381,9 @@ async fn classify_status(
     let conflict = status == StatusCode::CONFLICT;
     if is_part && conflict && code == PART_ALREADY_UPLOADED {
         return Ok(None);
+    }
+    if !is_part && kept_nothing(status.as_u16(), code) {
+        return Err(Failure::NotSent(err));
     }
     let transient = status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
@@ -632,6 +644,8 @@ mod tests {
         };
         assert!(maybe_committed(&api(502, codes::DISTRIBUTION_FAILED)));
         assert!(maybe_committed(&api(503, "x")));
+        // Erasure-coded as it arrived: nothing kept, the token unspent.
+        assert!(!maybe_committed(&api(503, codes::DISTRIBUTION_FAILED)));
         assert!(maybe_committed(&api(409, codes::TOKEN_USED)));
         assert!(!maybe_committed(&api(400, codes::MISSING_PARTS)));
         assert!(!maybe_committed(&api(409, codes::UPLOAD_REFUSED)));
