@@ -120,13 +120,7 @@ async fn spool_and_distribute(
     claims: &CapabilityClaims,
     incoming: Incoming,
 ) -> Result<Response, NodeApiError> {
-    let partial = state.store.partial_path(blob);
-    let received = incoming.write_to(&partial, None).await;
-    if received.is_err() {
-        let _ = tokio::fs::remove_file(&partial).await;
-    }
-    let hash = received?;
-    spend_token(state, claims).await?;
+    let (partial, hash) = store_partial(state, blob, claims, incoming).await?;
     mark_pending(state, blob, claims.size).await?;
     commit_partial(state, &partial, blob, claims.size, "upload").await?;
     tracing::info!(%blob, size = claims.size, "upload stored");
@@ -389,7 +383,17 @@ async fn receive_whole(
     admit_whole(state, blob, claims, headers).await?;
     // A pushed shard is not an envelope: its token names no header.
     let incoming = Incoming::start(body, claims.size, claims.envelope.as_ref()).await?;
+    store_partial(state, blob, claims, incoming).await
+}
 
+/// Writes a whole body into the blob's partial file (removed if the body fails) and
+/// spends the token once the bytes are durable. The caller commits the file.
+async fn store_partial(
+    state: &NodeState,
+    blob: BlobId,
+    claims: &CapabilityClaims,
+    incoming: Incoming,
+) -> Result<(std::path::PathBuf, blake3::Hash), NodeApiError> {
     let partial = state.store.partial_path(blob);
     let received = incoming.write_to(&partial, None).await;
     if received.is_err() {

@@ -518,15 +518,7 @@ async fn heartbeats_carry_delete_commands_and_their_acks() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
-        let health: serde_json::Value = cluster
-            .http
-            .get(cluster.url(0, "/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = cluster.health(0).await;
         assert_eq!(health["status"], "ok");
         assert_eq!(health["node_id"], node.as_str());
         assert_eq!(health["used_bytes"], 0);
@@ -748,15 +740,7 @@ async fn concurrent_uploads_stay_inside_the_buffer_budget() {
             assert_distributed(&cluster, *blob, original).await;
         }
 
-        let health: serde_json::Value = cluster
-            .http
-            .get(cluster.url(0, "/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = cluster.health(0).await;
         let buffers = &health["upload_buffers"];
         let (limit, high, now) = (
             buffers["limit_bytes"].as_u64().unwrap(),

@@ -370,6 +370,18 @@ impl Cluster {
         response.bytes().await.unwrap().to_vec()
     }
 
+    /// `GET /healthz` of node `node`, as JSON.
+    pub async fn health(&self, node: usize) -> serde_json::Value {
+        self.http
+            .get(self.url(node, "/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub fn index_of(&self, node_id: &NodeId) -> usize {
         self.nodes
             .iter()
