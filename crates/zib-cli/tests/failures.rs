@@ -455,6 +455,56 @@ fn restarting_zib_dev_on_the_same_directory_keeps_every_file() {
     );
 }
 
+/// A machine that stood still (a paused VM, here SIGSTOP) misses every node's
+/// heartbeats for the pause: a request sent meanwhile is served as soon as it
+/// resumes, not refused because no storage node looks online.
+#[test]
+fn a_request_sent_while_the_cluster_is_paused_is_served_when_it_resumes() {
+    let cluster = Cluster::start(6);
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &cluster.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    let initiate = || {
+        cluster
+            .http()
+            .post(format!("{}/v1/api/upload/initiate", cluster.creds.api_url))
+            .header("authorization", cluster.bearer())
+            .json(&serde_json::json!({"bucket": "pause", "key": "p.bin", "file_size": 1000}))
+            .send()
+            .expect("initiate answered")
+    };
+    assert_eq!(initiate().status(), 200, "before the pause");
+    signal("-STOP");
+    std::thread::scope(|s| {
+        // Sent while paused: answered right after the resume, by one try.
+        let waiting = s.spawn(initiate);
+        // Longer than `zib dev`'s node_offline_after (6 s).
+        std::thread::sleep(Duration::from_secs(8));
+        signal("-CONT");
+        let res = waiting.join().expect("initiate thread");
+        let status = res.status();
+        assert_eq!(
+            status,
+            200,
+            "after the pause: {}",
+            res.text().unwrap_or_default()
+        );
+    });
+    // And the cluster works on: a whole upload reads back.
+    let work = tempfile::tempdir().unwrap();
+    let data = pattern(MIB + 3, 5);
+    let (file_id, _) = cluster.upload(&write_file(work.path(), "p", &data), "pause", "after.bin");
+    let url = format!("{}/objects/{file_id}", cluster.creds.api_url);
+    let (status, body) = get(&cluster.http(), &url, None);
+    assert_eq!(status, 200);
+    assert!(body == data, "the file reads back whole");
+}
+
 /// The reference's pipeline declaration is read whole: a stage no online node runs
 /// is a 503 naming it (this cluster's nodes find no working ffmpeg, so none
 /// advertises `encode`, and none has AI models), a bad tier or an unknown field is a

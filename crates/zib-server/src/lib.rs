@@ -55,6 +55,7 @@ pub struct RunningServer {
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
     workers: Runner,
+    _stall_watch: tokio_util::task::AbortOnDropHandle<()>,
 }
 
 impl RunningServer {
@@ -145,7 +146,9 @@ pub async fn start(
         http,
         nodes,
         workers: Registry::new(),
+        stalls: Default::default(),
     }));
+    let stall_watch = state.stalls.start();
     let addr = listener.local_addr()?;
     let mut workers = Runner::new(state.workers.clone());
     workers::spawn_all(&state, &mut workers);
@@ -167,5 +170,6 @@ pub async fn start(
         shutdown: tx,
         task,
         workers,
+        _stall_watch: stall_watch,
     })
 }

@@ -31,7 +31,7 @@ use zib_meta::{DeliveryStatus, FilePhase};
 
 use crate::domain::directory::NodeDirectory;
 use crate::error::{ApiError, InternalError};
-use crate::state::{now_ms, AppState};
+use crate::state::AppState;
 
 /// The route label of requests that matched no route (the raw path is never a
 /// label: it would carry file ids and grow without bound).
@@ -221,7 +221,7 @@ async fn scrape(
         runs,
     );
 
-    let online_since = now_ms() - state.config.node_offline_after.as_millis() as i64;
+    let online_since = crate::domain::directory::online_since(&state);
     let below = state
         .store
         .count_files_below_full_redundancy(online_since)

@@ -19,6 +19,8 @@ pub struct Inner {
     pub nodes: crate::domain::node_client::NodeClient,
     /// Every background worker by name: wake one when work appears, read statuses.
     pub workers: zib_util::worker::Registry,
+    /// Time this process stood still, forgiven in node liveness.
+    pub stalls: std::sync::Arc<crate::domain::directory::StallWatch>,
 }
 
 impl std::ops::Deref for AppState {

@@ -1,7 +1,7 @@
 // Shared by the tests: a real `zib dev` cluster in a temp directory, and small utilities.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,8 +31,11 @@ export async function startZibDev({ aiNodes = 0 } = {}) {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', NO_COLOR: '1', ZIB_AI_NODES: String(aiNodes) },
   });
   let logs = '';
+  // ZIB_DEV_LOG=path keeps every line of every cluster's log there (for a failure's story).
+  const logFile = process.env.ZIB_DEV_LOG;
   const keep = (d) => {
     logs = (logs + d.toString()).slice(-20000);
+    if (logFile) appendFileSync(logFile, d);
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);

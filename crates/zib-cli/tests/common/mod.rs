@@ -61,6 +61,11 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// The `zib dev` process, e.g. to pause it with SIGSTOP.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("zib dev is running").id()
+    }
+
     /// Ctrl-C, then the same command on the same directory.
     pub fn restart(&mut self) {
         self.stop();

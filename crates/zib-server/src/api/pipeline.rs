@@ -21,7 +21,7 @@ use crate::auth::AuthTenant;
 use crate::domain::compute::views;
 use crate::domain::encoding::outputs::{self, thumbnail_urls};
 use crate::error::{ApiError, ApiResult};
-use crate::state::{now_ms, rfc3339, AppState};
+use crate::state::{rfc3339, AppState};
 
 /// The upload phase shown for a `safe` file below full redundancy (docs/architecture.md).
 pub const DEGRADED: &str = "degraded";
@@ -39,7 +39,7 @@ pub async fn pipeline_status(
         .await?
         .ok_or_else(not_found)?;
     let safe_at = state.store.replication_safe_at(id).await?;
-    let online_since = now_ms() - state.config.node_offline_after.as_millis() as i64;
+    let online_since = crate::domain::directory::online_since(&state);
     let redundancy = match file.phase {
         FilePhase::Distributed | FilePhase::Safe => {
             state.store.file_redundancy(id, online_since).await?

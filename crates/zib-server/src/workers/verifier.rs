@@ -133,7 +133,7 @@ impl Worker for Verifier {
             .store
             .promote_safe_files(
                 state.config.safe_min_peers,
-                now - state.config.node_offline_after.as_millis() as i64,
+                crate::domain::directory::online_since(&state),
                 now,
             )
             .await

@@ -159,6 +159,8 @@ impl Sim {
             http: reqwest::Client::new(),
             nodes: NodeClient::simulated(transport),
             workers: Registry::new(),
+            // Not watched: the simulation moves its own clock.
+            stalls: Default::default(),
         }));
         let mut sim = Sim {
             seed,
