@@ -20,11 +20,12 @@ cargo clippy --workspace --all-targets --locked --features zib-cli/ai -- -D warn
 echo "== cargo test"
 cargo test --workspace --locked --features zib-cli/ai
 
-# A short pass of every fuzzer from its committed seeds (docs/testing.md);
-# ZIB_FUZZ_SECS=0 skips it.
-if [ "${ZIB_FUZZ_SECS:-10}" != 0 ]; then
-  echo "== fuzz (${ZIB_FUZZ_SECS:-10} s per target)"
-  scripts/fuzz.sh "${ZIB_FUZZ_SECS:-10}"
+# A pass of every fuzzer from its committed seeds, on request: ZIB_FUZZ_SECS=10
+# (seconds per target). Its own sanitizer-coverage build of the server costs ~10 min
+# on a cold 2-core machine, which the CI budget does not have (docs/testing.md).
+if [ "${ZIB_FUZZ_SECS:-0}" != 0 ]; then
+  echo "== fuzz (${ZIB_FUZZ_SECS} s per target)"
+  scripts/fuzz.sh "${ZIB_FUZZ_SECS}"
 fi
 
 if [ -x sdk/js/run-tests.sh ]; then
