@@ -150,7 +150,7 @@ pub fn replication_step(
 /// Moves every encoded job whose replication changed; returns (moved, became safe).
 async fn promote(state: &AppState, nodes: &NodeDirectory) -> Result<(usize, usize), String> {
     let now = now_ms();
-    let online_since = crate::domain::directory::online_since(&state);
+    let online_since = crate::domain::directory::online_since(state);
     let jobs = state
         .store
         .encoded_job_replication(online_since)

@@ -133,7 +133,7 @@ impl Worker for Verifier {
             .store
             .promote_safe_files(
                 state.config.safe_min_peers,
-                crate::domain::directory::online_since(&state),
+                crate::domain::directory::online_since(state),
                 now,
             )
             .await
