@@ -55,7 +55,7 @@ pub struct RunningServer {
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
     workers: Runner,
-    _stall_watch: tokio_util::task::AbortOnDropHandle<()>,
+    _stall_watch: zib_util::stall::Watching,
 }
 
 impl RunningServer {

@@ -20,7 +20,7 @@ pub struct Inner {
     /// Every background worker by name: wake one when work appears, read statuses.
     pub workers: zib_util::worker::Registry,
     /// Time this process stood still, forgiven in node liveness.
-    pub stalls: std::sync::Arc<crate::domain::directory::StallWatch>,
+    pub stalls: std::sync::Arc<zib_util::stall::StallWatch>,
 }
 
 impl std::ops::Deref for AppState {

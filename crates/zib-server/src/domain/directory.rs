@@ -3,9 +3,6 @@
 //! itself stood still).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use zib_meta::{MetaError, NodeRow};
 use zib_proto::NodeId;
@@ -69,95 +66,4 @@ pub fn online_since(state: &Inner) -> i64 {
 fn online_since_at(state: &Inner, now: i64) -> i64 {
     let window = state.config.node_offline_after.as_millis() as i64;
     now - window - state.stalls.credit_ms(now, window)
-}
-
-/// How often the watch expects to run...
-const STALL_TICK: Duration = Duration::from_millis(500);
-/// ...and how late it may be before this process counts as having stood still.
-const STALL_MIN_MS: i64 = 2_000;
-
-/// Time this process (or its whole machine: a paused VM, a clock stepped forward)
-/// stood still. No heartbeat could arrive meanwhile, so without this every node
-/// looks offline right after, and uploads are refused until each beats again.
-/// The stall is forgiven for one offline window after it ends.
-#[derive(Default)]
-pub struct StallWatch {
-    /// Last tick (unix ms); 0: not watching (the simulation moves its own clock).
-    last_tick: AtomicI64,
-    stall_end: AtomicI64,
-    stall_len: AtomicI64,
-}
-
-impl StallWatch {
-    /// Watches from now until the returned handle is dropped.
-    pub fn start(self: &Arc<Self>) -> tokio_util::task::AbortOnDropHandle<()> {
-        self.last_tick.store(now_ms(), Ordering::Relaxed);
-        let watch = self.clone();
-        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(STALL_TICK);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                watch.tick(now_ms());
-            }
-        }))
-    }
-
-    fn tick(&self, now: i64) {
-        let last = self.last_tick.swap(now, Ordering::Relaxed);
-        let late = now - last - STALL_TICK.as_millis() as i64;
-        if last > 0 && late >= STALL_MIN_MS {
-            tracing::warn!(
-                stalled_ms = late,
-                "this process stood still (a paused machine or a stepped clock): node heartbeats missed meanwhile are forgiven"
-            );
-            self.stall_len.store(late, Ordering::Relaxed);
-            self.stall_end.store(now, Ordering::Relaxed);
-        }
-    }
-
-    /// Extra offline window, in ms: the last stall if it ended within `window`, or
-    /// the one going on now (the watch itself is overdue: the first request after a
-    /// resume may come before its tick).
-    pub fn credit_ms(&self, now: i64, window: i64) -> i64 {
-        let last = self.last_tick.load(Ordering::Relaxed);
-        if last == 0 {
-            return 0;
-        }
-        let ongoing = now - last - STALL_TICK.as_millis() as i64;
-        let ongoing = if ongoing >= STALL_MIN_MS { ongoing } else { 0 };
-        let past = if now - self.stall_end.load(Ordering::Relaxed) <= window {
-            self.stall_len.load(Ordering::Relaxed)
-        } else {
-            0
-        };
-        ongoing.max(past).max(0)
-    }
-}
-
-#[cfg(test)]
-mod stall_tests {
-    use super::*;
-
-    #[test]
-    fn a_stall_is_forgiven_for_one_window_after_it_ends() {
-        let watch = StallWatch::default();
-        watch.last_tick.store(10_000, Ordering::Relaxed);
-        watch.tick(10_500);
-        assert_eq!(watch.credit_ms(10_600, 6_000), 0, "on time: no credit");
-        // Paused for a minute: overdue before the tick runs, recorded once it does.
-        assert_eq!(watch.credit_ms(70_500, 6_000), 59_500);
-        watch.tick(70_500);
-        assert_eq!(watch.credit_ms(71_000, 6_000), 59_500);
-        for t in (71_000..=76_500).step_by(500) {
-            watch.tick(t);
-        }
-        assert_eq!(watch.credit_ms(76_400, 6_000), 59_500);
-        assert_eq!(watch.credit_ms(76_600, 6_000), 0, "the window has passed");
-    }
-
-    #[test]
-    fn a_watch_never_started_gives_no_credit() {
-        assert_eq!(StallWatch::default().credit_ms(1_000_000, 6_000), 0);
-    }
 }
