@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { repoRoot, sha256, startZibDev } from './helpers.mjs';
+import { logsOnFailure, repoRoot, sha256, startZibDev } from './helpers.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const MiB = 1024 * 1024;
@@ -133,7 +133,7 @@ async function cdnGet(url) {
   };
 }
 
-test('the example app uploads a 20 MiB file and a PNG from the file input', { timeout: 240_000 }, async () => {
+test('the example app uploads a 20 MiB file and a PNG from the file input', { timeout: 240_000 }, logsOnFailure(() => dev, async () => {
   const page = await openLoggedIn('alice');
   const big = randomBytes(20 * MiB + 4321);
   const png = makePng(37, 23);
@@ -177,7 +177,7 @@ test('the example app uploads a 20 MiB file and a PNG from the file input', { ti
   }).then((r) => r.json());
   assert.match(info.key, /^alice\/\d+-tiny\.png$/);
   await page.close();
-});
+}));
 
 test('CORS: node preflight and PUT headers, SDK script, CDN', async () => {
   const api = dev.credentials.api_url;
@@ -249,7 +249,7 @@ async function faultyProxy() {
   return { server, seen, base: `http://127.0.0.1:${server.address().port}` };
 }
 
-test('a 65 MiB multipart upload in the page completes although part 2 fails once', { timeout: 240_000 }, async () => {
+test('a 65 MiB multipart upload in the page completes although part 2 fails once', { timeout: 240_000 }, logsOnFailure(() => dev, async () => {
   const page = await openLoggedIn('bob');
   const proxy = await faultyProxy();
   // The tenant app's answer is rewritten in the page so every part goes through the
@@ -300,7 +300,7 @@ test('a 65 MiB multipart upload in the page completes although part 2 fails once
     proxy.server.close();
     await page.close();
   }
-});
+}));
 
 /** A proxy in front of the nodes (`/to/{host:port}/...`) that records what each node answered. */
 async function recordingProxy() {
@@ -325,7 +325,7 @@ async function recordingProxy() {
   return { server, seen, base: `http://127.0.0.1:${server.address().port}` };
 }
 
-test('a page resumes an interrupted multipart upload with { resume: true }, sending only missing parts', { timeout: 240_000 }, async () => {
+test('a page resumes an interrupted multipart upload with { resume: true }, sending only missing parts', { timeout: 240_000 }, logsOnFailure(() => dev, async () => {
   const page = await openLoggedIn('carol');
   const proxy = await recordingProxy();
   const { access_key, secret_key, api_url } = dev.credentials;
@@ -392,4 +392,4 @@ test('a page resumes an interrupted multipart upload with { resume: true }, send
     proxy.server.close();
     await page.close();
   }
-});
+}));

@@ -98,6 +98,22 @@ async function waitForNodes(dev) {
   throw new Error(`zib dev never accepted an upload: ${last}\n${dev.logs()}`);
 }
 
+/**
+ * A test body that, when it fails, prints the tail of the cluster's log first: a CI run
+ * keeps only the test output, and the log is where a failure's story is.
+ */
+export function logsOnFailure(getDev, body) {
+  return async (...args) => {
+    try {
+      return await body(...args);
+    } catch (e) {
+      const logs = getDev()?.logs() ?? '(no cluster)';
+      console.log(`# zib dev log, last ${Math.min(logs.length, 12000)} characters:\n${logs.slice(-12000).replace(/^/gm, '# ')}`);
+      throw e;
+    }
+  };
+}
+
 /** Runs the zib CLI against the dev cluster; resolves stdout. */
 export function runZib(dev, args, extraEnv = {}) {
   return new Promise((resolve, reject) => {
