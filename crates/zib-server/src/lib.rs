@@ -55,7 +55,7 @@ pub struct RunningServer {
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
     workers: Runner,
-    _stall_watch: zib_util::stall::Watching,
+    _stall_watch: tokio_util::task::AbortOnDropHandle<()>,
 }
 
 impl RunningServer {
@@ -148,7 +148,7 @@ pub async fn start(
         workers: Registry::new(),
         stalls: Default::default(),
     }));
-    let stall_watch = state.stalls.start();
+    let stall_watch = tokio_util::task::AbortOnDropHandle::new(state.stalls.start());
     let addr = listener.local_addr()?;
     let mut workers = Runner::new(state.workers.clone());
     workers::spawn_all(&state, &mut workers);

@@ -26,24 +26,24 @@ pub struct StallWatch {
 }
 
 impl StallWatch {
-    /// Watches from now until the returned guard is dropped.
-    pub fn start(self: &Arc<Self>) -> Watching {
+    /// Watches from now on, in a task the caller stops.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         self.last_tick.store(now_ms(), Ordering::Relaxed);
         let watch = self.clone();
-        Watching(tokio::spawn(async move {
+        tokio::spawn(async move {
             let mut ticks = tokio::time::interval(STALL_TICK);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
                 watch.tick(now_ms());
             }
-        }))
+        })
     }
 
     fn tick(&self, now: i64) {
         let last = self.last_tick.swap(now, Ordering::Relaxed);
-        let late = now - last - STALL_TICK.as_millis() as i64;
-        if last > 0 && late >= STALL_MIN_MS {
+        let late = late_ms(last, now);
+        if last > 0 && late > 0 {
             tracing::warn!(
                 stalled_ms = late,
                 "this process stood still (a paused machine or a stepped clock): node heartbeats missed meanwhile are forgiven"
@@ -61,8 +61,7 @@ impl StallWatch {
         if last == 0 {
             return 0;
         }
-        let ongoing = now - last - STALL_TICK.as_millis() as i64;
-        let ongoing = if ongoing >= STALL_MIN_MS { ongoing } else { 0 };
+        let ongoing = late_ms(last, now);
         let past = if now - self.stall_end.load(Ordering::Relaxed) <= window {
             self.stall_len.load(Ordering::Relaxed)
         } else {
@@ -72,12 +71,13 @@ impl StallWatch {
     }
 }
 
-/// The running watch; dropping it stops the watch.
-pub struct Watching(tokio::task::JoinHandle<()>);
-
-impl Drop for Watching {
-    fn drop(&mut self) {
-        self.0.abort();
+/// How late a tick due after `last` is at `now`, if late enough to be a stall; else 0.
+fn late_ms(last: i64, now: i64) -> i64 {
+    let late = now - last - STALL_TICK.as_millis() as i64;
+    if late >= STALL_MIN_MS {
+        late
+    } else {
+        0
     }
 }
 

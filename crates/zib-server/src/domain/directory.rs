@@ -13,24 +13,22 @@ use crate::state::{now_ms, Inner};
 pub struct NodeDirectory {
     /// Ordered, so every listing comes out the same way (replayable simulation).
     nodes: BTreeMap<NodeId, NodeRow>,
-    now_ms: i64,
-    offline_after_ms: i64,
+    /// The oldest heartbeat that counts a node online (see [`online_since`]).
+    online_since: i64,
 }
 
 impl NodeDirectory {
     pub async fn load(state: &Inner) -> Result<Self, MetaError> {
         let nodes = state.store.list_nodes().await?;
-        let now = now_ms();
         Ok(Self {
             nodes: nodes.into_iter().map(|n| (n.node_id.clone(), n)).collect(),
-            now_ms: now,
-            offline_after_ms: now - online_since_at(state, now),
+            online_since: online_since(state),
         })
     }
 
     /// Whether a node's last heartbeat is recent enough to count it online.
     pub fn is_online(&self, node: &NodeRow) -> bool {
-        self.now_ms - node.last_heartbeat_at <= self.offline_after_ms
+        node.last_heartbeat_at >= self.online_since
     }
 
     /// Every online node, in no particular order.
@@ -60,10 +58,7 @@ impl NodeDirectory {
 
 /// The oldest heartbeat that still counts a node online now.
 pub fn online_since(state: &Inner) -> i64 {
-    online_since_at(state, now_ms())
-}
-
-fn online_since_at(state: &Inner, now: i64) -> i64 {
+    let now = now_ms();
     let window = state.config.node_offline_after.as_millis() as i64;
     now - window - state.stalls.credit_ms(now, window)
 }
