@@ -145,6 +145,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         ),
         part_size: env.part_size,
         multipart_threshold: env.multipart_threshold,
+        inline_threshold: env.inline_threshold,
         // Tiny dev clusters cannot have three peers besides the originator.
         safe_min_peers: 3.min(args.nodes.saturating_sub(1) as u32),
         // Receivers in development run on this machine.

@@ -317,6 +317,7 @@ async fn delete_file_rows_in(conn: &mut DbConn, file_id: &str) -> Result<Vec<(No
     ));
     for q in [
         "DELETE FROM shards WHERE file_id = $1",
+        "DELETE FROM inline_envelopes WHERE file_id = $1",
         "DELETE FROM job_artifacts WHERE file_id = $1",
         "DELETE FROM files WHERE file_id = $1",
     ] {

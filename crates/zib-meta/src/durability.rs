@@ -288,6 +288,10 @@ impl Store {
             .bind(file_id.to_string())
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM inline_envelopes WHERE file_id = $1")
+            .bind(file_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         // What the video pipeline made from it goes with it: artefacts, and variant
         // stream files with their jobs and segments.
         blobs.extend(crate::derived::delete_derived_of_in(&mut tx, &file_id.to_string()).await?);

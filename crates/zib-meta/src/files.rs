@@ -1,7 +1,7 @@
 //! Files, their shards and the object pointers that make one file current per key.
 
 use sqlx::Row;
-use zib_proto::events::{FILE_DELETED, FILE_FAILED, FILE_READY};
+use zib_proto::events::{FILE_DELETED, FILE_FAILED, FILE_READY, FILE_REPLICATED};
 use zib_proto::{BlobId, FileId, NodeId};
 
 use crate::compute::cancel_compute_of_file_in;
@@ -135,16 +135,57 @@ impl Store {
         now: i64,
         supersede_reason: &str,
     ) -> Result<Distribution> {
+        self.complete(file_id, Held::Shards(shards), now, supersede_reason)
+            .await
+    }
+
+    /// [`Store::complete_distribution`] for a small file whose whole `envelope` is
+    /// kept in the store itself: no shards, no node holds it. Its durability is the
+    /// store's, so it goes straight to `safe` (`file.ready`, then
+    /// `file.replicated`, in the same transaction).
+    pub async fn complete_inline(
+        &self,
+        file_id: FileId,
+        envelope: &[u8],
+        now: i64,
+        supersede_reason: &str,
+    ) -> Result<Distribution> {
+        self.complete(file_id, Held::Inline(envelope), now, supersede_reason)
+            .await
+    }
+
+    /// The envelope of a file kept inline ([`Store::complete_inline`]).
+    pub async fn inline_envelope(&self, file_id: FileId) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT envelope FROM inline_envelopes WHERE file_id = $1")
+                .bind(file_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn complete(
+        &self,
+        file_id: FileId,
+        held: Held<'_>,
+        now: i64,
+        supersede_reason: &str,
+    ) -> Result<Distribution> {
         let file_text = file_id.to_string();
         let mut tx = self.begin_write().await?;
 
+        let (phase, safe_at) = match held {
+            Held::Shards(_) => (FilePhase::Distributed, None),
+            Held::Inline(_) => (FilePhase::Safe, Some(now)),
+        };
         let target = sqlx::query(
-            "UPDATE files SET phase = $1, distributed_at = $2 \
-             WHERE file_id = $3 AND phase IN ($4, $5) \
+            "UPDATE files SET phase = $1, distributed_at = $2, replication_safe_at = $3 \
+             WHERE file_id = $4 AND phase IN ($5, $6) \
              RETURNING bucket_id, object_key, created_at, derived_from",
         )
-        .bind(FilePhase::Distributed.as_str())
+        .bind(phase.as_str())
         .bind(now)
+        .bind(safe_at)
         .bind(&file_text)
         .bind(FilePhase::Pending.as_str())
         .bind(FilePhase::Uploading.as_str())
@@ -160,6 +201,17 @@ impl Store {
             .try_get::<Option<String>, _>("derived_from")?
             .is_some();
 
+        let shards = match held {
+            Held::Shards(shards) => shards,
+            Held::Inline(envelope) => {
+                sqlx::query("INSERT INTO inline_envelopes (file_id, envelope) VALUES ($1, $2)")
+                    .bind(&file_text)
+                    .bind(envelope)
+                    .execute(&mut *tx)
+                    .await?;
+                &[]
+            }
+        };
         for shard in shards {
             sqlx::query(
                 "INSERT INTO shards (file_id, segment, shard_index, node_id, blob_id, size, \
@@ -246,6 +298,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         file_event_in_tx(&mut tx, FILE_READY, &file_text, now).await?;
+        if matches!(held, Held::Inline(_)) {
+            file_event_in_tx(&mut tx, FILE_REPLICATED, &file_text, now).await?;
+        }
 
         tx.commit().await?;
         Ok(Distribution::Current { superseded })
@@ -363,6 +418,10 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        sqlx::query("DELETE FROM inline_envelopes WHERE file_id = $1")
+            .bind(&file_text)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "DELETE FROM objects WHERE bucket_id = $1 AND object_key = $2 AND file_id = $3",
         )
@@ -411,4 +470,13 @@ pub(crate) async fn file_event_in_tx(
         enqueue_file_event(tx, event_type, &file, now).await?;
     }
     Ok(())
+}
+
+/// Where a completed file's envelope is held.
+#[derive(Clone, Copy)]
+enum Held<'a> {
+    /// Erasure-coded on nodes.
+    Shards(&'a [ShardRow]),
+    /// Whole, in the store (small files).
+    Inline(&'a [u8]),
 }

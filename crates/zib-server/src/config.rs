@@ -59,6 +59,9 @@ pub struct ServerSettings {
     pub shard_size: u32,
     /// Plaintext bytes per envelope chunk.
     pub chunk_size: u32,
+    /// Objects of at most this many bytes are kept sealed in the metadata store
+    /// instead of as shards on nodes (0: never). The S3 gateway's PutObject.
+    pub inline_threshold: u64,
     /// Files at least this large upload in parts.
     pub multipart_threshold: u64,
     /// Plaintext bytes per part (rounded down to whole chunks).
@@ -211,6 +214,10 @@ pub struct ServerSettings {
     pub encoding_eviction_grace: Duration,
 }
 
+/// Objects up to this size skip the nodes: chosen by `bench/s3_small.sh`
+/// (docs/architecture.md, "Small objects inline").
+pub const DEFAULT_INLINE_THRESHOLD: u64 = 16 * 1024;
+
 /// Repair takes at most about half the time while a backlog lasts.
 pub const DEFAULT_REPAIR_PACE: f64 = 1.0;
 
@@ -238,6 +245,7 @@ impl Default for ServerSettings {
             parity_shards: 2,
             shard_size: 1024 * 1024,
             chunk_size: zib_crypto::envelope::DEFAULT_CHUNK_SIZE,
+            inline_threshold: DEFAULT_INLINE_THRESHOLD,
             multipart_threshold: 64 * 1024 * 1024,
             part_size: 16 * 1024 * 1024,
             max_file_size: 5 * 1024 * 1024 * 1024 * 1024,

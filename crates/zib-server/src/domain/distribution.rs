@@ -6,7 +6,7 @@ use zib_meta::{Distribution, FilePhase, ShardRow};
 use zib_proto::node_rpc::{
     DistributedRequest, DistributionPlan, SegmentPlan, ShardTarget, UploadReceivedRequest,
 };
-use zib_proto::{BlobId, NodeId};
+use zib_proto::{BlobId, FileId, NodeId};
 
 use super::deletion::{evict, SUPERSEDE_REASON};
 use super::directory::NodeDirectory;
@@ -190,16 +190,39 @@ pub async fn record(
         .store
         .complete_distribution(file.file_id, &rows, now_ms(), SUPERSEDE_REASON)
         .await
-        .map_err(|e| match e {
-            zib_meta::MetaError::Conflict(what) => ApiError::Conflict(what.to_string()),
-            other => ApiError::Internal(InternalError::Meta(other)),
-        })?;
+        .map_err(completion_error)?;
+    tracing::info!(file_id = %file.file_id, shards = rows.len(), "file distributed");
+    settle(state, file.file_id, outcome).await
+}
+
+/// A small file's whole envelope, sealed, kept in the metadata store instead of on
+/// nodes (`inline_threshold`): recorded like a distribution, and `safe` at once,
+/// since it is as durable as the store that holds its key.
+pub async fn record_inline(state: &AppState, file_id: FileId, envelope: &[u8]) -> ApiResult<()> {
+    let outcome = state
+        .store
+        .complete_inline(file_id, envelope, now_ms(), SUPERSEDE_REASON)
+        .await
+        .map_err(completion_error)?;
+    tracing::info!(%file_id, bytes = envelope.len(), "file stored inline");
+    settle(state, file_id, outcome).await
+}
+
+fn completion_error(e: zib_meta::MetaError) -> ApiError {
+    match e {
+        zib_meta::MetaError::Conflict(what) => ApiError::Conflict(what.to_string()),
+        other => ApiError::Internal(InternalError::Meta(other)),
+    }
+}
+
+/// What follows a stored file: its declared encode, and the eviction of what it
+/// superseded (or of itself, when a newer upload already won the key).
+async fn settle(state: &AppState, file_id: FileId, outcome: Distribution) -> ApiResult<()> {
     match outcome {
         Distribution::Current { superseded } => {
-            tracing::info!(file_id = %file.file_id, shards = rows.len(), "file distributed");
-            super::encoding::request::enqueue_declared(state, file.file_id).await;
+            super::encoding::request::enqueue_declared(state, file_id).await;
             if let Some(prior) = superseded {
-                tracing::info!(file_id = %prior, by = %file.file_id, "file superseded; evicting its bytes");
+                tracing::info!(file_id = %prior, by = %file_id, "file superseded; evicting its bytes");
                 // The reference: a re-upload cancels the prior file's encode (and
                 // does not start one for the new file unless its pipeline says so).
                 if let Err(e) = cancel_jobs_of_file(state, prior, SUPERSEDE_REASON).await {
@@ -210,11 +233,11 @@ pub async fn record(
         }
         // A job's artefact: no key, no declared pipeline, nothing announced.
         Distribution::Derived => {
-            tracing::info!(file_id = %file.file_id, shards = rows.len(), "derived file distributed");
+            tracing::info!(%file_id, "derived file stored");
         }
         Distribution::Stale { current } => {
-            tracing::info!(file_id = %file.file_id, %current, "late upload of a superseded registration refused");
-            evict(state, file.file_id).await;
+            tracing::info!(%file_id, %current, "late upload of a superseded registration refused");
+            evict(state, file_id).await;
             return Err(ApiError::Conflict(
                 "this upload was superseded by a newer upload to the same bucket and key".into(),
             ));

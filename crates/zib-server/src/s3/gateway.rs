@@ -21,6 +21,7 @@ use zib_crypto::{DataKey, Header};
 use zib_meta::OverwriteMode;
 use zib_proto::api::{Registration, UploadType};
 
+use crate::domain::distribution;
 use crate::domain::registration::{self, Registered};
 use crate::state::AppState;
 
@@ -95,7 +96,10 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
             .with_checksums(&req.checksums),
     ));
 
+    let inline =
+        req.size <= state.config.inline_threshold && registration.upload_type == UploadType::Single;
     let sent = match store_attrs(state, file_id, &req.attrs, false).await {
+        Ok(()) if inline => keep_inline(state, file_id, &sealing).await,
         Ok(()) => send_envelope(state, &registration, &sealing).await,
         Err(e) => Err(e),
     };
@@ -438,6 +442,26 @@ fn part_stream(
             }
         },
     )
+}
+
+/// A small object: sealed whole in memory and kept in the metadata store, no node
+/// involved (docs/architecture.md, "Small objects inline").
+async fn keep_inline(
+    state: &AppState,
+    file_id: zib_proto::FileId,
+    sealing: &Arc<Mutex<Sealing>>,
+) -> S3Result<()> {
+    let envelope = {
+        let mut sealing = sealing.lock().await;
+        let mut envelope = sealing.sealer.header().encode().to_vec();
+        for _ in 0..sealing.total_chunks {
+            envelope.extend_from_slice(&sealing.next_sealed().await?);
+        }
+        envelope
+    };
+    distribution::record_inline(state, file_id, &envelope)
+        .await
+        .map_err(api_to_s3)
 }
 
 async fn send_envelope(

@@ -461,7 +461,18 @@ async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSo
     let directory = NodeDirectory::load(state).await?;
     let width = params.total_shards();
     let mut shards = vec![vec![None; width]; layout.segment_count() as usize];
-    for row in state.store.shards_for_file(file.file_id).await? {
+    let rows = state.store.shards_for_file(file.file_id).await?;
+    // A file without shard rows may be a small one kept whole in the store.
+    let inline = if rows.is_empty() {
+        state
+            .store
+            .inline_envelope(file.file_id)
+            .await?
+            .map(Bytes::from)
+    } else {
+        None
+    };
+    for row in rows {
         let (Some(slot_row), Ok(hash)) = (
             shards.get_mut(row.segment as usize),
             <[u8; 32]>::try_from(row.blake3.as_slice()),
@@ -488,6 +499,7 @@ async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSo
         repairer: state.workers.handle(super::REPAIRER_WORKER),
         timeout: state.config.shard_fetch_timeout,
         local_nodes: state.config.local_nodes.clone(),
+        inline,
     })
 }
 

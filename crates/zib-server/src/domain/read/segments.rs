@@ -48,6 +48,9 @@ pub struct SegmentSource {
     pub timeout: Duration,
     /// Nodes in this process, read from disk instead of over HTTP.
     pub local_nodes: Arc<LocalNodes>,
+    /// The whole envelope of a small file kept in the metadata store: read from
+    /// here, never from nodes (its `shards` are empty).
+    pub inline: Option<bytes::Bytes>,
 }
 
 /// Why one shard did not arrive, as far as it tells about the bytes.
@@ -83,6 +86,9 @@ pub enum SegmentError {
 impl SegmentSource {
     /// Segments whose holders, by heartbeat, cannot supply `k` shards.
     pub fn unavailable_segment(&self, segments: Range<u32>) -> Option<SegmentError> {
+        if self.inline.is_some() {
+            return None;
+        }
         let needed = self.layout.params.data_shards as usize;
         segments.into_iter().find_map(|s| {
             let good = self.shards[s as usize]
@@ -112,6 +118,20 @@ impl SegmentSource {
         window: Range<u64>,
         check: Check,
     ) -> Result<(u64, BytesMut), SegmentError> {
+        if let Some(envelope) = &self.inline {
+            let bytes = usize::try_from(window.start)
+                .ok()
+                .zip(usize::try_from(window.end).ok())
+                .and_then(|(from, to)| envelope.get(from..to))
+                .ok_or_else(|| SegmentError::Rebuild {
+                    segment,
+                    reason: format!(
+                        "bytes {window:?} are outside the {}-byte inline envelope",
+                        envelope.len()
+                    ),
+                })?;
+            return Ok((window.start, BytesMut::from(bytes)));
+        }
         let seg_range = self.layout.segment_range(segment);
         let shard_len = self.layout.shard_len(segment);
         let seg_len = seg_range.end - seg_range.start;
@@ -408,6 +428,7 @@ mod tests {
                 repairer: Default::default(),
                 timeout: Duration::from_secs(5),
                 local_nodes: Arc::new(local_nodes),
+                inline: None,
             };
             Self { dir, data, source }
         }
