@@ -230,3 +230,80 @@ fn small_s3_objects_are_kept_in_the_store_and_never_reach_a_node() {
     assert_eq!(s3_read(&again[0]).0, 404);
     assert!(blob_files(&cluster).is_superset(&before));
 }
+
+#[test]
+fn small_native_uploads_are_kept_in_the_store_through_the_originator() {
+    let cluster = Cluster::start(6);
+    let work = tempfile::tempdir().unwrap();
+    let before = blob_files(&cluster);
+
+    // `zib upload` (the Rust SDK): the originator checks the envelope, the server's
+    // plan says inline, and the envelope goes to the store instead of to shards.
+    let mut small = MARKER.as_bytes().to_vec();
+    small.extend(common::pattern(3000, 61));
+    let path = common::write_file(work.path(), "small.bin", &small);
+    let (small_id, small_url) = cluster.upload(&path, "native", "small.bin");
+    let empty = common::write_file(work.path(), "empty.bin", b"");
+    let (empty_id, empty_url) = cluster.upload(&empty, "native", "empty.bin");
+    let large = common::pattern(THRESHOLD + 1, 62);
+    let path = common::write_file(work.path(), "large.bin", &large);
+    let (large_id, _) = cluster.upload(&path, "native", "large.bin");
+
+    for (id, len) in [(&small_id, small.len()), (&empty_id, 0)] {
+        let (file, shards, envelope) = stored(&cluster, id.parse().unwrap());
+        let file = file.expect("file row");
+        assert!(shards.is_empty(), "{id}: {shards:?}");
+        let envelope = envelope.unwrap_or_else(|| panic!("{id} is not inline"));
+        assert_eq!(envelope.len() as u64, file.ciphertext_size);
+        assert_eq!(file.size, len as u64);
+        assert_eq!(file.phase, zib_meta::FilePhase::Safe);
+    }
+    let (_, shards, envelope) = stored(&cluster, large_id.parse().unwrap());
+    assert!(envelope.is_none());
+    assert_eq!(shards.len(), 6);
+    let new_blobs = blob_files(&cluster).difference(&before).count();
+    assert_eq!(
+        new_blobs, 6,
+        "only the large file's shards reached the nodes"
+    );
+
+    // Read back with `zib get` and the CDN; the pipeline says safe.
+    let out = cluster.cli(&["get", &small_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, small);
+    let (status, body) = common::get(&cluster.http(), &small_url, Some((0, 27)));
+    assert_eq!(status, 206);
+    assert_eq!(body, MARKER.as_bytes());
+    let (status, body) = common::get(&cluster.http(), &empty_url, None);
+    assert_eq!((status, body.len()), (200, 0));
+    let out = cluster.cli(&["pipeline", &small_id]);
+    let pipeline: Value = serde_json::from_slice(&out.stdout).expect("pipeline JSON");
+    assert_eq!(pipeline["stages"]["upload"]["phase"], "safe", "{pipeline}");
+
+    // The API delete takes the envelope with the file.
+    let resp = cluster
+        .http()
+        .delete(format!("{}/v1/api/file/{small_id}", cluster.creds.api_url))
+        .header("Authorization", cluster.bearer())
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success());
+    assert!(stored(&cluster, small_id.parse().unwrap()).2.is_none());
+    assert_eq!(common::get(&cluster.http(), &small_url, None).0, 404);
+}
+
+#[test]
+fn an_inline_threshold_of_zero_keeps_every_object_on_nodes() {
+    let cluster = Cluster::start_with_env(6, &[("ZIB_INLINE_THRESHOLD", "0")]);
+    let work = tempfile::tempdir().unwrap();
+    let path = common::write_file(work.path(), "one.bin", b"x");
+    let (file_id, url) = cluster.upload(&path, "off", "one.bin");
+    let (_, shards, envelope) = stored(&cluster, file_id.parse().unwrap());
+    assert!(envelope.is_none());
+    assert_eq!(shards.len(), 6);
+    assert_eq!(common::get(&cluster.http(), &url, None).1, b"x");
+}

@@ -127,6 +127,19 @@ async fn distribute_once(
     let (codec, layout) = checked(&plan, size)?;
 
     let source = state.store.blob_path(upload);
+    if plan.inline {
+        let envelope = tokio::fs::read(&source)
+            .await
+            .map_err(|e| DistributeError::Encode {
+                segment: 0,
+                reason: format!("reading {}: {e}", source.display()),
+            })?;
+        send_inline(state, upload, envelope).await?;
+        if let Err(e) = state.store.mark_distributed(upload).await {
+            tracing::warn!(%upload, error = %e, "could not record that the upload is distributed");
+        }
+        return Ok(0);
+    }
     let per_segment: Vec<Vec<StoredShard>> = futures::stream::iter(plan.segments)
         .map(|segment| {
             distribute_segment(
@@ -172,6 +185,20 @@ pub(crate) async fn report(
     Ok(count)
 }
 
+/// Hands a small upload's whole envelope to the server, which keeps it (the plan
+/// said `inline`): no shards anywhere.
+pub(crate) async fn send_inline(
+    state: &NodeState,
+    upload: BlobId,
+    envelope: Vec<u8>,
+) -> Result<(), DistributeError> {
+    state
+        .server
+        .upload_inline(upload, &state.node_id, envelope)
+        .await
+        .map_err(DistributeError::Report)
+}
+
 /// The server's plan, asked for once, and checked against the upload's size: what a
 /// single upload asks before its body is read, to erasure-code it as it arrives.
 pub(crate) async fn plan_now(
@@ -208,7 +235,15 @@ fn checked(plan: &DistributionPlan, size: u64) -> Result<(Arc<Codec>, Layout), D
     let codec =
         Arc::new(Codec::new(plan.erasure).map_err(|e| DistributeError::BadPlan(e.to_string()))?);
     let layout = Layout::new(plan.erasure, size);
-    check_plan(&layout, &plan.segments)?;
+    if plan.inline {
+        if !plan.segments.is_empty() {
+            return Err(DistributeError::BadPlan(
+                "it says inline and places shards".into(),
+            ));
+        }
+    } else {
+        check_plan(&layout, &plan.segments)?;
+    }
     Ok((codec, layout))
 }
 

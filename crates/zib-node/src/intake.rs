@@ -74,8 +74,11 @@ pub async fn put_upload(
             return spool_and_distribute(&state, blob, &claims, incoming).await;
         }
     };
-    let streamed =
-        streamed::distribute_as_received(&state, blob, plan, codec, layout, &mut incoming).await;
+    let streamed = if plan.inline {
+        streamed::send_whole(&state, blob, claims.size, &mut incoming).await
+    } else {
+        streamed::distribute_as_received(&state, blob, plan, codec, layout, &mut incoming).await
+    };
     match streamed {
         Ok((shards, hash)) => {
             // What `GET …/parts` answers a client whose answer was lost (until the

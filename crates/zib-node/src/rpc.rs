@@ -10,7 +10,7 @@ use zib_proto::node_rpc::{
     DistributedRequest, DistributionPlan, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
     RegisterResponse, UploadReceivedRequest,
 };
-use zib_proto::BlobId;
+use zib_proto::{BlobId, NodeId};
 
 /// Generous: `received` makes the server place every shard of a file.
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,6 +101,25 @@ impl ServerClient {
     ) -> Result<(), RpcError> {
         let _: serde_json::Value = self
             .post(&format!("/v1/node/uploads/{upload}/distributed"), req)
+            .await?;
+        Ok(())
+    }
+
+    /// A small upload's whole envelope, which the server keeps itself (its plan said
+    /// `inline`).
+    pub async fn upload_inline(
+        &self,
+        upload: BlobId,
+        node_id: &NodeId,
+        envelope: Vec<u8>,
+    ) -> Result<(), RpcError> {
+        let _: serde_json::Value = self
+            .post_bytes(
+                &format!("/v1/node/uploads/{upload}/inline?node_id={node_id}"),
+                &[],
+                "application/octet-stream",
+                envelope,
+            )
             .await?;
         Ok(())
     }

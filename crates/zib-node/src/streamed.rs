@@ -102,6 +102,40 @@ pub async fn distribute_as_received(
     Ok((count, hasher.finalize()))
 }
 
+/// An envelope's bytes besides its plaintext, for a small file: the header and a
+/// tag per chunk, with room to spare.
+const INLINE_ENVELOPE_SLACK: u64 = 64 * 1024;
+
+/// A small upload the server keeps itself (the plan said `inline`): the body read
+/// whole into memory (it is at most the server's `inline_threshold`, a few KiB) and
+/// handed over; nothing is written here. Returns no shards and the body's BLAKE3.
+pub async fn send_whole(
+    state: &Arc<NodeState>,
+    upload: BlobId,
+    size: u64,
+    incoming: &mut Incoming,
+) -> Result<(usize, blake3::Hash), StreamedError> {
+    let len = usize::try_from(size)
+        .ok()
+        .filter(|_| size <= zib_proto::node_rpc::INLINE_MAX_BYTES + INLINE_ENVELOPE_SLACK)
+        .ok_or_else(|| {
+            StreamedError::Distribute(DistributeError::BadPlan(format!(
+                "an upload of {size} bytes cannot be sent inline"
+            )))
+        })?;
+    let mut envelope = vec![0; len];
+    incoming
+        .fill(&mut envelope)
+        .await
+        .map_err(StreamedError::Body)?;
+    incoming.finish().await.map_err(StreamedError::Body)?;
+    let hash = blake3::hash(&envelope);
+    distribute::send_inline(state, upload, envelope)
+        .await
+        .map_err(StreamedError::Distribute)?;
+    Ok((0, hash))
+}
+
 /// The segment's data shards, filled from the body (the last one's tail is padding).
 async fn read_segment(
     layout: &Layout,

@@ -75,6 +75,22 @@ pub struct UploadReceivedRequest {
 pub struct DistributionPlan {
     pub erasure: ErasureParams,
     pub segments: Vec<SegmentPlan>,
+    /// A small file: no shards (`segments` is empty); the originator sends the whole
+    /// envelope to `POST /v1/node/uploads/{upload_blob_id}/inline` instead, and the
+    /// server keeps it in its metadata store.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline: bool,
+}
+
+/// The most a server keeps inline: its `inline_threshold` may not exceed it, and a
+/// node sends no larger envelope whole (it holds it in memory to do so).
+pub const INLINE_MAX_BYTES: u64 = 1024 * 1024;
+
+/// `POST /v1/node/uploads/{upload_blob_id}/inline?node_id=…`: the query of the call
+/// whose body is a small upload's whole envelope (see [`DistributionPlan::inline`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineUploadQuery {
+    pub node_id: NodeId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

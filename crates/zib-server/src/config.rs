@@ -60,7 +60,7 @@ pub struct ServerSettings {
     /// Plaintext bytes per envelope chunk.
     pub chunk_size: u32,
     /// Objects of at most this many bytes are kept sealed in the metadata store
-    /// instead of as shards on nodes (0: never). The S3 gateway's PutObject.
+    /// instead of as shards on nodes (0: never; at most 1 MiB).
     pub inline_threshold: u64,
     /// Files at least this large upload in parts.
     pub multipart_threshold: u64,
@@ -357,6 +357,12 @@ impl ServerConfig {
                 "chunk_size must be between 1 and {max_chunk} bytes"
             )));
         }
+        let inline_max = zib_proto::node_rpc::INLINE_MAX_BYTES;
+        if settings.inline_threshold > inline_max {
+            return Err(ConfigError(format!(
+                "inline_threshold must be at most {inline_max} bytes (0 keeps every object on nodes)"
+            )));
+        }
         if settings.part_size < u64::from(settings.chunk_size) {
             return Err(ConfigError(format!(
                 "part_size must be at least one chunk ({} bytes)",
@@ -404,6 +410,12 @@ impl ServerConfig {
             master_key,
             capability_signer,
         ))
+    }
+
+    /// Whether an object of `size` plaintext bytes is kept in the metadata store
+    /// rather than sharded on nodes (`inline_threshold`; 0 turns it off).
+    pub fn keeps_inline(&self, size: u64) -> bool {
+        self.settings.inline_threshold > 0 && size <= self.settings.inline_threshold
     }
 
     /// Default settings but for the paths, URLs and secrets (for tests).

@@ -178,6 +178,7 @@ pub async fn fake_received(
     Ok(Json(DistributionPlan {
         erasure: fake.erasure,
         segments,
+        inline: false,
     }))
 }
 

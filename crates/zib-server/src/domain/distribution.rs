@@ -66,8 +66,15 @@ pub async fn plan(
         }
     }
 
-    let now = now_ms();
     let erasure = file.erasure();
+    if stays_inline(state, &file).await? {
+        return Ok(DistributionPlan {
+            erasure,
+            segments: vec![],
+            inline: true,
+        });
+    }
+    let now = now_ms();
     let layout = Layout::new(erasure, file.ciphertext_size);
     let directory = NodeDirectory::load(state).await?;
     let candidates = directory.online();
@@ -124,7 +131,60 @@ pub async fn plan(
             Ok(SegmentPlan { segment, targets })
         })
         .collect::<ApiResult<_>>()?;
-    Ok(DistributionPlan { erasure, segments })
+    Ok(DistributionPlan {
+        erasure,
+        segments,
+        inline: false,
+    })
+}
+
+/// A tenant's single upload of at most `inline_threshold` bytes is kept whole in
+/// the metadata store rather than sharded. A job's artefacts are always sharded.
+async fn stays_inline(state: &Inner, file: &zib_meta::FileRow) -> ApiResult<bool> {
+    Ok(state.config.keeps_inline(file.size)
+        && file.part_count <= 1
+        && state.store.derived_file(file.file_id).await?.is_none())
+}
+
+/// The originator sends a small upload's whole envelope (the plan said `inline`).
+pub async fn record_inline_upload(
+    state: &AppState,
+    raw_blob_id: &str,
+    node: &NodeId,
+    envelope: &[u8],
+) -> ApiResult<()> {
+    let (blob_id, file) = originator_upload(state, raw_blob_id, node).await?;
+    if !stays_inline(state, &file).await? {
+        return Err(ApiError::Conflict(format!(
+            "upload {blob_id} is not kept inline: distribute its shards"
+        )));
+    }
+    if envelope.len() as u64 != file.ciphertext_size {
+        return Err(ApiError::invalid(
+            "body",
+            format!(
+                "expected the {}-byte envelope, got {} bytes",
+                file.ciphertext_size,
+                envelope.len()
+            ),
+        ));
+    }
+    let expected = zib_crypto::Header {
+        chunk_size: file.chunk_size,
+        nonce_prefix: file.nonce_prefix.as_slice().try_into().map_err(|_| {
+            InternalError::Other(format!(
+                "file {} has a malformed nonce prefix",
+                file.file_id
+            ))
+        })?,
+    };
+    if !envelope.starts_with(&expected.encode()) {
+        return Err(ApiError::invalid(
+            "body",
+            "the envelope header is not the one issued for this upload",
+        ));
+    }
+    record_inline(state, file.file_id, envelope).await
 }
 
 /// Every shard is stored: record them, make the file current for its key, and evict

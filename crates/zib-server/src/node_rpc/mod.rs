@@ -7,14 +7,15 @@ mod compute;
 mod jobs;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use zib_meta::NodeRow;
 use zib_proto::node_rpc::{
-    DistributedRequest, DistributionPlan, HeartbeatRequest, HeartbeatResponse, NodeAction,
-    NodeCommand, RegisterRequest, RegisterResponse, UploadReceivedRequest,
+    DistributedRequest, DistributionPlan, HeartbeatRequest, HeartbeatResponse, InlineUploadQuery,
+    NodeAction, NodeCommand, RegisterRequest, RegisterResponse, UploadReceivedRequest,
 };
 
 use crate::auth::ClusterAuth;
@@ -73,6 +74,7 @@ pub fn router() -> Router<AppState> {
             "/v1/node/uploads/{blob_id}/distributed",
             post(upload_distributed),
         )
+        .route("/v1/node/uploads/{blob_id}/inline", post(upload_inline))
         .merge(jobs::router())
         .merge(artifacts::router())
         .merge(compute::router())
@@ -163,6 +165,20 @@ async fn upload_received(
 ) -> ApiResult<Json<DistributionPlan>> {
     let req: UploadReceivedRequest = parse_json(&body)?;
     distribution::plan(&state, &raw, &req).await.map(Json)
+}
+
+/// A small upload's whole envelope: kept in the metadata store, the file made current.
+async fn upload_inline(
+    State(state): State<AppState>,
+    _: ClusterAuth,
+    Path(raw): Path<String>,
+    query: Result<Query<InlineUploadQuery>, QueryRejection>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let Query(query) =
+        query.map_err(|e| ApiError::invalid("node_id", format!("a node id is required: {e}")))?;
+    distribution::record_inline_upload(&state, &raw, &query.node_id, &body).await?;
+    Ok(Json(json!({"status": "stored_inline"})))
 }
 
 /// Every shard is stored: record them, make the file current for its key.

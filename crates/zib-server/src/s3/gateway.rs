@@ -97,7 +97,7 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
     ));
 
     let inline =
-        req.size <= state.config.inline_threshold && registration.upload_type == UploadType::Single;
+        state.config.keeps_inline(req.size) && registration.upload_type == UploadType::Single;
     let sent = match store_attrs(state, file_id, &req.attrs, false).await {
         Ok(()) if inline => keep_inline(state, file_id, &sealing).await,
         Ok(()) => send_envelope(state, &registration, &sealing).await,

@@ -139,6 +139,9 @@ impl Sim {
         config.garbage_grace = Duration::from_secs(600);
         config.upload_expiry = Duration::from_secs(600);
         config.safe_min_peers = 3;
+        // The simulation is of shards under faults: its files (up to 6 KB) would
+        // otherwise be kept inline in the store and never reach a node.
+        config.inline_threshold = 0;
         let store = Store::open_sqlite(&config.database_path)
             .await
             .expect("the simulation's SQLite store opens");
