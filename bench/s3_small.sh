@@ -3,13 +3,17 @@
 # loopback: COUNT PUTs of SIZE bytes from 16 concurrent boto3 clients, then COUNT GETs,
 # reporting objects/s, the zib dev process's CPU ms per PUT (server and nodes
 # together, from /proc/PID/stat), its disk bytes written per PUT and during the GETs
-# (/proc/PID/io). ZIB_BIN=path runs another build (for a before/after in one sitting).
+# (/proc/PID/io). Each size runs twice in one sitting, on a fresh zib dev each time:
+# sharded (`ZIB_INLINE_THRESHOLD=0`) and with the default threshold. zib dev's log
+# goes through a pipe (as to journald), so what /proc/PID/io counts is zib's own
+# writes. ZIB_BIN=path runs another build.
 #
-#   bench/s3_small.sh [COUNT] [SIZE]      (defaults 1000 and 4096)
+#   bench/s3_small.sh [COUNT] [SIZE...]      (defaults 1000 and 4096)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-1000}
-size=${2:-4096}
+shift || true
+sizes=("${@:-4096}")
 work=${BENCH_DIR:-${TMPDIR:-/tmp}/zib-bench-s3-small}
 rm -rf "$work" && mkdir -p "$work"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -20,11 +24,17 @@ if [ -n "${ZIB_BIN:-}" ]; then zib=$ZIB_BIN; else
   zib=$PWD/target/release/zib
 fi
 
-ZIB_AI_NODES=0 "$zib" dev --data-dir "$work/dev" --listen 127.0.0.1:0 --nodes 6 \
-  > "$work/dev.log" 2>&1 & dev_pid=$!
-for _ in $(seq 1 600); do [ -f "$work/dev/credentials.json" ] && break; sleep 0.1; done
-
-python3 - "$work" "$dev_pid" "$count" "$size" <<'PY'
+run() { # label inline_threshold size
+  rm -rf "$work/dev"
+  env ZIB_AI_NODES=0 ${2:+ZIB_INLINE_THRESHOLD=$2} "$zib" dev --data-dir "$work/dev" \
+    --listen 127.0.0.1:0 --nodes 6 2>&1 > /dev/null | cat > "$work/dev.log" &
+  local dev_pid=
+  for _ in $(seq 1 600); do
+    dev_pid=$(pgrep -n -f -- "--data-dir $work/dev" || true)
+    [ -n "$dev_pid" ] && [ -f "$work/dev/credentials.json" ] && break; sleep 0.1
+  done
+  echo "-- $1 (inline_threshold ${2:-default})"
+  python3 - "$work" "$dev_pid" "$count" "$3" <<'PY'
 import concurrent.futures, json, os, sys, time
 import boto3
 from botocore.config import Config
@@ -64,6 +74,15 @@ def settle():
         if written() - w0 < 65536:
             return
 
+def idle(seconds=5):
+    # What zib dev spends with no request at all (six nodes' heartbeats, the
+    # workers): per second, to tell the requests' own cost from it.
+    c0, w0 = cpu_ms(), written()
+    time.sleep(seconds)
+    return (cpu_ms() - c0) / seconds, (written() - w0) / seconds
+
+idle_cpu, idle_written = idle()
+print(f"idle: zib dev CPU {idle_cpu:5.1f} ms/s, disk written {idle_written / 1024:6.1f} KiB/s")
 for label, op in (("PUT", put), ("GET", get)):
     if label == "GET":
         settle()
@@ -71,7 +90,17 @@ for label, op in (("PUT", put), ("GET", get)):
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         list(pool.map(op, range(count)))
     c1, w1, t1 = cpu_ms(), written(), time.time()
-    print(f"{count} x {size} B {label}: {count / (t1 - t0):6.0f} objects/s   "
-          f"zib dev CPU {(c1 - c0) / count:5.2f} ms per {label}   "
-          f"disk written {(w1 - w0) / count / 1024:7.1f} KiB per {label}")
+    took = t1 - t0
+    print(f"{count} x {size} B {label}: {count / took:6.0f} objects/s   "
+          f"zib dev CPU {(c1 - c0) / count:5.2f} ms per {label} "
+          f"({max(0, c1 - c0 - idle_cpu * took) / count:5.2f} above idle)   "
+          f"disk written {(w1 - w0) / count / 1024:7.1f} KiB per {label} "
+          f"({max(0, w1 - w0 - idle_written * took) / count / 1024:7.1f} above idle)")
 PY
+  kill "$dev_pid"; wait || true
+}
+
+for size in "${sizes[@]}"; do
+  run sharded 0 "$size"
+  run default "" "$size"
+done

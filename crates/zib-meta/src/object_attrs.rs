@@ -79,6 +79,24 @@ impl Store {
             .unwrap_or_default())
     }
 
+    /// What the S3 gateway learns as it seals a PUT's body: the plaintext MD5 (the
+    /// ETag) and the checksums, in one statement.
+    pub async fn set_s3_content(
+        &self,
+        file_id: FileId,
+        md5_hex: &str,
+        sums: &Checksums,
+    ) -> Result<()> {
+        let sums = json_text(Column::Checksums, sums, sums.is_empty())?;
+        sqlx::query("UPDATE files SET plaintext_md5 = $1, checksums = $2 WHERE file_id = $3")
+            .bind(md5_hex)
+            .bind(sums)
+            .bind(file_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn set_json_column<T: Serialize>(
         &self,
         column: Column,
@@ -86,16 +104,7 @@ impl Store {
         value: &T,
         empty: bool,
     ) -> Result<()> {
-        let json = if empty {
-            None
-        } else {
-            Some(
-                serde_json::to_string(value).map_err(|e| MetaError::Corrupt {
-                    what: column.name(),
-                    detail: e.to_string(),
-                })?,
-            )
-        };
+        let json = json_text(column, value, empty)?;
         sqlx::query(column.update_sql())
             .bind(json)
             .bind(file_id.to_string())
@@ -124,6 +133,19 @@ impl Store {
                 detail: e.to_string(),
             })
     }
+}
+
+/// A JSON column's text; `None` (SQL NULL) when `empty`.
+fn json_text<T: Serialize>(column: Column, value: &T, empty: bool) -> Result<Option<String>> {
+    if empty {
+        return Ok(None);
+    }
+    serde_json::to_string(value)
+        .map(Some)
+        .map_err(|e| MetaError::Corrupt {
+            what: column.name(),
+            detail: e.to_string(),
+        })
 }
 
 /// The JSON columns of `files` this module reads and writes.

@@ -90,15 +90,6 @@ impl Store {
         }
     }
 
-    pub async fn set_plaintext_md5(&self, file_id: FileId, md5_hex: &str) -> Result<()> {
-        sqlx::query("UPDATE files SET plaintext_md5 = $1 WHERE file_id = $2")
-            .bind(md5_hex)
-            .bind(file_id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     pub async fn plaintext_md5(&self, file_id: FileId) -> Result<Option<String>> {
         let row = sqlx::query("SELECT plaintext_md5 FROM files WHERE file_id = $1")
             .bind(file_id.to_string())

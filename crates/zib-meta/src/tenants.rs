@@ -88,6 +88,11 @@ impl Store {
 
     /// Returns the tenant's bucket, creating it on first use.
     pub async fn ensure_bucket(&self, tenant_id: &str, name: &str) -> Result<Bucket> {
+        // Read first: nearly every upload goes to a bucket that exists, and a read
+        // takes no write lock.
+        if let Some(bucket) = self.bucket(tenant_id, name).await? {
+            return Ok(bucket);
+        }
         sqlx::query(
             "INSERT INTO buckets (tenant_id, name, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (tenant_id, name) DO NOTHING",
@@ -99,7 +104,7 @@ impl Store {
         .await?;
         match self.bucket(tenant_id, name).await? {
             Some(bucket) => Ok(bucket),
-            // Buckets are never deleted, so the row just written or found is there.
+            // Deleted between the two statements (a concurrent bucket delete).
             None => Err(sqlx::Error::RowNotFound.into()),
         }
     }

@@ -110,16 +110,13 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
                 (sealing.digest.unwrap_or_default(), sealing.take_checksums())
             };
             let md5_hex = hex::encode(digest);
-            state
-                .store
-                .set_plaintext_md5(file_id, &md5_hex)
-                .await
-                .map_err(internal)?;
-            state
-                .store
-                .set_object_checksums(file_id, &sums)
-                .await
-                .map_err(internal)?;
+            if !inline {
+                state
+                    .store
+                    .set_s3_content(file_id, &md5_hex, &sums)
+                    .await
+                    .map_err(internal)?;
+            }
             tracing::info!(%file_id, size = req.size, "s3 put stored");
             Ok(Stored {
                 file_id,
@@ -451,14 +448,19 @@ async fn keep_inline(
     file_id: zib_proto::FileId,
     sealing: &Arc<Mutex<Sealing>>,
 ) -> S3Result<()> {
-    let envelope = {
-        let mut sealing = sealing.lock().await;
-        let mut envelope = sealing.sealer.header().encode().to_vec();
-        for _ in 0..sealing.total_chunks {
-            envelope.extend_from_slice(&sealing.next_sealed().await?);
-        }
-        envelope
-    };
+    let mut sealing = sealing.lock().await;
+    let mut envelope = sealing.sealer.header().encode().to_vec();
+    for _ in 0..sealing.total_chunks {
+        envelope.extend_from_slice(&sealing.next_sealed().await?);
+    }
+    // Known now, before the object is: its first HEAD already has the ETag.
+    let md5_hex = hex::encode(sealing.digest.unwrap_or_default());
+    state
+        .store
+        .set_s3_content(file_id, &md5_hex, &sealing.checksums)
+        .await
+        .map_err(internal)?;
+    drop(sealing);
     distribution::record_inline(state, file_id, &envelope)
         .await
         .map_err(api_to_s3)
