@@ -4,7 +4,8 @@
 # reporting objects/s, the zib dev process's CPU ms per PUT (server and nodes
 # together, from /proc/PID/stat), its disk bytes written per PUT and during the GETs
 # (/proc/PID/io). Each size runs twice in one sitting, on a fresh zib dev each time:
-# sharded (`ZIB_INLINE_THRESHOLD=0`) and with the default threshold. zib dev's log
+# sharded (`ZIB_INLINE_THRESHOLD=0`) and inline (the default threshold, or
+# `INLINE_THRESHOLD=bytes` to see larger objects kept inline). zib dev's log
 # goes through a pipe (as to journald), so what /proc/PID/io counts is zib's own
 # writes. ZIB_BIN=path runs another build.
 #
@@ -102,5 +103,5 @@ PY
 
 for size in "${sizes[@]}"; do
   run sharded 0 "$size"
-  run default "" "$size"
+  run inline "${INLINE_THRESHOLD:-}" "$size"
 done

@@ -249,6 +249,7 @@ fn small_native_uploads_are_kept_in_the_store_through_the_originator() {
     let path = common::write_file(work.path(), "large.bin", &large);
     let (large_id, _) = cluster.upload(&path, "native", "large.bin");
 
+    let mut uploads = Vec::new();
     for (id, len) in [(&small_id, small.len()), (&empty_id, 0)] {
         let (file, shards, envelope) = stored(&cluster, id.parse().unwrap());
         let file = file.expect("file row");
@@ -257,7 +258,22 @@ fn small_native_uploads_are_kept_in_the_store_through_the_originator() {
         assert_eq!(envelope.len() as u64, file.ciphertext_size);
         assert_eq!(file.size, len as u64);
         assert_eq!(file.phase, zib_meta::FilePhase::Safe);
+        uploads.push(file.upload_blob_id.to_string());
     }
+    // The originators drop their record of the uploads, as for a file made safe:
+    // no file per small object is left on any node.
+    wait_for(
+        "the originators' upload records to go",
+        Duration::from_secs(30),
+        || {
+            cluster.node_dirs().iter().all(|dir| {
+                files_under(dir).iter().all(|f| {
+                    let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                    !uploads.iter().any(|u| name.starts_with(u.as_str()))
+                })
+            })
+        },
+    );
     let (_, shards, envelope) = stored(&cluster, large_id.parse().unwrap());
     assert!(envelope.is_none());
     assert_eq!(shards.len(), 6);

@@ -10,7 +10,7 @@ use crate::convert::{
 };
 use crate::derived::delete_derived_of_in;
 use crate::engine::{DbConn, FetchRows};
-use crate::nodes::queue_deletes;
+use crate::nodes::{queue_delete, queue_deletes};
 use crate::webhooks::enqueue_file_event;
 use crate::{
     DeletedFile, Distribution, FilePhase, FileRow, MetaError, ObjectRow, Result, ShardRow, Store,
@@ -142,16 +142,22 @@ impl Store {
     /// [`Store::complete_distribution`] for a small file whose whole `envelope` is
     /// kept in the store itself: no shards, no node holds it. Its durability is the
     /// store's, so it goes straight to `safe` (`file.ready`, then
-    /// `file.replicated`, in the same transaction).
+    /// `file.replicated`, in the same transaction). `via_originator`: the envelope
+    /// came through the file's originator, whose record of the upload is then
+    /// dropped, as when a sharded file becomes safe.
     pub async fn complete_inline(
         &self,
         file_id: FileId,
         envelope: &[u8],
+        via_originator: bool,
         now: i64,
         supersede_reason: &str,
     ) -> Result<Distribution> {
-        self.complete(file_id, Held::Inline(envelope), now, supersede_reason)
-            .await
+        let held = Held::Inline {
+            envelope,
+            via_originator,
+        };
+        self.complete(file_id, held, now, supersede_reason).await
     }
 
     /// The envelope of a file kept inline ([`Store::complete_inline`]).
@@ -176,12 +182,13 @@ impl Store {
 
         let (phase, safe_at) = match held {
             Held::Shards(_) => (FilePhase::Distributed, None),
-            Held::Inline(_) => (FilePhase::Safe, Some(now)),
+            Held::Inline { .. } => (FilePhase::Safe, Some(now)),
         };
         let target = sqlx::query(
             "UPDATE files SET phase = $1, distributed_at = $2, replication_safe_at = $3 \
              WHERE file_id = $4 AND phase IN ($5, $6) \
-             RETURNING bucket_id, object_key, created_at, derived_from",
+             RETURNING bucket_id, object_key, created_at, derived_from, originator, \
+                 upload_blob_id",
         )
         .bind(phase.as_str())
         .bind(now)
@@ -203,12 +210,26 @@ impl Store {
 
         let shards = match held {
             Held::Shards(shards) => shards,
-            Held::Inline(envelope) => {
+            Held::Inline {
+                envelope,
+                via_originator,
+            } => {
                 sqlx::query("INSERT INTO inline_envelopes (file_id, envelope) VALUES ($1, $2)")
                     .bind(&file_text)
                     .bind(envelope)
                     .execute(&mut *tx)
                     .await?;
+                if via_originator {
+                    let originator: NodeId = parse(
+                        &target.try_get::<String, _>("originator")?,
+                        "files.originator",
+                    )?;
+                    let upload: BlobId = parse(
+                        &target.try_get::<String, _>("upload_blob_id")?,
+                        "files.upload_blob_id",
+                    )?;
+                    queue_delete(&mut tx, &originator, vec![upload], now).await?;
+                }
                 &[]
             }
         };
@@ -298,7 +319,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         file_event_in_tx(&mut tx, FILE_READY, &file_text, now).await?;
-        if matches!(held, Held::Inline(_)) {
+        if matches!(held, Held::Inline { .. }) {
             file_event_in_tx(&mut tx, FILE_REPLICATED, &file_text, now).await?;
         }
 
@@ -478,5 +499,8 @@ enum Held<'a> {
     /// Erasure-coded on nodes.
     Shards(&'a [ShardRow]),
     /// Whole, in the store (small files).
-    Inline(&'a [u8]),
+    Inline {
+        envelope: &'a [u8],
+        via_originator: bool,
+    },
 }

@@ -184,7 +184,7 @@ pub async fn record_inline_upload(
             "the envelope header is not the one issued for this upload",
         ));
     }
-    record_inline(state, file.file_id, envelope).await
+    record_inline(state, file.file_id, envelope, true).await
 }
 
 /// Every shard is stored: record them, make the file current for its key, and evict
@@ -257,11 +257,23 @@ pub async fn record(
 
 /// A small file's whole envelope, sealed, kept in the metadata store instead of on
 /// nodes (`inline_threshold`): recorded like a distribution, and `safe` at once,
-/// since it is as durable as the store that holds its key.
-pub async fn record_inline(state: &AppState, file_id: FileId, envelope: &[u8]) -> ApiResult<()> {
+/// since it is as durable as the store that holds its key. `via_originator`: it
+/// came through the file's originator, which is told to drop its record of it.
+pub async fn record_inline(
+    state: &AppState,
+    file_id: FileId,
+    envelope: &[u8],
+    via_originator: bool,
+) -> ApiResult<()> {
     let outcome = state
         .store
-        .complete_inline(file_id, envelope, now_ms(), SUPERSEDE_REASON)
+        .complete_inline(
+            file_id,
+            envelope,
+            via_originator,
+            now_ms(),
+            SUPERSEDE_REASON,
+        )
         .await
         .map_err(completion_error)?;
     tracing::info!(%file_id, bytes = envelope.len(), "file stored inline");

@@ -461,7 +461,7 @@ async fn keep_inline(
         .await
         .map_err(internal)?;
     drop(sealing);
-    distribution::record_inline(state, file_id, &envelope)
+    distribution::record_inline(state, file_id, &envelope, false)
         .await
         .map_err(api_to_s3)
 }
