@@ -9,7 +9,9 @@ use zib_proto::pipeline::Pipeline;
 
 use crate::auth::AuthTenant;
 use crate::body::parse_json;
-use crate::domain::registration::{register, validate_bucket, validate_content_type, validate_key};
+use crate::domain::registration::{
+    register, validate_bucket, validate_content_type, validate_key, Sender,
+};
 use crate::domain::webhook_targets;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -62,7 +64,9 @@ pub async fn initiate(
         key,
         file_size,
         content_type,
-        &pipeline.required_capabilities(),
+        Sender::Client {
+            required: &pipeline.required_capabilities(),
+        },
     )
     .await?;
     webhook_targets::store_request_target(&state, registered.registration.file_id, webhook).await?;

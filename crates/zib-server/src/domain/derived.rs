@@ -18,7 +18,7 @@ use super::blob_removal::delete_blobs_now;
 use super::encoding::cancel::cancel_jobs_of_file;
 use super::encoding::lifecycle::leased_job;
 use super::encoding::outputs::object_url;
-use super::registration::{register, Registered};
+use super::registration::{register, Registered, Sender};
 use crate::error::{ApiError, ApiResult, InternalError};
 use crate::state::{now_ms, AppState, Inner};
 
@@ -120,7 +120,7 @@ pub async fn store_derived(
         key,
         bytes.len() as u64,
         content_type.to_string(),
-        &[],
+        Sender::Client { required: &[] },
     )
     .await?;
     let file_id = registration.file_id;

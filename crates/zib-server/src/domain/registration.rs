@@ -113,6 +113,19 @@ pub struct Registered {
     pub header: Header,
 }
 
+/// Who sends an upload's bytes to its originator, which decides the upload's shape.
+#[derive(Clone, Copy, Debug)]
+pub enum Sender<'a> {
+    /// A tenant's client (browser, SDK, `zib upload`): in parts from
+    /// `multipart_threshold`, so a large file goes in parallel and can resume; only
+    /// to a node advertising every capability in `required`.
+    Client { required: &'a [String] },
+    /// The S3 gateway: one stream whatever the size, which the originator
+    /// erasure-codes as it arrives (no second pass). An S3 client sends a failed
+    /// PutObject again whole, so parts would add nothing.
+    Server,
+}
+
 /// Picks an originator, issues a fresh data key and the capabilities, and records the
 /// file row (phase `pending`). Inputs are already validated. Shared by `initiate` and
 /// the S3 gateway's PUT so both create files the same way.
@@ -123,8 +136,12 @@ pub async fn register(
     key: String,
     file_size: u64,
     content_type: String,
-    required: &[String],
+    sender: Sender<'_>,
 ) -> ApiResult<Registered> {
+    let required = match sender {
+        Sender::Client { required } => required,
+        Sender::Server => &[],
+    };
     let header = Header::new_random(state.config.chunk_size);
     let layout = header.layout();
     let ciphertext_size = layout.ciphertext_len(file_size);
@@ -143,10 +160,11 @@ pub async fn register(
     let expires_ms = now + state.config.upload_expiry.as_millis() as i64;
     let expires_unix = (expires_ms / 1000) as u64;
     let node_url = node.public_url.trim_end_matches('/').to_string();
-    let upload_type = if file_size >= state.config.multipart_threshold {
-        UploadType::Multipart
-    } else {
-        UploadType::Single
+    let upload_type = match sender {
+        Sender::Client { .. } if file_size >= state.config.multipart_threshold => {
+            UploadType::Multipart
+        }
+        _ => UploadType::Single,
     };
 
     // The tokens whose body starts at ciphertext offset 0 carry the header, so the

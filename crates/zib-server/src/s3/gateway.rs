@@ -1,9 +1,10 @@
 //! `PUT /s3/{bucket}/{key}`: the gateway encrypts on the tenant's behalf.
 //!
-//! The file is registered exactly like `POST /v1/api/upload/initiate` (fresh data
-//! key, same row, same capabilities), then the request body is sealed chunk by chunk
-//! and streamed to the originator's upload URL(s): nodes see only ciphertext, and
-//! memory holds about one chunk whatever the object size. The last chunk is sealed
+//! The file is registered like `POST /v1/api/upload/initiate` (fresh data key, same
+//! row, same capabilities; one upload URL whatever the size), then the request body
+//! is sealed chunk by chunk and streamed to the originator, which erasure-codes it as
+//! it arrives: nodes see only ciphertext, and memory holds about one chunk whatever
+//! the object size. A small object is kept in the metadata store instead. The last chunk is sealed
 //! only once the body has ended cleanly (and its payload checksum, which s3s verifies
 //! at the end of the stream, has passed), so a bad or short body can never complete
 //! an upload.
@@ -22,7 +23,7 @@ use zib_meta::OverwriteMode;
 use zib_proto::api::{Registration, UploadType};
 
 use crate::domain::distribution;
-use crate::domain::registration::{self, Registered};
+use crate::domain::registration::{self, Registered, Sender};
 use crate::state::AppState;
 
 use super::checksums::{self, Hashing};
@@ -86,7 +87,7 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
         req.key.clone(),
         req.size,
         req.content_type.clone(),
-        &[],
+        Sender::Server,
     )
     .await
     .map_err(api_to_s3)?;
@@ -96,8 +97,7 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
             .with_checksums(&req.checksums),
     ));
 
-    let inline =
-        state.config.keeps_inline(req.size) && registration.upload_type == UploadType::Single;
+    let inline = state.config.keeps_inline(req.size);
     let sent = match store_attrs(state, file_id, &req.attrs, false).await {
         Ok(()) if inline => keep_inline(state, file_id, &sealing).await,
         Ok(()) => send_envelope(state, &registration, &sealing).await,
@@ -405,7 +405,7 @@ fn too_long() -> S3Error {
 
 /// The sealed bytes of `chunks` chunks, with the envelope header in front when
 /// `with_header`, pulled from the shared sealing state as the HTTP client asks.
-fn part_stream(
+fn sealed_stream(
     sealing: Arc<Mutex<Sealing>>,
     chunks: u64,
     with_header: bool,
@@ -466,59 +466,29 @@ async fn keep_inline(
         .map_err(api_to_s3)
 }
 
+/// Streams the envelope to the originator in one body (the gateway registers one
+/// stream whatever the size: `Sender::Server`).
 async fn send_envelope(
     state: &AppState,
     reg: &Registration,
     sealing: &Arc<Mutex<Sealing>>,
 ) -> S3Result<()> {
-    let chunk_size = u64::from(reg.envelope.chunk_size);
-    match reg.upload_type {
-        UploadType::Single => {
-            let url = reg
-                .upload_url
-                .as_deref()
-                .ok_or_else(|| s3_error!(InternalError, "registration without an upload URL"))?;
-            let chunks = sealing.lock().await.total_chunks;
-            let body = part_stream(sealing.clone(), chunks, true);
-            let sent = state
-                .http
-                .put(url)
-                .header(reqwest::header::CONTENT_LENGTH, reg.ciphertext_size)
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(reqwest::Body::wrap_stream(body))
-                .send()
-                .await;
-            check_node_answer(sent, sealing, "upload").await
-        }
-        UploadType::Multipart => {
-            let mut parts = reg.parts.clone();
-            parts.sort_by_key(|p| p.part_number);
-            for part in &parts {
-                let chunks = part.plaintext_size.div_ceil(chunk_size).max(1);
-                let body = part_stream(sealing.clone(), chunks, part.plaintext_offset == 0);
-                let sent = state
-                    .http
-                    .put(&part.upload_url)
-                    .header(reqwest::header::CONTENT_LENGTH, part.ciphertext_size)
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(reqwest::Body::wrap_stream(body))
-                    .send()
-                    .await;
-                check_node_answer(sent, sealing, "part upload").await?;
-            }
-            let url = reg
-                .complete_url
-                .as_deref()
-                .ok_or_else(|| s3_error!(InternalError, "registration without a complete URL"))?;
-            let sent = state
-                .http
-                .post(url)
-                .header(reqwest::header::CONTENT_LENGTH, 0)
-                .send()
-                .await;
-            check_node_answer(sent, sealing, "complete").await
-        }
-    }
+    let url = reg
+        .upload_url
+        .as_deref()
+        .filter(|_| reg.upload_type == UploadType::Single)
+        .ok_or_else(|| s3_error!(InternalError, "registration without one upload URL"))?;
+    let chunks = sealing.lock().await.total_chunks;
+    let body = sealed_stream(sealing.clone(), chunks, true);
+    let sent = state
+        .http
+        .put(url)
+        .header(reqwest::header::CONTENT_LENGTH, reg.ciphertext_size)
+        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await;
+    check_node_answer(sent, sealing, "upload").await
 }
 
 async fn check_node_answer(
