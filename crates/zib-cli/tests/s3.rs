@@ -548,3 +548,70 @@ fn an_early_refusal_of_a_request_with_a_body_closes_the_connection() {
     assert_eq!(missing.status(), 404);
     assert!(missing.headers().get("connection").is_none());
 }
+
+/// The gateway sends an object of any size to its originator as one stream, which the
+/// originator erasure-codes as it arrives: past `multipart_threshold` (1 MiB here) a
+/// PutObject and an S3 multipart upload's Complete still make a single-stream file,
+/// never parts the originator writes whole and distributes in a second pass.
+#[test]
+fn the_gateway_sends_one_stream_past_the_multipart_threshold() {
+    install_clients();
+    let cluster = Cluster::start_with_env(6, &[("ZIB_MULTIPART_THRESHOLD", "1048576")]);
+    let work = tempfile::tempdir().unwrap();
+    aws(&cluster, &["s3", "mb", "s3://streams"]);
+    let data = pattern(9 * MIB + 5, 71);
+    let src = write_file(work.path(), "big.bin", &data);
+    // One PutObject, then the AWS CLI's multipart upload (past its 8 MiB threshold).
+    aws(
+        &cluster,
+        &[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "streams",
+            "--key",
+            "put.bin",
+            "--body",
+            src.to_str().unwrap(),
+        ],
+    );
+    aws(
+        &cluster,
+        &["s3", "cp", src.to_str().unwrap(), "s3://streams/cp.bin"],
+    );
+    let store = common::rt()
+        .block_on(zib_meta::Store::open_sqlite(
+            &cluster.data_dir().join("meta.db"),
+        ))
+        .expect("the cluster's store");
+    for key in ["put.bin", "cp.bin"] {
+        let head = cluster
+            .http()
+            .head(format!("{}/streams/{key}", endpoint(&cluster)))
+            .header("Authorization", cluster.bearer())
+            .send()
+            .expect("HEAD");
+        let file_id: zib_proto::FileId = head.headers()["x-zib-file-id"]
+            .to_str()
+            .ok()
+            .and_then(|id| id.parse().ok())
+            .expect("x-zib-file-id");
+        let file = common::rt()
+            .block_on(store.file(file_id))
+            .expect("file lookup")
+            .unwrap_or_else(|| panic!("{key} stored"));
+        assert_eq!(file.part_count, 0, "{key} was sent as one stream");
+        assert_eq!(file.size, data.len() as u64);
+        let back = work.path().join("back.bin");
+        aws(
+            &cluster,
+            &[
+                "s3",
+                "cp",
+                &format!("s3://streams/{key}"),
+                back.to_str().unwrap(),
+            ],
+        );
+        assert!(std::fs::read(&back).unwrap() == data, "{key} reads back");
+    }
+}
