@@ -3,8 +3,8 @@
 # (the same bytes written with `dd conv=fdatasync`) measured in the same run:
 # - a single PutObject of the whole file;
 # - a multipart upload (parts of PART_MIB sent 4 at a time), its parts phase and its
-#   CompleteMultipartUpload timed apart: Complete re-seals the spooled parts into one
-#   file, so it grows with the object;
+#   CompleteMultipartUpload timed apart: Complete re-seals the spooled parts and
+#   streams them to the originator, so it grows with the object;
 # - peak RSS of zib dev (server + 6 nodes in one process) from /usr/bin/time -v: it
 #   must not grow with the size.
 #
