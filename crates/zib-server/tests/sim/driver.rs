@@ -417,7 +417,7 @@ impl Sim {
             key.clone(),
             size,
             "application/octet-stream".into(),
-            &[],
+            registration::Sender::Client { required: &[] },
         )
         .await
         {
