@@ -5,6 +5,8 @@
 # - a multipart upload (parts of PART_MIB sent 4 at a time), its parts phase and its
 #   CompleteMultipartUpload timed apart: Complete re-seals the spooled parts and
 #   streams them to the originator, so it grows with the object;
+# - disk bytes zib dev wrote per byte uploaded, for each (/proc/PID/io; the 4+2
+#   erasure floor is 1.5);
 # - peak RSS of zib dev (server + 6 nodes in one process) from /usr/bin/time -v: it
 #   must not grow with the size.
 #
@@ -30,13 +32,20 @@ disk=$(python3 -c "print(f'{$size_mib/($t1-$t0):.0f}')"); rm -f "$work/dd.bin"
 /usr/bin/time -v "$zib" dev --data-dir "$work/dev" --listen 127.0.0.1:0 --nodes 6 \
   2> "$work/dev.log" & dev_pid=$!
 for _ in $(seq 1 600); do [ -f "$work/dev/credentials.json" ] && break; sleep 0.1; done
+zib_pid=$(pgrep -P "$dev_pid" -x zib)
 
-python3 - "$work" "$part_mib" "$disk" <<'PY'
+python3 - "$work" "$part_mib" "$disk" "$zib_pid" <<'PY'
 import concurrent.futures, json, os, sys, time
 import boto3
 from botocore.config import Config
 
-work, part_mib, disk = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+work, part_mib, disk, pid = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+
+def written():
+    for line in open(f"/proc/{pid}/io"):
+        if line.startswith("write_bytes"):
+            return int(line.split()[1])
+
 creds = json.load(open(f"{work}/dev/credentials.json"))
 s3 = boto3.client("s3", endpoint_url=creds["api_url"] + "/s3", region_name="us-east-1",
                   aws_access_key_id=creds["access_key"], aws_secret_access_key=creds["secret_key"],
@@ -47,9 +56,10 @@ size = os.path.getsize(src)
 mib = size / 1048576
 
 with open(src, "rb") as f:
-    t0 = time.time()
+    w0, t0 = written(), time.time()
     s3.put_object(Bucket="bench", Key="single.bin", Body=f)
     single = time.time() - t0
+    single_written = (written() - w0) / size
 
 part = part_mib * 1048576
 def send(n):
@@ -59,7 +69,7 @@ def send(n):
     r = s3.upload_part(Bucket="bench", Key="multi.bin", UploadId=uid, PartNumber=n, Body=body)
     return {"PartNumber": n, "ETag": r["ETag"]}
 
-t0 = time.time()
+w0, t0 = written(), time.time()
 uid = s3.create_multipart_upload(Bucket="bench", Key="multi.bin")["UploadId"]
 with concurrent.futures.ThreadPoolExecutor(4) as pool:
     parts = list(pool.map(send, range(1, (size + part - 1) // part + 1)))
@@ -67,6 +77,7 @@ t1 = time.time()
 s3.complete_multipart_upload(Bucket="bench", Key="multi.bin", UploadId=uid,
                              MultipartUpload={"Parts": parts})
 t2 = time.time()
+multi_written = (written() - w0) / size
 head = s3.head_object(Bucket="bench", Key="multi.bin")
 assert head["ContentLength"] == size, head
 
@@ -74,6 +85,7 @@ print(f"raw disk (dd conv=fdatasync)        {disk:7.0f} MB/s")
 print(f"S3 PutObject, one request           {mib / single:7.0f} MB/s  ratio to disk {mib / single / disk:.2f}")
 print(f"S3 multipart, {len(parts)} parts of {part_mib} MiB, whole {mib / (t2 - t0):7.0f} MB/s  ratio to disk {mib / (t2 - t0) / disk:.2f}")
 print(f"  parts phase {t1 - t0:6.1f} s ({mib / (t1 - t0):.0f} MB/s), CompleteMultipartUpload {t2 - t1:6.1f} s ({mib / (t2 - t1):.0f} MB/s)")
+print(f"disk written per byte uploaded: PutObject {single_written:.2f}, multipart {multi_written:.2f}")
 PY
 
 pkill -INT -P "$dev_pid" zib || true
