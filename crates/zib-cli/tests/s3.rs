@@ -579,11 +579,7 @@ fn the_gateway_sends_one_stream_past_the_multipart_threshold() {
         &cluster,
         &["s3", "cp", src.to_str().unwrap(), "s3://streams/cp.bin"],
     );
-    let store = common::rt()
-        .block_on(zib_meta::Store::open_sqlite(
-            &cluster.data_dir().join("meta.db"),
-        ))
-        .expect("the cluster's store");
+    let store = cluster.store();
     for key in ["put.bin", "cp.bin"] {
         let head = cluster
             .http()

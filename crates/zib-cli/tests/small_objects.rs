@@ -27,22 +27,15 @@ fn blob_files(cluster: &Cluster) -> BTreeSet<PathBuf> {
         .collect()
 }
 
-fn store(cluster: &Cluster) -> zib_meta::Store {
-    let db = cluster.data_dir().join("meta.db");
-    rt().block_on(zib_meta::Store::open_sqlite(&db))
-        .expect("the cluster's store")
-}
-
 /// The file row, its shard rows and its inline envelope.
 fn stored(
-    cluster: &Cluster,
+    store: &zib_meta::Store,
     file_id: FileId,
 ) -> (
     Option<zib_meta::FileRow>,
     Vec<zib_meta::ShardRow>,
     Option<Vec<u8>>,
 ) {
-    let store = store(cluster);
     rt().block_on(async {
         (
             store.file(file_id).await.expect("file row"),
@@ -114,6 +107,7 @@ fn events_of(cluster: &Cluster, file_id: FileId) -> Vec<String> {
 fn small_s3_objects_are_kept_in_the_store_and_never_reach_a_node() {
     install_clients();
     let cluster = Cluster::start(6);
+    let store = cluster.store();
     let before = blob_files(&cluster);
     let objects = put_objects(&cluster, "first", &[1, 4096, THRESHOLD, THRESHOLD + 1]);
     let (small, sharded) = objects.split_at(3);
@@ -122,7 +116,7 @@ fn small_s3_objects_are_kept_in_the_store_and_never_reach_a_node() {
     // `safe` as soon as PutObject answered.
     for o in small {
         let file_id = file_id_of(o);
-        let (file, shards, envelope) = stored(&cluster, file_id);
+        let (file, shards, envelope) = stored(&store, file_id);
         let file = file.expect("the file row");
         let envelope = envelope.unwrap_or_else(|| panic!("no inline envelope: {o}"));
         assert!(shards.is_empty(), "{o}: {shards:?}");
@@ -137,7 +131,7 @@ fn small_s3_objects_are_kept_in_the_store_and_never_reach_a_node() {
     }
     // A byte more: erasure-coded on the nodes, as every larger object.
     let big_id = file_id_of(&sharded[0]);
-    let (_, shards, envelope) = stored(&cluster, big_id);
+    let (_, shards, envelope) = stored(&store, big_id);
     assert!(envelope.is_none());
     assert_eq!(shards.len(), 6, "one segment of 4 + 2 shards");
     let new_blobs: BTreeSet<String> = blob_files(&cluster)
@@ -207,7 +201,7 @@ fn small_s3_objects_are_kept_in_the_store_and_never_reach_a_node() {
     let again = put_objects(&cluster, "second", &[4096]);
     let new_id = file_id_of(&again[0]);
     assert_ne!(new_id, file_id_of(mid));
-    let (old, _, old_envelope) = stored(&cluster, file_id_of(mid));
+    let (old, _, old_envelope) = stored(&store, file_id_of(mid));
     assert_eq!(old.map(|f| f.phase), Some(zib_meta::FilePhase::Cancelled));
     assert!(old_envelope.is_none(), "the superseded envelope is gone");
     let (status, body) = s3_read(&again[0]);
@@ -225,7 +219,7 @@ fn small_s3_objects_are_kept_in_the_store_and_never_reach_a_node() {
     wait_for(
         "the deleted envelope to go",
         Duration::from_secs(30),
-        || stored(&cluster, new_id).2.is_none(),
+        || stored(&store, new_id).2.is_none(),
     );
     assert_eq!(s3_read(&again[0]).0, 404);
     assert!(blob_files(&cluster).is_superset(&before));
@@ -234,6 +228,7 @@ fn small_s3_objects_are_kept_in_the_store_and_never_reach_a_node() {
 #[test]
 fn small_native_uploads_are_kept_in_the_store_through_the_originator() {
     let cluster = Cluster::start(6);
+    let store = cluster.store();
     let work = tempfile::tempdir().unwrap();
     let before = blob_files(&cluster);
 
@@ -251,7 +246,7 @@ fn small_native_uploads_are_kept_in_the_store_through_the_originator() {
 
     let mut uploads = Vec::new();
     for (id, len) in [(&small_id, small.len()), (&empty_id, 0)] {
-        let (file, shards, envelope) = stored(&cluster, id.parse().unwrap());
+        let (file, shards, envelope) = stored(&store, id.parse().unwrap());
         let file = file.expect("file row");
         assert!(shards.is_empty(), "{id}: {shards:?}");
         let envelope = envelope.unwrap_or_else(|| panic!("{id} is not inline"));
@@ -274,7 +269,7 @@ fn small_native_uploads_are_kept_in_the_store_through_the_originator() {
             })
         },
     );
-    let (_, shards, envelope) = stored(&cluster, large_id.parse().unwrap());
+    let (_, shards, envelope) = stored(&store, large_id.parse().unwrap());
     assert!(envelope.is_none());
     assert_eq!(shards.len(), 6);
     let new_blobs = blob_files(&cluster).difference(&before).count();
@@ -308,17 +303,18 @@ fn small_native_uploads_are_kept_in_the_store_through_the_originator() {
         .send()
         .unwrap();
     assert!(resp.status().is_success());
-    assert!(stored(&cluster, small_id.parse().unwrap()).2.is_none());
+    assert!(stored(&store, small_id.parse().unwrap()).2.is_none());
     assert_eq!(common::get(&cluster.http(), &small_url, None).0, 404);
 }
 
 #[test]
 fn an_inline_threshold_of_zero_keeps_every_object_on_nodes() {
     let cluster = Cluster::start_with_env(6, &[("ZIB_INLINE_THRESHOLD", "0")]);
+    let store = cluster.store();
     let work = tempfile::tempdir().unwrap();
     let path = common::write_file(work.path(), "one.bin", b"x");
     let (file_id, url) = cluster.upload(&path, "off", "one.bin");
-    let (_, shards, envelope) = stored(&cluster, file_id.parse().unwrap());
+    let (_, shards, envelope) = stored(&store, file_id.parse().unwrap());
     assert!(envelope.is_none());
     assert_eq!(shards.len(), 6);
     assert_eq!(common::get(&cluster.http(), &url, None).1, b"x");

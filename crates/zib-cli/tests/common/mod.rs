@@ -107,6 +107,14 @@ impl Cluster {
         dirs
     }
 
+    /// The cluster's metadata store, opened beside `zib dev` (SQLite, WAL).
+    pub fn store(&self) -> zib_meta::Store {
+        rt().block_on(zib_meta::Store::open_sqlite(
+            &self.data_dir().join("meta.db"),
+        ))
+        .expect("the cluster's store")
+    }
+
     pub fn client(&self) -> zib_client::Client {
         zib_client::Client::new(zib_client::ClientConfig {
             api_url: self.creds.api_url.clone(),

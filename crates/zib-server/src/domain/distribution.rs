@@ -169,15 +169,7 @@ pub async fn record_inline_upload(
             ),
         ));
     }
-    let expected = zib_crypto::Header {
-        chunk_size: file.chunk_size,
-        nonce_prefix: file.nonce_prefix.as_slice().try_into().map_err(|_| {
-            InternalError::Other(format!(
-                "file {} has a malformed nonce prefix",
-                file.file_id
-            ))
-        })?,
-    };
+    let expected = super::read::envelope_header(&file)?;
     if !envelope.starts_with(&expected.encode()) {
         return Err(ApiError::invalid(
             "body",

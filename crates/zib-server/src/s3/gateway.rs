@@ -4,10 +4,10 @@
 //! row, same capabilities; one upload URL whatever the size), then the request body
 //! is sealed chunk by chunk and streamed to the originator, which erasure-codes it as
 //! it arrives: nodes see only ciphertext, and memory holds about one chunk whatever
-//! the object size. A small object is kept in the metadata store instead. The last chunk is sealed
-//! only once the body has ended cleanly (and its payload checksum, which s3s verifies
-//! at the end of the stream, has passed), so a bad or short body can never complete
-//! an upload.
+//! the object size. A small object is kept in the metadata store instead. The last
+//! chunk is sealed only once the body has ended cleanly (and its payload checksum,
+//! which s3s verifies at the end of the stream, has passed), so a bad or short body
+//! can never complete an upload.
 
 use std::sync::Arc;
 
@@ -403,15 +403,14 @@ fn too_long() -> S3Error {
     s3_error!(IncompleteBody, "the body is longer than Content-Length")
 }
 
-/// The sealed bytes of `chunks` chunks, with the envelope header in front when
-/// `with_header`, pulled from the shared sealing state as the HTTP client asks.
+/// The whole envelope, the header then `chunks` sealed chunks, pulled from the
+/// shared sealing state as the HTTP client asks.
 fn sealed_stream(
     sealing: Arc<Mutex<Sealing>>,
     chunks: u64,
-    with_header: bool,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     futures::stream::unfold(
-        (sealing, chunks, with_header),
+        (sealing, chunks, true),
         |(sealing, left, with_header)| async move {
             if with_header {
                 let header = sealing.lock().await.sealer.header().encode();
@@ -479,7 +478,7 @@ async fn send_envelope(
         .filter(|_| reg.upload_type == UploadType::Single)
         .ok_or_else(|| s3_error!(InternalError, "registration without one upload URL"))?;
     let chunks = sealing.lock().await.total_chunks;
-    let body = sealed_stream(sealing.clone(), chunks, true);
+    let body = sealed_stream(sealing.clone(), chunks);
     let sent = state
         .http
         .put(url)

@@ -62,6 +62,20 @@ impl ReadFailure {
     }
 }
 
+/// The envelope header `file` was issued with (its chunk size and nonce prefix).
+pub fn envelope_header(file: &FileRow) -> Result<Header, InternalError> {
+    let nonce_prefix: [u8; 7] = file.nonce_prefix.as_slice().try_into().map_err(|_| {
+        InternalError::Other(format!(
+            "file {} has a malformed nonce prefix",
+            file.file_id
+        ))
+    })?;
+    Ok(Header {
+        chunk_size: file.chunk_size,
+        nonce_prefix,
+    })
+}
+
 /// Streams plaintext bytes `window` of `file`. The first plaintext bytes (the
 /// first chunk of the window, decrypted) are had before this returns, so a file
 /// that cannot be read at all answers a clean error before any response head:
@@ -85,16 +99,7 @@ pub async fn plaintext_stream(
                 file.file_id
             ))
         })?;
-    let nonce_prefix: [u8; 7] = file.nonce_prefix.as_slice().try_into().map_err(|_| {
-        InternalError::Other(format!(
-            "file {} has a malformed nonce prefix",
-            file.file_id
-        ))
-    })?;
-    let header = Header {
-        chunk_size: file.chunk_size,
-        nonce_prefix,
-    };
+    let header = envelope_header(file)?;
     let envelope = header.layout();
     let opener = Opener::new(&dek, header);
 
