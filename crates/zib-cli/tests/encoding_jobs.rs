@@ -1,7 +1,8 @@
 //! The node side of an encoding job against a real `zib dev` cluster, with this test
 //! as the encoding node: claim, the source ciphertext (whole and ranged, decrypted
 //! with the claim's key back to the upload), renewals, what the node reports, a
-//! lapsed lease retried, and a cancelled job refused with `410 Gone`.
+//! lapsed lease retried, and a cancelled job refused with `410 Gone` (a copy pushed after
+//! the cancel is deleted when reported; a report naming blobs in use deletes nothing).
 
 mod common;
 
@@ -264,6 +265,43 @@ fn an_encoding_node_claims_reads_reports_and_loses_its_lease() {
         "the old encode still serves"
     );
 
+    // The re-encode stores a segment; its push to a peer lands after the cancel.
+    let base = format!("/v1/node/jobs/{second}");
+    let lease = again.lease_token.as_str();
+    ok(node.post(
+        &format!("{base}/probed"),
+        json!({ "lease_token": lease,
+                "probe": { "duration_secs": 4.0, "width": 640, "height": 360, "frame_rate": 30.0,
+                           "video_codec": "h264", "audio_codec": null },
+                "renditions": [{ "name": "360p", "width": 640, "height": 360,
+                                 "codecs": "avc1.64001e", "frame_rate": 30.0 }] }),
+    ));
+    let late = zib_proto::BlobId::new_random();
+    let late_bytes = pattern(40_000, 5);
+    let targets: SegmentTargets = ok(node.post(
+        &format!("{base}/segments"),
+        json!({ "node_id": ENCODER, "lease_token": lease, "rendition": "360p", "seq": 0,
+                "duration_ms": 4000, "size": late_bytes.len(), "blake3": "cd".repeat(32),
+                "iv": "00".repeat(16), "blob_id": late }),
+    ))
+    .json()
+    .unwrap();
+    let on_disk = |blob: &str| -> usize {
+        cluster
+            .node_dirs()
+            .iter()
+            .flat_map(|d| common::files_under(&d.join("blobs")))
+            .filter(|f| f.file_name().and_then(|n| n.to_str()) == Some(blob))
+            .count()
+    };
+    let upload_shards: Vec<String> = cluster
+        .node_dirs()
+        .iter()
+        .flat_map(|d| common::files_under(&d.join("blobs")))
+        .filter_map(|f| f.file_name().and_then(|n| n.to_str()).map(str::to_string))
+        .collect();
+    assert!(!upload_shards.is_empty());
+
     // The tenant cancels: the node's next call is refused and nothing is claimable.
     let resp = cluster
         .http()
@@ -279,4 +317,42 @@ fn an_encoding_node_claims_reads_reports_and_loses_its_lease() {
     assert_eq!(node.renew(&second, &again.lease_token, 6.0), 410);
     assert_eq!(node.source(&again, None).0, 410);
     assert!(node.claim().is_none());
+
+    // The copy lands anyway (the node has not heard yet); its report is refused and
+    // the copy deleted now, not left for the orphan collector's hour.
+    let target = &targets.targets[0];
+    let put = node
+        .http
+        .put(format!("{}/v1/shards/{late}", target.node_url))
+        .query(&[("token", &target.token)])
+        .body(late_bytes)
+        .send()
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    assert_eq!(on_disk(&late.to_string()), 1);
+    let report = node.post(
+        &format!("{base}/replicas"),
+        json!({ "lease_token": lease, "blob_id": late, "node_ids": [target.node_id] }),
+    );
+    assert_eq!(report.status().as_u16(), 410);
+    wait_for("the late copy deleted", Duration::from_secs(10), || {
+        on_disk(&late.to_string()) == 0
+    });
+    // A late report naming blobs something still points to deletes nothing.
+    let peers: Vec<_> = targets.targets.iter().map(|t| t.node_id.clone()).collect();
+    for shard in &upload_shards {
+        let report = node.post(
+            &format!("{base}/replicas"),
+            json!({ "lease_token": lease, "blob_id": shard, "node_ids": peers }),
+        );
+        assert_eq!(report.status().as_u16(), 410);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for shard in &upload_shards {
+        assert_eq!(
+            on_disk(shard),
+            1,
+            "a stored shard of the upload was deleted"
+        );
+    }
 }

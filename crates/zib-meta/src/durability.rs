@@ -353,6 +353,27 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether any metadata still points to `blob` on any node (the same references
+    /// as [`Store::referenced_blobs`]). A blob nothing names is an orphan wherever
+    /// it is stored.
+    pub async fn blob_referenced(&self, blob: BlobId) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM shards WHERE blob_id = $1 \
+             UNION ALL \
+             SELECT 1 FROM files WHERE upload_blob_id = $1 \
+               AND phase IN ('pending', 'uploading', 'distributed') \
+             UNION ALL \
+             SELECT 1 FROM segment_replicas WHERE blob_id = $1 \
+             UNION ALL \
+             SELECT 1 FROM hls_segments WHERE blob_id = $1 \
+             LIMIT 1",
+        )
+        .bind(blob.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// How many files are in any of `phases` (operations and tests).
     pub async fn count_files_in_phases(&self, phases: &[FilePhase]) -> Result<u64> {
         let mut total = 0u64;

@@ -29,6 +29,8 @@ const PUSHES_AT_ONCE: usize = 2;
 const THUMBNAILS_PART: f64 = 0.05;
 /// How long after ffmpeg exits its last PUTs may still be arriving.
 const OUTPUT_WAIT: Duration = Duration::from_secs(15);
+/// How long a job that ended early waits for the replica pushes already under way.
+const PUSHES_SETTLE: Duration = Duration::from_secs(30);
 
 /// Runs a claimed job to its end and tells the server how it ended (unless the
 /// lease is gone, when nothing more is said); `true` when the server took `done`.
@@ -50,10 +52,16 @@ pub async fn run(
         // Renewals run beside the work; a `410` cancels it.
         let renewer = tokio::spawn(renew(job.clone(), claimed.lease_secs, cancel.clone()));
         let _renewer = AbortOnDrop(renewer);
+        // Replica pushes of published rungs, beside the encode of the next ones.
+        let mut replication = JoinSet::new();
         let result = tokio::select! {
-            r = encode(&job, &tools, &claimed, &cancel) => r,
+            r = encode(&job, &tools, &claimed, &cancel, &mut replication) => r,
             _ = cancel.cancelled() => Err(JobError::Gone),
         };
+        if result.is_err() {
+            cancel.cancel();
+            settle_pushes(&mut replication).await;
+        }
         drop_unreported(&job).await;
         result
     }
@@ -106,6 +114,7 @@ async fn encode(
     tools: &Tools,
     claimed: &ClaimedJob,
     cancel: &CancellationToken,
+    replication: &mut JoinSet<Result<(), JobError>>,
 ) -> Result<(), JobError> {
     let state = &job.state;
     let source = Source::new(
@@ -161,8 +170,6 @@ async fn encode(
     };
     let total_pixels: f64 = rungs.iter().map(pixels).sum::<f64>().max(1.0) / rungs_part;
     let mut done_pixels = 0.0;
-    // Replica pushes of published rungs; dropped (so stopped) if the job ends early.
-    let mut replication: JoinSet<Result<(), JobError>> = JoinSet::new();
     // Pushes hold a segment in memory each: a few at a time keep the node's memory
     // flat however many segments a rung has.
     let pushing = Arc::new(tokio::sync::Semaphore::new(PUSHES_AT_ONCE));
@@ -239,8 +246,12 @@ async fn encode(
         for push in pushes {
             let job = job.clone();
             let pushing = pushing.clone();
+            let cancel = cancel.clone();
             replication.spawn(async move {
                 let _turn = pushing.acquire_owned().await;
+                if cancel.is_cancelled() {
+                    return Ok(());
+                }
                 let pushed = segments::push(&job, push).await;
                 job.segment_pushed();
                 pushed
@@ -302,6 +313,23 @@ async fn encode(
 }
 
 /// Deletes the segments this job stored that the server never recorded.
+/// Lets the pushes already under way end (those still queued see the job stopped
+/// and do nothing): a copy cut off mid-way may still land on its target, while one
+/// that ends is reported, and the server deletes the copies of a cancelled job.
+async fn settle_pushes(replication: &mut JoinSet<Result<(), JobError>>) {
+    let settled = tokio::time::timeout(PUSHES_SETTLE, async {
+        while replication.join_next().await.is_some() {}
+    })
+    .await;
+    if settled.is_err() {
+        tracing::warn!(
+            left = replication.len(),
+            "replica pushes still running after the job ended; stopped"
+        );
+        replication.abort_all();
+    }
+}
+
 async fn drop_unreported(job: &Job) {
     let blobs: Vec<zib_proto::BlobId> = job
         .unreported

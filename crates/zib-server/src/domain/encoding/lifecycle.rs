@@ -17,8 +17,10 @@ use zib_proto::jobs::{
     RenditionDone, ReplicaTarget, ReplicasStored, SegmentStored, SegmentTargets,
 };
 use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
+use zib_proto::{BlobId, NodeId};
 
 use super::events;
+use crate::domain::blob_removal::delete_blobs_now;
 use crate::domain::directory::NodeDirectory;
 use crate::domain::placement;
 use crate::error::{ApiError, ApiResult, InternalError};
@@ -30,6 +32,8 @@ pub const ENCODE_CAPABILITY: &str = "encode";
 pub const LAPSED_ERROR: &str = "the encoding node stopped answering";
 /// Peers each segment is pushed to (the encoder's own copy does not count).
 pub const SEGMENT_REPLICAS: usize = 3;
+/// How long deleting copies pushed after their job ended waits for their holders.
+const LATE_REPLICA_DELETE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// `encoding.progress` at most every 10 s, unless progress moved 5 points.
 pub const PROGRESS_THROTTLE: ProgressThrottle = ProgressThrottle {
     min_interval_ms: 10_000,
@@ -370,7 +374,40 @@ pub async fn replicas_stored(state: &Inner, job_id: &str, req: &ReplicasStored) 
     {
         Ok(())
     } else {
+        drop_late_replicas(state, job_id, req).await;
         Err(gone(job_id))
+    }
+}
+
+/// Copies pushed after their job was cancelled (its segments already evicted) are
+/// deleted now rather than left to the orphan collector's grace: the node learns of
+/// the cancel at its next renewal, and pushes finishing before then land on their
+/// targets. A copy is only deleted when nothing names its blob any more.
+async fn drop_late_replicas(state: &Inner, job_id: &str, req: &ReplicasStored) {
+    match state.store.blob_referenced(req.blob_id).await {
+        Ok(false) => {}
+        Ok(true) => return,
+        Err(e) => {
+            tracing::warn!(job = job_id, blob = %req.blob_id, error = %e, "could not check a late replica; the orphan collector will");
+            return;
+        }
+    }
+    let copies: Vec<(NodeId, BlobId)> = req
+        .node_ids
+        .iter()
+        .map(|node| (node.clone(), req.blob_id))
+        .collect();
+    match delete_blobs_now(state, &copies, LATE_REPLICA_DELETE_TIMEOUT).await {
+        Ok(cleanup) => tracing::info!(
+            job = job_id,
+            blob = %req.blob_id,
+            deleted = cleanup.ok,
+            left_to_heartbeat = cleanup.failed + cleanup.queued_for_offline,
+            "replicas pushed after the job ended deleted"
+        ),
+        Err(e) => {
+            tracing::warn!(job = job_id, blob = %req.blob_id, error = %e, "could not delete late replicas; the orphan collector will")
+        }
     }
 }
 
