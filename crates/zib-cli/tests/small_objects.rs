@@ -57,6 +57,9 @@ fn put_objects(cluster: &Cluster, seed: &str, sizes: &[u64]) -> Vec<Value> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = python(cluster, "s3_small.py", &args);
     let seen: Value = serde_json::from_str(&out).expect("JSON from s3_small.py");
+    // A body that fails its Content-MD5 is refused and leaves no object behind.
+    assert_eq!(seen["bad_md5_put"]["code"], "BadDigest", "{seen}");
+    assert_eq!(seen["bad_md5_head"]["status"], 404, "{seen}");
     let objects = seen["objects"].as_array().expect("objects").clone();
     for o in &objects {
         assert_eq!(
@@ -111,6 +114,17 @@ fn small_s3_objects_are_kept_in_the_store_and_never_reach_a_node() {
     let before = blob_files(&cluster);
     let objects = put_objects(&cluster, "first", &[1, 4096, THRESHOLD, THRESHOLD + 1]);
     let (small, sharded) = objects.split_at(3);
+    // Nor a file row: a small PUT records nothing until its body checks out.
+    let unfinished = [
+        zib_meta::FilePhase::Pending,
+        zib_meta::FilePhase::Uploading,
+        zib_meta::FilePhase::Failed,
+    ];
+    assert_eq!(
+        rt().block_on(store.count_files_in_phases(&unfinished))
+            .unwrap(),
+        0
+    );
 
     // At most the threshold: one sealed envelope in the store, no shard anywhere,
     // `safe` as soon as PutObject answered.

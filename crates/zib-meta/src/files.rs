@@ -11,9 +11,10 @@ use crate::convert::{
 use crate::derived::delete_derived_of_in;
 use crate::engine::{DbConn, FetchRows};
 use crate::nodes::{queue_delete, queue_deletes};
-use crate::webhooks::enqueue_file_event;
+use crate::webhooks::{enqueue_file_event, enqueue_file_events};
 use crate::{
-    DeletedFile, Distribution, FilePhase, FileRow, MetaError, ObjectRow, Result, ShardRow, Store,
+    DeletedFile, Distribution, FilePhase, FileRow, MetaError, ObjectRow, Result, S3Content,
+    ShardRow, Store,
 };
 
 impl Store {
@@ -25,42 +26,34 @@ impl Store {
     /// [`MetaError::Conflict`].
     pub async fn insert_file(&self, file: &FileRow) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO files (file_id, tenant_id, bucket_id, object_key, size, \
-                 ciphertext_size, content_type, phase, wrapped_dek, chunk_size, \
-                 nonce_prefix, data_shards, parity_shards, shard_size, originator, \
-                 upload_blob_id, part_count, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $17, $18, $19)",
-        )
-        .bind(file.file_id.to_string())
-        .bind(&file.tenant_id)
-        .bind(file.bucket_id)
-        .bind(&file.object_key)
-        .bind(to_db(file.size, "size")?)
-        .bind(to_db(file.ciphertext_size, "ciphertext_size")?)
-        .bind(&file.content_type)
-        .bind(FilePhase::Pending.as_str())
-        .bind(&file.wrapped_dek)
-        .bind(i64::from(file.chunk_size))
-        .bind(&file.nonce_prefix)
-        .bind(i64::from(file.data_shards))
-        .bind(i64::from(file.parity_shards))
-        .bind(i64::from(file.shard_size))
-        .bind(file.originator.as_str())
-        .bind(file.upload_blob_id.to_string())
-        .bind(i64::from(file.part_count))
-        .bind(file.expires_at)
-        .bind(file.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => MetaError::BucketDeleted,
-            _ => conflict_on_unique(e, "file id or upload blob id already exists"),
-        })?;
-        crate::webhooks::upload_started(&mut tx, file, file.created_at).await?;
+        insert_file_in(&mut tx, file).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A new small file kept inline, from registration to `safe` in one
+    /// transaction: the S3 gateway's PUT of a small object, whose bytes it already
+    /// holds sealed. The file row, its envelope, its S3 attributes, the key's
+    /// object and every event ([`Store::insert_file`] then
+    /// [`Store::complete_inline`], with one commit).
+    pub async fn insert_inline_file(
+        &self,
+        file: &FileRow,
+        envelope: &[u8],
+        s3: S3Content<'_>,
+        now: i64,
+        supersede_reason: &str,
+    ) -> Result<Distribution> {
+        let mut tx = self.begin_write().await?;
+        insert_file_in(&mut tx, file).await?;
+        let held = Held::Inline {
+            envelope,
+            via_originator: false,
+            s3: Some(s3),
+        };
+        let outcome = complete_in(&mut tx, file.file_id, held, now, supersede_reason).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     /// Any tenant's file: for the CDN, whose URL is the capability.
@@ -156,6 +149,7 @@ impl Store {
         let held = Held::Inline {
             envelope,
             via_originator,
+            s3: None,
         };
         self.complete(file_id, held, now, supersede_reason).await
     }
@@ -177,154 +171,10 @@ impl Store {
         now: i64,
         supersede_reason: &str,
     ) -> Result<Distribution> {
-        let file_text = file_id.to_string();
         let mut tx = self.begin_write().await?;
-
-        let (phase, safe_at) = match held {
-            Held::Shards(_) => (FilePhase::Distributed, None),
-            Held::Inline { .. } => (FilePhase::Safe, Some(now)),
-        };
-        let target = sqlx::query(
-            "UPDATE files SET phase = $1, distributed_at = $2, replication_safe_at = $3 \
-             WHERE file_id = $4 AND phase IN ($5, $6) \
-             RETURNING bucket_id, object_key, created_at, derived_from, originator, \
-                 upload_blob_id",
-        )
-        .bind(phase.as_str())
-        .bind(now)
-        .bind(safe_at)
-        .bind(&file_text)
-        .bind(FilePhase::Pending.as_str())
-        .bind(FilePhase::Uploading.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(target) = target else {
-            return Err(MetaError::Conflict("file is not awaiting distribution"));
-        };
-        let bucket_id: i64 = target.try_get("bucket_id")?;
-        let object_key: String = target.try_get("object_key")?;
-        let created_at: i64 = target.try_get("created_at")?;
-        let derived = target
-            .try_get::<Option<String>, _>("derived_from")?
-            .is_some();
-
-        let shards = match held {
-            Held::Shards(shards) => shards,
-            Held::Inline {
-                envelope,
-                via_originator,
-            } => {
-                sqlx::query("INSERT INTO inline_envelopes (file_id, envelope) VALUES ($1, $2)")
-                    .bind(&file_text)
-                    .bind(envelope)
-                    .execute(&mut *tx)
-                    .await?;
-                if via_originator {
-                    let originator: NodeId = parse(
-                        &target.try_get::<String, _>("originator")?,
-                        "files.originator",
-                    )?;
-                    let upload: BlobId = parse(
-                        &target.try_get::<String, _>("upload_blob_id")?,
-                        "files.upload_blob_id",
-                    )?;
-                    queue_delete(&mut tx, &originator, vec![upload], now).await?;
-                }
-                &[]
-            }
-        };
-        for shard in shards {
-            sqlx::query(
-                "INSERT INTO shards (file_id, segment, shard_index, node_id, blob_id, size, \
-                     blake3, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&file_text)
-            .bind(i64::from(shard.segment))
-            .bind(i64::from(shard.index))
-            .bind(shard.node_id.as_str())
-            .bind(shard.blob_id.to_string())
-            .bind(to_db(shard.size, "shards.size")?)
-            .bind(&shard.blake3)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict_on_unique(e, "shard or shard blob id already exists"))?;
-        }
-
-        // A derived file has no key of its own: it never becomes current, supersedes
-        // nothing and is never announced.
-        if derived {
-            tx.commit().await?;
-            return Ok(Distribution::Derived);
-        }
-
-        let previous = sqlx::query(
-            "SELECT o.file_id, f.created_at FROM objects o JOIN files f ON f.file_id = o.file_id \
-             WHERE o.bucket_id = $1 AND o.object_key = $2",
-        )
-        .bind(bucket_id)
-        .bind(&object_key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let previous = match previous {
-            Some(row) => {
-                let id: String = row.try_get("file_id")?;
-                let at: i64 = row.try_get("created_at")?;
-                (id != file_text).then_some((parse::<FileId>(&id, "objects.file_id")?, at))
-            }
-            None => None,
-        };
-        // A newer registration of the same key already completed: this upload is
-        // the superseded one, and never becomes current.
-        if let Some((current, current_created)) = previous {
-            if current_created > created_at {
-                sqlx::query(
-                    "UPDATE files SET phase = $1, cancelled_reason = $2 WHERE file_id = $3",
-                )
-                .bind(FilePhase::Cancelled.as_str())
-                .bind(supersede_reason)
-                .bind(&file_text)
-                .execute(&mut *tx)
-                .await?;
-                cancel_compute_of_file_in(&mut tx, &file_text, supersede_reason, now).await?;
-                file_event_in_tx(&mut tx, FILE_FAILED, &file_text, now).await?;
-                tx.commit().await?;
-                return Ok(Distribution::Stale { current });
-            }
-        }
-        let superseded = previous.map(|(id, _)| id);
-        if let Some(old) = superseded {
-            sqlx::query("UPDATE files SET phase = $1, cancelled_reason = $2 WHERE file_id = $3")
-                .bind(FilePhase::Cancelled.as_str())
-                .bind(supersede_reason)
-                .bind(old.to_string())
-                .execute(&mut *tx)
-                .await?;
-            // Its AI runs stop with it (its encoding jobs are the caller's to cancel).
-            cancel_compute_of_file_in(&mut tx, &old.to_string(), supersede_reason, now).await?;
-            file_event_in_tx(&mut tx, FILE_FAILED, &old.to_string(), now).await?;
-        }
-
-        sqlx::query(
-            "INSERT INTO objects (bucket_id, object_key, file_id, updated_at) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (bucket_id, object_key) \
-             DO UPDATE SET file_id = excluded.file_id, updated_at = excluded.updated_at",
-        )
-        .bind(bucket_id)
-        .bind(&object_key)
-        .bind(&file_text)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        file_event_in_tx(&mut tx, FILE_READY, &file_text, now).await?;
-        if matches!(held, Held::Inline { .. }) {
-            file_event_in_tx(&mut tx, FILE_REPLICATED, &file_text, now).await?;
-        }
-
+        let outcome = complete_in(&mut tx, file_id, held, now, supersede_reason).await?;
         tx.commit().await?;
-        Ok(Distribution::Current { superseded })
+        Ok(outcome)
     }
 
     /// By segment, then shard index.
@@ -480,6 +330,17 @@ pub(crate) async fn file_event_in_tx(
     file_id: &str,
     now: i64,
 ) -> Result<()> {
+    file_events_in_tx(tx, &[event_type], file_id, now).await
+}
+
+/// [`file_event_in_tx`] for several events of one change, in order, the file and
+/// its webhook targets read once.
+pub(crate) async fn file_events_in_tx(
+    tx: &mut DbConn,
+    event_types: &[&str],
+    file_id: &str,
+    now: i64,
+) -> Result<()> {
     let file = sqlx::query(concat!(
         file_select!(),
         " WHERE f.file_id = $1 AND f.derived_from IS NULL"
@@ -488,9 +349,215 @@ pub(crate) async fn file_event_in_tx(
     .fetch_row(&mut *tx, file_from_row)
     .await?;
     if let Some(file) = file {
-        enqueue_file_event(tx, event_type, &file, now).await?;
+        enqueue_file_events(tx, event_types, &file, now).await?;
     }
     Ok(())
+}
+
+/// Inserts `file` (phase `pending`) and its upload-started event on `conn`.
+async fn insert_file_in(conn: &mut DbConn, file: &FileRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO files (file_id, tenant_id, bucket_id, object_key, size, \
+             ciphertext_size, content_type, phase, wrapped_dek, chunk_size, \
+             nonce_prefix, data_shards, parity_shards, shard_size, originator, \
+             upload_blob_id, part_count, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17, $18, $19)",
+    )
+    .bind(file.file_id.to_string())
+    .bind(&file.tenant_id)
+    .bind(file.bucket_id)
+    .bind(&file.object_key)
+    .bind(to_db(file.size, "size")?)
+    .bind(to_db(file.ciphertext_size, "ciphertext_size")?)
+    .bind(&file.content_type)
+    .bind(FilePhase::Pending.as_str())
+    .bind(&file.wrapped_dek)
+    .bind(i64::from(file.chunk_size))
+    .bind(&file.nonce_prefix)
+    .bind(i64::from(file.data_shards))
+    .bind(i64::from(file.parity_shards))
+    .bind(i64::from(file.shard_size))
+    .bind(file.originator.as_str())
+    .bind(file.upload_blob_id.to_string())
+    .bind(i64::from(file.part_count))
+    .bind(file.expires_at)
+    .bind(file.created_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => MetaError::BucketDeleted,
+        _ => conflict_on_unique(e, "file id or upload blob id already exists"),
+    })?;
+    crate::webhooks::upload_started(conn, file, file.created_at).await
+}
+
+/// [`Store::complete_distribution`] and [`Store::complete_inline`] on `conn`, the
+/// caller's transaction (which the caller commits).
+async fn complete_in(
+    conn: &mut DbConn,
+    file_id: FileId,
+    held: Held<'_>,
+    now: i64,
+    supersede_reason: &str,
+) -> Result<Distribution> {
+    let file_text = file_id.to_string();
+
+    let (phase, safe_at, s3) = match held {
+        Held::Shards(_) => (FilePhase::Distributed, None, None),
+        Held::Inline { s3, .. } => (FilePhase::Safe, Some(now), s3),
+    };
+    let columns = s3.map(|c| c.columns()).transpose()?;
+    let (checksums, headers, tags) = match columns {
+        Some(c) => (c.checksums, c.headers, c.tags),
+        None => (None, None, None),
+    };
+    let target = sqlx::query(
+        "UPDATE files SET phase = $1, distributed_at = $2, replication_safe_at = $3, \
+             plaintext_md5 = COALESCE($7, plaintext_md5), \
+             checksums = COALESCE($8, checksums), \
+             object_headers = COALESCE($9, object_headers), tags = COALESCE($10, tags) \
+         WHERE file_id = $4 AND phase IN ($5, $6) \
+         RETURNING bucket_id, object_key, created_at, derived_from, originator, \
+             upload_blob_id",
+    )
+    .bind(phase.as_str())
+    .bind(now)
+    .bind(safe_at)
+    .bind(&file_text)
+    .bind(FilePhase::Pending.as_str())
+    .bind(FilePhase::Uploading.as_str())
+    .bind(s3.map(|c| c.md5_hex))
+    .bind(checksums)
+    .bind(headers)
+    .bind(tags)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(target) = target else {
+        return Err(MetaError::Conflict("file is not awaiting distribution"));
+    };
+    let bucket_id: i64 = target.try_get("bucket_id")?;
+    let object_key: String = target.try_get("object_key")?;
+    let created_at: i64 = target.try_get("created_at")?;
+    let derived = target
+        .try_get::<Option<String>, _>("derived_from")?
+        .is_some();
+
+    let shards = match held {
+        Held::Shards(shards) => shards,
+        Held::Inline {
+            envelope,
+            via_originator,
+            ..
+        } => {
+            sqlx::query("INSERT INTO inline_envelopes (file_id, envelope) VALUES ($1, $2)")
+                .bind(&file_text)
+                .bind(envelope)
+                .execute(&mut *conn)
+                .await?;
+            if via_originator {
+                let originator: NodeId = parse(
+                    &target.try_get::<String, _>("originator")?,
+                    "files.originator",
+                )?;
+                let upload: BlobId = parse(
+                    &target.try_get::<String, _>("upload_blob_id")?,
+                    "files.upload_blob_id",
+                )?;
+                queue_delete(conn, &originator, vec![upload], now).await?;
+            }
+            &[]
+        }
+    };
+    for shard in shards {
+        sqlx::query(
+            "INSERT INTO shards (file_id, segment, shard_index, node_id, blob_id, size, \
+                 blake3, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&file_text)
+        .bind(i64::from(shard.segment))
+        .bind(i64::from(shard.index))
+        .bind(shard.node_id.as_str())
+        .bind(shard.blob_id.to_string())
+        .bind(to_db(shard.size, "shards.size")?)
+        .bind(&shard.blake3)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| conflict_on_unique(e, "shard or shard blob id already exists"))?;
+    }
+
+    // A derived file has no key of its own: it never becomes current, supersedes
+    // nothing and is never announced.
+    if derived {
+        return Ok(Distribution::Derived);
+    }
+
+    let previous = sqlx::query(
+        "SELECT o.file_id, f.created_at FROM objects o JOIN files f ON f.file_id = o.file_id \
+         WHERE o.bucket_id = $1 AND o.object_key = $2",
+    )
+    .bind(bucket_id)
+    .bind(&object_key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let previous = match previous {
+        Some(row) => {
+            let id: String = row.try_get("file_id")?;
+            let at: i64 = row.try_get("created_at")?;
+            (id != file_text).then_some((parse::<FileId>(&id, "objects.file_id")?, at))
+        }
+        None => None,
+    };
+    // A newer registration of the same key already completed: this upload is
+    // the superseded one, and never becomes current.
+    if let Some((current, current_created)) = previous {
+        if current_created > created_at {
+            sqlx::query("UPDATE files SET phase = $1, cancelled_reason = $2 WHERE file_id = $3")
+                .bind(FilePhase::Cancelled.as_str())
+                .bind(supersede_reason)
+                .bind(&file_text)
+                .execute(&mut *conn)
+                .await?;
+            cancel_compute_of_file_in(conn, &file_text, supersede_reason, now).await?;
+            file_event_in_tx(conn, FILE_FAILED, &file_text, now).await?;
+            return Ok(Distribution::Stale { current });
+        }
+    }
+    let superseded = previous.map(|(id, _)| id);
+    if let Some(old) = superseded {
+        sqlx::query("UPDATE files SET phase = $1, cancelled_reason = $2 WHERE file_id = $3")
+            .bind(FilePhase::Cancelled.as_str())
+            .bind(supersede_reason)
+            .bind(old.to_string())
+            .execute(&mut *conn)
+            .await?;
+        // Its AI runs stop with it (its encoding jobs are the caller's to cancel).
+        cancel_compute_of_file_in(conn, &old.to_string(), supersede_reason, now).await?;
+        file_event_in_tx(conn, FILE_FAILED, &old.to_string(), now).await?;
+    }
+
+    sqlx::query(
+        "INSERT INTO objects (bucket_id, object_key, file_id, updated_at) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (bucket_id, object_key) \
+         DO UPDATE SET file_id = excluded.file_id, updated_at = excluded.updated_at",
+    )
+    .bind(bucket_id)
+    .bind(&object_key)
+    .bind(&file_text)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    // Kept inline, it is safe already: both events, in order.
+    let events: &[&str] = match held {
+        Held::Shards(_) => &[FILE_READY],
+        Held::Inline { .. } => &[FILE_READY, FILE_REPLICATED],
+    };
+    file_events_in_tx(conn, events, &file_text, now).await?;
+
+    Ok(Distribution::Current { superseded })
 }
 
 /// Where a completed file's envelope is held.
@@ -502,5 +569,6 @@ enum Held<'a> {
     Inline {
         envelope: &'a [u8],
         via_originator: bool,
+        s3: Option<S3Content<'a>>,
     },
 }

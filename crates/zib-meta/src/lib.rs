@@ -37,7 +37,7 @@ pub use encoding::{
     variant_object_key, EncodingJobRow, JobCreation, JobPhase, JobThumbnails, NewEncodingJob,
     NewStreamFile, NewVariantJob, VariantCreation, ASPECT_VARIANT_KIND,
 };
-pub use object_attrs::{Checksums, ObjectHeaders, Tags};
+pub use object_attrs::{Checksums, ObjectHeaders, S3Content, Tags};
 pub use s3_completed::CompletedUpload;
 pub use webhooks::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryStatus, DeliveryTarget, EndpointPatch,

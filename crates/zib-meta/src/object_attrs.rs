@@ -136,6 +136,34 @@ impl Store {
 }
 
 /// A JSON column's text; `None` (SQL NULL) when `empty`.
+/// What the S3 gateway knows of an object besides its bytes once it has sealed
+/// them: the MD5 that is its ETag, the checksums the client sent, and the headers
+/// and tags the PUT carried (each kept with the file row).
+#[derive(Clone, Copy, Debug)]
+pub struct S3Content<'a> {
+    pub md5_hex: &'a str,
+    pub checksums: &'a Checksums,
+    pub headers: &'a ObjectHeaders,
+    pub tags: &'a Tags,
+}
+
+/// [`S3Content`] as `files` column texts (`None`: empty, the column stays NULL).
+pub(crate) struct S3Columns {
+    pub checksums: Option<String>,
+    pub headers: Option<String>,
+    pub tags: Option<String>,
+}
+
+impl S3Content<'_> {
+    pub(crate) fn columns(&self) -> Result<S3Columns> {
+        Ok(S3Columns {
+            checksums: json_text(Column::Checksums, self.checksums, self.checksums.is_empty())?,
+            headers: json_text(Column::Headers, self.headers, self.headers.is_empty())?,
+            tags: json_text(Column::Tags, self.tags, self.tags.is_empty())?,
+        })
+    }
+}
+
 fn json_text<T: Serialize>(column: Column, value: &T, empty: bool) -> Result<Option<String>> {
     if empty {
         return Ok(None);

@@ -1,12 +1,14 @@
 """Small objects through ZiB's S3 surface with boto3: PUT objects of the sizes given
 under `small/<size>` (each starts with MARKER, the rest pseudo-random from SEED), then
-HEAD, GET whole and a ranged GET of each. Prints one JSON document of what it saw for
+HEAD, GET whole and a ranged GET of each; then one PUT whose Content-MD5 is wrong,
+and a HEAD of its key. Prints one JSON document of what it saw for
 crates/zib-cli/tests/small_objects.rs to check.
 
 Usage: s3_small.py ENDPOINT BUCKET MARKER SEED SIZE...
 Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 """
 
+import base64
 import hashlib
 import json
 import random
@@ -44,4 +46,8 @@ def stored(key, body):
 
 
 out = {"objects": [stored(f"small/{size}", body_of(size, f"{seed}/{size}")) for size in sizes]}
+wrong_md5 = base64.b64encode(hashlib.md5(b"other bytes").digest()).decode()
+out["bad_md5_put"] = error_of(lambda: s3.put_object(
+    Bucket=bucket, Key="small/bad-md5", Body=body_of(4096, f"{seed}/bad"), ContentMD5=wrong_md5))
+out["bad_md5_head"] = error_of(lambda: s3.head_object(Bucket=bucket, Key="small/bad-md5"))
 print(json.dumps(out))

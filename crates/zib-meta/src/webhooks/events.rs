@@ -7,7 +7,7 @@ use zib_proto::peer_events::WebhookFormat;
 use zib_proto::FileId;
 
 use super::deliveries::insert_delivery;
-use super::endpoints::{endpoint_from_row, find_endpoint};
+use super::endpoints::{endpoint_from_row, find_endpoint, WebhookEndpoint};
 use super::event_rows::{event_columns, event_from_row, insert_event_with_id, WebhookEvent};
 use super::{formats, prefixed_id, DeliveryTarget};
 use crate::engine::{DbConn, FetchRows};
@@ -48,15 +48,77 @@ async fn request_url(conn: &mut DbConn, event: &WebhookEvent) -> Result<Option<S
     }
 }
 
-/// The request's own target, else the tenant default: 0 or 1 delivery.
-async fn fan_out_request_or_tenant(
+/// Where an event is delivered: its request's own URL or else the tenant default
+/// (zib-format events only), plus the tenant's enabled endpoints of its format.
+struct Targets {
+    direct: Option<(DeliveryTarget, String)>,
+    endpoints: Vec<WebhookEndpoint>,
+}
+
+impl Targets {
+    /// The targets of `event` as they are now.
+    async fn of(conn: &mut DbConn, event: &WebhookEvent) -> Result<Self> {
+        let format = WebhookFormat::of_payload(&event.payload);
+        // Request and tenant targets always speak zib.
+        let direct = if format == WebhookFormat::Zib {
+            direct_target(conn, event).await?
+        } else {
+            None
+        };
+        let endpoints = sqlx::query(
+            "SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = 1 \
+             AND format = $2 ORDER BY id",
+        )
+        .bind(&event.tenant_id)
+        .bind(format.as_str())
+        .fetch_rows(&mut *conn, endpoint_from_row)
+        .await?;
+        Ok(Self { direct, endpoints })
+    }
+
+    /// Whether `next` has the same targets as `event` (same tenant, file, job and
+    /// format), so they need not be read again.
+    fn shared(event: &WebhookEvent, next: &WebhookEvent) -> bool {
+        event.tenant_id == next.tenant_id
+            && event.file_id == next.file_id
+            && event.job_id == next.job_id
+            && WebhookFormat::of_payload(&event.payload) == WebhookFormat::of_payload(&next.payload)
+    }
+
+    /// One delivery of `event` per target that wants it; how many.
+    async fn deliver(&self, conn: &mut DbConn, event: &WebhookEvent, now: i64) -> Result<usize> {
+        let mut count = 0;
+        if let Some((kind, url)) = &self.direct {
+            insert_delivery(conn, event, *kind, None, url, now).await?;
+            count += 1;
+        }
+        for ep in self
+            .endpoints
+            .iter()
+            .filter(|ep| ep.wants(&event.event_type))
+        {
+            insert_delivery(
+                conn,
+                event,
+                DeliveryTarget::Endpoint,
+                Some(&ep.id),
+                &ep.url,
+                now,
+            )
+            .await?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+/// The request's own target, else the tenant default.
+async fn direct_target(
     conn: &mut DbConn,
     event: &WebhookEvent,
-    now: i64,
-) -> Result<usize> {
+) -> Result<Option<(DeliveryTarget, String)>> {
     if let Some(url) = request_url(conn, event).await? {
-        insert_delivery(conn, event, DeliveryTarget::Request, None, &url, now).await?;
-        return Ok(1);
+        return Ok(Some((DeliveryTarget::Request, url)));
     }
     let tenant_url: Option<String> =
         sqlx::query_scalar("SELECT url FROM tenant_webhooks WHERE tenant_id = $1")
@@ -64,47 +126,7 @@ async fn fan_out_request_or_tenant(
             .fetch_optional(&mut *conn)
             .await?
             .flatten();
-    match tenant_url {
-        Some(url) => {
-            insert_delivery(conn, event, DeliveryTarget::Tenant, None, &url, now).await?;
-            Ok(1)
-        }
-        None => Ok(0),
-    }
-}
-
-/// One delivery per current target of the event: the job's own URL if its request
-/// gave one, else the upload's own, else the tenant default; plus every enabled
-/// endpoint of the event's format subscribed to it. A peer-format event goes to
-/// endpoints of its format only.
-async fn fan_out(conn: &mut DbConn, event: &WebhookEvent, now: i64) -> Result<usize> {
-    let mut count = 0;
-    let format = WebhookFormat::of_payload(&event.payload);
-    // Request and tenant targets always speak zib.
-    if format == WebhookFormat::Zib {
-        count += fan_out_request_or_tenant(conn, event, now).await?;
-    }
-    let endpoints = sqlx::query(
-        "SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = 1 AND format = $2 \
-         ORDER BY id",
-    )
-    .bind(&event.tenant_id)
-    .bind(format.as_str())
-    .fetch_rows(&mut *conn, endpoint_from_row)
-    .await?;
-    for ep in endpoints.iter().filter(|ep| ep.wants(&event.event_type)) {
-        insert_delivery(
-            conn,
-            event,
-            DeliveryTarget::Endpoint,
-            Some(&ep.id),
-            &ep.url,
-            now,
-        )
-        .await?;
-        count += 1;
-    }
-    Ok(count)
+    Ok(tenant_url.map(|url| (DeliveryTarget::Tenant, url)))
 }
 
 async fn insert_event(conn: &mut DbConn, new: NewWebhookEvent, now: i64) -> Result<WebhookEvent> {
@@ -143,9 +165,33 @@ pub(crate) async fn enqueue_event(
     now: i64,
 ) -> Result<String> {
     let event = insert_event(conn, new, now).await?;
-    fan_out(conn, &event, now).await?;
+    Targets::of(conn, &event)
+        .await?
+        .deliver(conn, &event, now)
+        .await?;
     formats::translate(conn, &event, now).await?;
     Ok(event.id)
+}
+
+/// [`enqueue_event`] for several events of one change, in order; targets shared by
+/// consecutive events (one file's `file.ready` then `file.replicated`) are read once.
+pub(crate) async fn enqueue_events(
+    conn: &mut DbConn,
+    news: Vec<NewWebhookEvent>,
+    now: i64,
+) -> Result<()> {
+    let mut previous: Option<(WebhookEvent, Targets)> = None;
+    for new in news {
+        let event = insert_event(conn, new, now).await?;
+        let targets = match previous.take() {
+            Some((before, targets)) if Targets::shared(&before, &event) => targets,
+            _ => Targets::of(conn, &event).await?,
+        };
+        targets.deliver(conn, &event, now).await?;
+        formats::translate(conn, &event, now).await?;
+        previous = Some((event, targets));
+    }
+    Ok(())
 }
 
 /// A file event with the contract's shape, inside the caller's transaction.
@@ -155,6 +201,24 @@ pub(crate) async fn enqueue_file_event(
     file: &crate::FileRow,
     now: i64,
 ) -> Result<String> {
+    enqueue_event(conn, new_file_event(event_type, file, now), now).await
+}
+
+/// Several file events of `file`, in order ([`enqueue_events`]).
+pub(crate) async fn enqueue_file_events(
+    conn: &mut DbConn,
+    event_types: &[&str],
+    file: &crate::FileRow,
+    now: i64,
+) -> Result<()> {
+    let news = event_types
+        .iter()
+        .map(|event_type| new_file_event(event_type, file, now))
+        .collect();
+    enqueue_events(conn, news, now).await
+}
+
+fn new_file_event(event_type: &str, file: &crate::FileRow, now: i64) -> NewWebhookEvent {
     let payload = file_event(
         event_type,
         &EventFile {
@@ -169,18 +233,13 @@ pub(crate) async fn enqueue_file_event(
         },
         now,
     );
-    enqueue_event(
-        conn,
-        NewWebhookEvent {
-            tenant_id: file.tenant_id.clone(),
-            event_type: event_type.to_string(),
-            file_id: Some(file.file_id),
-            job_id: None,
-            payload,
-        },
-        now,
-    )
-    .await
+    NewWebhookEvent {
+        tenant_id: file.tenant_id.clone(),
+        event_type: event_type.to_string(),
+        file_id: Some(file.file_id),
+        job_id: None,
+        payload,
+    }
 }
 
 impl Store {
@@ -288,7 +347,10 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?;
             if existing == 0 {
-                fan_out(&mut tx, &event, now).await?
+                Targets::of(&mut tx, &event)
+                    .await?
+                    .deliver(&mut tx, &event, now)
+                    .await?
             } else {
                 0
             }

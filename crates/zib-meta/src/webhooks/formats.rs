@@ -70,7 +70,9 @@ impl VideoFile {
     }
 }
 
-async fn video_file(conn: &mut DbConn, file_id: &str) -> Result<Option<VideoFile>> {
+/// The file as peer events describe it; the latest probe is read only when it may
+/// be sent (`for_job`, or the file is a video): most files never are.
+async fn video_file(conn: &mut DbConn, file_id: &str, for_job: bool) -> Result<Option<VideoFile>> {
     let row = sqlx::query(
         "SELECT f.tenant_id, f.object_key, f.content_type, f.pipeline, f.derived_from, \
              b.name AS bucket \
@@ -86,7 +88,7 @@ async fn video_file(conn: &mut DbConn, file_id: &str) -> Result<Option<VideoFile
         .and_then(|p| p.get("encode").cloned())
         .is_some_and(|e| !e.is_null() && e != serde_json::Value::Bool(false));
     let derived: Option<String> = row.try_get("derived_from")?;
-    let mut video = PeerVideo {
+    let video = PeerVideo {
         id: file_id.to_string(),
         tenant_id: row.try_get("tenant_id")?,
         bucket: row.try_get("bucket")?,
@@ -95,6 +97,15 @@ async fn video_file(conn: &mut DbConn, file_id: &str) -> Result<Option<VideoFile
         width: None,
         height: None,
     };
+    let mut file = VideoFile {
+        video,
+        content_type: row.try_get("content_type")?,
+        declares_encode,
+        derived: derived.is_some(),
+    };
+    if !for_job && !file.is_video() {
+        return Ok(Some(file));
+    }
     // The latest main encode's probe, if one ran.
     let probe: Option<Option<String>> = sqlx::query_scalar(
         "SELECT probe FROM encoding_jobs WHERE file_id = $1 AND parent_job_id IS NULL \
@@ -104,14 +115,12 @@ async fn video_file(conn: &mut DbConn, file_id: &str) -> Result<Option<VideoFile
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(p) = probe.flatten() {
-        apply_probe(&mut video, &serde_json::from_str(&p).unwrap_or_default());
+        apply_probe(
+            &mut file.video,
+            &serde_json::from_str(&p).unwrap_or_default(),
+        );
     }
-    Ok(Some(VideoFile {
-        video,
-        content_type: row.try_get("content_type")?,
-        declares_encode,
-        derived: derived.is_some(),
-    }))
+    Ok(Some(file))
 }
 
 /// Duration and display size from a job's `VideoProbe` (left as they are when the
@@ -230,9 +239,6 @@ pub(super) async fn translate(conn: &mut DbConn, event: &WebhookEvent, now: i64)
     if event.event_type == FILE_DELETED {
         return deleted(conn, event, file_id, now).await;
     }
-    let Some(mut file) = video_file(conn, file_id).await? else {
-        return Ok(());
-    };
     let job = match &event.job_id {
         Some(id) => {
             sqlx::query(concat!(job_select!(), " WHERE id = $1"))
@@ -241,6 +247,9 @@ pub(super) async fn translate(conn: &mut DbConn, event: &WebhookEvent, now: i64)
                 .await?
         }
         None => None,
+    };
+    let Some(mut file) = video_file(conn, file_id, job.is_some()).await? else {
+        return Ok(());
     };
     let variant_event = event
         .payload
@@ -405,7 +414,7 @@ pub(crate) async fn rendition_published(
         return Ok(());
     }
     let file_id = job.file_id.to_string();
-    let Some(mut file) = video_file(conn, &file_id).await? else {
+    let Some(mut file) = video_file(conn, &file_id, true).await? else {
         return Ok(());
     };
     if file.derived {

@@ -31,7 +31,7 @@ pub use deliveries::{
 pub use endpoints::{EndpointPatch, NewEndpoint, WebhookEndpoint};
 pub use event_rows::WebhookEvent;
 pub use events::NewWebhookEvent;
-pub(crate) use events::{enqueue_event, enqueue_file_event};
+pub(crate) use events::{enqueue_event, enqueue_file_event, enqueue_file_events};
 pub(crate) use formats::{rendition_published, upload_started};
 pub use targets::TenantWebhook;
 

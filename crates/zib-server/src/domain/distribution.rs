@@ -272,6 +272,39 @@ pub async fn record_inline(
     settle(state, file_id, outcome).await
 }
 
+/// A new small file whose sealed envelope the server holds already (the S3
+/// gateway's PUT): registered and kept inline in one transaction ([`record_inline`]
+/// without a `pending` row in between), with the gateway's `s3` attributes.
+pub async fn record_new_inline(
+    state: &AppState,
+    mut row: zib_meta::FileRow,
+    envelope: &[u8],
+    s3: zib_meta::S3Content<'_>,
+) -> ApiResult<()> {
+    let insert = |row: zib_meta::FileRow| async move {
+        state
+            .store
+            .insert_inline_file(&row, envelope, s3, now_ms(), SUPERSEDE_REASON)
+            .await
+    };
+    let outcome = match insert(row.clone()).await {
+        // The bucket was deleted since it was looked up: a PUT names it into being
+        // again, as on a first upload.
+        Err(zib_meta::MetaError::BucketDeleted) => {
+            row.bucket_id = state
+                .store
+                .ensure_bucket(&row.tenant_id, &row.bucket)
+                .await?
+                .id;
+            insert(row.clone()).await
+        }
+        outcome => outcome,
+    }
+    .map_err(completion_error)?;
+    tracing::info!(file_id = %row.file_id, bytes = envelope.len(), "file stored inline");
+    settle(state, row.file_id, outcome).await
+}
+
 fn completion_error(e: zib_meta::MetaError) -> ApiError {
     match e {
         zib_meta::MetaError::Conflict(what) => ApiError::Conflict(what.to_string()),

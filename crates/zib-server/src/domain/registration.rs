@@ -5,7 +5,7 @@
 use rand::seq::SliceRandom;
 use zib_crypto::envelope::{Header, Layout};
 use zib_crypto::{CapabilitySigner, DataKey};
-use zib_meta::{FilePhase, FileRow};
+use zib_meta::{FilePhase, FileRow, NodeRow};
 use zib_proto::api::{PartTarget, Registration, UploadType};
 use zib_proto::node_rpc::{CapabilityClaims, CapabilityOp};
 use zib_proto::{BlobId, EnvelopeParams, FileId, NodeId};
@@ -142,22 +142,26 @@ pub async fn register(
         Sender::Client { required } => required,
         Sender::Server => &[],
     };
-    let header = Header::new_random(state.config.chunk_size);
+    let Draft {
+        node,
+        mut row,
+        dek,
+        header,
+    } = draft(
+        state,
+        tenant_id,
+        &bucket,
+        &key,
+        file_size,
+        &content_type,
+        required,
+    )
+    .await?;
     let layout = header.layout();
-    let ciphertext_size = layout.ciphertext_len(file_size);
-
-    let now = now_ms();
-    let nodes = NodeDirectory::load(state).await?.online();
-    let eligible = placement::eligible_originators(&nodes, ciphertext_size, required);
-    let node = eligible
-        .choose(&mut zib_util::rng::rng())
-        .ok_or_else(|| no_originator(&nodes, required))?;
-
-    let bucket_row = state.store.ensure_bucket(tenant_id, &bucket).await?;
-    let file_id = FileId::new_random();
-    let blob_id = BlobId::new_random();
-    let dek = DataKey::generate();
-    let expires_ms = now + state.config.upload_expiry.as_millis() as i64;
+    let ciphertext_size = row.ciphertext_size;
+    let file_id = row.file_id;
+    let blob_id = row.upload_blob_id;
+    let expires_ms = row.expires_at;
     let expires_unix = (expires_ms / 1000) as u64;
     let node_url = node.public_url.trim_end_matches('/').to_string();
     let upload_type = match sender {
@@ -225,30 +229,7 @@ pub async fn register(
         }
     };
 
-    let mut row = FileRow {
-        file_id,
-        tenant_id: tenant_id.to_string(),
-        bucket_id: bucket_row.id,
-        bucket: bucket.clone(),
-        object_key: key.clone(),
-        size: file_size,
-        ciphertext_size,
-        content_type: content_type.clone(),
-        phase: FilePhase::Pending,
-        cancelled_reason: None,
-        wrapped_dek: state.config.master_key.wrap(&dek, file_id.0.as_bytes()),
-        chunk_size: header.chunk_size,
-        nonce_prefix: header.nonce_prefix.to_vec(),
-        data_shards: state.config.erasure.data_shards,
-        parity_shards: state.config.erasure.parity_shards,
-        shard_size: state.config.erasure.shard_size,
-        originator: node.node_id.clone(),
-        upload_blob_id: blob_id,
-        part_count: parts.len() as u32,
-        expires_at: expires_ms,
-        created_at: now,
-        distributed_at: None,
-    };
+    row.part_count = parts.len() as u32;
     match state.store.insert_file(&row).await {
         // The bucket was deleted between its lookup and this insert: an upload names
         // its bucket into being again, as on first upload.
@@ -285,6 +266,70 @@ pub async fn register(
     };
     Ok(Registered {
         registration,
+        dek,
+        header,
+    })
+}
+
+/// What every registration starts from: an originator, a fresh data key and
+/// envelope header, and the file row (phase `pending`), not recorded yet.
+pub struct Draft {
+    pub node: NodeRow,
+    pub row: FileRow,
+    pub dek: DataKey,
+    pub header: Header,
+}
+
+/// Drafts the registration of an upload of `file_size` bytes to `bucket`/`key`
+/// (inputs already validated), on an originator advertising `required`. Names the
+/// bucket into being.
+pub async fn draft(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: &str,
+    key: &str,
+    file_size: u64,
+    content_type: &str,
+    required: &[String],
+) -> ApiResult<Draft> {
+    let header = Header::new_random(state.config.chunk_size);
+    let ciphertext_size = header.layout().ciphertext_len(file_size);
+    let now = now_ms();
+    let nodes = NodeDirectory::load(state).await?.online();
+    let eligible = placement::eligible_originators(&nodes, ciphertext_size, required);
+    let node = eligible
+        .choose(&mut zib_util::rng::rng())
+        .ok_or_else(|| no_originator(&nodes, required))?;
+    let bucket_row = state.store.ensure_bucket(tenant_id, bucket).await?;
+    let file_id = FileId::new_random();
+    let dek = DataKey::generate();
+    let row = FileRow {
+        file_id,
+        tenant_id: tenant_id.to_string(),
+        bucket_id: bucket_row.id,
+        bucket: bucket.to_string(),
+        object_key: key.to_string(),
+        size: file_size,
+        ciphertext_size,
+        content_type: content_type.to_string(),
+        phase: FilePhase::Pending,
+        cancelled_reason: None,
+        wrapped_dek: state.config.master_key.wrap(&dek, file_id.0.as_bytes()),
+        chunk_size: header.chunk_size,
+        nonce_prefix: header.nonce_prefix.to_vec(),
+        data_shards: state.config.erasure.data_shards,
+        parity_shards: state.config.erasure.parity_shards,
+        shard_size: state.config.erasure.shard_size,
+        originator: node.node_id.clone(),
+        upload_blob_id: BlobId::new_random(),
+        part_count: 0,
+        expires_at: now + state.config.upload_expiry.as_millis() as i64,
+        created_at: now,
+        distributed_at: None,
+    };
+    Ok(Draft {
+        node: (*node).clone(),
+        row,
         dek,
         header,
     })

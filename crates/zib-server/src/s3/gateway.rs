@@ -23,7 +23,7 @@ use zib_meta::OverwriteMode;
 use zib_proto::api::{Registration, UploadType};
 
 use crate::domain::distribution;
-use crate::domain::registration::{self, Registered, Sender};
+use crate::domain::registration::{self, Draft, Registered, Sender};
 use crate::state::AppState;
 
 use super::checksums::{self, Hashing};
@@ -75,6 +75,9 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
     if let Some(current) = existing {
         return same_content_or_conflict(state, current, req).await;
     }
+    if state.config.keeps_inline(req.size) {
+        return put_inline(state, req).await;
+    }
 
     let Registered {
         registration,
@@ -97,9 +100,7 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
             .with_checksums(&req.checksums),
     ));
 
-    let inline = state.config.keeps_inline(req.size);
     let sent = match store_attrs(state, file_id, &req.attrs, false).await {
-        Ok(()) if inline => keep_inline(state, file_id, &sealing).await,
         Ok(()) => send_envelope(state, &registration, &sealing).await,
         Err(e) => Err(e),
     };
@@ -110,13 +111,11 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
                 (sealing.digest.unwrap_or_default(), sealing.take_checksums())
             };
             let md5_hex = hex::encode(digest);
-            if !inline {
-                state
-                    .store
-                    .set_s3_content(file_id, &md5_hex, &sums)
-                    .await
-                    .map_err(internal)?;
-            }
+            state
+                .store
+                .set_s3_content(file_id, &md5_hex, &sums)
+                .await
+                .map_err(internal)?;
             tracing::info!(%file_id, size = req.size, "s3 put stored");
             Ok(Stored {
                 file_id,
@@ -440,29 +439,46 @@ fn sealed_stream(
     )
 }
 
-/// A small object: sealed whole in memory and kept in the metadata store, no node
-/// involved (docs/architecture.md, "Small objects inline").
-async fn keep_inline(
-    state: &AppState,
-    file_id: zib_proto::FileId,
-    sealing: &Arc<Mutex<Sealing>>,
-) -> S3Result<()> {
-    let mut sealing = sealing.lock().await;
+/// A small object (`inline_threshold`) is sealed in memory, then recorded whole in
+/// one transaction, from registration to `safe`: no node is involved, and a body
+/// that fails its MD5 or checksums leaves nothing behind.
+async fn put_inline(state: &AppState, req: PutRequest) -> S3Result<Stored> {
+    let Draft {
+        row, dek, header, ..
+    } = registration::draft(
+        state,
+        &req.tenant_id,
+        &req.bucket,
+        &req.key,
+        req.size,
+        &req.content_type,
+        &[],
+    )
+    .await
+    .map_err(api_to_s3)?;
+    let mut sealing = Sealing::new(req.body, &dek, header, req.size, req.expected_md5)
+        .with_checksums(&req.checksums);
     let mut envelope = sealing.sealer.header().encode().to_vec();
     for _ in 0..sealing.total_chunks {
         envelope.extend_from_slice(&sealing.next_sealed().await?);
     }
-    // Known now, before the object is: its first HEAD already has the ETag.
     let md5_hex = hex::encode(sealing.digest.unwrap_or_default());
-    state
-        .store
-        .set_s3_content(file_id, &md5_hex, &sealing.checksums)
+    let checksums = sealing.take_checksums();
+    let content = zib_meta::S3Content {
+        md5_hex: &md5_hex,
+        checksums: &checksums,
+        headers: &req.attrs.headers,
+        tags: &req.attrs.tags,
+    };
+    distribution::record_new_inline(state, row.clone(), &envelope, content)
         .await
-        .map_err(internal)?;
-    drop(sealing);
-    distribution::record_inline(state, file_id, &envelope, false)
-        .await
-        .map_err(api_to_s3)
+        .map_err(api_to_s3)?;
+    tracing::info!(file_id = %row.file_id, size = req.size, "s3 put stored inline");
+    Ok(Stored {
+        file_id: row.file_id,
+        md5_hex,
+        checksums,
+    })
 }
 
 /// Streams the envelope to the originator in one body (the gateway registers one
