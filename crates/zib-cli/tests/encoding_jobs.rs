@@ -86,6 +86,18 @@ fn request_encoding(cluster: &Cluster, body: Value) -> String {
     v["encoding_id"].as_str().unwrap().to_string()
 }
 
+/// The node's probe report: one 360p rung of a 4 s clip.
+fn probed(node: &Node, base: &str, lease: &str) -> reqwest::blocking::Response {
+    node.post(
+        &format!("{base}/probed"),
+        json!({ "lease_token": lease,
+                "probe": { "duration_secs": 4.0, "width": 640, "height": 360, "frame_rate": 30.0,
+                           "video_codec": "h264", "audio_codec": null },
+                "renditions": [{ "name": "360p", "width": 640, "height": 360,
+                                 "codecs": "avc1.64001e", "frame_rate": 30.0 }] }),
+    )
+}
+
 #[test]
 fn an_encoding_node_claims_reads_reports_and_loses_its_lease() {
     let cluster = Cluster::start_with_env(
@@ -182,14 +194,7 @@ fn an_encoding_node_claims_reads_reports_and_loses_its_lease() {
         );
         resp
     };
-    ok(node.post(
-        &format!("{base}/probed"),
-        json!({ "lease_token": lease,
-                "probe": { "duration_secs": 4.0, "width": 640, "height": 360, "frame_rate": 30.0,
-                           "video_codec": "h264", "audio_codec": null },
-                "renditions": [{ "name": "360p", "width": 640, "height": 360,
-                                 "codecs": "avc1.64001e", "frame_rate": 30.0 }] }),
-    ));
+    ok(probed(&node, &base, lease));
     let blob = zib_proto::BlobId::new_random();
     let targets: SegmentTargets = ok(node.post(
         &format!("{base}/segments"),
@@ -268,14 +273,7 @@ fn an_encoding_node_claims_reads_reports_and_loses_its_lease() {
     // The re-encode stores a segment; its push to a peer lands after the cancel.
     let base = format!("/v1/node/jobs/{second}");
     let lease = again.lease_token.as_str();
-    ok(node.post(
-        &format!("{base}/probed"),
-        json!({ "lease_token": lease,
-                "probe": { "duration_secs": 4.0, "width": 640, "height": 360, "frame_rate": 30.0,
-                           "video_codec": "h264", "audio_codec": null },
-                "renditions": [{ "name": "360p", "width": 640, "height": 360,
-                                 "codecs": "avc1.64001e", "frame_rate": 30.0 }] }),
-    ));
+    ok(probed(&node, &base, lease));
     let late = zib_proto::BlobId::new_random();
     let late_bytes = pattern(40_000, 5);
     let targets: SegmentTargets = ok(node.post(
