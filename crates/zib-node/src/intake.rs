@@ -74,7 +74,8 @@ pub async fn put_upload(
             return spool_and_distribute(&state, blob, &claims, incoming).await;
         }
     };
-    let streamed = if plan.inline {
+    let inline = plan.inline;
+    let streamed = if inline {
         streamed::send_whole(&state, blob, claims.size, &mut incoming).await
     } else {
         streamed::distribute_as_received(&state, blob, plan, codec, layout, &mut incoming).await
@@ -82,9 +83,12 @@ pub async fn put_upload(
     match streamed {
         Ok((shards, hash)) => {
             // What `GET …/parts` answers a client whose answer was lost (until the
-            // server has the file safe and clears it).
-            if let Err(e) = state.store.mark_distributed(blob).await {
-                tracing::warn!(%blob, error = %e, "could not record that the upload is distributed");
+            // server has the file safe and clears it). An inline send recorded it
+            // before the server kept the file (`send_inline`).
+            if !inline {
+                if let Err(e) = state.store.mark_distributed(blob).await {
+                    tracing::warn!(%blob, error = %e, "could not record that the upload is distributed");
+                }
             }
             if let Err(e) = spend_token(&state, &claims).await {
                 // The server already refuses a second distribution of this upload.
