@@ -135,6 +135,11 @@ async fn distribute_once(
                 reason: format!("reading {}: {e}", source.display()),
             })?;
         send_inline(state, upload, envelope).await?;
+        // Only once the server has it: on restart, this record tells the resumer
+        // that the stored upload needs nothing more.
+        if let Err(e) = state.store.mark_distributed(upload).await {
+            tracing::warn!(%upload, error = %e, "could not record that the upload is distributed");
+        }
         return Ok(0);
     }
     let per_segment: Vec<Vec<StoredShard>> = futures::stream::iter(plan.segments)
@@ -189,23 +194,11 @@ pub(crate) async fn send_inline(
     upload: BlobId,
     envelope: Vec<u8>,
 ) -> Result<(), DistributeError> {
-    // Recorded before the server hears of it: the server queues the delete of this
-    // record as it keeps the file, and a delete that came before the record was
-    // written would leave it behind for good.
-    if let Err(e) = state.store.mark_distributed(upload).await {
-        tracing::warn!(%upload, error = %e, "could not record that the upload is distributed");
-    }
-    let sent = state
+    state
         .server
         .upload_inline(upload, &state.node_id, envelope)
         .await
-        .map_err(DistributeError::Report);
-    if sent.is_err() {
-        if let Err(e) = state.store.clear_distributed(upload).await {
-            tracing::warn!(%upload, error = %e, "could not clear the record of an upload not distributed");
-        }
-    }
-    sent
+        .map_err(DistributeError::Report)
 }
 
 /// The server's plan, asked for once, and checked against the upload's size: what a

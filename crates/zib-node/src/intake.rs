@@ -83,8 +83,10 @@ pub async fn put_upload(
     match streamed {
         Ok((shards, hash)) => {
             // What `GET …/parts` answers a client whose answer was lost (until the
-            // server has the file safe and clears it). An inline send recorded it
-            // before the server kept the file (`send_inline`).
+            // server has the file safe and clears it). A file the server keeps
+            // inline is safe as it answers, and the delete of this record it queues
+            // then could reach this node before the record is written (and leave it
+            // for good): none is written.
             if !inline {
                 if let Err(e) = state.store.mark_distributed(blob).await {
                     tracing::warn!(%blob, error = %e, "could not record that the upload is distributed");

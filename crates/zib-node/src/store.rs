@@ -207,11 +207,6 @@ impl BlobStore {
         write_durably(self.distributed_marker(blob), Vec::new()).await
     }
 
-    /// Takes back [`BlobStore::mark_distributed`] when what it announced failed.
-    pub async fn clear_distributed(&self, blob: BlobId) -> io::Result<()> {
-        remove_if_present(&self.distributed_marker(blob)).await
-    }
-
     /// Records, durably, that `blob` is an upload this node must distribute: written
     /// before the upload enters the blob store, so no crash can leave a stored upload
     /// that nothing will ever distribute.
