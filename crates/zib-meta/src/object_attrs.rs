@@ -135,7 +135,6 @@ impl Store {
     }
 }
 
-/// A JSON column's text; `None` (SQL NULL) when `empty`.
 /// What the S3 gateway knows of an object besides its bytes once it has sealed
 /// them: the MD5 that is its ETag, the checksums the client sent, and the headers
 /// and tags the PUT carried (each kept with the file row).
@@ -164,6 +163,7 @@ impl S3Content<'_> {
     }
 }
 
+/// A JSON column's text; `None` (SQL NULL) when `empty`.
 fn json_text<T: Serialize>(column: Column, value: &T, empty: bool) -> Result<Option<String>> {
     if empty {
         return Ok(None);

@@ -281,13 +281,11 @@ pub async fn record_new_inline(
     envelope: &[u8],
     s3: zib_meta::S3Content<'_>,
 ) -> ApiResult<()> {
-    let insert = |row: zib_meta::FileRow| async move {
-        state
-            .store
-            .insert_inline_file(&row, envelope, s3, now_ms(), SUPERSEDE_REASON)
-            .await
-    };
-    let outcome = match insert(row.clone()).await {
+    let store = &state.store;
+    let first = store
+        .insert_inline_file(&row, envelope, s3, now_ms(), SUPERSEDE_REASON)
+        .await;
+    let outcome = match first {
         // The bucket was deleted since it was looked up: a PUT names it into being
         // again, as on a first upload.
         Err(zib_meta::MetaError::BucketDeleted) => {
@@ -296,7 +294,9 @@ pub async fn record_new_inline(
                 .ensure_bucket(&row.tenant_id, &row.bucket)
                 .await?
                 .id;
-            insert(row.clone()).await
+            store
+                .insert_inline_file(&row, envelope, s3, now_ms(), SUPERSEDE_REASON)
+                .await
         }
         outcome => outcome,
     }

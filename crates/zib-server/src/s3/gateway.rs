@@ -470,12 +470,13 @@ async fn put_inline(state: &AppState, req: PutRequest) -> S3Result<Stored> {
         headers: &req.attrs.headers,
         tags: &req.attrs.tags,
     };
-    distribution::record_new_inline(state, row.clone(), &envelope, content)
+    let file_id = row.file_id;
+    distribution::record_new_inline(state, row, &envelope, content)
         .await
         .map_err(api_to_s3)?;
-    tracing::info!(file_id = %row.file_id, size = req.size, "s3 put stored inline");
+    tracing::info!(%file_id, size = req.size, "s3 put stored inline");
     Ok(Stored {
-        file_id: row.file_id,
+        file_id,
         md5_hex,
         checksums,
     })
