@@ -28,7 +28,7 @@ fn upload(
 
 #[test]
 fn uploads_become_safe_in_order_and_no_node_ever_holds_the_whole_envelope() {
-    let cluster = ProcCluster::start(6, &[]);
+    let cluster = ProcCluster::storage(6, &[]);
     let work = tempfile::tempdir().unwrap();
     let data = pattern(3 * MIB + 10, 1);
     let client = cluster.client();
@@ -95,7 +95,7 @@ fn uploads_become_safe_in_order_and_no_node_ever_holds_the_whole_envelope() {
 #[test]
 fn repair_restores_full_redundancy_after_losing_m_nodes_twice() {
     // k + 2m = 8 nodes for 4+2.
-    let mut cluster = ProcCluster::start(8, &[]);
+    let mut cluster = ProcCluster::storage(8, &[]);
     let work = tempfile::tempdir().unwrap();
     let files: Vec<_> = (0..3)
         .map(|i| {
@@ -163,7 +163,7 @@ fn repair_restores_full_redundancy_after_losing_m_nodes_twice() {
 
 #[test]
 fn supersede_and_delete_evict_bytes_even_from_an_offline_holder() {
-    let mut cluster = ProcCluster::start(6, &[]);
+    let mut cluster = ProcCluster::storage(6, &[]);
     let work = tempfile::tempdir().unwrap();
     let http = reqwest::blocking::Client::new();
     let store = store(&cluster);
@@ -249,7 +249,7 @@ fn supersede_and_delete_evict_bytes_even_from_an_offline_holder() {
 
 #[test]
 fn a_corrupt_shard_found_by_a_read_is_rebuilt_and_never_served() {
-    let cluster = ProcCluster::start(6, &[]);
+    let cluster = ProcCluster::storage(6, &[]);
     let work = tempfile::tempdir().unwrap();
     let data = pattern(MIB * 3, 5);
     let r = upload(&cluster, work.path(), "rot.bin", &data);
@@ -282,7 +282,7 @@ fn a_corrupt_shard_found_by_a_read_is_rebuilt_and_never_served() {
 
 #[test]
 fn an_audit_finds_bit_rot_in_a_shard_nobody_reads_and_repair_fixes_it() {
-    let cluster = ProcCluster::start(6, &[("ZIB_AUDIT_INTERVAL_SECS", "1")]);
+    let cluster = ProcCluster::storage(6, &[("ZIB_AUDIT_INTERVAL_SECS", "1")]);
     let work = tempfile::tempdir().unwrap();
     let data = pattern(MIB + 77, 9);
     let r = upload(&cluster, work.path(), "audit.bin", &data);
@@ -326,7 +326,7 @@ fn an_audit_finds_bit_rot_in_a_shard_nobody_reads_and_repair_fixes_it() {
 #[test]
 #[ignore]
 fn repair_throughput() {
-    let mut cluster = ProcCluster::start(7, &[]);
+    let mut cluster = ProcCluster::storage(7, &[]);
     let work = tempfile::tempdir().unwrap();
     let total_mib: u64 = std::env::var("ZIB_REPAIR_MIB")
         .ok()
@@ -380,7 +380,7 @@ fn repair_throughput() {
 
 #[test]
 fn orphan_blobs_are_collected_and_referenced_ones_never() {
-    let cluster = ProcCluster::start(6, &[("ZIB_GARBAGE_GRACE_SECS", "2")]);
+    let cluster = ProcCluster::storage(6, &[("ZIB_GARBAGE_GRACE_SECS", "2")]);
     let work = tempfile::tempdir().unwrap();
     let data = pattern(2 * MIB + 3, 21);
     let r = upload(&cluster, work.path(), "keep.bin", &data);

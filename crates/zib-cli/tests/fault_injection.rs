@@ -36,7 +36,7 @@ fn crashes_at_random_points_never_lose_or_corrupt_a_completed_upload() {
         .unwrap_or(0x5EED_2026);
     eprintln!("fault injection seed: {seed} (replay with ZIB_FAULT_SEED={seed})");
     let mut rng = Rng(seed | 1);
-    let mut cluster = ProcCluster::start(
+    let mut cluster = ProcCluster::storage(
         6,
         &[
             ("ZIB_UPLOAD_EXPIRY_SECS", "15"),

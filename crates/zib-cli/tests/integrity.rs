@@ -88,7 +88,7 @@ fn assert_envelope_refusal(status: u16, body: &Value, names: &str) {
 /// Item 4 of issue 11: the node checks the header the server issued.
 #[test]
 fn a_body_that_is_not_the_issued_envelope_is_refused_and_nothing_is_kept() {
-    let cluster = ProcCluster::start(
+    let cluster = ProcCluster::storage(
         6,
         &[
             ("ZIB_ALLOW_PRIVATE_WEBHOOK_TARGETS", "true"),

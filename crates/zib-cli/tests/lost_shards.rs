@@ -119,7 +119,7 @@ fn node_ids(cluster: &ProcCluster) -> Vec<String> {
 fn a_missing_or_short_data_shard_seen_by_a_cdn_read_is_rebuilt_at_once() {
     // Audits and inventory sweeps stay at their hour-scale defaults: only the read
     // can notice, and the repairer must be woken, not wait for its interval.
-    let cluster = ProcCluster::start(6, &[("ZIB_REPAIR_AFTER_SECS", "600")]);
+    let cluster = ProcCluster::storage(6, &[("ZIB_REPAIR_AFTER_SECS", "600")]);
     let work = tempfile::tempdir().unwrap();
     let data = pattern(3 * MIB + 5, 31);
     let id = upload(&cluster, work.path(), "read.bin", &data);
@@ -165,7 +165,7 @@ fn a_missing_or_short_data_shard_seen_by_a_cdn_read_is_rebuilt_at_once() {
 
 #[test]
 fn rotted_and_missing_parity_shards_are_found_by_audit_and_inventory() {
-    let cluster = ProcCluster::start(
+    let cluster = ProcCluster::storage(
         6,
         &[
             ("ZIB_AUDIT_INTERVAL_SECS", "1"),
@@ -206,7 +206,7 @@ fn rotted_and_missing_parity_shards_are_found_by_audit_and_inventory() {
 
 #[test]
 fn with_a_node_down_distribution_waits_rather_than_doubling_up() {
-    let mut cluster = ProcCluster::start(6, &[]);
+    let mut cluster = ProcCluster::storage(6, &[]);
     let work = tempfile::tempdir().unwrap();
     cluster.kill_node(5);
     std::thread::sleep(Duration::from_secs(4)); // past node_offline_after
@@ -254,7 +254,7 @@ fn with_a_node_down_distribution_waits_rather_than_doubling_up() {
 
 #[test]
 fn a_file_below_full_redundancy_says_so_until_it_is_back() {
-    let mut cluster = ProcCluster::start(6, &[]);
+    let mut cluster = ProcCluster::storage(6, &[]);
     let work = tempfile::tempdir().unwrap();
     let data = pattern(2 * MIB + 9, 34);
     let id = upload(&cluster, work.path(), "degraded.bin", &data);
@@ -293,7 +293,7 @@ fn a_file_below_full_redundancy_says_so_until_it_is_back() {
 
 #[test]
 fn a_doubled_placement_of_older_data_is_moved_to_a_free_node() {
-    let cluster = ProcCluster::start(7, &[("ZIB_INVENTORY_INTERVAL_SECS", "1")]);
+    let cluster = ProcCluster::storage(7, &[("ZIB_INVENTORY_INTERVAL_SECS", "1")]);
     let work = tempfile::tempdir().unwrap();
     let data = pattern(MIB + 11, 35);
     let id = upload(&cluster, work.path(), "doubled.bin", &data);

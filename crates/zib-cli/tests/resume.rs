@@ -274,7 +274,7 @@ fn deleting_a_pending_upload_frees_the_node_bytes_at_once() {
 
 #[test]
 fn bytes_committed_while_the_server_is_down_are_outcome_unknown_not_failed() {
-    let mut cluster = ProcCluster::start(6, &PART_ENV);
+    let mut cluster = ProcCluster::storage(6, &PART_ENV);
     let work = tempfile::tempdir().unwrap();
     let env = Env {
         api_url: cluster.api_url.clone(),

@@ -16,7 +16,7 @@ use common::*;
 use receiver::{verify_standard, zib_primary_signature_ok, zib_signature_ok, Receiver};
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(120);
 
 /// A real `zib server` with private targets allowed (the receiver is on loopback)
 /// and a short retry schedule.
@@ -28,7 +28,7 @@ fn cluster(extra: &[(&str, &str)]) -> ProcCluster {
         ("ZIB_WEBHOOK_TIMEOUT_SECS", "3"),
     ];
     env.extend_from_slice(extra);
-    ProcCluster::start(6, &env)
+    ProcCluster::storage(6, &env)
 }
 
 fn api(
@@ -381,7 +381,7 @@ fn after_rotation_both_secrets_verify_during_the_overlap_then_only_the_new_one()
 #[test]
 fn private_and_metadata_targets_are_refused_outside_dev_mode() {
     // A real `zib server` with the default: private targets not allowed.
-    let cluster = ProcCluster::start(0, &[]);
+    let cluster = ProcCluster::storage(0, &[]);
     let refused = [
         ("http://169.254.169.254/latest/meta-data/", "metadata"),
         ("http://10.0.0.1/hook", "private"),

@@ -16,6 +16,8 @@ pub struct ProcCluster {
     server: Option<Child>,
     pub nodes: Vec<NodeProc>,
     env: Vec<(String, String)>,
+    /// Settings every node starts with, on top of the fixed ones.
+    node_env: Vec<(String, String)>,
     pub access_key: String,
     pub secret_key: String,
 }
@@ -45,8 +47,19 @@ fn rand_byte() -> u8 {
 }
 
 impl ProcCluster {
-    /// `extra` are server settings (`ZIB_*`) on top of fast test timings.
+    /// `extra` are server settings (`ZIB_*`) on top of fast test timings. Nodes
+    /// encode video (each checks its ffmpeg as it starts, and polls for jobs).
     pub fn start(nodes: usize, extra: &[(&str, &str)]) -> ProcCluster {
+        Self::start_with(nodes, extra, &[])
+    }
+
+    /// [`ProcCluster::start`] for tests of storage alone: the nodes do not encode,
+    /// so thirty nodes of parallel tests do not all run ffmpeg as they start.
+    pub fn storage(nodes: usize, extra: &[(&str, &str)]) -> ProcCluster {
+        Self::start_with(nodes, extra, &[("ZIB_ENCODE", "false")])
+    }
+
+    fn start_with(nodes: usize, extra: &[(&str, &str)], node_env: &[(&str, &str)]) -> ProcCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let server_port = free_port();
         let api_url = format!("http://127.0.0.1:{server_port}");
@@ -86,6 +99,10 @@ impl ProcCluster {
             server: None,
             nodes: Vec::new(),
             env,
+            node_env: node_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             access_key: t["access_key"].as_str().unwrap().into(),
             secret_key: t["secret_key"].as_str().unwrap().into(),
         };
@@ -151,6 +168,7 @@ impl ProcCluster {
             // A binary built with `ai` loads the models by default; these tests
             // need none (the AI tests run `zib dev` with its own setting).
             .env("ZIB_AI", "false")
+            .envs(self.node_env.iter().cloned())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -255,8 +273,70 @@ impl ProcCluster {
     }
 }
 
+impl ProcCluster {
+    /// What a failed test needs to say why: every worker's status line (server and
+    /// nodes, asked while they still run) and each log's warnings and errors.
+    fn report_failure(&self) {
+        let workers = reqwest::blocking::Client::new()
+            .get(format!("{}/v1/admin/workers", self.api_url))
+            .header(
+                "Authorization",
+                format!("Bearer {}", self.env_value("ZIB_CLUSTER_TOKEN")),
+            )
+            .timeout(Duration::from_secs(5))
+            .send()
+            .and_then(|r| r.json::<serde_json::Value>());
+        let line = |w: &serde_json::Value| {
+            format!(
+                "{} [{}] {} (errors: {}, last: {})",
+                w["name"].as_str().unwrap_or("?"),
+                w["state"].as_str().unwrap_or("?"),
+                w["status"].as_str().unwrap_or(""),
+                w["errors"],
+                w["last_error"]
+            )
+        };
+        match workers {
+            Ok(all) => {
+                eprintln!("server workers at failure:");
+                for w in all["server"].as_array().into_iter().flatten() {
+                    eprintln!("  {}", line(w));
+                }
+                for n in all["nodes"].as_array().into_iter().flatten() {
+                    eprintln!(
+                        "node {} online={} error={}:",
+                        n["url"], n["online"], n["error"]
+                    );
+                    for w in n["workers"].as_array().into_iter().flatten() {
+                        eprintln!("  {}", line(w));
+                    }
+                }
+            }
+            Err(e) => eprintln!("workers at failure: not answered: {e}"),
+        }
+        let mut logs = vec!["server".to_string()];
+        logs.extend((0..self.nodes.len()).map(|i| format!("node{i}")));
+        for name in logs {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+                .unwrap_or_default();
+            let notable: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("panicked"))
+                .collect();
+            let skip = notable.len().saturating_sub(20);
+            eprintln!("{name}.log: {} warnings/errors, the last:", notable.len());
+            for line in &notable[skip..] {
+                eprintln!("  {line}");
+            }
+        }
+    }
+}
+
 impl Drop for ProcCluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.report_failure();
+        }
         for i in 0..self.nodes.len() {
             self.kill_node(i);
         }
