@@ -4,10 +4,10 @@
 use sqlx::Row;
 use zib_proto::{BlobId, NodeId};
 
-use crate::convert::parse;
+use crate::convert::{file_columns, file_from_row, parse};
 use crate::engine::FetchRows;
 use crate::nodes::queue_deletes;
-use crate::{now_millis, MetaError, Result, Store};
+use crate::{now_millis, Bucket, FileRow, MetaError, Result, Store};
 
 /// What an S3 PUT (or Complete, or copy) onto a key holding a readable object does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,6 +34,15 @@ impl OverwriteMode {
             _ => None,
         }
     }
+}
+
+/// What a write to (bucket, key) checks before it stores anything.
+#[derive(Debug, Default)]
+pub struct WriteTarget {
+    /// The bucket, if it exists, and its overwrite mode.
+    pub bucket: Option<(Bucket, OverwriteMode)>,
+    /// The key's current file, whatever its phase.
+    pub current: Option<FileRow>,
 }
 
 fn mode_from_db(raw: &str) -> Result<OverwriteMode> {
@@ -76,6 +85,45 @@ impl Store {
             )?)),
             None => Ok(None),
         }
+    }
+
+    /// The bucket, its overwrite mode and the key's current file, in one read: what
+    /// every S3 PUT looks at first.
+    pub async fn write_target(
+        &self,
+        tenant_id: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<WriteTarget> {
+        let row = sqlx::query(concat!(
+            "SELECT b.id AS target_bucket_id, b.created_at AS target_bucket_created_at, \
+                 b.overwrite_mode, ",
+            file_columns!(),
+            " FROM buckets b \
+             LEFT JOIN objects o ON o.bucket_id = b.id AND o.object_key = $3 \
+             LEFT JOIN files f ON f.file_id = o.file_id AND f.bucket_id = b.id \
+             WHERE b.tenant_id = $1 AND b.name = $2"
+        ))
+        .bind(tenant_id)
+        .bind(bucket)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(WriteTarget::default());
+        };
+        let found = Bucket {
+            id: row.try_get("target_bucket_id")?,
+            tenant_id: tenant_id.to_string(),
+            name: bucket.to_string(),
+            created_at: row.try_get("target_bucket_created_at")?,
+        };
+        let mode = mode_from_db(&row.try_get::<String, _>("overwrite_mode")?)?;
+        let has_file = row.try_get::<Option<String>, _>("file_id")?.is_some();
+        Ok(WriteTarget {
+            bucket: Some((found, mode)),
+            current: has_file.then(|| file_from_row(&row)).transpose()?,
+        })
     }
 
     /// Every bucket of the tenant with its overwrite mode, by name.

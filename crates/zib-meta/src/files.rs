@@ -51,7 +51,15 @@ impl Store {
             via_originator: false,
             s3: Some(s3),
         };
-        let outcome = complete_in(&mut tx, file.file_id, held, now, supersede_reason).await?;
+        let outcome = complete_in(
+            &mut tx,
+            file.file_id,
+            Some(file),
+            held,
+            now,
+            supersede_reason,
+        )
+        .await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -172,7 +180,7 @@ impl Store {
         supersede_reason: &str,
     ) -> Result<Distribution> {
         let mut tx = self.begin_write().await?;
-        let outcome = complete_in(&mut tx, file_id, held, now, supersede_reason).await?;
+        let outcome = complete_in(&mut tx, file_id, None, held, now, supersede_reason).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -394,9 +402,12 @@ async fn insert_file_in(conn: &mut DbConn, file: &FileRow) -> Result<()> {
 
 /// [`Store::complete_distribution`] and [`Store::complete_inline`] on `conn`, the
 /// caller's transaction (which the caller commits).
+/// `inserted`: the row as this transaction inserted it, when it did (its events
+/// are then built from it, not read back).
 async fn complete_in(
     conn: &mut DbConn,
     file_id: FileId,
+    inserted: Option<&FileRow>,
     held: Held<'_>,
     now: i64,
     supersede_reason: &str,
@@ -555,7 +566,17 @@ async fn complete_in(
         Held::Shards(_) => &[FILE_READY],
         Held::Inline { .. } => &[FILE_READY, FILE_REPLICATED],
     };
-    file_events_in_tx(conn, events, &file_text, now).await?;
+    match inserted {
+        Some(row) => {
+            let file = FileRow {
+                phase,
+                distributed_at: Some(now),
+                ..row.clone()
+            };
+            enqueue_file_events(conn, events, &file, now).await?;
+        }
+        None => file_events_in_tx(conn, events, &file_text, now).await?,
+    }
 
     Ok(Distribution::Current { superseded })
 }

@@ -25,7 +25,7 @@ mod s3_completed;
 mod tenants;
 mod webhooks;
 
-pub use buckets::{BucketDeletion, OverwriteMode};
+pub use buckets::{BucketDeletion, OverwriteMode, WriteTarget};
 pub use compute::{
     ComputeEventBuilder, ComputeJobRow, ComputeJobState, ComputeSubmission, NewComputeJob,
     COMPUTE_LAPSED_ERROR, COMPUTE_RETRY, COMPUTE_TRIES,

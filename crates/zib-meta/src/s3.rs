@@ -5,7 +5,8 @@ use sqlx::Row;
 use zib_proto::FileId;
 
 use crate::convert::{from_db, parse};
-use crate::{Result, Store};
+use crate::tenants::tenant_from_row;
+use crate::{Result, Store, Tenant};
 
 /// One current, readable object of a bucket, with what an S3 listing shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,19 +62,25 @@ impl Store {
         Ok(())
     }
 
-    /// The tenant id and sealed S3 secret of an access key; `None` for an unknown key,
-    /// `Some((id, None))` for a tenant whose secret the server has not sealed yet.
+    /// The tenant and sealed S3 secret of an access key; `None` for an unknown key,
+    /// `Some((tenant, None))` for a tenant whose secret the server has not sealed yet.
     pub async fn tenant_s3_secret(
         &self,
         access_key: &str,
-    ) -> Result<Option<(String, Option<Vec<u8>>)>> {
-        let row = sqlx::query("SELECT id, s3_secret_sealed FROM tenants WHERE access_key = $1")
-            .bind(access_key)
-            .fetch_optional(&self.pool)
-            .await?;
+    ) -> Result<Option<(Tenant, Option<Vec<u8>>)>> {
+        let row = sqlx::query(
+            "SELECT id, name, access_key, secret_hash, created_at, s3_secret_sealed \
+             FROM tenants WHERE access_key = $1",
+        )
+        .bind(access_key)
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
             None => Ok(None),
-            Some(row) => Ok(Some((row.try_get("id")?, row.try_get("s3_secret_sealed")?))),
+            Some(row) => Ok(Some((
+                tenant_from_row(&row)?,
+                row.try_get("s3_secret_sealed")?,
+            ))),
         }
     }
 

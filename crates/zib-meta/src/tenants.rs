@@ -18,7 +18,7 @@ fn new_tenant_id() -> String {
     format!("ten_{tail}")
 }
 
-fn tenant_from_row(row: &DbRow) -> Result<Tenant> {
+pub(crate) fn tenant_from_row(row: &DbRow) -> Result<Tenant> {
     Ok(Tenant {
         id: row.try_get("id")?,
         name: row.try_get("name")?,

@@ -2,6 +2,7 @@
 //! happens, inside the transaction of the change it reports.
 
 use serde_json::Value;
+use sqlx::Row;
 use zib_proto::events::{file_event, webhook_test, EventFile, WEBHOOK_TEST};
 use zib_proto::peer_events::WebhookFormat;
 use zib_proto::FileId;
@@ -22,30 +23,6 @@ pub struct NewWebhookEvent {
     pub job_id: Option<String>,
     /// The body, with `event` and `timestamp` (see [`zib_proto::events`]).
     pub payload: Value,
-}
-
-/// The per-request URL an event goes to: its job's own (`encoding/request`'s
-/// `webhook_url`), else its file's (`pipeline.webhook_url` at initiate).
-async fn request_url(conn: &mut DbConn, event: &WebhookEvent) -> Result<Option<String>> {
-    if let Some(job_id) = &event.job_id {
-        let url: Option<String> =
-            sqlx::query_scalar("SELECT url FROM job_webhooks WHERE job_id = $1")
-                .bind(job_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if url.is_some() {
-            return Ok(url);
-        }
-    }
-    match &event.file_id {
-        Some(file_id) => Ok(
-            sqlx::query_scalar("SELECT url FROM file_webhooks WHERE file_id = $1")
-                .bind(file_id)
-                .fetch_optional(&mut *conn)
-                .await?,
-        ),
-        None => Ok(None),
-    }
 }
 
 /// Where an event is delivered: its request's own URL or else the tenant default
@@ -112,20 +89,31 @@ impl Targets {
     }
 }
 
-/// The request's own target, else the tenant default.
+/// The request's own target (its job's `webhook_url` from `encoding/request`, else
+/// its file's `pipeline.webhook_url` from initiate), else the tenant default: one
+/// statement, as it runs for every event.
 async fn direct_target(
     conn: &mut DbConn,
     event: &WebhookEvent,
 ) -> Result<Option<(DeliveryTarget, String)>> {
-    if let Some(url) = request_url(conn, event).await? {
+    let row = sqlx::query(
+        "SELECT (SELECT url FROM job_webhooks WHERE job_id = $1) AS job_url, \
+             (SELECT url FROM file_webhooks WHERE file_id = $2) AS file_url, \
+             (SELECT url FROM tenant_webhooks WHERE tenant_id = $3) AS tenant_url",
+    )
+    .bind(event.job_id.as_deref())
+    .bind(event.file_id.as_deref())
+    .bind(&event.tenant_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let request: Option<String> = match row.try_get::<Option<String>, _>("job_url")? {
+        Some(url) => Some(url),
+        None => row.try_get("file_url")?,
+    };
+    if let Some(url) = request {
         return Ok(Some((DeliveryTarget::Request, url)));
     }
-    let tenant_url: Option<String> =
-        sqlx::query_scalar("SELECT url FROM tenant_webhooks WHERE tenant_id = $1")
-            .bind(&event.tenant_id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .flatten();
+    let tenant_url: Option<String> = row.try_get("tenant_url")?;
     Ok(tenant_url.map(|url| (DeliveryTarget::Tenant, url)))
 }
 
@@ -169,7 +157,7 @@ pub(crate) async fn enqueue_event(
         .await?
         .deliver(conn, &event, now)
         .await?;
-    formats::translate(conn, &event, now).await?;
+    formats::translate(conn, &event, now, &mut formats::NotVideo::default()).await?;
     Ok(event.id)
 }
 
@@ -181,6 +169,7 @@ pub(crate) async fn enqueue_events(
     now: i64,
 ) -> Result<()> {
     let mut previous: Option<(WebhookEvent, Targets)> = None;
+    let mut not_video = formats::NotVideo::default();
     for new in news {
         let event = insert_event(conn, new, now).await?;
         let targets = match previous.take() {
@@ -188,7 +177,7 @@ pub(crate) async fn enqueue_events(
             _ => Targets::of(conn, &event).await?,
         };
         targets.deliver(conn, &event, now).await?;
-        formats::translate(conn, &event, now).await?;
+        formats::translate(conn, &event, now, &mut not_video).await?;
         previous = Some((event, targets));
     }
     Ok(())

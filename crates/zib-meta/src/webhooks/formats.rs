@@ -232,12 +232,25 @@ async fn emit(
 }
 
 /// The peer events of a zib event just put in the outbox, in the same transaction.
-pub(super) async fn translate(conn: &mut DbConn, event: &WebhookEvent, now: i64) -> Result<()> {
+/// A file the events of one change already found is no video: its further file
+/// events have no peer events, and it is not read again.
+#[derive(Default)]
+pub(super) struct NotVideo(Option<String>);
+
+pub(super) async fn translate(
+    conn: &mut DbConn,
+    event: &WebhookEvent,
+    now: i64,
+    not_video: &mut NotVideo,
+) -> Result<()> {
     let Some(file_id) = event.file_id.as_deref() else {
         return Ok(());
     };
     if event.event_type == FILE_DELETED {
         return deleted(conn, event, file_id, now).await;
+    }
+    if event.job_id.is_none() && not_video.0.as_deref() == Some(file_id) {
+        return Ok(());
     }
     let job = match &event.job_id {
         Some(id) => {
@@ -260,6 +273,7 @@ pub(super) async fn translate(conn: &mut DbConn, event: &WebhookEvent, now: i64)
         return Ok(());
     }
     if !file.is_video() && job.is_none() {
+        not_video.0 = Some(file_id.to_string());
         return Ok(());
     }
     if let Some(probe) = job.as_ref().and_then(|j| j.probe.as_ref()) {

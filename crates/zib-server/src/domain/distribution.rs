@@ -244,7 +244,7 @@ pub async fn record(
         .await
         .map_err(completion_error)?;
     tracing::info!(file_id = %file.file_id, shards = rows.len(), "file distributed");
-    settle(state, file.file_id, outcome).await
+    settle(state, file.file_id, outcome, MayDeclare::Yes).await
 }
 
 /// A small file's whole envelope, sealed, kept in the metadata store instead of on
@@ -269,7 +269,7 @@ pub async fn record_inline(
         .await
         .map_err(completion_error)?;
     tracing::info!(%file_id, bytes = envelope.len(), "file stored inline");
-    settle(state, file_id, outcome).await
+    settle(state, file_id, outcome, MayDeclare::Yes).await
 }
 
 /// A new small file whose sealed envelope the server holds already (the S3
@@ -302,7 +302,8 @@ pub async fn record_new_inline(
     }
     .map_err(completion_error)?;
     tracing::info!(file_id = %row.file_id, bytes = envelope.len(), "file stored inline");
-    settle(state, row.file_id, outcome).await
+    // An S3 PUT declares no pipeline: there is no encode to look up.
+    settle(state, row.file_id, outcome, MayDeclare::No).await
 }
 
 fn completion_error(e: zib_meta::MetaError) -> ApiError {
@@ -312,12 +313,27 @@ fn completion_error(e: zib_meta::MetaError) -> ApiError {
     }
 }
 
+/// Whether a stored file can carry a declared pipeline (uploads initiated through
+/// the API can; S3 PUTs cannot), so its encode is looked up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MayDeclare {
+    Yes,
+    No,
+}
+
 /// What follows a stored file: its declared encode, and the eviction of what it
 /// superseded (or of itself, when a newer upload already won the key).
-async fn settle(state: &AppState, file_id: FileId, outcome: Distribution) -> ApiResult<()> {
+async fn settle(
+    state: &AppState,
+    file_id: FileId,
+    outcome: Distribution,
+    may_declare: MayDeclare,
+) -> ApiResult<()> {
     match outcome {
         Distribution::Current { superseded } => {
-            super::encoding::request::enqueue_declared(state, file_id).await;
+            if may_declare == MayDeclare::Yes {
+                super::encoding::request::enqueue_declared(state, file_id).await;
+            }
             if let Some(prior) = superseded {
                 tracing::info!(file_id = %prior, by = %file_id, "file superseded; evicting its bytes");
                 // The reference: a re-upload cancels the prior file's encode (and

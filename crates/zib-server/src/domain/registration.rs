@@ -292,6 +292,19 @@ pub async fn draft(
     content_type: &str,
     required: &[String],
 ) -> ApiResult<Draft> {
+    let bucket_row = state.store.ensure_bucket(tenant_id, bucket).await?;
+    draft_in(state, &bucket_row, key, file_size, content_type, required).await
+}
+
+/// [`draft`] into a bucket already looked up.
+pub async fn draft_in(
+    state: &AppState,
+    bucket_row: &zib_meta::Bucket,
+    key: &str,
+    file_size: u64,
+    content_type: &str,
+    required: &[String],
+) -> ApiResult<Draft> {
     let header = Header::new_random(state.config.chunk_size);
     let ciphertext_size = header.layout().ciphertext_len(file_size);
     let now = now_ms();
@@ -300,14 +313,13 @@ pub async fn draft(
     let node = eligible
         .choose(&mut zib_util::rng::rng())
         .ok_or_else(|| no_originator(&nodes, required))?;
-    let bucket_row = state.store.ensure_bucket(tenant_id, bucket).await?;
     let file_id = FileId::new_random();
     let dek = DataKey::generate();
     let row = FileRow {
         file_id,
-        tenant_id: tenant_id.to_string(),
+        tenant_id: bucket_row.tenant_id.clone(),
         bucket_id: bucket_row.id,
-        bucket: bucket.to_string(),
+        bucket: bucket_row.name.clone(),
         object_key: key.to_string(),
         size: file_size,
         ciphertext_size,

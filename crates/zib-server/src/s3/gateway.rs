@@ -69,14 +69,24 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
             state.config.max_file_size
         ));
     }
-    let current = current_object(state, &req.tenant_id, &req.bucket, &req.key).await?;
+    // One read for the bucket, its mode and the key's object (a small PUT's budget
+    // is a handful of statements).
+    let target = state
+        .store
+        .write_target(&req.tenant_id, &req.bucket, &req.key)
+        .await
+        .map_err(internal)?;
+    let current = target.current.filter(|f| f.phase.is_readable());
     conditional::check_write(state, &req.condition, current.as_ref()).await?;
-    let existing = guarded(state, &req.tenant_id, &req.bucket, current).await?;
+    let existing = match target.bucket {
+        Some((_, OverwriteMode::Supersede)) => None,
+        _ => current,
+    };
     if let Some(current) = existing {
         return same_content_or_conflict(state, current, req).await;
     }
     if state.config.keeps_inline(req.size) {
-        return put_inline(state, req).await;
+        return put_inline(state, target.bucket.map(|(b, _)| b), req).await;
     }
 
     let Registered {
@@ -442,20 +452,32 @@ fn sealed_stream(
 /// A small object (`inline_threshold`) is sealed in memory, then recorded whole in
 /// one transaction, from registration to `safe`: no node is involved, and a body
 /// that fails its MD5 or checksums leaves nothing behind.
-async fn put_inline(state: &AppState, req: PutRequest) -> S3Result<Stored> {
+/// `bucket`: the bucket as [`put_object`] found it, `None` if it does not exist yet.
+async fn put_inline(
+    state: &AppState,
+    bucket: Option<zib_meta::Bucket>,
+    req: PutRequest,
+) -> S3Result<Stored> {
+    let drafted = match bucket {
+        Some(bucket) => {
+            registration::draft_in(state, &bucket, &req.key, req.size, &req.content_type, &[]).await
+        }
+        None => {
+            registration::draft(
+                state,
+                &req.tenant_id,
+                &req.bucket,
+                &req.key,
+                req.size,
+                &req.content_type,
+                &[],
+            )
+            .await
+        }
+    };
     let Draft {
         row, dek, header, ..
-    } = registration::draft(
-        state,
-        &req.tenant_id,
-        &req.bucket,
-        &req.key,
-        req.size,
-        &req.content_type,
-        &[],
-    )
-    .await
-    .map_err(api_to_s3)?;
+    } = drafted.map_err(api_to_s3)?;
     let mut sealing = Sealing::new(req.body, &dek, header, req.size, req.expected_md5)
         .with_checksums(&req.checksums);
     let mut envelope = sealing.sealer.header().encode().to_vec();

@@ -54,6 +54,13 @@ use errors::{api_to_s3, internal};
 /// Where the surface is mounted.
 pub const PREFIX: &str = "/s3";
 
+tokio::task_local! {
+    /// The tenant whose secret checked this request's SigV4 signature: put here by
+    /// [`TenantAuth`] and taken by [`Forward`], so a signed request reads its tenant
+    /// once, not twice.
+    static SIGNED_BY: std::cell::RefCell<Option<Tenant>>;
+}
+
 /// The tenant a request to the inner service acts for.
 #[derive(Clone)]
 pub struct TenantCtx(pub Tenant);
@@ -152,7 +159,9 @@ async fn bearer(State(state): State<AppState>, req: Request, next: Next) -> Resp
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("Bearer "));
     if !is_bearer {
-        return next.run(req).await;
+        return SIGNED_BY
+            .scope(std::cell::RefCell::new(None), next.run(req))
+            .await;
     }
     let (mut parts, body) = req.into_parts();
     let tenant = match AuthTenant::from_request_parts(&mut parts, &state).await {
@@ -214,10 +223,13 @@ impl S3Auth for TenantAuth {
                 "SigV4 is not enabled for this access key yet: make one request with \
                  `Authorization: Bearer <access_key>:<secret_key>` to /s3/ first"
             )),
-            Some((tenant_id, Some(sealed))) => {
-                secret::unseal_secret(&self.state.config.master_key, &tenant_id, &sealed)
+            Some((tenant, Some(sealed))) => {
+                let key = secret::unseal_secret(&self.state.config.master_key, &tenant.id, &sealed)
                     .map(SecretKey::from)
-                    .ok_or_else(|| internal("a sealed S3 secret does not open"))
+                    .ok_or_else(|| internal("a sealed S3 secret does not open"))?;
+                // Outside the surface's middleware (never in practice) it is read again.
+                let _ = SIGNED_BY.try_with(|slot| *slot.borrow_mut() = Some(tenant));
+                Ok(key)
             }
         }
     }
@@ -228,6 +240,16 @@ impl s3s::validation::NameValidation for AnyBucketName {
     fn validate_bucket_name(&self, _name: &str) -> bool {
         true
     }
+}
+
+/// The tenant [`TenantAuth`] read for this request's signature, if it is the one
+/// of `access_key`.
+fn signed_by(access_key: &str) -> Option<Tenant> {
+    SIGNED_BY
+        .try_with(|slot| slot.borrow_mut().take())
+        .ok()
+        .flatten()
+        .filter(|t| t.access_key == access_key)
 }
 
 /// The outer service never dispatches operations itself: everything is forwarded.
@@ -314,13 +336,16 @@ impl S3Route for Forward {
     async fn call(&self, req: S3Request<s3s::Body>) -> S3Result<S3Response<s3s::Body>> {
         let tenant = match (req.extensions.get::<BearerTenant>(), &req.credentials) {
             (Some(BearerTenant(tenant)), _) => tenant.clone(),
-            (None, Some(cred)) => self
-                .state
-                .store
-                .tenant_by_access_key(&cred.access_key)
-                .await
-                .map_err(internal)?
-                .ok_or_else(|| s3_error!(InvalidAccessKeyId))?,
+            (None, Some(cred)) => match signed_by(&cred.access_key) {
+                Some(tenant) => tenant,
+                None => self
+                    .state
+                    .store
+                    .tenant_by_access_key(&cred.access_key)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| s3_error!(InvalidAccessKeyId))?,
+            },
             (None, None) => return Err(s3_error!(AccessDenied, "request is not authenticated")),
         };
         let header_signed =
