@@ -363,6 +363,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_target_is_the_bucket_its_mode_and_that_key_of_that_tenant() {
+        let (_dir, store, tenant) = open().await;
+        let nothing = store.write_target(&tenant.id, "w", "k").await.unwrap();
+        assert!(nothing.bucket.is_none() && nothing.current.is_none());
+
+        let file = pending(&store, &tenant, "w", "k", 1_000).await;
+        distribute(&store, &file).await;
+        store
+            .set_bucket_overwrite_mode(&tenant.id, "w", OverwriteMode::Supersede)
+            .await
+            .unwrap();
+        let found = store.write_target(&tenant.id, "w", "k").await.unwrap();
+        let (bucket, mode) = found.bucket.unwrap();
+        assert_eq!(
+            (bucket.id, mode),
+            (file.bucket_id, OverwriteMode::Supersede)
+        );
+        assert_eq!(
+            (bucket.tenant_id.as_str(), bucket.name.as_str()),
+            (tenant.id.as_str(), "w")
+        );
+        let current = found.current.unwrap();
+        assert_eq!(current, store.file(file.file_id).await.unwrap().unwrap());
+
+        // Another key of the bucket has no file; another tenant's "w" is not this one.
+        let other_key = store.write_target(&tenant.id, "w", "k2").await.unwrap();
+        assert!(other_key.bucket.is_some() && other_key.current.is_none());
+        let stranger = store.create_tenant("u", "AK2", "y").await.unwrap();
+        let theirs = store.write_target(&stranger.id, "w", "k").await.unwrap();
+        assert!(theirs.bucket.is_none() && theirs.current.is_none());
+    }
+
+    #[tokio::test]
     async fn the_overwrite_mode_is_per_bucket_and_creates_the_bucket() {
         let (_dir, store, tenant) = open().await;
         assert_eq!(

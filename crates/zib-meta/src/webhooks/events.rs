@@ -162,7 +162,8 @@ pub(crate) async fn enqueue_event(
 }
 
 /// [`enqueue_event`] for several events of one change, in order; targets shared by
-/// consecutive events (one file's `file.ready` then `file.replicated`) are read once.
+/// consecutive events (one file's `file.ready` then `file.replicated`) are read once,
+/// and so is a file found to be no video.
 pub(crate) async fn enqueue_events(
     conn: &mut DbConn,
     news: Vec<NewWebhookEvent>,
