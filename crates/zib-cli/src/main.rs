@@ -1,6 +1,7 @@
 //! `zib`: one binary for the server, a storage node, the all-in-one dev cluster, and
 //! the client verbs.
 
+mod backup_verbs;
 mod bucket_verbs;
 mod client_verbs;
 mod compute_verbs;
@@ -50,6 +51,14 @@ enum Command {
     Dev(dev::DevArgs),
     /// Print fresh secrets for a server config (master key, capability key, cluster token).
     Keygen,
+    /// Copy the metadata store while the server runs: a consistent snapshot,
+    /// checked page by page; prints {"backup", "bytes", "schema_version", "tenants",
+    /// "files"}. Keep the master key with it (docs/operations.md).
+    Backup(backup_verbs::BackupArgs),
+    /// Put a backup in place of the metadata store, the server stopped. Refuses a
+    /// damaged or foreign file, a store in use, and (without --replace) a store
+    /// already there; a replaced store is moved aside, never deleted.
+    Restore(backup_verbs::RestoreArgs),
     /// Tenant administration (talks to the metadata store directly).
     Tenant {
         #[command(subcommand)]
@@ -196,6 +205,8 @@ async fn dispatch(command: Command) -> Result<()> {
                     data_dir,
                 },
         } => run::tenant_create(&name, config.as_deref(), data_dir.as_deref()).await,
+        Command::Backup(args) => backup_verbs::backup(args).await,
+        Command::Restore(args) => backup_verbs::restore(args).await,
         Command::Upload(args) => client_verbs::run_upload(args).await,
         Command::Get(args) => client_verbs::run_get(args).await,
         Command::Ls(args) => client_verbs::run_ls(args).await,

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use zib_proto::{BlobId, FileId, NodeId};
 
+mod backup;
 mod buckets;
 mod compute;
 mod convert;
@@ -25,6 +26,7 @@ mod s3_completed;
 mod tenants;
 mod webhooks;
 
+pub use backup::{restore, BackupReport, Restored};
 pub use buckets::{BucketDeletion, OverwriteMode, WriteTarget};
 pub use compute::{
     ComputeEventBuilder, ComputeJobRow, ComputeJobState, ComputeSubmission, NewComputeJob,
@@ -60,6 +62,16 @@ pub enum MetaError {
     /// The row names a bucket that was deleted meanwhile (DeleteBucket raced an upload).
     #[error("the bucket was deleted meanwhile")]
     BucketDeleted,
+    /// A backup or restore was refused; the text says why (the target exists, the
+    /// store is in use, the file is no ZiB metadata store).
+    #[error("{0}")]
+    Backup(String),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;
@@ -257,6 +269,12 @@ impl Store {
         Ok(Store {
             pool: engine::open(path).await?,
         })
+    }
+
+    /// Closes every connection (waiting for those in use): the store's files are
+    /// then free, e.g. for a restore.
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Starts a transaction that holds the write lock from its first statement, so a

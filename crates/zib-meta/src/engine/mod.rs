@@ -11,7 +11,9 @@
 
 mod sqlite;
 
-pub(crate) use sqlite::{begin_write, open, Db, DbConn, DbPool, DbRow, DbTx};
+pub(crate) use sqlite::{
+    backup, begin_write, check_copy, ensure_unused, open, Db, DbConn, DbPool, DbRow, DbTx,
+};
 
 use crate::Result;
 

@@ -4,9 +4,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqliteLockingMode, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
 
-use crate::Result;
+use crate::{MetaError, Result};
 
 /// The sqlx driver.
 pub(crate) type Db = sqlx::Sqlite;
@@ -51,6 +55,123 @@ pub(crate) async fn open(path: &Path) -> Result<DbPool> {
 /// read-then-write transaction cannot fail on a snapshot another writer moved.
 pub(crate) async fn begin_write(pool: &DbPool) -> Result<DbTx> {
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// An online, consistent copy of the whole store at `dest`, which must not exist:
+/// `VACUUM INTO` reads one snapshot while writers go on.
+pub(crate) async fn backup(pool: &DbPool, dest: &Path) -> Result<()> {
+    let target = dest
+        .to_str()
+        .ok_or_else(|| MetaError::Backup(format!("{} is not a UTF-8 path", dest.display())))?;
+    sqlx::query("VACUUM INTO $1")
+        .bind(target)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// What a copy of the store holds, once it checked out.
+pub(crate) struct CopyContents {
+    pub schema_version: i64,
+    pub tenants: i64,
+    pub files: i64,
+}
+
+/// Opens a copy read-only and checks every page (`PRAGMA integrity_check`), then
+/// that its schema history is a prefix of this build's: a damaged file, another
+/// database or one from a newer zib is refused before it can replace anything.
+pub(crate) async fn check_copy(path: &Path) -> Result<CopyContents> {
+    let shown = path.display();
+    let not_a_store =
+        |e: sqlx::Error| MetaError::Backup(format!("{shown} is not a ZiB metadata store: {e}"));
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .create_if_missing(false)
+        .connect()
+        .await
+        .map_err(not_a_store)?;
+    let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(not_a_store)?;
+    if verdict != "ok" {
+        return Err(MetaError::Backup(format!("{shown} is damaged: {verdict}")));
+    }
+    let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT version, checksum FROM _sqlx_migrations WHERE success = 1 ORDER BY version",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(not_a_store)?;
+    let known: Vec<(i64, &[u8])> = MIGRATOR
+        .iter()
+        .map(|m| (m.version, m.checksum.as_ref()))
+        .collect();
+    let Some((schema_version, _)) = applied.last().cloned() else {
+        return Err(MetaError::Backup(format!(
+            "{shown} is not a ZiB metadata store: no schema history"
+        )));
+    };
+    for (i, (version, checksum)) in applied.iter().enumerate() {
+        match known.get(i) {
+            Some((v, c)) if v == version && *c == checksum.as_slice() => {}
+            Some(_) => {
+                return Err(MetaError::Backup(format!(
+                    "{shown} has a schema history this zib does not share (at version {version})"
+                )))
+            }
+            None => {
+                return Err(MetaError::Backup(format!(
+                    "{shown} was made by a newer zib (schema version {schema_version})"
+                )))
+            }
+        }
+    }
+    let tenants: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
+        .fetch_one(&mut conn)
+        .await?;
+    let files: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM files")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(CopyContents {
+        schema_version,
+        tenants,
+        files,
+    })
+}
+
+/// Fails if any process has the store at `path` open (a running server keeps
+/// connections open, and SQLite then refuses an exclusive lock); else folds the
+/// WAL into the file, so the file alone is the whole store.
+pub(crate) async fn ensure_unused(path: &Path) -> Result<()> {
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .locking_mode(SqliteLockingMode::Exclusive)
+        .busy_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .map_err(|e| in_use(path, e))?;
+    let held = async {
+        sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await?;
+        sqlx::query("COMMIT").execute(&mut conn).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await
+    }
+    .await;
+    held.map_err(|e| in_use(path, e))?;
+    conn.close().await?;
+    Ok(())
+}
+
+fn in_use(path: &Path, e: sqlx::Error) -> MetaError {
+    MetaError::Backup(format!(
+        "{} is in use or unreadable (stop the server first): {e}",
+        path.display()
+    ))
 }
 
 #[cfg(test)]
