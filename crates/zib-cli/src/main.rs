@@ -1,6 +1,7 @@
 //! `zib`: one binary for the server, a storage node, the all-in-one dev cluster, and
 //! the client verbs.
 
+mod admin_verbs;
 mod backup_verbs;
 mod bucket_verbs;
 mod client_verbs;
@@ -59,6 +60,12 @@ enum Command {
     /// damaged or foreign file, a store in use, and (without --replace) a store
     /// already there; a replaced store is moved aside, never deleted.
     Restore(backup_verbs::RestoreArgs),
+    /// List the nodes as the server sees them, one JSON line each: online, state
+    /// (active, draining, drained) and what each holds. Needs the cluster token.
+    Nodes(admin_verbs::AdminArgs),
+    /// Drain a node before it leaves: nothing new is placed on it and its shards
+    /// and segment copies move to other nodes (`--end` stops the drain).
+    Drain(admin_verbs::DrainArgs),
     /// Tenant administration (talks to the metadata store directly).
     Tenant {
         #[command(subcommand)]
@@ -205,6 +212,8 @@ async fn dispatch(command: Command) -> Result<()> {
                     data_dir,
                 },
         } => run::tenant_create(&name, config.as_deref(), data_dir.as_deref()).await,
+        Command::Nodes(args) => admin_verbs::nodes(args).await,
+        Command::Drain(args) => admin_verbs::drain(args).await,
         Command::Backup(args) => backup_verbs::backup(args).await,
         Command::Restore(args) => backup_verbs::restore(args).await,
         Command::Upload(args) => client_verbs::run_upload(args).await,

@@ -131,6 +131,7 @@ pub(crate) fn node_from_row(row: &DbRow) -> Result<NodeRow> {
         capabilities,
         last_heartbeat_at: row.try_get("last_heartbeat_at")?,
         registered_at: row.try_get("registered_at")?,
+        draining_since: row.try_get("draining_since")?,
     })
 }
 

@@ -216,6 +216,16 @@ pub struct NodeRow {
     pub capabilities: Vec<String>,
     pub last_heartbeat_at: i64,
     pub registered_at: i64,
+    /// Since when the node is being drained (`None`: it is not). Registration and
+    /// heartbeats leave it as it is.
+    pub draining_since: Option<i64>,
+}
+
+/// What a node holds that the store knows of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeHoldings {
+    pub shards: u64,
+    pub segment_copies: u64,
 }
 
 /// A command waiting for a node's next heartbeat. `action` is the JSON of

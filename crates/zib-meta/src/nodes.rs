@@ -6,9 +6,9 @@ use sqlx::Row;
 use zib_proto::node_rpc::NodeAction;
 use zib_proto::{BlobId, NodeId};
 
-use crate::convert::{node_from_row, parse, to_db};
+use crate::convert::{from_db, node_from_row, parse, to_db};
 use crate::engine::{DbConn, FetchRows};
-use crate::{CommandRow, MetaError, NodeRow, Result, Store};
+use crate::{CommandRow, MetaError, NodeHoldings, NodeRow, Result, Store};
 
 /// Serialises a delete command and queues it inside `tx`.
 pub(crate) async fn queue_delete(
@@ -109,7 +109,7 @@ impl Store {
     pub async fn node(&self, node_id: &NodeId) -> Result<Option<NodeRow>> {
         sqlx::query(
             "SELECT node_id, public_url, capacity_bytes, free_bytes, used_bytes, zone, \
-                 capabilities, last_heartbeat_at, registered_at \
+                 capabilities, last_heartbeat_at, registered_at, draining_since \
              FROM nodes WHERE node_id = $1",
         )
         .bind(node_id.as_str())
@@ -122,11 +122,45 @@ impl Store {
     pub async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
         sqlx::query(
             "SELECT node_id, public_url, capacity_bytes, free_bytes, used_bytes, zone, \
-                 capabilities, last_heartbeat_at, registered_at \
+                 capabilities, last_heartbeat_at, registered_at, draining_since \
              FROM nodes ORDER BY node_id",
         )
         .fetch_rows(&self.pool, node_from_row)
         .await
+    }
+
+    /// Starts (`Some(now)`) or ends (`None`) the node's drain; false for an unknown
+    /// node. Starting an ongoing drain keeps its first time.
+    pub async fn set_node_draining(&self, node_id: &NodeId, since: Option<i64>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE nodes SET draining_since = CASE WHEN $1 IS NULL THEN NULL \
+                 ELSE COALESCE(draining_since, $1) END \
+             WHERE node_id = $2",
+        )
+        .bind(since)
+        .bind(node_id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// What the node still holds that the store knows of: shards of files, and
+    /// copies of HLS segments.
+    pub async fn node_holdings(&self, node_id: &NodeId) -> Result<NodeHoldings> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM shards WHERE node_id = $1) AS shards, \
+                 (SELECT COUNT(*) FROM segment_replicas WHERE node_id = $1) AS segment_copies",
+        )
+        .bind(node_id.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(NodeHoldings {
+            shards: from_db(row.try_get::<i64, _>("shards")?, "shard count")?,
+            segment_copies: from_db(
+                row.try_get::<i64, _>("segment_copies")?,
+                "segment copy count",
+            )?,
+        })
     }
 
     /// Queues a command for the node's next heartbeat and returns its id. The node

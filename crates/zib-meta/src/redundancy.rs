@@ -149,6 +149,7 @@ mod tests {
                 capabilities: vec![],
                 last_heartbeat_at: heartbeat,
                 registered_at: 0,
+                draining_since: None,
             })
             .await
             .unwrap();

@@ -64,6 +64,7 @@ async fn add_node(store: &Store, name: &str, heartbeat: i64) {
             capabilities: vec![],
             last_heartbeat_at: heartbeat,
             registered_at: 1,
+            draining_since: None,
         })
         .await
         .unwrap();

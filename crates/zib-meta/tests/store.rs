@@ -464,6 +464,7 @@ fn node_row(id: &str, now: i64) -> NodeRow {
         capabilities: vec!["encode".to_string()],
         last_heartbeat_at: now,
         registered_at: now,
+        draining_since: None,
     }
 }
 

@@ -10,6 +10,7 @@
 //! webhook formats in [`peer_events`], the AI compute jobs in [`compute`] and the
 //! vision sidecar's JSON in [`sidecar`].
 
+pub mod admin;
 pub mod api;
 pub mod compute;
 pub mod encoding;

@@ -194,6 +194,17 @@ impl ProcCluster {
             .unwrap()
     }
 
+    /// `zib <args>` as an operator of this cluster: its server and cluster token.
+    pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        Command::new(zib_bin())
+            .args(args)
+            .env("ZIB_SERVER_URL", &self.api_url)
+            .env("ZIB_CLUSTER_TOKEN", self.env_value("ZIB_CLUSTER_TOKEN"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run zib")
+    }
+
     pub fn database(&self) -> PathBuf {
         PathBuf::from(self.env_value("ZIB_DATABASE"))
     }

@@ -40,6 +40,24 @@ impl NodeDirectory {
             .collect()
     }
 
+    /// Online nodes that take new data: every online node but those being drained.
+    /// What placement chooses among (originators, shard and segment-copy targets).
+    pub fn placeable(&self) -> Vec<NodeRow> {
+        self.nodes
+            .values()
+            .filter(|n| self.is_online(n) && n.draining_since.is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// Nodes being drained: the repairers move what they hold elsewhere.
+    pub fn draining(&self) -> impl Iterator<Item = &NodeId> {
+        self.nodes
+            .values()
+            .filter(|n| n.draining_since.is_some())
+            .map(|n| &n.node_id)
+    }
+
     /// A registered node, online or not.
     pub fn get(&self, id: &NodeId) -> Option<&NodeRow> {
         self.nodes.get(id)

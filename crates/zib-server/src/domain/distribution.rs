@@ -77,7 +77,7 @@ pub async fn plan(
     let now = now_ms();
     let layout = Layout::new(erasure, file.ciphertext_size);
     let directory = NodeDirectory::load(state).await?;
-    let candidates = directory.online();
+    let candidates = directory.placeable();
     let ordered = placement::zone_interleaved(&candidates);
     let width = erasure.total_shards();
     // A cluster with fewer nodes *registered* than shards per segment (a one-node

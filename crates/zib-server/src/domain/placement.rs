@@ -144,6 +144,7 @@ mod tests {
             capabilities: vec![],
             last_heartbeat_at: 0,
             registered_at: 0,
+            draining_since: None,
         }
     }
 

@@ -308,7 +308,7 @@ pub async fn draft_in(
     let header = Header::new_random(state.config.chunk_size);
     let ciphertext_size = header.layout().ciphertext_len(file_size);
     let now = now_ms();
-    let nodes = NodeDirectory::load(state).await?.online();
+    let nodes = NodeDirectory::load(state).await?.placeable();
     let eligible = placement::eligible_originators(&nodes, ciphertext_size, required);
     let node = eligible
         .choose(&mut zib_util::rng::rng())

@@ -108,6 +108,7 @@ async fn register(
             capabilities: req.capabilities,
             last_heartbeat_at: now,
             registered_at,
+            draining_since: None,
         })
         .await?;
     tracing::info!(node = %req.node_id, url = %req.public_url, "node registered");

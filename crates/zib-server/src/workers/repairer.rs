@@ -82,9 +82,10 @@ impl Worker for Repairer {
             .await
             .map_err(|e| e.to_string())?;
         let repair_after = state.config.repair_after.as_millis() as i64;
+        // Lost nodes, and nodes being drained: what either holds is rebuilt elsewhere.
         let lost: Vec<NodeId> = nodes
             .all()
-            .filter(|n| now - n.last_heartbeat_at > repair_after)
+            .filter(|n| now - n.last_heartbeat_at > repair_after || n.draining_since.is_some())
             .map(|n| n.node_id.clone())
             .collect();
         let broken = state
@@ -191,7 +192,7 @@ async fn repair_segment(
         .map(|r| holder_row(nodes, &r.node_id))
         .collect();
     let candidates: Vec<_> = nodes
-        .online()
+        .placeable()
         .into_iter()
         .filter(|n| !lost.contains(&n.node_id) && n.free_bytes >= shard_len)
         .collect();
@@ -308,5 +309,6 @@ fn holder_row(nodes: &NodeDirectory, id: &NodeId) -> NodeRow {
         capabilities: vec![],
         last_heartbeat_at: 0,
         registered_at: 0,
+        draining_since: None,
     })
 }

@@ -38,9 +38,10 @@ impl Worker for SegmentRepairer {
             .await
             .map_err(|e| e.to_string())?;
         let repair_after = state.config.repair_after.as_millis() as i64;
+        // Lost nodes, and nodes being drained: their copies are replaced elsewhere.
         let lost: Vec<NodeId> = nodes
             .all()
-            .filter(|n| now - n.last_heartbeat_at > repair_after)
+            .filter(|n| now - n.last_heartbeat_at > repair_after || n.draining_since.is_some())
             .map(|n| n.node_id.clone())
             .collect();
         let broken = state
@@ -124,6 +125,11 @@ async fn repair_one(
         .collect();
     if let Some(o) = origin.filter(|o| *o != copy.replica.node_id && !sources.contains(o)) {
         sources.push(o);
+    }
+    // A node being drained still serves its own copy: the last source to try.
+    let own = &copy.replica.node_id;
+    if nodes.get(own).is_some_and(|n| n.draining_since.is_some()) && !sources.contains(own) {
+        sources.push(own.clone());
     }
     let mut bytes = None;
     for source in &sources {

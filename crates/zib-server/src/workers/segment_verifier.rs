@@ -156,7 +156,8 @@ async fn promote(state: &AppState, nodes: &NodeDirectory) -> Result<(usize, usiz
         .encoded_job_replication(online_since)
         .await
         .map_err(|e| e.to_string())?;
-    let online = nodes.online();
+    // A node being drained is no place for a copy.
+    let online = nodes.placeable();
     let (mut moved, mut safe) = (0, 0);
     for job in &jobs {
         let others = online

@@ -362,6 +362,7 @@ impl Sim {
                 capabilities: vec![],
                 last_heartbeat_at: now,
                 registered_at: now,
+                draining_since: None,
             })
             .await
             .expect("node registered");

@@ -319,8 +319,8 @@ pub async fn segment_stored(
         .map_err(meta_conflict)?
         .ok_or_else(|| gone(job_id))?;
     let directory = NodeDirectory::load(state).await?;
-    let online = directory.online();
-    let peers: Vec<_> = placement::eligible_originators(&online, req.size, &[])
+    let placeable = directory.placeable();
+    let peers: Vec<_> = placement::eligible_originators(&placeable, req.size, &[])
         .into_iter()
         .filter(|n| n.node_id != req.node_id)
         .cloned()

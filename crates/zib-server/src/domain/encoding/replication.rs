@@ -43,7 +43,7 @@ pub fn replica_targets(
     n: usize,
 ) -> Vec<NodeRow> {
     let candidates: Vec<NodeRow> = nodes
-        .online()
+        .placeable()
         .into_iter()
         .filter(|c| c.free_bytes >= size && !taken.contains(&c.node_id))
         .collect();
