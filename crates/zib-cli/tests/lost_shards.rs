@@ -13,34 +13,11 @@ use common::procs::ProcCluster;
 use common::*;
 use zib_meta::ShardRow;
 
-fn upload(cluster: &ProcCluster, work: &std::path::Path, key: &str, data: &[u8]) -> String {
-    let path = write_file(work, key, data);
-    rt().block_on(cluster.client().upload_path(
-        &path,
-        "lost",
-        key,
-        None,
-        &zib_client::UploadOptions::default(),
-    ))
-    .unwrap()
-    .file_id
-    .to_string()
-}
-
 fn phase(cluster: &ProcCluster, file_id: &str) -> String {
     pipeline(cluster, file_id)["stages"]["upload"]["phase"]
         .as_str()
         .unwrap_or_default()
         .to_string()
-}
-
-/// Safe, with every segment's six shards on six distinct live holders.
-fn fully_safe(cluster: &ProcCluster, file_id: &str) -> bool {
-    let p = pipeline(cluster, file_id);
-    let upload = &p["stages"]["upload"];
-    upload["phase"] == "safe"
-        && upload["redundancy"]["live_shards"] == 6
-        && upload["redundancy"]["target"] == 6
 }
 
 fn shards(store: &zib_meta::Store, file_id: &str) -> Vec<ShardRow> {
@@ -122,7 +99,7 @@ fn a_missing_or_short_data_shard_seen_by_a_cdn_read_is_rebuilt_at_once() {
     let cluster = ProcCluster::storage(6, &[("ZIB_REPAIR_AFTER_SECS", "600")]);
     let work = tempfile::tempdir().unwrap();
     let data = pattern(3 * MIB + 5, 31);
-    let id = upload(&cluster, work.path(), "read.bin", &data);
+    let id = upload_to(&cluster, work.path(), "lost", "read.bin", &data);
     let store = store(&cluster);
     wait_for("safe", Duration::from_secs(30), || {
         fully_safe(&cluster, &id)
@@ -175,7 +152,7 @@ fn rotted_and_missing_parity_shards_are_found_by_audit_and_inventory() {
     );
     let work = tempfile::tempdir().unwrap();
     let data = pattern(MIB + 77, 32);
-    let id = upload(&cluster, work.path(), "parity.bin", &data);
+    let id = upload_to(&cluster, work.path(), "lost", "parity.bin", &data);
     let store = store(&cluster);
     wait_for("safe", Duration::from_secs(30), || {
         fully_safe(&cluster, &id)
@@ -257,7 +234,7 @@ fn a_file_below_full_redundancy_says_so_until_it_is_back() {
     let mut cluster = ProcCluster::storage(6, &[]);
     let work = tempfile::tempdir().unwrap();
     let data = pattern(2 * MIB + 9, 34);
-    let id = upload(&cluster, work.path(), "degraded.bin", &data);
+    let id = upload_to(&cluster, work.path(), "lost", "degraded.bin", &data);
     let store = store(&cluster);
     wait_for("safe", Duration::from_secs(30), || {
         fully_safe(&cluster, &id)
@@ -296,7 +273,7 @@ fn a_doubled_placement_of_older_data_is_moved_to_a_free_node() {
     let cluster = ProcCluster::storage(7, &[("ZIB_INVENTORY_INTERVAL_SECS", "1")]);
     let work = tempfile::tempdir().unwrap();
     let data = pattern(MIB + 11, 35);
-    let id = upload(&cluster, work.path(), "doubled.bin", &data);
+    let id = upload_to(&cluster, work.path(), "lost", "doubled.bin", &data);
     let store = store(&cluster);
     wait_for("safe", Duration::from_secs(30), || {
         fully_safe(&cluster, &id)

@@ -9,20 +9,6 @@ use std::time::Duration;
 use common::procs::ProcCluster;
 use common::*;
 
-fn upload(cluster: &ProcCluster, work: &std::path::Path, key: &str, data: &[u8]) -> String {
-    let path = write_file(work, key, data);
-    rt().block_on(cluster.client().upload_path(
-        &path,
-        "drain",
-        key,
-        None,
-        &zib_client::UploadOptions::default(),
-    ))
-    .unwrap()
-    .file_id
-    .to_string()
-}
-
 fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
     assert!(
         out.status.success(),
@@ -47,14 +33,6 @@ fn status_of(cluster: &ProcCluster, node_id: &str) -> serde_json::Value {
         .expect("the node is listed")
 }
 
-/// Safe, with every segment's six shards on six distinct live holders.
-fn fully_safe(cluster: &ProcCluster, file_id: &str) -> bool {
-    let upload = &pipeline(cluster, file_id)["stages"]["upload"];
-    upload["phase"] == "safe"
-        && upload["redundancy"]["live_shards"] == 6
-        && upload["redundancy"]["target"] == 6
-}
-
 #[test]
 fn a_drained_node_holds_nothing_and_can_leave_without_loss() {
     let mut cluster = ProcCluster::storage(7, &[]);
@@ -62,7 +40,10 @@ fn a_drained_node_holds_nothing_and_can_leave_without_loss() {
     let files: Vec<(String, Vec<u8>)> = (0..4u64)
         .map(|i| {
             let data = pattern(600_000 + i * 1000, i + 1);
-            (upload(&cluster, work.path(), &format!("f{i}"), &data), data)
+            (
+                upload_to(&cluster, work.path(), "drain", &format!("f{i}"), &data),
+                data,
+            )
         })
         .collect();
     for (id, _) in &files {
@@ -103,7 +84,7 @@ fn a_drained_node_holds_nothing_and_can_leave_without_loss() {
 
     // Nothing new is placed on it.
     let newcomer = pattern(500_000, 9);
-    let new_id = upload(&cluster, work.path(), "after", &newcomer);
+    let new_id = upload_to(&cluster, work.path(), "drain", "after", &newcomer);
     let placed = rt()
         .block_on(store(&cluster).shards_for_file(new_id.parse().unwrap()))
         .unwrap();
@@ -118,6 +99,21 @@ fn a_drained_node_holds_nothing_and_can_leave_without_loss() {
     wait_for("its disk emptied", Duration::from_secs(60), || {
         files_under(&cluster.node_dir(index).join("blobs")).is_empty()
     });
+
+    // What it held now lives on the others, six distinct holders per file.
+    let meta = store(&cluster);
+    for (id, _) in &files {
+        let shards = rt()
+            .block_on(meta.shards_for_file(id.parse().unwrap()))
+            .unwrap();
+        let holders: std::collections::HashSet<&str> =
+            shards.iter().map(|s| s.node_id.as_str()).collect();
+        assert_eq!((shards.len(), holders.len()), (6, 6), "{id}");
+        assert!(
+            !holders.contains(leaving_id.as_str()),
+            "{id} still on the drained node"
+        );
+    }
 
     // Gone for good: every file is still whole and fully redundant without it.
     cluster.kill_node(index);

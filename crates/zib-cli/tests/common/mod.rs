@@ -358,6 +358,36 @@ pub fn pipeline(cluster: &procs::ProcCluster, file_id: &str) -> serde_json::Valu
         .unwrap()
 }
 
+/// Uploads `data` as `bucket`/`key` through the client library; the file id.
+pub fn upload_to(
+    cluster: &procs::ProcCluster,
+    work: &Path,
+    bucket: &str,
+    key: &str,
+    data: &[u8],
+) -> String {
+    let path = write_file(work, key, data);
+    rt().block_on(cluster.client().upload_path(
+        &path,
+        bucket,
+        key,
+        None,
+        &zib_client::UploadOptions::default(),
+    ))
+    .unwrap()
+    .file_id
+    .to_string()
+}
+
+/// Safe, with every segment's six shards on six distinct live holders.
+pub fn fully_safe(cluster: &procs::ProcCluster, file_id: &str) -> bool {
+    let p = pipeline(cluster, file_id);
+    let upload = &p["stages"]["upload"];
+    upload["phase"] == "safe"
+        && upload["redundancy"]["live_shards"] == 6
+        && upload["redundancy"]["target"] == 6
+}
+
 /// The cluster's metadata store, opened beside the running server.
 pub fn store(cluster: &procs::ProcCluster) -> zib_meta::Store {
     rt().block_on(zib_meta::Store::open_sqlite(&cluster.database()))
