@@ -36,12 +36,19 @@ impl Targets {
     /// The targets of `event` as they are now.
     async fn of(conn: &mut DbConn, event: &WebhookEvent) -> Result<Self> {
         let format = WebhookFormat::of_payload(&event.payload);
-        // Request and tenant targets always speak zib.
-        let direct = if format == WebhookFormat::Zib {
+        // Request and tenant targets always speak zib; the same statement says
+        // whether the tenant has zib endpoints at all (most have none).
+        let (direct, any_endpoints) = if format == WebhookFormat::Zib {
             direct_target(conn, event).await?
         } else {
-            None
+            (None, true)
         };
+        if !any_endpoints {
+            return Ok(Self {
+                direct,
+                endpoints: Vec::new(),
+            });
+        }
         let endpoints = sqlx::query(
             "SELECT * FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = 1 \
              AND format = $2 ORDER BY id",
@@ -92,29 +99,39 @@ impl Targets {
 /// The request's own target (its job's `webhook_url` from `encoding/request`, else
 /// its file's `pipeline.webhook_url` from initiate), else the tenant default: one
 /// statement, as it runs for every event.
+///
+/// Also whether the tenant has an enabled zib-format endpoint, so the endpoints
+/// are read only when there is one.
 async fn direct_target(
     conn: &mut DbConn,
     event: &WebhookEvent,
-) -> Result<Option<(DeliveryTarget, String)>> {
+) -> Result<(Option<(DeliveryTarget, String)>, bool)> {
     let row = sqlx::query(
         "SELECT (SELECT url FROM job_webhooks WHERE job_id = $1) AS job_url, \
              (SELECT url FROM file_webhooks WHERE file_id = $2) AS file_url, \
-             (SELECT url FROM tenant_webhooks WHERE tenant_id = $3) AS tenant_url",
+             (SELECT url FROM tenant_webhooks WHERE tenant_id = $3) AS tenant_url, \
+             EXISTS (SELECT 1 FROM webhook_endpoints WHERE tenant_id = $3 AND enabled = 1 \
+                     AND format = $4) AS any_endpoints",
     )
     .bind(event.job_id.as_deref())
     .bind(event.file_id.as_deref())
     .bind(&event.tenant_id)
+    .bind(WebhookFormat::Zib.as_str())
     .fetch_one(&mut *conn)
     .await?;
+    let any_endpoints: bool = row.try_get("any_endpoints")?;
     let request: Option<String> = match row.try_get::<Option<String>, _>("job_url")? {
         Some(url) => Some(url),
         None => row.try_get("file_url")?,
     };
     if let Some(url) = request {
-        return Ok(Some((DeliveryTarget::Request, url)));
+        return Ok((Some((DeliveryTarget::Request, url)), any_endpoints));
     }
     let tenant_url: Option<String> = row.try_get("tenant_url")?;
-    Ok(tenant_url.map(|url| (DeliveryTarget::Tenant, url)))
+    Ok((
+        tenant_url.map(|url| (DeliveryTarget::Tenant, url)),
+        any_endpoints,
+    ))
 }
 
 async fn insert_event(conn: &mut DbConn, new: NewWebhookEvent, now: i64) -> Result<WebhookEvent> {
