@@ -69,24 +69,15 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
             state.config.max_file_size
         ));
     }
-    // One read for the bucket, its mode and the key's object (a small PUT's budget
-    // is a handful of statements).
-    let target = state
-        .store
-        .write_target(&req.tenant_id, &req.bucket, &req.key)
-        .await
-        .map_err(internal)?;
-    let current = target.current.filter(|f| f.phase.is_readable());
-    conditional::check_write(state, &req.condition, current.as_ref()).await?;
-    let existing = match target.bucket {
-        Some((_, OverwriteMode::Supersede)) => None,
-        _ => current,
-    };
+    let target = write_target(state, &req.tenant_id, &req.bucket, &req.key).await?;
+    conditional::check_write(state, &req.condition, target.current.as_ref()).await?;
+    let bucket = target.bucket.clone();
+    let existing = target.guarded();
     if let Some(current) = existing {
         return same_content_or_conflict(state, current, req).await;
     }
     if state.config.keeps_inline(req.size) {
-        return put_inline(state, target.bucket.map(|(b, _)| b), req).await;
+        return put_inline(state, bucket, req).await;
     }
 
     let Registered {
@@ -143,40 +134,45 @@ pub async fn put_object(state: &AppState, req: PutRequest) -> S3Result<Stored> {
     }
 }
 
-/// The key's current, readable object (what write conditions are checked against).
-pub(super) async fn current_object(
+/// What a write to a key looks at first, from one read of the store.
+pub(super) struct WriteTarget {
+    /// The bucket, if it exists.
+    pub bucket: Option<zib_meta::Bucket>,
+    /// The key's current, readable object (what write conditions are checked against).
+    pub current: Option<zib_meta::FileRow>,
+    supersede: bool,
+}
+
+impl WriteTarget {
+    /// Of the key's current object, the one a write must not replace: none when the
+    /// bucket's overwrite mode is `supersede`, where the new file simply becomes
+    /// current when stored and the old one is cancelled ("superseded…",
+    /// `file.failed`) and evicted, exactly as an SDK re-upload
+    /// (`domain::distribution`).
+    pub fn guarded(self) -> Option<zib_meta::FileRow> {
+        self.current.filter(|_| !self.supersede)
+    }
+}
+
+/// The bucket, its overwrite mode and the key's current object, in one read (a
+/// small PUT's budget is a handful of statements).
+pub(super) async fn write_target(
     state: &AppState,
     tenant_id: &str,
     bucket: &str,
     key: &str,
-) -> S3Result<Option<zib_meta::FileRow>> {
-    Ok(state
+) -> S3Result<WriteTarget> {
+    let found = state
         .store
-        .object(tenant_id, bucket, key)
-        .await
-        .map_err(internal)?
-        .filter(|f| f.phase.is_readable()))
-}
-
-/// Of the key's current object, the one a write must not replace: none when the
-/// bucket's overwrite mode is `supersede`, where the new file simply becomes current
-/// when stored and the old one is cancelled ("superseded…", `file.failed`) and
-/// evicted, exactly as an SDK re-upload (`domain::distribution`).
-pub(super) async fn guarded(
-    state: &AppState,
-    tenant_id: &str,
-    bucket: &str,
-    current: Option<zib_meta::FileRow>,
-) -> S3Result<Option<zib_meta::FileRow>> {
-    let mode = state
-        .store
-        .bucket_overwrite_mode(tenant_id, bucket)
+        .write_target(tenant_id, bucket, key)
         .await
         .map_err(internal)?;
-    if mode == Some(OverwriteMode::Supersede) {
-        return Ok(None);
-    }
-    Ok(current)
+    let supersede = matches!(found.bucket, Some((_, OverwriteMode::Supersede)));
+    Ok(WriteTarget {
+        bucket: found.bucket.map(|(b, _)| b),
+        current: found.current.filter(|f| f.phase.is_readable()),
+        supersede,
+    })
 }
 
 /// The key exists: the same bytes are an idempotent success, anything else is the

@@ -533,9 +533,9 @@ pub async fn prepare_complete(
             state.config.max_file_size
         ));
     }
-    let current = gateway::current_object(state, tenant_id, bucket, key).await?;
-    conditional::check_write(state, &condition, current.as_ref()).await?;
-    let existing = gateway::guarded(state, tenant_id, bucket, current).await?;
+    let target = gateway::write_target(state, tenant_id, bucket, key).await?;
+    conditional::check_write(state, &condition, target.current.as_ref()).await?;
+    let existing = target.guarded();
     if existing.is_some_and(|f| f.size != size) {
         return Err(gateway::key_taken(bucket, key));
     }
