@@ -61,6 +61,26 @@ pub struct Layout {
     pub params: ErasureParams,
     /// Total ciphertext bytes.
     pub total_len: u64,
+    /// How the ciphertext is cut into parts, each segmented on its own.
+    pub parts: Parts,
+}
+
+/// Parts segmented on their own, so each can be erasure-coded as it arrives: the
+/// first part holds `first_len` ciphertext bytes, every later one `stride` (the last
+/// one the rest). No segment crosses a part boundary. `stride == 0`: one part, the
+/// whole file (single uploads, and multipart files stored before parts were coded
+/// on their own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Parts {
+    pub first_len: u64,
+    pub stride: u64,
+}
+
+impl Parts {
+    pub const WHOLE: Parts = Parts {
+        first_len: 0,
+        stride: 0,
+    };
 }
 
 /// A piece of one data shard: `range` is within the shard, `file_offset` is where
@@ -77,24 +97,85 @@ pub struct ShardSlice {
 /// segments at all, and segments past the end are empty.
 impl Layout {
     pub fn new(params: ErasureParams, total_len: u64) -> Self {
-        Self { params, total_len }
+        Self {
+            params,
+            total_len,
+            parts: Parts::WHOLE,
+        }
+    }
+
+    /// A file whose parts are segmented on their own (see [`Parts`]).
+    pub fn in_parts(params: ErasureParams, total_len: u64, parts: Parts) -> Self {
+        let parts = if parts.stride == 0 || parts.first_len == 0 {
+            Parts::WHOLE
+        } else {
+            parts
+        };
+        Self {
+            params,
+            total_len,
+            parts,
+        }
+    }
+
+    /// How many parts the ciphertext is cut into (1 for a whole-file layout).
+    pub fn part_count(&self) -> u32 {
+        let Parts { first_len, stride } = self.parts;
+        if stride == 0 || self.total_len <= first_len {
+            return 1;
+        }
+        let rest = (self.total_len - first_len).div_ceil(stride);
+        u32::try_from(rest.saturating_add(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Ciphertext range of part `p` (0-based); empty past the end.
+    pub fn part_range(&self, part: u32) -> Range<u64> {
+        let Parts { first_len, stride } = self.parts;
+        let (start, len) = match (stride, part) {
+            (0, 0) => (0, self.total_len),
+            (0, _) => (self.total_len, 0),
+            (_, 0) => (0, first_len),
+            (_, p) => (
+                first_len.saturating_add((u64::from(p) - 1).saturating_mul(stride)),
+                stride,
+            ),
+        };
+        let start = start.min(self.total_len);
+        start..start.saturating_add(len).min(self.total_len)
+    }
+
+    /// The segments of part `p` (0-based), numbered across the whole file.
+    pub fn part_segments(&self, part: u32) -> Range<u32> {
+        if part >= self.part_count() {
+            let count = self.segment_count();
+            return count..count;
+        }
+        let first = self.segments_before(part);
+        let range = self.part_range(part);
+        let own = self.segments_in(range.end - range.start);
+        first..first.saturating_add(own)
     }
 
     /// Saturates at `u32::MAX`; no valid upload gets near it.
     pub fn segment_count(&self) -> u32 {
-        let segment_size = self.segment_size();
-        if segment_size == 0 {
-            return 0;
-        }
-        u32::try_from(self.total_len.div_ceil(segment_size)).unwrap_or(u32::MAX)
+        let last = self.part_count().saturating_sub(1);
+        let range = self.part_range(last);
+        self.segments_before(last)
+            .saturating_add(self.segments_in(range.end - range.start))
     }
 
     /// Ciphertext range of segment `s`.
     pub fn segment_range(&self, segment: u32) -> Range<u64> {
         let segment_size = self.segment_size();
-        let start = (u64::from(segment) * segment_size).min(self.total_len);
-        let end = start.saturating_add(segment_size).min(self.total_len);
-        start..end
+        let Some((part, local)) = self.part_of_segment(segment) else {
+            return self.total_len..self.total_len;
+        };
+        let bounds = self.part_range(part);
+        let start = bounds
+            .start
+            .saturating_add(u64::from(local).saturating_mul(segment_size))
+            .min(bounds.end);
+        start..start.saturating_add(segment_size).min(bounds.end)
     }
 
     /// Length of every shard (data and parity) of segment `s`.
@@ -110,26 +191,28 @@ impl Layout {
     /// `total_len` are not stored anywhere, so the range is clipped to the file.
     pub fn covering(&self, range: Range<u64>) -> Vec<ShardSlice> {
         let end = range.end.min(self.total_len);
-        let segment_size = self.segment_size();
         let mut slices = Vec::new();
-        if segment_size == 0 {
+        if self.segment_size() == 0 {
             return slices;
         }
         let mut pos = range.start;
         while pos < end {
-            let Ok(segment) = u32::try_from(pos / segment_size) else {
+            let Some(segment) = self.segment_at(pos) else {
                 break;
             };
-            let segment_start = u64::from(segment) * segment_size;
+            let segment_range = self.segment_range(segment);
             let shard_len = self.shard_len(segment);
-            let index = (pos - segment_start) / shard_len;
+            if shard_len == 0 {
+                break;
+            }
+            let index = (pos - segment_range.start) / shard_len;
             let Ok(index_u8) = u8::try_from(index) else {
                 break;
             };
-            // For every segment but the last shard_len == shard_size, so a shard never
-            // reaches past its segment; in the last one `end <= total_len` clips it.
-            let shard_start = segment_start + index * shard_len;
-            let piece_end = (shard_start + shard_len).min(end);
+            // A shard never reaches past its segment, which never reaches past its
+            // part; `end <= total_len` clips the last one.
+            let shard_start = segment_range.start + index * shard_len;
+            let piece_end = (shard_start + shard_len).min(segment_range.end).min(end);
             slices.push(ShardSlice {
                 segment,
                 index: index_u8,
@@ -139,6 +222,59 @@ impl Layout {
             pos = piece_end;
         }
         slices
+    }
+
+    /// The segment holding ciphertext byte `pos`.
+    fn segment_at(&self, pos: u64) -> Option<u32> {
+        let segment_size = self.segment_size();
+        if segment_size == 0 || pos >= self.total_len {
+            return None;
+        }
+        let Parts { first_len, stride } = self.parts;
+        let part = if stride == 0 || pos < first_len {
+            0
+        } else {
+            u32::try_from((pos - first_len) / stride + 1).ok()?
+        };
+        let local = (pos - self.part_range(part).start) / segment_size;
+        self.segments_before(part)
+            .checked_add(u32::try_from(local).ok()?)
+    }
+
+    /// The part a segment belongs to, and its place within that part.
+    fn part_of_segment(&self, segment: u32) -> Option<(u32, u32)> {
+        let Parts { first_len, stride } = self.parts;
+        if stride == 0 {
+            return Some((0, segment));
+        }
+        let in_first = self.segments_in(first_len);
+        if segment < in_first {
+            return Some((0, segment));
+        }
+        let per_part = self.segments_in(stride);
+        if per_part == 0 {
+            return None;
+        }
+        let later = segment - in_first;
+        Some((1 + later / per_part, later % per_part))
+    }
+
+    /// Segments in the parts before part `p`.
+    fn segments_before(&self, part: u32) -> u32 {
+        if part == 0 {
+            return 0;
+        }
+        let Parts { first_len, stride } = self.parts;
+        self.segments_in(first_len)
+            .saturating_add((part - 1).saturating_mul(self.segments_in(stride)))
+    }
+
+    /// Segments that `len` bytes of one part make.
+    fn segments_in(&self, len: u64) -> u32 {
+        match self.segment_size() {
+            0 => 0,
+            size => u32::try_from(len.div_ceil(size)).unwrap_or(u32::MAX),
+        }
     }
 
     fn segment_size(&self) -> u64 {
