@@ -144,6 +144,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             DEV_GARBAGE_GRACE,
         ),
         part_size: env.part_size,
+        shard_size: env.shard_size,
         multipart_threshold: env.multipart_threshold,
         inline_threshold: env.inline_threshold,
         // Tiny dev clusters cannot have three peers besides the originator.

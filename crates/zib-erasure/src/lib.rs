@@ -224,8 +224,8 @@ impl Layout {
         slices
     }
 
-    /// The segment holding ciphertext byte `pos`.
-    fn segment_at(&self, pos: u64) -> Option<u32> {
+    /// The segment holding ciphertext byte `pos` (`None` past the end).
+    pub fn segment_at(&self, pos: u64) -> Option<u32> {
         let segment_size = self.segment_size();
         if segment_size == 0 || pos >= self.total_len {
             return None;

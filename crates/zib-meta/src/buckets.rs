@@ -285,6 +285,7 @@ mod tests {
             originator: NodeId::from_str("ZB-ORIG01").unwrap(),
             upload_blob_id: BlobId::new_random(),
             part_count: 1,
+            part_size: 0,
             expires_at: at + 9_000,
             created_at: at,
             distributed_at: None,

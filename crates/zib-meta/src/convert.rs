@@ -52,8 +52,8 @@ macro_rules! file_columns {
         "f.file_id, f.tenant_id, f.bucket_id, b.name AS bucket, f.object_key, f.size, \
          f.ciphertext_size, f.content_type, f.phase, f.cancelled_reason, f.wrapped_dek, \
          f.chunk_size, f.nonce_prefix, f.data_shards, f.parity_shards, f.shard_size, \
-         f.originator, f.upload_blob_id, f.part_count, f.expires_at, f.created_at, \
-         f.distributed_at"
+         f.originator, f.upload_blob_id, f.part_count, f.part_size, f.expires_at, \
+         f.created_at, f.distributed_at"
     };
 }
 pub(crate) use file_columns;
@@ -96,6 +96,7 @@ pub(crate) fn file_from_row(row: &DbRow) -> Result<FileRow> {
         originator: parse::<NodeId>(&text(row, "originator")?, "originator")?,
         upload_blob_id: parse::<BlobId>(&text(row, "upload_blob_id")?, "upload_blob_id")?,
         part_count: int(row, "part_count")?,
+        part_size: int(row, "part_size")?,
         expires_at: row.try_get("expires_at")?,
         created_at: row.try_get("created_at")?,
         distributed_at: row.try_get("distributed_at")?,

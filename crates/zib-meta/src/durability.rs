@@ -301,7 +301,8 @@ impl Store {
     }
 
     /// Registrations that expired more than `grace_ms` ago without completing:
-    /// marked `failed`, their upload blob's deletion queued on the originator.
+    /// marked `failed`, the deletion of their upload blob (on the originator) and of
+    /// the shards of parts already coded queued.
     pub async fn expire_abandoned_uploads(&self, now: i64, grace_ms: i64) -> Result<Vec<FileRow>> {
         let mut tx = self.begin_write().await?;
         let files = sqlx::query(concat!(
@@ -323,6 +324,18 @@ impl Store {
             // The tenant hears of it like of any other upload that ended without a file.
             file_event_in_tx(&mut tx, FILE_FAILED, &f.file_id.to_string(), now).await?;
             queue_delete(&mut tx, &f.originator, vec![f.upload_blob_id], now).await?;
+            // Parts coded as they arrived already have shards on their holders.
+            let parts: Vec<(NodeId, BlobId)> = sqlx::query(
+                "DELETE FROM shards WHERE file_id = $1 \
+                 RETURNING file_id, segment, shard_index, node_id, blob_id, size, blake3",
+            )
+            .bind(f.file_id.to_string())
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| shard_from_row(row).map(|s| (s.node_id, s.blob_id)))
+            .collect::<Result<_>>()?;
+            queue_deletes(&mut tx, &parts, now).await?;
         }
         tx.commit().await?;
         Ok(files)

@@ -368,9 +368,9 @@ async fn insert_file_in(conn: &mut DbConn, file: &FileRow) -> Result<()> {
         "INSERT INTO files (file_id, tenant_id, bucket_id, object_key, size, \
              ciphertext_size, content_type, phase, wrapped_dek, chunk_size, \
              nonce_prefix, data_shards, parity_shards, shard_size, originator, \
-             upload_blob_id, part_count, expires_at, created_at) \
+             upload_blob_id, part_count, part_size, expires_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-             $16, $17, $18, $19)",
+             $16, $17, $18, $19, $20)",
     )
     .bind(file.file_id.to_string())
     .bind(&file.tenant_id)
@@ -389,6 +389,7 @@ async fn insert_file_in(conn: &mut DbConn, file: &FileRow) -> Result<()> {
     .bind(file.originator.as_str())
     .bind(file.upload_blob_id.to_string())
     .bind(i64::from(file.part_count))
+    .bind(to_db(file.part_size, "part_size")?)
     .bind(file.expires_at)
     .bind(file.created_at)
     .execute(&mut *conn)
@@ -404,7 +405,7 @@ async fn insert_file_in(conn: &mut DbConn, file: &FileRow) -> Result<()> {
 /// caller's transaction (which the caller commits).
 /// `inserted`: the row as this transaction inserted it, when it did (its events
 /// are then built from it, not read back).
-async fn complete_in(
+pub(crate) async fn complete_in(
     conn: &mut DbConn,
     file_id: FileId,
     inserted: Option<&FileRow>,
@@ -480,24 +481,7 @@ async fn complete_in(
             &[]
         }
     };
-    for shard in shards {
-        sqlx::query(
-            "INSERT INTO shards (file_id, segment, shard_index, node_id, blob_id, size, \
-                 blake3, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&file_text)
-        .bind(i64::from(shard.segment))
-        .bind(i64::from(shard.index))
-        .bind(shard.node_id.as_str())
-        .bind(shard.blob_id.to_string())
-        .bind(to_db(shard.size, "shards.size")?)
-        .bind(&shard.blake3)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| conflict_on_unique(e, "shard or shard blob id already exists"))?;
-    }
+    insert_shards(conn, &file_text, shards, now).await?;
 
     // A derived file has no key of its own: it never becomes current, supersedes
     // nothing and is never announced.
@@ -583,7 +567,7 @@ async fn complete_in(
 
 /// Where a completed file's envelope is held.
 #[derive(Clone, Copy)]
-enum Held<'a> {
+pub(crate) enum Held<'a> {
     /// Erasure-coded on nodes.
     Shards(&'a [ShardRow]),
     /// Whole, in the store (small files).
@@ -592,4 +576,32 @@ enum Held<'a> {
         via_originator: bool,
         s3: Option<S3Content<'a>>,
     },
+}
+
+/// Inserts a file's shard rows; a shard or blob id already recorded is a conflict.
+pub(crate) async fn insert_shards(
+    conn: &mut DbConn,
+    file_text: &str,
+    shards: &[ShardRow],
+    now: i64,
+) -> Result<()> {
+    for shard in shards {
+        sqlx::query(
+            "INSERT INTO shards (file_id, segment, shard_index, node_id, blob_id, size, \
+                 blake3, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(file_text)
+        .bind(i64::from(shard.segment))
+        .bind(i64::from(shard.index))
+        .bind(shard.node_id.as_str())
+        .bind(shard.blob_id.to_string())
+        .bind(to_db(shard.size, "shards.size")?)
+        .bind(&shard.blake3)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| conflict_on_unique(e, "shard or shard blob id already exists"))?;
+    }
+    Ok(())
 }

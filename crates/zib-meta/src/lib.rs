@@ -20,6 +20,7 @@ mod engine;
 mod files;
 mod nodes;
 mod object_attrs;
+mod part_shards;
 mod redundancy;
 mod s3;
 mod s3_completed;
@@ -171,6 +172,11 @@ pub struct FileRow {
     /// The opaque id the originator stores the whole envelope under.
     pub upload_blob_id: BlobId,
     pub part_count: u32,
+    /// Plaintext bytes per part of a multipart upload whose parts are erasure-coded
+    /// on their own as they arrive (no segment crosses a part); 0 when the segments
+    /// run across the whole envelope (single uploads, and multipart files stored
+    /// before parts were coded on their own).
+    pub part_size: u64,
     pub expires_at: i64,
     pub created_at: i64,
     pub distributed_at: Option<i64>,

@@ -72,6 +72,7 @@ fn placeholder() -> FileRow {
         originator: node(ORIGIN),
         upload_blob_id: BlobId::new_random(),
         part_count: 1,
+        part_size: 0,
         expires_at: NOW * 10,
         created_at: 0,
         distributed_at: None,

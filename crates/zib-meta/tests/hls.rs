@@ -92,6 +92,7 @@ async fn new_file(store: &Store, tenant_id: &str, key: &str) -> FileRow {
         originator: node(ORIGIN),
         upload_blob_id: BlobId::new_random(),
         part_count: 1,
+        part_size: 0,
         expires_at: NOW * 10,
         created_at: 1_000,
         distributed_at: None,

@@ -48,6 +48,7 @@ async fn new_file(store: &Store, tenant: &Tenant, bucket: &str, key: &str, size:
         originator: node("ZB-ORIG01"),
         upload_blob_id: BlobId::new_random(),
         part_count: 1,
+        part_size: 0,
         expires_at: 9_000,
         created_at: 1_000,
         distributed_at: None,

@@ -47,6 +47,7 @@ async fn new_file(store: &Store, tenant: &Tenant, key: &str, created_at: i64) ->
         originator: node("ZB-ORIG01"),
         upload_blob_id: BlobId::new_random(),
         part_count: 1,
+        part_size: 0,
         expires_at: created_at + 3_600_000,
         created_at,
         distributed_at: None,

@@ -63,6 +63,8 @@ pub enum DistributeError {
     },
     #[error("the server did not accept the list of stored shards: {0}")]
     Report(#[source] RpcError),
+    #[error("the server places this upload whole, not part by part")]
+    WholeOnly,
 }
 
 impl DistributeError {
@@ -71,6 +73,12 @@ impl DistributeError {
     pub fn too_few_nodes(&self) -> bool {
         matches!(self, DistributeError::Plan(rpc)
             if rpc.server_body().is_some_and(|b| b.code == codes::TOO_FEW_NODES))
+    }
+
+    /// The server places this upload whole at its completion (it was registered
+    /// before parts were coded on arrival): a part's plan is refused as invalid.
+    pub fn placed_whole(&self) -> bool {
+        matches!(self, DistributeError::Plan(rpc) if rpc.status() == Some(StatusCode::BAD_REQUEST))
     }
 
     /// The server's answer when it refused this upload for good: it is unknown
@@ -123,8 +131,8 @@ async fn distribute_once(
     upload: BlobId,
     size: u64,
 ) -> Result<usize, DistributeError> {
-    let plan = request_plan(state, upload, size).await?;
-    let (codec, layout) = checked(&plan, size)?;
+    let plan = request_plan(state, upload, size, None).await?;
+    let (codec, span) = checked(&plan, size)?;
 
     let source = state.store.blob_path(upload);
     if plan.inline {
@@ -142,20 +150,8 @@ async fn distribute_once(
         }
         return Ok(0);
     }
-    let per_segment: Vec<Vec<StoredShard>> = futures::stream::iter(plan.segments)
-        .map(|segment| {
-            distribute_segment(
-                state.clone(),
-                codec.clone(),
-                layout,
-                source.clone(),
-                segment,
-            )
-        })
-        .buffer_unordered(SEGMENTS_IN_FLIGHT)
-        .try_collect()
-        .await?;
-    let count = report(state, upload, per_segment).await?;
+    let per_segment = distribute_from_file(state, &codec, span, &source, plan.segments).await?;
+    let count = report(state, upload, per_segment, None).await?;
     if let Err(e) = state.store.mark_distributed(upload).await {
         // The server already knows; a retry would only be told 409.
         tracing::warn!(%upload, error = %e, "could not record that the upload is distributed");
@@ -163,12 +159,110 @@ async fn distribute_once(
     Ok(count)
 }
 
-/// Tells the server where every shard went (which makes the file current); returns
-/// how many shards that was.
+/// Finishes a multipart upload whose parts are coded on their own: every part kept
+/// in the partial file (no plan could be had when it arrived) is coded from there
+/// and reported, then the server is told the upload is complete. Settles the
+/// upload's pending marker as [`distribute`] does, and drops the partial file and
+/// part markers once the server has the file.
+///
+/// [`DistributeError::WholeOnly`] when the server places this upload whole (it was
+/// registered before parts were coded on arrival): nothing was changed.
+pub async fn finish_parts(
+    state: &Arc<NodeState>,
+    upload: BlobId,
+    parts: u32,
+) -> Result<usize, DistributeError> {
+    let result = finish_parts_once(state, upload, parts).await;
+    let settled = match &result {
+        Ok(_) => true,
+        Err(e) => e.final_refusal().is_some(),
+    };
+    if settled {
+        if let Err(e) = state.store.clear_pending(upload).await {
+            tracing::warn!(%upload, error = %e, "could not remove the pending-distribution marker");
+        }
+    }
+    result
+}
+
+async fn finish_parts_once(
+    state: &Arc<NodeState>,
+    upload: BlobId,
+    parts: u32,
+) -> Result<usize, DistributeError> {
+    let source = state.store.partial_path(upload);
+    let mut offset = 0;
+    let mut coded_now = 0;
+    let mut any_coded = false;
+    for part in 1..=parts {
+        let held =
+            state
+                .store
+                .part_held(upload, part)
+                .await
+                .ok_or_else(|| DistributeError::Encode {
+                    segment: 0,
+                    reason: format!("part {part} of the upload is not held here"),
+                })?;
+        if held.coded {
+            any_coded = true;
+        } else {
+            let plan = match request_plan(state, upload, held.size, Some(part)).await {
+                Err(e) if !any_coded && e.placed_whole() => return Err(DistributeError::WholeOnly),
+                plan => plan?,
+            };
+            let (codec, mut span) = checked(&plan, held.size)?;
+            span.file_offset = offset;
+            let per_segment =
+                distribute_from_file(state, &codec, span, &source, plan.segments).await?;
+            coded_now += report(state, upload, per_segment, Some(part)).await?;
+            if let Err(e) = state.store.mark_part_coded(upload, part, held.size).await {
+                // A later pass codes the part again; the server replaces its shards.
+                tracing::warn!(%upload, part, error = %e, "could not record that a part is coded");
+            }
+            any_coded = true;
+        }
+        offset += held.size;
+    }
+    report(state, upload, Vec::new(), None).await?;
+    if let Err(e) = state.store.mark_distributed(upload).await {
+        tracing::warn!(%upload, error = %e, "could not record that the upload is distributed");
+    }
+    let _ = tokio::fs::remove_file(&source).await;
+    let _ = tokio::fs::remove_dir_all(state.store.parts_dir(upload)).await;
+    Ok(coded_now)
+}
+
+/// Encodes and pushes the planned segments of a stored file, a few at once.
+async fn distribute_from_file(
+    state: &Arc<NodeState>,
+    codec: &Arc<Codec>,
+    span: Span,
+    source: &std::path::Path,
+    segments: Vec<SegmentPlan>,
+) -> Result<Vec<Vec<StoredShard>>, DistributeError> {
+    futures::stream::iter(segments)
+        .map(|segment| {
+            distribute_segment(
+                state.clone(),
+                codec.clone(),
+                span,
+                source.to_path_buf(),
+                segment,
+            )
+        })
+        .buffer_unordered(SEGMENTS_IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+/// Tells the server where every shard went: of the whole upload (which makes the
+/// file current), or of one `part`. Returns how many shards that was.
 pub(crate) async fn report(
     state: &NodeState,
     upload: BlobId,
     per_segment: Vec<Vec<StoredShard>>,
+    part: Option<u32>,
 ) -> Result<usize, DistributeError> {
     let mut shards: Vec<StoredShard> = per_segment.into_iter().flatten().collect();
     shards.sort_by_key(|s| (s.segment, s.index));
@@ -180,6 +274,7 @@ pub(crate) async fn report(
             &DistributedRequest {
                 node_id: state.node_id.clone(),
                 shards,
+                part,
             },
         )
         .await
@@ -201,22 +296,57 @@ pub(crate) async fn send_inline(
         .map_err(DistributeError::Report)
 }
 
-/// The server's plan, asked for once, and checked against the upload's size: what a
-/// single upload asks before its body is read, to erasure-code it as it arrives.
+/// The bytes a plan places: a whole upload, or one part of it. A part is segmented
+/// on its own; its segments are numbered across the whole file from
+/// `first_segment`, and its bytes start at `file_offset` in a stored upload.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    pub layout: Layout,
+    pub first_segment: u32,
+    pub file_offset: u64,
+}
+
+impl Span {
+    /// Segment `segment` of the file, numbered within this span's own layout.
+    pub fn local(&self, segment: u32) -> u32 {
+        segment.saturating_sub(self.first_segment)
+    }
+
+    pub fn shard_len(&self, segment: u32) -> u64 {
+        self.layout.shard_len(self.local(segment))
+    }
+
+    /// Where the segment's bytes are in the stored upload.
+    fn file_range(&self, segment: u32) -> std::ops::Range<u64> {
+        let range = self.layout.segment_range(self.local(segment));
+        range.start + self.file_offset..range.end + self.file_offset
+    }
+}
+
+/// The server's plan, asked for once, and checked against the upload's (or the
+/// part's) size: what an upload asks before its body is read, to erasure-code it
+/// as it arrives.
 pub(crate) async fn plan_now(
     state: &NodeState,
     upload: BlobId,
     size: u64,
-) -> Result<(DistributionPlan, Arc<Codec>, Layout), DistributeError> {
-    let plan = ask_plan(state, upload, size).await?;
-    let (codec, layout) = checked(&plan, size)?;
-    Ok((plan, codec, layout))
+    part: Option<u32>,
+) -> Result<(DistributionPlan, Arc<Codec>, Span), DistributeError> {
+    let plan = ask_plan(state, upload, size, part).await?;
+    let (codec, span) = checked(&plan, size)?;
+    if part.is_some() && plan.inline {
+        return Err(DistributeError::BadPlan(
+            "a part cannot be kept inline".into(),
+        ));
+    }
+    Ok((plan, codec, span))
 }
 
 async fn ask_plan(
     state: &NodeState,
     upload: BlobId,
     size: u64,
+    part: Option<u32>,
 ) -> Result<DistributionPlan, DistributeError> {
     state
         .server
@@ -225,18 +355,23 @@ async fn ask_plan(
             &UploadReceivedRequest {
                 node_id: state.node_id.clone(),
                 size,
+                part,
             },
         )
         .await
         .map_err(DistributeError::Plan)
 }
 
-/// The codec and layout a plan implies, once the plan is known to fit the upload.
-fn checked(plan: &DistributionPlan, size: u64) -> Result<(Arc<Codec>, Layout), DistributeError> {
+/// The codec and span a plan implies, once the plan is known to fit the upload.
+fn checked(plan: &DistributionPlan, size: u64) -> Result<(Arc<Codec>, Span), DistributeError> {
     // Codec first: it refuses parameters that Layout's arithmetic could not survive.
     let codec =
         Arc::new(Codec::new(plan.erasure).map_err(|e| DistributeError::BadPlan(e.to_string()))?);
-    let layout = Layout::new(plan.erasure, size);
+    let span = Span {
+        layout: Layout::new(plan.erasure, size),
+        first_segment: plan.first_segment,
+        file_offset: 0,
+    };
     if plan.inline {
         if !plan.segments.is_empty() {
             return Err(DistributeError::BadPlan(
@@ -244,9 +379,9 @@ fn checked(plan: &DistributionPlan, size: u64) -> Result<(Arc<Codec>, Layout), D
             ));
         }
     } else {
-        check_plan(&layout, &plan.segments)?;
+        check_plan(&span, &plan.segments)?;
     }
-    Ok((codec, layout))
+    Ok((codec, span))
 }
 
 /// The server's plan, asked for again with backoff while it has too few nodes
@@ -255,11 +390,12 @@ async fn request_plan(
     state: &NodeState,
     upload: BlobId,
     size: u64,
+    part: Option<u32>,
 ) -> Result<DistributionPlan, DistributeError> {
     let started = tokio::time::Instant::now();
     let mut pause = PLAN_RETRY_FIRST;
     loop {
-        match ask_plan(state, upload, size).await {
+        match ask_plan(state, upload, size, part).await {
             Err(e) if e.too_few_nodes() && started.elapsed() + pause <= PLAN_WAIT => {
                 tracing::info!(%upload, retry_in_ms = pause.as_millis() as u64, "too few nodes online to place the shards; waiting");
                 tokio::time::sleep(pause).await;
@@ -270,7 +406,8 @@ async fn request_plan(
     }
 }
 
-fn check_plan(layout: &Layout, segments: &[SegmentPlan]) -> Result<(), DistributeError> {
+fn check_plan(span: &Span, segments: &[SegmentPlan]) -> Result<(), DistributeError> {
+    let layout = &span.layout;
     let expected = layout.segment_count();
     if segments.len() != expected as usize {
         return Err(DistributeError::BadPlan(format!(
@@ -281,7 +418,7 @@ fn check_plan(layout: &Layout, segments: &[SegmentPlan]) -> Result<(), Distribut
     }
     let total = layout.params.total_shards();
     for (position, segment) in segments.iter().enumerate() {
-        if segment.segment as usize != position {
+        if segment.segment.checked_sub(span.first_segment) != u32::try_from(position).ok() {
             return Err(DistributeError::BadPlan(format!(
                 "segment {} is listed in position {position}",
                 segment.segment
@@ -312,19 +449,19 @@ fn check_plan(layout: &Layout, segments: &[SegmentPlan]) -> Result<(), Distribut
 async fn distribute_segment(
     state: Arc<NodeState>,
     codec: Arc<Codec>,
-    layout: Layout,
+    span: Span,
     source: PathBuf,
     plan: SegmentPlan,
 ) -> Result<Vec<StoredShard>, DistributeError> {
     let segment = plan.segment;
-    let shard_len = layout.shard_len(segment);
+    let shard_len = span.shard_len(segment);
     // Held until the segment's shards are pushed.
     let _permit = state
         .buffers
-        .acquire(shard_len * layout.params.total_shards() as u64)
+        .acquire(shard_len * span.layout.params.total_shards() as u64)
         .await;
     let encoded = off_thread(segment, move || {
-        read_data_shards(&source, &layout, segment)
+        read_data_shards(&source, &span, segment)
             .and_then(|shards| add_parity_and_hash(&codec, shards))
     })
     .await?;
@@ -388,12 +525,12 @@ pub(crate) fn segment_buffers(layout: &Layout, segment: u32) -> Result<Vec<Vec<u
 /// Reads one segment of a stored upload straight into its data shards.
 fn read_data_shards(
     source: &std::path::Path,
-    layout: &Layout,
+    span: &Span,
     segment: u32,
 ) -> Result<Vec<Vec<u8>>, String> {
-    let range = layout.segment_range(segment);
-    let data_shards = layout.params.data_shards as usize;
-    let mut shards = segment_buffers(layout, segment)?;
+    let range = span.file_range(segment);
+    let data_shards = span.layout.params.data_shards as usize;
+    let mut shards = segment_buffers(&span.layout, span.local(segment))?;
     let shard_len = shards.first().map_or(0, Vec::len);
     let mut file =
         std::fs::File::open(source).map_err(|e| format!("cannot open the upload: {e}"))?;

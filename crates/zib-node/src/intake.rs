@@ -61,7 +61,7 @@ pub async fn put_upload(
     admit_whole(&state, blob, &claims, &headers).await?;
     let _turn = state.buffers.body().await;
     let mut incoming = Incoming::start(body, claims.size, claims.envelope.as_ref()).await?;
-    let (plan, codec, layout) = match distribute::plan_now(&state, blob, claims.size).await {
+    let (plan, codec, span) = match distribute::plan_now(&state, blob, claims.size, None).await {
         Ok(planned) => planned,
         Err(e) => {
             if let Some(refusal) = refused(&e) {
@@ -78,7 +78,7 @@ pub async fn put_upload(
     let streamed = if inline {
         streamed::send_whole(&state, blob, claims.size, &mut incoming).await
     } else {
-        streamed::distribute_as_received(&state, blob, plan, codec, layout, &mut incoming).await
+        streamed::distribute_as_received(&state, blob, plan, codec, span, None, &mut incoming).await
     };
     match streamed {
         Ok((shards, hash)) => {
@@ -101,23 +101,35 @@ pub async fn put_upload(
             set_etag(&mut response, &hash);
             Ok(response)
         }
-        Err(StreamedError::Body(e)) => Err(e),
-        Err(StreamedError::Distribute(e)) => {
-            incoming.discard_rest().await;
-            if let Some(refusal) = refused(&e) {
-                return Err(refusal);
-            }
-            tracing::warn!(%blob, error = %e, "distribution failed while the upload arrived; nothing kept");
-            Err(NodeApiError::retry_later(
-                codes::DISTRIBUTION_FAILED,
-                format!(
-                    "placing the upload's shards failed: {e}; nothing was kept and the token \
-                     is unspent, so retry the upload"
-                ),
-                1,
-            ))
-        }
+        Err(e) => Err(streamed_failure(blob, e, &mut incoming, "the upload").await),
     }
+}
+
+/// The answer to a body that could not be coded as it arrived: the body's own
+/// error, the server's refusal, or `503` (nothing kept, the token unspent: retry).
+async fn streamed_failure(
+    blob: BlobId,
+    error: StreamedError,
+    incoming: &mut Incoming,
+    what: &str,
+) -> NodeApiError {
+    let e = match error {
+        StreamedError::Body(e) => return e,
+        StreamedError::Distribute(e) => e,
+    };
+    incoming.discard_rest().await;
+    if let Some(refusal) = refused(&e) {
+        return refusal;
+    }
+    tracing::warn!(%blob, error = %e, "distribution failed while {what} arrived; nothing kept");
+    NodeApiError::retry_later(
+        codes::DISTRIBUTION_FAILED,
+        format!(
+            "placing the shards of {what} failed: {e}; nothing was kept and the token is \
+             unspent, so retry {what}"
+        ),
+        1,
+    )
 }
 
 /// The path of an upload no plan could be had for yet: the whole envelope is stored
@@ -138,8 +150,10 @@ async fn spool_and_distribute(
     Ok(response)
 }
 
-/// `PUT /v1/upload/{blob_id}/parts/{n}?token=T`: one part, written at its offset.
-/// Parts may arrive in any order and in parallel.
+/// `PUT /v1/upload/{blob_id}/parts/{n}?token=T`: one part, erasure-coded and pushed
+/// to its holders as it arrives; or, when the server cannot place it now (or places
+/// the upload whole), written at its offset in the partial file and coded at
+/// `complete`. Parts may arrive in any order and in parallel.
 pub async fn put_part(
     State(state): State<Arc<NodeState>>,
     UrlPath((blob, part)): UrlPath<(String, String)>,
@@ -173,8 +187,7 @@ pub async fn put_part(
     let _guard = state
         .begin(format!("{blob}/part/{part}"))
         .ok_or_else(|| busy(&format!("part {part} is being uploaded by another request")))?;
-    let marker = state.store.part_marker(blob, part);
-    if tokio::fs::try_exists(&marker).await.unwrap_or(false) {
+    if state.store.part_held(blob, part).await.is_some() {
         return Err(NodeApiError::conflict(
             codes::PART_ALREADY_UPLOADED,
             format!("part {part} has already been uploaded"),
@@ -189,7 +202,50 @@ pub async fn put_part(
     let _turn = state.buffers.body().await;
     // Part 1 starts the envelope: its header is checked before anything is written.
     let issued = claims.envelope.as_ref().filter(|_| offset == 0);
-    let incoming = Incoming::start(body, claims.size, issued).await?;
+    let mut incoming = Incoming::start(body, claims.size, issued).await?;
+
+    match distribute::plan_now(&state, blob, claims.size, Some(part)).await {
+        Ok((plan, codec, span)) => {
+            let streamed = streamed::distribute_as_received(
+                &state,
+                blob,
+                plan,
+                codec,
+                span,
+                Some(part),
+                &mut incoming,
+            )
+            .await;
+            let (_, hash) = match streamed {
+                Ok(done) => done,
+                Err(e) => {
+                    return Err(
+                        streamed_failure(blob, e, &mut incoming, &format!("part {part}")).await,
+                    )
+                }
+            };
+            tokio::fs::create_dir_all(state.store.parts_dir(blob))
+                .await
+                .and(state.store.sync_incoming().await)
+                .map_err(|e| NodeApiError::internal("could not record the stored part", e))?;
+            state
+                .store
+                .mark_part_coded(blob, part, claims.size)
+                .await
+                .map_err(|e| NodeApiError::internal("could not record the stored part", e))?;
+            spend_token(&state, &claims).await?;
+            return Ok(part_stored(part, claims.size, &hash));
+        }
+        Err(e) => {
+            if let Some(refusal) = refused(&e) {
+                incoming.discard_rest().await;
+                return Err(refusal);
+            }
+            if !e.placed_whole() {
+                tracing::info!(%blob, part, error = %e, "no plan for the part yet; keeping it here until complete");
+            }
+        }
+    }
 
     let parts_dir = state.store.parts_dir(blob);
     tokio::fs::create_dir_all(&parts_dir)
@@ -213,15 +269,18 @@ pub async fn put_part(
         .await
         .map_err(|e| NodeApiError::internal("could not record the stored part", e))?;
     spend_token(&state, &claims).await?;
+    Ok(part_stored(part, claims.size, &hash))
+}
 
+fn part_stored(part: u32, size: u64, hash: &blake3::Hash) -> Response {
     let mut response = Json(PartStored {
         part_number: part,
-        size: claims.size,
+        size,
         status: "stored".to_string(),
     })
     .into_response();
-    set_etag(&mut response, &hash);
-    Ok(response)
+    set_etag(&mut response, hash);
+    response
 }
 
 /// `POST /v1/upload/{blob_id}/complete?token=T`: every part is in; store and distribute.
@@ -264,14 +323,28 @@ pub async fn complete(
         }
         return distribute_and_answer(&state, blob, claims.size).await;
     }
+    if state.store.is_distributed(blob).await {
+        return Err(already_completed());
+    }
+    if state.store.is_pending(blob).await && state.store.marked_parts(blob).await.is_some() {
+        // Completed part by part, but telling the server failed earlier: try again.
+        return match distribute::finish_parts(&state, blob, parts).await {
+            Ok(_) => Ok(receipt(blob, claims.size)),
+            Err(e) => Err(distribution_failed(&state, blob, e)),
+        };
+    }
     refuse_spent_token(&state, &claims).await?;
 
     let mut missing = Vec::new();
     let mut total = 0u64;
+    let mut any_coded = false;
     for part in 1..=parts {
-        match tokio::fs::read_to_string(state.store.part_marker(blob, part)).await {
-            Ok(size) => total += size.trim().parse::<u64>().unwrap_or(0),
-            Err(_) => missing.push(part.to_string()),
+        match state.store.part_held(blob, part).await {
+            Some(held) => {
+                total += held.size;
+                any_coded |= held.coded;
+            }
+            None => missing.push(part.to_string()),
         }
     }
     if !missing.is_empty() {
@@ -286,7 +359,8 @@ pub async fn complete(
         .await
         .map(|m| m.len())
         .unwrap_or(0);
-    if on_disk != claims.size || total != claims.size {
+    // Parts coded as they arrived left no bytes in the partial file.
+    if (!any_coded && on_disk != claims.size) || total != claims.size {
         return Err(NodeApiError::bad_request(
             codes::SIZE_MISMATCH,
             format!(
@@ -298,6 +372,14 @@ pub async fn complete(
 
     spend_token(&state, &claims).await?;
     mark_pending(&state, blob, claims.size).await?;
+    match distribute::finish_parts(&state, blob, parts).await {
+        Ok(shards) => {
+            tracing::info!(%blob, size = claims.size, parts, shards, "multipart upload distributed part by part");
+            return Ok(receipt(blob, claims.size));
+        }
+        Err(distribute::DistributeError::WholeOnly) => {}
+        Err(e) => return Err(distribution_failed(&state, blob, e)),
+    }
     commit_partial(&state, &partial, blob, claims.size, "upload").await?;
     let _ = tokio::fs::remove_dir_all(state.store.parts_dir(blob)).await;
     tracing::info!(%blob, size = claims.size, parts, "multipart upload stored");
@@ -462,22 +544,30 @@ async fn distribute_and_answer(
             tracing::info!(%blob, shards, "upload distributed");
             Ok(receipt(blob, size))
         }
-        Err(e) => {
-            if let Some(refusal) = refused(&e) {
-                return Err(refusal);
-            }
-            tracing::error!(%blob, error = %e, "distribution failed; the upload stays stored here and will be retried");
-            state.retry_distribution_soon();
-            Err(NodeApiError::new(
-                StatusCode::BAD_GATEWAY,
-                codes::DISTRIBUTION_FAILED,
-                format!(
-                    "the upload is stored on this node, but distributing it failed: {e}; \
-                     this node keeps retrying on its own"
-                ),
-            ))
-        }
+        Err(e) => Err(distribution_failed(state, blob, e)),
     }
+}
+
+/// The answer when a stored upload could not be distributed: the server's refusal,
+/// or `502` while this node keeps retrying on its own (its pending marker stays).
+fn distribution_failed(
+    state: &NodeState,
+    blob: BlobId,
+    e: distribute::DistributeError,
+) -> NodeApiError {
+    if let Some(refusal) = refused(&e) {
+        return refusal;
+    }
+    tracing::error!(%blob, error = %e, "distribution failed; the upload stays stored here and will be retried");
+    state.retry_distribution_soon();
+    NodeApiError::new(
+        StatusCode::BAD_GATEWAY,
+        codes::DISTRIBUTION_FAILED,
+        format!(
+            "the upload is stored on this node, but distributing it failed: {e}; \
+             this node keeps retrying on its own"
+        ),
+    )
 }
 
 /// Durable before the upload enters the blob store, so a crash from here on leaves

@@ -60,15 +60,14 @@ pub async fn list_parts(
     let mut parts = Vec::new();
     if let Some(count) = claims.parts {
         for part in 1..=count {
-            // A marker is written only once its part's bytes are durable.
-            if let Ok(size) = tokio::fs::read_to_string(state.store.part_marker(blob, part)).await {
-                if let Ok(size) = size.trim().parse::<u64>() {
-                    parts.push(PartStored {
-                        part_number: part,
-                        size,
-                        status: "stored".to_string(),
-                    });
-                }
+            // A marker is written only once its part's bytes are durable (kept here,
+            // or coded onto their holders).
+            if let Some(held) = state.store.part_held(blob, part).await {
+                parts.push(PartStored {
+                    part_number: part,
+                    size: held.size,
+                    status: "stored".to_string(),
+                });
             }
         }
     }

@@ -139,6 +139,27 @@ async fn resume_one(state: &Arc<NodeState>, blob: BlobId) -> Resumed {
         clear().await;
         return Resumed::Done;
     }
+    // A whole stored upload wins over part markers a completion left behind.
+    let whole = state.store.exists(blob).await;
+    if let Some(parts) = state.store.marked_parts(blob).await.filter(|_| !whole) {
+        // A multipart upload completed part by part: the parts kept here are coded
+        // from the partial file, then the server is told it is complete.
+        tracing::info!(%blob, parts, "resuming the distribution of a multipart upload's parts");
+        let finished = distribute::finish_parts(state, blob, parts).await;
+        return match finished {
+            Ok(shards) => {
+                tracing::info!(%blob, shards, "multipart upload distributed on resume");
+                Resumed::Done
+            }
+            Err(distribute::DistributeError::WholeOnly) => {
+                // Placed whole, yet not stored whole: nothing to resume from.
+                tracing::warn!(%blob, "a multipart upload placed whole was never stored whole");
+                clear().await;
+                Resumed::Done
+            }
+            Err(e) => resume_failed(blob, e),
+        };
+    }
     let size = match tokio::fs::metadata(state.store.blob_path(blob)).await {
         Ok(meta) => meta.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -154,12 +175,21 @@ async fn resume_one(state: &Arc<NodeState>, blob: BlobId) -> Resumed {
     };
     tracing::info!(%blob, size, "resuming the distribution of a stored upload");
     match distribute::distribute(state, blob, size).await {
-        Ok(shards) => tracing::info!(%blob, shards, "upload distributed on resume"),
-        Err(e) if e.too_few_nodes() => {
+        Ok(shards) => {
+            tracing::info!(%blob, shards, "upload distributed on resume");
+            Resumed::Done
+        }
+        Err(e) => resume_failed(blob, e),
+    }
+}
+
+fn resume_failed(blob: BlobId, e: distribute::DistributeError) -> Resumed {
+    match e {
+        e if e.too_few_nodes() => {
             tracing::info!(%blob, retry_in_secs = RESUME_INTERVAL.as_secs(), "too few nodes online to place the shards; the upload waits here");
             return Resumed::TooFewNodes;
         }
-        Err(e) => match e.final_refusal() {
+        e => match e.final_refusal() {
             Some(refusal) => tracing::info!(
                 %blob,
                 reason = %refusal,

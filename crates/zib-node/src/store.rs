@@ -256,9 +256,53 @@ impl BlobStore {
         sync_dir(self.root.join("incoming")).await
     }
 
-    /// Writes a durable part marker (content: the part's size).
+    /// Writes a durable part marker (content: the part's size) for a part kept in
+    /// the partial file.
     pub async fn mark_part(&self, blob: BlobId, part: u32, size: u64) -> io::Result<()> {
         write_durably(self.part_marker(blob, part), size.to_string().into_bytes()).await
+    }
+
+    /// Writes a durable part marker for a part whose shards are on their holders
+    /// and recorded by the server (content: the size, then `coded`).
+    pub async fn mark_part_coded(&self, blob: BlobId, part: u32, size: u64) -> io::Result<()> {
+        write_durably(
+            self.part_marker(blob, part),
+            format!("{size} {PART_CODED}").into_bytes(),
+        )
+        .await
+    }
+
+    /// How many parts of a multipart upload completed part by part are marked here
+    /// (the highest part number); `None` when it has no part markers.
+    pub async fn marked_parts(&self, blob: BlobId) -> Option<u32> {
+        let mut entries = tokio::fs::read_dir(self.parts_dir(blob)).await.ok()?;
+        let mut highest = None;
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if let Some(part) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                highest = highest.max(Some(part));
+            }
+        }
+        highest
+    }
+
+    /// What this node holds of a part: `None` when nothing (no marker, or one it
+    /// cannot read).
+    pub async fn part_held(&self, blob: BlobId, part: u32) -> Option<PartHeld> {
+        let text = tokio::fs::read_to_string(self.part_marker(blob, part))
+            .await
+            .ok()?;
+        let mut words = text.split_whitespace();
+        let size = words.next()?.parse().ok()?;
+        let coded = match words.next() {
+            None => false,
+            Some(PART_CODED) => true,
+            Some(_) => return None,
+        };
+        Some(PartHeld { size, coded })
     }
 
     pub async fn token_used(&self, jti: &str) -> bool {
@@ -438,6 +482,18 @@ fn prune_stale(root: &Path) {
             }
         }
     }
+}
+
+const PART_CODED: &str = "coded";
+
+/// A part of a multipart upload this node took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartHeld {
+    /// Its ciphertext bytes.
+    pub size: u64,
+    /// Erasure-coded and recorded as it arrived; otherwise kept in the partial
+    /// file at its offset, to be coded at `complete`.
+    pub coded: bool,
 }
 
 #[cfg(test)]

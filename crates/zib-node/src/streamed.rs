@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 use zib_erasure::{Codec, Layout};
+
+use crate::distribute::Span;
 use zib_proto::node_rpc::{DistributionPlan, StoredShard};
 use zib_proto::BlobId;
 
@@ -41,13 +43,15 @@ pub enum StreamedError {
 type SegmentTask = (u32, JoinHandle<Result<Vec<StoredShard>, DistributeError>>);
 
 /// Reads `incoming` segment by segment into shards, pushes them and reports them to
-/// the server. Returns how many shards were stored and the body's BLAKE3.
+/// the server (as the whole upload, or as its `part`). Returns how many shards were
+/// stored and the body's BLAKE3.
 pub async fn distribute_as_received(
     state: &Arc<NodeState>,
     upload: BlobId,
     plan: DistributionPlan,
     codec: Arc<Codec>,
-    layout: Layout,
+    span: Span,
+    part: Option<u32>,
     incoming: &mut Incoming,
 ) -> Result<(usize, blake3::Hash), StreamedError> {
     let mut hasher = blake3::Hasher::new();
@@ -61,12 +65,20 @@ pub async fn distribute_as_received(
                     done.push(joined(oldest).await?);
                 }
             }
-            let shard_len = layout.shard_len(segment);
+            let shard_len = span.shard_len(segment);
             let permit = state
                 .buffers
-                .acquire(shard_len * layout.params.total_shards() as u64)
+                .acquire(shard_len * span.layout.params.total_shards() as u64)
                 .await;
-            let shards = read_segment(&layout, segment, incoming, &mut hasher).await?;
+            let shards = read_segment(&span.layout, span.local(segment), incoming, &mut hasher)
+                .await
+                .map_err(|e| match e {
+                    // Named by its number in the file, as the server knows it.
+                    StreamedError::Distribute(DistributeError::Encode { reason, .. }) => {
+                        StreamedError::Distribute(DistributeError::Encode { segment, reason })
+                    }
+                    other => other,
+                })?;
             let (state, codec) = (state.clone(), codec.clone());
             in_flight.push_back((
                 segment,
@@ -96,7 +108,7 @@ pub async fn distribute_as_received(
         }
         return Err(e);
     }
-    let count = distribute::report(state, upload, done)
+    let count = distribute::report(state, upload, done, part)
         .await
         .map_err(StreamedError::Distribute)?;
     Ok((count, hasher.finalize()))

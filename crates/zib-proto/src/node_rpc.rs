@@ -66,7 +66,12 @@ pub enum NodeAction {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadReceivedRequest {
     pub node_id: NodeId,
+    /// The ciphertext bytes held: the whole upload's, or with `part` that part's.
     pub size: u64,
+    /// A multipart upload's part (1-based), coded on its own as it arrives: the plan
+    /// places that part's segments only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
 }
 
 /// Where every shard of every segment goes. A target on the originator itself is
@@ -80,6 +85,14 @@ pub struct DistributionPlan {
     /// server keeps it in its metadata store.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inline: bool,
+    /// The number of the first segment placed: a part's segments are numbered
+    /// across the whole file, the part's first byte starting this one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_segment: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The most a server keeps inline: its `inline_threshold` may not exceed it, and a
@@ -115,6 +128,11 @@ pub struct ShardTarget {
 pub struct DistributedRequest {
     pub node_id: NodeId,
     pub shards: Vec<StoredShard>,
+    /// The shards of one part (1-based) of an upload whose parts are coded as they
+    /// arrive; the file stays uploading. For such an upload, no part and no shards
+    /// says every part is in: the file is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -78,6 +78,7 @@ async fn file_at(
         originator: node("ZB-ORIG01"),
         upload_blob_id: BlobId::new_random(),
         part_count: 1,
+        part_size: 0,
         expires_at: 9_000_000,
         created_at,
         distributed_at: None,

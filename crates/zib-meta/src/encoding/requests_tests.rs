@@ -38,6 +38,7 @@ async fn distributed(store: &Store, tenant: &Tenant, key: &str) -> FileRow {
         originator: NodeId::from_str("ZB-ORIG01").unwrap(),
         upload_blob_id: BlobId::new_random(),
         part_count: 1,
+        part_size: 0,
         expires_at: 9_000,
         created_at: 1_000,
         distributed_at: None,

@@ -80,6 +80,7 @@ impl World {
             originator: node("ZB-ORIG01"),
             upload_blob_id: BlobId::new_random(),
             part_count: 1,
+            part_size: 0,
             expires_at: at + 100_000,
             created_at: at,
             distributed_at: None,

@@ -122,6 +122,16 @@ pub async fn fake_received(
     Json(req): Json<UploadReceivedRequest>,
 ) -> Result<Json<DistributionPlan>, (StatusCode, Json<ErrorBody>)> {
     authorised(&headers).map_err(|s| fake_error(s, "unauthorized", "bad cluster token"))?;
+    if req.part.is_some() {
+        // This fake plans whole uploads only, as a real server does for uploads
+        // registered before parts were coded on arrival: the node then keeps each
+        // part until `complete` and places the whole upload.
+        return Err(fake_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "this server places whole uploads only",
+        ));
+    }
     {
         let mut faults = fake.faults.lock().unwrap();
         faults.received_calls += 1;
@@ -179,6 +189,7 @@ pub async fn fake_received(
         erasure: fake.erasure,
         segments,
         inline: false,
+        first_segment: 0,
     }))
 }
 

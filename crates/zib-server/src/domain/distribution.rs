@@ -1,16 +1,20 @@
 //! Distribution: the plan the originator follows to place an upload's shards, and
 //! the record of a finished distribution that makes the file current for its key.
 
+use std::ops::Range;
+
 use zib_erasure::Layout;
-use zib_meta::{Distribution, FilePhase, ShardRow};
+use zib_meta::{Distribution, FilePhase, FileRow, ShardRow};
 use zib_proto::node_rpc::{
-    DistributedRequest, DistributionPlan, SegmentPlan, ShardTarget, UploadReceivedRequest,
+    DistributedRequest, DistributionPlan, SegmentPlan, ShardTarget, StoredShard,
+    UploadReceivedRequest,
 };
 use zib_proto::{BlobId, FileId, NodeId};
 
 use super::deletion::{evict, SUPERSEDE_REASON};
 use super::directory::NodeDirectory;
 use super::encoding::cancel::cancel_jobs_of_file;
+use super::layout::layout_of;
 use super::placement;
 use super::registration::shard_capability;
 use crate::error::{ApiError, ApiResult, InternalError};
@@ -37,20 +41,53 @@ async fn originator_upload(
     Ok((blob_id, file))
 }
 
-/// The originator holds a whole envelope: the placement of every shard.
+/// The segments a plan or a report is about: the whole file's, or one part's (of
+/// a file whose parts are coded on their own), with the part's ciphertext size.
+fn segments_of(file: &FileRow, layout: &Layout, part: Option<u32>) -> ApiResult<(Range<u32>, u64)> {
+    let Some(part) = part else {
+        if file.part_size > 0 {
+            return Err(ApiError::Conflict(format!(
+                "the parts of upload {} are coded on their own: place and report them part by part",
+                file.upload_blob_id
+            )));
+        }
+        return Ok((0..layout.segment_count(), file.ciphertext_size));
+    };
+    if file.part_size == 0 {
+        // A registration from before parts were coded on arrival: the originator
+        // keeps the part and places the whole upload at `complete`.
+        return Err(ApiError::invalid(
+            "part",
+            format!(
+                "upload {} is placed whole at its completion, not part by part",
+                file.upload_blob_id
+            ),
+        ));
+    }
+    if part == 0 || part > file.part_count {
+        return Err(ApiError::invalid(
+            "part",
+            format!("part {part} is not one of the upload's {}", file.part_count),
+        ));
+    }
+    let range = layout.part_range(part - 1);
+    Ok((layout.part_segments(part - 1), range.end - range.start))
+}
+
+/// The originator holds a whole envelope, or one part of it: the placement of
+/// every shard of its segments.
 pub async fn plan(
     state: &AppState,
     raw_blob_id: &str,
     req: &UploadReceivedRequest,
 ) -> ApiResult<DistributionPlan> {
     let (blob_id, file) = originator_upload(state, raw_blob_id, &req.node_id).await?;
-    if req.size != file.ciphertext_size {
+    let layout = layout_of(&file);
+    let (segments, size) = segments_of(&file, &layout, req.part)?;
+    if req.size != size {
         return Err(ApiError::invalid(
             "size",
-            format!(
-                "expected {} bytes, node holds {}",
-                file.ciphertext_size, req.size
-            ),
+            format!("expected {size} bytes, node holds {}", req.size),
         ));
     }
     match file.phase {
@@ -67,15 +104,15 @@ pub async fn plan(
     }
 
     let erasure = file.erasure();
-    if stays_inline(state, &file).await? {
+    if req.part.is_none() && stays_inline(state, &file).await? {
         return Ok(DistributionPlan {
             erasure,
             segments: vec![],
             inline: true,
+            first_segment: 0,
         });
     }
     let now = now_ms();
-    let layout = Layout::new(erasure, file.ciphertext_size);
     let directory = NodeDirectory::load(state).await?;
     let candidates = directory.placeable();
     let ordered = placement::zone_interleaved(&candidates);
@@ -107,9 +144,10 @@ pub async fn plan(
             placement::segment_holders(&ordered, segment, width).map_err(too_few)
         }
     };
-    holders(0)?;
+    holders(segments.start)?;
     let expires_at = (now as u64 / 1000) + state.config.upload_expiry.as_secs();
-    let segments = (0..layout.segment_count())
+    let first_segment = segments.start;
+    let segments = segments
         .map(|segment| {
             let shard_len = layout.shard_len(segment);
             let targets = holders(segment)?
@@ -135,6 +173,7 @@ pub async fn plan(
         erasure,
         segments,
         inline: false,
+        first_segment,
     })
 }
 
@@ -180,30 +219,86 @@ pub async fn record_inline_upload(
 }
 
 /// Every shard is stored: record them, make the file current for its key, and evict
-/// what it supersedes (or itself, when a newer upload already won the key).
+/// what it supersedes (or itself, when a newer upload already won the key). For an
+/// upload whose parts are coded on their own: one part's shards are recorded (the
+/// file stays uploading), or, with no part named, the file is complete.
 pub async fn record(
     state: &AppState,
     raw_blob_id: &str,
     req: &DistributedRequest,
 ) -> ApiResult<()> {
     let (_, file) = originator_upload(state, raw_blob_id, &req.node_id).await?;
-    let erasure = file.erasure();
-    let layout = Layout::new(erasure, file.ciphertext_size);
-    let width = erasure.total_shards();
-    let expected = layout.segment_count() as usize * width;
+    let layout = layout_of(&file);
+    if file.part_size > 0 && req.part.is_none() {
+        return complete_parts(state, &file, &layout, req).await;
+    }
+    let (segments, _) = segments_of(&file, &layout, req.part)?;
+    let rows = checked_shards(&file, &layout, segments.clone(), &req.shards)?;
+    if let Some(part) = req.part {
+        let replaced = state
+            .store
+            .record_part_shards(file.file_id, segments, &rows, now_ms())
+            .await
+            .map_err(completion_error)?;
+        tracing::debug!(file_id = %file.file_id, part, shards = rows.len(), replaced = replaced.len(), "part distributed");
+        return Ok(());
+    }
+    let outcome = state
+        .store
+        .complete_distribution(file.file_id, &rows, now_ms(), SUPERSEDE_REASON)
+        .await
+        .map_err(completion_error)?;
+    tracing::info!(file_id = %file.file_id, shards = rows.len(), "file distributed");
+    settle(state, file.file_id, outcome, MayDeclare::Yes).await
+}
+
+/// Every part of an upload coded part by part is in: the file is complete once the
+/// store holds every shard of every segment.
+async fn complete_parts(
+    state: &AppState,
+    file: &FileRow,
+    layout: &Layout,
+    req: &DistributedRequest,
+) -> ApiResult<()> {
+    if !req.shards.is_empty() {
+        return Err(ApiError::invalid(
+            "shards",
+            "the parts' shards are reported with their parts; completion names none",
+        ));
+    }
+    let expected = u64::from(layout.segment_count()) * file.erasure().total_shards() as u64;
+    let outcome = state
+        .store
+        .complete_parts(file.file_id, expected, now_ms(), SUPERSEDE_REASON)
+        .await
+        .map_err(completion_error)?;
+    tracing::info!(file_id = %file.file_id, parts = file.part_count, shards = expected, "file distributed part by part");
+    settle(state, file.file_id, outcome, MayDeclare::Yes).await
+}
+
+/// The reported shards as rows, once they are exactly every shard of `segments`,
+/// each of its segment's size.
+fn checked_shards(
+    file: &FileRow,
+    layout: &Layout,
+    segments: Range<u32>,
+    shards: &[StoredShard],
+) -> ApiResult<Vec<ShardRow>> {
+    let width = file.erasure().total_shards();
+    let expected = (segments.end - segments.start) as usize * width;
     let mut seen = vec![false; expected];
-    let mut rows = Vec::with_capacity(req.shards.len());
-    for s in &req.shards {
-        let slot = (s.segment as usize)
-            .checked_mul(width)
-            .and_then(|v| v.checked_add(s.index as usize))
-            .filter(|&i| {
-                s.segment < layout.segment_count() && (s.index as usize) < width && i < expected
-            })
+    let mut rows = Vec::with_capacity(shards.len());
+    for s in shards {
+        let slot = s
+            .segment
+            .checked_sub(segments.start)
+            .filter(|_| segments.contains(&s.segment) && (s.index as usize) < width)
+            .map(|local| local as usize * width + s.index as usize)
+            .filter(|&i| i < expected)
             .ok_or_else(|| {
                 ApiError::invalid(
                     "shards",
-                    format!("shard {}/{} is outside the file", s.segment, s.index),
+                    format!("shard {}/{} is outside the upload", s.segment, s.index),
                 )
             })?;
         if std::mem::replace(&mut seen[slot], true) {
@@ -238,13 +333,7 @@ pub async fn record(
             "not every shard of every segment was reported",
         ));
     }
-    let outcome = state
-        .store
-        .complete_distribution(file.file_id, &rows, now_ms(), SUPERSEDE_REASON)
-        .await
-        .map_err(completion_error)?;
-    tracing::info!(file_id = %file.file_id, shards = rows.len(), "file distributed");
-    settle(state, file.file_id, outcome, MayDeclare::Yes).await
+    Ok(rows)
 }
 
 /// A small file's whole envelope, sealed, kept in the metadata store instead of on

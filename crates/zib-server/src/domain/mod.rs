@@ -27,6 +27,7 @@ pub mod derived;
 pub mod directory;
 pub mod distribution;
 pub mod encoding;
+pub mod layout;
 pub mod multipart_spool;
 pub mod node_client;
 pub mod placement;

@@ -230,6 +230,11 @@ pub async fn register(
     };
 
     row.part_count = parts.len() as u32;
+    if upload_type == UploadType::Multipart {
+        // Every part but the last holds this many plaintext bytes: the originator
+        // codes each part on its own as it arrives (`domain::layout::layout_of`).
+        row.part_size = part_plaintext_size(&layout, state.config.part_size);
+    }
     match state.store.insert_file(&row).await {
         // The bucket was deleted between its lookup and this insert: an upload names
         // its bucket into being again, as on first upload.
@@ -335,6 +340,7 @@ pub async fn draft_in(
         originator: node.node_id.clone(),
         upload_blob_id: BlobId::new_random(),
         part_count: 0,
+        part_size: 0,
         expires_at: now + state.config.upload_expiry.as_millis() as i64,
         created_at: now,
         distributed_at: None,
@@ -365,10 +371,17 @@ fn sign(signer: &CapabilitySigner, claims: CapabilityClaims) -> String {
     signer.sign(&claims)
 }
 
+/// The plaintext bytes of every part but the last: `part_size` rounded down to whole
+/// chunks (at least one).
+fn part_plaintext_size(layout: &Layout, part_size: u64) -> u64 {
+    let chunk = layout.chunk_size as u64;
+    (part_size / chunk).max(1) * chunk
+}
+
 /// Cuts a file into parts of whole chunks; part 1 also carries the envelope header.
 pub fn plan_parts(layout: &Layout, file_size: u64, part_size: u64) -> Vec<PartTarget> {
     let chunk = layout.chunk_size as u64;
-    let chunks_per_part = (part_size / chunk).max(1);
+    let chunks_per_part = part_plaintext_size(layout, part_size) / chunk;
     let total_chunks = layout.chunk_count(file_size);
     let mut parts = Vec::new();
     let mut first_chunk = 0;

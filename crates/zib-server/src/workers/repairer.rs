@@ -8,12 +8,13 @@ use std::time::Duration;
 use std::time::Instant;
 
 use futures::StreamExt;
-use zib_erasure::{Codec, Layout};
+use zib_erasure::Codec;
 use zib_meta::{NodeRow, ShardRow};
 use zib_proto::{BlobId, FileId, NodeId};
 
 use super::{Tick, Worker, WorkerHandle};
 use crate::domain::directory::NodeDirectory;
+use crate::domain::layout::layout_of;
 use crate::domain::placement;
 use crate::domain::registration::shard_capability;
 use crate::domain::REPAIRER_WORKER;
@@ -170,7 +171,7 @@ async fn repair_segment(
         .map_err(|e| e.to_string())?
         .ok_or("file is gone")?;
     let params = file.erasure();
-    let layout = Layout::new(params, file.ciphertext_size);
+    let layout = layout_of(&file);
     let codec = Codec::new(params).map_err(|e| e.to_string())?;
     let shard_len = layout.shard_len(segment);
     let rows: Vec<ShardRow> = state

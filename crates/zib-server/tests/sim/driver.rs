@@ -463,6 +463,7 @@ impl Sim {
             &UploadReceivedRequest {
                 node_id: originator.clone(),
                 size: row.ciphertext_size,
+                part: None,
             },
         )
         .await;
@@ -519,6 +520,7 @@ impl Sim {
                 &DistributedRequest {
                     node_id: originator,
                     shards: stored,
+                    part: None,
                 },
             )
             .await;

@@ -29,11 +29,14 @@ pub async fn ciphertext_stream(
         .into());
     }
     let source = std::sync::Arc::new(segment_source(state, file).await?);
-    let seg_size = source.layout.params.segment_size();
-    let first_seg = u32::try_from(window.start / seg_size)
-        .map_err(|_| InternalError::Other("segment index out of range".into()))?;
-    let last_seg = u32::try_from((window.end - 1) / seg_size)
-        .map_err(|_| InternalError::Other("segment index out of range".into()))?;
+    let segment_at = |pos: u64| {
+        source
+            .layout
+            .segment_at(pos)
+            .ok_or_else(|| InternalError::Other(format!("no segment holds byte {pos}")))
+    };
+    let first_seg = segment_at(window.start)?;
+    let last_seg = segment_at(window.end - 1)?;
     if let Some(e) = source.unavailable_segment(first_seg..last_seg + 1) {
         return Err(e.into());
     }

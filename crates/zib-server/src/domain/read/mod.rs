@@ -16,10 +16,11 @@ use bytes::{Bytes, BytesMut};
 use futures::{stream, Stream, StreamExt};
 use tokio_util::task::AbortOnDropHandle;
 use zib_crypto::envelope::{Header, Layout as EnvelopeLayout, Opener};
-use zib_erasure::{Codec, Layout};
+use zib_erasure::Codec;
 use zib_meta::FileRow;
 
 use super::directory::NodeDirectory;
+use super::layout::layout_of;
 use crate::error::{ApiError, ApiResult, InternalError};
 use crate::state::AppState;
 use segments::{Check, SegmentError, SegmentSource, ShardLocation};
@@ -112,9 +113,13 @@ pub async fn plaintext_stream(
 
     let source = Arc::new(segment_source(state, file).await?);
     let erasure = source.layout;
-    let seg_size = erasure.params.segment_size();
-    let first_seg = (cipher_start / seg_size) as u32;
-    let last_seg = ((cipher_end - 1) / seg_size) as u32;
+    let segment_at = |pos: u64| {
+        erasure
+            .segment_at(pos)
+            .ok_or_else(|| InternalError::Other(format!("no segment holds byte {pos}")))
+    };
+    let first_seg = segment_at(cipher_start)?;
+    let last_seg = segment_at(cipher_end - 1)?;
     if let Some(e) = source.unavailable_segment(first_seg..last_seg + 1) {
         return Err(e.into());
     }
@@ -461,7 +466,7 @@ impl<R: CheckedReader> PieceJoiner<R> {
 
 async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSource> {
     let params = file.erasure();
-    let layout = Layout::new(params, file.ciphertext_size);
+    let layout = layout_of(file);
     let codec = Codec::new(params).map_err(|e| InternalError::Other(e.to_string()))?;
     let directory = NodeDirectory::load(state).await?;
     let width = params.total_shards();
