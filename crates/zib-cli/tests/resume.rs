@@ -358,6 +358,17 @@ fn bytes_committed_while_the_server_is_down_are_outcome_unknown_not_failed() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    // The parts taken while the server was away were kept whole and coded by the
+    // node's own resume, next to the parts coded as they arrived before.
+    let node_logs = read_logs(&logs);
+    assert!(
+        node_logs.contains("multipart upload distributed on resume"),
+        "the node did not finish the upload part by part"
+    );
+    assert!(
+        node_logs.contains("no plan for the part yet"),
+        "no part was kept whole while the server was away"
+    );
     let out = env
         .command(&env.upload_args(&file, "late.bin"))
         .output()

@@ -792,3 +792,127 @@ async fn a_file_naming_a_deleted_bucket_is_refused_as_such() {
         "{refused:?}"
     );
 }
+
+/// `segment`'s three shards (2+1), on fresh blob ids.
+fn segment_shards(file_id: FileId, segment: u32) -> Vec<ShardRow> {
+    shards(file_id)
+        .into_iter()
+        .map(|s| ShardRow { segment, ..s })
+        .collect()
+}
+
+#[tokio::test]
+async fn parts_are_recorded_while_uploading_and_complete_once_every_shard_is_in() {
+    let (_dir, store) = open().await;
+    let acme = tenant(&store, "AK1").await;
+    let file = new_file(&store, &acme, "media", "big.bin", 100).await;
+
+    // Part 2 (segments 1..2) first, then part 1 (segment 0): any order.
+    store
+        .record_part_shards(file.file_id, 1..2, &segment_shards(file.file_id, 1), 1_000)
+        .await
+        .unwrap();
+    let row = store.file(file.file_id).await.unwrap().unwrap();
+    assert_eq!(row.phase, FilePhase::Uploading, "recorded while uploading");
+    // Not every part is in: completing is refused, nothing changes.
+    assert!(matches!(
+        store
+            .complete_parts(file.file_id, 6, 1_500, "superseded")
+            .await,
+        Err(MetaError::Conflict(_))
+    ));
+    assert_eq!(
+        store.object(&acme.id, "media", "big.bin").await.unwrap(),
+        None
+    );
+
+    // Part 1 sent twice (its answer was lost): the second attempt's shards replace
+    // the first's, whose deletion is queued on their holders.
+    let first = segment_shards(file.file_id, 0);
+    store
+        .record_part_shards(file.file_id, 0..1, &first, 1_100)
+        .await
+        .unwrap();
+    let again = segment_shards(file.file_id, 0);
+    let replaced = store
+        .record_part_shards(file.file_id, 0..1, &again, 1_200)
+        .await
+        .unwrap();
+    let mut gone: Vec<BlobId> = replaced.iter().map(|(_, b)| *b).collect();
+    let mut expected: Vec<BlobId> = first.iter().map(|s| s.blob_id).collect();
+    gone.sort();
+    expected.sort();
+    assert_eq!(gone, expected);
+    let held = store.shards_for_file(file.file_id).await.unwrap();
+    assert_eq!(held.len(), 6);
+    assert!(held.iter().all(|s| !expected.contains(&s.blob_id)));
+    let queued = store.pending_commands(&node("ZB-NODE01")).await.unwrap();
+    let action: NodeAction = serde_json::from_value(queued[0].action.clone()).unwrap();
+    assert_eq!(
+        action,
+        NodeAction::DeleteBlobs {
+            blob_ids: vec![first[0].blob_id]
+        }
+    );
+
+    let outcome = store
+        .complete_parts(file.file_id, 6, 2_000, "superseded")
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        Distribution::Current { superseded: None }
+    ));
+    let row = store.file(file.file_id).await.unwrap().unwrap();
+    assert_eq!(row.phase, FilePhase::Distributed);
+    assert!(store
+        .object(&acme.id, "media", "big.bin")
+        .await
+        .unwrap()
+        .is_some());
+    // A completed file takes no more parts.
+    assert!(matches!(
+        store
+            .record_part_shards(file.file_id, 0..1, &segment_shards(file.file_id, 0), 3_000)
+            .await,
+        Err(MetaError::Conflict(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_expired_upload_drops_the_shards_of_its_coded_parts() {
+    let (_dir, store) = open().await;
+    let acme = tenant(&store, "AK1").await;
+    let file = new_file(&store, &acme, "media", "gone.bin", 100).await;
+    let coded = segment_shards(file.file_id, 0);
+    store
+        .record_part_shards(file.file_id, 0..1, &coded, 1_000)
+        .await
+        .unwrap();
+    let expired = store
+        .expire_abandoned_uploads(file.expires_at + 10_000, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    assert!(store
+        .shards_for_file(file.file_id)
+        .await
+        .unwrap()
+        .is_empty());
+    for shard in &coded {
+        let queued = store.pending_commands(&shard.node_id).await.unwrap();
+        let blobs: Vec<BlobId> = queued
+            .iter()
+            .filter_map(|c| match serde_json::from_value(c.action.clone()).ok()? {
+                NodeAction::DeleteBlobs { blob_ids } => Some(blob_ids),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(
+            blobs.contains(&shard.blob_id),
+            "{} queued for deletion",
+            shard.blob_id
+        );
+    }
+}

@@ -112,7 +112,16 @@ pub async fn distribute(
     upload: BlobId,
     size: u64,
 ) -> Result<usize, DistributeError> {
-    let result = distribute_once(state, upload, size).await;
+    settle_pending(state, upload, distribute_once(state, upload, size).await).await
+}
+
+/// Removes an upload's pending marker once the server acknowledged its shards or
+/// refused it for good; otherwise the resume task tries again.
+async fn settle_pending(
+    state: &NodeState,
+    upload: BlobId,
+    result: Result<usize, DistributeError>,
+) -> Result<usize, DistributeError> {
     let settled = match &result {
         Ok(_) => true,
         Err(e) => e.final_refusal().is_some(),
@@ -172,17 +181,7 @@ pub async fn finish_parts(
     upload: BlobId,
     parts: u32,
 ) -> Result<usize, DistributeError> {
-    let result = finish_parts_once(state, upload, parts).await;
-    let settled = match &result {
-        Ok(_) => true,
-        Err(e) => e.final_refusal().is_some(),
-    };
-    if settled {
-        if let Err(e) = state.store.clear_pending(upload).await {
-            tracing::warn!(%upload, error = %e, "could not remove the pending-distribution marker");
-        }
-    }
-    result
+    settle_pending(state, upload, finish_parts_once(state, upload, parts).await).await
 }
 
 async fn finish_parts_once(
