@@ -903,9 +903,10 @@ async fn an_expired_upload_drops_the_shards_of_its_coded_parts() {
         let queued = store.pending_commands(&shard.node_id).await.unwrap();
         let blobs: Vec<BlobId> = queued
             .iter()
-            .filter_map(|c| match serde_json::from_value(c.action.clone()).ok()? {
-                NodeAction::DeleteBlobs { blob_ids } => Some(blob_ids),
-                _ => None,
+            .filter_map(|c| serde_json::from_value(c.action.clone()).ok())
+            .map(|action: NodeAction| {
+                let NodeAction::DeleteBlobs { blob_ids } = action;
+                blob_ids
             })
             .flatten()
             .collect();
