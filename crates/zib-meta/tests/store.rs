@@ -904,11 +904,10 @@ async fn an_expired_upload_drops_the_shards_of_its_coded_parts() {
         let blobs: Vec<BlobId> = queued
             .iter()
             .filter_map(|c| serde_json::from_value(c.action.clone()).ok())
-            .map(|action: NodeAction| {
+            .flat_map(|action: NodeAction| {
                 let NodeAction::DeleteBlobs { blob_ids } = action;
                 blob_ids
             })
-            .flatten()
             .collect();
         assert!(
             blobs.contains(&shard.blob_id),
