@@ -33,17 +33,14 @@ fn parts_are_coded_as_they_arrive_and_read_back_across_part_boundaries() {
     assert_eq!(row.part_count, 5, "9 MiB in 2 MiB parts");
     assert_eq!(row.part_size, PART, "the parts are coded on their own");
     let shards = rt.block_on(store.shards_for_file(id)).unwrap();
-    // Five parts of three segments each (the last part: 1 MiB + 777 B + tags, two).
+    // Four parts of two segments, the last part (1 MiB + 777 B + tags) of one.
     let segments: std::collections::BTreeSet<u32> = shards.iter().map(|s| s.segment).collect();
-    assert_eq!(segments.len(), 14, "segments: {segments:?}");
-    assert_eq!(shards.len(), 14 * 6);
-    // A part's last segment holds only its tail: its shards are short.
-    let tail = shards.iter().find(|s| s.segment == 2).unwrap();
-    assert!(
-        tail.size < 64,
-        "part 1's last segment has {}-byte shards",
-        tail.size
-    );
+    assert_eq!(segments.len(), 9, "segments: {segments:?}");
+    assert_eq!(shards.len(), 9 * 6);
+    // A part's last segment took in its tail (part 1: 144 bytes of header and tags):
+    // its shards are a little longer than the shard size, never a segment of their own.
+    let tail = shards.iter().find(|s| s.segment == 1).unwrap();
+    assert_eq!(tail.size, (MIB + 144) / 4, "part 1's last segment");
 
     // Nothing but the shards is on the nodes' disks: no whole envelope, no partial
     // file, no part left behind on the originator.
@@ -120,8 +117,9 @@ fn parts_are_coded_as_they_arrive_and_read_back_across_part_boundaries() {
         }
     }
 
-    // Two shards of a segment in the middle of part 2 lost: reads go around them.
-    let lost: Vec<_> = shards.iter().filter(|s| s.segment == 4).take(2).collect();
+    // Two data shards of part 2's last segment (with its tail) lost: reads go
+    // around them.
+    let lost: Vec<_> = shards.iter().filter(|s| s.segment == 3).take(2).collect();
     for shard in &lost {
         let path = on_disk
             .iter()

@@ -67,9 +67,12 @@ pub struct Layout {
 
 /// Parts segmented on their own, so each can be erasure-coded as it arrives: the
 /// first part holds `first_len` ciphertext bytes, every later one `stride` (the last
-/// one the rest). No segment crosses a part boundary. `stride == 0`: one part, the
-/// whole file (single uploads, and multipart files stored before parts were coded
-/// on their own).
+/// one the rest). No segment crosses a part boundary, and a part's last segment
+/// takes in a tail of at most `segment_size / TAIL_DIVISOR` bytes rather than
+/// leaving it a segment of its own (a 16 MiB part is 16 MiB + 1 KiB of ciphertext:
+/// four segments, not four and a 1 KiB one). `stride == 0`: one part, the whole
+/// file, cut as before (single uploads, and multipart files stored before parts
+/// were coded on their own).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Parts {
     pub first_len: u64,
@@ -81,6 +84,16 @@ impl Parts {
         first_len: 0,
         stride: 0,
     };
+}
+
+/// A part's tail of at most `segment_size / TAIL_DIVISOR` bytes joins its last
+/// segment, whose shards are then that much longer than `shard_size`.
+pub const TAIL_DIVISOR: u64 = 16;
+
+/// The longest segment any layout makes: a full one plus a part's tail.
+pub fn max_segment_len(params: &ErasureParams) -> u64 {
+    let size = params.segment_size();
+    size + size / TAIL_DIVISOR
 }
 
 /// A piece of one data shard: `range` is within the shard, `file_offset` is where
@@ -171,10 +184,18 @@ impl Layout {
             return self.total_len..self.total_len;
         };
         let bounds = self.part_range(part);
+        let in_part = self.segments_in(bounds.end - bounds.start);
+        if local >= in_part {
+            return self.total_len..self.total_len;
+        }
         let start = bounds
             .start
             .saturating_add(u64::from(local).saturating_mul(segment_size))
             .min(bounds.end);
+        if local + 1 == in_part {
+            // The part's last segment: up to the part's end, a merged tail included.
+            return start..bounds.end;
+        }
         start..start.saturating_add(segment_size).min(bounds.end)
     }
 
@@ -236,9 +257,13 @@ impl Layout {
         } else {
             u32::try_from((pos - first_len) / stride + 1).ok()?
         };
-        let local = (pos - self.part_range(part).start) / segment_size;
-        self.segments_before(part)
-            .checked_add(u32::try_from(local).ok()?)
+        let bounds = self.part_range(part);
+        let in_part = self.segments_in(bounds.end - bounds.start);
+        // A merged tail belongs to the part's last segment.
+        let local = u32::try_from((pos - bounds.start) / segment_size)
+            .ok()?
+            .min(in_part.checked_sub(1)?);
+        self.segments_before(part).checked_add(local)
     }
 
     /// The part a segment belongs to, and its place within that part.
@@ -269,12 +294,20 @@ impl Layout {
             .saturating_add((part - 1).saturating_mul(self.segments_in(stride)))
     }
 
-    /// Segments that `len` bytes of one part make.
+    /// Segments that `len` bytes of one part make: a small tail joins the last full
+    /// segment in a layout in parts (see [`Parts`]).
     fn segments_in(&self, len: u64) -> u32 {
-        match self.segment_size() {
-            0 => 0,
-            size => u32::try_from(len.div_ceil(size)).unwrap_or(u32::MAX),
+        let size = self.segment_size();
+        if size == 0 {
+            return 0;
         }
+        let count = if self.parts.stride == 0 || len < size {
+            len.div_ceil(size)
+        } else {
+            let tail = len % size;
+            len / size + u64::from(tail > size / TAIL_DIVISOR)
+        };
+        u32::try_from(count).unwrap_or(u32::MAX)
     }
 
     fn segment_size(&self) -> u64 {
@@ -319,7 +352,7 @@ impl Codec {
     /// Cuts one segment into `k + m` shards of equal length (data, then parity).
     /// Costs one copy of the segment on top of [`Codec::encode_parity`].
     pub fn encode_segment(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ErasureError> {
-        let max = usize::try_from(self.params.segment_size()).unwrap_or(usize::MAX);
+        let max = usize::try_from(max_segment_len(&self.params)).unwrap_or(usize::MAX);
         if segment.is_empty() || segment.len() > max {
             return Err(ErasureError::SegmentLength {
                 max,
@@ -413,7 +446,7 @@ impl Codec {
     ) -> Result<(), ErasureError> {
         out.clear();
         self.check_count(shards.len())?;
-        let max = usize::try_from(self.params.segment_size()).unwrap_or(usize::MAX);
+        let max = usize::try_from(max_segment_len(&self.params)).unwrap_or(usize::MAX);
         if segment_len == 0 || segment_len > max {
             return Err(ErasureError::SegmentLength {
                 max,
@@ -647,13 +680,15 @@ mod tests {
     #[test]
     fn encode_segment_rejects_bad_lengths() {
         let codec = Codec::new(params(4, 2, 10)).unwrap();
+        // A full segment (40) plus the longest tail a part's last one takes in (2).
         assert_eq!(
             codec.encode_segment(&[]),
-            Err(ErasureError::SegmentLength { max: 40, got: 0 })
+            Err(ErasureError::SegmentLength { max: 42, got: 0 })
         );
+        assert!(codec.encode_segment(&bytes(42)).is_ok());
         assert_eq!(
-            codec.encode_segment(&bytes(41)),
-            Err(ErasureError::SegmentLength { max: 40, got: 41 })
+            codec.encode_segment(&bytes(43)),
+            Err(ErasureError::SegmentLength { max: 42, got: 43 })
         );
     }
 

@@ -2,7 +2,7 @@
 //! erasure-code each part as it arrives without any segment crossing into the next.
 
 use proptest::prelude::*;
-use zib_erasure::{Layout, Parts};
+use zib_erasure::{max_segment_len, Layout, Parts};
 use zib_proto::ErasureParams;
 
 fn params(k: u8, m: u8, shard_size: u32) -> ErasureParams {
@@ -47,6 +47,46 @@ fn parts_of_a_native_multipart_upload() {
 }
 
 #[test]
+fn a_small_tail_joins_its_parts_last_segment() {
+    // 160-byte segments take in a tail of at most 10 bytes. Parts of 320 bytes, the
+    // first 8 more: 800 = 328 + 320 + 152.
+    let layout = Layout::in_parts(
+        params(4, 2, 40),
+        800,
+        Parts {
+            first_len: 328,
+            stride: 320,
+        },
+    );
+    assert_eq!(
+        layout.part_segments(0),
+        0..2,
+        "the 8-byte tail joins segment 1"
+    );
+    assert_eq!(layout.segment_range(1), 160..328);
+    assert_eq!(layout.shard_len(1), 42, "168 bytes over 4 data shards");
+    assert_eq!(layout.part_segments(1), 2..4);
+    assert_eq!(layout.segment_range(3), 488..648);
+    assert_eq!(layout.part_segments(2), 4..5);
+    assert_eq!(layout.segment_range(4), 648..800);
+    assert_eq!(layout.segment_count(), 5);
+    assert_eq!(layout.segment_at(327), Some(1));
+    assert_eq!(layout.segment_at(328), Some(2));
+    assert_eq!(layout.segment_at(800), None);
+    // A longer tail is a segment of its own; a whole-file layout never merges.
+    let parted = Layout::in_parts(
+        params(4, 2, 40),
+        331,
+        Parts {
+            first_len: 331,
+            stride: 320,
+        },
+    );
+    assert_eq!(parted.segment_count(), 3);
+    assert_eq!(Layout::new(params(4, 2, 40), 328).segment_count(), 3);
+}
+
+#[test]
 fn a_zero_stride_is_the_whole_file_layout() {
     let whole = Layout::new(params(4, 2, 10), 95);
     let parted = Layout::in_parts(params(4, 2, 10), 95, Parts::WHOLE);
@@ -82,10 +122,20 @@ proptest! {
                 let range = layout.segment_range(segment);
                 prop_assert_eq!(range.start, pos);
                 prop_assert!(range.end > range.start && range.end <= bounds.end);
-                prop_assert!(range.end - range.start <= u64::from(k) * u64::from(shard));
+                prop_assert!(range.end - range.start <= max_segment_len(&params(k, 2, shard)));
                 pos = range.end;
             }
             prop_assert_eq!(pos, bounds.end);
+            // An originator codes a part alone, as a one-part layout of its bytes:
+            // the same segments as the server's layout of the whole file.
+            let len = bounds.end - bounds.start;
+            let alone = Layout::in_parts(params(k, 2, shard), len, Parts { first_len: len, stride: len });
+            prop_assert_eq!(alone.segment_count(), segments.end - segments.start);
+            for (local, segment) in segments.clone().enumerate() {
+                let mine = alone.segment_range(local as u32);
+                let theirs = layout.segment_range(segment);
+                prop_assert_eq!(mine.start + bounds.start..mine.end + bounds.start, theirs);
+            }
             next_segment = segments.end;
         }
         prop_assert_eq!(pos, total);

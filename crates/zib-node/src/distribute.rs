@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
-use zib_erasure::{Codec, Layout};
+use zib_erasure::{Codec, Layout, Parts};
 use zib_proto::error_codes as codes;
 use zib_proto::node_rpc::{
     DistributedRequest, DistributionPlan, SegmentPlan, ShardStored, ShardTarget, StoredShard,
@@ -141,7 +141,7 @@ async fn distribute_once(
     size: u64,
 ) -> Result<usize, DistributeError> {
     let plan = request_plan(state, upload, size, None).await?;
-    let (codec, span) = checked(&plan, size)?;
+    let (codec, span) = checked(&plan, size, None)?;
 
     let source = state.store.blob_path(upload);
     if plan.inline {
@@ -210,7 +210,7 @@ async fn finish_parts_once(
                 Err(e) if !any_coded && e.placed_whole() => return Err(DistributeError::WholeOnly),
                 plan => plan?,
             };
-            let (codec, mut span) = checked(&plan, held.size)?;
+            let (codec, mut span) = checked(&plan, held.size, Some(part))?;
             span.file_offset = offset;
             let per_segment =
                 distribute_from_file(state, &codec, span, &source, plan.segments).await?;
@@ -332,7 +332,7 @@ pub(crate) async fn plan_now(
     part: Option<u32>,
 ) -> Result<(DistributionPlan, Arc<Codec>, Span), DistributeError> {
     let plan = ask_plan(state, upload, size, part).await?;
-    let (codec, span) = checked(&plan, size)?;
+    let (codec, span) = checked(&plan, size, part)?;
     if part.is_some() && plan.inline {
         return Err(DistributeError::BadPlan(
             "a part cannot be kept inline".into(),
@@ -361,13 +361,29 @@ async fn ask_plan(
         .map_err(DistributeError::Plan)
 }
 
-/// The codec and span a plan implies, once the plan is known to fit the upload.
-fn checked(plan: &DistributionPlan, size: u64) -> Result<(Arc<Codec>, Span), DistributeError> {
+/// The codec and span a plan implies, once the plan is known to fit the upload (or
+/// its `part`, segmented as a part is: see `zib_erasure::Parts`).
+fn checked(
+    plan: &DistributionPlan,
+    size: u64,
+    part: Option<u32>,
+) -> Result<(Arc<Codec>, Span), DistributeError> {
     // Codec first: it refuses parameters that Layout's arithmetic could not survive.
     let codec =
         Arc::new(Codec::new(plan.erasure).map_err(|e| DistributeError::BadPlan(e.to_string()))?);
+    let layout = match part {
+        None => Layout::new(plan.erasure, size),
+        Some(_) => Layout::in_parts(
+            plan.erasure,
+            size,
+            Parts {
+                first_len: size,
+                stride: size,
+            },
+        ),
+    };
     let span = Span {
-        layout: Layout::new(plan.erasure, size),
+        layout,
         first_segment: plan.first_segment,
         file_offset: 0,
     };
