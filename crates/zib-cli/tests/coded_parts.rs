@@ -24,7 +24,19 @@ fn parts_are_coded_as_they_arrive_and_read_back_across_part_boundaries() {
     let size = 9 * MIB + 777;
     let data = pattern(size, 17);
     let path = write_file(work.path(), "parts.bin", &data);
+    // Bytes zib dev (server and nodes in one process) hands to the disk.
+    let written = || {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", cluster.pid())).unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("write_bytes: "))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = written();
     let (file_id, cdn_url) = cluster.upload(&path, "parts", "parts.bin");
+    let during = written() - before;
 
     let rt = rt();
     let store = cluster.store();
@@ -93,6 +105,13 @@ fn parts_are_coded_as_they_arrive_and_read_back_across_part_boundaries() {
         ratio < 1.6,
         "{stored} bytes stored for {} of ciphertext",
         row.ciphertext_size
+    );
+    // Each byte went to disk once, as shards: no part was written whole first and
+    // coded afterwards (that is 2.5 bytes per byte).
+    let per_byte = during as f64 / row.ciphertext_size as f64;
+    assert!(
+        per_byte < 1.8,
+        "{per_byte:.2} bytes written per byte uploaded"
     );
 
     // Whole, and ranges across every part boundary (plaintext k * 2 MiB).
