@@ -360,13 +360,14 @@ fn bytes_committed_while_the_server_is_down_are_outcome_unknown_not_failed() {
     }
     // The parts taken while the server was away were kept whole and coded by the
     // node's own resume, next to the parts coded as they arrived before.
-    let node_logs = read_logs(&logs);
-    assert!(
-        node_logs.contains("multipart upload distributed on resume"),
-        "the node did not finish the upload part by part"
+    // The node logs it after the server's answer, which the loop above may beat.
+    wait_for(
+        "the node finishing the upload part by part",
+        Duration::from_secs(10),
+        || read_logs(&logs).contains("multipart upload distributed on resume"),
     );
     assert!(
-        node_logs.contains("no plan for the part yet"),
+        read_logs(&logs).contains("no plan for the part yet"),
         "no part was kept whole while the server was away"
     );
     let out = env
