@@ -131,6 +131,19 @@ impl Layout {
         }
     }
 
+    /// One part of `len` bytes, cut as a part of a file in parts is: what an
+    /// originator codes as the part arrives, without knowing the rest of the file.
+    pub fn part(params: ErasureParams, len: u64) -> Self {
+        Self::in_parts(
+            params,
+            len,
+            Parts {
+                first_len: len,
+                stride: len,
+            },
+        )
+    }
+
     /// How many parts the ciphertext is cut into (1 for a whole-file layout).
     pub fn part_count(&self) -> u32 {
         let Parts { first_len, stride } = self.parts;

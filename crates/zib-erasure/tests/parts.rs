@@ -129,7 +129,7 @@ proptest! {
             // An originator codes a part alone, as a one-part layout of its bytes:
             // the same segments as the server's layout of the whole file.
             let len = bounds.end - bounds.start;
-            let alone = Layout::in_parts(params(k, 2, shard), len, Parts { first_len: len, stride: len });
+            let alone = Layout::part(params(k, 2, shard), len);
             prop_assert_eq!(alone.segment_count(), segments.end - segments.start);
             for (local, segment) in segments.clone().enumerate() {
                 let mine = alone.segment_range(local as u32);

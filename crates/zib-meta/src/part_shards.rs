@@ -18,7 +18,8 @@ impl Store {
     /// Records the shards of one part (its `segments`) of a file still uploading.
     /// The shards of an earlier attempt at the same part (stored, but its client
     /// never heard so, and sent it again) are replaced: their rows go and their
-    /// blobs' deletion is queued, and they are returned for deletion now.
+    /// blobs' deletion is queued (holders get it with their next heartbeat); they are
+    /// returned so the caller can say how many.
     pub async fn record_part_shards(
         &self,
         file_id: FileId,

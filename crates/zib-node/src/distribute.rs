@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
-use zib_erasure::{Codec, Layout, Parts};
+use zib_erasure::{Codec, Layout};
 use zib_proto::error_codes as codes;
 use zib_proto::node_rpc::{
     DistributedRequest, DistributionPlan, SegmentPlan, ShardStored, ShardTarget, StoredShard,
@@ -23,6 +23,7 @@ use zib_proto::BlobId;
 
 use crate::rpc::RpcError;
 use crate::state::NodeState;
+use crate::store::PartHeld;
 
 /// Segments encoded or being pushed at once: enough to keep the disk, the CPU and
 /// the network busy together; each costs `(k + m) * shard_size` bytes of memory.
@@ -215,7 +216,11 @@ async fn finish_parts_once(
             let per_segment =
                 distribute_from_file(state, &codec, span, &source, plan.segments).await?;
             coded_now += report(state, upload, per_segment, Some(part)).await?;
-            if let Err(e) = state.store.mark_part_coded(upload, part, held.size).await {
+            let coded = PartHeld {
+                coded: true,
+                ..held
+            };
+            if let Err(e) = state.store.mark_part(upload, part, coded).await {
                 // A later pass codes the part again; the server replaces its shards.
                 tracing::warn!(%upload, part, error = %e, "could not record that a part is coded");
             }
@@ -373,14 +378,7 @@ fn checked(
         Arc::new(Codec::new(plan.erasure).map_err(|e| DistributeError::BadPlan(e.to_string()))?);
     let layout = match part {
         None => Layout::new(plan.erasure, size),
-        Some(_) => Layout::in_parts(
-            plan.erasure,
-            size,
-            Parts {
-                first_len: size,
-                stride: size,
-            },
-        ),
+        Some(_) => Layout::part(plan.erasure, size),
     };
     let span = Span {
         layout,

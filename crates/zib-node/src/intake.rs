@@ -21,6 +21,7 @@ use crate::distribute;
 use crate::error::NodeApiError;
 use crate::incoming::Incoming;
 use crate::state::{InFlight, NodeState};
+use crate::store::PartHeld;
 use crate::streamed::{self, StreamedError};
 
 #[derive(Deserialize)]
@@ -224,17 +225,7 @@ pub async fn put_part(
                     )
                 }
             };
-            tokio::fs::create_dir_all(state.store.parts_dir(blob))
-                .await
-                .and(state.store.sync_incoming().await)
-                .map_err(|e| NodeApiError::internal("could not record the stored part", e))?;
-            state
-                .store
-                .mark_part_coded(blob, part, claims.size)
-                .await
-                .map_err(|e| NodeApiError::internal("could not record the stored part", e))?;
-            spend_token(&state, &claims).await?;
-            return Ok(part_stored(part, claims.size, &hash));
+            return part_held(&state, blob, part, &claims, true, &hash).await;
         }
         Err(e) => {
             if let Some(refusal) = refused(&e) {
@@ -247,40 +238,42 @@ pub async fn put_part(
         }
     }
 
-    let parts_dir = state.store.parts_dir(blob);
-    tokio::fs::create_dir_all(&parts_dir)
-        .await
-        .map_err(|e| NodeApiError::internal("could not prepare the multipart upload", e))?;
     // Other parts share the partial file, so a failed part leaves it in place: its
     // range is simply rewritten by the retry.
     let hash = incoming
         .write_to(&state.store.partial_path(blob), Some(offset))
         .await?;
-    // The partial file's and parts directory's names must be as durable as the
-    // marker: a marker whose bytes vanished would block the part's re-upload.
-    state
-        .store
-        .sync_incoming()
-        .await
-        .map_err(|e| NodeApiError::internal("could not record the stored part", e))?;
-    state
-        .store
-        .mark_part(blob, part, claims.size)
-        .await
-        .map_err(|e| NodeApiError::internal("could not record the stored part", e))?;
-    spend_token(&state, &claims).await?;
-    Ok(part_stored(part, claims.size, &hash))
+    part_held(&state, blob, part, &claims, false, &hash).await
 }
 
-fn part_stored(part: u32, size: u64, hash: &blake3::Hash) -> Response {
+/// A part's bytes are durable (`coded`: as shards on their holders; otherwise in
+/// the partial file): its marker is written, its token spent, and the client told.
+async fn part_held(
+    state: &NodeState,
+    blob: BlobId,
+    part: u32,
+    claims: &CapabilityClaims,
+    coded: bool,
+    hash: &blake3::Hash,
+) -> Result<Response, NodeApiError> {
+    let held = PartHeld {
+        size: claims.size,
+        coded,
+    };
+    state
+        .store
+        .mark_part(blob, part, held)
+        .await
+        .map_err(|e| NodeApiError::internal("could not record the stored part", e))?;
+    spend_token(state, claims).await?;
     let mut response = Json(PartStored {
         part_number: part,
-        size,
+        size: claims.size,
         status: "stored".to_string(),
     })
     .into_response();
     set_etag(&mut response, hash);
-    response
+    Ok(response)
 }
 
 /// `POST /v1/upload/{blob_id}/complete?token=T`: every part is in; store and distribute.

@@ -256,20 +256,19 @@ impl BlobStore {
         sync_dir(self.root.join("incoming")).await
     }
 
-    /// Writes a durable part marker (content: the part's size) for a part kept in
-    /// the partial file.
-    pub async fn mark_part(&self, blob: BlobId, part: u32, size: u64) -> io::Result<()> {
-        write_durably(self.part_marker(blob, part), size.to_string().into_bytes()).await
-    }
-
-    /// Writes a durable part marker for a part whose shards are on their holders
-    /// and recorded by the server (content: the size, then `coded`).
-    pub async fn mark_part_coded(&self, blob: BlobId, part: u32, size: u64) -> io::Result<()> {
-        write_durably(
-            self.part_marker(blob, part),
-            format!("{size} {PART_CODED}").into_bytes(),
-        )
-        .await
+    /// Records durably that this node holds a part (content: its size, then `coded`
+    /// when its shards are on their holders rather than in the partial file). The
+    /// names of the parts directory and the partial file are made as durable as
+    /// the marker first: a marker whose bytes vanished would block the part's
+    /// re-upload.
+    pub async fn mark_part(&self, blob: BlobId, part: u32, held: PartHeld) -> io::Result<()> {
+        tokio::fs::create_dir_all(self.parts_dir(blob)).await?;
+        self.sync_incoming().await?;
+        let content = match held.coded {
+            true => format!("{} {PART_CODED}", held.size),
+            false => held.size.to_string(),
+        };
+        write_durably(self.part_marker(blob, part), content.into_bytes()).await
     }
 
     /// How many parts of a multipart upload completed part by part are marked here

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
-use zib_erasure::{Codec, Layout};
+use zib_erasure::Codec;
 
 use crate::distribute::Span;
 use zib_proto::node_rpc::{DistributionPlan, StoredShard};
@@ -70,15 +70,7 @@ pub async fn distribute_as_received(
                 .buffers
                 .acquire(shard_len * span.layout.params.total_shards() as u64)
                 .await;
-            let shards = read_segment(&span.layout, span.local(segment), incoming, &mut hasher)
-                .await
-                .map_err(|e| match e {
-                    // Named by its number in the file, as the server knows it.
-                    StreamedError::Distribute(DistributeError::Encode { reason, .. }) => {
-                        StreamedError::Distribute(DistributeError::Encode { segment, reason })
-                    }
-                    other => other,
-                })?;
+            let shards = read_segment(&span, segment, incoming, &mut hasher).await?;
             let (state, codec) = (state.clone(), codec.clone());
             in_flight.push_back((
                 segment,
@@ -150,13 +142,15 @@ pub async fn send_whole(
 
 /// The segment's data shards, filled from the body (the last one's tail is padding).
 async fn read_segment(
-    layout: &Layout,
+    span: &Span,
     segment: u32,
     incoming: &mut Incoming,
     hasher: &mut blake3::Hasher,
 ) -> Result<Vec<Vec<u8>>, StreamedError> {
-    let range = layout.segment_range(segment);
-    let mut shards = distribute::segment_buffers(layout, segment)
+    let layout = &span.layout;
+    let range = layout.segment_range(span.local(segment));
+    // Errors name the segment by its number in the file, as the server knows it.
+    let mut shards = distribute::segment_buffers(layout, span.local(segment))
         .map_err(|reason| StreamedError::Distribute(DistributeError::Encode { segment, reason }))?;
     let mut left = range.end - range.start;
     for shard in shards.iter_mut().take(layout.params.data_shards as usize) {
