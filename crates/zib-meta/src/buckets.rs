@@ -222,6 +222,7 @@ impl Store {
         for statement in [
             "DELETE FROM shards WHERE file_id IN (SELECT file_id FROM files WHERE bucket_id = $1)",
             "DELETE FROM inline_envelopes WHERE file_id IN (SELECT file_id FROM files WHERE bucket_id = $1)",
+            "DELETE FROM file_parts WHERE file_id IN (SELECT file_id FROM files WHERE bucket_id = $1)",
             "DELETE FROM file_webhooks WHERE file_id IN (SELECT file_id FROM files WHERE bucket_id = $1)",
             "DELETE FROM compute_jobs WHERE file_id IN (SELECT file_id FROM files WHERE bucket_id = $1)",
             "DELETE FROM files WHERE bucket_id = $1",

@@ -301,6 +301,10 @@ impl Store {
             .bind(&file_text)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM file_parts WHERE file_id = $1")
+            .bind(&file_text)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "DELETE FROM objects WHERE bucket_id = $1 AND object_key = $2 AND file_id = $3",
         )
@@ -418,6 +422,7 @@ pub(crate) async fn complete_in(
     let (phase, safe_at, s3) = match held {
         Held::Shards(_) => (FilePhase::Distributed, None, None),
         Held::Inline { s3, .. } => (FilePhase::Safe, Some(now), s3),
+        Held::Listed(s3) => (FilePhase::Distributed, None, Some(s3)),
     };
     let columns = s3.map(|c| c.columns()).transpose()?;
     let (checksums, headers, tags) = match columns {
@@ -457,6 +462,7 @@ pub(crate) async fn complete_in(
 
     let shards = match held {
         Held::Shards(shards) => shards,
+        Held::Listed(_) => &[],
         Held::Inline {
             envelope,
             via_originator,
@@ -547,7 +553,7 @@ pub(crate) async fn complete_in(
     .await?;
     // Kept inline, it is safe already: both events, in order.
     let events: &[&str] = match held {
-        Held::Shards(_) => &[FILE_READY],
+        Held::Shards(_) | Held::Listed(_) => &[FILE_READY],
         Held::Inline { .. } => &[FILE_READY, FILE_REPLICATED],
     };
     match inserted {
@@ -576,6 +582,9 @@ pub(crate) enum Held<'a> {
         via_originator: bool,
         s3: Option<S3Content<'a>>,
     },
+    /// Erasure-coded on nodes part by part, each part's shards recorded with it
+    /// (`file_parts`); the object's S3 attributes come with the completion.
+    Listed(S3Content<'a>),
 }
 
 /// Inserts a file's shard rows; a shard or blob id already recorded is a conflict.

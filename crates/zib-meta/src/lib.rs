@@ -17,6 +17,7 @@ mod derived;
 mod durability;
 mod encoding;
 mod engine;
+mod file_parts;
 mod files;
 mod nodes;
 mod object_attrs;
@@ -40,6 +41,7 @@ pub use encoding::{
     variant_object_key, EncodingJobRow, JobCreation, JobPhase, JobThumbnails, NewEncodingJob,
     NewStreamFile, NewVariantJob, VariantCreation, ASPECT_VARIANT_KIND,
 };
+pub use file_parts::{FilePart, ListedCompletion};
 pub use object_attrs::{Checksums, ObjectHeaders, S3Content, Tags};
 pub use s3_completed::CompletedUpload;
 pub use webhooks::{
@@ -183,6 +185,12 @@ pub struct FileRow {
 }
 
 impl FileRow {
+    /// Stored as one envelope per part (an S3 multipart upload, `file_parts`): it has
+    /// no nonce prefix of its own.
+    pub fn in_listed_parts(&self) -> bool {
+        self.nonce_prefix.is_empty()
+    }
+
     /// The Reed-Solomon layout this file was coded with.
     pub fn erasure(&self) -> zib_proto::ErasureParams {
         zib_proto::ErasureParams {
