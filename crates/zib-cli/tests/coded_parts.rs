@@ -24,16 +24,7 @@ fn parts_are_coded_as_they_arrive_and_read_back_across_part_boundaries() {
     let size = 9 * MIB + 777;
     let data = pattern(size, 17);
     let path = write_file(work.path(), "parts.bin", &data);
-    // Bytes zib dev (server and nodes in one process) hands to the disk.
-    let written = || {
-        let io = std::fs::read_to_string(format!("/proc/{}/io", cluster.pid())).unwrap();
-        io.lines()
-            .find_map(|l| l.strip_prefix("write_bytes: "))
-            .unwrap()
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
+    let written = || cluster.written_bytes();
     let before = written();
     let (file_id, cdn_url) = cluster.upload(&path, "parts", "parts.bin");
     let during = written() - before;

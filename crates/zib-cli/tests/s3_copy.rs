@@ -227,7 +227,7 @@ fn copies_are_new_objects_sealed_on_the_server_and_a_repeated_complete_answers_t
         seen["duplicate_part"],
         serde_json::json!({"code": "InvalidPartOrder", "status": 400})
     );
-    // A retry while the first Complete was storing waited for it: one store, one ETag.
+    // A retry sent while the first Complete runs: one store, one ETag.
     let race_md5 = seen["race_md5"].as_str().unwrap();
     assert_eq!(
         seen["race"],
@@ -239,13 +239,9 @@ fn copies_are_new_objects_sealed_on_the_server_and_a_repeated_complete_answers_t
         .lines()
         .filter(|l| l.contains("s3 multipart upload completed") && l.contains(race_id))
         .count();
+    // Complete writes rows only, so the retry may come after the first one is done:
+    // it then answers from the completion's record. Either way, one store.
     assert_eq!(stored, 1, "the race upload was stored once");
-    assert!(
-        log.lines().any(
-            |l| l.contains("a repeated Complete waits for the one storing") && l.contains(race_id)
-        ),
-        "the retry arrived while the first Complete was storing"
-    );
 
     // Another tenant: the completed upload is not theirs, nor is the copy source.
     let other = cluster.create_tenant("copy-other-tenant");

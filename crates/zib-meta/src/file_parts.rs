@@ -66,24 +66,28 @@ fn part_from_row(row: &crate::engine::DbRow) -> Result<FilePart> {
 impl Store {
     /// Records one stored part and its shards, for a file still awaiting
     /// distribution. An earlier attempt at the same part number (sent again) is
-    /// replaced: its row and shard rows go, its blobs' deletion is queued. Returns the
-    /// replaced blobs.
+    /// replaced: its row and shard rows go, its blobs' deletion is queued; the file's
+    /// expiry moves to `expires_at` if that is later. Returns the replaced blobs.
     pub async fn record_file_part(
         &self,
         file_id: FileId,
         part: &FilePart,
         shards: &[ShardRow],
         now: i64,
+        expires_at: i64,
     ) -> Result<Vec<(NodeId, BlobId)>> {
         let file_text = file_id.to_string();
         let mut tx = self.begin_write().await?;
+        // A new part keeps the upload from expiring for another `expires_at`.
         let awaiting = sqlx::query(
-            "UPDATE files SET phase = $1 WHERE file_id = $2 AND phase IN ($3, $1) \
-             RETURNING file_id",
+            "UPDATE files SET phase = $1, \
+                 expires_at = CASE WHEN expires_at < $4 THEN $4 ELSE expires_at END \
+             WHERE file_id = $2 AND phase IN ($3, $1) RETURNING file_id",
         )
         .bind(FilePhase::Uploading.as_str())
         .bind(&file_text)
         .bind(FilePhase::Pending.as_str())
+        .bind(expires_at)
         .fetch_optional(&mut *tx)
         .await?;
         if awaiting.is_none() {
@@ -231,11 +235,26 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Drops every part of a file that will not be completed (an aborted upload):
-    /// rows and shard rows, their blobs' deletion queued. Returns how many blobs.
-    pub async fn drop_file_parts(&self, file_id: FileId, now: i64) -> Result<usize> {
+    /// Ends a file in parts that will not be completed (an aborted upload): it fails
+    /// with `reason`, and its parts' rows and shard rows go, their blobs' deletion
+    /// queued. Returns how many blobs; a conflict once the file is complete.
+    pub async fn drop_file_parts(&self, file_id: FileId, reason: &str, now: i64) -> Result<usize> {
         let file_text = file_id.to_string();
         let mut tx = self.begin_write().await?;
+        let ended = sqlx::query(
+            "UPDATE files SET phase = $1, cancelled_reason = $2 \
+             WHERE file_id = $3 AND phase IN ($4, $5) RETURNING file_id",
+        )
+        .bind(FilePhase::Failed.as_str())
+        .bind(reason)
+        .bind(&file_text)
+        .bind(FilePhase::Pending.as_str())
+        .bind(FilePhase::Uploading.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if ended.is_none() {
+            return Err(MetaError::Conflict("file is not awaiting distribution"));
+        }
         let blobs = drop_parts_in(&mut tx, &file_text, None).await?;
         queue_deletes(&mut tx, &blobs, now).await?;
         tx.commit().await?;

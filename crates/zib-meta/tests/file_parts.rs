@@ -134,13 +134,13 @@ async fn parts_in_any_order_and_sent_again_complete_to_the_listed_ones() {
     let p2 = part(2, 1, "2b");
     for p in [&p3, &p1, &p2_first] {
         store
-            .record_file_part(id, p, &shards_of(id, p), 1_000)
+            .record_file_part(id, p, &shards_of(id, p), 1_000, 9_000)
             .await
             .unwrap();
     }
     let before = store.shards_for_file(id).await.unwrap();
     let replaced = store
-        .record_file_part(id, &p2, &shards_of(id, &p2), 1_100)
+        .record_file_part(id, &p2, &shards_of(id, &p2), 1_100, 9_000)
         .await
         .unwrap();
     assert_eq!(replaced.len(), 9, "every shard of the earlier attempt");
@@ -247,7 +247,7 @@ async fn parts_in_any_order_and_sent_again_complete_to_the_listed_ones() {
     // Completed: no more parts.
     assert!(matches!(
         store
-            .record_file_part(id, &p3, &shards_of(id, &p3), 3_000)
+            .record_file_part(id, &p3, &shards_of(id, &p3), 3_000, 9_000)
             .await,
         Err(MetaError::Conflict(_))
     ));
@@ -260,7 +260,7 @@ async fn an_aborted_upload_drops_every_part_and_a_listed_part_must_be_stored() {
     let id = file.file_id;
     let p1 = part(1, 1, "11");
     store
-        .record_file_part(id, &p1, &shards_of(id, &p1), 1_000)
+        .record_file_part(id, &p1, &shards_of(id, &p1), 1_000, 9_000)
         .await
         .unwrap();
     let sums = Checksums::new();
@@ -280,10 +280,28 @@ async fn an_aborted_upload_drops_every_part_and_a_listed_part_must_be_stored() {
             .await,
         Err(MetaError::Conflict(_))
     ));
-    assert_eq!(store.drop_file_parts(id, 2_100).await.unwrap(), 3);
+    // A part arriving late in the upload's life pushes its expiry back.
+    let p3 = part(3, 1, "33");
+    store
+        .record_file_part(id, &p3, &shards_of(id, &p3), 1_500, 50_000)
+        .await
+        .unwrap();
+    assert_eq!(store.file(id).await.unwrap().unwrap().expires_at, 50_000);
+    assert_eq!(
+        store.drop_file_parts(id, "aborted", 2_100).await.unwrap(),
+        6
+    );
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.phase, FilePhase::Failed);
+    assert_eq!(row.cancelled_reason.as_deref(), Some("aborted"));
+    // Aborted already: a second abort, or a late part, is refused.
+    assert!(matches!(
+        store.drop_file_parts(id, "aborted", 2_200).await,
+        Err(MetaError::Conflict(_))
+    ));
     assert!(store.file_parts(id).await.unwrap().is_empty());
     assert!(store.shards_for_file(id).await.unwrap().is_empty());
-    assert_eq!(deletes_queued(&store, "ZB-NODE03").await.len(), 1);
+    assert_eq!(deletes_queued(&store, "ZB-NODE03").await.len(), 2);
     // Deleting the bucket's files takes the rows with them (no foreign-key error).
     assert!(store
         .delete_file(&file.tenant_id, id, 3_000)

@@ -145,15 +145,32 @@ pub struct ThumbnailsRegistered {
 pub struct JobSource {
     /// Absolute URL of `GET /v1/node/jobs/{job_id}/source`.
     pub url: String,
-    /// Plaintext size in bytes.
+    /// Plaintext size in bytes (with `parts`: the sum of theirs).
     pub size: u64,
-    /// Envelope size in bytes (header included).
+    /// Envelope size in bytes (header included; with `parts`: the sum of theirs).
     pub ciphertext_size: u64,
+    /// The chunk size of the envelope, or of every part's envelope.
     pub chunk_size: u32,
-    /// The envelope's nonce prefix, hex.
+    /// The envelope's nonce prefix, hex. Unused (empty) when `parts` is not empty.
     pub nonce_prefix: String,
     /// The file's data key, 64 hex characters. In memory only.
     pub data_key: String,
+    /// A file stored as several envelopes (an S3 multipart upload, one per part):
+    /// its parts in order, whose envelopes follow each other in the ciphertext the
+    /// `url` serves. Empty: one envelope (`nonce_prefix`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<SourcePart>,
+}
+
+/// One envelope of a source stored in parts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcePart {
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Envelope bytes (header included).
+    pub ciphertext_size: u64,
+    /// The part envelope's nonce prefix, hex.
+    pub nonce_prefix: String,
 }
 
 /// Which part of the job a progress figure belongs to.

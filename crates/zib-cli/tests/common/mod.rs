@@ -98,6 +98,17 @@ impl Cluster {
         }
     }
 
+    /// Bytes `zib dev` (server and nodes in one process) has handed to the disk.
+    pub fn written_bytes(&self) -> u64 {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid())).unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("write_bytes: "))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    }
+
     pub fn node_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("nodes"))
             .expect("nodes dir")

@@ -121,6 +121,9 @@ out["mp_head"] = {"length": head["ContentLength"], "content_type": head["Content
                   "etag": head["ETag"].strip('"'),
                   "file_id": head["ResponseMetadata"]["HTTPHeaders"].get("x-zib-file-id")}
 out["mp_md5"] = hashlib.md5(mp_data).hexdigest()
+mp_parts = [mp_data[i:i + 8 * MiB] for i in range(0, len(mp_data), 8 * MiB)]
+out["mp_etag"] = (hashlib.md5(b"".join(hashlib.md5(p).digest() for p in mp_parts)).hexdigest()
+                  + f"-{len(mp_parts)}")
 out["mp_len"] = len(mp_data)
 
 # An upload left pending: a part sent twice keeps the second, bad completes are refused

@@ -143,7 +143,8 @@ answers = [s3.complete_multipart_upload(Bucket=bucket, Key="retry.bin", UploadId
                                         MultipartUpload=listed) for _ in range(2)]
 out["retry_answers"] = [{k: a.get(k) for k in ("Location", "Bucket", "Key", "ETag")}
                         for a in answers]
-out["retry_md5"] = hashlib.md5(b"".join(data)).hexdigest()
+out["retry_md5"] = (hashlib.md5(b"".join(hashlib.md5(d).digest() for d in data)).hexdigest()
+                    + f"-{len(data)}")
 out["retry_upload_id"] = uid
 out["retry_parts_xml"] = "".join(
     f"<Part><PartNumber>{n + 1}</PartNumber><ETag>{e}</ETag></Part>" for n, e in enumerate(etags))
@@ -158,7 +159,7 @@ out["duplicate_part"] = error_of(lambda: s3.complete_multipart_upload(
     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 1, "ETag": e1},
                                {"PartNumber": 2, "ETag": e2}]}))
 
-# A retry that arrives while the first Complete is still storing (64 MiB take a while).
+# A retry sent while the first Complete may still be running.
 uid = s3.create_multipart_upload(Bucket=bucket, Key="race.bin")["UploadId"]
 race = b"R" * (64 * 1024 * 1024)
 e = s3.upload_part(Bucket=bucket, Key="race.bin", UploadId=uid, PartNumber=1, Body=race)["ETag"]
@@ -183,7 +184,7 @@ time.sleep(0.2)
 complete("retry", clients[1])
 first.join()
 out["race"] = results
-out["race_md5"] = hashlib.md5(race).hexdigest()
+out["race_md5"] = hashlib.md5(hashlib.md5(race).digest()).hexdigest() + "-1"
 out["race_upload_id"] = uid
 
 print(json.dumps(out))

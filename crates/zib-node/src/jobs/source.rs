@@ -1,14 +1,19 @@
 //! A job's source video, read from the server as envelope ciphertext (ranged) and
 //! decrypted here, in memory, one window of chunks at a time. Nothing of it is
 //! written to disk.
+//!
+//! A source is one envelope or, for a file uploaded in parts (S3 multipart), several
+//! complete envelopes one after the other, each with its own header and chunk
+//! indices from 0. Both are a list of parts here (one envelope: one part at offset
+//! 0), so there is one code path.
 
 use std::ops::Range;
 
 use reqwest::header::{AUTHORIZATION, RANGE};
 use reqwest::StatusCode;
-use zib_crypto::envelope::{Header, Opener, VERSION};
+use zib_crypto::envelope::{EnvelopeError, Header, Opener, VERSION};
 use zib_crypto::DataKey;
-use zib_proto::jobs::{JobSource, LEASE_HEADER};
+use zib_proto::jobs::{JobSource, SourcePart, LEASE_HEADER};
 use zib_proto::EnvelopeParams;
 
 /// Plaintext read per request to the server: large enough that a sequential read by
@@ -36,9 +41,30 @@ pub struct Source {
     url: String,
     bearer: String,
     lease: String,
-    opener: Opener,
+    /// In order, with increasing offsets; never empty.
+    parts: Vec<Part>,
+    /// Plaintext bytes per chunk, the same in every part.
+    chunk_size: u32,
     /// Plaintext size.
     size: u64,
+}
+
+/// One envelope of the source and where it sits: chunk boundaries, final flags and
+/// nonces are all relative to it, so a read must not straddle two of them.
+struct Part {
+    /// Offset of its first plaintext byte in the source.
+    plain_start: u64,
+    /// Offset of its header in the ciphertext the server serves.
+    cipher_start: u64,
+    /// Plaintext size.
+    size: u64,
+    opener: Opener,
+}
+
+impl Part {
+    fn plain_end(&self) -> u64 {
+        self.plain_start + self.size
+    }
 }
 
 impl Source {
@@ -52,16 +78,50 @@ impl Source {
         let mut key = [0u8; 32];
         hex::decode_to_slice(src.data_key.trim(), &mut key)
             .map_err(|_| SourceError::BadClaim("the data key is not 64 hex characters".into()))?;
-        let header = Header::from_params(&EnvelopeParams {
-            version: VERSION,
-            chunk_size: src.chunk_size,
-            nonce_prefix: src.nonce_prefix.clone(),
-        })
-        .map_err(|e| SourceError::BadClaim(e.to_string()))?;
-        let expected = header.layout().ciphertext_len(src.size);
-        if expected != src.ciphertext_size {
+        let key = DataKey::from_bytes(key);
+        let single;
+        let described: &[SourcePart] = if src.parts.is_empty() {
+            single = [SourcePart {
+                size: src.size,
+                ciphertext_size: src.ciphertext_size,
+                nonce_prefix: src.nonce_prefix.clone(),
+            }];
+            &single
+        } else {
+            &src.parts
+        };
+        let mut parts = Vec::with_capacity(described.len());
+        let (mut plain_at, mut cipher_at) = (0u64, 0u64);
+        for (i, part) in described.iter().enumerate() {
+            let header = Header::from_params(&EnvelopeParams {
+                version: VERSION,
+                chunk_size: src.chunk_size,
+                nonce_prefix: part.nonce_prefix.clone(),
+            })
+            .map_err(|e| SourceError::BadClaim(format!("part {i}: {e}")))?;
+            let expected = header.layout().ciphertext_len(part.size);
+            if expected != part.ciphertext_size {
+                return Err(SourceError::BadClaim(format!(
+                    "part {i}: {} plaintext bytes make a {expected}-byte envelope, not {}",
+                    part.size, part.ciphertext_size
+                )));
+            }
+            parts.push(Part {
+                plain_start: plain_at,
+                cipher_start: cipher_at,
+                size: part.size,
+                opener: Opener::new(&key, header),
+            });
+            let overflow = || SourceError::BadClaim("the parts' sizes overflow".into());
+            plain_at = plain_at.checked_add(part.size).ok_or_else(overflow)?;
+            cipher_at = cipher_at
+                .checked_add(part.ciphertext_size)
+                .ok_or_else(overflow)?;
+        }
+        if plain_at != src.size || cipher_at != src.ciphertext_size {
             return Err(SourceError::BadClaim(format!(
-                "{} plaintext bytes make a {expected}-byte envelope, not {}",
+                "the parts hold {plain_at} plaintext and {cipher_at} envelope bytes, \
+                 but the source is {} and {}",
                 src.size, src.ciphertext_size
             )));
         }
@@ -70,7 +130,8 @@ impl Source {
             url: src.url.clone(),
             bearer: format!("Bearer {cluster_token}"),
             lease: lease.to_string(),
-            opener: Opener::new(&DataKey::from_bytes(key), header),
+            parts,
+            chunk_size: src.chunk_size,
             size: src.size,
         })
     }
@@ -80,34 +141,82 @@ impl Source {
         self.size
     }
 
-    /// The windows a read of `range` is made of, each ending on a chunk boundary
-    /// (so no chunk is fetched and authenticated twice by one sequential read).
+    /// The windows a read of `range` is made of, each ending on a chunk boundary of
+    /// its part (so no chunk is fetched and authenticated twice by one sequential
+    /// read) and never crossing into the next part (so each is one ranged GET).
     pub fn windows(&self, range: Range<u64>) -> Vec<Range<u64>> {
-        let chunk = u64::from(self.opener.header().chunk_size.max(1));
+        let chunk = u64::from(self.chunk_size.max(1));
         let step = (WINDOW / chunk).max(1) * chunk;
         let mut out = Vec::new();
-        let mut at = range.start;
-        while at < range.end {
-            let end = ((at / step + 1) * step).min(range.end);
-            out.push(at..end);
-            at = end;
+        for (part, piece) in self.pieces(range) {
+            let mut at = piece.start;
+            while at < piece.end {
+                let end = (at / step)
+                    .saturating_add(1)
+                    .saturating_mul(step)
+                    .min(piece.end);
+                out.push(part.plain_start + at..part.plain_start + end);
+                at = end;
+            }
         }
         out
     }
 
-    /// Decrypted bytes of `range` (non-empty, within the source).
+    /// Decrypted bytes of `range` (non-empty, within the source): one ranged GET per
+    /// part it touches, fetched and decrypted one after the other.
     pub async fn read(&self, range: Range<u64>) -> Result<Vec<u8>, SourceError> {
-        let layout = self.opener.header().layout();
+        if range.start >= range.end || range.end > self.size {
+            // An empty source's one (empty) chunk: still fetched and authenticated.
+            if let (0, Some(first)) = (self.size, self.parts.first()) {
+                if range == (0..0) {
+                    return self.read_part(first, 0..0).await;
+                }
+            }
+            return Err(SourceError::Decrypt(
+                EnvelopeError::BadRange {
+                    start: range.start,
+                    end: range.end,
+                    len: self.size,
+                }
+                .to_string(),
+            ));
+        }
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        for (part, piece) in self.pieces(range) {
+            out.extend_from_slice(&self.read_part(part, piece).await?);
+        }
+        Ok(out)
+    }
+
+    /// The parts `range` touches, each with the non-empty piece of it that falls
+    /// there, relative to the part's plaintext.
+    fn pieces(&self, range: Range<u64>) -> impl Iterator<Item = (&Part, Range<u64>)> {
+        let first = self.parts.partition_point(|p| p.plain_end() <= range.start);
+        self.parts[first..]
+            .iter()
+            .take_while(move |p| p.plain_start < range.end)
+            .filter_map(move |p| {
+                let start = range.start.max(p.plain_start) - p.plain_start;
+                let end = range.end.min(p.plain_end()) - p.plain_start;
+                (start < end).then_some((p, start..end))
+            })
+    }
+
+    /// Decrypted bytes of `range` of one part's plaintext, from one ranged GET.
+    async fn read_part(&self, part: &Part, range: Range<u64>) -> Result<Vec<u8>, SourceError> {
+        let layout = part.opener.header().layout();
         let chunks = layout
-            .chunks_covering(range.clone(), self.size)
+            .chunks_covering(range.clone(), part.size)
             .map_err(|e| SourceError::Decrypt(e.to_string()))?;
-        let sealed = layout.sealed_range(chunks, self.size);
+        let sealed = layout.sealed_range(chunks, part.size);
+        let first = part.cipher_start + sealed.start;
+        let want = sealed.end - sealed.start;
         let response = self
             .http
             .get(&self.url)
             .header(AUTHORIZATION, &self.bearer)
             .header(LEASE_HEADER, &self.lease)
-            .header(RANGE, format!("bytes={}-{}", sealed.start, sealed.end - 1))
+            .header(RANGE, format!("bytes={first}-{}", first + want - 1))
             .send()
             .await
             .map_err(|e| SourceError::Unreachable(e.without_url().to_string()))?;
@@ -126,18 +235,17 @@ impl Source {
             .bytes()
             .await
             .map_err(|e| SourceError::Unreachable(e.without_url().to_string()))?;
-        let want = (sealed.end - sealed.start) as usize;
-        // A server that ignores Range sends the whole envelope: take our part of it.
-        let covering: &[u8] = if status == StatusCode::OK && body.len() as u64 > want as u64 {
-            let start = sealed.start as usize;
-            body.get(start..start + want).ok_or_else(|| {
-                SourceError::Decrypt(format!("the envelope is only {} bytes", body.len()))
+        // A server that ignores Range sends the whole ciphertext: take our part of it.
+        let covering: &[u8] = if status == StatusCode::OK && body.len() as u64 > want {
+            let start = first as usize;
+            body.get(start..start + want as usize).ok_or_else(|| {
+                SourceError::Decrypt(format!("the ciphertext is only {} bytes", body.len()))
             })?
         } else {
             &body
         };
-        self.opener
-            .open_range(range, self.size, covering)
+        part.opener
+            .open_range(range, part.size, covering)
             .map_err(|e| SourceError::Decrypt(e.to_string()))
     }
 }

@@ -315,6 +315,7 @@ pub fn offer_job(
             chunk_size,
             nonce_prefix: header.to_params().nonce_prefix,
             data_key: hex::encode(key.as_bytes()),
+            parts: Vec::new(),
         },
         encoding_job_id: None,
     });

@@ -489,6 +489,7 @@ pub fn offer_job_with(
             chunk_size,
             nonce_prefix: params.nonce_prefix,
             data_key: hex::encode(key.as_bytes()),
+            parts: Vec::new(),
         },
         hls_key: hex::encode(hls_key),
         options: serde_json::json!({}),

@@ -112,6 +112,30 @@ pub async fn plan(
             first_segment: 0,
         });
     }
+    let first_segment = segments.start;
+    let segments = place_segments(
+        state,
+        &file,
+        segments.map(|segment| (segment, layout.shard_len(segment))),
+    )
+    .await?;
+    Ok(DistributionPlan {
+        erasure,
+        segments,
+        inline: false,
+        first_segment,
+    })
+}
+
+/// Where each shard of `segments` (numbers, with their shards' length) goes, with a
+/// capability for each: never two shards of a segment on one node, unless the
+/// cluster has fewer nodes registered than shards per segment.
+pub async fn place_segments(
+    state: &AppState,
+    file: &FileRow,
+    segments: impl Iterator<Item = (u32, u64)>,
+) -> ApiResult<Vec<SegmentPlan>> {
+    let erasure = file.erasure();
     let now = now_ms();
     let directory = NodeDirectory::load(state).await?;
     let candidates = directory.placeable();
@@ -144,12 +168,13 @@ pub async fn plan(
             placement::segment_holders(&ordered, segment, width).map_err(too_few)
         }
     };
-    holders(segments.start)?;
     let expires_at = (now as u64 / 1000) + state.config.upload_expiry.as_secs();
-    let first_segment = segments.start;
-    let segments = segments
-        .map(|segment| {
-            let shard_len = layout.shard_len(segment);
+    let mut segments = segments.peekable();
+    if let Some((first, _)) = segments.peek() {
+        holders(*first)?;
+    }
+    segments
+        .map(|(segment, shard_len)| {
             let targets = holders(segment)?
                 .into_iter()
                 .enumerate()
@@ -168,13 +193,7 @@ pub async fn plan(
                 .collect();
             Ok(SegmentPlan { segment, targets })
         })
-        .collect::<ApiResult<_>>()?;
-    Ok(DistributionPlan {
-        erasure,
-        segments,
-        inline: false,
-        first_segment,
-    })
+        .collect::<ApiResult<_>>()
 }
 
 /// A tenant's single upload of at most `inline_threshold` bytes is kept whole in
@@ -393,6 +412,24 @@ pub async fn record_new_inline(
     tracing::info!(file_id = %row.file_id, bytes = envelope.len(), "file stored inline");
     // An S3 PUT declares no pipeline: there is no encode to look up.
     settle(state, row.file_id, outcome, MayDeclare::No).await
+}
+
+/// Every listed part of a file stored in parts (an S3 multipart upload) is in: the
+/// file becomes current for its key, from rows alone.
+pub async fn record_parts_completion(
+    state: &AppState,
+    file_id: FileId,
+    done: zib_meta::ListedCompletion<'_>,
+) -> ApiResult<()> {
+    let parts = done.parts.len();
+    let outcome = state
+        .store
+        .complete_file_parts(file_id, done, now_ms(), SUPERSEDE_REASON)
+        .await
+        .map_err(completion_error)?;
+    tracing::info!(%file_id, parts, "file in parts completed");
+    // An S3 upload declares no pipeline: there is no encode to look up.
+    settle(state, file_id, outcome, MayDeclare::No).await
 }
 
 fn completion_error(e: zib_meta::MetaError) -> ApiError {

@@ -3,7 +3,7 @@
 
 use zib_crypto::envelope::{HEADER_LEN, TAG_LEN};
 use zib_erasure::{Layout, Parts};
-use zib_meta::FileRow;
+use zib_meta::{FilePart, FileRow};
 
 /// Where a file's ciphertext lives among segments: a multipart file with a part
 /// size has its parts segmented on their own (each coded as it arrived).
@@ -23,4 +23,17 @@ pub fn layout_of(file: &FileRow) -> Layout {
             stride,
         },
     )
+}
+
+/// The length of segment `segment`'s shards. A file stored in parts (`parts`, as
+/// `Store::file_parts` gives them) takes it from the part holding the segment; `None`
+/// when no part does.
+pub fn shard_len_of(file: &FileRow, parts: &[FilePart], segment: u32) -> Option<u64> {
+    if !file.in_listed_parts() {
+        return Some(layout_of(file).shard_len(segment));
+    }
+    let part = parts
+        .iter()
+        .find(|p| segment >= p.first_segment && segment - p.first_segment < p.segment_count)?;
+    Some(Layout::part(file.erasure(), part.ciphertext_size).shard_len(segment - part.first_segment))
 }

@@ -30,6 +30,7 @@ pub mod encoding;
 pub mod layout;
 pub mod multipart_spool;
 pub mod node_client;
+pub mod part_coding;
 pub mod placement;
 pub mod read;
 pub mod registration;

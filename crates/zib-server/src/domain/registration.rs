@@ -276,6 +276,31 @@ pub async fn register(
     })
 }
 
+/// Registers the file an S3 multipart upload's parts are coded into: stored as one
+/// envelope per part (no nonce prefix of its own, sizes known at completion), and
+/// expiring `expires_in` after its last part unless completed.
+pub async fn register_in_parts(
+    state: &AppState,
+    tenant_id: &str,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    expires_in: std::time::Duration,
+) -> ApiResult<FileRow> {
+    let Draft { mut row, .. } = draft(state, tenant_id, bucket, key, 0, content_type, &[]).await?;
+    row.nonce_prefix = Vec::new();
+    row.ciphertext_size = 0;
+    row.expires_at = row.created_at + i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX / 2);
+    match state.store.insert_file(&row).await {
+        Err(zib_meta::MetaError::BucketDeleted) => {
+            row.bucket_id = state.store.ensure_bucket(tenant_id, bucket).await?.id;
+            state.store.insert_file(&row).await?;
+        }
+        inserted => inserted?,
+    }
+    Ok(row)
+}
+
 /// What every registration starts from: an originator, a fresh data key and
 /// envelope header, and the file row (phase `pending`), not recorded yet.
 pub struct Draft {

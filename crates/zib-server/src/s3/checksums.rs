@@ -10,9 +10,10 @@
 //!
 //! A multipart object's checksum is S3's COMPOSITE one (the checksum of the parts'
 //! checksums, `<base64>-N`) for an upload created with CRC32, CRC32C, SHA1 or SHA256,
-//! or the FULL_OBJECT one for CRC64NVME or when the upload asks for it: Complete
-//! re-reads the whole plaintext anyway, so the full-object checksum is computed there
-//! rather than combined from the parts' CRCs.
+//! or the FULL_OBJECT one for CRC64NVME or when the upload asks for it. Complete reads
+//! no bytes (parts are coded as they arrive): a full-object CRC is combined from the
+//! parts' CRCs (`crc_combine`), which is why every part also gets a CRC64NVME. (An
+//! upload spooled before parts were coded re-reads its parts, and hashes them then.)
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -20,6 +21,8 @@ use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
 use s3s::dto::{self, ChecksumAlgorithm, ChecksumType};
 use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
 use zib_meta::Checksums;
+
+use super::crc_combine::{self, Crc};
 
 /// A checksum algorithm S3 clients send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,6 +235,11 @@ impl Expected {
             self.compute.push(algo);
         }
         self
+    }
+
+    /// Whether `algo` is computed (sent, asked for, or added with [`Expected::with`]).
+    pub fn computes(&self, algo: Algo) -> bool {
+        self.compute.contains(&algo)
     }
 
     pub fn start(&self) -> Hashing {
@@ -508,6 +516,84 @@ pub fn for_complete(
         .known
         .insert(upload.algo.key().to_string(), composite);
     Ok(expected)
+}
+
+/// The checksums of a multipart object whose parts were coded as they arrived, from
+/// the parts' own (`parts`: each part's plaintext size and checksums, in order), with
+/// no second pass over the bytes: CRCs are combined (CRC64NVME always, and a
+/// FULL_OBJECT upload's), a COMPOSITE upload's is the checksum of the parts'
+/// checksums. A whole-object value sent to Complete is checked against the combined
+/// CRC; one that cannot be combined (SHA) is refused, as S3 refuses it.
+pub fn for_parts_complete(
+    upload: Option<UploadChecksum>,
+    parts: &[(u64, &Checksums)],
+    sent: &dto::Checksum,
+) -> S3Result<Checksums> {
+    let combined = |algo: Algo| -> Option<Vec<u8>> {
+        let crc = match algo {
+            Algo::Crc32 => Crc::Crc32,
+            Algo::Crc32c => Crc::Crc32c,
+            Algo::Crc64Nvme => Crc::Crc64Nvme,
+            Algo::Sha1 | Algo::Sha256 => return None,
+        };
+        parts
+            .iter()
+            .try_fold(crc_combine::empty(crc), |whole, (len, sums)| {
+                let part = STANDARD.decode(sums.get(algo.key())?).ok()?;
+                crc_combine::combine(crc, &whole, &part, *len)
+            })
+    };
+    let mut sums = Checksums::new();
+    if let Some(raw) = combined(Algo::Crc64Nvme) {
+        sums.insert(Algo::Crc64Nvme.key().to_string(), STANDARD.encode(raw));
+    }
+    if let Some(upload) = upload {
+        let value = if upload.full_object {
+            STANDARD.encode(combined(upload.algo).ok_or_else(|| internal_missing(upload.algo))?)
+        } else {
+            let mut joined = Vec::new();
+            for (_, part) in parts {
+                let raw = part
+                    .get(upload.algo.key())
+                    .and_then(|v| STANDARD.decode(v).ok())
+                    .ok_or_else(|| internal_missing(upload.algo))?;
+                joined.extend_from_slice(&raw);
+            }
+            format!(
+                "{}-{}",
+                STANDARD.encode(upload.algo.digest(&joined)),
+                parts.len()
+            )
+        };
+        sums.insert(upload.algo.key().to_string(), value);
+    }
+    for (algo, value) in sent_values(sent) {
+        let Some(value) = value else { continue };
+        if value.contains('-') {
+            // A composite value is checked against the one made from the parts.
+            let ours = sums.get(algo.key()).filter(|v| v.contains('-'));
+            if ours.is_some_and(|ours| ours != value) {
+                return Err(mismatch(algo));
+            }
+            continue;
+        }
+        let raw = decode(algo, value)?;
+        match combined(algo) {
+            Some(ours) if ours == raw => {
+                sums.insert(algo.key().to_string(), STANDARD.encode(ours));
+            }
+            Some(_) => return Err(mismatch(algo)),
+            None => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "the whole-object {} of a multipart upload can only be checked for a CRC \
+                     every part was uploaded with",
+                    algo.s3_name()
+                ))
+            }
+        }
+    }
+    Ok(sums)
 }
 
 fn internal_missing(algo: Algo) -> S3Error {

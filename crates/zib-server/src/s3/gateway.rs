@@ -215,7 +215,12 @@ async fn same_content_or_conflict(
         return Err(s3_error!(BadDigest));
     }
     let sums = hashing.finish()?;
-    if hex::encode(digest) == stored_md5 {
+    let stored_sums = state
+        .store
+        .object_checksums(current.file_id)
+        .await
+        .map_err(internal)?;
+    if same_content(&stored_md5, &stored_sums, &hex::encode(digest), &sums) {
         // The object is the one asked for; so are its headers and tags.
         store_attrs(state, current.file_id, &req.attrs, true).await?;
         Ok(Stored {
@@ -228,9 +233,28 @@ async fn same_content_or_conflict(
     }
 }
 
+/// Whether a stored object of the same size is the one being written: the same ETag,
+/// or, when either is a multipart object (whose ETag is no MD5 of its bytes, `-N`),
+/// the same whole-object CRC64NVME (every object has one).
+pub(super) fn same_content(
+    stored_etag: &str,
+    stored_sums: &zib_meta::Checksums,
+    etag: &str,
+    sums: &zib_meta::Checksums,
+) -> bool {
+    if stored_etag == etag {
+        return true;
+    }
+    let crc = checksums::Algo::Crc64Nvme.key();
+    (stored_etag.contains('-') || etag.contains('-'))
+        && stored_sums
+            .get(crc)
+            .is_some_and(|stored| sums.get(crc) == Some(stored))
+}
+
 /// Stores what the write asked besides the bytes; `replace` clears what a file
 /// already had (a new file's columns start empty).
-async fn store_attrs(
+pub(super) async fn store_attrs(
     state: &AppState,
     file_id: zib_proto::FileId,
     attrs: &ObjectAttrs,
@@ -340,6 +364,11 @@ impl Sealing {
         self.total_chunks
     }
 
+    /// Why the body failed, if it did (the stream only carries an opaque error).
+    pub(super) fn take_failure(&mut self) -> Option<S3Error> {
+        self.failure.take()
+    }
+
     /// The plaintext's MD5, once the final chunk is sealed.
     pub(super) fn digest(&self) -> Option<[u8; 16]> {
         self.digest
@@ -410,7 +439,7 @@ fn too_long() -> S3Error {
 
 /// The whole envelope, the header then `chunks` sealed chunks, pulled from the
 /// shared sealing state as the HTTP client asks.
-fn sealed_stream(
+pub(super) fn sealed_stream(
     sealing: Arc<Mutex<Sealing>>,
     chunks: u64,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {

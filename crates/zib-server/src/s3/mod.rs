@@ -13,9 +13,11 @@
 
 mod buckets;
 mod checksums;
+mod coded_parts;
 mod completion;
 mod conditional;
 mod copy;
+mod crc_combine;
 mod dto;
 mod errors;
 mod gateway;
@@ -23,9 +25,11 @@ mod gateway;
 #[doc(hidden)]
 pub mod listing;
 mod multipart;
+mod multipart_upload;
 mod object_headers;
 mod ops;
 mod refused;
+mod spooled_parts;
 mod sse;
 mod tagging;
 mod versions;

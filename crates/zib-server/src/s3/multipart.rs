@@ -1,117 +1,39 @@
 //! S3 multipart uploads (CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 //! AbortMultipartUpload, ListParts).
 //!
-//! A ZiB file is one envelope whose size is fixed when it is registered, while S3
-//! parts arrive in any order, may be sent again, and add up to a size known only at
-//! Complete. So parts wait on the server's disk, in `s3_spool_dir/{upload_id}/`,
-//! each sealed (envelope v1) under a data key of the upload's own that the master
-//! key wraps: the spool never holds plaintext or a key in clear. Complete reads the
-//! listed parts in order, opens them chunk by chunk and feeds the plaintext to the
-//! same gateway PUT a single request uses, so the object is an ordinary ZiB file
-//! (same registration, same sealing, same 409 rules) and memory stays at a few
-//! chunks whatever the size. The spool is removed once the object is stored, on
-//! Abort, or by the collector after `s3_multipart_expiry` without a new part.
+//! S3 parts arrive in any order, may be sent again, and have sizes known only as they
+//! arrive. So an upload's object is a file stored as one envelope per part
+//! (`coded_parts`): CreateMultipartUpload registers the file, each UploadPart seals
+//! its part under the file's data key with a nonce prefix of its own and
+//! erasure-codes it onto the nodes as it arrives, and Complete writes only rows. The
+//! upload's record (its tenant, key, and what Create asked for) is a small file in
+//! `s3_spool_dir/{upload_id}/`, removed on Complete or Abort, or by the collector
+//! after `s3_multipart_expiry` without a new part. An upload created before parts
+//! were coded keeps its parts in that directory and is completed the old way
+//! (`spooled_parts`).
 
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::Path;
 
-use bytes::Bytes;
 use rand::RngCore;
-use s3s::dto::StreamingBlob;
 use s3s::{s3_error, S3Result};
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use zib_crypto::envelope::{Opener, HEADER_LEN};
-use zib_crypto::{DataKey, Header};
 
 use crate::domain::multipart_spool::{is_upload_id, UPLOAD_FILE};
 use crate::state::AppState;
 
-use super::checksums::{self, Algo, Expected, UploadChecksum};
+use super::checksums::{self, Algo, UploadChecksum};
+use super::coded_parts::{self, CodedComplete};
 use super::conditional::{self, WriteCondition};
 use super::errors::internal;
-use super::gateway::{self, PutRequest, Sealing, Stored};
-
+use super::gateway::{self, Stored};
+pub(super) use super::multipart_upload::no_such_upload;
+use super::multipart_upload::{open, remove_spool, OpenUpload, UploadRecord};
+pub use super::multipart_upload::{PartUpload, SealedPart, Spool, StoredPart};
 use super::object_headers::ObjectAttrs;
+use super::spooled_parts::{self, SpooledComplete};
 
 /// S3's limits: part numbers 1..=10000, at most 5 GiB a part.
 pub const MAX_PART_NUMBER: i32 = 10_000;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-/// A part file starts with its plaintext size (u64 BE) and MD5, then the envelope,
-/// then its checksums as JSON (absent when it has none).
-const PART_PREFIX_LEN: u64 = 8 + 16;
-/// Decrypted chunks buffered between the spool reader and the gateway's sealing.
-const OPENED_CHUNKS_AHEAD: usize = 4;
-
-#[derive(Serialize, Deserialize)]
-struct UploadRecord {
-    tenant_id: String,
-    bucket: String,
-    key: String,
-    content_type: String,
-    created_ms: i64,
-    /// The spool's data key, wrapped by the master key (hex).
-    wrapped_key: String,
-    /// Headers, metadata and tags given at CreateMultipartUpload, stored at Complete.
-    #[serde(default)]
-    attrs: ObjectAttrs,
-    /// `x-amz-checksum-algorithm` at creation (S3's name): every part gets it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    checksum_algorithm: Option<String>,
-    /// `x-amz-checksum-type: FULL_OBJECT` (else COMPOSITE).
-    #[serde(default)]
-    checksum_full_object: bool,
-}
-
-impl UploadRecord {
-    fn checksum(&self) -> Option<UploadChecksum> {
-        let algo = Algo::parse(self.checksum_algorithm.as_deref()?)?;
-        Some(UploadChecksum {
-            algo,
-            full_object: self.checksum_full_object,
-        })
-    }
-}
-
-/// What a part just sealed into the spool is known by.
-pub struct SealedPart {
-    /// Hex MD5 of the part's plaintext: its ETag.
-    pub md5_hex: String,
-    pub checksums: zib_meta::Checksums,
-}
-
-/// One stored part, as ListParts and Complete see it.
-pub struct StoredPart {
-    pub number: i32,
-    pub size: u64,
-    /// Hex MD5 of the part's plaintext: its ETag.
-    pub md5: String,
-    pub modified_ms: i64,
-    /// Its `x-amz-checksum-*` (kept after the envelope in the part file).
-    pub checksums: zib_meta::Checksums,
-}
-
-/// An upload the request may act on: its spool and its data key.
-struct OpenUpload {
-    dir: PathBuf,
-    record: UploadRecord,
-    key: DataKey,
-}
-
-fn wrap_context(upload_id: &str, tenant_id: &str) -> Vec<u8> {
-    format!("zib-s3-multipart:{upload_id}:{tenant_id}").into_bytes()
-}
-
-fn part_path(dir: &Path, number: i32) -> PathBuf {
-    dir.join(format!("part-{number:05}"))
-}
-
-pub(super) fn no_such_upload(upload_id: &str) -> s3s::S3Error {
-    s3_error!(
-        NoSuchUpload,
-        "multipart upload {upload_id} does not exist (completed, aborted, expired or never created)"
-    )
-}
 
 async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{:08x}", rand::random::<u32>()));
@@ -131,19 +53,15 @@ pub async fn create(
     let mut id = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut id);
     let upload_id = hex::encode(id);
-    let data_key = DataKey::generate();
+    let file = coded_parts::register(state, tenant_id, bucket, key, &content_type).await?;
     let record = UploadRecord {
         tenant_id: tenant_id.to_string(),
         bucket: bucket.to_string(),
         key: key.to_string(),
         content_type,
         created_ms: crate::state::now_ms(),
-        wrapped_key: hex::encode(
-            state
-                .config
-                .master_key
-                .wrap(&data_key, &wrap_context(&upload_id, tenant_id)),
-        ),
+        file_id: Some(file.file_id),
+        wrapped_key: String::new(),
         attrs,
         checksum_algorithm: checksum.map(|c| c.algo.s3_name().to_string()),
         checksum_full_object: checksum.is_some_and(|c| c.full_object),
@@ -161,59 +79,12 @@ pub async fn create(
                 dir.display()
             ))
         })?;
-    tracing::info!(%upload_id, "s3 multipart upload created");
+    tracing::info!(%upload_id, file_id = %file.file_id, "s3 multipart upload created");
     Ok(upload_id)
 }
 
-/// The upload, if it exists and belongs to this tenant, bucket and key; otherwise
-/// NoSuchUpload, so another tenant learns nothing of it.
-async fn open(
-    state: &AppState,
-    tenant_id: &str,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-) -> S3Result<OpenUpload> {
-    if !is_upload_id(upload_id) {
-        return Err(no_such_upload(upload_id));
-    }
-    let dir = state.config.s3_spool_dir.join(upload_id);
-    let bytes = match tokio::fs::read(dir.join(UPLOAD_FILE)).await {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(no_such_upload(upload_id))
-        }
-        Err(e) => return Err(internal(format!("reading {}: {e}", dir.display()))),
-    };
-    let record: UploadRecord = serde_json::from_slice(&bytes)
-        .map_err(|e| internal(format!("upload record {}: {e}", dir.display())))?;
-    if record.tenant_id != tenant_id || record.bucket != bucket || record.key != key {
-        return Err(no_such_upload(upload_id));
-    }
-    let wrapped = hex::decode(&record.wrapped_key).map_err(internal)?;
-    let key = state
-        .config
-        .master_key
-        .unwrap(&wrapped, &wrap_context(upload_id, tenant_id))
-        .map_err(|_| internal("the upload's data key does not unwrap"))?;
-    Ok(OpenUpload { dir, record, key })
-}
-
-pub struct PartUpload {
-    pub tenant_id: String,
-    pub bucket: String,
-    pub key: String,
-    pub upload_id: String,
-    pub part_number: i32,
-    pub size: u64,
-    pub expected_md5: Option<[u8; 16]>,
-    pub checksums: Expected,
-    pub body: StreamingBlob,
-}
-
-/// Seals the part into the spool; returns its hex MD5 (the part's ETag) and
-/// checksums. A part sent again replaces the earlier one only once it has arrived
-/// whole.
+/// Stores one part; returns its hex MD5 (the part's ETag) and checksums. A part sent
+/// again replaces the earlier one only once it is stored whole.
 pub async fn upload_part(state: &AppState, mut part: PartUpload) -> S3Result<SealedPart> {
     if !(1..=MAX_PART_NUMBER).contains(&part.part_number) {
         return Err(s3_error!(
@@ -238,125 +109,10 @@ pub async fn upload_part(state: &AppState, mut part: PartUpload) -> S3Result<Sea
     if let Some(checksum) = upload.record.checksum() {
         part.checksums = std::mem::take(&mut part.checksums).with(checksum.algo);
     }
-    let path = part_path(&upload.dir, part.part_number);
-    let tmp = path.with_extension(format!("tmp-{:08x}", rand::random::<u32>()));
-    let part_upload_id = part.upload_id.clone();
-    let written = write_part(&tmp, &upload.key, part).await;
-    match written {
-        Ok(md5) => match tokio::fs::rename(&tmp, &path).await {
-            Ok(()) => Ok(md5),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(no_such_upload(&part_upload_id))
-            }
-            Err(e) => Err(internal(format!("storing {}: {e}", path.display()))),
-        },
-        Err(err) => {
-            if let Err(e) = tokio::fs::remove_file(&tmp).await {
-                tracing::warn!(path = %tmp.display(), error = %e, "could not remove a failed part");
-            }
-            Err(err)
-        }
+    match upload.record.file_id {
+        Some(file_id) => coded_parts::upload_part(state, &upload, file_id, part).await,
+        None => spooled_parts::upload_part(state, &upload, part).await,
     }
-}
-
-async fn write_part(tmp: &Path, key: &DataKey, part: PartUpload) -> S3Result<SealedPart> {
-    let io = |e: std::io::Error| internal(format!("writing {}: {e}", tmp.display()));
-    let header = Header::new_random(zib_crypto::envelope::DEFAULT_CHUNK_SIZE);
-    let mut sealing = Sealing::new(part.body, key, header, part.size, part.expected_md5)
-        .with_checksums(&part.checksums);
-    let file = match tokio::fs::File::create(tmp).await {
-        Ok(file) => file,
-        // Aborted (or completed) while this part was on its way.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(no_such_upload(&part.upload_id))
-        }
-        Err(e) => return Err(io(e)),
-    };
-    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    out.write_all(&[0u8; PART_PREFIX_LEN as usize])
-        .await
-        .map_err(io)?;
-    out.write_all(&header.encode()).await.map_err(io)?;
-    for _ in 0..sealing.total_chunks() {
-        let sealed = sealing.next_sealed().await?;
-        out.write_all(&sealed).await.map_err(io)?;
-    }
-    let digest = sealing
-        .digest()
-        .ok_or_else(|| internal("the part was sealed without its digest"))?;
-    let sums = sealing.take_checksums();
-    if !sums.is_empty() {
-        let json = serde_json::to_vec(&sums).map_err(internal)?;
-        out.write_all(&json).await.map_err(io)?;
-    }
-    let mut prefix = Vec::with_capacity(PART_PREFIX_LEN as usize);
-    prefix.extend_from_slice(&part.size.to_be_bytes());
-    prefix.extend_from_slice(&digest);
-    out.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
-    out.write_all(&prefix).await.map_err(io)?;
-    out.flush().await.map_err(io)?;
-    out.into_inner().sync_all().await.map_err(io)?;
-    Ok(SealedPart {
-        md5_hex: hex::encode(digest),
-        checksums: sums,
-    })
-}
-
-/// A part file's size, MD5, time, and the checksums (JSON) after its envelope, if any.
-async fn read_part_prefix(
-    path: &Path,
-) -> std::io::Result<(u64, [u8; 16], SystemTime, zib_meta::Checksums)> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let meta = file.metadata().await?;
-    let modified = meta.modified()?;
-    let mut prefix = [0u8; PART_PREFIX_LEN as usize];
-    file.read_exact(&mut prefix).await?;
-    let mut size = [0u8; 8];
-    size.copy_from_slice(&prefix[..8]);
-    let size = u64::from_be_bytes(size);
-    let mut md5 = [0u8; 16];
-    md5.copy_from_slice(&prefix[8..]);
-    let mut header = [0u8; HEADER_LEN as usize];
-    file.read_exact(&mut header).await?;
-    let header = Header::decode(&header).map_err(std::io::Error::other)?;
-    let end = PART_PREFIX_LEN + header.layout().ciphertext_len(size);
-    let mut sums = zib_meta::Checksums::new();
-    if meta.len() > end {
-        file.seek(std::io::SeekFrom::Start(end)).await?;
-        let mut json = Vec::new();
-        // Five base64 checksums; anything longer is not what this code wrote.
-        (&mut file).take(64 * 1024).read_to_end(&mut json).await?;
-        sums = serde_json::from_slice(&json).map_err(std::io::Error::other)?;
-    }
-    Ok((size, md5, modified, sums))
-}
-
-/// The stored parts, by part number.
-async fn stored_parts(dir: &Path) -> S3Result<Vec<StoredPart>> {
-    let io = |e: std::io::Error| internal(format!("listing {}: {e}", dir.display()));
-    let mut entries = tokio::fs::read_dir(dir).await.map_err(io)?;
-    let mut parts = Vec::new();
-    while let Some(entry) = entries.next_entry().await.map_err(io)? {
-        let name = entry.file_name();
-        let Some(number) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("part-"))
-            .filter(|n| n.len() == 5)
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let (size, md5, modified, checksums) = read_part_prefix(&entry.path()).await.map_err(io)?;
-        parts.push(StoredPart {
-            number,
-            size,
-            md5: hex::encode(md5),
-            modified_ms: crate::state::unix_ms(modified),
-            checksums,
-        });
-    }
-    parts.sort_by_key(|p| p.number);
-    Ok(parts)
 }
 
 pub async fn list_parts(
@@ -367,7 +123,23 @@ pub async fn list_parts(
     upload_id: &str,
 ) -> S3Result<(Vec<StoredPart>, Option<UploadChecksum>)> {
     let upload = open(state, tenant_id, bucket, key, upload_id).await?;
-    Ok((stored_parts(&upload.dir).await?, upload.record.checksum()))
+    let checksum = upload.record.checksum();
+    let mut parts = stored_parts(state, &upload).await?;
+    // A coded part always carries a CRC64NVME (the object's is combined from them);
+    // it is shown only for an upload that asked for it.
+    if upload.record.file_id.is_some() && checksum.is_none_or(|c| c.algo != Algo::Crc64Nvme) {
+        for part in &mut parts {
+            part.checksums.remove(Algo::Crc64Nvme.key());
+        }
+    }
+    Ok((parts, checksum))
+}
+
+async fn stored_parts(state: &AppState, upload: &OpenUpload) -> S3Result<Vec<StoredPart>> {
+    match upload.record.file_id {
+        Some(file_id) => coded_parts::stored_parts(state, &upload.upload_id, file_id).await,
+        None => spooled_parts::stored_parts(&upload.dir).await,
+    }
 }
 
 /// An upload in progress, as ListMultipartUploads shows it.
@@ -433,15 +205,12 @@ pub async fn abort(
     upload_id: &str,
 ) -> S3Result<()> {
     let upload = open(state, tenant_id, bucket, key, upload_id).await?;
+    if let Some(file_id) = upload.record.file_id {
+        coded_parts::abort(state, upload_id, file_id).await?;
+    }
     remove_spool(&upload.dir).await;
     tracing::info!(%upload_id, "s3 multipart upload aborted");
     Ok(())
-}
-
-async fn remove_spool(dir: &Path) {
-    if let Err(e) = tokio::fs::remove_dir_all(dir).await {
-        tracing::warn!(dir = %dir.display(), error = %e, "could not remove a multipart spool");
-    }
 }
 
 /// A part Complete names: its number and the ETag the client got for it.
@@ -452,17 +221,10 @@ pub struct ListedPart {
     pub checksums: s3s::dto::Checksum,
 }
 
-/// A CompleteMultipartUpload whose list checked out: what is left is the long part,
-/// re-sealing the spooled parts into the object.
-pub struct ReadyToComplete {
-    upload_id: String,
-    upload: OpenUpload,
-    parts: Vec<(PathBuf, u64)>,
-    size: u64,
-    condition: WriteCondition,
-    /// The listed parts' checksums, in order (a COMPOSITE checksum is made of them).
-    part_checksums: Vec<zib_meta::Checksums>,
-    checksums: Expected,
+/// A CompleteMultipartUpload whose list checked out.
+pub enum ReadyToComplete {
+    Coded(CodedComplete),
+    Spooled(SpooledComplete),
 }
 
 /// Checks the list (ascending, every part stored with the ETag listed) and that the
@@ -497,17 +259,15 @@ pub async fn prepare_complete(
             "the list of parts was not in ascending order"
         ));
     }
-    let stored = stored_parts(&upload.dir).await?;
-    let mut parts = Vec::with_capacity(listed.len());
-    let mut part_checksums = Vec::with_capacity(listed.len());
+    let stored = stored_parts(state, &upload).await?;
+    let mut chosen = Vec::with_capacity(listed.len());
     for part in &listed {
         let found = stored.iter().find(|s| s.number == part.number);
         let etag = part.etag.trim_matches('"').to_ascii_lowercase();
         match found {
             Some(s) if s.md5 == etag => {
                 checksums::check_listed_part(part.number, &part.checksums, &s.checksums)?;
-                parts.push((part_path(&upload.dir, s.number), s.size));
-                part_checksums.push(s.checksums.clone());
+                chosen.push(s.clone());
             }
             Some(_) => {
                 return Err(s3_error!(
@@ -525,7 +285,7 @@ pub async fn prepare_complete(
             }
         }
     }
-    let size = parts.iter().map(|(_, size)| size).sum();
+    let size: u64 = chosen.iter().map(|p| p.size).sum();
     if size > state.config.max_file_size {
         return Err(s3_error!(
             EntityTooLarge,
@@ -536,126 +296,38 @@ pub async fn prepare_complete(
     let target = gateway::write_target(state, tenant_id, bucket, key).await?;
     conditional::check_write(state, &condition, target.current.as_ref()).await?;
     let existing = target.guarded();
-    if existing.is_some_and(|f| f.size != size) {
+    if existing.as_ref().is_some_and(|f| f.size != size) {
         return Err(gateway::key_taken(bucket, key));
     }
-    let checksums = checksums::for_complete(
-        upload.record.checksum(),
-        &part_checksums,
-        &Default::default(),
-    )?;
-    Ok(ReadyToComplete {
-        upload_id: upload_id.to_string(),
-        upload,
-        parts,
-        size,
-        condition,
-        part_checksums,
-        checksums,
+    Ok(match upload.record.file_id {
+        Some(file_id) => ReadyToComplete::Coded(
+            coded_parts::prepare(state, upload, file_id, chosen, existing).await?,
+        ),
+        None => ReadyToComplete::Spooled(spooled_parts::prepare(upload, chosen, condition)?),
     })
 }
 
 impl ReadyToComplete {
-    /// The whole-object checksum Complete was sent (`x-amz-checksum-*`), checked as
-    /// the parts are re-read (or, for a composite one, against the parts' checksums).
-    pub fn with_object_checksum(mut self, sent: &s3s::dto::Checksum) -> S3Result<Self> {
-        self.checksums =
-            checksums::for_complete(self.upload.record.checksum(), &self.part_checksums, sent)?;
-        Ok(self)
-    }
-
-    /// Stores the parts, in the order listed, as one object; returns what it is
-    /// known by and the spool, which the caller removes once the completion is
-    /// recorded (s3/completion.rs).
-    pub async fn store(self, state: &AppState) -> S3Result<(Stored, Spool)> {
-        let ReadyToComplete {
-            upload_id,
-            upload,
-            parts,
-            size,
-            condition,
-            checksums,
-            ..
-        } = self;
-        let count = parts.len();
-        let stored = gateway::put_object(
-            state,
-            PutRequest {
-                tenant_id: upload.record.tenant_id,
-                bucket: upload.record.bucket,
-                key: upload.record.key,
-                size,
-                content_type: upload.record.content_type,
-                expected_md5: None,
-                checksums,
-                body: opened_parts(parts, upload.key),
-                attrs: upload.record.attrs,
-                condition,
-            },
-        )
-        .await?;
-        tracing::info!(%upload_id, parts = count, size, "s3 multipart upload completed");
-        Ok((stored, Spool { dir: upload.dir }))
-    }
-}
-
-/// The spool of an upload whose object is stored.
-pub struct Spool {
-    dir: PathBuf,
-}
-
-impl Spool {
-    pub async fn remove(self) {
-        remove_spool(&self.dir).await;
-    }
-}
-
-/// The plaintext of the parts, in order, opened chunk by chunk by a task of its own.
-fn opened_parts(parts: Vec<(PathBuf, u64)>, key: DataKey) -> StreamingBlob {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(OPENED_CHUNKS_AHEAD);
-    tokio::spawn(async move {
-        for (path, size) in parts {
-            if let Err(e) = open_part(&path, size, &key, &tx).await {
-                let _ = tx
-                    .send(Err(std::io::Error::other(format!(
-                        "spooled part {}: {e}",
-                        path.display()
-                    ))))
-                    .await;
-                return;
+    /// The whole-object checksum Complete was sent (`x-amz-checksum-*`), checked
+    /// against the parts' checksums (or, for a spooled upload, as its parts are
+    /// re-read).
+    pub fn with_object_checksum(self, sent: &s3s::dto::Checksum) -> S3Result<Self> {
+        Ok(match self {
+            ReadyToComplete::Coded(ready) => {
+                ReadyToComplete::Coded(ready.with_object_checksum(sent)?)
             }
-        }
-    });
-    StreamingBlob::wrap(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
-}
+            ReadyToComplete::Spooled(ready) => {
+                ReadyToComplete::Spooled(ready.with_object_checksum(sent)?)
+            }
+        })
+    }
 
-/// Sends the part's plaintext chunk by chunk; stops quietly if nobody listens.
-async fn open_part(
-    path: &Path,
-    size: u64,
-    key: &DataKey,
-    tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-) -> std::io::Result<()> {
-    let file = tokio::fs::File::open(path).await?;
-    let mut file = tokio::io::BufReader::with_capacity(1 << 20, file);
-    let mut skip = [0u8; PART_PREFIX_LEN as usize];
-    file.read_exact(&mut skip).await?;
-    let mut header = [0u8; HEADER_LEN as usize];
-    file.read_exact(&mut header).await?;
-    let header = Header::decode(&header).map_err(std::io::Error::other)?;
-    let layout = header.layout();
-    let opener = Opener::new(key, header);
-    let chunks = layout.chunk_count(size);
-    for index in 0..chunks {
-        let mut sealed = vec![0u8; layout.sealed_chunk_len(index, size) as usize];
-        file.read_exact(&mut sealed).await?;
-        let plain = opener
-            .open_chunk(index, index + 1 == chunks, &mut sealed)
-            .map_err(std::io::Error::other)?;
-        let plain = Bytes::copy_from_slice(plain);
-        if tx.send(Ok(plain)).await.is_err() {
-            return Ok(());
+    /// Makes the listed parts the object; returns what it is known by and the spool,
+    /// which the caller removes once the completion is recorded (s3/completion.rs).
+    pub async fn store(self, state: &AppState) -> S3Result<(Stored, Spool)> {
+        match self {
+            ReadyToComplete::Coded(ready) => ready.store(state).await,
+            ReadyToComplete::Spooled(ready) => ready.store(state).await,
         }
     }
-    Ok(())
 }

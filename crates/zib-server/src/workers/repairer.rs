@@ -14,7 +14,7 @@ use zib_proto::{BlobId, FileId, NodeId};
 
 use super::{Tick, Worker, WorkerHandle};
 use crate::domain::directory::NodeDirectory;
-use crate::domain::layout::layout_of;
+use crate::domain::layout::shard_len_of;
 use crate::domain::placement;
 use crate::domain::registration::shard_capability;
 use crate::domain::REPAIRER_WORKER;
@@ -171,9 +171,17 @@ async fn repair_segment(
         .map_err(|e| e.to_string())?
         .ok_or("file is gone")?;
     let params = file.erasure();
-    let layout = layout_of(&file);
+    let parts = if file.in_listed_parts() {
+        state
+            .store
+            .file_parts(file_id)
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        Vec::new()
+    };
     let codec = Codec::new(params).map_err(|e| e.to_string())?;
-    let shard_len = layout.shard_len(segment);
+    let shard_len = shard_len_of(&file, &parts, segment).ok_or("no part holds the segment")?;
     let rows: Vec<ShardRow> = state
         .store
         .shards_for_file(file_id)

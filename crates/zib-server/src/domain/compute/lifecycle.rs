@@ -175,7 +175,7 @@ async fn claimed(
         kind: job.kind,
         tier: job.tier.clone(),
         file_id: job.file_id,
-        source: job_source(state, &file, url)?,
+        source: job_source(state, &file, url).await?,
         encoding_job_id: job.encoding_job_id.clone(),
     })
 }

@@ -182,7 +182,7 @@ async fn claimed_job(state: &Inner, job: &EncodingJobRow, token: String) -> ApiR
         job_id: job.id.clone(),
         lease_token: token,
         lease_secs: state.config.encoding_lease.as_secs(),
-        source: super::source::job_source(state, &file, url)?,
+        source: super::source::job_source(state, &file, url).await?,
         hls_key: hex::encode(super::hls_key::unwrap_hls_key(
             state,
             &job.id,

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use futures::Stream;
 use zib_meta::FileRow;
-use zib_proto::jobs::JobSource;
+use zib_proto::jobs::{JobSource, SourcePart};
 
 use crate::domain::read::{self, range::RangeRequest};
 use crate::error::{ApiError, ApiResult, InternalError};
@@ -44,13 +44,29 @@ pub async fn file_source(
 }
 
 /// What a claim tells the node about `file`, read at `url` (`…/source`): its sizes,
-/// envelope parameters and data key, which the node decrypts with in memory.
-pub fn job_source(state: &Inner, file: &FileRow, url: String) -> ApiResult<JobSource> {
+/// envelope parameters (each part's, for a file stored in parts) and data key, which
+/// the node decrypts with in memory.
+pub async fn job_source(state: &Inner, file: &FileRow, url: String) -> ApiResult<JobSource> {
     let dek = state
         .config
         .master_key
         .unwrap(&file.wrapped_dek, file.file_id.0.as_bytes())
         .map_err(InternalError::from)?;
+    let parts = if file.in_listed_parts() {
+        state
+            .store
+            .file_parts(file.file_id)
+            .await?
+            .into_iter()
+            .map(|p| SourcePart {
+                size: p.size,
+                ciphertext_size: p.ciphertext_size,
+                nonce_prefix: hex::encode(&p.nonce_prefix),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(JobSource {
         url,
         size: file.size,
@@ -58,5 +74,6 @@ pub fn job_source(state: &Inner, file: &FileRow, url: String) -> ApiResult<JobSo
         chunk_size: file.chunk_size,
         nonce_prefix: hex::encode(&file.nonce_prefix),
         data_key: hex::encode(dek.as_bytes()),
+        parts,
     })
 }

@@ -1,34 +1,20 @@
 //! Reading a file's envelope ciphertext as stored (header, sealed chunks), from its
 //! shards exactly as the plaintext read gets them: for an encoding node, which holds
-//! the data key and decrypts in memory, so no plaintext crosses the wire.
+//! the data key and decrypts in memory, so no plaintext crosses the wire. One
+//! envelope's here; `ciphertext_stream` (in `read`) picks the envelopes of a file.
 
 use bytes::Bytes;
 use futures::{stream, Stream, StreamExt};
-use zib_meta::FileRow;
 
-use super::segment_source;
-use super::segments::Check;
+use super::segments::{Check, SegmentSource};
 use crate::error::{ApiResult, InternalError};
-use crate::state::AppState;
 
-/// Streams envelope bytes `window` of `file` (offsets into the ciphertext). Every
-/// shard is BLAKE3-checked (the bytes are not authenticated here), so a corrupt one
-/// is read around and queued for repair. The first segment's bytes are had before
-/// this returns, so a file that cannot be read answers a clean `503` first; a later
-/// failure cuts the body short.
-pub async fn ciphertext_stream(
-    state: &AppState,
-    file: &FileRow,
+/// Envelope bytes `window` (within it) of one envelope's segments.
+pub(super) async fn envelope_ciphertext(
+    source: SegmentSource,
     window: std::ops::Range<u64>,
 ) -> ApiResult<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static> {
-    if window.start >= window.end || window.end > file.ciphertext_size {
-        return Err(InternalError::Other(format!(
-            "ciphertext window {window:?} outside the envelope of {} bytes",
-            file.ciphertext_size
-        ))
-        .into());
-    }
-    let source = std::sync::Arc::new(segment_source(state, file).await?);
+    let source = std::sync::Arc::new(source);
     let segment_at = |pos: u64| {
         source
             .layout

@@ -5,10 +5,9 @@
 //! same shard reads (`segment_source`).
 
 mod ciphertext;
+mod parts;
 pub mod range;
 mod segments;
-
-pub use ciphertext::ciphertext_stream;
 
 use std::sync::Arc;
 
@@ -87,7 +86,7 @@ pub async fn plaintext_stream(
     state: &AppState,
     file: &FileRow,
     window: std::ops::Range<u64>,
-) -> ApiResult<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static> {
+) -> ApiResult<stream::BoxStream<'static, Result<Bytes, std::io::Error>>> {
     let dek = state
         .config
         .master_key
@@ -100,18 +99,77 @@ pub async fn plaintext_stream(
                 file.file_id
             ))
         })?;
-    let header = envelope_header(file)?;
+    if file.in_listed_parts() {
+        return parts::plaintext_stream(state, file, dek, window).await;
+    }
+    let envelope = Envelope {
+        header: envelope_header(file)?,
+        size: file.size,
+        source: segment_source(state, file, &Segments::whole(file)).await?,
+    };
+    envelope_plaintext(file.file_id, &dek, envelope, window)
+        .await
+        .map(StreamExt::boxed)
+}
+
+/// Streams envelope bytes `window` of `file` (offsets into the ciphertext). Every
+/// shard is BLAKE3-checked (the bytes are not authenticated here), so a corrupt one
+/// is read around and queued for repair. The first segment's bytes are had before
+/// this returns, so a file that cannot be read answers a clean `503` first; a later
+/// failure cuts the body short.
+pub async fn ciphertext_stream(
+    state: &AppState,
+    file: &FileRow,
+    window: std::ops::Range<u64>,
+) -> ApiResult<stream::BoxStream<'static, Result<Bytes, std::io::Error>>> {
+    if window.start >= window.end || window.end > file.ciphertext_size {
+        return Err(InternalError::Other(format!(
+            "ciphertext window {window:?} outside the envelope of {} bytes",
+            file.ciphertext_size
+        ))
+        .into());
+    }
+    if file.in_listed_parts() {
+        return parts::ciphertext_stream(state, file, window).await;
+    }
+    let source = segment_source(state, file, &Segments::whole(file)).await?;
+    ciphertext::envelope_ciphertext(source, window)
+        .await
+        .map(StreamExt::boxed)
+}
+
+/// One envelope of a file, and where its ciphertext is: the whole file, or one part
+/// of a file stored in parts.
+struct Envelope {
+    header: Header,
+    /// Plaintext bytes.
+    size: u64,
+    source: SegmentSource,
+}
+
+/// Plaintext bytes `window` of one envelope (see [`plaintext_stream`]).
+async fn envelope_plaintext(
+    file_id: zib_proto::FileId,
+    dek: &zib_crypto::DataKey,
+    envelope: Envelope,
+    window: std::ops::Range<u64>,
+) -> ApiResult<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static> {
+    let Envelope {
+        header,
+        size: file_size,
+        source,
+    } = envelope;
     let envelope = header.layout();
-    let opener = Opener::new(&dek, header);
+    let opener = Opener::new(dek, header);
 
     let chunks = envelope
-        .chunks_covering(window.clone(), file.size)
+        .chunks_covering(window.clone(), file_size)
         .map_err(|e| InternalError::Other(e.to_string()))?;
     let cipher_start = envelope.chunk_offset(chunks.start);
     let cipher_end = envelope.chunk_offset(chunks.end - 1)
-        + envelope.sealed_chunk_len(chunks.end - 1, file.size);
+        + envelope.sealed_chunk_len(chunks.end - 1, file_size);
 
-    let source = Arc::new(segment_source(state, file).await?);
+    let source = Arc::new(source);
     let erasure = source.layout;
     let segment_at = |pos: u64| {
         erasure
@@ -133,7 +191,7 @@ pub async fn plaintext_stream(
     let decrypt = Arc::new(PieceDecryptor {
         opener,
         envelope,
-        file_size: file.size,
+        file_size,
         chunks,
         window,
     });
@@ -192,11 +250,11 @@ pub async fn plaintext_stream(
     let first = match plaintext.next().await {
         Some(Ok(bytes)) => Some(bytes),
         Some(Err(e)) => {
-            tracing::error!(file = %file.file_id, error = %e, "read refused before the first byte");
+            tracing::error!(file = %file_id, error = %e, "read refused before the first byte");
             return Err(match e {
                 ReadFailure::Unreadable { .. } => {
                     UNREADABLE_READS.inc();
-                    ApiError::Unreadable(format!("file {} is unreadable: {e}", file.file_id))
+                    ApiError::Unreadable(format!("file {file_id} is unreadable: {e}"))
                 }
                 ReadFailure::Unavailable(reason) => {
                     ApiError::Unavailable(format!("file is temporarily unreadable: {reason}"))
@@ -205,7 +263,6 @@ pub async fn plaintext_stream(
         }
         None => None,
     };
-    let file_id = file.file_id;
     Ok(stream::iter(first.map(Ok))
         .chain(plaintext)
         .map(move |item| {
@@ -464,16 +521,54 @@ impl<R: CheckedReader> PieceJoiner<R> {
     }
 }
 
-async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSource> {
+/// Which segments hold an envelope: the file's whole layout, or one part's of a file
+/// stored in parts (numbered from its first segment).
+struct Segments {
+    layout: zib_erasure::Layout,
+    first: u32,
+    whole: bool,
+}
+
+impl Segments {
+    fn whole(file: &FileRow) -> Self {
+        Segments {
+            layout: layout_of(file),
+            first: 0,
+            whole: true,
+        }
+    }
+
+    fn part(file: &FileRow, part: &zib_meta::FilePart) -> Self {
+        Segments {
+            layout: zib_erasure::Layout::part(file.erasure(), part.ciphertext_size),
+            first: part.first_segment,
+            whole: false,
+        }
+    }
+}
+
+async fn segment_source(
+    state: &AppState,
+    file: &FileRow,
+    segments: &Segments,
+) -> ApiResult<SegmentSource> {
     let params = file.erasure();
-    let layout = layout_of(file);
+    let layout = segments.layout;
     let codec = Codec::new(params).map_err(|e| InternalError::Other(e.to_string()))?;
     let directory = NodeDirectory::load(state).await?;
     let width = params.total_shards();
     let mut shards = vec![vec![None; width]; layout.segment_count() as usize];
-    let rows = state.store.shards_for_file(file.file_id).await?;
+    let rows = if segments.whole {
+        state.store.shards_for_file(file.file_id).await?
+    } else {
+        let end = segments.first.saturating_add(layout.segment_count());
+        state
+            .store
+            .shards_in_segments(file.file_id, segments.first..end)
+            .await?
+    };
     // A file without shard rows may be a small one kept whole in the store.
-    let inline = if rows.is_empty() {
+    let inline = if rows.is_empty() && segments.whole {
         state
             .store
             .inline_envelope(file.file_id)
@@ -484,7 +579,7 @@ async fn segment_source(state: &AppState, file: &FileRow) -> ApiResult<SegmentSo
     };
     for row in rows {
         let (Some(slot_row), Ok(hash)) = (
-            shards.get_mut(row.segment as usize),
+            shards.get_mut(row.segment.wrapping_sub(segments.first) as usize),
             <[u8; 32]>::try_from(row.blake3.as_slice()),
         ) else {
             continue;
