@@ -9,6 +9,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::s3_raw::{between, RawS3};
 use common::*;
 use md5::Digest;
 use zib_proto::FileId;
@@ -16,66 +17,6 @@ use zib_proto::FileId;
 /// 1 MiB segments (4 x 256 KiB shards), so a part spans several.
 const ENV: [(&str, &str); 1] = [("ZIB_SHARD_SIZE", "262144")];
 const MARKER: &[u8] = b"PLAINTEXT-MARKER-OF-AN-S3-PART";
-
-struct S3 {
-    http: reqwest::blocking::Client,
-    bearer: String,
-    base: String,
-}
-
-impl S3 {
-    fn create(&self, key: &str) -> String {
-        let text = self
-            .http
-            .post(format!("{}/{key}?uploads", self.base))
-            .header("Authorization", &self.bearer)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        between(&text, "<UploadId>", "</UploadId>")
-    }
-
-    fn part(&self, key: &str, upload: &str, n: u32, body: &[u8]) -> String {
-        let r = self
-            .http
-            .put(format!(
-                "{}/{key}?partNumber={n}&uploadId={upload}",
-                self.base
-            ))
-            .header("Authorization", &self.bearer)
-            .body(body.to_vec())
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200, "part {n}");
-        r.headers()["etag"].to_str().unwrap().to_string()
-    }
-
-    fn complete(&self, key: &str, upload: &str, parts: &[(u32, &str)]) -> (u16, String) {
-        let listed: String = parts
-            .iter()
-            .map(|(n, e)| format!("<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"))
-            .collect();
-        let r = self
-            .http
-            .post(format!("{}/{key}?uploadId={upload}", self.base))
-            .header("Authorization", &self.bearer)
-            .body(format!(
-                "<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>"
-            ))
-            .send()
-            .unwrap();
-        (r.status().as_u16(), r.text().unwrap())
-    }
-}
-
-fn between(text: &str, open: &str, close: &str) -> String {
-    text.split(open)
-        .nth(1)
-        .and_then(|rest| rest.split(close).next())
-        .unwrap_or_else(|| panic!("no {open} in {text}"))
-        .to_string()
-}
 
 /// The file an upload's parts are coded into, from its record on the server.
 fn file_of(cluster: &Cluster, upload: &str) -> FileId {
@@ -108,11 +49,7 @@ fn blob_names(cluster: &Cluster) -> HashSet<String> {
 #[test]
 fn s3_parts_are_coded_as_they_arrive_and_complete_writes_rows_only() {
     let cluster = Cluster::start_with_env(6, &ENV);
-    let s3 = S3 {
-        http: cluster.http(),
-        bearer: cluster.bearer(),
-        base: format!("{}/s3/coded", cluster.creds.api_url),
-    };
+    let s3 = RawS3::new(&cluster.creds.api_url, cluster.bearer(), "coded");
     let written = || cluster.written_bytes();
     let mut p1 = pattern(3 * MIB + 11, 1);
     p1[MIB as usize..MIB as usize + MARKER.len()].copy_from_slice(MARKER);

@@ -133,7 +133,17 @@ fn portrait_audio_less_moov_at_end_and_not_a_video() {
         bearer: cluster.bearer(),
     };
     let portrait_id = upload(&cluster, &portrait_path, "portrait.mp4");
-    let moov_id = upload(&cluster, &moov_path, "moov-last.mp4");
+    // Through S3 multipart, in three uneven parts: the encoder reads the source as
+    // three envelopes, seeking across them (its moov is at the end).
+    let moov_bytes = std::fs::read(&moov_path).unwrap();
+    let third = moov_bytes.len() / 3;
+    let moov_id = common::s3_raw::RawS3::new(&cluster.api_url, cluster.bearer(), "sources")
+        .upload_in_parts("moov-last.mp4", &moov_bytes, &[third, 2 * third + 1001]);
+    let moov_row = rt()
+        .block_on(store(&cluster).file(moov_id.parse().unwrap()))
+        .unwrap()
+        .unwrap();
+    assert!(moov_row.in_listed_parts() && moov_row.part_count == 3);
     let junk_id = upload(&cluster, &junk_path, "junk.mp4");
     let silent_id = upload_with_pipeline(
         &cluster,

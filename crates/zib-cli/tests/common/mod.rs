@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 pub mod procs;
 pub mod s3_clients;
+pub mod s3_raw;
 
 pub const CHUNK: u64 = 256 * 1024;
 pub const MIB: u64 = 1024 * 1024;
