@@ -9,6 +9,7 @@ use zib_proto::{BlobId, FileId, NodeId};
 use crate::convert::{from_db, shard_from_row, to_db};
 use crate::files::{complete_in, insert_shards, Held};
 use crate::nodes::queue_deletes;
+use crate::part_shards::delete_segment_shards;
 use crate::{Checksums, Distribution, FilePhase, MetaError, Result, S3Content, ShardRow, Store};
 
 /// One part of a file stored in parts: its own envelope (`nonce_prefix`, under the
@@ -281,19 +282,7 @@ async fn drop_parts_in(
     for part in parts {
         let first: i64 = part.try_get("first_segment")?;
         let count: i64 = part.try_get("segment_count")?;
-        let rows = sqlx::query(
-            "DELETE FROM shards WHERE file_id = $1 AND segment >= $2 AND segment < $3 \
-             RETURNING file_id, segment, shard_index, node_id, blob_id, size, blake3",
-        )
-        .bind(file_text)
-        .bind(first)
-        .bind(first + count)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in rows {
-            let shard = shard_from_row(&row)?;
-            blobs.push((shard.node_id, shard.blob_id));
-        }
+        blobs.extend(delete_segment_shards(conn, file_text, first..first + count).await?);
     }
     Ok(blobs)
 }

@@ -41,18 +41,12 @@ impl Store {
         if awaiting.is_none() {
             return Err(MetaError::Conflict("file is not awaiting distribution"));
         }
-        let replaced: Vec<(NodeId, BlobId)> = sqlx::query(
-            "DELETE FROM shards WHERE file_id = $1 AND segment >= $2 AND segment < $3 \
-             RETURNING file_id, segment, shard_index, node_id, blob_id, size, blake3",
+        let replaced = delete_segment_shards(
+            &mut tx,
+            &file_text,
+            i64::from(segments.start)..i64::from(segments.end),
         )
-        .bind(&file_text)
-        .bind(i64::from(segments.start))
-        .bind(i64::from(segments.end))
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| shard_from_row(row).map(|s| (s.node_id, s.blob_id)))
-        .collect::<Result<_>>()?;
+        .await?;
         insert_shards(&mut tx, &file_text, shards, now).await?;
         queue_deletes(&mut tx, &replaced, now).await?;
         tx.commit().await?;
@@ -93,4 +87,25 @@ impl Store {
         tx.commit().await?;
         Ok(outcome)
     }
+}
+
+/// Deletes the shard rows of a file's `segments`; returns their blobs (the caller
+/// queues their deletion).
+pub(crate) async fn delete_segment_shards(
+    conn: &mut crate::engine::DbConn,
+    file_text: &str,
+    segments: Range<i64>,
+) -> Result<Vec<(NodeId, BlobId)>> {
+    sqlx::query(
+        "DELETE FROM shards WHERE file_id = $1 AND segment >= $2 AND segment < $3 \
+         RETURNING file_id, segment, shard_index, node_id, blob_id, size, blake3",
+    )
+    .bind(file_text)
+    .bind(segments.start)
+    .bind(segments.end)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| shard_from_row(row).map(|s| (s.node_id, s.blob_id)))
+    .collect()
 }
