@@ -33,8 +33,9 @@ pub struct FilePart {
 
 /// What a completion of a file in parts makes of it.
 pub struct ListedCompletion<'a> {
-    /// The parts that make the object, ascending.
-    pub parts: &'a [u32],
+    /// The parts that make the object, ascending, with the MD5 each was listed with
+    /// (a part sent again since is refused, not taken unseen).
+    pub parts: &'a [(u32, &'a str)],
     /// Shards the listed parts must hold between them.
     pub expected_shards: u64,
     pub s3: S3Content<'a>,
@@ -173,15 +174,22 @@ impl Store {
     ) -> Result<Distribution> {
         let file_text = file_id.to_string();
         let mut tx = self.begin_write().await?;
-        let stored = sqlx::query("SELECT part_number FROM file_parts WHERE file_id = $1")
+        let stored = sqlx::query("SELECT part_number, md5 FROM file_parts WHERE file_id = $1")
             .bind(&file_text)
             .fetch_all(&mut *tx)
             .await?;
         let mut dropped = Vec::new();
         for row in stored {
             let number: u32 = from_db(row.try_get("part_number")?, "file_parts.part_number")?;
-            if done.parts.binary_search(&number).is_err() {
-                dropped.push(number);
+            let md5: String = row.try_get("md5")?;
+            match done.parts.binary_search_by_key(&number, |(n, _)| *n) {
+                Ok(i) if done.parts[i].1 != md5 => {
+                    return Err(MetaError::Conflict(
+                        "a listed part was sent again meanwhile",
+                    ))
+                }
+                Ok(_) => {}
+                Err(_) => dropped.push(number),
             }
         }
         let mut blobs = Vec::new();

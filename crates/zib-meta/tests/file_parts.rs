@@ -179,7 +179,7 @@ async fn parts_in_any_order_and_sent_again_complete_to_the_listed_ones() {
 
     // Complete with parts 1 and 2 only: 3 goes, with its shards.
     let sums = Checksums::new();
-    let listed = [1, 2];
+    let listed = [(1, "11"), (2, "2b")];
     let p3_blobs: Vec<BlobId> = store
         .shards_in_segments(id, 3 << 16..4 << 16)
         .await
@@ -187,6 +187,20 @@ async fn parts_in_any_order_and_sent_again_complete_to_the_listed_ones() {
         .iter()
         .map(|s| s.blob_id)
         .collect();
+    // A part listed with another MD5 than it holds (sent again since) is refused.
+    let sent_again = store
+        .complete_file_parts(
+            id,
+            ListedCompletion {
+                parts: &[(1, "11"), (2, "22")],
+                expected_shards: 9,
+                s3: content("ab-2", &sums),
+            },
+            1_800,
+            "superseded",
+        )
+        .await;
+    assert!(matches!(sent_again, Err(MetaError::Conflict(_))));
     // A wrong shard count (as if a part's shards were missing) changes nothing.
     let wrong = store
         .complete_file_parts(
@@ -270,7 +284,7 @@ async fn an_aborted_upload_drops_every_part_and_a_listed_part_must_be_stored() {
             .complete_file_parts(
                 id,
                 ListedCompletion {
-                    parts: &[1, 2],
+                    parts: &[(1, "11"), (2, "x")],
                     expected_shards: 3,
                     s3: content("x-2", &sums),
                 },

@@ -147,6 +147,7 @@ pub async fn start(
         nodes,
         workers: Registry::new(),
         stalls: Default::default(),
+        part_coding: tokio::sync::Semaphore::new(domain::part_coding::PARTS_AT_ONCE),
     }));
     let stall_watch = tokio_util::task::AbortOnDropHandle::new(state.stalls.start());
     let addr = listener.local_addr()?;

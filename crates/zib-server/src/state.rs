@@ -21,6 +21,10 @@ pub struct Inner {
     pub workers: zib_util::worker::Registry,
     /// Time this process stood still, forgiven in node liveness.
     pub stalls: std::sync::Arc<zib_util::stall::StallWatch>,
+    /// Parts the server codes at once (`domain::part_coding`): each holds about two
+    /// segments and their shards, so memory is bounded however many clients send
+    /// parts; the others wait, their bodies unread.
+    pub part_coding: tokio::sync::Semaphore,
 }
 
 impl std::ops::Deref for AppState {

@@ -20,6 +20,10 @@ use crate::state::AppState;
 /// At the default 4 MiB segments a part may be 256 GiB; S3 allows 5 GiB.
 pub const SEGMENTS_PER_PART: u32 = 1 << 16;
 
+/// Parts coded at once by one server (`Inner::part_coding`): about 14 MiB each at the
+/// default 4 MiB segments.
+pub const PARTS_AT_ONCE: usize = 8;
+
 /// The first segment number of part `number` (1-based).
 pub fn first_segment_of(number: u32) -> u32 {
     number.saturating_sub(1).saturating_mul(SEGMENTS_PER_PART)
@@ -56,6 +60,11 @@ pub async fn code_part<S, E>(
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
+    let _slot = state
+        .part_coding
+        .acquire()
+        .await
+        .map_err(|e| InternalError::Other(format!("part coding closed: {e}")))?;
     let params = file.erasure();
     let layout = Layout::part(params, ciphertext_size);
     let count = layout.segment_count();

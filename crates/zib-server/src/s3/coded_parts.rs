@@ -216,6 +216,8 @@ pub struct CodedComplete {
     upload: OpenUpload,
     file_id: FileId,
     numbers: Vec<u32>,
+    /// The listed parts' MD5s (hex), in order.
+    md5s: Vec<String>,
     /// The listed parts' sizes and checksums, in order.
     parts: Vec<(u64, zib_meta::Checksums)>,
     expected_shards: u64,
@@ -242,6 +244,7 @@ pub(super) async fn prepare(
     let stored = state.store.file_parts(file_id).await.map_err(internal)?;
     let width = file.erasure().total_shards() as u64;
     let mut numbers = Vec::with_capacity(chosen.len());
+    let mut md5s = Vec::with_capacity(chosen.len());
     let mut expected_shards = 0;
     let mut digests = Md5::new();
     for part in &chosen {
@@ -254,6 +257,7 @@ pub(super) async fn prepare(
         let raw = hex::decode(&part.md5).map_err(internal)?;
         digests.update(&raw);
         numbers.push(number);
+        md5s.push(part.md5.clone());
     }
     let etag = format!("{}-{}", hex::encode(digests.finalize()), chosen.len());
     let parts: Vec<(u64, zib_meta::Checksums)> =
@@ -299,6 +303,7 @@ pub(super) async fn prepare(
         upload,
         file_id,
         numbers,
+        md5s,
         parts,
         expected_shards,
         etag,
@@ -327,6 +332,7 @@ impl CodedComplete {
             upload,
             file_id,
             numbers,
+            md5s,
             expected_shards,
             etag,
             checksums,
@@ -354,8 +360,13 @@ impl CodedComplete {
                 spool,
             ));
         }
+        let listed: Vec<(u32, &str)> = numbers
+            .iter()
+            .zip(&md5s)
+            .map(|(n, m)| (*n, m.as_str()))
+            .collect();
         let done = ListedCompletion {
-            parts: &numbers,
+            parts: &listed,
             expected_shards,
             s3: S3Content {
                 md5_hex: &etag,

@@ -164,6 +164,9 @@ impl Sim {
             workers: Registry::new(),
             // Not watched: the simulation moves its own clock.
             stalls: Default::default(),
+            part_coding: tokio::sync::Semaphore::new(
+                zib_server::domain::part_coding::PARTS_AT_ONCE,
+            ),
         }));
         let mut sim = Sim {
             seed,
