@@ -268,3 +268,91 @@ fn s3_parts_are_coded_as_they_arrive_and_complete_writes_rows_only() {
     assert_eq!(status, 404, "{text}");
     assert!(text.contains("NoSuchUpload"), "{text}");
 }
+
+/// An upload created before parts were coded (its record names no file, its parts
+/// wait sealed in its directory) still lists and completes after the upgrade: its
+/// parts are re-read and stored as one object, and nothing of it is lost.
+#[test]
+fn a_multipart_upload_spooled_before_the_upgrade_still_completes() {
+    use zib_crypto::envelope::{encrypt, DEFAULT_CHUNK_SIZE};
+    use zib_crypto::{DataKey, Header, MasterKey};
+
+    let cluster = Cluster::start(6);
+    let secrets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cluster.data_dir().join("secrets.json")).unwrap())
+            .unwrap();
+    let master = MasterKey::from_hex(secrets["master_key"].as_str().unwrap()).unwrap();
+    let rt = rt();
+    let tenant = rt
+        .block_on(
+            cluster
+                .store()
+                .tenant_by_access_key(&cluster.creds.access_key),
+        )
+        .unwrap()
+        .unwrap();
+
+    // What the server wrote before: the record with the upload's wrapped key, and each
+    // part as its size and MD5, then its sealed envelope.
+    let upload = "5".repeat(32);
+    let dir = cluster.data_dir().join("s3-multipart").join(&upload);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = DataKey::generate();
+    let context = format!("zib-s3-multipart:{upload}:{}", tenant.id);
+    let record = serde_json::json!({
+        "tenant_id": tenant.id,
+        "bucket": "legacy",
+        "key": "old.bin",
+        "content_type": "application/octet-stream",
+        "created_ms": 1,
+        "wrapped_key": hex::encode(master.wrap(&key, context.as_bytes())),
+    });
+    std::fs::write(dir.join("upload.json"), record.to_string()).unwrap();
+    let parts = [pattern(3 * MIB + 5, 8), pattern(MIB + 1, 9)];
+    let mut etags = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let md5 = md5::Md5::digest(part);
+        let mut file = (part.len() as u64).to_be_bytes().to_vec();
+        file.extend_from_slice(&md5);
+        file.extend_from_slice(&encrypt(&key, Header::new_random(DEFAULT_CHUNK_SIZE), part));
+        std::fs::write(dir.join(format!("part-{:05}", i + 1)), file).unwrap();
+        etags.push(format!("\"{}\"", hex::encode(md5)));
+    }
+
+    let s3 = RawS3::new(&cluster.creds.api_url, cluster.bearer(), "legacy");
+    let listed = s3
+        .http
+        .get(format!("{}/old.bin?uploadId={upload}", s3.base))
+        .header("Authorization", &s3.bearer)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(listed.contains(&etags[1]), "{listed}");
+    let (status, text) = s3.complete("old.bin", &upload, &[(1, &etags[0]), (2, &etags[1])]);
+    assert_eq!(status, 200, "{text}");
+    let data: Vec<u8> = parts.concat();
+    // Re-sealed whole, as before: the ETag is the object's MD5.
+    assert_eq!(
+        between(&text, "<ETag>", "</ETag>"),
+        format!("\"{}\"", hex::encode(md5::Md5::digest(&data)))
+    );
+    assert!(!dir.exists(), "the spool goes with the completion");
+    let file_id = s3
+        .http
+        .head(format!("{}/old.bin", s3.base))
+        .header("Authorization", &s3.bearer)
+        .send()
+        .unwrap()
+        .headers()["x-zib-file-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = get(
+        &cluster.http(),
+        &format!("{}/{file_id}", cluster.creds.cdn_url),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(body == data, "the spooled upload came back different");
+}
