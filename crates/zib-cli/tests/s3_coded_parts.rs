@@ -125,10 +125,12 @@ fn s3_parts_are_coded_as_they_arrive_and_complete_writes_rows_only() {
     assert_eq!(status, 200, "{text}");
     let complete_wrote = written() - before_complete;
     eprintln!("complete: {complete_wrote} bytes written");
+    // Re-coding the object would write 1.5 times its size; rows are a few pages (a
+    // store checkpoint landing here may add some: half the object is the bound).
+    let object = (p1.len() + p2.len() + p3.len()) as u64;
     assert!(
-        complete_wrote < MIB,
-        "Complete wrote {complete_wrote} bytes for a {} byte object",
-        p1.len() + p2.len() + p3.len()
+        complete_wrote < object / 2,
+        "Complete wrote {complete_wrote} bytes for a {object} byte object"
     );
     let mut digests = Vec::new();
     for p in [&p1, &p2, &p3] {
