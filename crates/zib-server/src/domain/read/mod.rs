@@ -105,7 +105,13 @@ pub async fn plaintext_stream(
     let envelope = Envelope {
         header: envelope_header(file)?,
         size: file.size,
-        source: segment_source(state, file, &Segments::whole(file)).await?,
+        source: segment_source(
+            state,
+            &NodeDirectory::load(state).await?,
+            file,
+            &Segments::whole(file),
+        )
+        .await?,
     };
     envelope_plaintext(file.file_id, &dek, envelope, window)
         .await
@@ -132,7 +138,13 @@ pub async fn ciphertext_stream(
     if file.in_listed_parts() {
         return parts::ciphertext_stream(state, file, window).await;
     }
-    let source = segment_source(state, file, &Segments::whole(file)).await?;
+    let source = segment_source(
+        state,
+        &NodeDirectory::load(state).await?,
+        file,
+        &Segments::whole(file),
+    )
+    .await?;
     ciphertext::envelope_ciphertext(source, window)
         .await
         .map(StreamExt::boxed)
@@ -547,15 +559,17 @@ impl Segments {
     }
 }
 
+/// Where `segments`' shards are, from `directory` (one snapshot per request, however
+/// many envelopes the file has).
 async fn segment_source(
     state: &AppState,
+    directory: &NodeDirectory,
     file: &FileRow,
     segments: &Segments,
 ) -> ApiResult<SegmentSource> {
     let params = file.erasure();
     let layout = segments.layout;
     let codec = Codec::new(params).map_err(|e| InternalError::Other(e.to_string()))?;
-    let directory = NodeDirectory::load(state).await?;
     let width = params.total_shards();
     let mut shards = vec![vec![None; width]; layout.segment_count() as usize];
     let rows = if segments.whole {

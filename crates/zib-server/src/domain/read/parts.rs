@@ -5,6 +5,7 @@
 //! clean error first); a later part that fails cuts the stream short.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream};
@@ -15,6 +16,7 @@ use zib_meta::{FilePart, FileRow};
 
 use super::ciphertext::envelope_ciphertext;
 use super::{envelope_plaintext, segment_source, Envelope, Segments};
+use crate::domain::directory::NodeDirectory;
 use crate::error::{ApiResult, InternalError};
 use crate::state::AppState;
 
@@ -62,19 +64,30 @@ pub(super) async fn plaintext_stream(
 ) -> ApiResult<Bodies> {
     let parts = state.store.file_parts(file.file_id).await?;
     let pieces = pieces(parts, &window, |p| p.size);
-    in_pieces(state, file, pieces, move |state, file, part, window| {
-        let dek = dek.clone();
-        async move {
-            let envelope = Envelope {
-                header: header_of(&file, &part)?,
-                size: part.size,
-                source: segment_source(&state, &file, &Segments::part(&file, &part)).await?,
-            };
-            envelope_plaintext(file.file_id, &dek, envelope, window)
-                .await
-                .map(StreamExt::boxed)
-        }
-    })
+    in_pieces(
+        state,
+        file,
+        pieces,
+        move |state, directory, file, part, window| {
+            let dek = dek.clone();
+            async move {
+                let envelope = Envelope {
+                    header: header_of(&file, &part)?,
+                    size: part.size,
+                    source: segment_source(
+                        &state,
+                        &directory,
+                        &file,
+                        &Segments::part(&file, &part),
+                    )
+                    .await?,
+                };
+                envelope_plaintext(file.file_id, &dek, envelope, window)
+                    .await
+                    .map(StreamExt::boxed)
+            }
+        },
+    )
     .await
 }
 
@@ -98,8 +111,9 @@ pub(super) async fn ciphertext_stream(
         state,
         file,
         pieces,
-        |state, file, part, window| async move {
-            let source = segment_source(&state, &file, &Segments::part(&file, &part)).await?;
+        |state, directory, file, part, window| async move {
+            let source =
+                segment_source(&state, &directory, &file, &Segments::part(&file, &part)).await?;
             envelope_ciphertext(source, window)
                 .await
                 .map(StreamExt::boxed)
@@ -117,16 +131,18 @@ async fn in_pieces<F, Fut>(
     open: F,
 ) -> ApiResult<Bodies>
 where
-    F: Fn(AppState, FileRow, FilePart, Range<u64>) -> Fut + Send + 'static,
+    F: Fn(AppState, Arc<NodeDirectory>, FileRow, FilePart, Range<u64>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ApiResult<Bodies>> + Send + 'static,
 {
     let mut pieces = pieces.into_iter();
     let Some(first) = pieces.next() else {
         return Ok(stream::empty().boxed());
     };
+    // One snapshot of the nodes for every part, as for a whole file's read.
+    let directory = Arc::new(NodeDirectory::load(state).await?);
     let (state, file) = (state.clone(), file.clone());
     let open = move |(part, window): (FilePart, Range<u64>)| {
-        open(state.clone(), file.clone(), part, window)
+        open(state.clone(), directory.clone(), file.clone(), part, window)
     };
     let head = open(first).await?;
     Ok(head.chain(later(pieces, open)).boxed())
