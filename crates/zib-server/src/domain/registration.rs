@@ -235,15 +235,7 @@ pub async fn register(
         // codes each part on its own as it arrives (`domain::layout::layout_of`).
         row.part_size = part_plaintext_size(&layout, state.config.part_size);
     }
-    match state.store.insert_file(&row).await {
-        // The bucket was deleted between its lookup and this insert: an upload names
-        // its bucket into being again, as on first upload.
-        Err(zib_meta::MetaError::BucketDeleted) => {
-            row.bucket_id = state.store.ensure_bucket(tenant_id, &bucket).await?.id;
-            state.store.insert_file(&row).await?;
-        }
-        inserted => inserted?,
-    }
+    insert_row(state, &mut row, tenant_id, &bucket).await?;
     tracing::info!(%file_id, node = %node.node_id, size = file_size, "upload initiated");
 
     let registration = Registration {
@@ -291,14 +283,26 @@ pub async fn register_in_parts(
     row.nonce_prefix = Vec::new();
     row.ciphertext_size = 0;
     row.expires_at = row.created_at + i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX / 2);
-    match state.store.insert_file(&row).await {
+    insert_row(state, &mut row, tenant_id, bucket).await?;
+    Ok(row)
+}
+
+/// Records a drafted row. The bucket may have been deleted between its lookup and
+/// this insert: an upload names its bucket into being again, as on first upload.
+async fn insert_row(
+    state: &AppState,
+    row: &mut FileRow,
+    tenant_id: &str,
+    bucket: &str,
+) -> ApiResult<()> {
+    match state.store.insert_file(row).await {
         Err(zib_meta::MetaError::BucketDeleted) => {
             row.bucket_id = state.store.ensure_bucket(tenant_id, bucket).await?.id;
-            state.store.insert_file(&row).await?;
+            state.store.insert_file(row).await?;
         }
         inserted => inserted?,
     }
-    Ok(row)
+    Ok(())
 }
 
 /// What every registration starts from: an originator, a fresh data key and
