@@ -492,19 +492,7 @@ pub fn for_complete(
     if upload.full_object {
         return Ok(expected.with(upload.algo));
     }
-    let mut joined = Vec::new();
-    for part in parts {
-        let raw = part
-            .get(upload.algo.key())
-            .and_then(|v| STANDARD.decode(v).ok())
-            .ok_or_else(|| internal_missing(upload.algo))?;
-        joined.extend_from_slice(&raw);
-    }
-    let composite = format!(
-        "{}-{}",
-        STANDARD.encode(upload.algo.digest(&joined)),
-        parts.len()
-    );
+    let composite = composite(upload.algo, parts.iter())?;
     let sent_composite = sent_values(sent)
         .into_iter()
         .find(|(a, _)| *a == upload.algo)
@@ -551,19 +539,7 @@ pub fn for_parts_complete(
         let value = if upload.full_object {
             STANDARD.encode(combined(upload.algo).ok_or_else(|| internal_missing(upload.algo))?)
         } else {
-            let mut joined = Vec::new();
-            for (_, part) in parts {
-                let raw = part
-                    .get(upload.algo.key())
-                    .and_then(|v| STANDARD.decode(v).ok())
-                    .ok_or_else(|| internal_missing(upload.algo))?;
-                joined.extend_from_slice(&raw);
-            }
-            format!(
-                "{}-{}",
-                STANDARD.encode(upload.algo.digest(&joined)),
-                parts.len()
-            )
+            composite(upload.algo, parts.iter().map(|(_, sums)| *sums))?
         };
         sums.insert(upload.algo.key().to_string(), value);
     }
@@ -594,6 +570,24 @@ pub fn for_parts_complete(
         }
     }
     Ok(sums)
+}
+
+/// S3's COMPOSITE checksum of a multipart object: `algo` over the parts' raw
+/// checksums concatenated, then `-N`.
+fn composite<'a>(
+    algo: Algo,
+    parts: impl ExactSizeIterator<Item = &'a Checksums>,
+) -> S3Result<String> {
+    let count = parts.len();
+    let mut joined = Vec::new();
+    for part in parts {
+        let raw = part
+            .get(algo.key())
+            .and_then(|v| STANDARD.decode(v).ok())
+            .ok_or_else(|| internal_missing(algo))?;
+        joined.extend_from_slice(&raw);
+    }
+    Ok(format!("{}-{count}", STANDARD.encode(algo.digest(&joined))))
 }
 
 fn internal_missing(algo: Algo) -> S3Error {
