@@ -36,8 +36,6 @@ pub struct ListedCompletion<'a> {
     /// The parts that make the object, ascending, with the MD5 each was listed with
     /// (a part sent again since is refused, not taken unseen).
     pub parts: &'a [(u32, &'a str)],
-    /// Shards the listed parts must hold between them.
-    pub expected_shards: u64,
     pub s3: S3Content<'a>,
 }
 
@@ -164,7 +162,7 @@ impl Store {
     /// Completes a file stored in parts: the parts not listed go (their shards'
     /// deletion queued), the file takes the listed parts' sizes and the object's S3
     /// attributes, and becomes current as [`Store::complete_distribution`] makes a
-    /// file current, once the listed parts hold exactly `expected_shards`.
+    /// file current, once the listed parts hold every shard of their segments.
     pub async fn complete_file_parts(
         &self,
         file_id: FileId,
@@ -197,9 +195,11 @@ impl Store {
             blobs.extend(drop_parts_in(&mut tx, &file_text, Some(number)).await?);
         }
         let sizes = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS size, \
-                 COALESCE(SUM(ciphertext_size), 0) AS ciphertext_size \
-             FROM file_parts WHERE file_id = $1",
+            "SELECT COUNT(*) AS n, COALESCE(SUM(p.size), 0) AS size, \
+                 COALESCE(SUM(p.ciphertext_size), 0) AS ciphertext_size, \
+                 COALESCE(SUM(p.segment_count), 0) * MAX(f.data_shards + f.parity_shards) \
+                     AS expected \
+             FROM file_parts p JOIN files f ON f.file_id = p.file_id WHERE p.file_id = $1",
         )
         .bind(&file_text)
         .fetch_one(&mut *tx)
@@ -213,7 +213,8 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?
             .try_get("n")?;
-        if u64::try_from(held).ok() != Some(done.expected_shards) {
+        let expected: Option<i64> = sizes.try_get("expected")?;
+        if held != expected.unwrap_or(0) {
             return Err(MetaError::Conflict(
                 "the listed parts do not hold every shard of their segments",
             ));

@@ -193,7 +193,6 @@ async fn parts_in_any_order_and_sent_again_complete_to_the_listed_ones() {
             id,
             ListedCompletion {
                 parts: &[(1, "11"), (2, "22")],
-                expected_shards: 9,
                 s3: content("ab-2", &sums),
             },
             1_800,
@@ -201,13 +200,22 @@ async fn parts_in_any_order_and_sent_again_complete_to_the_listed_ones() {
         )
         .await;
     assert!(matches!(sent_again, Err(MetaError::Conflict(_))));
-    // A wrong shard count (as if a part's shards were missing) changes nothing.
+    // A part missing shards of its segments (its row names two segments, one
+    // segment's shards are recorded) changes nothing.
+    let short = part(1, 2, "11");
+    let one_segment = FilePart {
+        segment_count: 1,
+        ..short.clone()
+    };
+    store
+        .record_file_part(id, &short, &shards_of(id, &one_segment), 1_850, 9_000)
+        .await
+        .unwrap();
     let wrong = store
         .complete_file_parts(
             id,
             ListedCompletion {
                 parts: &listed,
-                expected_shards: 10,
                 s3: content("ab-2", &sums),
             },
             1_900,
@@ -216,13 +224,16 @@ async fn parts_in_any_order_and_sent_again_complete_to_the_listed_ones() {
         .await;
     assert!(matches!(wrong, Err(MetaError::Conflict(_))));
     assert_eq!(store.file_parts(id).await.unwrap().len(), 3, "rolled back");
+    store
+        .record_file_part(id, &p1, &shards_of(id, &p1), 1_950, 9_000)
+        .await
+        .unwrap();
 
     let outcome = store
         .complete_file_parts(
             id,
             ListedCompletion {
                 parts: &listed,
-                expected_shards: 9,
                 s3: content("ab-2", &sums),
             },
             2_000,
@@ -285,7 +296,6 @@ async fn an_aborted_upload_drops_every_part_and_a_listed_part_must_be_stored() {
                 id,
                 ListedCompletion {
                     parts: &[(1, "11"), (2, "x")],
-                    expected_shards: 3,
                     s3: content("x-2", &sums),
                 },
                 2_000,

@@ -220,7 +220,6 @@ pub struct CodedComplete {
     md5s: Vec<String>,
     /// The listed parts' sizes and checksums, in order.
     parts: Vec<(u64, zib_meta::Checksums)>,
-    expected_shards: u64,
     etag: String,
     checksums: zib_meta::Checksums,
     /// The object (and its ETag) this Complete answers with, stored already: this
@@ -241,19 +240,11 @@ pub(super) async fn prepare(
     existing: Option<FileRow>,
 ) -> S3Result<CodedComplete> {
     let file = open_file(state, &upload.upload_id, file_id, true).await?;
-    let stored = state.store.file_parts(file_id).await.map_err(internal)?;
-    let width = file.erasure().total_shards() as u64;
     let mut numbers = Vec::with_capacity(chosen.len());
     let mut md5s = Vec::with_capacity(chosen.len());
-    let mut expected_shards = 0;
     let mut digests = Md5::new();
     for part in &chosen {
         let number = u32::try_from(part.number).map_err(internal)?;
-        let row = stored
-            .iter()
-            .find(|p| p.number == number)
-            .ok_or_else(|| s3_error!(InvalidPart, "part {number} was not uploaded"))?;
-        expected_shards += u64::from(row.segment_count) * width;
         let raw = hex::decode(&part.md5).map_err(internal)?;
         digests.update(&raw);
         numbers.push(number);
@@ -266,7 +257,7 @@ pub(super) async fn prepare(
     let same_as = match existing {
         // Completed already (its record could not be removed): the same answer.
         _ if file.phase.is_readable() => {
-            if numbers.len() != stored.len() {
+            if numbers.len() != file.part_count as usize {
                 return Err(no_such_upload(&upload.upload_id));
             }
             let etag = state
@@ -305,7 +296,6 @@ pub(super) async fn prepare(
         numbers,
         md5s,
         parts,
-        expected_shards,
         etag,
         checksums,
         same_as,
@@ -333,7 +323,6 @@ impl CodedComplete {
             file_id,
             numbers,
             md5s,
-            expected_shards,
             etag,
             checksums,
             same_as,
@@ -367,7 +356,6 @@ impl CodedComplete {
             .collect();
         let done = ListedCompletion {
             parts: &listed,
-            expected_shards,
             s3: S3Content {
                 md5_hex: &etag,
                 checksums: &checksums,
