@@ -9,7 +9,7 @@ use zib_proto::{BlobId, FileId, NodeId};
 use crate::convert::{from_db, shard_from_row, to_db};
 use crate::files::{complete_in, insert_shards, Held};
 use crate::nodes::queue_deletes;
-use crate::part_shards::delete_segment_shards;
+use crate::part_shards::{delete_segment_shards, mark_uploading_in};
 use crate::{Checksums, Distribution, FilePhase, MetaError, Result, S3Content, ShardRow, Store};
 
 /// One part of a file stored in parts: its own envelope (`nonce_prefix`, under the
@@ -79,20 +79,7 @@ impl Store {
         let file_text = file_id.to_string();
         let mut tx = self.begin_write().await?;
         // A new part keeps the upload from expiring for another `expires_at`.
-        let awaiting = sqlx::query(
-            "UPDATE files SET phase = $1, \
-                 expires_at = CASE WHEN expires_at < $4 THEN $4 ELSE expires_at END \
-             WHERE file_id = $2 AND phase IN ($3, $1) RETURNING file_id",
-        )
-        .bind(FilePhase::Uploading.as_str())
-        .bind(&file_text)
-        .bind(FilePhase::Pending.as_str())
-        .bind(expires_at)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if awaiting.is_none() {
-            return Err(MetaError::Conflict("file is not awaiting distribution"));
-        }
+        mark_uploading_in(&mut tx, &file_text, Some(expires_at)).await?;
         let replaced = drop_parts_in(&mut tx, &file_text, Some(part.number)).await?;
         let checksums = if part.checksums.is_empty() {
             None

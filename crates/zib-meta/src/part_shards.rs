@@ -29,18 +29,7 @@ impl Store {
     ) -> Result<Vec<(NodeId, BlobId)>> {
         let file_text = file_id.to_string();
         let mut tx = self.begin_write().await?;
-        let awaiting = sqlx::query(
-            "UPDATE files SET phase = $1 WHERE file_id = $2 AND phase IN ($3, $1) \
-             RETURNING file_id",
-        )
-        .bind(FilePhase::Uploading.as_str())
-        .bind(&file_text)
-        .bind(FilePhase::Pending.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if awaiting.is_none() {
-            return Err(MetaError::Conflict("file is not awaiting distribution"));
-        }
+        mark_uploading_in(&mut tx, &file_text, None).await?;
         let replaced = delete_segment_shards(
             &mut tx,
             &file_text,
@@ -108,4 +97,30 @@ pub(crate) async fn delete_segment_shards(
     .iter()
     .map(|row| shard_from_row(row).map(|s| (s.node_id, s.blob_id)))
     .collect()
+}
+
+/// Moves a file still awaiting distribution to `uploading` (and its expiry to
+/// `expires_at`, if later): a part of it is being recorded. A conflict once it is
+/// complete, failed or gone.
+pub(crate) async fn mark_uploading_in(
+    conn: &mut crate::engine::DbConn,
+    file_text: &str,
+    expires_at: Option<i64>,
+) -> Result<()> {
+    let awaiting = sqlx::query(
+        "UPDATE files SET phase = $1, \
+             expires_at = CASE WHEN $4 IS NOT NULL AND expires_at < $4 THEN $4 \
+                 ELSE expires_at END \
+         WHERE file_id = $2 AND phase IN ($3, $1) RETURNING file_id",
+    )
+    .bind(FilePhase::Uploading.as_str())
+    .bind(file_text)
+    .bind(FilePhase::Pending.as_str())
+    .bind(expires_at)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if awaiting.is_none() {
+        return Err(MetaError::Conflict("file is not awaiting distribution"));
+    }
+    Ok(())
 }
