@@ -321,6 +321,25 @@ pub fn get(
     (status, resp.bytes().map(|b| b.to_vec()).unwrap_or_default())
 }
 
+/// GETs each inclusive range `(first, last)` of `url` (`last` clipped to the end) and
+/// checks it is a 206 with exactly those bytes of `data`.
+pub fn assert_ranges(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    data: &[u8],
+    ranges: &[(u64, u64)],
+) {
+    for &(a, b) in ranges {
+        let b = b.min(data.len() as u64 - 1);
+        let (status, body) = get(http, url, Some((a, b)));
+        assert_eq!(status, 206, "range {a}-{b}");
+        assert!(
+            body == data[a as usize..=b as usize],
+            "range {a}-{b} differs"
+        );
+    }
+}
+
 /// Every regular file under `root`.
 pub fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

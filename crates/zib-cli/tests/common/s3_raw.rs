@@ -67,6 +67,20 @@ impl RawS3 {
         (r.status().as_u16(), r.text().unwrap())
     }
 
+    /// HeadObject's `x-zib-file-id`: the file the key's object is.
+    pub fn file_id(&self, key: &str) -> String {
+        let head = self
+            .http
+            .head(format!("{}/{key}", self.base))
+            .header("Authorization", &self.bearer)
+            .send()
+            .unwrap();
+        head.headers()["x-zib-file-id"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// `data` uploaded in parts cut at `cuts`, completed; the object's file id.
     pub fn upload_in_parts(&self, key: &str, data: &[u8], cuts: &[usize]) -> String {
         let upload = self.create(key);
@@ -85,16 +99,7 @@ impl RawS3 {
             .collect();
         let (status, text) = self.complete(key, &upload, &listed);
         assert_eq!(status, 200, "{text}");
-        let head = self
-            .http
-            .head(format!("{}/{key}", self.base))
-            .header("Authorization", &self.bearer)
-            .send()
-            .unwrap();
-        head.headers()["x-zib-file-id"]
-            .to_str()
-            .unwrap()
-            .to_string()
+        self.file_id(key)
     }
 }
 
